@@ -1,0 +1,259 @@
+//! Contract cases for reading streams and the global log, and for snapshots.
+
+use super::{
+    account, append_ok, event, head, payloads, places, read_all, read_stream, request, version,
+};
+use crate::store::{EventStore, ExpectedVersion, Snapshot, StreamId};
+
+/// Appends `count` single-event commands to `stream`, payloads `"0"`, `"1"`, ….
+async fn fill(store: &dyn EventStore, stream: &StreamId, count: u64) {
+    for i in 0..count {
+        let expected = ExpectedVersion::Exact(version(store, stream).await);
+        append_ok(
+            store,
+            request(stream, expected, vec![event("counted", &i.to_string())]),
+        )
+        .await;
+    }
+}
+
+fn snapshot(stream: &StreamId, version: u64, digest: &str, state: &str) -> Snapshot {
+    Snapshot {
+        stream: stream.clone(),
+        version,
+        component_digest: digest.to_owned(),
+        state: state.as_bytes().to_vec(),
+        timestamp_ms: 1_700_000_000_000 + version,
+    }
+}
+
+async fn save(store: &dyn EventStore, snapshot: Snapshot) {
+    let what = format!("save_snapshot({}, v{})", snapshot.stream, snapshot.version);
+    store
+        .save_snapshot(snapshot)
+        .await
+        .unwrap_or_else(|error| panic!("{what} failed: {error}"));
+}
+
+async fn load(store: &dyn EventStore, stream: &StreamId, digest: &str) -> Option<Snapshot> {
+    store
+        .load_snapshot(stream, digest)
+        .await
+        .unwrap_or_else(|error| panic!("load_snapshot({stream}, {digest}) failed: {error}"))
+}
+
+/// `read_stream` starts at any version, honours `limit`, and treats 0 like 1.
+pub async fn read_stream_from_version_with_limit(store: &dyn EventStore) {
+    let acc = account("acc-1");
+    fill(store, &acc, 10).await;
+    let all = read_stream(store, &acc, 1, usize::MAX).await;
+    assert_eq!(all.len(), 10);
+    assert_eq!(
+        read_stream(store, &acc, 0, usize::MAX).await,
+        all,
+        "from_version 0 reads from the start"
+    );
+
+    let middle = read_stream(store, &acc, 4, usize::MAX).await;
+    assert_eq!(
+        middle.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (4..=10).collect::<Vec<_>>()
+    );
+    let page = read_stream(store, &acc, 4, 3).await;
+    assert_eq!(payloads(&page), ["3", "4", "5"], "versions 4..=6");
+    assert_eq!(
+        read_stream(store, &acc, 10, 5).await.len(),
+        1,
+        "the last event only"
+    );
+    assert!(
+        read_stream(store, &acc, 11, 5).await.is_empty(),
+        "past the end is empty"
+    );
+    assert!(
+        read_stream(store, &acc, 1, 0).await.is_empty(),
+        "limit 0 reads nothing"
+    );
+}
+
+/// A stream without events has version 0 and reads as empty.
+pub async fn unknown_stream_is_empty(store: &dyn EventStore) {
+    let ghost = account("ghost");
+    assert_eq!(version(store, &ghost).await, 0);
+    assert!(read_stream(store, &ghost, 1, usize::MAX).await.is_empty());
+    fill(store, &account("acc-1"), 2).await;
+    assert_eq!(
+        version(store, &ghost).await,
+        0,
+        "other streams do not change it"
+    );
+    assert!(read_stream(store, &ghost, 1, usize::MAX).await.is_empty());
+}
+
+/// The global log numbers events 1..N across all streams, in append order,
+/// without gaps, with unique ids.
+pub async fn read_all_is_gapless_across_streams(store: &dyn EventStore) {
+    assert!(
+        read_all(store, 1, usize::MAX).await.is_empty(),
+        "a new store has an empty log"
+    );
+    let streams = [account("acc-1"), account("acc-2"), account("acc-3")];
+    let mut appended = Vec::new();
+    for round in 0..3 {
+        for stream in &streams {
+            let expected = ExpectedVersion::Exact(round * 2);
+            let events = vec![event("a", "{}"), event("b", "{}")];
+            appended.extend(
+                append_ok(store, request(stream, expected, events))
+                    .await
+                    .events,
+            );
+        }
+    }
+    let log = read_all(store, 1, usize::MAX).await;
+    assert_eq!(
+        log, appended,
+        "the log holds exactly the appended events, in order"
+    );
+    let positions: Vec<u64> = log.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        (1..=18).collect::<Vec<_>>(),
+        "positions are gapless from 1"
+    );
+    let ids: std::collections::HashSet<_> = log.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 18, "event ids are unique across streams");
+    for stream in &streams {
+        let versions: Vec<u64> = log
+            .iter()
+            .filter(|e| &e.stream == stream)
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=6).collect::<Vec<_>>(),
+            "{stream} is in version order in the log"
+        );
+    }
+}
+
+/// `read_all` starts at any position, honours `limit`, and treats 0 like 1.
+pub async fn read_all_from_position_with_limit(store: &dyn EventStore) {
+    fill(store, &account("acc-1"), 4).await;
+    fill(store, &account("acc-2"), 4).await;
+    let all = read_all(store, 1, usize::MAX).await;
+    assert_eq!(
+        read_all(store, 0, usize::MAX).await,
+        all,
+        "from_position 0 reads from the start"
+    );
+    let tail = read_all(store, 3, usize::MAX).await;
+    assert_eq!(
+        tail.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (3..=8).collect::<Vec<_>>()
+    );
+    let page = read_all(store, 4, 3).await;
+    assert_eq!(
+        places(&page),
+        [(4, 4), (1, 5), (2, 6)],
+        "crosses from acc-1 to acc-2"
+    );
+    assert!(
+        read_all(store, 9, 10).await.is_empty(),
+        "past the head is empty"
+    );
+    assert!(
+        read_all(store, 1, 0).await.is_empty(),
+        "limit 0 reads nothing"
+    );
+}
+
+/// `head_position` is 0 on an empty store and then the last event's position.
+pub async fn head_position_follows_appends(store: &dyn EventStore) {
+    assert_eq!(head(store).await, 0);
+    let outcome = append_ok(
+        store,
+        request(
+            &account("acc-1"),
+            ExpectedVersion::Any,
+            vec![event("a", "{}"), event("b", "{}")],
+        ),
+    )
+    .await;
+    assert_eq!(head(store).await, 2);
+    assert_eq!(outcome.last_position(), 2);
+    append_ok(
+        store,
+        request(
+            &account("acc-2"),
+            ExpectedVersion::Any,
+            vec![event("c", "{}")],
+        ),
+    )
+    .await;
+    assert_eq!(head(store).await, 3);
+}
+
+/// A saved snapshot loads back unchanged by stream and component digest.
+pub async fn snapshots_round_trip_by_digest(store: &dyn EventStore) {
+    let acc = account("acc-1");
+    fill(store, &acc, 3).await;
+    assert_eq!(
+        load(store, &acc, "blake3:one").await,
+        None,
+        "no snapshot yet"
+    );
+    let one = snapshot(&acc, 3, "blake3:one", "state by one");
+    let two = snapshot(&acc, 2, "blake3:two", "state by two");
+    save(store, one.clone()).await;
+    save(store, two.clone()).await;
+    assert_eq!(
+        load(store, &acc, "blake3:one").await,
+        Some(one),
+        "round-trips exactly"
+    );
+    assert_eq!(
+        load(store, &acc, "blake3:two").await,
+        Some(two),
+        "each digest keeps its own"
+    );
+    assert_eq!(
+        load(store, &account("acc-2"), "blake3:one").await,
+        None,
+        "other streams have none"
+    );
+}
+
+/// A newer snapshot replaces the stored one; an older one is ignored.
+pub async fn newer_snapshot_replaces_older_and_older_is_ignored(store: &dyn EventStore) {
+    let acc = account("acc-1");
+    fill(store, &acc, 10).await;
+    save(store, snapshot(&acc, 5, "d", "five")).await;
+    let ten = snapshot(&acc, 10, "d", "ten");
+    save(store, ten.clone()).await;
+    assert_eq!(
+        load(store, &acc, "d").await,
+        Some(ten.clone()),
+        "the newer snapshot replaces"
+    );
+    save(store, snapshot(&acc, 7, "d", "seven")).await;
+    assert_eq!(
+        load(store, &acc, "d").await,
+        Some(ten),
+        "a snapshot never goes backwards"
+    );
+}
+
+/// A snapshot made by another component digest is not offered.
+pub async fn snapshot_of_other_digest_is_none(store: &dyn EventStore) {
+    let acc = account("acc-1");
+    fill(store, &acc, 2).await;
+    save(store, snapshot(&acc, 2, "blake3:old", "old")).await;
+    assert_eq!(load(store, &acc, "blake3:new").await, None);
+    assert_eq!(
+        version(store, &acc).await,
+        2,
+        "snapshots do not change the stream"
+    );
+    assert_eq!(head(store).await, 2);
+}
