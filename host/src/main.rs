@@ -1,0 +1,7 @@
+//! `aether`: the Aether node and its command-line tools.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

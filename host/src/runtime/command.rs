@@ -1,0 +1,294 @@
+//! The command path and the read path of the runtime.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::namespace::{AggregateId, AggregateType, Namespace};
+use crate::store::{AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId, VersionConflict};
+
+use super::error::{CommandError, GuestFailure};
+use super::partition::{CallError, PartitionHandle, PartitionStopped};
+use super::{LoadedComponent, Runtime};
+
+/// The content type of JSON payloads, the default on the wire.
+pub const JSON: &str = "application/json";
+
+/// A command for one aggregate.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    /// The aggregate the command is for.
+    pub stream: StreamId,
+    /// The command's type, e.g. `Withdraw`.
+    pub command_type: String,
+    /// How `data` is encoded; [`JSON`] by default.
+    pub content_type: String,
+    /// The command's payload.
+    pub data: Vec<u8>,
+    /// If set, the command is carried out only if the aggregate is at this
+    /// version; otherwise it fails with a conflict.
+    pub expected_version: Option<u64>,
+    /// Makes retries idempotent: a command id already stored for this
+    /// aggregate is not stored again.
+    pub command_id: Option<String>,
+    /// Recorded in the events' metadata.
+    pub correlation_id: Option<String>,
+    /// Recorded in the events' metadata.
+    pub causation_id: Option<String>,
+}
+
+impl CommandRequest {
+    /// A JSON command of `command_type` with `data` as its payload.
+    pub fn json(stream: StreamId, command_type: impl Into<String>, data: &impl Serialize) -> Self {
+        Self {
+            stream,
+            command_type: command_type.into(),
+            content_type: JSON.to_string(),
+            data: serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec()),
+            expected_version: None,
+            command_id: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// Requires the aggregate to be at `version`.
+    pub fn expecting(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Sets the command id for idempotent retries.
+    pub fn with_command_id(mut self, id: impl Into<String>) -> Self {
+        self.command_id = Some(id.into());
+        self
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    /// The events it stored (none if the aggregate decided nothing changes).
+    pub events: Vec<RecordedEvent>,
+    /// The aggregate's version afterwards.
+    pub version: u64,
+    /// True if the command id had already been stored: `events` are the
+    /// ones stored the first time, and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// An aggregate's derived state, as its component renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateState {
+    /// The version the state was derived at (0: no events yet).
+    pub version: u64,
+    /// The component's JSON view of the state.
+    pub view: serde_json::Value,
+}
+
+impl From<PartitionStopped> for CommandError {
+    fn from(_: PartitionStopped) -> Self {
+        CommandError::Stopped
+    }
+}
+
+impl Runtime {
+    /// Carries out one command: see the module docs of [`crate::runtime`].
+    pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        if request.command_type.is_empty() {
+            return Err(CommandError::Malformed("the command type is empty".into()));
+        }
+        let limit = self.inner.config.max_command_bytes;
+        if request.data.len() > limit {
+            return Err(CommandError::Malformed(format!(
+                "the command payload is {} bytes, more than the {limit}-byte limit",
+                request.data.len()
+            )));
+        }
+        let stream = request.stream.clone();
+        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
+        let partition = self.partition(&stream).clone();
+        let _turn = self.inner.locks.lock(&stream).await;
+
+        let timestamp_ms = now_ms();
+        let (version, decision) = loop {
+            let version = self.ensure_live(&partition, &stream, &component).await?;
+            if let Some(expected) = request.expected_version
+                && expected != version
+            {
+                return Err(VersionConflict { stream, expected, actual: version }.into());
+            }
+            let (s, req) = (stream.clone(), request.clone());
+            let decided = partition
+                .call(move |p| p.handle(&s, &req.command_type, &req.content_type, &req.data, timestamp_ms))
+                .await?;
+            match decided {
+                Ok(decision) => break (version, decision),
+                // Passivated between activation and handle (LRU pressure): again.
+                Err(CallError::NotLive) => continue,
+                Err(CallError::Guest(failure)) => return Err(failure.into()),
+            }
+        };
+        let new_events = decision.map_err(CommandError::Rejected)?;
+        if new_events.is_empty() {
+            return Ok(CommandOutcome { events: Vec::new(), version, duplicate: false });
+        }
+
+        let append = AppendRequest {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Exact(version),
+            events: new_events
+                .into_iter()
+                .map(|e| NewEvent { event_type: e.event_type, content_type: e.content_type, data: e.data })
+                .collect(),
+            metadata: EventMetadata {
+                command_id: request.command_id.clone(),
+                correlation_id: request.correlation_id.clone(),
+                causation_id: request.causation_id.clone(),
+                component_digest: Some(component.digest().to_hex()),
+            },
+            timestamp_ms,
+        };
+        let outcome = match self.inner.store.append(append).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The live state may be behind the store now: rebuild it next time.
+                let s = stream.clone();
+                partition.call(move |p| p.passivate(&s)).await?;
+                return Err(match error {
+                    AppendError::Conflict(conflict) => CommandError::Conflict(conflict),
+                    AppendError::Invalid(message) => CommandError::Malformed(message),
+                    AppendError::Store(store) => CommandError::Store(store),
+                });
+            }
+        };
+
+        let s = stream.clone();
+        let version = if outcome.duplicate {
+            // Stored by an earlier attempt: the live state is rebuilt from the store.
+            partition.call(move |p| p.passivate(&s)).await?;
+            outcome.events.last().map_or(version, |e| e.version)
+        } else {
+            let events = outcome.events.clone();
+            match partition.call(move |p| p.apply(&s, &events)).await? {
+                Ok(version) => version,
+                Err(error) => {
+                    // The events are stored; only the live copy is lost. The
+                    // next command replays them.
+                    tracing::warn!(%stream, ?error, "applying stored events failed; the aggregate will be replayed");
+                    outcome.events.last().map_or(version, |e| e.version)
+                }
+            }
+        };
+        if !outcome.duplicate {
+            self.inner.bus.publish(&outcome.events);
+        }
+        Ok(CommandOutcome { events: outcome.events, version, duplicate: outcome.duplicate })
+    }
+
+    /// Derives the aggregate's state by activating it (if not live) and
+    /// asking its component for the view.
+    pub async fn state(&self, stream: &StreamId) -> Result<AggregateState, CommandError> {
+        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
+        let partition = self.partition(stream).clone();
+        let _turn = self.inner.locks.lock(stream).await;
+        loop {
+            self.ensure_live(&partition, stream, &component).await?;
+            let s = stream.clone();
+            match partition.call(move |p| p.view(&s)).await? {
+                Ok((view, version)) => {
+                    let view = serde_json::from_str(&view).map_err(|e| {
+                        CommandError::Guest(GuestFailure::new(
+                            super::GuestFailureKind::Trap,
+                            format!("the component's view is not JSON: {e}"),
+                        ))
+                    })?;
+                    return Ok(AggregateState { version, view });
+                }
+                Err(CallError::NotLive) => continue,
+                Err(CallError::Guest(failure)) => return Err(failure.into()),
+            }
+        }
+    }
+
+    /// Replays an aggregate into a fresh resource and returns the guest's
+    /// snapshot bytes and the version; for tests and tools.
+    pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {
+        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
+        let partition = self.partition(stream).clone();
+        let _turn = self.inner.locks.lock(stream).await;
+        loop {
+            self.ensure_live(&partition, stream, &component).await?;
+            let s = stream.clone();
+            match partition.call(move |p| p.snapshot(&s)).await? {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(CallError::NotLive) => continue,
+                Err(CallError::Guest(failure)) => return Err(failure.into()),
+            }
+        }
+    }
+
+    /// Passivates an aggregate: its next use rebuilds it from the store.
+    pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
+        let partition = self.partition(stream).clone();
+        let _turn = self.inner.locks.lock(stream).await;
+        let s = stream.clone();
+        partition.call(move |p| p.passivate(&s)).await?;
+        Ok(())
+    }
+
+    fn component_for(&self, namespace: &Namespace, aggregate_type: &AggregateType) -> Result<Arc<LoadedComponent>, CommandError> {
+        self.inner.registry.active(namespace, aggregate_type).ok_or_else(|| CommandError::UnknownAggregateType {
+            namespace: namespace.clone(),
+            aggregate_type: aggregate_type.clone(),
+        })
+    }
+
+    /// Makes the aggregate live under `component` and returns its version:
+    /// already live, or activated by replaying its stream in batches.
+    /// The caller holds the aggregate's lock.
+    async fn ensure_live(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        component: &Arc<LoadedComponent>,
+    ) -> Result<u64, CommandError> {
+        let batch = self.inner.config.replay_batch.max(1);
+        'activation: loop {
+            let (s, digest) = (stream.clone(), component.digest().clone());
+            if let Some(version) = partition.call(move |p| p.live_version(&s, &digest)).await? {
+                return Ok(version);
+            }
+            let (s, c) = (stream.clone(), component.clone());
+            partition.call(move |p| p.activate(&s, &c)).await??;
+            let mut version = 0;
+            loop {
+                let events = self.inner.store.read_stream(stream, version + 1, batch).await?;
+                let Some(last) = events.last() else { return Ok(version) };
+                let full = events.len() == batch;
+                let last_version = last.version;
+                let s = stream.clone();
+                match partition.call(move |p| p.apply(&s, &events)).await? {
+                    Ok(v) => version = v,
+                    Err(CallError::NotLive) => continue 'activation,
+                    Err(CallError::Guest(failure)) => return Err(failure.into()),
+                }
+                debug_assert_eq!(version, last_version);
+                if !full {
+                    return Ok(version);
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Builds a stream id from unvalidated names, for callers at the edge.
+pub fn stream_id(namespace: &str, aggregate_type: &str, aggregate_id: &str) -> Result<StreamId, CommandError> {
+    Ok(StreamId::new(Namespace::new(namespace)?, AggregateType::new(aggregate_type)?, AggregateId::new(aggregate_id)?))
+}

@@ -1,0 +1,218 @@
+//! Loading an aggregate component: digest, compile, check its imports and
+//! exports, link it against the sandbox.
+//!
+//! **Architecture invariant:** an aggregate component imports only WASI p2
+//! (0.2.x: cli, clocks, filesystem, io, random, sockets — all served by the
+//! capability-free context of [`super::sandbox`]) and this project's
+//! `aether:aggregate` interfaces. Anything else, `wasi:http` included, is
+//! refused here, before the component can run, with the import's name.
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::bindings::{AggregateComponentPre, log};
+use super::sandbox::HostState;
+
+/// The WIT interface every aggregate component must export.
+pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.1.0";
+
+/// WASI p2 packages a guest may import (any 0.2.x version).
+const ALLOWED_WASI: &[&str] = &["cli", "clocks", "filesystem", "io", "random", "sockets"];
+
+/// The blake3 digest of a component's bytes: its identity everywhere
+/// (registry, instances, snapshots, the metadata of every event it decided).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Digest(blake3::Hash);
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_bytes().cmp(other.0.as_bytes())
+    }
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(blake3::hash(bytes))
+    }
+
+    /// The digest as 64 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex().to_string()
+    }
+
+    /// The first 12 hex characters, for logs and tables.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.short())
+    }
+}
+
+/// Why a component was refused. Nothing was deployed; what was serving
+/// before keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes are not a valid WebAssembly component (a core module, a
+    /// truncated file, another format). Build it for `wasm32-wasip2`.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// The component imports something an aggregate may not use. Remove the
+    /// dependency that pulls the import in.
+    #[error(
+        "component imports `{import}`, which aggregates may not use: only WASI p2 \
+         (cli, clocks, filesystem, io, random, sockets) and aether:aggregate interfaces are allowed"
+    )]
+    ForbiddenImport {
+        /// The import's full name, e.g. `wasi:http/outgoing-handler@0.2.0`.
+        import: String,
+    },
+    /// The component does not export the aggregate interface. Export it
+    /// with the guest SDK (`export_aggregate!`) or target the
+    /// `aggregate-component` world.
+    #[error("component does not export `{HANDLER_EXPORT}`: it exports [{found}]")]
+    WrongWorld {
+        /// What the component exports instead, comma-separated.
+        found: String,
+    },
+    /// Linking failed although the imports looked allowed (for example a
+    /// WASI function with an unexpected signature).
+    #[error("component cannot be linked: {0}")]
+    Link(String),
+}
+
+/// A compiled, checked and linked aggregate component, ready to instantiate.
+pub struct LoadedComponent {
+    digest: Digest,
+    size: usize,
+    pub(crate) pre: AggregateComponentPre<HostState>,
+}
+
+impl LoadedComponent {
+    /// The component's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The size of the component's bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedComponent").field("digest", &self.digest).field("size", &self.size).finish()
+    }
+}
+
+/// The linker every component is linked against: the sandbox's WASI p2 and
+/// the host's `aether:aggregate` imports.
+pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Compiles and checks `bytes` as an aggregate component.
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    bytes: &[u8],
+) -> Result<Arc<LoadedComponent>, LoadError> {
+    let digest = Digest::of(bytes);
+    let component =
+        Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        if !import_allowed(name) {
+            return Err(LoadError::ForbiddenImport { import: name.to_string() });
+        }
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    if !exports.iter().any(|name| export_matches(name)) {
+        return Err(LoadError::WrongWorld { found: exports.join(", ") });
+    }
+    let instance_pre =
+        linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let pre = AggregateComponentPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+        found: format!("{} ({e:#})", exports.join(", ")),
+    })?;
+    tracing::debug!(digest = %digest.short(), size = bytes.len(), "component loaded");
+    Ok(Arc::new(LoadedComponent { digest, size: bytes.len(), pre }))
+}
+
+/// Whether an import name is in the allowed set. Names look like
+/// `wasi:cli/environment@0.2.3` or `aether:aggregate/log@0.1.0`.
+fn import_allowed(name: &str) -> bool {
+    let (path, version) = name.split_once('@').unwrap_or((name, ""));
+    let Some((package, _interface)) = path.split_once('/') else {
+        return false;
+    };
+    match package.split_once(':') {
+        Some(("wasi", wasi_package)) => {
+            ALLOWED_WASI.contains(&wasi_package) && version.starts_with("0.2.")
+        }
+        Some(("aether", "aggregate")) => version.starts_with("0.1."),
+        _ => false,
+    }
+}
+
+fn export_matches(name: &str) -> bool {
+    name == HANDLER_EXPORT
+        || name.strip_prefix("aether:aggregate/handler@0.1.").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_imports() {
+        for name in [
+            "wasi:cli/environment@0.2.0",
+            "wasi:io/streams@0.2.12",
+            "wasi:sockets/tcp@0.2.3",
+            "wasi:filesystem/preopens@0.2.6",
+            "aether:aggregate/log@0.1.0",
+        ] {
+            assert!(import_allowed(name), "{name} should be allowed");
+        }
+    }
+
+    #[test]
+    fn forbidden_imports() {
+        for name in [
+            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:cli/environment@0.3.0",
+            "wasi:keyvalue/store@0.2.0",
+            "acme:exfiltrate/upload@1.0.0",
+            "aether:aggregate/log@0.2.0",
+            "env",
+            "wasi:cli/environment",
+        ] {
+            assert!(!import_allowed(name), "{name} should be refused");
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The Aggregate Runtime: runs aggregate components and drives the command
+//! path.
+//!
+//! ```text
+//! execute(command)
+//!   ├─ registry: which component serves (namespace, aggregate type)
+//!   ├─ locks: wait for this aggregate's turn (strict order per aggregate)
+//!   ├─ partition: activate if not live (constructor + batched replay)
+//!   ├─ partition: handle → new events, or a rejection (nothing stored)
+//!   ├─ store: append(expected = live version)  — conflict → passivate, return it
+//!   ├─ partition: apply the stored events to the live state
+//!   ├─ bus: publish (never blocks)
+//!   └─ reply with the stored events and the new version
+//! ```
+//!
+//! Guest code runs on partition threads ([`partition`]); the async side
+//! never calls a guest itself. A guest failure drops the guest's instance
+//! and fails only the command that caused it.
+//!
+//! **Architecture invariant:** the live state is only ever advanced by
+//! applying events the store has acknowledged, in version order, so it
+//! always equals a replay of the stream. When in doubt (a conflict, a store
+//! error, a failed apply) the aggregate is passivated and rebuilt by replay.
+
+mod bindings;
+mod command;
+mod component;
+mod config;
+mod engine;
+mod error;
+mod locks;
+mod partition;
+mod registry;
+mod sandbox;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
+pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
+pub use config::RuntimeConfig;
+pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
+
+use crate::bus::LocalBus;
+use crate::namespace::{AggregateType, Namespace};
+use crate::store::{EventStore, StreamId};
+use engine::EpochTicker;
+use locks::AggregateLocks;
+use partition::PartitionHandle;
+use registry::Registry;
+use sandbox::HostState;
+
+/// Runs aggregate components against an event store. Cheap to clone; all
+/// clones share the same engine, partitions and registry.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: Arc<RuntimeConfig>,
+    store: Arc<dyn EventStore>,
+    registry: Registry,
+    partitions: Vec<PartitionHandle>,
+    locks: AggregateLocks,
+    bus: LocalBus,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Starts a runtime on `store`: builds the engine, starts the partition
+    /// threads and the epoch ticker.
+    pub fn new(store: Arc<dyn EventStore>, config: RuntimeConfig) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let engine = engine::build_engine(&config).map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
+        let linker = component::sandbox_linker(&engine).map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
+        let partitions = (0..config.partitions.max(1))
+            .map(|i| PartitionHandle::spawn(i, engine.clone(), config.clone()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+                store,
+                registry: Registry::default(),
+                partitions,
+                locks: AggregateLocks::default(),
+                bus: LocalBus::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The event store the runtime writes to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// The in-process event bus every stored event is published on.
+    pub fn bus(&self) -> &LocalBus {
+        &self.inner.bus
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compiles and checks `bytes` as an aggregate component without
+    /// deploying it. Compiling takes a while for large components; it runs
+    /// on a blocking thread.
+    pub async fn load_component(&self, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, DeployError> {
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(DeployError::TooLarge { size: bytes.len(), limit });
+        }
+        if let Some(loaded) = self.inner.registry.compiled(&Digest::of(&bytes)) {
+            return Ok(loaded);
+        }
+        let inner = self.inner.clone();
+        let loaded = tokio::task::spawn_blocking(move || component::load(&inner.engine, &inner.linker, &bytes))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
+        Ok(loaded)
+    }
+
+    /// Deploys a component for `aggregate_type` in `namespace`: new commands
+    /// use it from now on. Returns its digest.
+    pub async fn deploy(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        bytes: Vec<u8>,
+    ) -> Result<Digest, DeployError> {
+        let loaded = self.load_component(bytes).await?;
+        let digest = loaded.digest().clone();
+        self.inner.registry.activate(namespace.clone(), aggregate_type.clone(), loaded);
+        tracing::info!(%namespace, %aggregate_type, digest = %digest.short(), "component deployed");
+        Ok(digest)
+    }
+
+    /// Every deployed (namespace, aggregate type) with its active digest.
+    pub fn deployments(&self) -> Vec<(Namespace, AggregateType, Digest)> {
+        self.inner.registry.list()
+    }
+
+    /// How many aggregates are live across all partitions.
+    pub async fn live_aggregates(&self) -> usize {
+        let mut total = 0;
+        for partition in &self.inner.partitions {
+            total += partition.call(|p| p.live_count()).await.unwrap_or(0);
+        }
+        total
+    }
+
+    fn partition(&self, stream: &StreamId) -> &PartitionHandle {
+        let mut hasher = std::hash::DefaultHasher::new();
+        stream.hash(&mut hasher);
+        let index = (hasher.finish() % self.inner.partitions.len() as u64) as usize;
+        &self.inner.partitions[index]
+    }
+}

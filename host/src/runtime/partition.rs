@@ -1,0 +1,335 @@
+//! Partitions: where guest code runs.
+//!
+//! A partition is one OS thread that owns, for each (namespace, component
+//! digest) it has seen, one guest instance in its own wasmtime `Store`, and
+//! an LRU of the live aggregates (guest resources) in those instances.
+//! Aggregates are hashed to a partition, so different aggregates run in
+//! parallel across cores while each instance is only ever touched by its
+//! own thread. The async command path sends closures to the partition and
+//! awaits their answer ([`PartitionHandle::call`]).
+//!
+//! Lifecycle of a live aggregate: *activated* (constructor, then its events
+//! applied in batches), *used* (handle, apply), and *passivated* (its
+//! resource dropped) when the LRU is full, when a newer component is active
+//! for its type, or when its command conflicted.
+//!
+//! Failure: a trap, a deadline or a memory overrun poisons the whole
+//! instance. It is dropped with every live aggregate in it; they re-activate
+//! by replay on their next command. Nothing else in the partition is
+//! affected.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use lru::LruCache;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Engine, Store};
+
+use super::RuntimeConfig;
+use super::bindings::{AggregateComponent, Command, Event, NewEvent};
+use super::component::{Digest, LoadedComponent};
+use super::engine::deadline_ticks;
+use super::error::{GuestFailure, GuestFailureKind};
+use super::sandbox::HostState;
+use crate::namespace::Namespace;
+use crate::store::{RecordedEvent, StreamId};
+
+type Job = Box<dyn FnOnce(&mut Partition) + Send>;
+
+/// The async side's handle to a partition thread.
+#[derive(Clone)]
+pub(crate) struct PartitionHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The partition thread has stopped (the runtime is shutting down).
+#[derive(Debug)]
+pub(crate) struct PartitionStopped;
+
+impl PartitionHandle {
+    /// Starts partition `index` on its own thread.
+    pub(crate) fn spawn(index: usize, engine: Engine, config: Arc<RuntimeConfig>) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name(format!("aether-partition-{index}")).spawn(move || {
+            let mut partition = Partition::new(engine, config);
+            while let Ok(job) = queue.recv() {
+                // A bug in a job must not take the partition down: the
+                // caller sees its reply channel closed, others carry on.
+                if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
+                    tracing::error!(partition = index, "a partition job panicked");
+                }
+            }
+        })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the partition thread and returns its result.
+    pub(crate) async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Partition) -> R + Send + 'static,
+    ) -> Result<R, PartitionStopped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |partition| {
+            let _ = reply.send(f(partition));
+        });
+        self.jobs.send(job).map_err(|_| PartitionStopped)?;
+        answer.await.map_err(|_| PartitionStopped)
+    }
+}
+
+/// Which instance an aggregate lives in.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct InstanceKey {
+    namespace: Namespace,
+    digest: Digest,
+}
+
+struct GuestInstance {
+    store: Store<HostState>,
+    exports: AggregateComponent,
+}
+
+struct LiveAggregate {
+    instance: InstanceKey,
+    resource: ResourceAny,
+    version: u64,
+}
+
+/// Why a call on a live aggregate did not happen or did not finish.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The aggregate is not live (never activated, passivated, or its
+    /// instance was dropped): activate it and try again.
+    NotLive,
+    /// The guest failed; its instance has been dropped.
+    Guest(GuestFailure),
+}
+
+impl From<GuestFailure> for CallError {
+    fn from(failure: GuestFailure) -> Self {
+        CallError::Guest(failure)
+    }
+}
+
+/// A guest's answer to a command.
+pub(crate) type Decision = Result<Vec<NewEvent>, super::Rejection>;
+
+/// The state of one partition thread.
+pub(crate) struct Partition {
+    engine: Engine,
+    config: Arc<RuntimeConfig>,
+    instances: HashMap<InstanceKey, GuestInstance>,
+    live: LruCache<StreamId, LiveAggregate>,
+}
+
+impl Partition {
+    fn new(engine: Engine, config: Arc<RuntimeConfig>) -> Self {
+        let capacity = NonZeroUsize::new(config.live_aggregates_per_partition()).unwrap_or(NonZeroUsize::MIN);
+        Self { engine, config, instances: HashMap::new(), live: LruCache::new(capacity) }
+    }
+
+    /// The version of `stream` if it is live under `component`. A live
+    /// aggregate made by another component is passivated first (a newer
+    /// component was deployed), so the caller re-activates it.
+    pub(crate) fn live_version(&mut self, stream: &StreamId, component: &Digest) -> Option<u64> {
+        let live = self.live.get(stream)?;
+        if &live.instance.digest == component {
+            return Some(live.version);
+        }
+        self.passivate(stream);
+        None
+    }
+
+    /// Creates the aggregate's resource (version 0) under `component`,
+    /// instantiating the component first if this partition has no instance
+    /// of it for the namespace.
+    pub(crate) fn activate(&mut self, stream: &StreamId, component: &Arc<LoadedComponent>) -> Result<(), GuestFailure> {
+        self.passivate(stream);
+        let key = InstanceKey { namespace: stream.namespace.clone(), digest: component.digest().clone() };
+        if !self.instances.contains_key(&key) {
+            let instance = self.instantiate(&key, component)?;
+            self.instances.insert(key.clone(), instance);
+        }
+        let id = stream.aggregate_id.as_str().to_owned();
+        let resource = self.guest_call(&key, 0, stream, 0, |exports, store| {
+            exports.aether_aggregate_handler().aggregate().call_constructor(store, &id)
+        })?;
+        let evicted = self.live.push(stream.clone(), LiveAggregate { instance: key, resource, version: 0 });
+        if let Some((evicted_stream, aggregate)) = evicted
+            && &evicted_stream != stream
+        {
+            self.drop_resource(aggregate);
+        }
+        Ok(())
+    }
+
+    /// Applies stored events, which must continue the live version without
+    /// a gap, and returns the new version.
+    pub(crate) fn apply(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> Result<u64, CallError> {
+        let (key, resource, version) = self.live_entry(stream)?;
+        let Some(first) = events.first() else { return Ok(version) };
+        if events.iter().enumerate().any(|(i, e)| e.version != version + 1 + i as u64) {
+            self.passivate(stream);
+            return Err(CallError::Guest(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!(
+                    "events for {stream} do not continue version {version} (got {}..{}): the aggregate was passivated",
+                    first.version,
+                    first.version + events.len() as u64 - 1
+                ),
+            )));
+        }
+        let batch: Vec<Event<'_>> = events
+            .iter()
+            .map(|e| Event {
+                version: e.version,
+                event_type: &e.event_type,
+                content_type: &e.content_type,
+                data: &e.data,
+                timestamp_ms: e.timestamp_ms,
+            })
+            .collect();
+        let applied = self.guest_call(&key, first.timestamp_ms, stream, first.version, |exports, store| {
+            exports.aether_aggregate_handler().aggregate().call_apply(store, resource, &batch)
+        })?;
+        if let Err(error) = applied {
+            self.passivate(stream);
+            return Err(CallError::Guest(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!("the component could not apply event version {} of {stream}: {}", error.version, error.message),
+            )));
+        }
+        let new_version = version + events.len() as u64;
+        if let Some(live) = self.live.get_mut(stream) {
+            live.version = new_version;
+        }
+        Ok(new_version)
+    }
+
+    /// Asks the guest to decide `command`, with the clock frozen at
+    /// `timestamp_ms` and random seeded from the stream and the version
+    /// being decided.
+    pub(crate) fn handle(
+        &mut self,
+        stream: &StreamId,
+        command_type: &str,
+        content_type: &str,
+        data: &[u8],
+        timestamp_ms: u64,
+    ) -> Result<Decision, CallError> {
+        let (key, resource, version) = self.live_entry(stream)?;
+        let command = Command { command_type, content_type, data };
+        let decision = self.guest_call(&key, timestamp_ms, stream, version + 1, |exports, store| {
+            exports.aether_aggregate_handler().aggregate().call_handle(store, resource, command)
+        })?;
+        Ok(decision.map_err(|r| super::Rejection { code: r.code, message: r.message }))
+    }
+
+    /// The guest's JSON view of the aggregate, and its version.
+    pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(String, u64), CallError> {
+        let (key, resource, version) = self.live_entry(stream)?;
+        let view = self.guest_call(&key, 0, stream, version, |exports, store| {
+            exports.aether_aggregate_handler().aggregate().call_view(store, resource)
+        })?;
+        Ok((view, version))
+    }
+
+    /// The guest's snapshot of the aggregate, and its version.
+    pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
+        let (key, resource, version) = self.live_entry(stream)?;
+        let state = self.guest_call(&key, 0, stream, version, |exports, store| {
+            exports.aether_aggregate_handler().aggregate().call_snapshot(store, resource)
+        })?;
+        Ok((state, version))
+    }
+
+    /// Drops the live aggregate, if any: its next use re-activates it.
+    pub(crate) fn passivate(&mut self, stream: &StreamId) {
+        if let Some(aggregate) = self.live.pop(stream) {
+            self.drop_resource(aggregate);
+        }
+    }
+
+    /// How many aggregates are live in this partition.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    fn live_entry(&mut self, stream: &StreamId) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
+        let live = self.live.get(stream).ok_or(CallError::NotLive)?;
+        Ok((live.instance.clone(), live.resource, live.version))
+    }
+
+    fn drop_resource(&mut self, aggregate: LiveAggregate) {
+        if let Some(instance) = self.instances.get_mut(&aggregate.instance) {
+            // Dropping runs the guest's destructor; bound it like any call.
+            instance.store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+            if let Err(e) = aggregate.resource.resource_drop(&mut instance.store) {
+                tracing::warn!(error = %e, "dropping a live aggregate failed; dropping its instance");
+                self.drop_instance(&aggregate.instance);
+            }
+        }
+    }
+
+    fn instantiate(&mut self, key: &InstanceKey, component: &LoadedComponent) -> Result<GuestInstance, GuestFailure> {
+        let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
+        let state = HostState::new(label, self.config.memory_limit_bytes, self.config.guest_output_limit);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+        if self.config.fuel_per_call.is_some() {
+            store.set_fuel(u64::MAX).map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, e.to_string()))?;
+        }
+        match component.pre.instantiate(&mut store) {
+            Ok(exports) => Ok(GuestInstance { store, exports }),
+            Err(e) => Err(GuestFailure::classify(e, store.data().limits.exceeded, GuestFailureKind::Instantiate)),
+        }
+    }
+
+    /// Runs one guest call inside the sandbox's limits. On failure the
+    /// instance is dropped (a trap may leave guest memory inconsistent).
+    fn guest_call<R>(
+        &mut self,
+        key: &InstanceKey,
+        timestamp_ms: u64,
+        stream: &StreamId,
+        version: u64,
+        call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestFailure> {
+        let Some(instance) = self.instances.get_mut(key) else {
+            return Err(GuestFailure::new(GuestFailureKind::Trap, "the instance is gone".into()));
+        };
+        let seed = format!("{stream}@{version}");
+        instance.store.data().call.set(timestamp_ms, seed.as_bytes());
+        instance.store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+        if let Some(fuel) = self.config.fuel_per_call {
+            let _ = instance.store.set_fuel(fuel);
+        }
+        let result = call(&instance.exports, &mut instance.store);
+        let state = instance.store.data();
+        state.output.flush_to_log(&state.label);
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                let failure = GuestFailure::classify(error, state.limits.exceeded, GuestFailureKind::Trap);
+                tracing::warn!(%stream, kind = ?failure.kind, "guest failed: {}; dropping its instance", failure.message);
+                self.drop_instance(key);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Drops an instance and forgets every live aggregate in it.
+    fn drop_instance(&mut self, key: &InstanceKey) {
+        self.instances.remove(key);
+        let orphans: Vec<StreamId> =
+            self.live.iter().filter(|(_, live)| &live.instance == key).map(|(stream, _)| stream.clone()).collect();
+        for stream in orphans {
+            self.live.pop(&stream);
+        }
+    }
+}
+

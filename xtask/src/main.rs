@@ -1,0 +1,88 @@
+//! Developer commands, run as `cargo xtask <command>`.
+//!
+//! Each command installs what it needs on a fresh machine (the
+//! `wasm32-wasip2` target) before it builds anything, so the README's two
+//! commands work on a clean checkout.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args...]
+
+commands:
+  demo [args...]   build the example components and run `aether demo` (args go to it)
+  test [args...]   build the test components and run the whole test suite (args go to cargo test)
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "demo" => demo(&rest),
+        "test" => test(&rest),
+        "" | "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// Builds the example components, then runs the scripted tour on them.
+fn demo(args: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    cargo(&[
+        "build", "--release", "--target", "wasm32-wasip2", "--package", "bank-account",
+        "--package", "counter",
+    ])?;
+    let component = workspace_root().join("target/wasm32-wasip2/release/bank_account.wasm");
+    let mut run: Vec<&str> = vec!["run", "--package", "aether-host", "--bin", "aether", "--", "demo"];
+    let component = component.to_string_lossy().into_owned();
+    run.extend(["--component", &component]);
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run)
+}
+
+/// Runs every test in the workspace; the test components are built by
+/// `tests/artifacts/build.rs` as part of it.
+fn test(args: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    let mut run = vec!["test", "--workspace"];
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run)
+}
+
+/// Installs the `wasm32-wasip2` target for the pinned toolchain if missing.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running `rustup target list --installed`: is rustup installed?")?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == "wasm32-wasip2") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the wasm32-wasip2 target");
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(workspace_root()))
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).args(args).current_dir(workspace_root()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
