@@ -1,0 +1,158 @@
+//! The bridge between an [`Aggregate`] and the WIT `aggregate` resource.
+//!
+//! Lifecycle: the host calls the constructor once per aggregate id it
+//! activates, then `restore` (if it has a snapshot) and `apply` with the
+//! stored events in batches, then `handle` per command followed by `apply`
+//! of the events it stored. Dropping the resource passivates the aggregate.
+//!
+//! Failure modes: a payload the aggregate cannot decode is a value (an
+//! `apply-error` or a `malformed-command` rejection); a panic in the
+//! aggregate, or an event it produced that cannot be encoded, is a guest bug
+//! and traps, which makes the host drop the whole instance.
+
+use std::cell::RefCell;
+
+use crate::bindings::exports::aether::aggregate::handler as wit;
+use crate::{Aggregate, wire};
+
+/// One live aggregate inside the component: the state of `A`, kept in guest
+/// memory between calls. The WIT methods take `&self`, hence the `RefCell`;
+/// calls into one component instance never overlap, so borrows never clash.
+pub struct Resource<A: Aggregate> {
+    state: RefCell<A>,
+}
+
+impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
+    /// The id is the host's business (it names the stream); the state does
+    /// not depend on it, which keeps replay a pure function of the events.
+    fn new(_id: String) -> Self {
+        Self {
+            state: RefCell::new(A::default()),
+        }
+    }
+
+    fn apply(&self, events: Vec<wit::Event>) -> Result<(), wit::ApplyError> {
+        let mut state = self.state.borrow_mut();
+        for event in events {
+            let failed = |message: String| wit::ApplyError {
+                version: event.version,
+                message,
+            };
+            if !wire::is_json(&event.content_type) {
+                return Err(failed(format!(
+                    "unsupported content type \"{}\" for event \"{}\": expected {}",
+                    event.content_type,
+                    event.event_type,
+                    wire::CONTENT_TYPE
+                )));
+            }
+            let decoded = wire::decode::<A::Event>(&event.event_type, &event.data)
+                .map_err(|error| failed(format!("cannot apply event: {error}")))?;
+            state.apply(decoded);
+        }
+        Ok(())
+    }
+
+    fn handle(&self, command: wit::Command) -> Result<Vec<wit::NewEvent>, wit::Rejection> {
+        if !wire::is_json(&command.content_type) {
+            return Err(rejection(
+                "unsupported-content-type",
+                format!(
+                    "cannot read a \"{}\" command with content type \"{}\": expected {}",
+                    command.command_type,
+                    command.content_type,
+                    wire::CONTENT_TYPE
+                ),
+            ));
+        }
+        let decoded = wire::decode::<A::Command>(&command.command_type, &command.data)
+            .map_err(|error| rejection("malformed-command", error.to_string()))?;
+        let events = self
+            .state
+            .borrow()
+            .handle(decoded)
+            .map_err(|r| rejection(r.code, r.message))?;
+        Ok(events.iter().map(new_event::<A>).collect())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.state.borrow())
+            .unwrap_or_else(|error| panic!("cannot snapshot the aggregate state: {error}"))
+    }
+
+    fn restore(&self, state: Vec<u8>) -> Result<(), String> {
+        let restored = serde_json::from_slice::<A>(&state)
+            .map_err(|error| format!("cannot restore the snapshot: {error}"))?;
+        *self.state.borrow_mut() = restored;
+        Ok(())
+    }
+
+    fn view(&self) -> String {
+        self.state.borrow().view().to_string()
+    }
+}
+
+fn rejection(code: impl Into<String>, message: impl Into<String>) -> wit::Rejection {
+    wit::Rejection {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Encodes an event the aggregate decided. Failing here is a bug in the
+/// event type (not input from outside), so it traps.
+fn new_event<A: Aggregate>(event: &A::Event) -> wit::NewEvent {
+    let (event_type, data) = wire::encode(event)
+        .unwrap_or_else(|error| panic!("cannot encode an event the aggregate decided: {error}"));
+    wit::NewEvent {
+        event_type,
+        content_type: wire::CONTENT_TYPE.to_owned(),
+        data,
+    }
+}
+
+/// Exports an [`Aggregate`] as the component's `aether:aggregate/handler`
+/// interface.
+///
+/// Invoke it once, at the root of a `cdylib` crate built for
+/// `wasm32-wasip2`:
+///
+/// ```
+/// # use aether_guest::{Aggregate, Rejection};
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// # pub struct BankAccount;
+/// # impl Aggregate for BankAccount {
+/// #     type Command = ();
+/// #     type Event = ();
+/// #     fn handle(&self, _: ()) -> Result<Vec<()>, Rejection> { Ok(vec![]) }
+/// #     fn apply(&mut self, _: ()) {}
+/// # }
+/// aether_guest::export_aggregate!(BankAccount);
+/// ```
+///
+/// The type must be a plain path to a type implementing [`Aggregate`]. On
+/// other targets the macro only checks that the type can be exported, so the
+/// crate can also be an `rlib` linked natively (several aggregates in one
+/// native binary do not clash).
+#[macro_export]
+macro_rules! export_aggregate {
+    ($aggregate:ty) => {
+        const _: () = {
+            struct AetherAggregateExport;
+
+            impl $crate::bindings::exports::aether::aggregate::handler::Guest
+                for AetherAggregateExport
+            {
+                type Aggregate = $crate::__private::Resource<$aggregate>;
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::__export_aggregate_component!(
+                AetherAggregateExport with_types_in $crate::bindings
+            );
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests;

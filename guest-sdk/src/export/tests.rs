@@ -1,0 +1,176 @@
+//! The resource driven as the host would, natively.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Resource, wit};
+use crate::{Aggregate, Rejection};
+use wit::GuestAggregate as _;
+
+#[derive(Default, Serialize, Deserialize)]
+struct Tally {
+    total: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Command {
+    Add { n: u32 },
+    Nothing,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Event {
+    Added { n: u32 },
+}
+
+impl Aggregate for Tally {
+    type Command = Command;
+    type Event = Event;
+
+    fn handle(&self, command: Command) -> Result<Vec<Event>, Rejection> {
+        match command {
+            Command::Add { n: 0 } => Err(Rejection::new("zero", "adding 0 changes nothing")),
+            Command::Add { n } => Ok(vec![Event::Added { n }]),
+            Command::Nothing => Ok(vec![]),
+        }
+    }
+
+    fn apply(&mut self, Event::Added { n }: Event) {
+        self.total += n;
+    }
+}
+
+fn event(version: u64, event_type: &str, data: &str) -> wit::Event {
+    wit::Event {
+        version,
+        event_type: event_type.into(),
+        content_type: "application/json".into(),
+        data: data.into(),
+        timestamp_ms: 0,
+    }
+}
+
+fn command(command_type: &str, data: &str) -> wit::Command {
+    wit::Command {
+        command_type: command_type.into(),
+        content_type: "application/json".into(),
+        data: data.into(),
+    }
+}
+
+fn resource() -> Resource<Tally> {
+    Resource::new("tally-1".into())
+}
+
+#[test]
+fn apply_folds_a_batch_into_the_state() {
+    let tally = resource();
+    let batch = vec![
+        event(1, "Added", r#"{"n":2}"#),
+        event(2, "Added", r#"{"n":3}"#),
+    ];
+    tally.apply(batch).unwrap();
+    assert_eq!(tally.view(), r#"{"total":5}"#);
+}
+
+#[test]
+fn apply_reports_the_version_that_failed() {
+    let tally = resource();
+    let batch = vec![
+        event(1, "Added", r#"{"n":2}"#),
+        event(2, "Removed", r#"{"n":3}"#),
+        event(3, "Added", r#"{"n":4}"#),
+    ];
+    let error = tally.apply(batch).unwrap_err();
+    assert_eq!(error.version, 2);
+    assert_eq!(
+        error.message,
+        r#"cannot apply event: unknown type "Removed", expected one of "Added""#
+    );
+    // Events before the failure are applied; nothing after it is.
+    assert_eq!(tally.view(), r#"{"total":2}"#);
+}
+
+#[test]
+fn apply_refuses_other_content_types() {
+    let tally = resource();
+    let mut cbor = event(7, "Added", "");
+    cbor.content_type = "application/cbor".into();
+    let error = tally.apply(vec![cbor]).unwrap_err();
+    assert_eq!(error.version, 7);
+    assert!(
+        error
+            .message
+            .starts_with("unsupported content type \"application/cbor\""),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn handle_encodes_events_without_changing_the_state() {
+    let tally = resource();
+    let events = tally.handle(command("Add", r#"{"n":4}"#)).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "Added");
+    assert_eq!(events[0].content_type, "application/json");
+    assert_eq!(events[0].data, br#"{"n":4}"#);
+    assert_eq!(tally.view(), r#"{"total":0}"#);
+    assert_eq!(tally.handle(command("Nothing", "null")).unwrap().len(), 0);
+}
+
+#[test]
+fn handle_returns_business_rejections() {
+    let rejection = resource().handle(command("Add", r#"{"n":0}"#)).unwrap_err();
+    assert_eq!(
+        (rejection.code.as_str(), rejection.message.as_str()),
+        ("zero", "adding 0 changes nothing")
+    );
+}
+
+#[test]
+fn handle_rejects_malformed_commands() {
+    let tally = resource();
+    let unknown = tally.handle(command("Subtract", "{}")).unwrap_err();
+    assert_eq!(unknown.code, "malformed-command");
+    assert_eq!(
+        unknown.message,
+        r#"unknown type "Subtract", expected one of "Add", "Nothing""#
+    );
+    let invalid = tally.handle(command("Add", r#"{"n":"x"}"#)).unwrap_err();
+    assert_eq!(invalid.code, "malformed-command");
+    assert!(
+        invalid
+            .message
+            .starts_with(r#"invalid data for "Add": invalid type: string "x""#),
+        "{}",
+        invalid.message
+    );
+    let mut xml = command("Add", "<n>1</n>");
+    xml.content_type = "text/xml".into();
+    assert_eq!(
+        tally.handle(xml).unwrap_err().code,
+        "unsupported-content-type"
+    );
+}
+
+#[test]
+fn snapshot_and_restore_round_trip_the_state() {
+    let tally = resource();
+    tally.apply(vec![event(1, "Added", r#"{"n":9}"#)]).unwrap();
+    let snapshot = tally.snapshot();
+    assert_eq!(snapshot, br#"{"total":9}"#);
+
+    let other = resource();
+    other.restore(snapshot).unwrap();
+    assert_eq!(other.view(), r#"{"total":9}"#);
+    let error = other.restore(b"{}".to_vec()).unwrap_err();
+    assert!(
+        error.starts_with("cannot restore the snapshot: missing field `total`"),
+        "{error}"
+    );
+    // A failed restore leaves the state as it was.
+    assert_eq!(other.view(), r#"{"total":9}"#);
+}
+
+// The macro must expand outside the SDK (it is used by path, not by import).
+crate::export_aggregate!(Tally);
