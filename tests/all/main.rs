@@ -1,0 +1,7 @@
+//! The integration tests, one binary: real components built from this
+//! repository (see `tests/artifacts`) on the real host.
+
+mod command_path;
+mod concurrency;
+mod determinism;
+mod hostile;
