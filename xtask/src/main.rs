@@ -36,11 +36,25 @@ fn main() -> Result<()> {
 fn demo(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     cargo(&[
-        "build", "--release", "--target", "wasm32-wasip2", "--package", "bank-account",
-        "--package", "counter",
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--package",
+        "bank-account",
+        "--package",
+        "counter",
     ])?;
     let component = workspace_root().join("target/wasm32-wasip2/release/bank_account.wasm");
-    let mut run: Vec<&str> = vec!["run", "--package", "aether-host", "--bin", "aether", "--", "demo"];
+    let mut run: Vec<&str> = vec![
+        "run",
+        "--package",
+        "aether-host",
+        "--bin",
+        "aether",
+        "--",
+        "demo",
+    ];
     let component = component.to_string_lossy().into_owned();
     run.extend(["--component", &component]);
     run.extend(args.iter().map(String::as_str));
@@ -63,16 +77,28 @@ fn ensure_wasm_target() -> Result<()> {
         .current_dir(workspace_root())
         .output()
         .context("running `rustup target list --installed`: is rustup installed?")?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == "wasm32-wasip2") {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == "wasm32-wasip2")
+    {
         return Ok(());
     }
     eprintln!("xtask: installing the wasm32-wasip2 target");
-    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(workspace_root()))
+    run(Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .current_dir(workspace_root()))
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo).args(args).current_dir(workspace_root()))
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(workspace_root());
+    if args.contains(&"wasm32-wasip2") {
+        // Guests ship without debug info: smaller components compile faster.
+        cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+    }
+    run(&mut cmd)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -84,5 +110,8 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
 }

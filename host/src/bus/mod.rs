@@ -46,7 +46,9 @@ pub enum BusError {
 impl LocalBus {
     /// A bus whose subscribers may fall `capacity` events behind.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0 }
+        Self {
+            sender: broadcast::channel(capacity.max(1)).0,
+        }
     }
 
     /// Publishes stored events to every subscriber; never blocks.
@@ -59,7 +61,11 @@ impl LocalBus {
 
     /// Subscribes to the events of one namespace, from now on.
     pub fn subscribe(&self, namespace: Namespace) -> Subscriber {
-        Subscriber { namespace, receiver: self.sender.subscribe(), cut_off: false }
+        Subscriber {
+            namespace,
+            receiver: self.sender.subscribe(),
+            cut_off: false,
+        }
     }
 }
 

@@ -24,7 +24,10 @@ pub(crate) struct DemoArgs {
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let bytes = std::fs::read(&args.component).with_context(|| {
-        format!("reading the component {}: build it with `cargo xtask demo`", args.component.display())
+        format!(
+            "reading the component {}: build it with `cargo xtask demo`",
+            args.component.display()
+        )
     })?;
     let store = Arc::new(MemoryStore::new());
     let runtime = Runtime::new(store.clone(), RuntimeConfig::default())?;
@@ -37,7 +40,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     println!(
         "deployed   bank-account  digest {}  ({} KiB, compiled in {} ms)",
         digest.short(),
-        std::fs::metadata(&args.component).map(|m| m.len() / 1024).unwrap_or(0),
+        std::fs::metadata(&args.component)
+            .map(|m| m.len() / 1024)
+            .unwrap_or(0),
         started.elapsed().as_millis()
     );
 
@@ -49,19 +54,33 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     send(&runtime, &account, "Withdraw", json!({ "amount": 30 })).await?;
 
     print!("{:<34}", "Withdraw {\"amount\":200}");
-    match runtime.execute(CommandRequest::json(account.clone(), "Withdraw", &json!({ "amount": 200 }))).await {
+    match runtime
+        .execute(CommandRequest::json(
+            account.clone(),
+            "Withdraw",
+            &json!({ "amount": 200 }),
+        ))
+        .await
+    {
         Err(CommandError::Rejected(rejection)) => {
-            ensure!(rejection.code == "insufficient-funds", "unexpected rejection {rejection}");
+            ensure!(
+                rejection.code == "insufficient-funds",
+                "unexpected rejection {rejection}"
+            );
             println!("rejected  {}: {}", rejection.code, rejection.message);
         }
         other => bail!("an overdraw must be rejected, got {other:?}"),
     }
 
     print!("{:<34}", "Deposit {\"amount\":5} @ version 2");
-    let stale = CommandRequest::json(account.clone(), "Deposit", &json!({ "amount": 5 })).expecting(2);
+    let stale =
+        CommandRequest::json(account.clone(), "Deposit", &json!({ "amount": 5 })).expecting(2);
     match runtime.execute(stale).await {
         Err(CommandError::Conflict(conflict)) => {
-            println!("conflict  expected version {}, the aggregate is at {}", conflict.expected, conflict.actual);
+            println!(
+                "conflict  expected version {}, the aggregate is at {}",
+                conflict.expected, conflict.actual
+            );
         }
         other => bail!("a stale expected version must conflict, got {other:?}"),
     }
@@ -71,24 +90,49 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     for event in &events {
         print_event(event);
     }
-    ensure!(events.len() == 3, "expected 3 stored events, found {}", events.len());
+    ensure!(
+        events.len() == 3,
+        "expected 3 stored events, found {}",
+        events.len()
+    );
 
     let state = runtime.state(&account).await?;
     println!("\nstate at version {}: {}", state.version, state.view);
-    ensure!(state.version == 3, "expected version 3, found {}", state.version);
-    ensure!(state.view["balance"] == json!(70), "expected balance 70 in {}", state.view);
+    ensure!(
+        state.version == 3,
+        "expected version 3, found {}",
+        state.version
+    );
+    ensure!(
+        state.view["balance"] == json!(70),
+        "expected balance 70 in {}",
+        state.view
+    );
     println!("balance {}", state.view["balance"]);
     Ok(())
 }
 
-async fn send(runtime: &Runtime, stream: &StreamId, command: &str, data: serde_json::Value) -> Result<()> {
+async fn send(
+    runtime: &Runtime,
+    stream: &StreamId,
+    command: &str,
+    data: serde_json::Value,
+) -> Result<()> {
     print!("{:<34}", format!("{command} {data}"));
     let outcome = runtime
         .execute(CommandRequest::json(stream.clone(), command, &data))
         .await
         .with_context(|| format!("{command} failed"))?;
-    let types: Vec<&str> = outcome.events.iter().map(|e| e.event_type.as_str()).collect();
-    println!("ok        version {} ({})", outcome.version, types.join(", "));
+    let types: Vec<&str> = outcome
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    println!(
+        "ok        version {} ({})",
+        outcome.version,
+        types.join(", ")
+    );
     Ok(())
 }
 
@@ -99,6 +143,10 @@ fn print_event(event: &RecordedEvent) {
         event.event_type,
         String::from_utf8_lossy(&event.data),
         event.position,
-        event.metadata.component_digest.as_deref().map_or("-", |d| &d[..12.min(d.len())]),
+        event
+            .metadata
+            .component_digest
+            .as_deref()
+            .map_or("-", |d| &d[..12.min(d.len())]),
     );
 }

@@ -17,7 +17,10 @@ pub const DEFAULT_SHARDS: u32 = 256;
 /// the blake3 hash of `namespace/aggregate-type/aggregate-id`, little
 /// endian, modulo `shards`.
 pub fn shard_of(stream: &StreamId, shards: u32) -> u32 {
-    let key = format!("{}/{}/{}", stream.namespace, stream.aggregate_type, stream.aggregate_id);
+    let key = format!(
+        "{}/{}/{}",
+        stream.namespace, stream.aggregate_type, stream.aggregate_id
+    );
     let hash = blake3::hash(key.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
@@ -30,7 +33,11 @@ mod tests {
     use crate::namespace::{AggregateId, AggregateType, Namespace};
 
     fn stream(ns: &str, id: &str) -> StreamId {
-        StreamId::new(Namespace::new(ns).unwrap(), AggregateType::new("account").unwrap(), AggregateId::new(id).unwrap())
+        StreamId::new(
+            Namespace::new(ns).unwrap(),
+            AggregateType::new("account").unwrap(),
+            AggregateId::new(id).unwrap(),
+        )
     }
 
     #[test]
@@ -52,7 +59,10 @@ mod tests {
             counts[shard_of(&stream("ns", &format!("id-{i}")), 16) as usize] += 1;
         }
         // Each of 16 shards should get about 1 000; allow ±20%.
-        assert!(counts.iter().all(|&c| (800..=1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..=1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

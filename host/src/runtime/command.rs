@@ -6,7 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::namespace::{AggregateId, AggregateType, Namespace};
-use crate::store::{AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId, VersionConflict};
+use crate::store::{
+    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
+    VersionConflict,
+};
 
 use super::error::{CommandError, GuestFailure};
 use super::partition::{CallError, PartitionHandle, PartitionStopped};
@@ -117,11 +120,24 @@ impl Runtime {
             if let Some(expected) = request.expected_version
                 && expected != version
             {
-                return Err(VersionConflict { stream, expected, actual: version }.into());
+                return Err(VersionConflict {
+                    stream,
+                    expected,
+                    actual: version,
+                }
+                .into());
             }
             let (s, req) = (stream.clone(), request.clone());
             let decided = partition
-                .call(move |p| p.handle(&s, &req.command_type, &req.content_type, &req.data, timestamp_ms))
+                .call(move |p| {
+                    p.handle(
+                        &s,
+                        &req.command_type,
+                        &req.content_type,
+                        &req.data,
+                        timestamp_ms,
+                    )
+                })
                 .await?;
             match decided {
                 Ok(decision) => break (version, decision),
@@ -132,7 +148,11 @@ impl Runtime {
         };
         let new_events = decision.map_err(CommandError::Rejected)?;
         if new_events.is_empty() {
-            return Ok(CommandOutcome { events: Vec::new(), version, duplicate: false });
+            return Ok(CommandOutcome {
+                events: Vec::new(),
+                version,
+                duplicate: false,
+            });
         }
 
         let append = AppendRequest {
@@ -140,7 +160,11 @@ impl Runtime {
             expected: ExpectedVersion::Exact(version),
             events: new_events
                 .into_iter()
-                .map(|e| NewEvent { event_type: e.event_type, content_type: e.content_type, data: e.data })
+                .map(|e| NewEvent {
+                    event_type: e.event_type,
+                    content_type: e.content_type,
+                    data: e.data,
+                })
                 .collect(),
             metadata: EventMetadata {
                 command_id: request.command_id.clone(),
@@ -184,7 +208,11 @@ impl Runtime {
         if !outcome.duplicate {
             self.inner.bus.publish(&outcome.events);
         }
-        Ok(CommandOutcome { events: outcome.events, version, duplicate: outcome.duplicate })
+        Ok(CommandOutcome {
+            events: outcome.events,
+            version,
+            duplicate: outcome.duplicate,
+        })
     }
 
     /// Derives the aggregate's state by activating it (if not live) and
@@ -238,11 +266,18 @@ impl Runtime {
         Ok(())
     }
 
-    fn component_for(&self, namespace: &Namespace, aggregate_type: &AggregateType) -> Result<Arc<LoadedComponent>, CommandError> {
-        self.inner.registry.active(namespace, aggregate_type).ok_or_else(|| CommandError::UnknownAggregateType {
-            namespace: namespace.clone(),
-            aggregate_type: aggregate_type.clone(),
-        })
+    fn component_for(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Result<Arc<LoadedComponent>, CommandError> {
+        self.inner
+            .registry
+            .active(namespace, aggregate_type)
+            .ok_or_else(|| CommandError::UnknownAggregateType {
+                namespace: namespace.clone(),
+                aggregate_type: aggregate_type.clone(),
+            })
     }
 
     /// Makes the aggregate live under `component` and returns its version:
@@ -264,8 +299,14 @@ impl Runtime {
             partition.call(move |p| p.activate(&s, &c)).await??;
             let mut version = 0;
             loop {
-                let events = self.inner.store.read_stream(stream, version + 1, batch).await?;
-                let Some(last) = events.last() else { return Ok(version) };
+                let events = self
+                    .inner
+                    .store
+                    .read_stream(stream, version + 1, batch)
+                    .await?;
+                let Some(last) = events.last() else {
+                    return Ok(version);
+                };
                 let full = events.len() == batch;
                 let last_version = last.version;
                 let s = stream.clone();
@@ -285,10 +326,20 @@ impl Runtime {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Builds a stream id from unvalidated names, for callers at the edge.
-pub fn stream_id(namespace: &str, aggregate_type: &str, aggregate_id: &str) -> Result<StreamId, CommandError> {
-    Ok(StreamId::new(Namespace::new(namespace)?, AggregateType::new(aggregate_type)?, AggregateId::new(aggregate_id)?))
+pub fn stream_id(
+    namespace: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<StreamId, CommandError> {
+    Ok(StreamId::new(
+        Namespace::new(namespace)?,
+        AggregateType::new(aggregate_type)?,
+        AggregateId::new(aggregate_id)?,
+    ))
 }

@@ -122,7 +122,10 @@ impl LoadedComponent {
 
 impl fmt::Debug for LoadedComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedComponent").field("digest", &self.digest).field("size", &self.size).finish()
+        f.debug_struct("LoadedComponent")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -147,20 +150,29 @@ pub(crate) fn load(
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         if !import_allowed(name) {
-            return Err(LoadError::ForbiddenImport { import: name.to_string() });
+            return Err(LoadError::ForbiddenImport {
+                import: name.to_string(),
+            });
         }
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
     if !exports.iter().any(|name| export_matches(name)) {
-        return Err(LoadError::WrongWorld { found: exports.join(", ") });
+        return Err(LoadError::WrongWorld {
+            found: exports.join(", "),
+        });
     }
-    let instance_pre =
-        linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let pre = AggregateComponentPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
         found: format!("{} ({e:#})", exports.join(", ")),
     })?;
     tracing::debug!(digest = %digest.short(), size = bytes.len(), "component loaded");
-    Ok(Arc::new(LoadedComponent { digest, size: bytes.len(), pre }))
+    Ok(Arc::new(LoadedComponent {
+        digest,
+        size: bytes.len(),
+        pre,
+    }))
 }
 
 /// Whether an import name is in the allowed set. Names look like
@@ -180,8 +192,7 @@ fn import_allowed(name: &str) -> bool {
 }
 
 fn export_matches(name: &str) -> bool {
-    name == HANDLER_EXPORT
-        || name.strip_prefix("aether:aggregate/handler@0.1.").is_some()
+    name == HANDLER_EXPORT || name.strip_prefix("aether:aggregate/handler@0.1.").is_some()
 }
 
 #[cfg(test)]

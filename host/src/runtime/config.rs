@@ -38,7 +38,9 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             memory_limit_bytes: 256 << 20,
             call_deadline: Duration::from_secs(1),
             fuel_per_call: None,
@@ -54,6 +56,8 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     pub(crate) fn live_aggregates_per_partition(&self) -> usize {
-        self.max_live_aggregates.div_ceil(self.partitions.max(1)).max(1)
+        self.max_live_aggregates
+            .div_ceil(self.partitions.max(1))
+            .max(1)
     }
 }

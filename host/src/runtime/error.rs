@@ -59,7 +59,11 @@ impl GuestFailure {
     }
 
     /// Sorts a wasmtime error into a failure kind.
-    pub(crate) fn classify(error: wasmtime::Error, memory_exceeded: bool, otherwise: GuestFailureKind) -> Self {
+    pub(crate) fn classify(
+        error: wasmtime::Error,
+        memory_exceeded: bool,
+        otherwise: GuestFailureKind,
+    ) -> Self {
         let kind = if memory_exceeded {
             GuestFailureKind::MemoryLimit
         } else {
@@ -84,7 +88,9 @@ impl GuestFailure {
 pub enum CommandError {
     /// No component is deployed for this aggregate type in this namespace:
     /// deploy one, or fix the type's name (HTTP 404).
-    #[error("no component is deployed for aggregate type `{aggregate_type}` in namespace `{namespace}`")]
+    #[error(
+        "no component is deployed for aggregate type `{aggregate_type}` in namespace `{namespace}`"
+    )]
     UnknownAggregateType {
         /// The namespace asked for.
         namespace: Namespace,

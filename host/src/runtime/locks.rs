@@ -33,7 +33,11 @@ impl AggregateLocks {
             locks.entry(stream.clone()).or_default().clone()
         };
         let guard = lock.lock_owned().await;
-        AggregateGuard { owner: self, stream: stream.clone(), guard: Some(guard) }
+        AggregateGuard {
+            owner: self,
+            stream: stream.clone(),
+            guard: Some(guard),
+        }
     }
 
     #[cfg(test)]
@@ -47,7 +51,10 @@ impl Drop for AggregateGuard<'_> {
         let mut locks = self.owner.locks.lock().unwrap_or_else(|e| e.into_inner());
         self.guard = None;
         // Only the map holds it now: nobody holds or waits for this lock.
-        if locks.get(&self.stream).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+        if locks
+            .get(&self.stream)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
             locks.remove(&self.stream);
         }
     }
@@ -71,10 +78,15 @@ mod tests {
         let locks = AggregateLocks::default();
         let a = locks.lock(&stream("a")).await;
         // Another aggregate's lock is free.
-        let b = tokio::time::timeout(std::time::Duration::from_secs(1), locks.lock(&stream("b"))).await;
+        let b =
+            tokio::time::timeout(std::time::Duration::from_secs(1), locks.lock(&stream("b"))).await;
         assert!(b.is_ok());
         // The same aggregate's lock is not.
-        let again = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock(&stream("a"))).await;
+        let again = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            locks.lock(&stream("a")),
+        )
+        .await;
         assert!(again.is_err());
         drop(b);
         drop(a);

@@ -77,8 +77,10 @@ impl Runtime {
     /// threads and the epoch ticker.
     pub fn new(store: Arc<dyn EventStore>, config: RuntimeConfig) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        let engine = engine::build_engine(&config).map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
-        let linker = component::sandbox_linker(&engine).map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
+        let engine = engine::build_engine(&config)
+            .map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
+        let linker = component::sandbox_linker(&engine)
+            .map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
         let partitions = (0..config.partitions.max(1))
             .map(|i| PartitionHandle::spawn(i, engine.clone(), config.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -116,18 +118,26 @@ impl Runtime {
     /// Compiles and checks `bytes` as an aggregate component without
     /// deploying it. Compiling takes a while for large components; it runs
     /// on a blocking thread.
-    pub async fn load_component(&self, bytes: Vec<u8>) -> Result<Arc<LoadedComponent>, DeployError> {
+    pub async fn load_component(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
         let limit = self.inner.config.max_component_bytes;
         if bytes.len() > limit {
-            return Err(DeployError::TooLarge { size: bytes.len(), limit });
+            return Err(DeployError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
         }
         if let Some(loaded) = self.inner.registry.compiled(&Digest::of(&bytes)) {
             return Ok(loaded);
         }
         let inner = self.inner.clone();
-        let loaded = tokio::task::spawn_blocking(move || component::load(&inner.engine, &inner.linker, &bytes))
-            .await
-            .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
+        let loaded = tokio::task::spawn_blocking(move || {
+            component::load(&inner.engine, &inner.linker, &bytes)
+        })
+        .await
+        .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
         Ok(loaded)
     }
 
@@ -141,7 +151,9 @@ impl Runtime {
     ) -> Result<Digest, DeployError> {
         let loaded = self.load_component(bytes).await?;
         let digest = loaded.digest().clone();
-        self.inner.registry.activate(namespace.clone(), aggregate_type.clone(), loaded);
+        self.inner
+            .registry
+            .activate(namespace.clone(), aggregate_type.clone(), loaded);
         tracing::info!(%namespace, %aggregate_type, digest = %digest.short(), "component deployed");
         Ok(digest)
     }

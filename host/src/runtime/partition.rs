@@ -51,18 +51,24 @@ pub(crate) struct PartitionStopped;
 
 impl PartitionHandle {
     /// Starts partition `index` on its own thread.
-    pub(crate) fn spawn(index: usize, engine: Engine, config: Arc<RuntimeConfig>) -> std::io::Result<Self> {
+    pub(crate) fn spawn(
+        index: usize,
+        engine: Engine,
+        config: Arc<RuntimeConfig>,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name(format!("aether-partition-{index}")).spawn(move || {
-            let mut partition = Partition::new(engine, config);
-            while let Ok(job) = queue.recv() {
-                // A bug in a job must not take the partition down: the
-                // caller sees its reply channel closed, others carry on.
-                if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
-                    tracing::error!(partition = index, "a partition job panicked");
+        std::thread::Builder::new()
+            .name(format!("aether-partition-{index}"))
+            .spawn(move || {
+                let mut partition = Partition::new(engine, config);
+                while let Ok(job) = queue.recv() {
+                    // A bug in a job must not take the partition down: the
+                    // caller sees its reply channel closed, others carry on.
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
+                        tracing::error!(partition = index, "a partition job panicked");
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(Self { jobs })
     }
 
@@ -127,8 +133,14 @@ pub(crate) struct Partition {
 
 impl Partition {
     fn new(engine: Engine, config: Arc<RuntimeConfig>) -> Self {
-        let capacity = NonZeroUsize::new(config.live_aggregates_per_partition()).unwrap_or(NonZeroUsize::MIN);
-        Self { engine, config, instances: HashMap::new(), live: LruCache::new(capacity) }
+        let capacity =
+            NonZeroUsize::new(config.live_aggregates_per_partition()).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            engine,
+            config,
+            instances: HashMap::new(),
+            live: LruCache::new(capacity),
+        }
     }
 
     /// The version of `stream` if it is live under `component`. A live
@@ -146,18 +158,35 @@ impl Partition {
     /// Creates the aggregate's resource (version 0) under `component`,
     /// instantiating the component first if this partition has no instance
     /// of it for the namespace.
-    pub(crate) fn activate(&mut self, stream: &StreamId, component: &Arc<LoadedComponent>) -> Result<(), GuestFailure> {
+    pub(crate) fn activate(
+        &mut self,
+        stream: &StreamId,
+        component: &Arc<LoadedComponent>,
+    ) -> Result<(), GuestFailure> {
         self.passivate(stream);
-        let key = InstanceKey { namespace: stream.namespace.clone(), digest: component.digest().clone() };
+        let key = InstanceKey {
+            namespace: stream.namespace.clone(),
+            digest: component.digest().clone(),
+        };
         if !self.instances.contains_key(&key) {
             let instance = self.instantiate(&key, component)?;
             self.instances.insert(key.clone(), instance);
         }
         let id = stream.aggregate_id.as_str().to_owned();
         let resource = self.guest_call(&key, 0, stream, 0, |exports, store| {
-            exports.aether_aggregate_handler().aggregate().call_constructor(store, &id)
+            exports
+                .aether_aggregate_handler()
+                .aggregate()
+                .call_constructor(store, &id)
         })?;
-        let evicted = self.live.push(stream.clone(), LiveAggregate { instance: key, resource, version: 0 });
+        let evicted = self.live.push(
+            stream.clone(),
+            LiveAggregate {
+                instance: key,
+                resource,
+                version: 0,
+            },
+        );
         if let Some((evicted_stream, aggregate)) = evicted
             && &evicted_stream != stream
         {
@@ -168,10 +197,20 @@ impl Partition {
 
     /// Applies stored events, which must continue the live version without
     /// a gap, and returns the new version.
-    pub(crate) fn apply(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> Result<u64, CallError> {
+    pub(crate) fn apply(
+        &mut self,
+        stream: &StreamId,
+        events: &[RecordedEvent],
+    ) -> Result<u64, CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let Some(first) = events.first() else { return Ok(version) };
-        if events.iter().enumerate().any(|(i, e)| e.version != version + 1 + i as u64) {
+        let Some(first) = events.first() else {
+            return Ok(version);
+        };
+        if events
+            .iter()
+            .enumerate()
+            .any(|(i, e)| e.version != version + 1 + i as u64)
+        {
             self.passivate(stream);
             return Err(CallError::Guest(GuestFailure::new(
                 GuestFailureKind::ApplyFailed,
@@ -192,14 +231,26 @@ impl Partition {
                 timestamp_ms: e.timestamp_ms,
             })
             .collect();
-        let applied = self.guest_call(&key, first.timestamp_ms, stream, first.version, |exports, store| {
-            exports.aether_aggregate_handler().aggregate().call_apply(store, resource, &batch)
-        })?;
+        let applied = self.guest_call(
+            &key,
+            first.timestamp_ms,
+            stream,
+            first.version,
+            |exports, store| {
+                exports
+                    .aether_aggregate_handler()
+                    .aggregate()
+                    .call_apply(store, resource, &batch)
+            },
+        )?;
         if let Err(error) = applied {
             self.passivate(stream);
             return Err(CallError::Guest(GuestFailure::new(
                 GuestFailureKind::ApplyFailed,
-                format!("the component could not apply event version {} of {stream}: {}", error.version, error.message),
+                format!(
+                    "the component could not apply event version {} of {stream}: {}",
+                    error.version, error.message
+                ),
             )));
         }
         let new_version = version + events.len() as u64;
@@ -221,18 +272,32 @@ impl Partition {
         timestamp_ms: u64,
     ) -> Result<Decision, CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let command = Command { command_type, content_type, data };
-        let decision = self.guest_call(&key, timestamp_ms, stream, version + 1, |exports, store| {
-            exports.aether_aggregate_handler().aggregate().call_handle(store, resource, command)
-        })?;
-        Ok(decision.map_err(|r| super::Rejection { code: r.code, message: r.message }))
+        let command = Command {
+            command_type,
+            content_type,
+            data,
+        };
+        let decision =
+            self.guest_call(&key, timestamp_ms, stream, version + 1, |exports, store| {
+                exports
+                    .aether_aggregate_handler()
+                    .aggregate()
+                    .call_handle(store, resource, command)
+            })?;
+        Ok(decision.map_err(|r| super::Rejection {
+            code: r.code,
+            message: r.message,
+        }))
     }
 
     /// The guest's JSON view of the aggregate, and its version.
     pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(String, u64), CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
         let view = self.guest_call(&key, 0, stream, version, |exports, store| {
-            exports.aether_aggregate_handler().aggregate().call_view(store, resource)
+            exports
+                .aether_aggregate_handler()
+                .aggregate()
+                .call_view(store, resource)
         })?;
         Ok((view, version))
     }
@@ -241,7 +306,10 @@ impl Partition {
     pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
         let state = self.guest_call(&key, 0, stream, version, |exports, store| {
-            exports.aether_aggregate_handler().aggregate().call_snapshot(store, resource)
+            exports
+                .aether_aggregate_handler()
+                .aggregate()
+                .call_snapshot(store, resource)
         })?;
         Ok((state, version))
     }
@@ -258,7 +326,10 @@ impl Partition {
         self.live.len()
     }
 
-    fn live_entry(&mut self, stream: &StreamId) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
+    fn live_entry(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
         let live = self.live.get(stream).ok_or(CallError::NotLive)?;
         Ok((live.instance.clone(), live.resource, live.version))
     }
@@ -266,7 +337,9 @@ impl Partition {
     fn drop_resource(&mut self, aggregate: LiveAggregate) {
         if let Some(instance) = self.instances.get_mut(&aggregate.instance) {
             // Dropping runs the guest's destructor; bound it like any call.
-            instance.store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+            instance
+                .store
+                .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
             if let Err(e) = aggregate.resource.resource_drop(&mut instance.store) {
                 tracing::warn!(error = %e, "dropping a live aggregate failed; dropping its instance");
                 self.drop_instance(&aggregate.instance);
@@ -274,18 +347,32 @@ impl Partition {
         }
     }
 
-    fn instantiate(&mut self, key: &InstanceKey, component: &LoadedComponent) -> Result<GuestInstance, GuestFailure> {
+    fn instantiate(
+        &mut self,
+        key: &InstanceKey,
+        component: &LoadedComponent,
+    ) -> Result<GuestInstance, GuestFailure> {
         let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
-        let state = HostState::new(label, self.config.memory_limit_bytes, self.config.guest_output_limit);
+        let state = HostState::new(
+            label,
+            self.config.memory_limit_bytes,
+            self.config.guest_output_limit,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
         if self.config.fuel_per_call.is_some() {
-            store.set_fuel(u64::MAX).map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, e.to_string()))?;
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, e.to_string()))?;
         }
         match component.pre.instantiate(&mut store) {
             Ok(exports) => Ok(GuestInstance { store, exports }),
-            Err(e) => Err(GuestFailure::classify(e, store.data().limits.exceeded, GuestFailureKind::Instantiate)),
+            Err(e) => Err(GuestFailure::classify(
+                e,
+                store.data().limits.exceeded,
+                GuestFailureKind::Instantiate,
+            )),
         }
     }
 
@@ -300,11 +387,20 @@ impl Partition {
         call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let Some(instance) = self.instances.get_mut(key) else {
-            return Err(GuestFailure::new(GuestFailureKind::Trap, "the instance is gone".into()));
+            return Err(GuestFailure::new(
+                GuestFailureKind::Trap,
+                "the instance is gone".into(),
+            ));
         };
         let seed = format!("{stream}@{version}");
-        instance.store.data().call.set(timestamp_ms, seed.as_bytes());
-        instance.store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+        instance
+            .store
+            .data()
+            .call
+            .set(timestamp_ms, seed.as_bytes());
+        instance
+            .store
+            .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
         if let Some(fuel) = self.config.fuel_per_call {
             let _ = instance.store.set_fuel(fuel);
         }
@@ -314,7 +410,8 @@ impl Partition {
         match result {
             Ok(value) => Ok(value),
             Err(error) => {
-                let failure = GuestFailure::classify(error, state.limits.exceeded, GuestFailureKind::Trap);
+                let failure =
+                    GuestFailure::classify(error, state.limits.exceeded, GuestFailureKind::Trap);
                 tracing::warn!(%stream, kind = ?failure.kind, "guest failed: {}; dropping its instance", failure.message);
                 self.drop_instance(key);
                 Err(failure)
@@ -325,11 +422,14 @@ impl Partition {
     /// Drops an instance and forgets every live aggregate in it.
     fn drop_instance(&mut self, key: &InstanceKey) {
         self.instances.remove(key);
-        let orphans: Vec<StreamId> =
-            self.live.iter().filter(|(_, live)| &live.instance == key).map(|(stream, _)| stream.clone()).collect();
+        let orphans: Vec<StreamId> = self
+            .live
+            .iter()
+            .filter(|(_, live)| &live.instance == key)
+            .map(|(stream, _)| stream.clone())
+            .collect();
         for stream in orphans {
             self.live.pop(&stream);
         }
     }
 }
-

@@ -28,14 +28,28 @@ impl Registry {
         self.read().by_digest.get(digest).cloned()
     }
 
-    pub(crate) fn activate(&self, namespace: Namespace, aggregate_type: AggregateType, component: Arc<LoadedComponent>) {
+    pub(crate) fn activate(
+        &self,
+        namespace: Namespace,
+        aggregate_type: AggregateType,
+        component: Arc<LoadedComponent>,
+    ) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.by_digest.insert(component.digest().clone(), component.clone());
+        inner
+            .by_digest
+            .insert(component.digest().clone(), component.clone());
         inner.active.insert((namespace, aggregate_type), component);
     }
 
-    pub(crate) fn active(&self, namespace: &Namespace, aggregate_type: &AggregateType) -> Option<Arc<LoadedComponent>> {
-        self.read().active.get(&(namespace.clone(), aggregate_type.clone())).cloned()
+    pub(crate) fn active(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Option<Arc<LoadedComponent>> {
+        self.read()
+            .active
+            .get(&(namespace.clone(), aggregate_type.clone()))
+            .cloned()
     }
 
     /// Every (namespace, aggregate type) with its active component's digest.

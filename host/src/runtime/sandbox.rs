@@ -64,7 +64,10 @@ impl HostState {
         Self {
             wasi: builder.build(),
             table: ResourceTable::new(),
-            limits: MemoryLimit { max_bytes: memory_limit, exceeded: false },
+            limits: MemoryLimit {
+                max_bytes: memory_limit,
+                exceeded: false,
+            },
             call,
             output,
             label,
@@ -74,7 +77,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -151,7 +157,9 @@ struct CallInner {
 impl CallContext {
     /// Freezes the clocks at `timestamp_ms` and seeds random from `seed`.
     pub(crate) fn set(&self, timestamp_ms: u64, seed: &[u8]) {
-        self.0.now_ns.store(timestamp_ms.saturating_mul(1_000_000), Ordering::Relaxed);
+        self.0
+            .now_ns
+            .store(timestamp_ms.saturating_mul(1_000_000), Ordering::Relaxed);
         let reader = blake3::Hasher::new_derive_key("aether guest random v1")
             .update(seed)
             .finalize_xof();
@@ -227,7 +235,11 @@ struct OutputBuffer {
 
 impl GuestOutput {
     fn new(limit: usize) -> Self {
-        Self(Arc::new(Mutex::new(OutputBuffer { bytes: Vec::new(), dropped: 0, limit })))
+        Self(Arc::new(Mutex::new(OutputBuffer {
+            bytes: Vec::new(),
+            dropped: 0,
+            limit,
+        })))
     }
 
     fn push(&self, data: &[u8]) {
@@ -312,4 +324,3 @@ impl tokio::io::AsyncWrite for GuestOutput {
         std::task::Poll::Ready(Ok(()))
     }
 }
-
