@@ -5,3 +5,4 @@ mod command_path;
 mod concurrency;
 mod determinism;
 mod hostile;
+mod snapshots;

@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 use super::error::{CommandError, GuestFailure};
-use super::partition::{CallError, PartitionHandle, PartitionStopped};
+use super::partition::{CallError, PartitionHandle, PartitionStopped, StartingPoint};
 use super::{LoadedComponent, Runtime};
 
 /// The content type of JSON payloads, the default on the wire.
@@ -77,7 +77,8 @@ pub struct CommandOutcome {
     /// The aggregate's version afterwards.
     pub version: u64,
     /// True if the command id had already been stored: `events` are the
-    /// ones stored the first time, and nothing new was written.
+    /// ones stored the first time (and `version` the version they reached),
+    /// and nothing new was written.
     pub duplicate: bool,
 }
 
@@ -130,13 +131,12 @@ impl Runtime {
             let (s, req) = (stream.clone(), request.clone());
             let decided = partition
                 .call(move |p| {
-                    p.handle(
-                        &s,
-                        &req.command_type,
-                        &req.content_type,
-                        &req.data,
-                        timestamp_ms,
-                    )
+                    let command = (
+                        req.command_type.as_str(),
+                        req.content_type.as_str(),
+                        &req.data[..],
+                    );
+                    p.handle(&s, command, timestamp_ms)
                 })
                 .await?;
             match decided {
@@ -196,7 +196,11 @@ impl Runtime {
         } else {
             let events = outcome.events.clone();
             match partition.call(move |p| p.apply(&s, &events)).await? {
-                Ok(version) => version,
+                Ok(new_version) => {
+                    self.snapshot_if_due(&partition, &stream, &component, version, new_version)
+                        .await;
+                    new_version
+                }
                 Err(error) => {
                     // The events are stored; only the live copy is lost. The
                     // next command replays them.
@@ -280,8 +284,30 @@ impl Runtime {
             })
     }
 
+    /// The newest snapshot of `stream` made by `component`, if any. A
+    /// snapshot that cannot be read is skipped (full replay), never fatal.
+    async fn starting_point(
+        &self,
+        stream: &StreamId,
+        component: &LoadedComponent,
+    ) -> StartingPoint {
+        match self
+            .inner
+            .store
+            .load_snapshot(stream, &component.digest().to_hex())
+            .await
+        {
+            Ok(snapshot) => snapshot.map(|s| (s.version, s.state)),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "cannot load the snapshot; replaying in full");
+                None
+            }
+        }
+    }
+
     /// Makes the aggregate live under `component` and returns its version:
-    /// already live, or activated by replaying its stream in batches.
+    /// already live, or activated from its newest snapshot by the same
+    /// component (if any) and the events after it, replayed in batches.
     /// The caller holds the aggregate's lock.
     async fn ensure_live(
         &self,
@@ -295,9 +321,11 @@ impl Runtime {
             if let Some(version) = partition.call(move |p| p.live_version(&s, &digest)).await? {
                 return Ok(version);
             }
+            let snapshot = self.starting_point(stream, component).await;
             let (s, c) = (stream.clone(), component.clone());
-            partition.call(move |p| p.activate(&s, &c)).await??;
-            let mut version = 0;
+            let mut version = partition
+                .call(move |p| p.activate(&s, &c, snapshot))
+                .await??;
             loop {
                 let events = self
                     .inner

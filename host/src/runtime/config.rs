@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::SnapshotPolicy;
+
 /// Limits and sizes of a [`super::Runtime`]. Every field has a default
 /// ([`RuntimeConfig::default`]); change what you need.
 #[derive(Debug, Clone)]
@@ -26,6 +28,9 @@ pub struct RuntimeConfig {
     /// Events read from the store and applied per guest call when an
     /// aggregate is activated. Default: 1 024.
     pub replay_batch: usize,
+    /// When aggregates are snapshotted, unless overridden per aggregate type
+    /// ([`super::Runtime::set_snapshot_policy`]). Default: every 1 000 events.
+    pub snapshots: SnapshotPolicy,
     /// Largest command payload accepted, in bytes. Default: 1 MiB.
     pub max_command_bytes: usize,
     /// Largest component accepted by a deploy, in bytes. Default: 64 MiB.
@@ -47,6 +52,7 @@ impl Default for RuntimeConfig {
             max_live_aggregates: 200_000,
             max_instances: 1_000,
             replay_batch: 1_024,
+            snapshots: SnapshotPolicy::Every(1_000),
             max_command_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
             guest_output_limit: 64 << 10,

@@ -26,12 +26,15 @@ mod bindings;
 mod command;
 mod component;
 mod config;
+mod direct;
 mod engine;
 mod error;
+mod instance;
 mod locks;
 mod partition;
 mod registry;
 mod sandbox;
+mod snapshot;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -42,7 +45,9 @@ use wasmtime::component::Linker;
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
 pub use config::RuntimeConfig;
+pub use direct::DirectAggregate;
 pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
+pub use snapshot::SnapshotPolicy;
 
 use crate::bus::LocalBus;
 use crate::namespace::{AggregateType, Namespace};
@@ -52,6 +57,7 @@ use locks::AggregateLocks;
 use partition::PartitionHandle;
 use registry::Registry;
 use sandbox::HostState;
+use snapshot::SnapshotPolicies;
 
 /// Runs aggregate components against an event store. Cheap to clone; all
 /// clones share the same engine, partitions and registry.
@@ -69,6 +75,7 @@ struct Inner {
     partitions: Vec<PartitionHandle>,
     locks: AggregateLocks,
     bus: LocalBus,
+    snapshot_policies: SnapshotPolicies,
     _ticker: EpochTicker,
 }
 
@@ -95,6 +102,7 @@ impl Runtime {
                 partitions,
                 locks: AggregateLocks::default(),
                 bus: LocalBus::default(),
+                snapshot_policies: SnapshotPolicies::default(),
                 _ticker: ticker,
             }),
         })

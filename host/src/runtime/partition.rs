@@ -25,15 +25,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use lru::LruCache;
+use wasmtime::Engine;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Engine, Store};
 
 use super::RuntimeConfig;
-use super::bindings::{AggregateComponent, Command, Event, NewEvent};
 use super::component::{Digest, LoadedComponent};
-use super::engine::deadline_ticks;
 use super::error::{GuestFailure, GuestFailureKind};
-use super::sandbox::HostState;
+use super::instance::{Decision, GuestInstance};
 use crate::namespace::Namespace;
 use crate::store::{RecordedEvent, StreamId};
 
@@ -93,11 +91,6 @@ struct InstanceKey {
     digest: Digest,
 }
 
-struct GuestInstance {
-    store: Store<HostState>,
-    exports: AggregateComponent,
-}
-
 struct LiveAggregate {
     instance: InstanceKey,
     resource: ResourceAny,
@@ -120,8 +113,8 @@ impl From<GuestFailure> for CallError {
     }
 }
 
-/// A guest's answer to a command.
-pub(crate) type Decision = Result<Vec<NewEvent>, super::Rejection>;
+/// A snapshot to start an activation from: (version, state bytes).
+pub(crate) type StartingPoint = Option<(u64, Vec<u8>)>;
 
 /// The state of one partition thread.
 pub(crate) struct Partition {
@@ -155,36 +148,49 @@ impl Partition {
         None
     }
 
-    /// Creates the aggregate's resource (version 0) under `component`,
-    /// instantiating the component first if this partition has no instance
-    /// of it for the namespace.
+    /// Creates the aggregate's resource under `component`, instantiating
+    /// the component first if this partition has no instance of it for the
+    /// namespace, and restores `snapshot` into it if given. Returns the
+    /// version the aggregate is at: the snapshot's, or 0. A snapshot the
+    /// guest refuses is skipped (logged): the caller then replays in full.
     pub(crate) fn activate(
         &mut self,
         stream: &StreamId,
         component: &Arc<LoadedComponent>,
-    ) -> Result<(), GuestFailure> {
+        snapshot: StartingPoint,
+    ) -> Result<u64, GuestFailure> {
         self.passivate(stream);
         let key = InstanceKey {
             namespace: stream.namespace.clone(),
             digest: component.digest().clone(),
         };
         if !self.instances.contains_key(&key) {
-            let instance = self.instantiate(&key, component)?;
+            let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
+            let instance = GuestInstance::new(&self.engine, self.config.clone(), component, label)?;
             self.instances.insert(key.clone(), instance);
         }
-        let id = stream.aggregate_id.as_str().to_owned();
-        let resource = self.guest_call(&key, 0, stream, 0, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_constructor(store, &id)
-        })?;
+        let resource = self.with_instance(&key, |instance| instance.create(stream))?;
+        let mut version = 0;
+        let mut resource = resource;
+        if let Some((at, state)) = snapshot {
+            let restored = self.with_instance(&key, |instance| {
+                instance.restore(stream, resource, at, &state)
+            })?;
+            match restored {
+                Ok(()) => version = at,
+                Err(message) => {
+                    tracing::warn!(%stream, at, "snapshot refused by the component ({message}); replaying in full");
+                    self.with_instance(&key, |instance| instance.drop_resource(resource))?;
+                    resource = self.with_instance(&key, |instance| instance.create(stream))?;
+                }
+            }
+        }
         let evicted = self.live.push(
             stream.clone(),
             LiveAggregate {
                 instance: key,
                 resource,
-                version: 0,
+                version,
             },
         );
         if let Some((evicted_stream, aggregate)) = evicted
@@ -192,7 +198,7 @@ impl Partition {
         {
             self.drop_resource(aggregate);
         }
-        Ok(())
+        Ok(version)
     }
 
     /// Applies stored events, which must continue the live version without
@@ -221,35 +227,14 @@ impl Partition {
                 ),
             )));
         }
-        let batch: Vec<Event<'_>> = events
-            .iter()
-            .map(|e| Event {
-                version: e.version,
-                event_type: &e.event_type,
-                content_type: &e.content_type,
-                data: &e.data,
-                timestamp_ms: e.timestamp_ms,
-            })
-            .collect();
-        let applied = self.guest_call(
-            &key,
-            first.timestamp_ms,
-            stream,
-            first.version,
-            |exports, store| {
-                exports
-                    .aether_aggregate_handler()
-                    .aggregate()
-                    .call_apply(store, resource, &batch)
-            },
-        )?;
-        if let Err(error) = applied {
+        let applied =
+            self.with_instance(&key, |instance| instance.apply(stream, resource, events))?;
+        if let Err((failed, message)) = applied {
             self.passivate(stream);
             return Err(CallError::Guest(GuestFailure::new(
                 GuestFailureKind::ApplyFailed,
                 format!(
-                    "the component could not apply event version {} of {stream}: {}",
-                    error.version, error.message
+                    "the component could not apply event version {failed} of {stream}: {message}"
                 ),
             )));
         }
@@ -260,56 +245,31 @@ impl Partition {
         Ok(new_version)
     }
 
-    /// Asks the guest to decide `command`, with the clock frozen at
-    /// `timestamp_ms` and random seeded from the stream and the version
-    /// being decided.
+    /// Asks the guest to decide a command (type, content type, data).
     pub(crate) fn handle(
         &mut self,
         stream: &StreamId,
-        command_type: &str,
-        content_type: &str,
-        data: &[u8],
+        command: (&str, &str, &[u8]),
         timestamp_ms: u64,
     ) -> Result<Decision, CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let command = Command {
-            command_type,
-            content_type,
-            data,
-        };
-        let decision =
-            self.guest_call(&key, timestamp_ms, stream, version + 1, |exports, store| {
-                exports
-                    .aether_aggregate_handler()
-                    .aggregate()
-                    .call_handle(store, resource, command)
-            })?;
-        Ok(decision.map_err(|r| super::Rejection {
-            code: r.code,
-            message: r.message,
-        }))
+        Ok(self.with_instance(&key, |instance| {
+            instance.handle(stream, resource, version, command, timestamp_ms)
+        })?)
     }
 
     /// The guest's JSON view of the aggregate, and its version.
     pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(String, u64), CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let view = self.guest_call(&key, 0, stream, version, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_view(store, resource)
-        })?;
+        let view = self.with_instance(&key, |instance| instance.view(stream, resource, version))?;
         Ok((view, version))
     }
 
     /// The guest's snapshot of the aggregate, and its version.
     pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let state = self.guest_call(&key, 0, stream, version, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_snapshot(store, resource)
+        let state = self.with_instance(&key, |instance| {
+            instance.snapshot(stream, resource, version)
         })?;
         Ok((state, version))
     }
@@ -335,56 +295,20 @@ impl Partition {
     }
 
     fn drop_resource(&mut self, aggregate: LiveAggregate) {
-        if let Some(instance) = self.instances.get_mut(&aggregate.instance) {
-            // Dropping runs the guest's destructor; bound it like any call.
-            instance
-                .store
-                .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
-            if let Err(e) = aggregate.resource.resource_drop(&mut instance.store) {
-                tracing::warn!(error = %e, "dropping a live aggregate failed; dropping its instance");
-                self.drop_instance(&aggregate.instance);
-            }
+        let dropped = self.with_instance(&aggregate.instance, |instance| {
+            instance.drop_resource(aggregate.resource)
+        });
+        if let Err(failure) = dropped {
+            tracing::warn!(%failure, "dropping a live aggregate failed; its instance was dropped");
         }
     }
 
-    fn instantiate(
+    /// Runs `f` on an instance; if the guest fails, drops the instance with
+    /// every live aggregate in it.
+    fn with_instance<R>(
         &mut self,
         key: &InstanceKey,
-        component: &LoadedComponent,
-    ) -> Result<GuestInstance, GuestFailure> {
-        let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
-        let state = HostState::new(
-            label,
-            self.config.memory_limit_bytes,
-            self.config.guest_output_limit,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(self.config.call_deadline));
-        if self.config.fuel_per_call.is_some() {
-            store
-                .set_fuel(u64::MAX)
-                .map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, e.to_string()))?;
-        }
-        match component.pre.instantiate(&mut store) {
-            Ok(exports) => Ok(GuestInstance { store, exports }),
-            Err(e) => Err(GuestFailure::classify(
-                e,
-                store.data().limits.exceeded,
-                GuestFailureKind::Instantiate,
-            )),
-        }
-    }
-
-    /// Runs one guest call inside the sandbox's limits. On failure the
-    /// instance is dropped (a trap may leave guest memory inconsistent).
-    fn guest_call<R>(
-        &mut self,
-        key: &InstanceKey,
-        timestamp_ms: u64,
-        stream: &StreamId,
-        version: u64,
-        call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut GuestInstance) -> Result<R, GuestFailure>,
     ) -> Result<R, GuestFailure> {
         let Some(instance) = self.instances.get_mut(key) else {
             return Err(GuestFailure::new(
@@ -392,31 +316,13 @@ impl Partition {
                 "the instance is gone".into(),
             ));
         };
-        let seed = format!("{stream}@{version}");
-        instance
-            .store
-            .data()
-            .call
-            .set(timestamp_ms, seed.as_bytes());
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
-        if let Some(fuel) = self.config.fuel_per_call {
-            let _ = instance.store.set_fuel(fuel);
+        let result = f(instance);
+        if let Err(failure) = &result {
+            tracing::warn!(namespace = %key.namespace, digest = %key.digest.short(), kind = ?failure.kind,
+                "guest failed: {}; dropping its instance", failure.message);
+            self.drop_instance(key);
         }
-        let result = call(&instance.exports, &mut instance.store);
-        let state = instance.store.data();
-        state.output.flush_to_log(&state.label);
-        match result {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                let failure =
-                    GuestFailure::classify(error, state.limits.exceeded, GuestFailureKind::Trap);
-                tracing::warn!(%stream, kind = ?failure.kind, "guest failed: {}; dropping its instance", failure.message);
-                self.drop_instance(key);
-                Err(failure)
-            }
-        }
+        result
     }
 
     /// Drops an instance and forgets every live aggregate in it.
