@@ -14,6 +14,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::{AggregateComponentPre, log};
+use super::cache::{CompileCache, CompiledFrom};
 use super::sandbox::HostState;
 
 /// The WIT interface every aggregate component must export.
@@ -105,6 +106,7 @@ pub enum LoadError {
 pub struct LoadedComponent {
     digest: Digest,
     size: usize,
+    compiled_from: CompiledFrom,
     pub(crate) pre: AggregateComponentPre<HostState>,
 }
 
@@ -117,6 +119,11 @@ impl LoadedComponent {
     /// The size of the component's bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Whether its machine code was compiled now or read from the cache.
+    pub fn compiled_from(&self) -> CompiledFrom {
+        self.compiled_from
     }
 }
 
@@ -143,10 +150,15 @@ pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
     bytes: &[u8],
+    cache: Option<&CompileCache>,
 ) -> Result<Arc<LoadedComponent>, LoadError> {
     let digest = Digest::of(bytes);
-    let component =
-        Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    let cached = cache.and_then(|cache| cache.get(engine, &digest));
+    let compiled_from = if cached.is_some() { CompiledFrom::Cache } else { CompiledFrom::Compiled };
+    let component = match cached {
+        Some(component) => component,
+        None => Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
+    };
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         if !import_allowed(name) {
@@ -167,12 +179,11 @@ pub(crate) fn load(
     let pre = AggregateComponentPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
         found: format!("{} ({e:#})", exports.join(", ")),
     })?;
-    tracing::debug!(digest = %digest.short(), size = bytes.len(), "component loaded");
-    Ok(Arc::new(LoadedComponent {
-        digest,
-        size: bytes.len(),
-        pre,
-    }))
+    if let (Some(cache), CompiledFrom::Compiled) = (cache, compiled_from) {
+        cache.put(&digest, &component);
+    }
+    tracing::debug!(digest = %digest.short(), size = bytes.len(), ?compiled_from, "component loaded");
+    Ok(Arc::new(LoadedComponent { digest, size: bytes.len(), compiled_from, pre }))
 }
 
 /// Whether an import name is in the allowed set. Names look like

@@ -1,5 +1,6 @@
 //! The runtime's limits and sizes, with defaults that suit one node.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::SnapshotPolicy;
@@ -35,6 +36,10 @@ pub struct RuntimeConfig {
     pub max_command_bytes: usize,
     /// Largest component accepted by a deploy, in bytes. Default: 64 MiB.
     pub max_component_bytes: usize,
+    /// Where compiled components are cached across restarts (`None`: no
+    /// cache, every start compiles). Default: none; `aether` nodes use
+    /// `<data dir>/compiled`.
+    pub compile_cache: Option<PathBuf>,
     /// What a guest may print (stdout and stderr) per call before the rest
     /// is dropped. Default: 64 KiB.
     pub guest_output_limit: usize,
@@ -55,6 +60,7 @@ impl Default for RuntimeConfig {
             snapshots: SnapshotPolicy::Every(1_000),
             max_command_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
+            compile_cache: None,
             guest_output_limit: 64 << 10,
         }
     }

@@ -23,6 +23,7 @@
 //! error, a failed apply) the aggregate is passivated and rebuilt by replay.
 
 mod bindings;
+mod cache;
 mod command;
 mod component;
 mod config;
@@ -34,6 +35,7 @@ mod locks;
 mod partition;
 mod registry;
 mod sandbox;
+pub mod scenario;
 mod snapshot;
 
 use std::hash::{Hash, Hasher};
@@ -43,6 +45,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
+pub use cache::CompiledFrom;
 pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;
@@ -69,6 +72,7 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
+    compile_cache: Option<cache::CompileCache>,
     config: Arc<RuntimeConfig>,
     store: Arc<dyn EventStore>,
     registry: Registry,
@@ -92,10 +96,12 @@ impl Runtime {
             .map(|i| PartitionHandle::spawn(i, engine.clone(), config.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         let ticker = EpochTicker::start(&engine)?;
+        let compile_cache = config.compile_cache.as_deref().map(|dir| cache::CompileCache::new(dir, &engine));
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                compile_cache,
                 config,
                 store,
                 registry: Registry::default(),
@@ -142,7 +148,7 @@ impl Runtime {
         }
         let inner = self.inner.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            component::load(&inner.engine, &inner.linker, &bytes)
+            component::load(&inner.engine, &inner.linker, &bytes, inner.compile_cache.as_ref())
         })
         .await
         .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
