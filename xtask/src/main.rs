@@ -1,4 +1,5 @@
-//! Developer commands, run as `cargo xtask <command>`.
+//! Developer commands, run as `cargo xtask <command>` (`demo`, `test`,
+//! `bench`).
 //!
 //! Each command installs what it needs on a fresh machine (the
 //! `wasm32-wasip2` target) before it builds anything, so the README's two
@@ -9,12 +10,16 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod guests;
+
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
   demo [args...]   build the example components and run `aether demo` (args go to it)
   test [args...]   build the test components and run the whole test suite (args go to cargo test)
+  bench [args...]  build the bank-account component and run the performance suite (args go to it,
+                   e.g. `--only replay,activation`); results in target/bench/results.json
 ";
 
 fn main() -> Result<()> {
@@ -24,6 +29,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "demo" => demo(&rest),
         "test" => test(&rest),
+        "bench" => bench(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -61,11 +67,52 @@ fn demo(args: &[String]) -> Result<()> {
     cargo(&run)
 }
 
-/// Runs every test in the workspace; the test components are built by
-/// `tests/artifacts/build.rs` as part of it.
+/// Runs every test in the workspace. The Python and JavaScript guests are
+/// built here (installing their pinned tools under `target/` and the
+/// example's folder); the Rust test components are built by
+/// `tests/artifacts/build.rs` as part of the test build.
 fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
+    guests::build_all(&workspace_root())?;
     let mut run = vec!["test", "--workspace"];
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run)
+}
+
+/// Builds the bank-account component, then runs the benchmark suite
+/// (`host/benches/suite`, release build) on it. See BENCHMARKS.md.
+fn bench(args: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    cargo(&[
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--package",
+        "bank-account",
+    ])?;
+    let root = workspace_root();
+    // Absolute paths: cargo runs a bench binary in its package's folder.
+    let component = root
+        .join("target/wasm32-wasip2/release/bank_account.wasm")
+        .to_string_lossy()
+        .into_owned();
+    let out = root
+        .join("target/bench/results.json")
+        .to_string_lossy()
+        .into_owned();
+    let mut run = vec![
+        "bench",
+        "--package",
+        "aether-host",
+        "--bench",
+        "suite",
+        "--",
+        "--component",
+        &component,
+        "--out",
+        &out,
+    ];
     run.extend(args.iter().map(String::as_str));
     cargo(&run)
 }

