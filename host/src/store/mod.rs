@@ -60,12 +60,14 @@
 
 use std::sync::Arc;
 
+mod embedded;
 mod error;
 mod event;
 mod memory;
 
 pub mod contract;
 
+pub use embedded::EmbeddedStore;
 pub use error::{AppendError, StoreError, VersionConflict};
 pub use event::{
     AppendOutcome, AppendRequest, EventMetadata, ExpectedVersion, JSON_CONTENT_TYPE, NewEvent,

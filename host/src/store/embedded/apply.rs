@@ -1,0 +1,235 @@
+//! Applying one batch of writes inside the writer's write transaction: the
+//! optimistic concurrency check, idempotency by command id, and the
+//! assignment of versions and positions.
+//!
+//! Each job sees the state left by the jobs before it in the same batch (a
+//! write transaction reads its own writes), so two appends in one batch with
+//! the same expected version behave exactly as two sequential ones: the first
+//! wins, the second conflicts. A job that fails on its own (conflict, invalid,
+//! a damaged original for a duplicate) writes nothing and returns its error as
+//! its answer; an `Err` from [`apply_all`] is a redb failure that aborts the
+//! whole transaction.
+
+use std::path::Path;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::errors::{InFile, corrupt};
+use super::tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
+use super::{codec, read};
+use crate::store::{
+    AppendError, AppendOutcome, AppendRequest, RecordedEvent, Snapshot, StoreError,
+};
+
+/// Largest record (event or snapshot) accepted, well below redb's own limit.
+pub(super) const MAX_RECORD_BYTES: usize = 1 << 30;
+
+/// What one job asks for.
+pub(super) enum Work {
+    Append(AppendRequest),
+    Snapshot(Snapshot),
+}
+
+/// A job's answer, sent only once its transaction committed.
+pub(super) enum Answer {
+    Append(Result<AppendOutcome, AppendError>),
+    Snapshot(Result<(), StoreError>),
+}
+
+/// The tables a batch writes.
+struct Tables<'txn> {
+    events: Table<'txn, u64, &'static [u8]>,
+    index: Table<'txn, (&'static str, u64), u64>,
+    heads: Table<'txn, &'static str, u64>,
+    commands: Table<'txn, (&'static str, &'static str), (u64, u64)>,
+    snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+}
+
+/// Applies every job of a batch in order; returns the answers in the same
+/// order and the head position after the batch.
+pub(super) fn apply_all(
+    txn: &WriteTransaction,
+    path: &Path,
+    work: Vec<Work>,
+) -> Result<(Vec<Answer>, u64), StoreError> {
+    let mut tables = Tables {
+        events: txn.open_table(EVENTS).in_file(path)?,
+        index: txn.open_table(STREAM_INDEX).in_file(path)?,
+        heads: txn.open_table(STREAM_HEADS).in_file(path)?,
+        commands: txn.open_table(COMMANDS).in_file(path)?,
+        snapshots: txn.open_table(SNAPSHOTS).in_file(path)?,
+    };
+    // **Architecture Invariant:** global positions are assigned here and
+    // nowhere else, continuing from the last stored position, read inside the
+    // write transaction. Only the writer thread opens write transactions, so
+    // no two batches interleave; a batch commits whole or not at all, so no
+    // position is ever consumed without its event being stored. Positions are
+    // therefore gapless by construction (and verified on every open).
+    let mut head = read::head_position(path, &tables.events)?;
+    let answers = work
+        .into_iter()
+        .map(|work| match work {
+            Work::Append(request) => {
+                append(&mut tables, path, &mut head, request).map(Answer::Append)
+            }
+            Work::Snapshot(snapshot) => {
+                save_snapshot(&mut tables, path, snapshot).map(Answer::Snapshot)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((answers, head))
+}
+
+/// One append. The outer `Result` is a redb failure (abort the batch), the
+/// inner one this append's own answer.
+fn append(
+    tables: &mut Tables<'_>,
+    path: &Path,
+    head: &mut u64,
+    request: AppendRequest,
+) -> Result<Result<AppendOutcome, AppendError>, StoreError> {
+    let key = stream_key(&request.stream);
+    let key = key.as_str();
+
+    // Idempotency first: a known command id wins over the expected version.
+    if let Some(command_id) = &request.metadata.command_id {
+        let recorded = tables
+            .commands
+            .get((key, command_id.as_str()))
+            .in_file(path)?;
+        if let Some((first, last)) = recorded.map(|range| range.value()) {
+            return Ok(original_events(tables, path, &request, key, first, last));
+        }
+    }
+
+    let current = tables
+        .heads
+        .get(key)
+        .in_file(path)?
+        .map_or(0, |v| v.value());
+    if let Err(conflict) = request.expected.check(&request.stream, current) {
+        return Ok(Err(conflict.into()));
+    }
+
+    let command_id = request.metadata.command_id.clone();
+    let recorded = request.record(current, *head);
+    let mut records = Vec::with_capacity(recorded.len());
+    for event in &recorded {
+        match codec::encode_event(event) {
+            Ok(record) if record.len() <= MAX_RECORD_BYTES => records.push(record),
+            Ok(_) | Err(codec::TooLarge(_)) => {
+                return Ok(Err(AppendError::Invalid(format!(
+                    "event version {} of {} is larger than {MAX_RECORD_BYTES} bytes: split it",
+                    event.version, event.stream
+                ))));
+            }
+        }
+    }
+    let (first, last) = match (recorded.first(), recorded.last()) {
+        (Some(first), Some(last)) => (first, last),
+        _ => {
+            return Ok(Err(AppendError::Invalid(
+                "an append needs at least one event".into(),
+            )));
+        }
+    };
+    for (event, record) in recorded.iter().zip(&records) {
+        tables
+            .events
+            .insert(event.position, record.as_slice())
+            .in_file(path)?;
+        tables
+            .index
+            .insert((key, event.version), event.position)
+            .in_file(path)?;
+    }
+    tables.heads.insert(key, last.version).in_file(path)?;
+    if let Some(command_id) = &command_id {
+        let versions = (first.version, last.version);
+        tables
+            .commands
+            .insert((key, command_id.as_str()), versions)
+            .in_file(path)?;
+    }
+    *head = last.position;
+    Ok(Ok(AppendOutcome {
+        events: recorded,
+        duplicate: false,
+    }))
+}
+
+/// The events a command recorded the first time (versions first..=last).
+fn original_events(
+    tables: &Tables<'_>,
+    path: &Path,
+    request: &AppendRequest,
+    key: &str,
+    first: u64,
+    last: u64,
+) -> Result<AppendOutcome, AppendError> {
+    let damaged = |message: String| -> AppendError {
+        let command = request.metadata.command_id.as_deref().unwrap_or_default();
+        let at = format!("command {command:?} of {}", request.stream);
+        corrupt(path, at, message).into()
+    };
+    if first == 0 || last < first {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}"
+        )));
+    }
+    let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+    let events: Vec<RecordedEvent> = read::stream_events(
+        path,
+        &tables.index,
+        &tables.events,
+        &request.stream,
+        key,
+        first,
+        count,
+    )?;
+    if events.len() != count {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}, but only {} of them are stored",
+            events.len()
+        )));
+    }
+    Ok(AppendOutcome {
+        events,
+        duplicate: true,
+    })
+}
+
+/// Stores a snapshot unless a newer one (higher version) is already there.
+fn save_snapshot(
+    tables: &mut Tables<'_>,
+    path: &Path,
+    snapshot: Snapshot,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let key = stream_key(&snapshot.stream);
+    let digest = snapshot.component_digest.as_str();
+    let stored = match read::snapshot(path, &tables.snapshots, &snapshot.stream, &key, digest) {
+        Ok(stored) => stored,
+        Err(damaged @ StoreError::Corrupt { .. }) => return Ok(Err(damaged)),
+        Err(error) => return Err(error),
+    };
+    if stored.is_some_and(|stored| stored.version > snapshot.version) {
+        return Ok(Ok(()));
+    }
+    let record = match codec::encode_snapshot(&snapshot) {
+        Ok(record) if record.len() <= MAX_RECORD_BYTES => record,
+        _ => {
+            return Ok(Err(StoreError::Unavailable {
+                backend: super::errors::BACKEND,
+                message: format!(
+                    "the snapshot of {} is larger than {MAX_RECORD_BYTES} bytes and was not stored",
+                    snapshot.stream
+                ),
+            }));
+        }
+    };
+    tables
+        .snapshots
+        .insert((key.as_str(), digest), record.as_slice())
+        .in_file(path)?;
+    Ok(Ok(()))
+}

@@ -1,0 +1,259 @@
+//! Unit tests of the embedded store beyond the shared contract: durability
+//! across reopen, group commit, refusal of foreign and damaged files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::EmbeddedStore;
+use crate::store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
+    StoreError, StreamId,
+};
+
+mod corruption;
+mod tamper;
+
+fn stream(id: &str) -> StreamId {
+    StreamId::new(
+        "bank".parse().unwrap(),
+        "bank-account".parse().unwrap(),
+        id.parse().unwrap(),
+    )
+}
+
+fn request(stream: &StreamId, expected: ExpectedVersion, payloads: &[String]) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events: payloads
+            .iter()
+            .map(|p| NewEvent::json("happened", p.as_bytes().to_vec()))
+            .collect(),
+        metadata: EventMetadata::default(),
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+fn snapshot(stream: &StreamId, version: u64, state: &str) -> Snapshot {
+    Snapshot {
+        stream: stream.clone(),
+        version,
+        component_digest: "blake3:test".into(),
+        state: state.as_bytes().to_vec(),
+        timestamp_ms: 5,
+    }
+}
+
+async fn everything(store: &EmbeddedStore) -> Vec<RecordedEvent> {
+    store.read_all(0, usize::MAX).await.unwrap()
+}
+
+fn assert_names_file(error: &StoreError, path: &Path) {
+    let text = error.to_string();
+    assert!(
+        text.contains(&path.display().to_string()),
+        "the error must name {}: {text}",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn reopen_keeps_events_snapshots_and_command_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let acc = stream("acc-1");
+    let mut with_command = request(&acc, ExpectedVersion::Exact(0), &["1".into(), "2".into()]);
+    with_command.metadata.command_id = Some("cmd-1".into());
+    let (first, before) = {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let first = store.append(with_command.clone()).await.unwrap();
+        store
+            .append(request(
+                &stream("acc-2"),
+                ExpectedVersion::Any,
+                &["3".into()],
+            ))
+            .await
+            .unwrap();
+        store.save_snapshot(snapshot(&acc, 2, "two")).await.unwrap();
+        (first, everything(&store).await)
+    };
+    assert_eq!(before.len(), 3);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(
+        everything(&store).await,
+        before,
+        "the log survives a reopen"
+    );
+    assert_eq!(store.stream_version(&acc).await.unwrap(), 2);
+    assert_eq!(
+        store.load_snapshot(&acc, "blake3:test").await.unwrap(),
+        Some(snapshot(&acc, 2, "two"))
+    );
+    let retry = store.append(with_command).await.unwrap();
+    assert!(retry.duplicate, "command ids survive a reopen");
+    assert_eq!(retry.events, first.events);
+    let next = store
+        .append(request(&acc, ExpectedVersion::Exact(2), &["4".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.events[0].version, next.events[0].position),
+        (3, 4),
+        "versions and positions continue from the stored heads"
+    );
+    assert!(
+        format!("{store:?}").contains("events_at_open: 3"),
+        "{store:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let appends = 400;
+    let tasks: Vec<_> = (0..appends)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let acc = stream(&format!("acc-{}", i % 50));
+                store
+                    .append(request(&acc, ExpectedVersion::Any, &[format!("{i}")]))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let commits = store.writer.commits();
+    assert!(
+        commits < appends / 2,
+        "{appends} concurrent appends took {commits} commits: group commit is not batching"
+    );
+    let positions: Vec<u64> = everything(&store)
+        .await
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions, (1..=appends).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn conflicts_in_one_batch_are_answered_separately() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let acc = stream("acc-1");
+    // Queued together, so the writer is likely to take them in one batch;
+    // the outcome must be the same as if they ran one after the other.
+    let (a, b, c) = tokio::join!(
+        store.append(request(&acc, ExpectedVersion::Exact(0), &["a".into()])),
+        store.append(request(&acc, ExpectedVersion::Exact(0), &["b".into()])),
+        store.append(request(&acc, ExpectedVersion::Exact(1), &["c".into()])),
+    );
+    assert_eq!(a.unwrap().last_version(), 1);
+    let conflict = b.unwrap_err();
+    let conflict = conflict.as_conflict().unwrap();
+    assert_eq!((conflict.expected, conflict.actual), (0, 1));
+    assert_eq!(c.unwrap().last_version(), 2);
+    assert_eq!(store.head_position().await.unwrap(), 2);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = EmbeddedStore::open(dir.path()).unwrap();
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+    assert_names_file(&error, &dir.path().join("events.redb"));
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EmbeddedStore::open(dir.path()).unwrap());
+    let path = dir.path().join("events.redb");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert(super::tables::FORMAT_VERSION_KEY, 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    assert!(error.to_string().contains("format version 99"), "{error}");
+}
+
+#[test]
+fn another_applications_redb_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: redb::TableDefinition<'_, &str, &str> = redb::TableDefinition::new("users");
+        txn.open_table(table)
+            .unwrap()
+            .insert("ada", "admin")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    assert!(
+        error.to_string().contains("not an Aether event store"),
+        "{error}"
+    );
+}
+
+/// Prints how long open-time verification takes; run with `--ignored`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_open_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 100_000u64;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let filling = std::time::Instant::now();
+    let commits = runtime.block_on(async {
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let tasks: Vec<_> = (0..100)
+            .map(|s| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let acc = stream(&format!("acc-{s}"));
+                    for n in 0..events / 100 {
+                        let payload = format!(r#"{{"amount":{n},"note":"deposit"}}"#);
+                        store
+                            .append(request(&acc, ExpectedVersion::Exact(n), &[payload]))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        store.writer.commits()
+    });
+    let filled = filling.elapsed();
+    println!(
+        "appended {events} events from 100 concurrent writers in {filled:?} \
+         ({:.0}/s) with {commits} commits",
+        events as f64 / filled.as_secs_f64()
+    );
+    let size = std::fs::metadata(dir.path().join("events.redb"))
+        .unwrap()
+        .len();
+    let started = std::time::Instant::now();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(store.opened_with.events, events);
+    println!("opening {events} events ({size} bytes) took {took:?}");
+}
