@@ -2,7 +2,9 @@
 //! repository (see `tests/artifacts`) on the real host.
 
 mod command_path;
+mod compile_cache;
 mod concurrency;
+mod conformance;
 mod determinism;
 mod hostile;
 mod snapshots;

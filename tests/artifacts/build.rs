@@ -26,6 +26,13 @@ const WAT_GUESTS: &[(&str, &str)] = &[
     ("forbidden/imports-unknown.wat", "IMPORTS_UNKNOWN"),
 ];
 
+/// Guests in other languages, built by `cargo xtask test` (which installs
+/// their toolchains) into `target/guest-components/`: (file, constant name).
+const XTASK_GUESTS: &[(&str, &str)] = &[
+    ("bank_account_py.wasm", "BANK_ACCOUNT_PY"),
+    ("bank_account_js.wasm", "BANK_ACCOUNT_JS"),
+];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
@@ -75,6 +82,11 @@ fn main() {
             file.display().to_string()
         )
         .unwrap();
+    }
+    for (file, constant) in XTASK_GUESTS {
+        let path = root.join("target/guest-components").join(file);
+        writeln!(generated, "/// `{file}`, built by `cargo xtask test` (may be missing under plain `cargo test`).").unwrap();
+        writeln!(generated, "pub const {constant}: &str = {:?};", path.display().to_string()).unwrap();
     }
     fs::write(out_dir.join("artifacts.rs"), generated).expect("write artifacts.rs");
 }

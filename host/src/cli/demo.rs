@@ -13,13 +13,17 @@ use serde_json::json;
 
 use aether_host::namespace::{AggregateId, AggregateType, Namespace};
 use aether_host::runtime::{CommandError, CommandRequest, Runtime, RuntimeConfig};
-use aether_host::store::{MemoryStore, RecordedEvent, StreamId};
+use aether_host::store::{EmbeddedStore, RecordedEvent, StreamId};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// The bank-account component (`cargo xtask demo` builds it).
     #[arg(long, default_value = "target/wasm32-wasip2/release/bank_account.wasm")]
     component: PathBuf,
+    /// Where the events are stored. Runs with the same directory add to
+    /// what earlier runs stored.
+    #[arg(long, default_value = "./aether-data")]
+    data_dir: PathBuf,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
@@ -29,12 +33,19 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             args.component.display()
         )
     })?;
-    let store = Arc::new(MemoryStore::new());
-    let runtime = Runtime::new(store.clone(), RuntimeConfig::default())?;
+    let store = EmbeddedStore::open(&args.data_dir)
+        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    let config = RuntimeConfig { compile_cache: Some(args.data_dir.join("compiled")), ..RuntimeConfig::default() };
+    let runtime = Runtime::new(Arc::new(store), config)?;
     let namespace = Namespace::new("demo")?;
     let account_type = AggregateType::new("bank-account")?;
 
     println!("Aether demo: a bank account as a WebAssembly component\n");
+    let earlier = runtime.store().head_position().await?;
+    println!(
+        "data dir   {} ({earlier} events stored by earlier runs)",
+        args.data_dir.display()
+    );
     let started = Instant::now();
     let digest = runtime.deploy(&namespace, &account_type, bytes).await?;
     println!(
@@ -46,7 +57,25 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         started.elapsed().as_millis()
     );
 
-    let account = StreamId::new(namespace, account_type, AggregateId::new("acc-1")?);
+    // Each run opens a new account; earlier ones stay as they were.
+    let mut run = 1;
+    let account = loop {
+        let candidate = StreamId::new(
+            namespace.clone(),
+            account_type.clone(),
+            AggregateId::new(format!("acc-{run}"))?,
+        );
+        let version = runtime.store().stream_version(&candidate).await?;
+        if version == 0 {
+            break candidate;
+        }
+        let earlier = runtime.state(&candidate).await?;
+        println!(
+            "earlier    {candidate} at version {}, balance {}",
+            earlier.version, earlier.view["balance"]
+        );
+        run += 1;
+    };
     println!("aggregate  {account}\n");
 
     send(&runtime, &account, "Open", json!({ "owner": "Ada" })).await?;
@@ -109,6 +138,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         state.view
     );
     println!("balance {}", state.view["balance"]);
+    println!(
+        "\nThe events are stored in {dir}. Inspect them with\n  aether events --data-dir {dir} {ns} {ty} {id}",
+        dir = args.data_dir.display(),
+        ns = account.namespace,
+        ty = account.aggregate_type,
+        id = account.aggregate_id,
+    );
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! Command-line interface of the `aether` binary.
 
+mod conformance;
 mod demo;
+mod inspect;
+mod time;
 
 use std::process::ExitCode;
 
@@ -19,6 +22,14 @@ enum Command {
     /// A scripted tour: deploy the bank-account component, send commands,
     /// show a rejection and a conflict, print the events and the state.
     Demo(demo::DemoArgs),
+    /// Print an aggregate's events from a data directory.
+    Events(inspect::EventsArgs),
+    /// Derive an aggregate's state from a data directory by replaying its
+    /// events into its component.
+    State(inspect::StateArgs),
+    /// Run conformance scenarios (given events, when a command, then events
+    /// or a rejection) against a compiled component.
+    Test(conformance::TestArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -37,6 +48,9 @@ pub(crate) fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Events(args) => inspect::events(args).await,
+            Command::State(args) => inspect::state(args).await,
+            Command::Test(args) => conformance::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,217 @@
+//! `aether events` and `aether state`: read a data directory directly,
+//! without a running node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use aether_host::runtime::{DirectAggregate, Runtime, RuntimeConfig, stream_id};
+use aether_host::store::{EmbeddedStore, EventStore, RecordedEvent, StreamId};
+
+use super::time::format_timestamp;
+
+/// Which aggregate, in which data directory.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The node's data directory.
+    #[arg(long, default_value = "./aether-data")]
+    data_dir: PathBuf,
+    /// The aggregate's namespace.
+    namespace: String,
+    /// The aggregate's type.
+    aggregate_type: String,
+    /// The aggregate's id.
+    aggregate_id: String,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EventsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The first version to print.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The aggregate's component, used to replay the events.
+    #[arg(long)]
+    component: PathBuf,
+}
+
+/// Events read per round trip to the store.
+const PAGE: usize = 4096;
+/// Replays longer than this many events show a progress bar.
+const PROGRESS_AFTER: u64 = 20_000;
+
+pub(crate) async fn events(args: EventsArgs) -> Result<()> {
+    let (store, stream) = open(&args.target)?;
+    let mut from = args.from.max(1);
+    let mut count = 0u64;
+    let mut all = Vec::new();
+    loop {
+        let page = store.read_stream(&stream, from, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        from = last.version + 1;
+        count += page.len() as u64;
+        if args.target.json {
+            all.extend(page.iter().map(event_json));
+        } else {
+            if count == page.len() as u64 {
+                println!(
+                    "{:>6}  {:>8}  {:<24}  {:<20}  data",
+                    "version", "position", "recorded", "type"
+                );
+            }
+            for event in &page {
+                println!(
+                    "{:>6}  {:>8}  {:<24}  {:<20}  {}",
+                    event.version,
+                    event.position,
+                    format_timestamp(event.timestamp_ms),
+                    event.event_type,
+                    String::from_utf8_lossy(&event.data)
+                );
+            }
+        }
+    }
+    if args.target.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if count == 0 {
+        println!("{stream} has no events from version {}", args.from.max(1));
+    } else {
+        println!("{count} events of {stream}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn state(args: StateArgs) -> Result<()> {
+    let (store, stream) = open(&args.target)?;
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading the component {}", args.component.display()))?;
+    let config = RuntimeConfig {
+        partitions: 1,
+        compile_cache: Some(args.target.data_dir.join("compiled")),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(store.clone(), config)?;
+    let component = runtime.load_component(bytes).await?;
+    let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
+
+    let snapshot = store
+        .load_snapshot(&stream, &component.digest().to_hex())
+        .await?;
+    let mut from_snapshot = None;
+    if let Some(snapshot) = snapshot {
+        match aggregate.restore(snapshot.version, &snapshot.state) {
+            Ok(()) => from_snapshot = Some(snapshot.version),
+            Err(e) => {
+                eprintln!(
+                    "warning: the snapshot at version {} was refused ({e}); replaying in full",
+                    snapshot.version
+                );
+                aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
+            }
+        }
+    }
+    let head = store.stream_version(&stream).await?;
+    let progress = progress_bar(head.saturating_sub(aggregate.version()));
+    while aggregate.version() < head {
+        let batch = store
+            .read_stream(
+                &stream,
+                aggregate.version() + 1,
+                runtime.config().replay_batch,
+            )
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        aggregate.apply(&batch)?;
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+
+    let view: Value =
+        serde_json::from_str(&aggregate.view()?).context("the component's view is not JSON")?;
+    if args.target.json {
+        let out = json!({
+            "stream": stream.to_string(),
+            "version": aggregate.version(),
+            "component": component.digest().to_hex(),
+            "from_snapshot": from_snapshot,
+            "view": view,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let origin = from_snapshot.map_or("full replay".to_string(), |v| {
+            format!("snapshot at v{v} + tail")
+        });
+        println!(
+            "{stream} at version {} (component {}, {origin})",
+            aggregate.version(),
+            component.digest().short()
+        );
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    }
+    Ok(())
+}
+
+/// Opens an existing data directory: inspection never creates one.
+fn open(target: &Target) -> Result<(Arc<dyn EventStore>, StreamId)> {
+    let stream = stream_id(
+        &target.namespace,
+        &target.aggregate_type,
+        &target.aggregate_id,
+    )?;
+    Ok((open_existing(&target.data_dir)?, stream))
+}
+
+pub(crate) fn open_existing(dir: &Path) -> Result<Arc<dyn EventStore>> {
+    if !dir.is_dir() {
+        bail!(
+            "no data directory at {}: pass the node's --data-dir",
+            dir.display()
+        );
+    }
+    let store = EmbeddedStore::open(dir)
+        .with_context(|| format!("opening the data directory {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if total < PROGRESS_AFTER {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "replaying {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn event_json(event: &RecordedEvent) -> Value {
+    let data = serde_json::from_slice::<Value>(&event.data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.data).into_owned()));
+    json!({
+        "id": event.id.to_string(),
+        "version": event.version,
+        "position": event.position,
+        "event_type": event.event_type,
+        "content_type": event.content_type,
+        "data": data,
+        "metadata": event.metadata,
+        "timestamp_ms": event.timestamp_ms,
+    })
+}
