@@ -1,0 +1,185 @@
+//! `activation_replay` and `activation_snapshot`: the time to make an
+//! aggregate with 10 000 events live again, on the embedded store.
+//!
+//! Two accounts of 10 000 events each, deployed as two aggregate types of
+//! the same component: one under [`SnapshotPolicy::Never`] (activation
+//! replays all 10 000 events in `replay_batch` batches), one under
+//! `Every(10_000)` (the runtime snapshots it when its last command reaches
+//! version 10 000; activation restores that and replays nothing). The first
+//! 9 999 events are appended straight to the store, in appends of 1 000,
+//! which is what 9 999 commands would have stored; the 10 000th is a real
+//! command, so the snapshot is the runtime's own.
+//!
+//! `activation_store_read` (no target) reads the same 10 000 events from the
+//! store in the same batches without a guest: the store's share.
+//!
+//! One activation = `Runtime::passivate`, then the timed `Runtime::state`
+//! (activate + the guest's view). "Cold" means not live: the partition's
+//! guest instance stays, and the store's pages are in its cache.
+
+use std::time::Instant;
+
+use aether_host::namespace::{AggregateType, Namespace};
+use aether_host::runtime::{Digest, Runtime, RuntimeConfig, SnapshotPolicy};
+use aether_host::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamId};
+use anyhow::ensure;
+
+use crate::fixture::{self, Ctx};
+use crate::report::{Metric, Report, Target, median};
+
+const EVENTS: usize = 10_000;
+const APPEND_CHUNK: usize = 1_000;
+const WARMUP: usize = 2;
+const RUNS: usize = 15;
+const REPLAYED: &str = "account-replayed";
+const SNAPSHOTTED: &str = "account-snapshotted";
+
+pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let dir = ctx.tempdir()?;
+    let store = fixture::durable_store(dir.path())?;
+    let config = RuntimeConfig {
+        snapshots: SnapshotPolicy::Never,
+        ..RuntimeConfig::default()
+    };
+    let batch = config.replay_batch;
+    let runtime =
+        fixture::runtime_with_accounts(ctx, store, config, &[REPLAYED, SNAPSHOTTED]).await?;
+    let namespace = Namespace::new(fixture::NAMESPACE)?;
+    runtime.set_snapshot_policy(
+        &namespace,
+        &AggregateType::new(SNAPSHOTTED)?,
+        SnapshotPolicy::Every(EVENTS as u64),
+    );
+
+    let digest = Digest::of(&ctx.component).to_hex();
+    let (mut results, mut reads) = (Vec::new(), Vec::new());
+    for aggregate_type in [REPLAYED, SNAPSHOTTED] {
+        let stream = fixture::stream(aggregate_type, "long-lived")?;
+        write_history(&runtime, &stream).await?;
+        let snapshot = runtime.store().load_snapshot(&stream, &digest).await?;
+        let snapshot_version = snapshot.map(|s| s.version);
+        let expected = if aggregate_type == SNAPSHOTTED {
+            Some(EVENTS as u64)
+        } else {
+            None
+        };
+        ensure!(
+            snapshot_version == expected,
+            "{aggregate_type}: snapshot at {snapshot_version:?}, expected {expected:?}"
+        );
+        results.push(activations(&runtime, &stream).await?);
+        if aggregate_type == REPLAYED {
+            reads = store_reads(&runtime, &stream, batch).await?;
+        }
+    }
+    let [mut replayed, mut snapshotted] =
+        <[Vec<f64>; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two results"))?;
+
+    let params = |m: Metric| {
+        m.param("backend", fixture::DURABLE_BACKEND)
+            .param("events", EVENTS as u64)
+            .param("runs", RUNS as u64)
+    };
+    report.push(
+        params(Metric::new(
+            "activation_replay",
+            median(&mut replayed),
+            "ms",
+        ))
+        .param("snapshot", false)
+        .param("batch", batch as u64)
+        .target(Target::AtMost(5.0)),
+    );
+    report.push(
+        params(Metric::new("activation_store_read", median(&mut reads), "ms"))
+            .param("what", "read_stream of the same events in replay_batch batches, no guest")
+            .param("batch", batch as u64),
+    );
+    report.push(
+        params(Metric::new(
+            "activation_snapshot",
+            median(&mut snapshotted),
+            "ms",
+        ))
+        .param("snapshot", true)
+        .param("snapshot_version", EVENTS as u64)
+        .target(Target::AtMost(1.0)),
+    );
+    Ok(())
+}
+
+/// Stores `Opened` and 9 998 deposits directly, then deposits once more
+/// through the runtime, which snapshots if the type's policy says so.
+async fn write_history(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<()> {
+    let history = fixture::account_history(EVENTS - 1)?;
+    let mut version = 0;
+    for chunk in history.chunks(APPEND_CHUNK) {
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Exact(version),
+            events: chunk
+                .iter()
+                .map(|(t, data)| NewEvent::json(t.clone(), data.clone()))
+                .collect(),
+            metadata: EventMetadata::default(),
+            timestamp_ms: 1_700_000_000_000,
+        };
+        version = runtime.store().append(request).await?.last_version();
+    }
+    let outcome = runtime.execute(fixture::deposit(stream)).await?;
+    ensure!(
+        outcome.version == EVENTS as u64,
+        "the history reached version {}",
+        outcome.version
+    );
+    Ok(())
+}
+
+/// Passivates and re-activates `stream` [`RUNS`] times (after a warm-up);
+/// the time of each activation, in ms.
+async fn activations(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<Vec<f64>> {
+    let mut times = Vec::new();
+    for run in 0..WARMUP + RUNS {
+        runtime.passivate(stream).await?;
+        let start = Instant::now();
+        let state = runtime.state(stream).await?;
+        let elapsed = start.elapsed();
+        ensure!(
+            state.version == EVENTS as u64,
+            "activated at version {}",
+            state.version
+        );
+        let balance = fixture::balance(&state.view)?;
+        ensure!(
+            balance == EVENTS as u64 - 1,
+            "activated with balance {balance}"
+        );
+        if run >= WARMUP {
+            times.push(elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times)
+}
+
+/// Reads the whole stream the way activation does (batches of `batch`),
+/// without a guest, [`RUNS`] times; the time of each read, in ms.
+async fn store_reads(runtime: &Runtime, stream: &StreamId, batch: usize) -> anyhow::Result<Vec<f64>> {
+    let mut times = Vec::new();
+    for run in 0..WARMUP + RUNS {
+        let start = Instant::now();
+        let mut read = 0;
+        loop {
+            let events = runtime.store().read_stream(stream, read as u64 + 1, batch).await?;
+            read += events.len();
+            if events.len() < batch {
+                break;
+            }
+        }
+        let elapsed = start.elapsed();
+        ensure!(read == EVENTS, "read {read} events, expected {EVENTS}");
+        if run >= WARMUP {
+            times.push(elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times)
+}

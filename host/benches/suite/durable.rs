@@ -1,0 +1,169 @@
+//! `commands_embedded_many` and `commands_embedded_single`: durable
+//! commands through [`Runtime::execute`] on the embedded store, with the
+//! runtime's default configuration; every command is a `Deposit` of 1.
+//!
+//! *Many*: 1 000 open accounts and [`CALLERS`] concurrent callers (tokio
+//! tasks on the multi-thread runtime, see [`load`]), then a short sweep of
+//! other caller counts. *Single*: one caller, one account. Both are also
+//! run on a `MemoryStore` (`commands_memory_*`, no target): the same
+//! command path without a durable store, which tells how much of the time
+//! is the runtime's and how much the store's. The balances are checked
+//! against the number of successful deposits at the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_host::runtime::{Runtime, RuntimeConfig};
+use aether_host::store::{EventStore, MemoryStore, StreamId};
+use anyhow::ensure;
+
+use crate::fixture::{self, ACCOUNT, Ctx};
+use crate::load;
+use crate::report::{Metric, Report, Target, median};
+
+const ACCOUNTS: usize = 1_000;
+const CALLERS: usize = 200;
+const SWEEP: [usize; 4] = [25, 50, 100, 400];
+const RUNS: usize = 3;
+const WARMUP: Duration = Duration::from_millis(1_000);
+const MANY_DURATION: Duration = Duration::from_secs(4);
+const SWEEP_DURATION: Duration = Duration::from_secs(2);
+const SINGLE_DURATION: Duration = Duration::from_secs(2);
+const BASELINE_DURATION: Duration = Duration::from_secs(1);
+
+/// The store a load runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Embedded,
+    Memory,
+}
+
+impl Backend {
+    fn prefix(self) -> &'static str {
+        match self {
+            Backend::Embedded => "commands_embedded",
+            Backend::Memory => "commands_memory",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => fixture::DURABLE_BACKEND,
+            Backend::Memory => "MemoryStore (baseline: the command path without durability)",
+        }
+    }
+}
+
+/// A runtime on a fresh store of `backend` with `count` open accounts;
+/// the directory (if any) lives as long as the returned guard.
+struct Bench {
+    runtime: Runtime,
+    accounts: Arc<Vec<StreamId>>,
+    deposits: u64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Bench {
+    async fn start(ctx: &Ctx, backend: Backend, count: usize) -> anyhow::Result<Self> {
+        let (store, dir): (Arc<dyn EventStore>, _) = match backend {
+            Backend::Embedded => {
+                let dir = ctx.tempdir()?;
+                (fixture::durable_store(dir.path())?, Some(dir))
+            }
+            Backend::Memory => (Arc::new(MemoryStore::new()), None),
+        };
+        let runtime = fixture::runtime_with_accounts(ctx, store, RuntimeConfig::default(), &[ACCOUNT]).await?;
+        let accounts = load::accounts(count)?;
+        load::open_all(&runtime, &accounts, CALLERS).await?;
+        let mut bench = Self { runtime, accounts, deposits: 0, _dir: dir };
+        bench.run(CALLERS, WARMUP).await?;
+        Ok(bench)
+    }
+
+    async fn run(&mut self, callers: usize, duration: Duration) -> anyhow::Result<load::Load> {
+        let run = load::deposits(&self.runtime, &self.accounts, callers, duration).await?;
+        self.deposits += run.commands;
+        Ok(run)
+    }
+
+    /// `runs` runs; the medians of throughput, p50 and p99 (ms).
+    async fn measure(&mut self, callers: usize, duration: Duration, runs: usize) -> anyhow::Result<[f64; 3]> {
+        let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let mut run = self.run(callers, duration).await?;
+            rates.push(run.per_second);
+            p50s.push(run.latency_ms(50.0));
+            p99s.push(run.latency_ms(99.0));
+        }
+        Ok([median(&mut rates), median(&mut p50s), median(&mut p99s)])
+    }
+
+    /// Checks that every successful deposit is in a balance.
+    async fn check(&self) -> anyhow::Result<()> {
+        let total = load::total_balance(&self.runtime, &self.accounts).await?;
+        ensure!(total == self.deposits, "the balances add up to {total}, but {} deposits succeeded", self.deposits);
+        Ok(())
+    }
+}
+
+pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    for backend in [Backend::Embedded, Backend::Memory] {
+        let mut bench = Bench::start(ctx, backend, ACCOUNTS).await?;
+        let duration = if backend == Backend::Embedded { MANY_DURATION } else { BASELINE_DURATION };
+        let [rate, p50, p99] = bench.measure(CALLERS, duration, RUNS).await?;
+        let params = |m: Metric, callers: usize, duration: Duration, runs: usize| {
+            m.param("backend", backend.name())
+                .param("aggregates", ACCOUNTS as u64)
+                .param("concurrency", callers as u64)
+                .param("seconds_per_run", duration.as_secs_f64())
+                .param("runs", runs as u64)
+                .param("command", "Deposit")
+                .param("config", "RuntimeConfig::default()")
+        };
+        let name = format!("{}_many", backend.prefix());
+        let (mut throughput, mut latency) = (Metric::new(&name, rate, "commands/s"), Metric::new(&format!("{name}_p99"), p99, "ms"));
+        if backend == Backend::Embedded {
+            throughput = throughput.target(Target::AtLeast(50_000.0));
+            latency = latency.target(Target::AtMost(5.0));
+        }
+        report.push(params(throughput, CALLERS, duration, RUNS));
+        report.push(params(Metric::new(&format!("{name}_p50"), p50, "ms"), CALLERS, duration, RUNS));
+        report.push(params(latency, CALLERS, duration, RUNS));
+        if backend == Backend::Embedded {
+            for callers in SWEEP {
+                let [rate, _, p99] = bench.measure(callers, SWEEP_DURATION, 1).await?;
+                report.push(params(Metric::new(&format!("{name}_c{callers}"), rate, "commands/s"), callers, SWEEP_DURATION, 1));
+                report.push(params(Metric::new(&format!("{name}_c{callers}_p99"), p99, "ms"), callers, SWEEP_DURATION, 1));
+            }
+        }
+        bench.check().await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn single(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    for backend in [Backend::Embedded, Backend::Memory] {
+        let mut bench = Bench::start(ctx, backend, 1).await?;
+        let duration = if backend == Backend::Embedded { SINGLE_DURATION } else { BASELINE_DURATION };
+        let [rate, p50, p99] = bench.measure(1, duration, RUNS).await?;
+        bench.check().await?;
+        let params = |m: Metric| {
+            m.param("backend", backend.name())
+                .param("aggregates", 1)
+                .param("concurrency", 1)
+                .param("seconds_per_run", duration.as_secs_f64())
+                .param("runs", RUNS as u64)
+                .param("command", "Deposit")
+                .param("config", "RuntimeConfig::default()")
+        };
+        let name = format!("{}_single", backend.prefix());
+        let mut throughput = Metric::new(&name, rate, "commands/s");
+        if backend == Backend::Embedded {
+            throughput = throughput.target(Target::AtLeast(5_000.0));
+        }
+        report.push(params(throughput));
+        report.push(params(Metric::new(&format!("{name}_p50"), p50, "ms")));
+        report.push(params(Metric::new(&format!("{name}_p99"), p99, "ms")));
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! The performance suite behind `cargo xtask bench`: measures the targets
+//! of DESIGN.md ("Performance targets") in one process, prints a table and
+//! writes one JSON record per metric (see `report`).
+//!
+//! ```text
+//! cargo bench -p aether-host --bench suite -- \
+//!     --component target/wasm32-wasip2/release/bank_account.wasm \
+//!     --out target/bench/results.json [--only replay,activation]
+//! ```
+//!
+//! Every scenario checks the state it produced (a balance, a version, a
+//! count of live aggregates), so a broken path fails the suite instead of
+//! measuring nothing. Numbers are medians over several runs; ratios are
+//! computed within one run.
+
+mod activation;
+mod density;
+mod durable;
+mod fixture;
+mod load;
+mod overhead;
+mod replay;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use fixture::Ctx;
+use report::Report;
+
+/// The scenarios, in the order they run. Density runs first so the memory
+/// other scenarios leave behind does not count against it.
+const SCENARIOS: [&str; 6] = [
+    "density",
+    "replay",
+    "overhead",
+    "many",
+    "single",
+    "activation",
+];
+
+const USAGE: &str =
+    "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
+scenarios: density, replay, overhead, many, single, activation";
+
+struct Args {
+    component: PathBuf,
+    out: PathBuf,
+    only: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let (mut component, mut out, mut only) = (None, None, SCENARIOS.map(String::from).to_vec());
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+            };
+            match arg.as_str() {
+                "--component" => component = Some(PathBuf::from(value()?)),
+                "--out" => out = Some(PathBuf::from(value()?)),
+                "--only" => only = value()?.split(',').map(|s| s.trim().to_owned()).collect(),
+                // `cargo bench` passes `--bench` to every bench target.
+                "--bench" => {}
+                other => bail!("unknown argument `{other}`\n{USAGE}"),
+            }
+        }
+        if let Some(unknown) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+            bail!("unknown scenario `{unknown}`\n{USAGE}");
+        }
+        Ok(Self {
+            component: component.context(USAGE)?,
+            out: out.unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
+            only,
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    let scratch = args
+        .out
+        .parent()
+        .map_or_else(|| PathBuf::from("tmp"), |dir| dir.join("tmp"));
+    let ctx = Ctx::new(&args.component, scratch)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report::default();
+    let started = Instant::now();
+    // The machine may be shared: record how busy it was around the run.
+    let load_before = report::load_average()?;
+    for scenario in SCENARIOS
+        .iter()
+        .filter(|s| args.only.iter().any(|o| o == *s))
+    {
+        let at = Instant::now();
+        eprintln!("bench: {scenario}…");
+        tokio
+            .block_on(async {
+                match *scenario {
+                    "density" => density::run(&ctx, &mut report).await,
+                    "replay" => replay::run(&ctx, &mut report).await,
+                    "overhead" => overhead::run(&ctx, &mut report).await,
+                    "many" => durable::many(&ctx, &mut report).await,
+                    "single" => durable::single(&ctx, &mut report).await,
+                    "activation" => activation::run(&ctx, &mut report).await,
+                    _ => unreachable!("scenarios are checked when parsing"),
+                }
+            })
+            .with_context(|| format!("scenario {scenario}"))?;
+        eprintln!("bench: {scenario} took {:.1} s", at.elapsed().as_secs_f64());
+    }
+    let load = |name: &str, value: f64| {
+        report::Metric::new(name, value, "runnable tasks")
+            .param("what", "1-minute load average (/proc/loadavg)")
+            .param("cpus", std::thread::available_parallelism().map_or(0, |n| n.get() as u64))
+    };
+    report.push(load("machine_loadavg_before", load_before));
+    report.push(load("machine_loadavg_after", report::load_average()?));
+    report.push(
+        report::Metric::new("suite_seconds", started.elapsed().as_secs_f64(), "s")
+            .param("scenarios", args.only.join(",")),
+    );
+    report.print_table();
+    report.write_json(&args.out)?;
+    eprintln!(
+        "bench: {:.1} s in all; results in {}",
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
