@@ -7,11 +7,10 @@ use std::process::{Command, Output};
 const AETHER: &str = env!("CARGO_BIN_EXE_aether");
 
 fn aether(args: &[&str]) -> Output {
-    let output = Command::new(AETHER)
+    Command::new(AETHER)
         .args(args)
         .output()
-        .expect("run aether");
-    output
+        .expect("run aether")
 }
 
 fn stdout(output: &Output) -> String {
@@ -165,9 +164,15 @@ fn inspection_refuses_a_missing_directory_and_bad_names() {
 #[test]
 fn conformance_runner_reports_a_wrong_scenario_with_a_diff() {
     let component = aether_test_artifacts::BANK_ACCOUNT;
-    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/bank-account");
+    let scenarios = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/scenarios/bank-account"
+    );
     let all_pass = ok(&["test", component, scenarios]);
-    assert!(all_pass.contains("16 scenarios passed, 0 failed"), "{all_pass}");
+    assert!(
+        all_pass.contains("16 scenarios passed, 0 failed"),
+        "{all_pass}"
+    );
 
     // A deliberately wrong scenario: the balance after 100 - 30 is 70, not 80.
     let dir = tempfile::tempdir().unwrap();
@@ -184,11 +189,23 @@ fn conformance_runner_reports_a_wrong_scenario_with_a_diff() {
     )
     .unwrap();
     let output = aether(&["test", component, dir.path().to_str().unwrap()]);
-    assert!(!output.status.success(), "a failing scenario must fail the run");
+    assert!(
+        !output.status.success(),
+        "a failing scenario must fail the run"
+    );
     let report = stdout(&output);
-    assert!(report.contains("FAIL  wrong.json: a deliberately wrong expectation"), "{report}");
-    assert!(report.contains("-     \"message\": \"cannot withdraw 200: the balance is 80\""), "{report}");
-    assert!(report.contains("+     \"message\": \"cannot withdraw 200: the balance is 70\""), "{report}");
+    assert!(
+        report.contains("FAIL  wrong.json: a deliberately wrong expectation"),
+        "{report}"
+    );
+    assert!(
+        report.contains("-     \"message\": \"cannot withdraw 200: the balance is 80\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("+     \"message\": \"cannot withdraw 200: the balance is 70\""),
+        "{report}"
+    );
     assert!(report.contains("0 scenarios passed, 1 failed"), "{report}");
 
     // A scenario file that is not valid is refused with its name.

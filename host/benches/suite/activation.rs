@@ -91,9 +91,16 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .target(Target::AtMost(5.0)),
     );
     report.push(
-        params(Metric::new("activation_store_read", median(&mut reads), "ms"))
-            .param("what", "read_stream of the same events in replay_batch batches, no guest")
-            .param("batch", batch as u64),
+        params(Metric::new(
+            "activation_store_read",
+            median(&mut reads),
+            "ms",
+        ))
+        .param(
+            "what",
+            "read_stream of the same events in replay_batch batches, no guest",
+        )
+        .param("batch", batch as u64),
     );
     report.push(
         params(Metric::new(
@@ -163,13 +170,20 @@ async fn activations(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<Vec
 
 /// Reads the whole stream the way activation does (batches of `batch`),
 /// without a guest, [`RUNS`] times; the time of each read, in ms.
-async fn store_reads(runtime: &Runtime, stream: &StreamId, batch: usize) -> anyhow::Result<Vec<f64>> {
+async fn store_reads(
+    runtime: &Runtime,
+    stream: &StreamId,
+    batch: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut times = Vec::new();
     for run in 0..WARMUP + RUNS {
         let start = Instant::now();
         let mut read = 0;
         loop {
-            let events = runtime.store().read_stream(stream, read as u64 + 1, batch).await?;
+            let events = runtime
+                .store()
+                .read_stream(stream, read as u64 + 1, batch)
+                .await?;
             read += events.len();
             if events.len() < batch {
                 break;

@@ -25,6 +25,7 @@ const ACCOUNTS: usize = 1_000;
 const CALLERS: usize = 200;
 const SWEEP: [usize; 4] = [25, 50, 100, 400];
 const RUNS: usize = 3;
+const SINGLE_RUNS: usize = 5;
 const WARMUP: Duration = Duration::from_millis(1_000);
 const MANY_DURATION: Duration = Duration::from_secs(4);
 const SWEEP_DURATION: Duration = Duration::from_secs(2);
@@ -72,10 +73,17 @@ impl Bench {
             }
             Backend::Memory => (Arc::new(MemoryStore::new()), None),
         };
-        let runtime = fixture::runtime_with_accounts(ctx, store, RuntimeConfig::default(), &[ACCOUNT]).await?;
+        let runtime =
+            fixture::runtime_with_accounts(ctx, store, RuntimeConfig::default(), &[ACCOUNT])
+                .await?;
         let accounts = load::accounts(count)?;
         load::open_all(&runtime, &accounts, CALLERS).await?;
-        let mut bench = Self { runtime, accounts, deposits: 0, _dir: dir };
+        let mut bench = Self {
+            runtime,
+            accounts,
+            deposits: 0,
+            _dir: dir,
+        };
         bench.run(CALLERS, WARMUP).await?;
         Ok(bench)
     }
@@ -87,7 +95,12 @@ impl Bench {
     }
 
     /// `runs` runs; the medians of throughput, p50 and p99 (ms).
-    async fn measure(&mut self, callers: usize, duration: Duration, runs: usize) -> anyhow::Result<[f64; 3]> {
+    async fn measure(
+        &mut self,
+        callers: usize,
+        duration: Duration,
+        runs: usize,
+    ) -> anyhow::Result<[f64; 3]> {
         let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let mut run = self.run(callers, duration).await?;
@@ -101,7 +114,11 @@ impl Bench {
     /// Checks that every successful deposit is in a balance.
     async fn check(&self) -> anyhow::Result<()> {
         let total = load::total_balance(&self.runtime, &self.accounts).await?;
-        ensure!(total == self.deposits, "the balances add up to {total}, but {} deposits succeeded", self.deposits);
+        ensure!(
+            total == self.deposits,
+            "the balances add up to {total}, but {} deposits succeeded",
+            self.deposits
+        );
         Ok(())
     }
 }
@@ -109,7 +126,11 @@ impl Bench {
 pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     for backend in [Backend::Embedded, Backend::Memory] {
         let mut bench = Bench::start(ctx, backend, ACCOUNTS).await?;
-        let duration = if backend == Backend::Embedded { MANY_DURATION } else { BASELINE_DURATION };
+        let duration = if backend == Backend::Embedded {
+            MANY_DURATION
+        } else {
+            BASELINE_DURATION
+        };
         let [rate, p50, p99] = bench.measure(CALLERS, duration, RUNS).await?;
         let params = |m: Metric, callers: usize, duration: Duration, runs: usize| {
             m.param("backend", backend.name())
@@ -121,19 +142,37 @@ pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                 .param("config", "RuntimeConfig::default()")
         };
         let name = format!("{}_many", backend.prefix());
-        let (mut throughput, mut latency) = (Metric::new(&name, rate, "commands/s"), Metric::new(&format!("{name}_p99"), p99, "ms"));
+        let (mut throughput, mut latency) = (
+            Metric::new(&name, rate, "commands/s"),
+            Metric::new(&format!("{name}_p99"), p99, "ms"),
+        );
         if backend == Backend::Embedded {
             throughput = throughput.target(Target::AtLeast(50_000.0));
             latency = latency.target(Target::AtMost(5.0));
         }
         report.push(params(throughput, CALLERS, duration, RUNS));
-        report.push(params(Metric::new(&format!("{name}_p50"), p50, "ms"), CALLERS, duration, RUNS));
+        report.push(params(
+            Metric::new(&format!("{name}_p50"), p50, "ms"),
+            CALLERS,
+            duration,
+            RUNS,
+        ));
         report.push(params(latency, CALLERS, duration, RUNS));
         if backend == Backend::Embedded {
             for callers in SWEEP {
                 let [rate, _, p99] = bench.measure(callers, SWEEP_DURATION, 1).await?;
-                report.push(params(Metric::new(&format!("{name}_c{callers}"), rate, "commands/s"), callers, SWEEP_DURATION, 1));
-                report.push(params(Metric::new(&format!("{name}_c{callers}_p99"), p99, "ms"), callers, SWEEP_DURATION, 1));
+                report.push(params(
+                    Metric::new(&format!("{name}_c{callers}"), rate, "commands/s"),
+                    callers,
+                    SWEEP_DURATION,
+                    1,
+                ));
+                report.push(params(
+                    Metric::new(&format!("{name}_c{callers}_p99"), p99, "ms"),
+                    callers,
+                    SWEEP_DURATION,
+                    1,
+                ));
             }
         }
         bench.check().await?;
@@ -144,15 +183,19 @@ pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 pub(crate) async fn single(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     for backend in [Backend::Embedded, Backend::Memory] {
         let mut bench = Bench::start(ctx, backend, 1).await?;
-        let duration = if backend == Backend::Embedded { SINGLE_DURATION } else { BASELINE_DURATION };
-        let [rate, p50, p99] = bench.measure(1, duration, RUNS).await?;
+        let duration = if backend == Backend::Embedded {
+            SINGLE_DURATION
+        } else {
+            BASELINE_DURATION
+        };
+        let [rate, p50, p99] = bench.measure(1, duration, SINGLE_RUNS).await?;
         bench.check().await?;
         let params = |m: Metric| {
             m.param("backend", backend.name())
                 .param("aggregates", 1)
                 .param("concurrency", 1)
                 .param("seconds_per_run", duration.as_secs_f64())
-                .param("runs", RUNS as u64)
+                .param("runs", SINGLE_RUNS as u64)
                 .param("command", "Deposit")
                 .param("config", "RuntimeConfig::default()")
         };

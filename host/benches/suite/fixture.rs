@@ -126,29 +126,36 @@ pub(crate) fn account_history(len: usize) -> anyhow::Result<Vec<(String, Vec<u8>
         .collect())
 }
 
-/// [`account_history`] as recorded events of `stream` (versions and
-/// positions 1…`len`), as the store would hand them to replay.
+/// Versions `first`…`first + len - 1` of [`account_history`] as recorded
+/// events of `stream`, as the store would hand them to replay (positions
+/// equal to versions).
 pub(crate) fn recorded_history(
     stream: &StreamId,
+    first: u64,
     len: usize,
 ) -> anyhow::Result<Vec<RecordedEvent>> {
     let metadata = EventMetadata {
         component_digest: Some("0".repeat(64)),
         ..EventMetadata::default()
     };
-    let events = account_history(len)?
-        .into_iter()
-        .zip(1u64..)
-        .map(|((event_type, data), version)| RecordedEvent {
-            id: Uuid::now_v7(),
-            stream: stream.clone(),
-            version,
-            position: version,
-            event_type,
-            content_type: JSON.to_owned(),
-            data,
-            metadata: metadata.clone(),
-            timestamp_ms: 1_700_000_000_000,
+    let opened = aether_guest::wire::encode(&Event::Opened {
+        owner: "Ada".into(),
+    })?;
+    let deposited = aether_guest::wire::encode(&Event::Deposited { amount: 1 })?;
+    let events = (first..first + len as u64)
+        .map(|version| {
+            let (event_type, data) = if version == 1 { &opened } else { &deposited };
+            RecordedEvent {
+                id: Uuid::now_v7(),
+                stream: stream.clone(),
+                version,
+                position: version,
+                event_type: event_type.clone(),
+                content_type: JSON.to_owned(),
+                data: data.clone(),
+                metadata: metadata.clone(),
+                timestamp_ms: 1_700_000_000_000,
+            }
         })
         .collect();
     Ok(events)

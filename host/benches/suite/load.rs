@@ -42,7 +42,11 @@ pub(crate) fn accounts(count: usize) -> anyhow::Result<Arc<Vec<StreamId>>> {
 }
 
 /// Opens every account, `callers` at a time.
-pub(crate) async fn open_all(runtime: &Runtime, accounts: &Arc<Vec<StreamId>>, callers: usize) -> anyhow::Result<()> {
+pub(crate) async fn open_all(
+    runtime: &Runtime,
+    accounts: &Arc<Vec<StreamId>>,
+    callers: usize,
+) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     for caller in 0..callers {
         let (runtime, accounts) = (runtime.clone(), accounts.clone());
@@ -92,7 +96,11 @@ pub(crate) async fn deposits(
         latencies.extend(done??);
     }
     let commands = latencies.len() as u64;
-    Ok(Load { commands, per_second: commands as f64 / start.elapsed().as_secs_f64(), latencies })
+    Ok(Load {
+        commands,
+        per_second: commands as f64 / start.elapsed().as_secs_f64(),
+        latencies,
+    })
 }
 
 /// The sum of the accounts' balances, read through the runtime.

@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! cargo bench -p aether-host --bench suite -- \
-//!     --component target/wasm32-wasip2/release/bank_account.wasm \
-//!     --out target/bench/results.json [--only replay,activation]
+//!     --component ../target/wasm32-wasip2/release/bank_account.wasm \
+//!     --out ../target/bench/results.json [--only replay,activation]
 //! ```
+//!
+//! Cargo runs a bench in its package's folder (`host/`), so relative paths
+//! resolve from there; `cargo xtask bench` passes absolute ones.
 //!
 //! Every scenario checks the state it produced (a balance, a version, a
 //! count of live aggregates), so a broken path fails the suite instead of
@@ -14,10 +17,12 @@
 //! computed within one run.
 
 mod activation;
+mod clock;
 mod density;
 mod durable;
 mod fixture;
 mod load;
+mod machine;
 mod overhead;
 mod replay;
 mod report;
@@ -31,19 +36,24 @@ use fixture::Ctx;
 use report::Report;
 
 /// The scenarios, in the order they run. Density runs first so the memory
-/// other scenarios leave behind does not count against it.
+/// other scenarios leave behind does not count against it; `many`, which
+/// writes the most, runs last so the others do not meet a disk it has
+/// just saturated.
 const SCENARIOS: [&str; 6] = [
     "density",
     "replay",
     "overhead",
-    "many",
-    "single",
     "activation",
+    "single",
+    "many",
 ];
+
+/// The scenarios that fsync: the machine's disk is probed right before each.
+const DURABLE: [&str; 3] = ["activation", "single", "many"];
 
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
-scenarios: density, replay, overhead, many, single, activation";
+scenarios (in this order): density, replay, overhead, activation, single, many";
 
 struct Args {
     component: PathBuf,
@@ -92,12 +102,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut report = Report::default();
     let started = Instant::now();
-    // The machine may be shared: record how busy it was around the run.
-    let load_before = report::load_average()?;
+    let before = machine::Snapshot::take(&ctx)?;
     for scenario in SCENARIOS
         .iter()
         .filter(|s| args.only.iter().any(|o| o == *s))
     {
+        if DURABLE.contains(scenario) {
+            machine::Snapshot::take(&ctx)?.report(&format!("before_{scenario}"), &mut report);
+        }
         let at = Instant::now();
         eprintln!("bench: {scenario}…");
         tokio
@@ -115,13 +127,8 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("scenario {scenario}"))?;
         eprintln!("bench: {scenario} took {:.1} s", at.elapsed().as_secs_f64());
     }
-    let load = |name: &str, value: f64| {
-        report::Metric::new(name, value, "runnable tasks")
-            .param("what", "1-minute load average (/proc/loadavg)")
-            .param("cpus", std::thread::available_parallelism().map_or(0, |n| n.get() as u64))
-    };
-    report.push(load("machine_loadavg_before", load_before));
-    report.push(load("machine_loadavg_after", report::load_average()?));
+    before.report("before", &mut report);
+    machine::Snapshot::take(&ctx)?.report("after", &mut report);
     report.push(
         report::Metric::new("suite_seconds", started.elapsed().as_secs_f64(), "s")
             .param("scenarios", args.only.join(",")),

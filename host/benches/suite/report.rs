@@ -169,10 +169,3 @@ pub(crate) fn resident_bytes() -> anyhow::Result<u64> {
         .with_context(|| format!("reading {line:?}"))?;
     Ok(kib * 1024)
 }
-
-/// The 1-minute load average (the first field of /proc/loadavg).
-pub(crate) fn load_average() -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
-    let first = text.split_whitespace().next().unwrap_or_default();
-    first.parse().with_context(|| format!("reading the load average {first:?}"))
-}
