@@ -8,7 +8,10 @@ use aether_tests::{artifacts, component, deploy, memory_runtime, send, stream, t
 use serde_json::json;
 
 fn cached_config(dir: &Path) -> RuntimeConfig {
-    RuntimeConfig { compile_cache: Some(dir.to_path_buf()), ..test_config() }
+    RuntimeConfig {
+        compile_cache: Some(dir.to_path_buf()),
+        ..test_config()
+    }
 }
 
 /// Starts a fresh runtime (a node restart: new engine) and loads `path`.
@@ -19,7 +22,10 @@ async fn load(dir: &Path, path: &str) -> CompiledFrom {
 }
 
 fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -27,17 +33,25 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test]
 async fn a_restart_reads_the_cache_and_a_damaged_entry_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Compiled);
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Compiled
+    );
     let files = entries(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let entry = files[0].clone();
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Cache);
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Cache
+    );
 
     // A component read from the cache serves commands.
     let runtime = memory_runtime(cached_config(dir.path()));
     deploy(&runtime, "c", "bank-account", artifacts::BANK_ACCOUNT).await;
     let acc = stream("c", "bank-account", "a");
-    send(&runtime, &acc, "Open", json!({"owner": "C"})).await.unwrap();
+    send(&runtime, &acc, "Open", json!({"owner": "C"}))
+        .await
+        .unwrap();
     assert_eq!(runtime.state(&acc).await.unwrap().view["owner"], json!("C"));
 
     // Flip one byte of the compiled code: not trusted, recompiled, rewritten.
@@ -45,13 +59,23 @@ async fn a_restart_reads_the_cache_and_a_damaged_entry_is_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&entry, &bytes).unwrap();
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Compiled);
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Cache, "the entry was rewritten");
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Compiled
+    );
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Cache,
+        "the entry was rewritten"
+    );
 
     // Truncated.
     let sound = std::fs::read(&entry).unwrap();
     std::fs::write(&entry, &sound[..sound.len() / 3]).unwrap();
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Compiled);
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Compiled
+    );
 
     // Well-formed header and hash, but not code this engine can run.
     let garbage = b"not machine code for this engine".to_vec();
@@ -59,22 +83,36 @@ async fn a_restart_reads_the_cache_and_a_damaged_entry_is_recompiled() {
     forged.extend_from_slice(blake3::hash(&garbage).as_bytes());
     forged.extend_from_slice(&garbage);
     std::fs::write(&entry, &forged).unwrap();
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Compiled);
-    assert_eq!(load(dir.path(), artifacts::BANK_ACCOUNT).await, CompiledFrom::Cache);
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Compiled
+    );
+    assert_eq!(
+        load(dir.path(), artifacts::BANK_ACCOUNT).await,
+        CompiledFrom::Cache
+    );
 }
 
 #[tokio::test]
 async fn a_refused_component_is_never_cached() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = memory_runtime(cached_config(dir.path()));
-    assert!(runtime.load_component(component(artifacts::IMPORTS_WASI_HTTP)).await.is_err());
+    assert!(
+        runtime
+            .load_component(component(artifacts::IMPORTS_WASI_HTTP))
+            .await
+            .is_err()
+    );
     assert!(!dir.path().exists() || entries(dir.path()).is_empty());
 }
 
 #[tokio::test]
 async fn a_python_component_is_not_recompiled_on_the_second_start() {
     let path = artifacts::BANK_ACCOUNT_PY;
-    assert!(Path::new(path).exists(), "the Python component is missing at {path}: `cargo xtask test` builds it");
+    assert!(
+        Path::new(path).exists(),
+        "the Python component is missing at {path}: `cargo xtask test` builds it"
+    );
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(load(dir.path(), path).await, CompiledFrom::Compiled);
     assert_eq!(load(dir.path(), path).await, CompiledFrom::Cache);

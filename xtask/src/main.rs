@@ -92,6 +92,11 @@ fn bench(args: &[String]) -> Result<()> {
         "bank-account",
     ])?;
     let root = workspace_root();
+    guests::build_all(&root)?;
+    let guest_dir = root
+        .join("target/guest-components")
+        .to_string_lossy()
+        .into_owned();
     // Absolute paths: cargo runs a bench binary in its package's folder.
     let component = root
         .join("target/wasm32-wasip2/release/bank_account.wasm")
@@ -112,6 +117,8 @@ fn bench(args: &[String]) -> Result<()> {
         &component,
         "--out",
         &out,
+        "--guests",
+        &guest_dir,
     ];
     run.extend(args.iter().map(String::as_str));
     cargo(&run)

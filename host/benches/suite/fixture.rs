@@ -18,6 +18,9 @@ pub(crate) struct Ctx {
     /// Where durable stores get their temporary directories: on the same
     /// disk as `target/`, because `/tmp` may be a tmpfs, where fsync is free.
     pub(crate) scratch: PathBuf,
+    /// Where the Python and JavaScript bank-account components are
+    /// (`--guests`), for the `languages` scenario.
+    pub(crate) guests: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -33,6 +36,7 @@ impl Ctx {
         Ok(Self {
             component: bytes,
             scratch,
+            guests: None,
         })
     }
 

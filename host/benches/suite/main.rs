@@ -21,6 +21,7 @@ mod clock;
 mod density;
 mod durable;
 mod fixture;
+mod languages;
 mod load;
 mod machine;
 mod overhead;
@@ -39,10 +40,11 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "density",
     "replay",
     "overhead",
+    "languages",
     "activation",
     "single",
     "many",
@@ -53,17 +55,20 @@ const DURABLE: [&str; 3] = ["activation", "single", "many"];
 
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
-scenarios (in this order): density, replay, overhead, activation, single, many";
+       [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>]
+scenarios (in this order): density, replay, overhead, languages, activation, single, many";
 
 struct Args {
     component: PathBuf,
     out: PathBuf,
     only: Vec<String>,
+    guests: Option<PathBuf>,
 }
 
 impl Args {
     fn parse() -> anyhow::Result<Self> {
         let (mut component, mut out, mut only) = (None, None, SCENARIOS.map(String::from).to_vec());
+        let mut guests = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = || {
@@ -73,6 +78,7 @@ impl Args {
             match arg.as_str() {
                 "--component" => component = Some(PathBuf::from(value()?)),
                 "--out" => out = Some(PathBuf::from(value()?)),
+                "--guests" => guests = Some(PathBuf::from(value()?)),
                 "--only" => only = value()?.split(',').map(|s| s.trim().to_owned()).collect(),
                 // `cargo bench` passes `--bench` to every bench target.
                 "--bench" => {}
@@ -86,6 +92,7 @@ impl Args {
             component: component.context(USAGE)?,
             out: out.unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
             only,
+            guests,
         })
     }
 }
@@ -96,7 +103,8 @@ fn main() -> anyhow::Result<()> {
         .out
         .parent()
         .map_or_else(|| PathBuf::from("tmp"), |dir| dir.join("tmp"));
-    let ctx = Ctx::new(&args.component, scratch)?;
+    let mut ctx = Ctx::new(&args.component, scratch)?;
+    ctx.guests = args.guests.clone();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -118,6 +126,7 @@ fn main() -> anyhow::Result<()> {
                     "density" => density::run(&ctx, &mut report).await,
                     "replay" => replay::run(&ctx, &mut report).await,
                     "overhead" => overhead::run(&ctx, &mut report).await,
+                    "languages" => languages::run(&ctx, &mut report).await,
                     "many" => durable::many(&ctx, &mut report).await,
                     "single" => durable::single(&ctx, &mut report).await,
                     "activation" => activation::run(&ctx, &mut report).await,

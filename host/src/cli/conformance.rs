@@ -28,19 +28,34 @@ pub(crate) async fn run(args: TestArgs) -> Result<()> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading the component {}", args.component.display()))?;
     let size = bytes.len();
-    let runtime = Runtime::new(Arc::new(MemoryStore::new()), RuntimeConfig { partitions: 1, ..RuntimeConfig::default() })?;
+    let runtime = Runtime::new(
+        Arc::new(MemoryStore::new()),
+        RuntimeConfig {
+            partitions: 1,
+            ..RuntimeConfig::default()
+        },
+    )?;
     let component = runtime.load_component(bytes).await?;
     let stream = stream_id("conformance", "aggregate", "scenario")?;
 
     let mut failed = 0;
     let mut report = Vec::new();
     if !args.json {
-        println!("{} ({} KiB, digest {})", args.component.display(), size / 1024, component.digest().short());
+        println!(
+            "{} ({} KiB, digest {})",
+            args.component.display(),
+            size / 1024,
+            component.digest().short()
+        );
     }
     for scenario in &scenarios {
         let actual = scenario.run(&runtime, &component, &stream);
         let passed = scenario.accepts(&actual);
-        let file = scenario.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = scenario
+            .file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !passed {
             failed += 1;
         }

@@ -35,7 +35,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     })?;
     let store = EmbeddedStore::open(&args.data_dir)
         .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
-    let config = RuntimeConfig { compile_cache: Some(args.data_dir.join("compiled")), ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        compile_cache: Some(args.data_dir.join("compiled")),
+        ..RuntimeConfig::default()
+    };
     let runtime = Runtime::new(Arc::new(store), config)?;
     let namespace = Namespace::new("demo")?;
     let account_type = AggregateType::new("bank-account")?;

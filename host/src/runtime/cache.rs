@@ -47,11 +47,15 @@ impl CompileCache {
     pub(crate) fn new(dir: &Path, engine: &Engine) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Self { dir: dir.to_path_buf(), engine_hash: format!("{:016x}", hasher.finish()) }
+        Self {
+            dir: dir.to_path_buf(),
+            engine_hash: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", digest.to_hex(), self.engine_hash))
+        self.dir
+            .join(format!("{}-{}.cwasm", digest.to_hex(), self.engine_hash))
     }
 
     /// The cached component for `digest`, if a sound entry exists.
@@ -81,18 +85,21 @@ impl CompileCache {
     /// Stores a compiled component; failures are logged, never fatal.
     pub(crate) fn put(&self, digest: &Digest, component: &Component) {
         let path = self.path(digest);
-        let result = component.serialize().map_err(|e| e.to_string()).and_then(|payload| {
-            let mut file = Vec::with_capacity(HEADER + payload.len());
-            file.extend_from_slice(MAGIC);
-            file.extend_from_slice(blake3::hash(&payload).as_bytes());
-            file.extend_from_slice(&payload);
-            std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-            // Write then rename, so a crash never leaves a half-written entry
-            // under the final name.
-            let partial = path.with_extension(format!("partial-{}", std::process::id()));
-            std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
-            std::fs::rename(&partial, &path).map_err(|e| e.to_string())
-        });
+        let result = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|payload| {
+                let mut file = Vec::with_capacity(HEADER + payload.len());
+                file.extend_from_slice(MAGIC);
+                file.extend_from_slice(blake3::hash(&payload).as_bytes());
+                file.extend_from_slice(&payload);
+                std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+                // Write then rename, so a crash never leaves a half-written entry
+                // under the final name.
+                let partial = path.with_extension(format!("partial-{}", std::process::id()));
+                std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
+                std::fs::rename(&partial, &path).map_err(|e| e.to_string())
+            });
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "cannot write the compile cache entry");
         }

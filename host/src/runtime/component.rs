@@ -154,10 +154,15 @@ pub(crate) fn load(
 ) -> Result<Arc<LoadedComponent>, LoadError> {
     let digest = Digest::of(bytes);
     let cached = cache.and_then(|cache| cache.get(engine, &digest));
-    let compiled_from = if cached.is_some() { CompiledFrom::Cache } else { CompiledFrom::Compiled };
+    let compiled_from = if cached.is_some() {
+        CompiledFrom::Cache
+    } else {
+        CompiledFrom::Compiled
+    };
     let component = match cached {
         Some(component) => component,
-        None => Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
+        None => Component::from_binary(engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
     };
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
@@ -183,7 +188,12 @@ pub(crate) fn load(
         cache.put(&digest, &component);
     }
     tracing::debug!(digest = %digest.short(), size = bytes.len(), ?compiled_from, "component loaded");
-    Ok(Arc::new(LoadedComponent { digest, size: bytes.len(), compiled_from, pre }))
+    Ok(Arc::new(LoadedComponent {
+        digest,
+        size: bytes.len(),
+        compiled_from,
+        pre,
+    }))
 }
 
 /// Whether an import name is in the allowed set. Names look like

@@ -44,8 +44,8 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use cache::CompiledFrom;
+pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;
@@ -96,7 +96,10 @@ impl Runtime {
             .map(|i| PartitionHandle::spawn(i, engine.clone(), config.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         let ticker = EpochTicker::start(&engine)?;
-        let compile_cache = config.compile_cache.as_deref().map(|dir| cache::CompileCache::new(dir, &engine));
+        let compile_cache = config
+            .compile_cache
+            .as_deref()
+            .map(|dir| cache::CompileCache::new(dir, &engine));
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -148,7 +151,12 @@ impl Runtime {
         }
         let inner = self.inner.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            component::load(&inner.engine, &inner.linker, &bytes, inner.compile_cache.as_ref())
+            component::load(
+                &inner.engine,
+                &inner.linker,
+                &bytes,
+                inner.compile_cache.as_ref(),
+            )
         })
         .await
         .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;

@@ -103,8 +103,12 @@ pub struct ScenarioError {
 
 /// Reads every `*.json` scenario in `dir`, sorted by file name.
 pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
-    let error = |file: &Path, message: String| ScenarioError { file: file.to_path_buf(), message };
-    let entries = std::fs::read_dir(dir).map_err(|e| error(dir, format!("cannot read the directory: {e}")))?;
+    let error = |file: &Path, message: String| ScenarioError {
+        file: file.to_path_buf(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| error(dir, format!("cannot read the directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
@@ -117,12 +121,19 @@ pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         .into_iter()
         .map(|file| {
             let text = std::fs::read_to_string(&file).map_err(|e| error(&file, e.to_string()))?;
-            let mut scenario: Scenario = serde_json::from_str(&text).map_err(|e| error(&file, e.to_string()))?;
+            let mut scenario: Scenario =
+                serde_json::from_str(&text).map_err(|e| error(&file, e.to_string()))?;
             if let Outcome::Failure(_) = scenario.then {
-                return Err(error(&file, "`then` must be `events` or `rejection`".into()));
+                return Err(error(
+                    &file,
+                    "`then` must be `events` or `rejection`".into(),
+                ));
             }
             if scenario.name.is_empty() {
-                scenario.name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                scenario.name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
             }
             scenario.file = file;
             Ok(scenario)
@@ -133,16 +144,26 @@ pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
 impl Scenario {
     /// Runs the scenario against `component` in a fresh aggregate and
     /// returns what the component did.
-    pub fn run(&self, runtime: &Runtime, component: &LoadedComponent, stream: &StreamId) -> Outcome {
+    pub fn run(
+        &self,
+        runtime: &Runtime,
+        component: &LoadedComponent,
+        stream: &StreamId,
+    ) -> Outcome {
         match self.try_run(runtime, component, stream) {
             Ok(outcome) | Err(outcome) => outcome,
         }
     }
 
-    fn try_run(&self, runtime: &Runtime, component: &LoadedComponent, stream: &StreamId) -> Result<Outcome, Outcome> {
+    fn try_run(
+        &self,
+        runtime: &Runtime,
+        component: &LoadedComponent,
+        stream: &StreamId,
+    ) -> Result<Outcome, Outcome> {
         let failed = |what: &str, e: &dyn fmt::Display| Outcome::Failure(format!("{what}: {e}"));
-        let mut aggregate =
-            DirectAggregate::new(runtime, component, stream.clone()).map_err(|e| failed("instantiating", &e))?;
+        let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())
+            .map_err(|e| failed("instantiating", &e))?;
         let given: Vec<RecordedEvent> = self
             .given
             .iter()
@@ -159,15 +180,23 @@ impl Scenario {
                 timestamp_ms: SCENARIO_TIME_MS,
             })
             .collect();
-        aggregate.apply(&given).map_err(|e| failed("applying the given events", &e))?;
+        aggregate
+            .apply(&given)
+            .map_err(|e| failed("applying the given events", &e))?;
         let data = self.when.data.to_string();
         let decision = aggregate
-            .handle(&self.when.message_type, JSON, data.as_bytes(), SCENARIO_TIME_MS)
+            .handle(
+                &self.when.message_type,
+                JSON,
+                data.as_bytes(),
+                SCENARIO_TIME_MS,
+            )
             .map_err(|e| failed("handling the command", &e))?;
         Ok(match decision {
-            Err(rejection) => {
-                Outcome::Rejection(ExpectedRejection { code: rejection.code, message: Some(rejection.message) })
-            }
+            Err(rejection) => Outcome::Rejection(ExpectedRejection {
+                code: rejection.code,
+                message: Some(rejection.message),
+            }),
             Ok(events) => Outcome::Events(
                 events
                     .into_iter()
@@ -175,7 +204,10 @@ impl Scenario {
                         let data = serde_json::from_slice(&event.data).map_err(|e| {
                             failed(&format!("event {} is not JSON", event.event_type), &e)
                         })?;
-                        Ok(Message { message_type: event.event_type, data })
+                        Ok(Message {
+                            message_type: event.event_type,
+                            data,
+                        })
                     })
                     .collect::<Result<_, Outcome>>()?,
             ),
@@ -188,7 +220,10 @@ impl Scenario {
             (Outcome::Events(expected), Outcome::Events(actual)) => expected == actual,
             (Outcome::Rejection(expected), Outcome::Rejection(actual)) => {
                 expected.code == actual.code
-                    && expected.message.as_ref().is_none_or(|m| Some(m) == actual.message.as_ref())
+                    && expected
+                        .message
+                        .as_ref()
+                        .is_none_or(|m| Some(m) == actual.message.as_ref())
             }
             _ => false,
         }
@@ -205,7 +240,11 @@ pub fn diff(expected: &Outcome, actual: &Outcome) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -229,7 +268,10 @@ mod tests {
     use super::*;
 
     fn event(t: &str, data: Value) -> Message {
-        Message { message_type: t.into(), data }
+        Message {
+            message_type: t.into(),
+            data,
+        }
     }
 
     #[test]
@@ -248,10 +290,18 @@ mod tests {
             name: "x".into(),
             given: vec![],
             when: event("Withdraw", Value::Null),
-            then: Outcome::Rejection(ExpectedRejection { code: "no".into(), message: None }),
+            then: Outcome::Rejection(ExpectedRejection {
+                code: "no".into(),
+                message: None,
+            }),
             file: PathBuf::new(),
         };
-        let actual = |code: &str| Outcome::Rejection(ExpectedRejection { code: code.into(), message: Some("m".into()) });
+        let actual = |code: &str| {
+            Outcome::Rejection(ExpectedRejection {
+                code: code.into(),
+                message: Some("m".into()),
+            })
+        };
         assert!(scenario.accepts(&actual("no")));
         assert!(!scenario.accepts(&actual("yes")));
         assert!(!scenario.accepts(&Outcome::Events(vec![])));

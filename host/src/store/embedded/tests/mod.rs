@@ -211,4 +211,3 @@ fn another_applications_redb_file_is_refused() {
         "{error}"
     );
 }
-

@@ -1,0 +1,148 @@
+//! `replay_py`, `replay_js` and their command overhead: the same
+//! bank-account aggregate built with componentize-py and componentize-js,
+//! measured the way `replay` and `overhead` measure the Rust component
+//! (a [`DirectAggregate`], no store), with fewer events and commands since
+//! these components are far slower. Also the time to compile each on first
+//! load, and the Rust figures of this same run for the ratios.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aether_host::runtime::{DirectAggregate, JSON, LoadedComponent, Runtime, RuntimeConfig};
+use aether_host::store::{EventMetadata, MemoryStore, RecordedEvent};
+use anyhow::{Context, bail, ensure};
+use uuid::Uuid;
+
+use crate::fixture::{self, Ctx};
+use crate::report::{Metric, Report, median};
+
+const EVENTS: usize = 20_000;
+const BATCH: usize = 1_024;
+const REPLAY_RUNS: usize = 5;
+const COMMANDS: usize = 500;
+const COMMAND_RUNS: usize = 3;
+const TIMESTAMP_MS: u64 = 1_700_000_000_000;
+
+pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let Some(dir) = &ctx.guests else {
+        bail!(
+            "the languages scenario needs --guests <dir with bank_account_py.wasm and bank_account_js.wasm>"
+        );
+    };
+    let runtime = Runtime::new(
+        std::sync::Arc::new(MemoryStore::new()),
+        RuntimeConfig::default(),
+    )?;
+    let rust = runtime.load_component(ctx.component.clone()).await?;
+    let (rust_replay, rust_command) = measure(&runtime, &rust)?;
+    for (suffix, file) in [
+        ("rust", None),
+        ("py", Some("bank_account_py.wasm")),
+        ("js", Some("bank_account_js.wasm")),
+    ] {
+        let (replay, command, compile, size) = match file {
+            None => (rust_replay, rust_command, None, ctx.component.len()),
+            Some(file) => {
+                let path = dir.join(file);
+                let bytes = read(&path)?;
+                let size = bytes.len();
+                let started = Instant::now();
+                let component = runtime.load_component(bytes).await?;
+                let compile = started.elapsed();
+                let (replay, command) = measure(&runtime, &component)?;
+                (replay, command, Some(compile), size)
+            }
+        };
+        let params = |m: Metric| {
+            m.param("events", EVENTS as u64)
+                .param("batch", BATCH as u64)
+                .param("component_bytes", size as u64)
+                .param("runs", REPLAY_RUNS as u64)
+        };
+        report.push(params(Metric::new(
+            &format!("replay_{suffix}"),
+            replay,
+            "events/s",
+        )));
+        report.push(
+            Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
+                .param("commands_per_run", COMMANDS as u64)
+                .param("runs", COMMAND_RUNS as u64),
+        );
+        if let Some(compile) = compile {
+            report.push(
+                Metric::new(&format!("compile_{suffix}"), compile.as_secs_f64(), "s")
+                    .param("component_bytes", size as u64),
+            );
+            report.push(Metric::new(
+                &format!("replay_rust_over_{suffix}"),
+                rust_replay / replay,
+                "ratio",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .with_context(|| format!("reading {}: `cargo xtask bench` builds it", path.display()))
+}
+
+/// Median replay rate (events/s) and median per-command time (µs).
+fn measure(runtime: &Runtime, component: &LoadedComponent) -> anyhow::Result<(f64, f64)> {
+    let stream = fixture::stream(fixture::ACCOUNT, "languages")?;
+    let events = fixture::recorded_history(&stream, 1, EVENTS)?;
+    let mut rates = Vec::new();
+    for _ in 0..REPLAY_RUNS + 1 {
+        let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
+        let started = Instant::now();
+        for batch in events.chunks(BATCH) {
+            aggregate.apply(batch)?;
+        }
+        rates.push(EVENTS as f64 / started.elapsed().as_secs_f64());
+        let view: serde_json::Value = serde_json::from_str(&aggregate.view()?)?;
+        ensure!(
+            fixture::balance(&view)? == EVENTS as u64 - 1,
+            "wrong balance after replay: {view}"
+        );
+    }
+    rates.remove(0); // warm-up
+
+    let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
+    aggregate.apply(&events[..1])?;
+    let mut times = Vec::new();
+    for _ in 0..COMMAND_RUNS {
+        for _ in 0..COMMANDS {
+            times.push(command(&mut aggregate)?.as_secs_f64() * 1e6);
+        }
+    }
+    Ok((median(&mut rates), median(&mut times)))
+}
+
+/// One `Deposit`: handle, then apply the event it decided.
+fn command(aggregate: &mut DirectAggregate) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let events = match aggregate.handle("Deposit", JSON, br#"{"amount":1}"#, TIMESTAMP_MS)? {
+        Ok(events) => events,
+        Err(rejection) => bail!("Deposit was rejected: {rejection:?}"),
+    };
+    let version = aggregate.version();
+    let recorded: Vec<RecordedEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| RecordedEvent {
+            id: Uuid::nil(),
+            stream: fixture::stream(fixture::ACCOUNT, "languages").expect("valid names"),
+            version: version + 1 + i as u64,
+            position: version + 1 + i as u64,
+            event_type: e.event_type,
+            content_type: e.content_type,
+            data: e.data,
+            metadata: EventMetadata::default(),
+            timestamp_ms: TIMESTAMP_MS,
+        })
+        .collect();
+    aggregate.apply(&recorded)?;
+    Ok(started.elapsed())
+}
