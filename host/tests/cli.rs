@@ -214,3 +214,23 @@ fn conformance_runner_reports_a_wrong_scenario_with_a_diff() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("broken.json"));
 }
+
+#[test]
+fn conformance_runner_survives_a_guest_that_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prints.json"),
+        r#"{
+          "name": "a guest that writes to stdout and the host log",
+          "when": { "type": "Log", "data": { "message": "hello from the guest", "repeat": 3 } },
+          "then": { "events": [{ "type": "Recorded", "data": { "note": "hello from the guest" } }] }
+        }"#,
+    )
+    .unwrap();
+    let report = ok(&[
+        "test",
+        aether_test_artifacts::HOSTILE,
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(report.contains("1 scenarios passed, 0 failed"), "{report}");
+}

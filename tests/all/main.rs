@@ -7,4 +7,5 @@ mod concurrency;
 mod conformance;
 mod determinism;
 mod hostile;
+mod languages_sandbox;
 mod snapshots;

@@ -31,6 +31,8 @@ const WAT_GUESTS: &[(&str, &str)] = &[
 const XTASK_GUESTS: &[(&str, &str)] = &[
     ("bank_account_py.wasm", "BANK_ACCOUNT_PY"),
     ("bank_account_js.wasm", "BANK_ACCOUNT_JS"),
+    ("probe_py.wasm", "PROBE_PY"),
+    ("probe_js.wasm", "PROBE_JS"),
 ];
 
 fn main() {
@@ -85,8 +87,17 @@ fn main() {
     }
     for (file, constant) in XTASK_GUESTS {
         let path = root.join("target/guest-components").join(file);
-        writeln!(generated, "/// `{file}`, built by `cargo xtask test` (may be missing under plain `cargo test`).").unwrap();
-        writeln!(generated, "pub const {constant}: &str = {:?};", path.display().to_string()).unwrap();
+        writeln!(
+            generated,
+            "/// `{file}`, built by `cargo xtask test` (may be missing under plain `cargo test`)."
+        )
+        .unwrap();
+        writeln!(
+            generated,
+            "pub const {constant}: &str = {:?};",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     fs::write(out_dir.join("artifacts.rs"), generated).expect("write artifacts.rs");
 }

@@ -48,8 +48,19 @@ pub(crate) async fn run(args: TestArgs) -> Result<()> {
             component.digest().short()
         );
     }
-    for scenario in &scenarios {
-        let actual = scenario.run(&runtime, &component, &stream);
+    // Guest calls are synchronous and WASI's sync bindings block on Tokio:
+    // run them on a blocking thread, never on an async worker.
+    let outcomes = {
+        let scenarios = scenarios.clone();
+        tokio::task::spawn_blocking(move || {
+            scenarios
+                .iter()
+                .map(|s| s.run(&runtime, &component, &stream))
+                .collect::<Vec<_>>()
+        })
+        .await?
+    };
+    for (scenario, actual) in scenarios.iter().zip(outcomes) {
         let passed = scenario.accepts(&actual);
         let file = scenario
             .file

@@ -105,21 +105,23 @@ pub(crate) async fn state(args: StateArgs) -> Result<()> {
     };
     let runtime = Runtime::new(store.clone(), config)?;
     let component = runtime.load_component(bytes).await?;
-    let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
+    // Guest calls block (WASI's sync bindings use Tokio): `guest` runs them
+    // outside the async context.
+    let mut aggregate = guest(|| DirectAggregate::new(&runtime, &component, stream.clone()))?;
 
     let snapshot = store
         .load_snapshot(&stream, &component.digest().to_hex())
         .await?;
     let mut from_snapshot = None;
     if let Some(snapshot) = snapshot {
-        match aggregate.restore(snapshot.version, &snapshot.state) {
+        match guest(|| aggregate.restore(snapshot.version, &snapshot.state)) {
             Ok(()) => from_snapshot = Some(snapshot.version),
             Err(e) => {
                 eprintln!(
                     "warning: the snapshot at version {} was refused ({e}); replaying in full",
                     snapshot.version
                 );
-                aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
+                aggregate = guest(|| DirectAggregate::new(&runtime, &component, stream.clone()))?;
             }
         }
     }
@@ -136,13 +138,13 @@ pub(crate) async fn state(args: StateArgs) -> Result<()> {
         if batch.is_empty() {
             break;
         }
-        aggregate.apply(&batch)?;
+        guest(|| aggregate.apply(&batch))?;
         progress.inc(batch.len() as u64);
     }
     progress.finish_and_clear();
 
-    let view: Value =
-        serde_json::from_str(&aggregate.view()?).context("the component's view is not JSON")?;
+    let view: Value = serde_json::from_str(&guest(|| aggregate.view())?)
+        .context("the component's view is not JSON")?;
     if args.target.json {
         let out = json!({
             "stream": stream.to_string(),
@@ -186,6 +188,12 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Arc<dyn EventStore>> {
     let store = EmbeddedStore::open(dir)
         .with_context(|| format!("opening the data directory {}", dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Runs a guest call on this thread outside the async context, as WASI's
+/// sync bindings require.
+fn guest<R>(call: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(call)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {

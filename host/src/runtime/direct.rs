@@ -5,6 +5,11 @@
 //! or locks: the caller hands it events and commands. It is for benchmarks
 //! (the cost of the Wasm boundary alone), scenario runners and tools;
 //! services use [`Runtime::execute`].
+//!
+//! Guest calls block, and WASI's synchronous bindings drive Tokio
+//! themselves: call a `DirectAggregate` from a plain thread,
+//! `tokio::task::spawn_blocking` or `tokio::task::block_in_place`, never
+//! directly from an async task (a guest that prints would panic there).
 
 use wasmtime::component::ResourceAny;
 

@@ -1,8 +1,11 @@
-//! Builds the JavaScript bank account (`examples/bank-account-js`) into
-//! `target/guest-components/bank_account_js.wasm` with componentize-js.
+//! Builds the JavaScript guests into `target/guest-components/` with
+//! componentize-js: the bank account (`examples/bank-account-js`,
+//! `bank_account_js.wasm`) and the WASI probe (`tests/programs/probe-js`,
+//! `probe_js.wasm`).
 //!
-//! Steps, each skipped when its output is current:
-//! 1. `npm ci` in the example folder, when `node_modules` is missing or
+//! Each guest folder holds a `package.json`, a `package-lock.json` and a
+//! `build.mjs`. Steps, each skipped when its output is current:
+//! 1. `npm ci` in the guest folder, when `node_modules` is missing or
 //!    older than `package-lock.json` (the lock file pins componentize-js
 //!    and everything it pulls in, from the npm registry only);
 //! 2. `node build.mjs <out>`, when the component is missing or older than
@@ -19,49 +22,71 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-/// The example folder, relative to the workspace root.
-const EXAMPLE: &str = "examples/bank-account-js";
-/// The component, relative to the workspace root.
-const OUTPUT: &str = "target/guest-components/bank_account_js.wasm";
+/// A JavaScript guest: a folder with `build.mjs`, and the component it becomes.
+pub(crate) struct Guest {
+    /// The folder, relative to the workspace root.
+    pub(crate) dir: &'static str,
+    /// The component's file name in `target/guest-components`.
+    pub(crate) output: &'static str,
+}
+
+/// The bank-account example.
+pub(crate) const BANK_ACCOUNT: Guest = Guest {
+    dir: "examples/bank-account-js",
+    output: "bank_account_js.wasm",
+};
+/// The aggregate that reaches for files, sockets, clocks and randomness.
+pub(crate) const PROBE: Guest = Guest {
+    dir: "tests/programs/probe-js",
+    output: "probe_js.wasm",
+};
+
+/// Where the components are written, relative to the workspace root.
+const OUTPUT_DIR: &str = "target/guest-components";
 /// The oldest Node.js major version known to work.
 const MIN_NODE_MAJOR: u32 = 20;
 
-/// Builds the component if it is out of date and returns its path.
-pub(crate) fn build(root: &Path) -> Result<PathBuf> {
-    let example = root.join(EXAMPLE);
-    let output = root.join(OUTPUT);
-    if !example.join("package.json").is_file() {
+/// Builds each of `guests` that is out of date and returns the components' paths.
+pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
+    check_node()?;
+    guests.iter().map(|guest| build_one(root, guest)).collect()
+}
+
+fn build_one(root: &Path, guest: &Guest) -> Result<PathBuf> {
+    let (name, file) = (guest.dir, guest.output);
+    let dir = root.join(name);
+    let output = root.join(OUTPUT_DIR).join(file);
+    if !dir.join("package.json").is_file() {
         bail!(
             "{} is missing: is {} the workspace root?",
-            example.join("package.json").display(),
+            dir.join("package.json").display(),
             root.display()
         );
     }
-    check_node()?;
 
-    let lock = example.join("package-lock.json");
+    let lock = dir.join("package-lock.json");
     // npm rewrites node_modules/.package-lock.json on every install: its age
     // is the age of the installed tree.
-    let installed = example.join("node_modules/.package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
     if newer(&lock, modified(&installed)?)? {
-        eprintln!("xtask: {EXAMPLE}: npm ci (installing the pinned componentize-js)");
+        eprintln!("xtask: {name}: npm ci (installing the pinned componentize-js)");
         let status = npm()
             .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&example)
+            .current_dir(&dir)
             .status()
             .context("starting `npm ci`: is npm installed? (it comes with Node.js 20+)")?;
         if !status.success() {
             bail!(
-                "`npm ci` failed in {EXAMPLE} ({status}): check that the npm registry is reachable, \
+                "`npm ci` failed in {name} ({status}): check that the npm registry is reachable, \
                  then run `npm ci` there by hand to see the full error"
             );
         }
     }
 
     let sources = [
-        example.join("src"),
-        example.join("build.mjs"),
-        example.join("package.json"),
+        dir.join("src"),
+        dir.join("build.mjs"),
+        dir.join("package.json"),
         lock,
         root.join("wit"),
     ];
@@ -71,25 +96,26 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         stale = stale || newer(source, built)?;
     }
     if !stale {
-        eprintln!("xtask: {EXAMPLE}: {OUTPUT} is up to date");
+        eprintln!("xtask: {name}: {file} is up to date");
         return Ok(output);
     }
 
-    if let Some(dir) = output.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
-    eprintln!("xtask: {EXAMPLE}: componentize-js -> {OUTPUT} (takes ~20 s)");
+    eprintln!("xtask: {name}: componentize-js -> {file} (takes ~20 s)");
     let status = Command::new("node")
         .arg("build.mjs")
         .arg(&output)
-        .current_dir(&example)
+        .current_dir(&dir)
         .status()
         .context("starting `node build.mjs`")?;
     if !status.success() {
         // Do not leave a half-written file that looks newer than the sources.
         let _ = std::fs::remove_file(&output);
         bail!(
-            "componentize-js failed to build {EXAMPLE} ({status}); the error is above \
+            "componentize-js failed to build {name} ({status}); the error is above \
              (a syntax error in src/, or a WIT change the JS does not follow)"
         );
     }

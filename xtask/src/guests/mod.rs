@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-/// Builds every non-Rust guest the tests and benchmarks use.
+/// Builds every non-Rust guest the tests and benchmarks use: the bank
+/// accounts and the WASI probes, in Python and in JavaScript.
 pub(crate) fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
-    Ok(vec![python::build(root)?, js::build(root)?])
+    let mut built = python::build(root, &[python::BANK_ACCOUNT, python::PROBE])?;
+    built.extend(js::build(root, &[js::BANK_ACCOUNT, js::PROBE])?);
+    Ok(built)
 }

@@ -1,18 +1,20 @@
-//! Builds the Python bank-account example (`examples/bank-account-py`) into
-//! `target/guest-components/bank_account_py.wasm` with componentize-py.
+//! Builds the Python guests into `target/guest-components/` with
+//! componentize-py: the bank-account example (`examples/bank-account-py`,
+//! `bank_account_py.wasm`) and the WASI probe (`tests/programs/probe-py`,
+//! `probe_py.wasm`).
 //!
-//! The tool comes from PyPI at the version pinned in the example's
-//! `requirements.txt` (the single source of truth), installed under
-//! `target/python-tools` and nowhere else: a virtualenv made with
-//! `python3 -m venv`, or, where venv is unavailable (Debian without
-//! `python3-venv`), a `pip install --target` folder. Nothing is installed
-//! when the pinned version is already there, and nothing is rebuilt when the
-//! component is newer than every source (the example's `.py` files, its
-//! `requirements.txt` and `wit/`).
+//! The tool comes from PyPI at the version pinned in the bank-account
+//! example's `requirements.txt` (the single source of truth for every Python
+//! guest), installed once under `target/python-tools` and nowhere else: a
+//! virtualenv made with `python3 -m venv`, or, where venv is unavailable
+//! (Debian without `python3-venv`), a `pip install --target` folder. Nothing
+//! is installed when the pinned version is already there, and a guest is not
+//! rebuilt when its component is newer than every source (the guest's `.py`
+//! files, the `requirements.txt` and `wit/`).
 //!
-//! componentize-py runs in a staging copy of the example under
+//! componentize-py runs in a staging copy of the guest under
 //! `target/python-build`, so it neither writes `__pycache__` into the source
-//! tree nor bundles the example's tests, and with `VIRTUAL_ENV` pointing at
+//! tree nor bundles the guest's tests, and with `VIRTUAL_ENV` pointing at
 //! an empty site-packages, so what the tool's own environment holds never
 //! ends up in the component.
 
@@ -24,45 +26,78 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-/// The example, relative to the workspace root.
-const EXAMPLE: &str = "examples/bank-account-py";
+/// A Python guest: a folder of modules around an `app.py`, and the
+/// component it becomes.
+pub(crate) struct Guest {
+    /// The folder, relative to the workspace root.
+    pub(crate) dir: &'static str,
+    /// The component's file name in `target/guest-components`.
+    pub(crate) output: &'static str,
+}
+
+/// The bank-account example.
+pub(crate) const BANK_ACCOUNT: Guest = Guest {
+    dir: "examples/bank-account-py",
+    output: "bank_account_py.wasm",
+};
+/// The aggregate that reaches for files, sockets, clocks and randomness.
+pub(crate) const PROBE: Guest = Guest {
+    dir: "tests/programs/probe-py",
+    output: "probe_py.wasm",
+};
+
+/// The `requirements.txt` pinning componentize-py for every Python guest.
+const REQUIREMENTS: &str = "examples/bank-account-py/requirements.txt";
 /// The Python module componentize-py wraps (`app.py`).
 const APP_MODULE: &str = "app";
 /// The WIT world the component targets.
 const WORLD: &str = "aggregate-component";
 /// The package `requirements.txt` pins.
 const TOOL: &str = "componentize-py";
-/// Where the component is written, relative to the workspace root.
+/// Where the components are written, relative to the workspace root.
 const OUTPUT_DIR: &str = "target/guest-components";
-const OUTPUT: &str = "bank_account_py.wasm";
 /// Where the tool is installed, relative to the workspace root.
 const TOOLS_DIR: &str = "target/python-tools";
-/// Scratch space for the build, relative to the workspace root.
+/// Scratch space for the builds, relative to the workspace root.
 const BUILD_DIR: &str = "target/python-build";
 /// The oldest Python componentize-py's wheels install on (`cp39-abi3`).
 const MIN_PYTHON: (u32, u32) = (3, 9);
 
-/// Builds the component if any source is newer than it, installing the
-/// pinned componentize-py first if needed, and returns its path.
-pub(crate) fn build(root: &Path) -> Result<PathBuf> {
-    let example = root.join(EXAMPLE);
-    let output = root.join(OUTPUT_DIR).join(OUTPUT);
-    let modules = python_modules(&example)?;
-    let requirements = example.join("requirements.txt");
+/// Builds each of `guests` whose component is older than a source,
+/// installing the pinned componentize-py first if needed (once), and
+/// returns the components' paths.
+pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
+    let mut tools = None;
+    guests
+        .iter()
+        .map(|guest| build_one(root, guest, &mut tools))
+        .collect()
+}
+
+fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<PathBuf> {
+    let dir = root.join(guest.dir);
+    let output = root.join(OUTPUT_DIR).join(guest.output);
+    let modules = python_modules(&dir)?;
+    let requirements = root.join(REQUIREMENTS);
     let mut sources = modules.clone();
     sources.push(requirements.clone());
     collect_files(&root.join("wit"), &mut sources)?;
     if is_up_to_date(&output, &sources)? {
-        eprintln!("xtask: the Python bank-account component is up to date");
+        eprintln!("xtask: {}: {} is up to date", guest.dir, guest.output);
         return Ok(output);
     }
 
-    let pin = read_pin(&requirements)?;
-    let tools = Tools::install(&root.join(TOOLS_DIR), &pin)?;
+    let tools = match tools {
+        Some(tools) => tools,
+        None => {
+            let pin = read_pin(&requirements)?;
+            tools.insert(Tools::install(&root.join(TOOLS_DIR), &pin)?)
+        }
+    };
 
-    eprintln!("xtask: building the Python bank-account component");
+    eprintln!("xtask: {}: componentize-py -> {}", guest.dir, guest.output);
     let build_dir = root.join(BUILD_DIR);
-    let app_dir = build_dir.join("bank-account-py");
+    let app_dir = build_dir.join(dir.file_name().context("a guest folder without a name")?);
     stage(&modules, &app_dir)?;
     // componentize-py appends `$VIRTUAL_ENV/lib/*/site-packages` to the
     // Python path; an empty one keeps the tool's environment out.
@@ -76,7 +111,7 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         .with_context(|| format!("creating {}", output_dir.display()))?;
     // Written beside the output and renamed into place, so a failed build
     // never leaves a component that looks up to date.
-    let partial = output_dir.join(format!("{OUTPUT}.partial"));
+    let partial = output_dir.join(format!("{}.partial", guest.output));
     let mut componentize = tools.componentize_py();
     componentize
         .arg("--quiet")
@@ -95,10 +130,12 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     if !status.success() {
         let _ = fs::remove_file(&partial);
         bail!(
-            "componentize-py could not build {EXAMPLE} ({status}); its output above names the \
+            "componentize-py could not build {} ({status}); its output above names the \
              problem (a Python error in {APP_MODULE}.py or the modules it imports, or a mismatch \
-             with wit/). The logic can be checked under plain CPython with \
-             `cd {EXAMPLE} && python3 -m unittest`"
+             with wit/); a guest with `test_*.py` files can be checked under plain CPython with \
+             `cd {} && python3 -m unittest`",
+            guest.dir,
+            guest.dir
         );
     }
     fs::rename(&partial, &output)
@@ -112,15 +149,15 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     Ok(output)
 }
 
-/// The example's Python modules that go into the component: every `.py`
+/// The guest's Python modules that go into the component: every `.py`
 /// file beside `app.py`, except tests (`test_*.py`).
-fn python_modules(example: &Path) -> Result<Vec<PathBuf>> {
-    let entries = fs::read_dir(example)
-        .with_context(|| format!("reading {}: is this an Aether checkout?", example.display()))?;
+fn python_modules(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = fs::read_dir(dir)
+        .with_context(|| format!("reading {}: is this an Aether checkout?", dir.display()))?;
     let mut modules = Vec::new();
     for entry in entries {
         let path = entry
-            .with_context(|| format!("reading {}", example.display()))?
+            .with_context(|| format!("reading {}", dir.display()))?
             .path();
         let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
         if path.is_file() && name.ends_with(".py") && !name.starts_with("test_") {
@@ -132,7 +169,7 @@ fn python_modules(example: &Path) -> Result<Vec<PathBuf>> {
         .iter()
         .any(|m| m.file_stem() == Some(OsStr::new(APP_MODULE)))
     {
-        bail!("{} has no {APP_MODULE}.py to build", example.display());
+        bail!("{} has no {APP_MODULE}.py to build", dir.display());
     }
     Ok(modules)
 }
@@ -408,14 +445,14 @@ fn system_python() -> Result<PathBuf> {
     }
     if found.is_empty() {
         bail!(
-            "no Python found (tried `python3` and `python`): the Python example needs Python >= {}.{} \
+            "no Python found (tried `python3` and `python`): the Python guests need Python >= {}.{} \
              to install {TOOL} (Debian/Ubuntu: `apt-get install python3 python3-venv`)",
             MIN_PYTHON.0,
             MIN_PYTHON.1
         );
     }
     bail!(
-        "the Python example needs Python >= {}.{} to install {TOOL}, but {}",
+        "the Python guests need Python >= {}.{} to install {TOOL}, but {}",
         MIN_PYTHON.0,
         MIN_PYTHON.1,
         found.join(" and ")
