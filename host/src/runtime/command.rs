@@ -222,39 +222,38 @@ impl Runtime {
     /// Derives the aggregate's state by activating it (if not live) and
     /// asking its component for the view.
     pub async fn state(&self, stream: &StreamId) -> Result<AggregateState, CommandError> {
-        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = self.partition(stream).clone();
-        let _turn = self.inner.locks.lock(stream).await;
-        loop {
-            self.ensure_live(&partition, stream, &component).await?;
-            let s = stream.clone();
-            match partition.call(move |p| p.view(&s)).await? {
-                Ok((view, version)) => {
-                    let view = serde_json::from_str(&view).map_err(|e| {
-                        CommandError::Guest(GuestFailure::new(
-                            super::GuestFailureKind::Trap,
-                            format!("the component's view is not JSON: {e}"),
-                        ))
-                    })?;
-                    return Ok(AggregateState { version, view });
-                }
-                Err(CallError::NotLive) => continue,
-                Err(CallError::Guest(failure)) => return Err(failure.into()),
-            }
-        }
+        let (view, version) = self.read_live(stream, |p, s| p.view(s)).await?;
+        let view = serde_json::from_str(&view).map_err(|e| {
+            CommandError::Guest(GuestFailure::new(
+                super::GuestFailureKind::Trap,
+                format!("the component's view is not JSON: {e}"),
+            ))
+        })?;
+        Ok(AggregateState { version, view })
     }
 
-    /// Replays an aggregate into a fresh resource and returns the guest's
-    /// snapshot bytes and the version; for tests and tools.
+    /// The component's snapshot of the aggregate (activating it if not
+    /// live) and the version it was taken at; for tests and tools.
     pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {
+        self.read_live(stream, |p, s| p.snapshot(s)).await
+    }
+
+    /// Runs a read-only call on the live aggregate, activating it first,
+    /// in the aggregate's turn.
+    async fn read_live<R: Send + 'static>(
+        &self,
+        stream: &StreamId,
+        read: fn(&mut super::partition::Partition, &StreamId) -> Result<R, CallError>,
+    ) -> Result<R, CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
         let partition = self.partition(stream).clone();
         let _turn = self.inner.locks.lock(stream).await;
         loop {
             self.ensure_live(&partition, stream, &component).await?;
             let s = stream.clone();
-            match partition.call(move |p| p.snapshot(&s)).await? {
-                Ok(snapshot) => return Ok(snapshot),
+            match partition.call(move |p| read(p, &s)).await? {
+                Ok(value) => return Ok(value),
+                // Passivated between activation and the call (LRU pressure): again.
                 Err(CallError::NotLive) => continue,
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
             }
