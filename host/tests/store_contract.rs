@@ -62,6 +62,14 @@ mod embedded_store {
             self.store.stream_version(stream).await
         }
 
+        async fn command_events(
+            &self,
+            stream: &StreamId,
+            command_id: &str,
+        ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+            self.store.command_events(stream, command_id).await
+        }
+
         async fn read_all(
             &self,
             from_position: u64,

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use aether_host::namespace::{AggregateId, AggregateType, Namespace};
-use aether_host::runtime::{CommandError, CommandOutcome, CommandRequest, Runtime, RuntimeConfig};
+use aether_host::runtime::{
+    CommandError, CommandOutcome, CommandRequest, Runtime, RuntimeConfig, SandboxLimits,
+};
 use aether_host::store::{EventStore, MemoryStore, StreamId};
 use serde_json::Value;
 
@@ -24,8 +26,11 @@ pub fn runtime_on(store: Arc<dyn EventStore>, config: RuntimeConfig) -> Runtime 
 pub fn test_config() -> RuntimeConfig {
     RuntimeConfig {
         partitions: 2,
-        call_deadline: std::time::Duration::from_millis(500),
-        memory_limit_bytes: 64 << 20,
+        limits: SandboxLimits {
+            call_deadline: std::time::Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+            ..SandboxLimits::default()
+        },
         max_instances: 64,
         ..RuntimeConfig::default()
     }

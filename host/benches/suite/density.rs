@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use aether_host::runtime::{Digest, RuntimeConfig};
+use aether_host::runtime::{Digest, RuntimeConfig, SandboxLimits};
 use aether_host::store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, MemoryStore, NewEvent,
 };
@@ -28,10 +28,13 @@ const MIB: f64 = (1 << 20) as f64;
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let config = RuntimeConfig {
-        max_live_aggregates: 2 * AGGREGATES,
+        limits: SandboxLimits {
+            max_live_aggregates: 2 * AGGREGATES,
+            ..SandboxLimits::default()
+        },
         ..RuntimeConfig::default()
     };
-    let (max_live, partitions) = (config.max_live_aggregates, config.partitions);
+    let (max_live, partitions) = (config.limits.max_live_aggregates, config.partitions);
     let runtime =
         fixture::runtime_with_accounts(ctx, Arc::new(MemoryStore::new()), config, &[ACCOUNT])
             .await?;

@@ -103,17 +103,27 @@ impl Runtime {
         if request.command_type.is_empty() {
             return Err(CommandError::Malformed("the command type is empty".into()));
         }
-        let limit = self.inner.config.max_command_bytes;
-        if request.data.len() > limit {
-            return Err(CommandError::Malformed(format!(
-                "the command payload is {} bytes, more than the {limit}-byte limit",
-                request.data.len()
-            )));
-        }
         let stream = request.stream.clone();
+        let lane = self.inner.lanes.lane(&stream.namespace)?;
+        let limits = lane.limits();
+        limits.check_command(request.data.len())?;
+        let _admitted = lane.admit(&limits)?;
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = self.partition(&stream).clone();
+        let partition = lane.partition(&stream).clone();
         let _turn = self.inner.locks.lock(&stream).await;
+
+        if let Some(command_id) = &request.command_id
+            && let Some(events) = self.inner.store.command_events(&stream, command_id).await?
+        {
+            // A retry of a command already carried out: its first outcome,
+            // without asking the aggregate again.
+            let version = events.last().map_or(0, |e| e.version);
+            return Ok(CommandOutcome {
+                events,
+                version,
+                duplicate: true,
+            });
+        }
 
         let timestamp_ms = now_ms();
         let (version, decision) = loop {
@@ -147,6 +157,11 @@ impl Runtime {
             }
         };
         let new_events = decision.map_err(CommandError::Rejected)?;
+        limits.check_decision(
+            new_events
+                .iter()
+                .map(|e| (e.event_type.as_str(), e.data.len())),
+        )?;
         if new_events.is_empty() {
             return Ok(CommandOutcome {
                 events: Vec::new(),
@@ -246,7 +261,12 @@ impl Runtime {
         read: fn(&mut super::partition::Partition, &StreamId) -> Result<R, CallError>,
     ) -> Result<R, CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = self.partition(stream).clone();
+        let partition = self
+            .inner
+            .lanes
+            .lane(&stream.namespace)?
+            .partition(stream)
+            .clone();
         let _turn = self.inner.locks.lock(stream).await;
         loop {
             self.ensure_live(&partition, stream, &component).await?;
@@ -262,7 +282,12 @@ impl Runtime {
 
     /// Passivates an aggregate: its next use rebuilds it from the store.
     pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
-        let partition = self.partition(stream).clone();
+        let partition = self
+            .inner
+            .lanes
+            .lane(&stream.namespace)?
+            .partition(stream)
+            .clone();
         let _turn = self.inner.locks.lock(stream).await;
         let s = stream.clone();
         partition.call(move |p| p.passivate(&s)).await?;

@@ -1,29 +1,26 @@
 //! The runtime's limits and sizes, with defaults that suit one node.
 
+use super::{SandboxLimits, SnapshotPolicy};
 use std::path::PathBuf;
-use std::time::Duration;
-
-use super::SnapshotPolicy;
 
 /// Limits and sizes of a [`super::Runtime`]. Every field has a default
 /// ([`RuntimeConfig::default`]); change what you need.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Partition threads that run guest code; aggregates are spread over
-    /// them by hash. Default: the number of CPUs.
+    /// Partition threads per namespace that run its guest code; the
+    /// namespace's aggregates are spread over them by hash. Default: the
+    /// number of CPUs.
     pub partitions: usize,
-    /// Memory cap of one guest instance, in bytes. Growing past it traps the
-    /// call. Default: 256 MiB.
-    pub memory_limit_bytes: usize,
-    /// Wall-clock deadline of one guest call (a command's `handle`, a batch
-    /// of `apply`). Default: 1 s.
-    pub call_deadline: Duration,
-    /// Fuel (roughly, Wasm instructions) per guest call, for deterministic
-    /// metering. `None` (the default) leaves metering off, which is faster.
-    pub fuel_per_call: Option<u64>,
-    /// Live aggregates kept in memory across all partitions; the least
-    /// recently used are passivated beyond it. Default: 200 000.
-    pub max_live_aggregates: usize,
+    /// The sandbox limits of every namespace that has none of its own
+    /// ([`super::Runtime::set_namespace_limits`]). Default:
+    /// [`SandboxLimits::default`].
+    pub limits: SandboxLimits,
+    /// The most memory any namespace's limit may allow one instance, in
+    /// bytes: what the engine's instance pool is sized for. Default: 1 GiB.
+    pub memory_ceiling_bytes: usize,
+    /// Whether guest calls are metered in fuel, so that namespaces can have
+    /// a `fuel_per_call` limit. Costs some speed. Default: off.
+    pub fuel_metering: bool,
     /// Guest instances the engine's pool holds at once. Default: 1 000.
     pub max_instances: u32,
     /// Events read from the store and applied per guest call when an
@@ -32,8 +29,6 @@ pub struct RuntimeConfig {
     /// When aggregates are snapshotted, unless overridden per aggregate type
     /// ([`super::Runtime::set_snapshot_policy`]). Default: every 1 000 events.
     pub snapshots: SnapshotPolicy,
-    /// Largest command payload accepted, in bytes. Default: 1 MiB.
-    pub max_command_bytes: usize,
     /// Largest component accepted by a deploy, in bytes. Default: 64 MiB.
     pub max_component_bytes: usize,
     /// Where compiled components are cached across restarts (`None`: no
@@ -51,25 +46,15 @@ impl Default for RuntimeConfig {
             partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            memory_limit_bytes: 256 << 20,
-            call_deadline: Duration::from_secs(1),
-            fuel_per_call: None,
-            max_live_aggregates: 200_000,
+            limits: SandboxLimits::default(),
+            memory_ceiling_bytes: 1 << 30,
+            fuel_metering: false,
             max_instances: 1_000,
             replay_batch: 1_024,
             snapshots: SnapshotPolicy::Every(1_000),
-            max_command_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
             compile_cache: None,
             guest_output_limit: 64 << 10,
         }
-    }
-}
-
-impl RuntimeConfig {
-    pub(crate) fn live_aggregates_per_partition(&self) -> usize {
-        self.max_live_aggregates
-            .div_ceil(self.partitions.max(1))
-            .max(1)
     }
 }

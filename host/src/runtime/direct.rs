@@ -39,7 +39,8 @@ impl DirectAggregate {
         let label = format!("direct:{stream}").into();
         let mut instance = GuestInstance::new(
             &runtime.inner.engine,
-            runtime.inner.config.clone(),
+            std::sync::Arc::new(runtime.inner.config.limits.clone()),
+            runtime.inner.config.guest_output_limit,
             component,
             label,
         )?;

@@ -24,13 +24,13 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .total_core_instances(config.max_instances * 8)
         .total_memories(config.max_instances * 2)
         .total_tables(config.max_instances * 4)
-        .max_memory_size(config.memory_limit_bytes);
+        .max_memory_size(config.memory_ceiling_bytes);
 
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
-        .consume_fuel(config.fuel_per_call.is_some())
+        .consume_fuel(config.fuel_metering)
         .cranelift_nan_canonicalization(true)
         .relaxed_simd_deterministic(true);
     Engine::new(&wasm)

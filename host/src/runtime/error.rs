@@ -103,6 +103,28 @@ pub enum CommandError {
     /// The command itself is malformed: fix it before sending it again (HTTP 400).
     #[error("malformed command: {0}")]
     Malformed(String),
+    /// The command's payload is larger than its namespace accepts
+    /// (`max_command_bytes`); nothing was stored (HTTP 413).
+    #[error("the command payload is {size} bytes, more than the namespace's {limit}-byte limit")]
+    CommandTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The namespace's limit.
+        limit: usize,
+    },
+    /// The aggregate decided more events, or larger ones, than its
+    /// namespace allows (`max_events_per_command`, `max_event_bytes`);
+    /// nothing was stored.
+    #[error("the component's decision exceeds the namespace's limits: {0}")]
+    DecisionTooLarge(String),
+    /// The namespace has used up a quota (HTTP 429): retry later.
+    #[error("namespace `{namespace}` is over its quota: {quota}")]
+    QuotaExceeded {
+        /// The namespace.
+        namespace: Namespace,
+        /// Which quota, in words.
+        quota: String,
+    },
     /// The aggregate rejected the command; nothing was stored (HTTP 422).
     #[error("rejected: {0}")]
     Rejected(Rejection),

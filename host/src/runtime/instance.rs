@@ -14,9 +14,9 @@ use wasmtime::{Engine, Store};
 
 use super::bindings::{AggregateComponent, Command, Event, NewEvent};
 use super::component::LoadedComponent;
-use super::config::RuntimeConfig;
 use super::engine::deadline_ticks;
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
+use super::limits::SandboxLimits;
 use super::sandbox::HostState;
 use crate::store::{RecordedEvent, StreamId};
 
@@ -29,22 +29,27 @@ pub(crate) type ApplyRefusal = (u64, String);
 pub(crate) struct GuestInstance {
     store: Store<HostState>,
     exports: AggregateComponent,
-    config: Arc<RuntimeConfig>,
+    limits: Arc<SandboxLimits>,
+    /// Whether the engine meters fuel (then every call must be given some).
+    metered: bool,
 }
 
 impl GuestInstance {
-    /// Instantiates `component` in a fresh store; `label` names it in logs.
+    /// Instantiates `component` in a fresh store under `limits`; `label`
+    /// names it in logs.
     pub(crate) fn new(
         engine: &Engine,
-        config: Arc<RuntimeConfig>,
+        limits: Arc<SandboxLimits>,
+        output_limit: usize,
         component: &LoadedComponent,
         label: Arc<str>,
     ) -> Result<Self, GuestFailure> {
-        let state = HostState::new(label, config.memory_limit_bytes, config.guest_output_limit);
+        let state = HostState::new(label, limits.memory_bytes, output_limit);
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks(config.call_deadline));
-        if config.fuel_per_call.is_some() {
+        store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
+        let metered = engine.get_consume_fuel();
+        if metered {
             store
                 .set_fuel(u64::MAX)
                 .map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, format!("{e:#}")))?;
@@ -53,7 +58,8 @@ impl GuestInstance {
             Ok(exports) => Ok(Self {
                 store,
                 exports,
-                config,
+                limits,
+                metered,
             }),
             Err(e) => Err(GuestFailure::classify(
                 e,
@@ -186,10 +192,21 @@ impl GuestInstance {
     /// Drops an aggregate's resource (runs the guest's destructor).
     pub(crate) fn drop_resource(&mut self, resource: ResourceAny) -> Result<(), GuestFailure> {
         self.store
-            .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
+            .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
+        self.refuel();
         resource.resource_drop(&mut self.store).map_err(|e| {
             GuestFailure::classify(e, self.store.data().limits.exceeded, GuestFailureKind::Trap)
         })
+    }
+
+    /// Gives the next call its fuel: the namespace's `fuel_per_call`, or
+    /// all there is when the namespace is not metered.
+    fn refuel(&mut self) {
+        if self.metered {
+            let fuel = self.limits.fuel_per_call.unwrap_or(u64::MAX);
+            // Cannot fail: the engine meters fuel.
+            let _ = self.store.set_fuel(fuel);
+        }
     }
 
     /// Runs one guest call inside the sandbox's limits.
@@ -203,11 +220,8 @@ impl GuestInstance {
         let seed = format!("{stream}@{version}");
         self.store.data().call.set(timestamp_ms, seed.as_bytes());
         self.store
-            .set_epoch_deadline(deadline_ticks(self.config.call_deadline));
-        if let Some(fuel) = self.config.fuel_per_call {
-            // Cannot fail: fuel is enabled whenever `fuel_per_call` is set.
-            let _ = self.store.set_fuel(fuel);
-        }
+            .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
+        self.refuel();
         let result = call(&self.exports, &mut self.store);
         let state = self.store.data();
         state.output.flush_to_log(&state.label);

@@ -31,6 +31,8 @@ mod direct;
 mod engine;
 mod error;
 mod instance;
+mod lanes;
+mod limits;
 mod locks;
 mod partition;
 mod registry;
@@ -38,26 +40,27 @@ mod sandbox;
 pub mod scenario;
 mod snapshot;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use cache::CompiledFrom;
+pub(crate) use command::now_ms;
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;
 pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
+pub use limits::{InvalidLimits, SandboxLimits};
 pub use snapshot::SnapshotPolicy;
 
 use crate::bus::LocalBus;
 use crate::namespace::{AggregateType, Namespace};
-use crate::store::{EventStore, StreamId};
+use crate::store::EventStore;
 use engine::EpochTicker;
+use lanes::Lanes;
 use locks::AggregateLocks;
-use partition::PartitionHandle;
 use registry::Registry;
 use sandbox::HostState;
 use snapshot::SnapshotPolicies;
@@ -76,7 +79,7 @@ struct Inner {
     config: Arc<RuntimeConfig>,
     store: Arc<dyn EventStore>,
     registry: Registry,
-    partitions: Vec<PartitionHandle>,
+    lanes: Lanes,
     locks: AggregateLocks,
     bus: LocalBus,
     snapshot_policies: SnapshotPolicies,
@@ -84,17 +87,19 @@ struct Inner {
 }
 
 impl Runtime {
-    /// Starts a runtime on `store`: builds the engine, starts the partition
-    /// threads and the epoch ticker.
+    /// Starts a runtime on `store`: builds the engine and starts the epoch
+    /// ticker. Each namespace's partition threads start on its first use.
     pub fn new(store: Arc<dyn EventStore>, config: RuntimeConfig) -> anyhow::Result<Self> {
+        config
+            .limits
+            .check(config.memory_ceiling_bytes, config.fuel_metering)
+            .map_err(|e| anyhow::anyhow!("the default sandbox limits: {e}"))?;
         let config = Arc::new(config);
         let engine = engine::build_engine(&config)
             .map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
         let linker = component::sandbox_linker(&engine)
             .map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
-        let partitions = (0..config.partitions.max(1))
-            .map(|i| PartitionHandle::spawn(i, engine.clone(), config.clone()))
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let lanes = Lanes::new(engine.clone(), config.clone());
         let ticker = EpochTicker::start(&engine)?;
         let compile_cache = config
             .compile_cache
@@ -108,7 +113,7 @@ impl Runtime {
                 config,
                 store,
                 registry: Registry::default(),
-                partitions,
+                lanes,
                 locks: AggregateLocks::default(),
                 bus: LocalBus::default(),
                 snapshot_policies: SnapshotPolicies::default(),
@@ -185,19 +190,30 @@ impl Runtime {
         self.inner.registry.list()
     }
 
-    /// How many aggregates are live across all partitions.
-    pub async fn live_aggregates(&self) -> usize {
-        let mut total = 0;
-        for partition in &self.inner.partitions {
-            total += partition.call(|p| p.live_count()).await.unwrap_or(0);
-        }
-        total
+    /// Puts `namespace` under `limits` instead of the defaults
+    /// ([`RuntimeConfig::limits`]). Its live aggregates are passivated and
+    /// come back under the new limits on their next use.
+    pub async fn set_namespace_limits(
+        &self,
+        namespace: &Namespace,
+        limits: SandboxLimits,
+    ) -> Result<(), InvalidLimits> {
+        self.inner.lanes.set_limits(namespace, limits).await
     }
 
-    fn partition(&self, stream: &StreamId) -> &PartitionHandle {
-        let mut hasher = std::hash::DefaultHasher::new();
-        stream.hash(&mut hasher);
-        let index = (hasher.finish() % self.inner.partitions.len() as u64) as usize;
-        &self.inner.partitions[index]
+    /// The limits `namespace` runs under.
+    pub fn namespace_limits(&self, namespace: &Namespace) -> Result<SandboxLimits, CommandError> {
+        Ok((*self.inner.lanes.lane(namespace)?.limits()).clone())
+    }
+
+    /// How many aggregates are live across all namespaces.
+    pub async fn live_aggregates(&self) -> usize {
+        let mut total = 0;
+        for lane in self.inner.lanes.all() {
+            for partition in lane.partitions() {
+                total += partition.call(|p| p.live_count()).await.unwrap_or(0);
+            }
+        }
+        total
     }
 }

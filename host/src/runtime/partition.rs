@@ -1,11 +1,11 @@
 //! Partitions: where guest code runs.
 //!
-//! A partition is one OS thread that owns, for each (namespace, component
-//! digest) it has seen, one guest instance in its own wasmtime `Store`, and
-//! an LRU of the live aggregates (guest resources) in those instances.
-//! Aggregates are hashed to a partition, so different aggregates run in
-//! parallel across cores while each instance is only ever touched by its
-//! own thread. The async command path sends closures to the partition and
+//! A partition is one OS thread of one namespace's lane
+//! ([`super::lanes`]) that owns, for each component digest it has seen, one
+//! guest instance in its own wasmtime `Store`, and an LRU of the live
+//! aggregates (guest resources) in those instances. Aggregates are hashed
+//! to a partition, so different aggregates run in parallel across cores
+//! while each instance is only ever touched by its own thread. The async command path sends closures to the partition and
 //! awaits their answer ([`PartitionHandle::call`]).
 //!
 //! Lifecycle of a live aggregate: *activated* (constructor, then its events
@@ -28,10 +28,10 @@ use lru::LruCache;
 use wasmtime::Engine;
 use wasmtime::component::ResourceAny;
 
-use super::RuntimeConfig;
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind};
 use super::instance::{Decision, GuestInstance};
+use super::limits::SandboxLimits;
 use crate::namespace::Namespace;
 use crate::store::{RecordedEvent, StreamId};
 
@@ -48,17 +48,18 @@ pub(crate) struct PartitionHandle {
 pub(crate) struct PartitionStopped;
 
 impl PartitionHandle {
-    /// Starts partition `index` on its own thread.
+    /// Starts partition `index` of `namespace`'s lane on its own thread.
     pub(crate) fn spawn(
+        namespace: &Namespace,
         index: usize,
         engine: Engine,
-        config: Arc<RuntimeConfig>,
+        sizing: PartitionSizing,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name(format!("aether-partition-{index}"))
+            .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
-                let mut partition = Partition::new(engine, config);
+                let mut partition = Partition::new(engine, sizing);
                 while let Ok(job) = queue.recv() {
                     // A bug in a job must not take the partition down: the
                     // caller sees its reply channel closed, others carry on.
@@ -116,24 +117,51 @@ impl From<GuestFailure> for CallError {
 /// A snapshot to start an activation from: (version, state bytes).
 pub(crate) type StartingPoint = Option<(u64, Vec<u8>)>;
 
+/// What a partition is sized by: its namespace's limits, how many
+/// partitions share them, and the guest output cap.
+#[derive(Clone)]
+pub(crate) struct PartitionSizing {
+    pub(crate) limits: Arc<SandboxLimits>,
+    pub(crate) partitions: usize,
+    pub(crate) output_limit: usize,
+}
+
+impl PartitionSizing {
+    fn live_capacity(&self) -> NonZeroUsize {
+        NonZeroUsize::new(self.limits.live_aggregates_per_partition(self.partitions))
+            .unwrap_or(NonZeroUsize::MIN)
+    }
+}
+
 /// The state of one partition thread.
 pub(crate) struct Partition {
     engine: Engine,
-    config: Arc<RuntimeConfig>,
+    sizing: PartitionSizing,
     instances: HashMap<InstanceKey, GuestInstance>,
     live: LruCache<StreamId, LiveAggregate>,
 }
 
 impl Partition {
-    fn new(engine: Engine, config: Arc<RuntimeConfig>) -> Self {
-        let capacity =
-            NonZeroUsize::new(config.live_aggregates_per_partition()).unwrap_or(NonZeroUsize::MIN);
+    fn new(engine: Engine, sizing: PartitionSizing) -> Self {
+        let capacity = sizing.live_capacity();
         Self {
             engine,
-            config,
+            sizing,
             instances: HashMap::new(),
             live: LruCache::new(capacity),
         }
+    }
+
+    /// Puts the partition under new limits: every live aggregate is
+    /// passivated and every instance dropped, so all of them come back
+    /// under the new limits (by replay) on their next use.
+    pub(crate) fn set_limits(&mut self, limits: Arc<SandboxLimits>) {
+        while let Some((_, aggregate)) = self.live.pop_lru() {
+            self.drop_resource(aggregate);
+        }
+        self.instances.clear();
+        self.sizing.limits = limits;
+        self.live.resize(self.sizing.live_capacity());
     }
 
     /// The version of `stream` if it is live under `component`. A live
@@ -166,7 +194,13 @@ impl Partition {
         };
         if !self.instances.contains_key(&key) {
             let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
-            let instance = GuestInstance::new(&self.engine, self.config.clone(), component, label)?;
+            let instance = GuestInstance::new(
+                &self.engine,
+                self.sizing.limits.clone(),
+                self.sizing.output_limit,
+                component,
+                label,
+            )?;
             self.instances.insert(key.clone(), instance);
         }
         let resource = self.with_instance(&key, |instance| instance.create(stream))?;

@@ -165,6 +165,26 @@ impl EventStore for MemoryStore {
             .map_or(0, StreamState::version))
     }
 
+    async fn command_events(
+        &self,
+        stream: &StreamId,
+        command_id: &str,
+    ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let state = self.lock();
+        let Some(range) = state
+            .streams
+            .get(stream)
+            .and_then(|s| s.commands.get(command_id))
+        else {
+            return Ok(None);
+        };
+        range
+            .clone()
+            .map(|index| fetch(&state.log, index, stream))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     async fn read_all(
         &self,
         from_position: u64,

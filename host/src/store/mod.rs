@@ -108,6 +108,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// Current version of a stream; 0 if it has no events.
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
+    /// The events an earlier append with `command_id` recorded on `stream`,
+    /// in order; `None` if no append on this stream carried that command id.
+    /// Lets a retried command be answered with its first outcome before the
+    /// aggregate decides anything again.
+    async fn command_events(
+        &self,
+        stream: &StreamId,
+        command_id: &str,
+    ) -> Result<Option<Vec<RecordedEvent>>, StoreError>;
+
     /// The global log: events with position >= `from_position` (0 reads from
     /// the start too), in position order, at most `limit`.
     async fn read_all(
@@ -149,6 +159,14 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         (**self).stream_version(stream).await
+    }
+
+    async fn command_events(
+        &self,
+        stream: &StreamId,
+        command_id: &str,
+    ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        (**self).command_events(stream, command_id).await
     }
 
     async fn read_all(

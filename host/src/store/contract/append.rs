@@ -287,6 +287,26 @@ pub async fn command_id_makes_append_idempotent(store: &dyn EventStore) {
     );
     assert_eq!(late_retry.events, original.events);
 
+    let looked_up = store.command_events(&acc, "cmd-1").await.unwrap();
+    assert_eq!(
+        looked_up.as_ref(),
+        Some(&original.events),
+        "command_events finds what the command recorded"
+    );
+    assert_eq!(
+        store.command_events(&acc, "cmd-unknown").await.unwrap(),
+        None,
+        "an unknown command id has no events"
+    );
+    assert_eq!(
+        store
+            .command_events(&account("acc-other"), "cmd-1")
+            .await
+            .unwrap(),
+        None,
+        "command ids are looked up per stream"
+    );
+
     assert_eq!(
         version(store, &acc).await,
         3,
@@ -345,6 +365,11 @@ pub async fn conflicting_append_does_not_record_its_command_id(store: &dyn Event
         "cmd-2",
     );
     append_conflict(store, stale.clone()).await;
+    assert_eq!(
+        store.command_events(&acc, "cmd-2").await.unwrap(),
+        None,
+        "a conflicting append records no command"
+    );
     let fixed = AppendRequest {
         expected: ExpectedVersion::Exact(1),
         ..stale

@@ -14,12 +14,10 @@ use std::path::Path;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use super::errors::{InFile, corrupt};
+use super::errors::InFile;
 use super::tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
 use super::{codec, read};
-use crate::store::{
-    AppendError, AppendOutcome, AppendRequest, RecordedEvent, Snapshot, StoreError,
-};
+use crate::store::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
 
 /// Largest record (event or snapshot) accepted, well below redb's own limit.
 pub(super) const MAX_RECORD_BYTES: usize = 1 << 30;
@@ -93,12 +91,20 @@ fn append(
 
     // Idempotency first: a known command id wins over the expected version.
     if let Some(command_id) = &request.metadata.command_id {
-        let recorded = tables
-            .commands
-            .get((key, command_id.as_str()))
-            .in_file(path)?;
-        if let Some((first, last)) = recorded.map(|range| range.value()) {
-            return Ok(original_events(tables, path, &request, key, first, last));
+        let original = read::command_events(
+            path,
+            &tables.commands,
+            &tables.index,
+            &tables.events,
+            &request.stream,
+            key,
+            command_id,
+        )?;
+        if let Some(events) = original {
+            return Ok(Ok(AppendOutcome {
+                events,
+                duplicate: true,
+            }));
         }
     }
 
@@ -156,47 +162,6 @@ fn append(
         events: recorded,
         duplicate: false,
     }))
-}
-
-/// The events a command recorded the first time (versions first..=last).
-fn original_events(
-    tables: &Tables<'_>,
-    path: &Path,
-    request: &AppendRequest,
-    key: &str,
-    first: u64,
-    last: u64,
-) -> Result<AppendOutcome, AppendError> {
-    let damaged = |message: String| -> AppendError {
-        let command = request.metadata.command_id.as_deref().unwrap_or_default();
-        let at = format!("command {command:?} of {}", request.stream);
-        corrupt(path, at, message).into()
-    };
-    if first == 0 || last < first {
-        return Err(damaged(format!(
-            "the command is recorded as versions {first}..={last}"
-        )));
-    }
-    let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-    let events: Vec<RecordedEvent> = read::stream_events(
-        path,
-        &tables.index,
-        &tables.events,
-        &request.stream,
-        key,
-        first,
-        count,
-    )?;
-    if events.len() != count {
-        return Err(damaged(format!(
-            "the command is recorded as versions {first}..={last}, but only {} of them are stored",
-            events.len()
-        )));
-    }
-    Ok(AppendOutcome {
-        events,
-        duplicate: true,
-    })
 }
 
 /// Stores a snapshot unless a newer one (higher version) is already there.

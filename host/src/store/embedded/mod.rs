@@ -131,7 +131,7 @@ use super::{
     StreamId,
 };
 use errors::{InFile, unavailable};
-use tables::{EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
+use tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
 use writer::{Job, Writer};
 
 mod apply;
@@ -268,6 +268,22 @@ impl EventStore for EmbeddedStore {
             let heads = txn.open_table(STREAM_HEADS).in_file(path)?;
             let head = heads.get(key.as_str()).in_file(path)?;
             Ok(head.map_or(0, |version| version.value()))
+        })
+        .await
+    }
+
+    async fn command_events(
+        &self,
+        stream: &StreamId,
+        command_id: &str,
+    ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let (stream, command_id) = (stream.clone(), command_id.to_owned());
+        self.read(move |path, txn| {
+            let commands = txn.open_table(COMMANDS).in_file(path)?;
+            let index = txn.open_table(STREAM_INDEX).in_file(path)?;
+            let events = txn.open_table(EVENTS).in_file(path)?;
+            let key = stream_key(&stream);
+            read::command_events(path, &commands, &index, &events, &stream, &key, &command_id)
         })
         .await
     }

@@ -87,6 +87,44 @@ pub(super) fn stream_events(
     Ok(out)
 }
 
+/// The events the command `command_id` recorded on `stream`, verified to
+/// be all there; `None` if no such command was recorded.
+pub(super) fn command_events(
+    path: &Path,
+    commands: &impl ReadableTable<(&'static str, &'static str), (u64, u64)>,
+    index: &impl IndexTable,
+    events: &impl EventsTable,
+    stream: &StreamId,
+    key: &str,
+    command_id: &str,
+) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+    let Some(range) = commands.get((key, command_id)).in_file(path)? else {
+        return Ok(None);
+    };
+    let (first, last) = range.value();
+    let damaged = |message: String| {
+        corrupt(
+            path,
+            format_args!("command {command_id:?} of {stream}"),
+            message,
+        )
+    };
+    if first == 0 || last < first {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}"
+        )));
+    }
+    let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+    let recorded = stream_events(path, index, events, stream, key, first, count)?;
+    if recorded.len() != count {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}, but only {} of them are stored",
+            recorded.len()
+        )));
+    }
+    Ok(Some(recorded))
+}
+
 /// The global log from position `from` (at least 1), at most `limit`; the
 /// positions read must be consecutive.
 pub(super) fn log_events(
