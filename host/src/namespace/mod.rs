@@ -21,6 +21,11 @@
 //! **Architecture Invariant:** a value of these types is always valid; there is
 //! no way to build one without going through the validator (deserialisation
 //! included).
+//!
+//! [`layout`] is the one place that turns these names into store keys, bus
+//! subjects and directories.
+
+pub mod layout;
 
 use std::fmt;
 use std::str::FromStr;

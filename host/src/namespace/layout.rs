@@ -1,0 +1,106 @@
+//! The one place that turns names into store keys, bus subjects and
+//! directories.
+//!
+//! Nothing else in the host builds a key, a subject or a path from a
+//! namespace by hand: it calls these functions, so the isolation of one
+//! namespace from another is decided here and only here. They need no
+//! escaping because validated names never contain `/`, `.`, `*`, `>`,
+//! whitespace or anything outside ASCII (see [`super`]).
+//!
+//! | What | Form | Example |
+//! |---|---|---|
+//! | store key of a stream | `namespace/aggregate-type/aggregate-id` | `bank/bank-account/acc-1` |
+//! | bus subject of a stream's events | `aether.events.namespace.aggregate-type.aggregate-id` | `aether.events.bank.bank-account.acc-1` |
+//! | bus subject filter of a namespace | `aether.events.namespace.>` | `aether.events.bank.>` |
+//! | directory of a namespace under a base | `base/namespace` | `components/bank` |
+
+use std::path::{Path, PathBuf};
+
+use super::{AggregateId, AggregateType, Namespace};
+use crate::store::StreamId;
+
+/// The key of a stream in every store table: `namespace/type/id`.
+///
+/// Unambiguous because names never contain `/`, and it sorts all of one
+/// namespace's streams together.
+pub fn stream_key(stream: &StreamId) -> String {
+    format!(
+        "{}/{}/{}",
+        stream.namespace, stream.aggregate_type, stream.aggregate_id
+    )
+}
+
+/// The stream a [`stream_key`] names; `None` if it names none.
+pub fn parse_stream_key(key: &str) -> Option<StreamId> {
+    let mut parts = key.split('/');
+    let stream = StreamId::new(
+        Namespace::new(parts.next()?).ok()?,
+        AggregateType::new(parts.next()?).ok()?,
+        AggregateId::new(parts.next()?).ok()?,
+    );
+    parts.next().is_none().then_some(stream)
+}
+
+/// The bus subject a stream's events are published on.
+pub fn event_subject(stream: &StreamId) -> String {
+    format!(
+        "aether.events.{}.{}.{}",
+        stream.namespace, stream.aggregate_type, stream.aggregate_id
+    )
+}
+
+/// The subject filter that matches every event of `namespace` and nothing
+/// of any other namespace.
+pub fn namespace_subjects(namespace: &Namespace) -> String {
+    format!("aether.events.{namespace}.>")
+}
+
+/// The directory of `namespace` under `base`: `base/namespace`. Never
+/// outside `base`, since a namespace cannot contain a path separator or
+/// be `.` or `..`.
+pub fn namespace_dir(base: &Path, namespace: &Namespace) -> PathBuf {
+    base.join(namespace.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> StreamId {
+        StreamId::new(
+            "bank".parse().unwrap(),
+            "bank-account".parse().unwrap(),
+            "acc-1".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn stream_keys_round_trip_and_refuse_anything_else() {
+        assert_eq!(stream_key(&account()), "bank/bank-account/acc-1");
+        assert_eq!(parse_stream_key("bank/bank-account/acc-1"), Some(account()));
+        for bad in [
+            "bank/bank-account",
+            "bank/bank-account/acc-1/x",
+            "Bank/a/b",
+            "../a/b",
+            "",
+        ] {
+            assert_eq!(parse_stream_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subjects_and_directories_stay_inside_their_namespace() {
+        assert_eq!(
+            event_subject(&account()),
+            "aether.events.bank.bank-account.acc-1"
+        );
+        assert_eq!(
+            namespace_subjects(&"bank".parse().unwrap()),
+            "aether.events.bank.>"
+        );
+        let dir = namespace_dir(Path::new("/data/components"), &"bank".parse().unwrap());
+        assert_eq!(dir, Path::new("/data/components/bank"));
+        assert!(dir.starts_with("/data/components"));
+    }
+}
