@@ -27,12 +27,14 @@
 //! One module per bounded context: [`store`] (Event Sourcing and the
 //! Optimistic Concurrency contract), [`namespace`] (Namespace Isolation),
 //! [`runtime`] (Aggregate Runtime), [`cluster`] (Cluster Coordination) and
-//! [`bus`] (Event Bus). `ARCHITECTURE.md` maps them.
+//! [`bus`] (Event Bus). [`node`] is the HTTP node (`aether serve`) that hosts
+//! tenants on them. `ARCHITECTURE.md` maps them.
 
 #![warn(missing_docs)]
 
 pub mod bus;
 pub mod cluster;
 pub mod namespace;
+pub mod node;
 pub mod runtime;
 pub mod store;

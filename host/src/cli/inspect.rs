@@ -11,14 +11,18 @@ use serde_json::{Value, json};
 use aether_host::runtime::{DirectAggregate, Runtime, RuntimeConfig, stream_id};
 use aether_host::store::{EmbeddedStore, EventStore, RecordedEvent, StreamId};
 
+use super::client::Connection;
+use super::remote;
 use super::time::format_timestamp;
 
-/// Which aggregate, in which data directory.
+/// Which aggregate, on which node or in which data directory.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Target {
-    /// The node's data directory.
-    #[arg(long, default_value = "./aether-data")]
-    data_dir: PathBuf,
+    /// Read this (stopped) node's data directory instead of asking a node.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
     /// The aggregate's namespace.
     namespace: String,
     /// The aggregate's type.
@@ -43,9 +47,10 @@ pub(crate) struct EventsArgs {
 pub(crate) struct StateArgs {
     #[command(flatten)]
     target: Target,
-    /// The aggregate's component, used to replay the events.
-    #[arg(long)]
-    component: PathBuf,
+    /// The aggregate's component, used to replay a data directory's events
+    /// (with --data-dir).
+    #[arg(long, requires = "data_dir")]
+    component: Option<PathBuf>,
 }
 
 /// Events read per round trip to the store.
@@ -54,6 +59,18 @@ const PAGE: usize = 4096;
 const PROGRESS_AFTER: u64 = 20_000;
 
 pub(crate) async fn events(args: EventsArgs) -> Result<()> {
+    if args.target.data_dir.is_none() {
+        return super::blocking(move || {
+            let t = &args.target;
+            let names = (
+                t.namespace.as_str(),
+                t.aggregate_type.as_str(),
+                t.aggregate_id.as_str(),
+            );
+            remote::events(&t.connection, names, args.from, t.json)
+        })
+        .await;
+    }
     let (store, stream) = open(&args.target)?;
     let mut from = args.from.max(1);
     let mut count = 0u64;
@@ -64,7 +81,7 @@ pub(crate) async fn events(args: EventsArgs) -> Result<()> {
         from = last.version + 1;
         count += page.len() as u64;
         if args.target.json {
-            all.extend(page.iter().map(event_json));
+            all.extend(page.iter().map(RecordedEvent::to_json));
         } else {
             if count == page.len() as u64 {
                 println!(
@@ -95,12 +112,27 @@ pub(crate) async fn events(args: EventsArgs) -> Result<()> {
 }
 
 pub(crate) async fn state(args: StateArgs) -> Result<()> {
+    let Some(component) = args.component.clone() else {
+        if args.target.data_dir.is_some() {
+            bail!("reading state from a data directory needs the aggregate's --component");
+        }
+        return super::blocking(move || {
+            let t = &args.target;
+            let names = (
+                t.namespace.as_str(),
+                t.aggregate_type.as_str(),
+                t.aggregate_id.as_str(),
+            );
+            remote::state(&t.connection, names, t.json)
+        })
+        .await;
+    };
     let (store, stream) = open(&args.target)?;
-    let bytes = std::fs::read(&args.component)
-        .with_context(|| format!("reading the component {}", args.component.display()))?;
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("reading the component {}", component.display()))?;
     let config = RuntimeConfig {
         partitions: 1,
-        compile_cache: Some(args.target.data_dir.join("compiled")),
+        compile_cache: args.target.data_dir.as_ref().map(|d| d.join("compiled")),
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(store.clone(), config)?;
@@ -175,7 +207,11 @@ fn open(target: &Target) -> Result<(Arc<dyn EventStore>, StreamId)> {
         &target.aggregate_type,
         &target.aggregate_id,
     )?;
-    Ok((open_existing(&target.data_dir)?, stream))
+    let dir = target
+        .data_dir
+        .as_deref()
+        .context("reading a data directory needs --data-dir")?;
+    Ok((open_existing(dir)?, stream))
 }
 
 pub(crate) fn open_existing(dir: &Path) -> Result<Arc<dyn EventStore>> {
@@ -207,19 +243,4 @@ fn progress_bar(total: u64) -> ProgressBar {
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
-}
-
-fn event_json(event: &RecordedEvent) -> Value {
-    let data = serde_json::from_slice::<Value>(&event.data)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.data).into_owned()));
-    json!({
-        "id": event.id.to_string(),
-        "version": event.version,
-        "position": event.position,
-        "event_type": event.event_type,
-        "content_type": event.content_type,
-        "data": data,
-        "metadata": event.metadata,
-        "timestamp_ms": event.timestamp_ms,
-    })
 }

@@ -1,8 +1,11 @@
 //! Command-line interface of the `aether` binary.
 
+mod client;
 mod conformance;
 mod demo;
 mod inspect;
+mod remote;
+mod serve;
 mod time;
 
 use std::process::ExitCode;
@@ -22,11 +25,22 @@ enum Command {
     /// A scripted tour: deploy the bank-account component, send commands,
     /// show a rejection and a conflict, print the events and the state.
     Demo(demo::DemoArgs),
-    /// Print an aggregate's events from a data directory.
+    /// Run a node: the HTTP API on the embedded store, for many namespaces.
+    Serve(serve::ServeArgs),
+    /// Create namespaces, issue tokens, set limits (on a node).
+    Namespace(remote::NamespaceArgs),
+    /// Deploy a component for an aggregate type (on a node).
+    Deploy(remote::DeployArgs),
+    /// Send a command to an aggregate (on a node).
+    Send(remote::SendArgs),
+    /// Print an aggregate's events, from a node or (with --data-dir) from
+    /// a stopped node's data directory.
     Events(inspect::EventsArgs),
-    /// Derive an aggregate's state from a data directory by replaying its
-    /// events into its component.
+    /// Print an aggregate's state, from a node or (with --data-dir and
+    /// --component) by replaying a data directory's events.
     State(inspect::StateArgs),
+    /// Follow a namespace's new events as they are stored (on a node).
+    Tail(remote::TailArgs),
     /// Run conformance scenarios (given events, when a command, then events
     /// or a rejection) against a compiled component.
     Test(conformance::TestArgs),
@@ -48,6 +62,11 @@ pub(crate) fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Namespace(args) => blocking(move || remote::namespace(args)).await,
+            Command::Deploy(args) => blocking(move || remote::deploy(args)).await,
+            Command::Send(args) => blocking(move || remote::send(args)).await,
+            Command::Tail(args) => blocking(move || remote::tail(args)).await,
             Command::Events(args) => inspect::events(args).await,
             Command::State(args) => inspect::state(args).await,
             Command::Test(args) => conformance::run(args).await,
@@ -57,9 +76,28 @@ pub(crate) fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
     }
+}
+
+/// Exit codes: 0 success, 1 failure, 2 usage (clap), 3 the aggregate
+/// rejected the command, 4 version conflict.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    match error.downcast_ref::<client::ApiFailure>() {
+        Some(failure) if failure.code == "rejected" => ExitCode::from(3),
+        Some(failure) if failure.code == "version_conflict" => ExitCode::from(4),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Runs blocking client work (HTTP calls) off the async workers.
+pub(crate) async fn blocking(
+    work: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("the command stopped: {e}"))?
 }
 
 /// Logs go to stderr; `RUST_LOG` selects them (default: warnings).

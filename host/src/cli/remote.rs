@@ -1,0 +1,332 @@
+//! The CLI commands that talk to a running node: `namespace`, `deploy`,
+//! `send`, `events`, `state` and `tail`. Readable output by default,
+//! `--json` for scripts. Exit codes: see [`super::exit_code`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::client::{Client, Connection};
+use super::time::format_timestamp;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum NamespaceCommand {
+    /// Create a namespace (admin token); prints its first token once.
+    Create {
+        /// The namespace's name.
+        name: String,
+        /// Limit overrides as JSON, e.g. '{"call_deadline_ms": 200}'.
+        #[arg(long)]
+        limits: Option<String>,
+    },
+    /// Issue another token for a namespace (admin token).
+    Token {
+        /// The namespace's name.
+        name: String,
+    },
+    /// Replace a namespace's limit overrides (admin token).
+    Limits {
+        /// The namespace's name.
+        name: String,
+        /// The overrides as JSON; fields left out take the node's defaults.
+        limits: String,
+    },
+    /// Show a namespace's limits and aggregate types.
+    Show {
+        /// The namespace's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NamespaceArgs {
+    #[command(subcommand)]
+    command: NamespaceCommand,
+    #[command(flatten)]
+    connection: Connection,
+    /// Print the node's JSON answer.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeployArgs {
+    /// The namespace.
+    namespace: String,
+    /// The aggregate type the component serves.
+    aggregate_type: String,
+    /// The component (`.wasm`).
+    component: PathBuf,
+    #[command(flatten)]
+    connection: Connection,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    /// The namespace.
+    namespace: String,
+    /// The aggregate's type.
+    aggregate_type: String,
+    /// The aggregate's id.
+    aggregate_id: String,
+    /// The command's type, e.g. `Deposit`.
+    command_type: String,
+    /// The command's data as JSON (default: null).
+    data: Option<String>,
+    /// Carry the command out only if the aggregate is at this version.
+    #[arg(long = "expect")]
+    expected_version: Option<u64>,
+    /// A command id, so that sending again is harmless.
+    #[arg(long)]
+    command_id: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TailArgs {
+    /// The namespace.
+    namespace: String,
+    /// Only events of this aggregate type.
+    #[arg(long = "type")]
+    aggregate_type: Option<String>,
+    /// Only events of this aggregate id.
+    #[arg(long = "id")]
+    aggregate_id: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+    /// One JSON event per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `aether namespace …`
+pub(crate) fn namespace(args: NamespaceArgs) -> Result<()> {
+    let client = Client::new(&args.connection);
+    let answer = match &args.command {
+        NamespaceCommand::Create { name, limits } => {
+            let limits: Value = match limits {
+                Some(text) => serde_json::from_str(text).context("--limits is not JSON")?,
+                None => json!({}),
+            };
+            client.send_json(
+                "POST",
+                "/v1/namespaces",
+                Some(&json!({ "name": name, "limits": limits })),
+            )?
+        }
+        NamespaceCommand::Token { name } => {
+            client.send_json("POST", &format!("/v1/namespaces/{name}/tokens"), None)?
+        }
+        NamespaceCommand::Limits { name, limits } => {
+            let limits: Value = serde_json::from_str(limits).context("the limits are not JSON")?;
+            client.send_json(
+                "PUT",
+                &format!("/v1/namespaces/{name}/limits"),
+                Some(&limits),
+            )?
+        }
+        NamespaceCommand::Show { name } => client.get(&format!("/v1/namespaces/{name}"))?,
+    };
+    if args.json {
+        return print_json(&answer);
+    }
+    match &args.command {
+        NamespaceCommand::Create { name, .. } | NamespaceCommand::Token { name } => {
+            println!("namespace {name}");
+            println!("token: {}", answer["token"].as_str().unwrap_or("?"));
+            println!("(shown only now: keep it, e.g. export AETHER_TOKEN=…)");
+        }
+        NamespaceCommand::Limits { name, .. } | NamespaceCommand::Show { name } => {
+            println!("namespace {name}");
+            if let Some(limits) = answer["limits"].as_object() {
+                for (limit, value) in limits {
+                    println!("  {limit:<24} {value}");
+                }
+            }
+            if let Some(types) = answer["aggregate_types"].as_array() {
+                for deployed in types {
+                    println!(
+                        "  aggregate type {} → component {}",
+                        deployed["aggregate_type"].as_str().unwrap_or("?"),
+                        deployed["digest"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `aether deploy`
+pub(crate) fn deploy(args: DeployArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading the component {}", args.component.display()))?;
+    let path = format!(
+        "/v1/namespaces/{}/aggregates/{}/component",
+        args.namespace, args.aggregate_type
+    );
+    let answer =
+        Client::new(&args.connection).send_bytes("PUT", &path, "application/wasm", bytes)?;
+    if args.json {
+        return print_json(&answer);
+    }
+    println!(
+        "deployed {} for {} in namespace {}: component {}",
+        args.component.display(),
+        args.aggregate_type,
+        args.namespace,
+        answer["digest"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// `aether send`
+pub(crate) fn send(args: SendArgs) -> Result<()> {
+    let data: Value = match &args.data {
+        Some(text) => serde_json::from_str(text).context("the command data is not JSON")?,
+        None => Value::Null,
+    };
+    let mut body = json!({ "type": args.command_type, "data": data });
+    if let Some(version) = args.expected_version {
+        body["expected_version"] = json!(version);
+    }
+    if let Some(id) = &args.command_id {
+        body["command_id"] = json!(id);
+    }
+    let path = format!(
+        "/v1/namespaces/{}/aggregates/{}/{}/commands",
+        args.namespace, args.aggregate_type, args.aggregate_id
+    );
+    let answer = Client::new(&args.connection).send_json("POST", &path, Some(&body))?;
+    if args.json {
+        return print_json(&answer);
+    }
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    let version = answer["version"].as_u64().unwrap_or(0);
+    let what = if answer["duplicate"] == json!(true) {
+        "already carried out (same command id); nothing new stored"
+    } else if events.is_empty() {
+        "accepted; no events"
+    } else {
+        "accepted"
+    };
+    println!("{}: {what}; now at version {version}", args.aggregate_id);
+    for event in &events {
+        print_event(event);
+    }
+    Ok(())
+}
+
+/// `aether events` against a node.
+pub(crate) fn events(
+    connection: &Connection,
+    (namespace, aggregate_type, aggregate_id): (&str, &str, &str),
+    from: u64,
+    json: bool,
+) -> Result<()> {
+    let client = Client::new(connection);
+    let (mut from, mut all) = (from.max(1), Vec::new());
+    loop {
+        let page = client.get(&format!(
+            "/v1/namespaces/{namespace}/aggregates/{aggregate_type}/{aggregate_id}/events?from={from}"
+        ))?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        if events.is_empty() {
+            break;
+        }
+        from = page["next_version"].as_u64().unwrap_or(u64::MAX);
+        all.extend(events);
+    }
+    if json {
+        return print_json(&Value::Array(all));
+    }
+    let stream = format!("{namespace}/{aggregate_type}/{aggregate_id}");
+    if all.is_empty() {
+        println!("{stream} has no events from that version");
+        return Ok(());
+    }
+    for event in &all {
+        print_event(event);
+    }
+    println!("{} events of {stream}", all.len());
+    Ok(())
+}
+
+/// `aether state` against a node.
+pub(crate) fn state(
+    connection: &Connection,
+    (namespace, aggregate_type, aggregate_id): (&str, &str, &str),
+    json: bool,
+) -> Result<()> {
+    let answer = Client::new(connection).get(&format!(
+        "/v1/namespaces/{namespace}/aggregates/{aggregate_type}/{aggregate_id}"
+    ))?;
+    if json {
+        return print_json(&answer);
+    }
+    println!(
+        "{} at version {}",
+        answer["stream"].as_str().unwrap_or("?"),
+        answer["version"]
+    );
+    print_json(&answer["state"])
+}
+
+/// `aether tail`
+pub(crate) fn tail(args: TailArgs) -> Result<()> {
+    let mut path = format!("/v1/namespaces/{}/events/live", args.namespace);
+    let mut filters = Vec::new();
+    if let Some(t) = &args.aggregate_type {
+        filters.push(format!("aggregate_type={t}"));
+    }
+    if let Some(i) = &args.aggregate_id {
+        filters.push(format!("aggregate_id={i}"));
+    }
+    if !filters.is_empty() {
+        path = format!("{path}?{}", filters.join("&"));
+    }
+    if !args.json {
+        eprintln!(
+            "waiting for new events of namespace {} (Ctrl-C to stop)",
+            args.namespace
+        );
+    }
+    Client::new(&args.connection).stream(&path, |event, data| {
+        match event {
+            "lagged" => anyhow::bail!("{data}"),
+            _ if args.json => println!("{data}"),
+            _ => match serde_json::from_str::<Value>(data) {
+                Ok(event) => print_event(&event),
+                Err(_) => println!("{data}"),
+            },
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        Ok(())
+    })
+}
+
+/// One event on one line: stream, version, time, type, data.
+fn print_event(event: &Value) {
+    println!(
+        "{:<32} v{:<5} {}  {:<20} {}",
+        event["stream"].as_str().unwrap_or("?"),
+        event["version"],
+        format_timestamp(event["timestamp_ms"].as_u64().unwrap_or(0)),
+        event["event_type"].as_str().unwrap_or("?"),
+        event["data"]
+    );
+}

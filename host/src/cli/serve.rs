@@ -1,0 +1,57 @@
+//! `aether serve`: run a node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use aether_host::node::{NodeConfig, serve};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The data directory: events, tenants, components, compile cache.
+    #[arg(long, default_value = "./aether-data")]
+    data_dir: PathBuf,
+    /// Where the HTTP API listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// The admin token (at least 16 characters). Without it the node keeps
+    /// the one it has, or makes one and prints it once.
+    #[arg(long, env = "AETHER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Default memory per guest instance, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: usize,
+    /// Default deadline of one guest call, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    call_deadline_ms: u64,
+    /// Default largest command payload, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_command_bytes: usize,
+    /// Default live aggregates per namespace.
+    #[arg(long, default_value_t = 200_000)]
+    max_live_aggregates: usize,
+    /// Partition threads per namespace (default: the number of CPUs).
+    #[arg(long)]
+    partitions: Option<usize>,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let mut config = NodeConfig::new(&args.data_dir, args.listen);
+    config.admin_token = args.admin_token;
+    let limits = &mut config.runtime.limits;
+    limits.memory_bytes = args.memory_mib << 20;
+    limits.call_deadline = Duration::from_millis(args.call_deadline_ms);
+    limits.max_command_bytes = args.max_command_bytes;
+    limits.max_live_aggregates = args.max_live_aggregates;
+    if let Some(partitions) = args.partitions {
+        config.runtime.partitions = partitions;
+    }
+    let data_dir = args.data_dir.display().to_string();
+    serve(config, |address| {
+        // Scripts and tests read this line for the address.
+        println!("aether node listening on http://{address} (data in {data_dir})");
+    })
+    .await
+}

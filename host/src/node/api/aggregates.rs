@@ -1,0 +1,229 @@
+//! Aggregates: deploy a component, send a command, read state and events.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, authorize, body};
+use crate::namespace::{AggregateId, AggregateType, Namespace};
+use crate::node::Node;
+use crate::runtime::{CommandRequest, JSON};
+use crate::store::{RecordedEvent, StreamId};
+
+/// Events a page of `GET …/events` holds at most.
+const MAX_PAGE: usize = 10_000;
+
+/// The longest command, correlation or causation id accepted.
+const MAX_ID_BYTES: usize = 128;
+
+/// The body of `POST …/commands`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendCommand {
+    /// The command's type, e.g. `Deposit`.
+    #[serde(rename = "type")]
+    command_type: String,
+    /// The command's JSON payload (default `null`).
+    #[serde(default)]
+    data: Value,
+    /// Carry the command out only at this version (else 409).
+    expected_version: Option<u64>,
+    /// Makes retries idempotent.
+    command_id: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+}
+
+/// The query of `GET …/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventsQuery {
+    /// The first version to return (default 1).
+    from: Option<u64>,
+    /// At most this many events (default and maximum 10 000).
+    limit: Option<usize>,
+}
+
+/// The aggregate types deployed in `namespace`, with their digests.
+pub(super) fn deployed(node: &Node, namespace: &Namespace) -> Vec<Value> {
+    node.runtime()
+        .deployments()
+        .into_iter()
+        .filter(|(ns, _, _)| ns == namespace)
+        .map(|(_, ty, digest)| json!({ "aggregate_type": ty, "digest": digest.to_hex() }))
+        .collect()
+}
+
+/// `GET /v1/namespaces/{ns}/aggregates`.
+pub(super) async fn types(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ns: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
+    Ok(Json(
+        json!({ "aggregate_types": deployed(&node, &namespace) }),
+    ))
+}
+
+/// `PUT /v1/namespaces/{ns}/aggregates/{type}/component`: deploys the
+/// body (`application/wasm`) for the type; new commands use it at once.
+pub(super) async fn deploy(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    request: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let aggregate_type = AggregateType::new(ty)?;
+    body::require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
+    let limit = node.runtime().config().max_component_bytes;
+    let bytes = body::read(request, limit).await?.to_vec();
+    let digest = node
+        .runtime()
+        .deploy(&namespace, &aggregate_type, bytes.clone())
+        .await?;
+    node.tenants()
+        .record_deployment(&namespace, &aggregate_type, &digest.to_hex(), &bytes)?;
+    Ok(Json(json!({
+        "namespace": namespace,
+        "aggregate_type": aggregate_type,
+        "digest": digest.to_hex(),
+    })))
+}
+
+fn stream(namespace: Namespace, ty: String, id: String) -> Result<StreamId, ApiError> {
+    Ok(StreamId::new(
+        namespace,
+        AggregateType::new(ty)?,
+        AggregateId::new(id)?,
+    ))
+}
+
+fn check_id(field: &str, id: &Option<String>) -> Result<(), ApiError> {
+    let Some(id) = id else { return Ok(()) };
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(ApiError::malformed(format!(
+            "`{field}` must be 1 to {MAX_ID_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST …/{type}/{id}/commands`: carries out a command.
+pub(super) async fn send(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    request: Body,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let (ns, ty, id) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let result = send_command(&node, &headers, namespace.clone(), ty, id, request).await;
+    let (outcome, failure) = match &result {
+        Ok(value) if value["duplicate"] == json!(true) => ("duplicate", None),
+        Ok(_) => ("ok", None),
+        Err(error) => {
+            let outcome = error.outcome();
+            (outcome, (outcome == "guest_failure").then_some(error.code))
+        }
+    };
+    node.metrics()
+        .command(&namespace, outcome, failure, started.elapsed());
+    result.map(Json)
+}
+
+async fn send_command(
+    node: &Node,
+    headers: &HeaderMap,
+    namespace: Namespace,
+    ty: String,
+    id: String,
+    request: Body,
+) -> Result<Value, ApiError> {
+    let limits = node.runtime().namespace_limits(&namespace)?;
+    body::require_content_type(headers, &["application/json"])?;
+    let limit = body::MAX_JSON_BODY.max(limits.max_command_bytes.saturating_add(64 << 10));
+    let command: SendCommand = body::parse(&body::read(request, limit).await?)?;
+    let stream = stream(namespace, ty, id)?;
+    check_id("command_id", &command.command_id)?;
+    check_id("correlation_id", &command.correlation_id)?;
+    check_id("causation_id", &command.causation_id)?;
+    let data = serde_json::to_vec(&command.data)
+        .map_err(|e| ApiError::malformed(format!("the command data cannot be encoded: {e}")))?;
+    let outcome = node
+        .runtime()
+        .execute(CommandRequest {
+            stream,
+            command_type: command.command_type,
+            content_type: JSON.to_owned(),
+            data,
+            expected_version: command.expected_version,
+            command_id: command.command_id,
+            correlation_id: command.correlation_id,
+            causation_id: command.causation_id,
+        })
+        .await?;
+    Ok(json!({
+        "version": outcome.version,
+        "duplicate": outcome.duplicate,
+        "events": outcome.events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// `GET …/{type}/{id}`: the aggregate's state (its component's view) and
+/// version.
+pub(super) async fn state(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty, id) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let stream = stream(namespace, ty, id)?;
+    let state = node.runtime().state(&stream).await?;
+    Ok(Json(json!({
+        "stream": stream.to_string(),
+        "version": state.version,
+        "state": state.view,
+    })))
+}
+
+/// `GET …/{type}/{id}/events?from=&limit=`: the aggregate's events.
+pub(super) async fn events(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty, id) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let stream = stream(namespace, ty, id)?;
+    let query = body::query(query)?;
+    let from = query.from.unwrap_or(1).max(1);
+    let limit = query.limit.unwrap_or(MAX_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::malformed(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let store = node.runtime().store();
+    let events = store.read_stream(&stream, from, limit).await?;
+    let version = store.stream_version(&stream).await?;
+    let next = events.last().map_or(from, |e| e.version + 1);
+    Ok(Json(json!({
+        "stream": stream.to_string(),
+        "version": version,
+        "next_version": next,
+        "events": events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
+    })))
+}

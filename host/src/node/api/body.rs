@@ -1,0 +1,87 @@
+//! Reading request bodies and parameters with errors a person can act on:
+//! the content type is checked first (415), the size while reading (413),
+//! then UTF-8 and the JSON shape (400, naming the field and position).
+//! Unknown fields are refused by the body types themselves.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// The largest JSON body the API reads (commands are limited further by
+/// their namespace's `max_command_bytes`).
+pub(super) const MAX_JSON_BODY: usize = 8 << 20;
+
+/// Requires the request's content type to be one of `accepted`.
+pub(super) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if accepted.iter().any(|a| essence.eq_ignore_ascii_case(a)) {
+        return Ok(());
+    }
+    let given = if given.is_empty() { "none" } else { given };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+        format!(
+            "the content type is {given}; send {}",
+            accepted.join(" or ")
+        ),
+    ))
+}
+
+/// Reads the whole body, refusing one larger than `limit` bytes.
+pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_long = std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+            || error.to_string().contains("length limit exceeded");
+        if too_long {
+            ApiError::too_large(format!("the request body is larger than {limit} bytes"))
+        } else {
+            ApiError::malformed(format!("the request body could not be read: {error}"))
+        }
+    })
+}
+
+/// Reads a JSON body of type `T`.
+pub(super) async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    require_content_type(headers, &["application/json"])?;
+    let bytes = read(body, MAX_JSON_BODY).await?;
+    parse(&bytes)
+}
+
+/// Parses a JSON document of type `T`.
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(error) = std::str::from_utf8(bytes) {
+        return Err(ApiError::malformed(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::malformed(format!("the body is not the JSON expected: {error}")))
+}
+
+/// Path parameters, or a 400 that says what was wrong with them.
+pub(super) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(value)| value).map_err(|rejection| {
+        ApiError::malformed(format!("the path is invalid: {}", rejection.body_text()))
+    })
+}
+
+/// Query parameters, or a 400 that says what was wrong with them.
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(value)| value).map_err(|rejection| {
+        ApiError::malformed(format!("the query is invalid: {}", rejection.body_text()))
+    })
+}

@@ -1,0 +1,118 @@
+//! The node's HTTP JSON API (documented for users in `docs/api.md`).
+//!
+//! | Method and path | Who | What |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | the process is up |
+//! | `GET /readyz` | anyone | the node serves (store readable, not shutting down) |
+//! | `GET /metrics` | admin | Prometheus metrics |
+//! | `POST /v1/namespaces` | admin | create a namespace and its first token |
+//! | `GET /v1/namespaces` | admin | list namespaces |
+//! | `GET /v1/namespaces/{ns}` | ns | the namespace, its limits and aggregate types |
+//! | `PUT /v1/namespaces/{ns}/limits` | admin | replace the namespace's limit overrides |
+//! | `POST /v1/namespaces/{ns}/tokens` | admin | issue another namespace token |
+//! | `GET /v1/namespaces/{ns}/aggregates` | ns | aggregate types and component digests |
+//! | `PUT /v1/namespaces/{ns}/aggregates/{type}/component` | ns | deploy a component (`application/wasm`) |
+//! | `POST /v1/namespaces/{ns}/aggregates/{type}/{id}/commands` | ns | send a command |
+//! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}` | ns | state (`view`) and version |
+//! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}/events` | ns | events from a version |
+//! | `GET /v1/namespaces/{ns}/events/live` | ns | new events as server-sent events |
+//!
+//! **Invariant:** every handler that takes a namespace calls [`authorize`]
+//! before it reads or writes anything of it; a tenant's token on another
+//! namespace gets 403 whether that namespace exists or not.
+
+mod aggregates;
+mod body;
+pub mod error;
+mod live;
+mod namespaces;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::{get, post, put};
+
+use super::{Node, Principal};
+use crate::namespace::Namespace;
+pub use error::ApiError;
+
+/// The API's router over `node`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::health))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route(
+            "/v1/namespaces",
+            post(namespaces::create).get(namespaces::list),
+        )
+        .route("/v1/namespaces/{ns}", get(namespaces::show))
+        .route("/v1/namespaces/{ns}/limits", put(namespaces::set_limits))
+        .route("/v1/namespaces/{ns}/tokens", post(namespaces::issue_token))
+        .route("/v1/namespaces/{ns}/aggregates", get(aggregates::types))
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/component",
+            put(aggregates::deploy),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/{id}/commands",
+            post(aggregates::send),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/{id}",
+            get(aggregates::state),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/{id}/events",
+            get(aggregates::events),
+        )
+        .route("/v1/namespaces/{ns}/events/live", get(live::tail))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(node)
+}
+
+/// The principal behind the request's bearer token.
+fn principal(node: &Node, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(ApiError::unauthorized)?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)?;
+    node.tenants()
+        .authenticate(token.trim())
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// Requires the admin token.
+fn admin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    match principal(node, headers)? {
+        Principal::Admin => Ok(()),
+        Principal::Tenant(_) => Err(ApiError::forbidden(
+            "this needs the admin token; a namespace token cannot do it",
+        )),
+    }
+}
+
+/// Validates `namespace` and requires a token that may use it, then
+/// requires the namespace to exist.
+fn authorize(node: &Node, headers: &HeaderMap, namespace: &str) -> Result<Namespace, ApiError> {
+    let principal = principal(node, headers)?;
+    let namespace = Namespace::new(namespace)?;
+    if !principal.may_use(&namespace) {
+        return Err(ApiError::forbidden(format!(
+            "this token does not give access to namespace `{namespace}`"
+        )));
+    }
+    if !node.tenants().exists(&namespace) {
+        return Err(ApiError::from(super::TenantError::UnknownNamespace(
+            namespace,
+        )));
+    }
+    Ok(namespace)
+}

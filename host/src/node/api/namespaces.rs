@@ -1,0 +1,119 @@
+//! Namespaces: create, list, show, limits, tokens.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, admin, authorize, body};
+use crate::namespace::Namespace;
+use crate::node::{EffectiveLimits, LimitOverrides, Node};
+
+/// The body of `POST /v1/namespaces`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateNamespace {
+    name: String,
+    #[serde(default)]
+    limits: LimitOverrides,
+}
+
+fn effective(node: &Node, overrides: &LimitOverrides) -> Value {
+    json!(EffectiveLimits::from(&node.limits_with(overrides)))
+}
+
+/// `POST /v1/namespaces` (admin): creates a namespace; answers 201 with its
+/// first token, shown only this once.
+pub(super) async fn create(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&node, &headers)?;
+    let request: CreateNamespace = body::json(&headers, request).await?;
+    let namespace = Namespace::new(request.name)?;
+    // Check the limits before anything is stored.
+    node.limits_with(&request.limits).check(
+        node.runtime().config().memory_ceiling_bytes,
+        node.runtime().config().fuel_metering,
+    )?;
+    let token =
+        node.tenants()
+            .create(&namespace, request.limits.clone(), crate::runtime::now_ms())?;
+    node.apply_limits(&namespace, &request.limits).await?;
+    tracing::info!(%namespace, "namespace created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "namespace": namespace,
+            "token": token.as_str(),
+            "limits": effective(&node, &request.limits),
+        })),
+    ))
+}
+
+/// `GET /v1/namespaces` (admin).
+pub(super) async fn list(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&node, &headers)?;
+    Ok(Json(json!({ "namespaces": node.tenants().namespaces() })))
+}
+
+/// `GET /v1/namespaces/{ns}`: the namespace's limits and aggregate types.
+pub(super) async fn show(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ns: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
+    let overrides = node.tenants().limits(&namespace)?;
+    Ok(Json(json!({
+        "namespace": namespace,
+        "limits": effective(&node, &overrides),
+        "overrides": overrides,
+        "aggregate_types": super::aggregates::deployed(&node, &namespace),
+    })))
+}
+
+/// `PUT /v1/namespaces/{ns}/limits` (admin): replaces the namespace's
+/// overrides; fields left out take the node's defaults.
+pub(super) async fn set_limits(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ns: Result<Path<String>, PathRejection>,
+    request: Body,
+) -> Result<Json<Value>, ApiError> {
+    admin(&node, &headers)?;
+    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
+    let overrides: LimitOverrides = body::json(&headers, request).await?;
+    node.apply_limits(&namespace, &overrides).await?;
+    node.tenants().set_limits(&namespace, overrides.clone())?;
+    Ok(Json(json!({
+        "namespace": namespace,
+        "limits": effective(&node, &overrides),
+        "overrides": overrides,
+    })))
+}
+
+/// `POST /v1/namespaces/{ns}/tokens` (admin): another token for the
+/// namespace, shown only this once.
+pub(super) async fn issue_token(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ns: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&node, &headers)?;
+    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
+    let token = node.tenants().issue_token(&namespace)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "namespace": namespace, "token": token.as_str() })),
+    ))
+}

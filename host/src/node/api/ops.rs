@@ -1,0 +1,60 @@
+//! Health, readiness, metrics and the JSON answers for unknown routes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, admin};
+use crate::node::Node;
+
+/// `GET /healthz`: the process is up and answering.
+pub(super) async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the node can serve commands: not shutting down, and the
+/// event store answers.
+pub(super) async fn ready(
+    State(node): State<Arc<Node>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if node.shutting_down() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        ));
+    }
+    let head = node.runtime().store().head_position().await?;
+    Ok(Json(json!({ "status": "ready", "head_position": head })))
+}
+
+/// `GET /metrics`: Prometheus text format; needs the admin token.
+pub(super) async fn metrics(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(&node, &headers)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics().render(),
+    )
+        .into_response())
+}
+
+/// Any path the API does not have.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint: see docs/api.md for the API's paths")
+}
+
+/// A known path with a method it does not take.
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method: see docs/api.md",
+    )
+}

@@ -1,0 +1,182 @@
+//! The node: one long-running process (`aether serve`) that hosts several
+//! tenants on the embedded store and serves them over an HTTP JSON API.
+//!
+//! ```text
+//! HTTP request ─▶ api (axum router: auth, body checks, error codes)
+//!                  ├─ tenants: namespaces, token hashes, limits, deployments (node.json)
+//!                  ├─ runtime: deploy, execute, state (per-namespace lanes and limits)
+//!                  ├─ store:   events (EmbeddedStore in the data directory)
+//!                  └─ metrics: per-namespace counters and latency histograms
+//! ```
+//!
+//! Data directory layout: `events.redb` + `events.head` (the event store),
+//! `compiled/` (compile cache), `node.json` (tenants) and
+//! `components/<namespace>/<digest>.wasm` (deployed components).
+//!
+//! **Invariant:** every request that touches a namespace is authorised for
+//! that namespace before anything else reads or writes it ([`api`]).
+
+pub mod access;
+pub mod api;
+mod limits;
+pub mod metrics;
+mod serve;
+mod tenants;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+pub use access::{Principal, Token};
+pub use limits::{EffectiveLimits, LimitOverrides};
+pub use serve::serve;
+pub use tenants::{TenantError, Tenants};
+
+use crate::namespace::Namespace;
+use crate::runtime::{Runtime, RuntimeConfig, SandboxLimits};
+use crate::store::EmbeddedStore;
+use metrics::Metrics;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The data directory: events, tenants, components, compile cache.
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// The admin token; `None` keeps the stored one, or generates one on a
+    /// new node (printed once).
+    pub admin_token: Option<String>,
+    /// The runtime's configuration; its `limits` are every namespace's
+    /// defaults.
+    pub runtime: RuntimeConfig,
+}
+
+impl NodeConfig {
+    /// A node on `data_dir`, listening on `listen`, with default limits
+    /// and fuel metering on (so namespaces may be given fuel limits).
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            runtime: RuntimeConfig {
+                compile_cache: Some(data_dir.join("compiled")),
+                fuel_metering: true,
+                ..RuntimeConfig::default()
+            },
+            data_dir,
+            listen,
+            admin_token: None,
+        }
+    }
+}
+
+/// A running node's shared state; the API's handlers hold an `Arc<Node>`.
+pub struct Node {
+    runtime: Runtime,
+    tenants: Tenants,
+    metrics: Metrics,
+    defaults: SandboxLimits,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Node {
+    /// Opens the node's data directory: the event store, the tenants, and
+    /// every recorded deployment and limit, so a restarted node serves what
+    /// it served before. Returns the admin token if a new one was made.
+    pub async fn open(config: &NodeConfig) -> Result<(Arc<Node>, Option<Token>)> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let store = EmbeddedStore::open(dir)
+            .with_context(|| format!("opening the event store in {}", dir.display()))?;
+        let runtime = Runtime::new(Arc::new(store), config.runtime.clone())?;
+        let tenants = Tenants::open(dir)?;
+        let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
+        let node = Arc::new(Node {
+            runtime,
+            tenants,
+            metrics: Metrics::default(),
+            defaults: config.runtime.limits.clone(),
+            shutdown: watch::channel(false).0,
+        });
+        node.restore().await?;
+        Ok((node, new_admin))
+    }
+
+    /// The runtime the node runs aggregates on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The node's tenants.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The limits `namespace` runs under with `overrides`.
+    pub fn limits_with(&self, overrides: &LimitOverrides) -> SandboxLimits {
+        overrides.apply(&self.defaults)
+    }
+
+    /// Tells long-lived responses (live event streams) to end: the node is
+    /// shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether the node is shutting down.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes when the node begins shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Applies a namespace's limit overrides to the runtime.
+    pub async fn apply_limits(
+        &self,
+        namespace: &Namespace,
+        overrides: &LimitOverrides,
+    ) -> Result<(), crate::runtime::InvalidLimits> {
+        self.runtime
+            .set_namespace_limits(namespace, self.limits_with(overrides))
+            .await
+    }
+
+    /// Re-deploys every recorded component and re-applies every namespace's
+    /// limits.
+    async fn restore(&self) -> Result<()> {
+        for namespace in self.tenants.namespaces() {
+            let overrides = self.tenants.limits(&namespace)?;
+            if overrides != LimitOverrides::default() {
+                self.apply_limits(&namespace, &overrides)
+                    .await
+                    .with_context(|| format!("the stored limits of namespace `{namespace}`"))?;
+            }
+        }
+        for (namespace, aggregate_type, digest, path) in self.tenants.deployments() {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading the deployed component {}", path.display()))?;
+            let deployed = self
+                .runtime
+                .deploy(&namespace, &aggregate_type, bytes)
+                .await
+                .with_context(|| format!("re-deploying {}", path.display()))?;
+            anyhow::ensure!(
+                deployed.to_hex() == digest,
+                "{} does not have the digest it was stored under (damaged?)",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Running the node until it is told to stop.
+//!
+//! Shutdown (SIGTERM or Ctrl-C): stop accepting connections, end live event
+//! streams, let every in-flight request finish (an acknowledged append is
+//! already fsync'd by the store, so finishing in-flight commands is the
+//! flush), then drop the runtime and the store and return, so the process
+//! exits 0. A restart on the same data directory serves the same state.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use super::{Node, NodeConfig, api};
+
+/// Opens the node and serves its API until SIGTERM or Ctrl-C; `ready` is
+/// told the address it listens on (useful when the port was 0).
+pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let (node, new_admin) = Node::open(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    if let Some(token) = new_admin {
+        eprintln!(
+            "admin token (shown once; keep it, or set AETHER_ADMIN_TOKEN): {}",
+            token.as_str()
+        );
+    }
+    ready(address);
+    run(node, listener, shutdown_signal()).await
+}
+
+/// Serves `node` on `listener` until `stop` completes, then shuts down
+/// gracefully.
+pub(crate) async fn run(
+    node: Arc<Node>,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let router = api::router(node.clone());
+    let stopping = node.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stopping.begin_shutdown();
+        })
+        .await
+        .context("serving the API")?;
+    tracing::info!("all requests finished; the node has stopped");
+    drop(node);
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
