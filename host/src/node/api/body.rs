@@ -68,8 +68,20 @@ pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             error.valid_up_to()
         )));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|error| ApiError::malformed(format!("the body is not the JSON expected: {error}")))
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut document).map_err(|error| {
+        let path = error.path().to_string();
+        let error = error.into_inner();
+        if path == "." {
+            ApiError::malformed(format!("the body is not the JSON expected: {error}"))
+        } else {
+            ApiError::malformed(format!("the body's `{path}` is wrong: {error}"))
+        }
+    })?;
+    document.end().map_err(|error| {
+        ApiError::malformed(format!("the body has more after its JSON: {error}"))
+    })?;
+    Ok(value)
 }
 
 /// Path parameters, or a 400 that says what was wrong with them.

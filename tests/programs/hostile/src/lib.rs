@@ -5,7 +5,10 @@
 //! growth, and attempts to reach a file or the network at run time (which
 //! must fail inside the guest). `Observe` records the wall clock, the
 //! monotonic clock and a random number in an event, for the determinism
-//! tests. `Record` is an ordinary, well-behaved command.
+//! tests. `Record` is an ordinary, well-behaved command; `RecordMany`
+//! decides one event per note (for the events-per-command limit) and
+//! `Spin` does a fixed amount of work before deciding (a slow but
+//! well-behaved command, for the shutdown tests).
 
 use aether_guest::{Aggregate, Rejection, export_aggregate};
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,8 @@ pub struct Observation {
 #[derive(Debug, Deserialize)]
 pub enum Command {
     Record { note: String },
+    RecordMany { notes: Vec<String> },
+    Spin { iterations: u64 },
     Observe,
     Trap,
     Loop,
@@ -59,6 +64,19 @@ impl Aggregate for Hostile {
     fn handle(&self, command: Command) -> Result<Vec<Event>, Rejection> {
         match command {
             Command::Record { note } => Ok(vec![Event::Recorded { note }]),
+            Command::RecordMany { notes } => Ok(notes
+                .into_iter()
+                .map(|note| Event::Recorded { note })
+                .collect()),
+            Command::Spin { iterations } => {
+                let mut spins = 0u64;
+                for _ in 0..iterations {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+                Ok(vec![Event::Recorded {
+                    note: format!("spun {spins} times"),
+                }])
+            }
             Command::Observe => Ok(vec![Event::Observed(observe())]),
             Command::Trap => panic!("deliberate trap"),
             Command::Loop => {

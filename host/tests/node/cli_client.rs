@@ -1,0 +1,214 @@
+//! The CLI as a client of a real node: readable output by default, `--json`
+//! for scripts, and exit codes that tell a rejection (3) and a conflict (4)
+//! from other failures (1).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN, BANK, NodeProcess};
+
+fn aether(node: &NodeProcess, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aether"))
+        .args(args)
+        .env("AETHER_NODE", &node.url)
+        .env("AETHER_TOKEN", token)
+        .output()
+        .expect("run aether")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", text(output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
+}
+
+#[test]
+fn the_cli_drives_a_node_with_distinct_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+
+    let created = aether(&node, ADMIN, &["namespace", "create", "bank", "--json"]);
+    let token = json_of(&created)["token"].as_str().unwrap().to_owned();
+    let deployed = aether(&node, &token, &["deploy", "bank", "bank-account", BANK]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(text(&deployed).contains("deployed"), "{}", text(&deployed));
+
+    let opened = aether(
+        &node,
+        &token,
+        &[
+            "send",
+            "bank",
+            "bank-account",
+            "acc-1",
+            "Open",
+            r#"{"owner":"Ada"}"#,
+        ],
+    );
+    assert!(opened.status.success(), "{}", text(&opened));
+    assert!(
+        text(&opened).contains("now at version 1"),
+        "{}",
+        text(&opened)
+    );
+    let deposited = aether(
+        &node,
+        &token,
+        &[
+            "send",
+            "bank",
+            "bank-account",
+            "acc-1",
+            "Deposit",
+            r#"{"amount":70}"#,
+            "--json",
+            "--command-id",
+            "d-1",
+        ],
+    );
+    assert_eq!(json_of(&deposited)["version"], json!(2));
+    let again = aether(
+        &node,
+        &token,
+        &[
+            "send",
+            "bank",
+            "bank-account",
+            "acc-1",
+            "Deposit",
+            r#"{"amount":70}"#,
+            "--command-id",
+            "d-1",
+        ],
+    );
+    assert!(
+        text(&again).contains("already carried out"),
+        "{}",
+        text(&again)
+    );
+
+    let rejected = aether(
+        &node,
+        &token,
+        &[
+            "send",
+            "bank",
+            "bank-account",
+            "acc-1",
+            "Withdraw",
+            r#"{"amount":500}"#,
+        ],
+    );
+    assert_eq!(rejected.status.code(), Some(3), "{}", text(&rejected));
+    assert!(
+        text(&rejected).contains("insufficient-funds"),
+        "{}",
+        text(&rejected)
+    );
+    let conflict = aether(
+        &node,
+        &token,
+        &[
+            "send",
+            "bank",
+            "bank-account",
+            "acc-1",
+            "Deposit",
+            r#"{"amount":1}"#,
+            "--expect",
+            "1",
+        ],
+    );
+    assert_eq!(conflict.status.code(), Some(4), "{}", text(&conflict));
+    assert!(
+        text(&conflict).contains("expected version 1"),
+        "{}",
+        text(&conflict)
+    );
+    let unknown = aether(
+        &node,
+        &token,
+        &["send", "elsewhere", "bank-account", "acc-1", "Open", "{}"],
+    );
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert!(text(&unknown).contains("forbidden"), "{}", text(&unknown));
+
+    let events = json_of(&aether(
+        &node,
+        &token,
+        &["events", "bank", "bank-account", "acc-1", "--json"],
+    ));
+    let types: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].clone())
+        .collect();
+    assert_eq!(types, [json!("Opened"), json!("Deposited")]);
+    let readable = aether(&node, &token, &["events", "bank", "bank-account", "acc-1"]);
+    assert!(
+        text(&readable).contains("2 events of bank/bank-account/acc-1"),
+        "{}",
+        text(&readable)
+    );
+    let state = json_of(&aether(
+        &node,
+        &token,
+        &["state", "bank", "bank-account", "acc-1", "--json"],
+    ));
+    assert_eq!(
+        (&state["version"], &state["state"]["balance"]),
+        (&json!(2), &json!(70))
+    );
+
+    // tail: the next stored event arrives as one JSON line.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_aether"))
+        .args(["tail", "bank", "--json", "--id", "acc-1"])
+        .env("AETHER_NODE", &node.url)
+        .env("AETHER_TOKEN", &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    // The subscription starts when the node answers; send until the event
+    // shows up (events before the subscription are not tailed).
+    let sender = {
+        let (url, token) = (node.url.clone(), token.clone());
+        std::thread::spawn(move || {
+            let client = crate::support::Http::new(&url, Some(&token));
+            for _ in 0..50 {
+                client.send(
+                    "bank/bank-account/acc-2",
+                    json!({"type": "Open", "data": {"owner": "Nobody"}}),
+                );
+                let (status, _) = client.send(
+                    "bank/bank-account/acc-1",
+                    json!({"type": "Deposit", "data": {"amount": 1}}),
+                );
+                assert_eq!(status, 200);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let line = lines.next().expect("a tailed event").unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        event["stream"],
+        json!("bank/bank-account/acc-1"),
+        "filtered by id"
+    );
+    assert_eq!(event["event_type"], json!("Deposited"));
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    sender.join().unwrap();
+}

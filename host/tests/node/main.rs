@@ -1,0 +1,13 @@
+//! The node (`aether serve`) end to end: real `aether serve` processes on
+//! random loopback ports and the real router in-process, on the embedded
+//! store in temporary directories, with components built from this
+//! repository.
+
+mod bad_input;
+mod cli_client;
+mod http;
+mod limits;
+mod noisy;
+mod shutdown;
+mod support;
+mod tenancy;
