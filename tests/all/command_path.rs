@@ -191,7 +191,10 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     ));
     let huge = CommandRequest::json(acc.clone(), "Deposit", &json!({"pad": "x".repeat(2 << 20)}));
     match runtime.execute(huge).await {
-        Err(CommandError::Malformed(m)) => assert!(m.contains("limit"), "{m}"),
+        Err(error @ CommandError::CommandTooLarge { limit, .. }) => {
+            assert_eq!(limit, 1 << 20);
+            assert!(error.to_string().contains("limit"), "{error}");
+        }
         other => panic!("{other:?}"),
     }
 
