@@ -40,7 +40,9 @@ async fn malformed_bodies_are_refused_with_a_clear_error() {
     let (node, token) = setup().await;
     let before = stored(&node, &token).await;
     let json_type = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+    // (what, content type, body, status, error code, a word the message must hold)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "not JSON",
             json_type,
