@@ -156,3 +156,39 @@ macro_rules! export_aggregate {
 
 #[cfg(test)]
 mod tests;
+
+/// Declares the version of the aggregate's state schema: the format its
+/// snapshots are written in. A new build of the component that declares the
+/// same version keeps using the snapshots an older build made (a hot reload
+/// does not replay whole histories); one that declares another version, or
+/// none, replays from the events. Bump it whenever the state's serialised
+/// form changes.
+///
+/// The version is 1–64 printable ASCII characters, written into the
+/// component's `aether:state-schema` custom section.
+///
+/// ```ignore
+/// aether_guest::state_schema!("2");
+/// ```
+#[macro_export]
+macro_rules! state_schema {
+    ($version:literal) => {
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            const VERSION: &str = $version;
+            #[allow(unsafe_code)]
+            #[unsafe(link_section = "aether:state-schema")]
+            #[used]
+            static AETHER_STATE_SCHEMA: [u8; VERSION.len()] = {
+                let bytes = VERSION.as_bytes();
+                let mut out = [0u8; VERSION.len()];
+                let mut i = 0;
+                while i < out.len() {
+                    out[i] = bytes[i];
+                    i += 1;
+                }
+                out
+            };
+        };
+    };
+}

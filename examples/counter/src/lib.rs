@@ -87,6 +87,7 @@ impl Aggregate for Counter {
 }
 
 aether_guest::export_aggregate!(Counter);
+aether_guest::state_schema!("1");
 
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,9 @@ enum Command {
     Namespace(remote::NamespaceArgs),
     /// Deploy a component for an aggregate type (on a node).
     Deploy(remote::DeployArgs),
+    /// An aggregate type's components: history, activate, rollback (on a
+    /// node).
+    Components(remote::ComponentsArgs),
     /// Send a command to an aggregate (on a node).
     Send(remote::SendArgs),
     /// Print an aggregate's events, from a node or (with --data-dir) from
@@ -66,6 +69,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Namespace(args) => blocking(move || remote::namespace(args)).await,
             Command::Deploy(args) => blocking(move || remote::deploy(args)).await,
             Command::Send(args) => blocking(move || remote::send(args)).await,
+            Command::Components(args) => blocking(move || remote::components(args)).await,
             Command::Tail(args) => blocking(move || remote::tail(args)).await,
             Command::Events(args) => inspect::events(args).await,
             Command::State(args) => inspect::state(args).await,

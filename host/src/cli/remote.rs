@@ -65,6 +65,35 @@ pub(crate) struct DeployArgs {
     json: bool,
 }
 
+/// What to do with an aggregate type's components.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ComponentsCommand {
+    /// The deployment history, oldest first, and the active component.
+    History,
+    /// Activate a component deployed before, by digest.
+    Activate {
+        /// The component's digest (64 hex characters).
+        digest: String,
+    },
+    /// Activate the component that was active before the current one.
+    Rollback,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComponentsArgs {
+    /// The namespace.
+    namespace: String,
+    /// The aggregate type.
+    aggregate_type: String,
+    #[command(subcommand)]
+    command: ComponentsCommand,
+    #[command(flatten)]
+    connection: Connection,
+    /// Print the node's JSON answer.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct SendArgs {
     /// The namespace.
@@ -190,6 +219,53 @@ pub(crate) fn deploy(args: DeployArgs) -> Result<()> {
         args.namespace,
         answer["digest"].as_str().unwrap_or("?")
     );
+    Ok(())
+}
+
+/// `aether components`
+pub(crate) fn components(args: ComponentsArgs) -> Result<()> {
+    let client = Client::new(&args.connection);
+    let base = format!(
+        "/v1/namespaces/{}/aggregates/{}",
+        args.namespace, args.aggregate_type
+    );
+    let answer = match &args.command {
+        ComponentsCommand::History => client.get(&format!("{base}/components"))?,
+        ComponentsCommand::Activate { digest } => client.send_json(
+            "POST",
+            &format!("{base}/activate"),
+            Some(&json!({ "digest": digest })),
+        )?,
+        ComponentsCommand::Rollback => {
+            client.send_json("POST", &format!("{base}/rollback"), None)?
+        }
+    };
+    if args.json {
+        return print_json(&answer);
+    }
+    match &args.command {
+        ComponentsCommand::History => {
+            let active = answer["active"].as_str().unwrap_or("");
+            for change in answer["history"].as_array().into_iter().flatten() {
+                let digest = change["digest"].as_str().unwrap_or("?");
+                println!(
+                    "{}  {:<8}  {}{}",
+                    format_timestamp(change["at_ms"].as_u64().unwrap_or(0)),
+                    change["action"].as_str().unwrap_or("?"),
+                    digest,
+                    if digest == active { "  (active)" } else { "" }
+                );
+            }
+        }
+        _ => println!(
+            "{} of {} in {}: component {} is active (was {})",
+            answer["action"].as_str().unwrap_or("?"),
+            args.aggregate_type,
+            args.namespace,
+            answer["digest"].as_str().unwrap_or("?"),
+            answer["previous"].as_str().unwrap_or("none")
+        ),
+    }
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! HTTP request ─▶ api (axum router: auth, body checks, error codes)
-//!                  ├─ tenants: namespaces, token hashes, limits, deployments (node.json)
+//!                  ├─ tenants: namespaces, token hashes, limits (node.json)
+//!                  ├─ registry: components by digest, activation history (events)
 //!                  ├─ runtime: deploy, execute, state (per-namespace lanes and limits)
 //!                  ├─ store:   events (EmbeddedStore in the data directory)
 //!                  └─ metrics: per-namespace counters and latency histograms
@@ -11,7 +12,8 @@
 //!
 //! Data directory layout: `events.redb` + `events.head` (the event store),
 //! `compiled/` (compile cache), `node.json` (tenants) and
-//! `components/<namespace>/<digest>.wasm` (deployed components).
+//! `components/<namespace>/<digest>.wasm` (deployed components; which one
+//! is active is recorded as events, see [`registry`]).
 //!
 //! **Invariant:** every request that touches a namespace is authorised for
 //! that namespace before anything else reads or writes it ([`api`]).
@@ -20,6 +22,7 @@ pub mod access;
 pub mod api;
 mod limits;
 pub mod metrics;
+pub mod registry;
 mod serve;
 mod tenants;
 
@@ -75,6 +78,8 @@ impl NodeConfig {
 
 /// A running node's shared state; the API's handlers hold an `Arc<Node>`.
 pub struct Node {
+    data_dir: PathBuf,
+    registry_lock: tokio::sync::Mutex<()>,
     runtime: Runtime,
     tenants: Tenants,
     metrics: Metrics,
@@ -95,6 +100,8 @@ impl Node {
         let tenants = Tenants::open(dir)?;
         let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
         let node = Arc::new(Node {
+            data_dir: dir.clone(),
+            registry_lock: tokio::sync::Mutex::new(()),
             runtime,
             tenants,
             metrics: Metrics::default(),
@@ -152,8 +159,8 @@ impl Node {
             .await
     }
 
-    /// Re-deploys every recorded component and re-applies every namespace's
-    /// limits.
+    /// Re-applies every namespace's limits and re-activates its active
+    /// components.
     async fn restore(&self) -> Result<()> {
         for namespace in self.tenants.namespaces() {
             let overrides = self.tenants.limits(&namespace)?;
@@ -162,20 +169,7 @@ impl Node {
                     .await
                     .with_context(|| format!("the stored limits of namespace `{namespace}`"))?;
             }
-        }
-        for (namespace, aggregate_type, digest, path) in self.tenants.deployments() {
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading the deployed component {}", path.display()))?;
-            let deployed = self
-                .runtime
-                .deploy(&namespace, &aggregate_type, bytes)
-                .await
-                .with_context(|| format!("re-deploying {}", path.display()))?;
-            anyhow::ensure!(
-                deployed.to_hex() == digest,
-                "{} does not have the digest it was stored under (damaged?)",
-                path.display()
-            );
+            self.restore_components(&namespace).await?;
         }
         Ok(())
     }

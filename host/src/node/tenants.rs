@@ -1,11 +1,9 @@
-//! The node's tenants: namespaces, their token hashes, limit overrides and
-//! deployed components, kept in `<data dir>/node.json`.
+//! The node's tenants: namespaces, their token hashes and limit overrides,
+//! kept in `<data dir>/node.json`.
 //!
 //! The file is rewritten whole on every change (written to a temporary file,
 //! synced, renamed over the old one, then the directory synced), so a crash
-//! leaves either the old or the new file, never a torn one. Component bytes
-//! live next to it, one directory per namespace
-//! ([`crate::namespace::layout::namespace_dir`]), named by their digest.
+//! leaves either the old or the new file, never a torn one.
 //!
 //! **Invariant:** no token is ever written in clear; only its hash.
 
@@ -20,8 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{Principal, Token, TokenHash};
 use super::limits::LimitOverrides;
-use crate::namespace::layout::namespace_dir;
-use crate::namespace::{AggregateType, Namespace};
+use crate::namespace::Namespace;
 
 /// The format of `node.json` this build reads and writes.
 const FORMAT: u32 = 1;
@@ -40,8 +37,6 @@ struct NamespaceRecord {
     created_ms: u64,
     tokens: Vec<TokenHash>,
     limits: LimitOverrides,
-    /// Aggregate type → the hex digest of its active component.
-    deployments: BTreeMap<AggregateType, String>,
 }
 
 /// Why a tenant operation was refused.
@@ -61,7 +56,6 @@ pub enum TenantError {
 /// The node's tenants, loaded from and saved to its data directory.
 pub struct Tenants {
     file: PathBuf,
-    components: PathBuf,
     state: Mutex<NodeState>,
 }
 
@@ -90,7 +84,6 @@ impl Tenants {
         };
         Ok(Self {
             file,
-            components: data_dir.join("components"),
             state: Mutex::new(state),
         })
     }
@@ -150,7 +143,6 @@ impl Tenants {
                 created_ms,
                 tokens: vec![token.hash()],
                 limits,
-                deployments: BTreeMap::new(),
             },
         );
         self.save(&state)?;
@@ -192,48 +184,6 @@ impl Tenants {
         self.update(namespace, |record| record.limits = limits)
     }
 
-    /// Stores a component's bytes in the namespace's directory and records
-    /// it as the active component of `aggregate_type`.
-    pub fn record_deployment(
-        &self,
-        namespace: &Namespace,
-        aggregate_type: &AggregateType,
-        digest_hex: &str,
-        bytes: &[u8],
-    ) -> Result<(), TenantError> {
-        let path = self.component_path(namespace, digest_hex);
-        if !path.exists() {
-            write_atomically(&path, bytes)?;
-        }
-        self.update(namespace, |record| {
-            record
-                .deployments
-                .insert(aggregate_type.clone(), digest_hex.to_owned());
-        })
-    }
-
-    /// Every recorded deployment with its component's file.
-    pub fn deployments(&self) -> Vec<(Namespace, AggregateType, String, PathBuf)> {
-        let state = self.lock();
-        let mut out = Vec::new();
-        for (namespace, record) in &state.namespaces {
-            for (aggregate_type, digest) in &record.deployments {
-                let path = self.component_path(namespace, digest);
-                out.push((
-                    namespace.clone(),
-                    aggregate_type.clone(),
-                    digest.clone(),
-                    path,
-                ));
-            }
-        }
-        out
-    }
-
-    fn component_path(&self, namespace: &Namespace, digest_hex: &str) -> PathBuf {
-        namespace_dir(&self.components, namespace).join(format!("{digest_hex}.wasm"))
-    }
-
     fn update(
         &self,
         namespace: &Namespace,
@@ -261,7 +211,7 @@ impl Tenants {
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new
 /// one: temporary file, sync, rename, sync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("a file path has a parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let temporary = path.with_extension("tmp");

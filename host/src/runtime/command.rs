@@ -318,7 +318,7 @@ impl Runtime {
         match self
             .inner
             .store
-            .load_snapshot(stream, &component.digest().to_hex())
+            .load_snapshot(stream, &component.snapshot_key())
             .await
         {
             Ok(snapshot) => snapshot.map(|s| (s.version, s.state)),

@@ -102,9 +102,17 @@ pub enum LoadError {
     Link(String),
 }
 
+/// The custom section in which a component declares the version of its
+/// state's schema (its snapshot format), as 1–64 printable ASCII bytes.
+/// The Rust SDK writes it with `aether_guest::state_schema!("1")`; any
+/// toolchain can add it (`wasm-tools metadata add` or a custom section in
+/// the core module).
+pub const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
+
 /// A compiled, checked and linked aggregate component, ready to instantiate.
 pub struct LoadedComponent {
     digest: Digest,
+    state_schema: Option<String>,
     size: usize,
     compiled_from: CompiledFrom,
     pub(crate) pre: AggregateComponentPre<HostState>,
@@ -114,6 +122,23 @@ impl LoadedComponent {
     /// The component's digest.
     pub fn digest(&self) -> &Digest {
         &self.digest
+    }
+
+    /// The state-schema version the component declares
+    /// ([`STATE_SCHEMA_SECTION`]), if any.
+    pub fn state_schema(&self) -> Option<&str> {
+        self.state_schema.as_deref()
+    }
+
+    /// The key its snapshots are stored and found under: `schema:<version>`
+    /// when it declares a state schema, so that every version of the
+    /// component with the same schema shares snapshots; otherwise its
+    /// digest, so that only the very same component uses them.
+    pub fn snapshot_key(&self) -> String {
+        match &self.state_schema {
+            Some(schema) => format!("schema:{schema}"),
+            None => self.digest.to_hex(),
+        }
     }
 
     /// The size of the component's bytes.
@@ -153,6 +178,7 @@ pub(crate) fn load(
     cache: Option<&CompileCache>,
 ) -> Result<Arc<LoadedComponent>, LoadError> {
     let digest = Digest::of(bytes);
+    let state_schema = state_schema(bytes)?;
     let cached = cache.and_then(|cache| cache.get(engine, &digest));
     let compiled_from = if cached.is_some() {
         CompiledFrom::Cache
@@ -190,10 +216,69 @@ pub(crate) fn load(
     tracing::debug!(digest = %digest.short(), size = bytes.len(), ?compiled_from, "component loaded");
     Ok(Arc::new(LoadedComponent {
         digest,
+        state_schema,
         size: bytes.len(),
         compiled_from,
         pre,
     }))
+}
+
+/// The state-schema version declared in `bytes` (in the component or any
+/// module inside it), if any. Several sections must agree.
+fn state_schema(bytes: &[u8]) -> Result<Option<String>, LoadError> {
+    let mut found: Option<String> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let wasmparser::Payload::CustomSection(section) = payload else {
+            continue;
+        };
+        if section.name() != STATE_SCHEMA_SECTION {
+            continue;
+        }
+        let version = std::str::from_utf8(section.data())
+            .ok()
+            .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                LoadError::Invalid(format!(
+                    "the `{STATE_SCHEMA_SECTION}` section must hold 1 to 64 printable ASCII characters"
+                ))
+            })?;
+        match &found {
+            Some(other) if other != version => {
+                return Err(LoadError::Invalid(format!(
+                    "the component declares two state schemas, `{other}` and `{version}`"
+                )));
+            }
+            _ => found = Some(version.to_owned()),
+        }
+    }
+    Ok(found)
+}
+
+/// Appends a custom section to a component or module binary (for tools
+/// and tests: a component with a declared state schema, say). The result
+/// is a valid binary with a new digest.
+pub fn with_custom_section(bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(data);
+    let mut out = bytes.to_vec();
+    out.push(0); // the custom section's id
+    leb128(content.len(), &mut out);
+    out.extend(content);
+    out
 }
 
 /// Whether an import name is in the allowed set. Names look like

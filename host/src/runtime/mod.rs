@@ -48,7 +48,9 @@ use wasmtime::component::Linker;
 pub use cache::CompiledFrom;
 pub(crate) use command::now_ms;
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
-pub use component::{Digest, HANDLER_EXPORT, LoadError, LoadedComponent};
+pub use component::{
+    Digest, HANDLER_EXPORT, LoadError, LoadedComponent, STATE_SCHEMA_SECTION, with_custom_section,
+};
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;
 pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
@@ -183,6 +185,33 @@ impl Runtime {
             .activate(namespace.clone(), aggregate_type.clone(), loaded);
         tracing::info!(%namespace, %aggregate_type, digest = %digest.short(), "component deployed");
         Ok(digest)
+    }
+
+    /// Makes `component` (already loaded with [`Runtime::load_component`])
+    /// the one that serves `aggregate_type` in `namespace`: new commands use
+    /// it at once; commands already running finish on the one they started
+    /// with; live aggregates re-activate under it on their next command
+    /// (from a snapshot with the same snapshot key, else by replay).
+    pub fn activate(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        component: Arc<LoadedComponent>,
+    ) {
+        let digest = component.digest().short();
+        self.inner
+            .registry
+            .activate(namespace.clone(), aggregate_type.clone(), component);
+        tracing::info!(%namespace, %aggregate_type, %digest, "component activated");
+    }
+
+    /// The component serving `aggregate_type` in `namespace`, if any.
+    pub fn active_component(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Option<Arc<LoadedComponent>> {
+        self.inner.registry.active(namespace, aggregate_type)
     }
 
     /// Every deployed (namespace, aggregate type) with its active digest.

@@ -1,10 +1,14 @@
 //! Snapshot policy: when the runtime saves an aggregate's state.
 //!
-//! A snapshot records the version it was taken at and the digest of the
-//! component that made it. Activation starts from the newest snapshot made
-//! by the *same* component and replays only the events after it; a
-//! snapshot from another component is ignored (full replay), because only
-//! the component that wrote a state knows how to read it.
+//! A snapshot records the version it was taken at and the snapshot key of
+//! the component that made it ([`LoadedComponent::snapshot_key`]): its
+//! declared state-schema version (`schema:<v>`, from the component's
+//! `aether:state-schema` custom section) or, if it declares none, its
+//! digest. Activation starts from the newest snapshot under the *same* key
+//! and replays only the events after it; any other snapshot is ignored
+//! (full replay), because only a component that writes the same state
+//! schema knows how to read it. A new version of a component that keeps its
+//! state schema therefore keeps its snapshots across a hot reload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -126,7 +130,7 @@ impl Runtime {
         let snapshot = Snapshot {
             stream: stream.clone(),
             version,
-            component_digest: component.digest().to_hex(),
+            component_digest: component.snapshot_key(),
             state,
             timestamp_ms: now_ms(),
         };

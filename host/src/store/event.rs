@@ -245,7 +245,9 @@ pub struct Snapshot {
     pub stream: StreamId,
     /// The version of the last event folded into the state.
     pub version: u64,
-    /// blake3 digest of the component that serialised the state.
+    /// Which components can read the state: the snapshot key of the
+    /// component that serialised it (its blake3 digest, or `schema:<v>`
+    /// when it declares a state schema; see `runtime::LoadedComponent`).
     pub component_digest: String,
     /// The state, opaque to the host.
     pub state: Vec<u8>,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiError, authorize, body};
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::node::Node;
+use crate::node::registry::Activation;
 use crate::runtime::{CommandRequest, JSON};
 use crate::store::{RecordedEvent, StreamId};
 
@@ -87,17 +88,82 @@ pub(super) async fn deploy(
     body::require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
     let limit = node.runtime().config().max_component_bytes;
     let bytes = body::read(request, limit).await?.to_vec();
-    let digest = node
-        .runtime()
-        .deploy(&namespace, &aggregate_type, bytes.clone())
-        .await?;
-    node.tenants()
-        .record_deployment(&namespace, &aggregate_type, &digest.to_hex(), &bytes)?;
-    Ok(Json(json!({
+    let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
+    Ok(Json(activation_json(&namespace, &activation)))
+}
+
+fn activation_json(namespace: &Namespace, activation: &Activation) -> Value {
+    json!({
         "namespace": namespace,
+        "aggregate_type": activation.aggregate_type,
+        "digest": activation.digest,
+        "previous": activation.previous,
+        "action": activation.action,
+        "state_schema": activation.state_schema,
+        "size": activation.size,
+        "at_ms": activation.at_ms,
+    })
+}
+
+/// `GET …/aggregates/{type}/components`: the type's deployment history,
+/// oldest first, and the active digest.
+pub(super) async fn history(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let aggregate_type = AggregateType::new(ty)?;
+    let history = node.component_history(&namespace, &aggregate_type).await?;
+    let active = node
+        .runtime()
+        .active_component(&namespace, &aggregate_type)
+        .map(|c| c.digest().to_hex());
+    Ok(Json(json!({
         "aggregate_type": aggregate_type,
-        "digest": digest.to_hex(),
+        "active": active,
+        "history": history.iter().map(|a| activation_json(&namespace, a)).collect::<Vec<_>>(),
     })))
+}
+
+/// The body of `POST …/aggregates/{type}/activate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActivateComponent {
+    digest: String,
+}
+
+/// `POST …/aggregates/{type}/activate`: activates a component deployed
+/// earlier in the namespace.
+pub(super) async fn activate(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    request: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let aggregate_type = AggregateType::new(ty)?;
+    let request: ActivateComponent = body::json(&headers, request).await?;
+    let activation = node
+        .activate(&namespace, &aggregate_type, &request.digest)
+        .await?;
+    Ok(Json(activation_json(&namespace, &activation)))
+}
+
+/// `POST …/aggregates/{type}/rollback`: activates the component that was
+/// active before the current one.
+pub(super) async fn rollback(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (ns, ty) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    let aggregate_type = AggregateType::new(ty)?;
+    let activation = node.rollback(&namespace, &aggregate_type).await?;
+    Ok(Json(activation_json(&namespace, &activation)))
 }
 
 fn stream(namespace: Namespace, ty: String, id: String) -> Result<StreamId, ApiError> {

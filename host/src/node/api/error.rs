@@ -11,6 +11,7 @@ use crate::namespace::InvalidName;
 use crate::runtime::{CommandError, DeployError, GuestFailureKind, InvalidLimits};
 use crate::store::StoreError;
 
+use super::super::registry::RegistryError;
 use super::super::tenants::TenantError;
 
 /// An error the API returns.
@@ -158,6 +159,37 @@ impl From<DeployError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_component",
                 load.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        let message = error.to_string();
+        match error {
+            RegistryError::Deploy(deploy) => deploy.into(),
+            RegistryError::UnknownComponent(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_component", message)
+            }
+            RegistryError::NothingToRollBack(_) => {
+                Self::new(StatusCode::CONFLICT, "nothing_to_roll_back", message)
+            }
+            RegistryError::Conflict(_) => Self::new(
+                StatusCode::CONFLICT,
+                "registry_conflict",
+                format!(
+                    "{message}: another deployment changed the registry at the same time; look and try again"
+                ),
+            ),
+            RegistryError::Store(store) => store.into(),
+            RegistryError::Damaged(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_corrupt", message)
+            }
+            RegistryError::VerificationFailed(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "verification_failed",
+                message,
             ),
         }
     }

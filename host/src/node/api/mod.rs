@@ -12,6 +12,9 @@
 //! | `POST /v1/namespaces/{ns}/tokens` | admin | issue another namespace token |
 //! | `GET /v1/namespaces/{ns}/aggregates` | ns | aggregate types and component digests |
 //! | `PUT /v1/namespaces/{ns}/aggregates/{type}/component` | ns | deploy a component (`application/wasm`) |
+//! | `GET /v1/namespaces/{ns}/aggregates/{type}/components` | ns | the type's deployment history |
+//! | `POST /v1/namespaces/{ns}/aggregates/{type}/activate` | ns | activate a component deployed before |
+//! | `POST /v1/namespaces/{ns}/aggregates/{type}/rollback` | ns | activate the previous component |
 //! | `POST /v1/namespaces/{ns}/aggregates/{type}/{id}/commands` | ns | send a command |
 //! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}` | ns | state (`view`) and version |
 //! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}/events` | ns | events from a version |
@@ -55,6 +58,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(
             "/v1/namespaces/{ns}/aggregates/{ty}/component",
             put(aggregates::deploy),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/components",
+            get(aggregates::history),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/activate",
+            post(aggregates::activate),
+        )
+        .route(
+            "/v1/namespaces/{ns}/aggregates/{ty}/rollback",
+            post(aggregates::rollback),
         )
         .route(
             "/v1/namespaces/{ns}/aggregates/{ty}/{id}/commands",

@@ -37,6 +37,13 @@ pub(super) async fn create(
     admin(&node, &headers)?;
     let request: CreateNamespace = body::json(&headers, request).await?;
     let namespace = Namespace::new(request.name)?;
+    if namespace == crate::node::registry::SYSTEM_NAMESPACE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("namespace `{namespace}` is reserved for the node itself: choose another name"),
+        ));
+    }
     // Check the limits before anything is stored.
     node.limits_with(&request.limits).check(
         node.runtime().config().memory_ceiling_bytes,
