@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use aether_host::runtime::{CommandError, Runtime, SnapshotPolicy};
+use aether_host::runtime::{
+    CommandError, LoadError, Runtime, STATE_SCHEMA_SECTION, SnapshotPolicy, with_custom_section,
+};
 use aether_host::store::{EventStore, MemoryStore, Snapshot, StreamId};
 use aether_tests::{artifacts, component, runtime_on, send, stream, test_config};
 use serde_json::json;
@@ -125,16 +127,13 @@ async fn snapshot_plus_tail_equals_full_replay_for_random_histories() {
 
 /// The same component with a custom section appended: identical code, a
 /// different digest.
-fn with_other_digest(mut bytes: Vec<u8>) -> Vec<u8> {
-    let name = b"aether-test";
-    let payload = b"another build of the same code";
-    let size = 1 + name.len() + payload.len();
-    bytes.push(0); // custom section id
-    bytes.push(size as u8); // fits one LEB128 byte
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(payload);
-    bytes
+fn with_other_digest(bytes: Vec<u8>) -> Vec<u8> {
+    with_custom_section(&bytes, "aether-test", b"another build of the same code")
+}
+
+/// The component declaring state schema `version`.
+fn with_schema(bytes: &[u8], version: &str) -> Vec<u8> {
+    with_custom_section(bytes, STATE_SCHEMA_SECTION, version.as_bytes())
 }
 
 #[tokio::test]
@@ -202,4 +201,83 @@ async fn a_snapshot_the_component_refuses_falls_back_to_full_replay() {
         (state.version, state.view["balance"].clone()),
         (2, json!(3))
     );
+}
+
+/// A new version of a component that declares the same state schema reads
+/// the snapshots an older version made; one with another schema, or none,
+/// replays from the events.
+#[tokio::test]
+async fn a_snapshot_is_shared_by_components_with_the_same_state_schema() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let bank = component(artifacts::BANK_ACCOUNT);
+    let v1 = with_schema(&bank, "1");
+    let v1_rebuilt = with_other_digest(v1.clone());
+    let v2 = with_schema(&bank, "2");
+
+    let a = runtime_with(&store, SnapshotPolicy::Never, v1).await;
+    let loaded = a
+        .active_component(&"s".parse().unwrap(), &"bank-account".parse().unwrap())
+        .unwrap();
+    assert_eq!(loaded.state_schema(), Some("1"));
+    assert_eq!(loaded.snapshot_key(), "schema:1");
+    let acc = stream("s", "bank-account", "schema");
+    send(&a, &acc, "Open", json!({"owner": "S"})).await.unwrap();
+    send(&a, &acc, "Deposit", json!({"amount": 10}))
+        .await
+        .unwrap();
+    let doctored = json!({"status": "open", "owner": "S", "balance": 777});
+    store
+        .save_snapshot(Snapshot {
+            stream: acc.clone(),
+            version: 2,
+            component_digest: "schema:1".into(),
+            state: serde_json::to_vec(&doctored).unwrap(),
+            timestamp_ms: 1,
+        })
+        .await
+        .unwrap();
+
+    // Another build, same schema: starts from the snapshot.
+    let same = runtime_with(&store, SnapshotPolicy::Never, v1_rebuilt).await;
+    assert_eq!(same.state(&acc).await.unwrap().view["balance"], json!(777));
+    // Another schema, or none: full replay.
+    let other = runtime_with(&store, SnapshotPolicy::Never, v2).await;
+    assert_eq!(other.state(&acc).await.unwrap().view["balance"], json!(10));
+    let undeclared = runtime_with(&store, SnapshotPolicy::Never, bank.clone()).await;
+    assert_eq!(
+        undeclared.state(&acc).await.unwrap().view["balance"],
+        json!(10)
+    );
+
+    // Hot reload inside one runtime: the live aggregate re-activates under
+    // the new version from the shared snapshot.
+    let reloading = runtime_with(&store, SnapshotPolicy::Never, bank.clone()).await;
+    assert_eq!(
+        reloading.state(&acc).await.unwrap().view["balance"],
+        json!(10)
+    );
+    let (ns, ty) = (acc.namespace.clone(), acc.aggregate_type.clone());
+    reloading
+        .deploy(&ns, &ty, with_schema(&bank, "1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reloading.state(&acc).await.unwrap().view["balance"],
+        json!(777)
+    );
+
+    // The SDK's `state_schema!` reaches the component (the counter declares "1").
+    let counter = a
+        .load_component(component(artifacts::COUNTER))
+        .await
+        .unwrap();
+    assert_eq!(counter.state_schema(), Some("1"));
+    // Two different declarations are refused.
+    let twice = with_schema(&with_schema(&bank, "1"), "2");
+    match a.load_component(twice).await {
+        Err(aether_host::runtime::DeployError::Load(LoadError::Invalid(message))) => {
+            assert!(message.contains("two state schemas"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -8,6 +8,7 @@ mod cli_client;
 mod http;
 mod limits;
 mod noisy;
+mod reload;
 mod shutdown;
 mod support;
 mod tenancy;
