@@ -96,6 +96,40 @@ impl Client {
         answer(request.content_type(content_type).send(bytes), &self.base)
     }
 
+    /// `PUT path` with `bytes`, asking for `application/x-ndjson`: calls
+    /// `each` per JSON line of the answer (progress, then the outcome).
+    pub(crate) fn put_ndjson(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        mut each: impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        let mut request = self
+            .agent
+            .put(self.url(path))
+            .header("Accept", "application/x-ndjson");
+        if let Some(auth) = self.auth() {
+            request = request.header("Authorization", auth);
+        }
+        let response = request
+            .content_type(content_type)
+            .send(bytes)
+            .map_err(|e| unreachable_node(e, &self.base))?;
+        if response.status().as_u16() >= 400 {
+            return answer(Ok(response), &self.base).map(|_| ());
+        }
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let line = line.context("reading the node's answer")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            each(serde_json::from_str(&line).context("the node's answer is not JSON lines")?)?;
+        }
+        Ok(())
+    }
+
     /// Streams server-sent events from `path`, calling `each(event, data)`
     /// per message until the stream ends.
     pub(crate) fn stream(
@@ -138,6 +172,18 @@ impl Client {
     }
 }
 
+/// The node's error as [`ApiFailure`], from a JSON error body.
+pub(crate) fn failure(status: u16, body: Value) -> ApiFailure {
+    ApiFailure {
+        status,
+        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+        message: body["message"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned),
+        body,
+    }
+}
+
 fn unreachable_node(error: ureq::Error, base: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot reach the node at {base}: {error} (is `aether serve` running? set --node or AETHER_NODE)"
@@ -161,15 +207,5 @@ fn answer(
     if status < 400 {
         return Ok(body);
     }
-    let code = body["error"].as_str().unwrap_or("unknown").to_owned();
-    let message = body["message"]
-        .as_str()
-        .map_or_else(|| body.to_string(), str::to_owned);
-    Err(ApiFailure {
-        status,
-        code,
-        message,
-        body,
-    }
-    .into())
+    Err(failure(status, body).into())
 }

@@ -3,6 +3,7 @@
 mod client;
 mod conformance;
 mod demo;
+mod dev;
 mod inspect;
 mod remote;
 mod serve;
@@ -27,6 +28,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a node: the HTTP API on the embedded store, for many namespaces.
     Serve(serve::ServeArgs),
+    /// Develop a Rust guest: build it, serve it on a local node in watch
+    /// mode, and rebuild and redeploy it whenever its sources change.
+    Dev(dev::DevArgs),
     /// Create namespaces, issue tokens, set limits (on a node).
     Namespace(remote::NamespaceArgs),
     /// Deploy a component for an aggregate type (on a node).
@@ -66,6 +70,7 @@ pub(crate) fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Namespace(args) => blocking(move || remote::namespace(args)).await,
             Command::Deploy(args) => blocking(move || remote::deploy(args)).await,
             Command::Send(args) => blocking(move || remote::send(args)).await,

@@ -58,6 +58,13 @@ pub(crate) struct DeployArgs {
     aggregate_type: String,
     /// The component (`.wasm`).
     component: PathBuf,
+    /// First replay the type's existing streams through the component;
+    /// activate it only if every replay succeeds.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: replay only this many streams, spread evenly.
+    #[arg(long, requires = "verify")]
+    sample: Option<usize>,
     #[command(flatten)]
     connection: Connection,
     /// Print the node's JSON answer.
@@ -207,19 +214,100 @@ pub(crate) fn deploy(args: DeployArgs) -> Result<()> {
         "/v1/namespaces/{}/aggregates/{}/component",
         args.namespace, args.aggregate_type
     );
-    let answer =
-        Client::new(&args.connection).send_bytes("PUT", &path, "application/wasm", bytes)?;
+    let client = Client::new(&args.connection);
+    let answer = if args.verify {
+        verified_deploy(&client, &path, bytes, args.sample, args.json)?
+    } else {
+        client.send_bytes("PUT", &path, "application/wasm", bytes)?
+    };
     if args.json {
         return print_json(&answer);
     }
+    if let Some(report) = answer.get("verification") {
+        print_verification(report);
+    }
     println!(
-        "deployed {} for {} in namespace {}: component {}",
+        "deployed {} for {} in namespace {}: component {} is active",
         args.component.display(),
         args.aggregate_type,
         args.namespace,
         answer["digest"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// A deploy with `verify`, following its progress on a bar.
+fn verified_deploy(
+    client: &Client,
+    path: &str,
+    bytes: Vec<u8>,
+    sample: Option<usize>,
+    quiet: bool,
+) -> Result<Value> {
+    let verify = sample.map_or_else(|| "all".to_owned(), |n| n.to_string());
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "replaying {bar:40} {pos}/{len} streams ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut outcome = None;
+    client.put_ndjson(
+        &format!("{path}?verify={verify}"),
+        "application/wasm",
+        bytes,
+        |line| {
+            if let Some(progress) = line.get("progress") {
+                bar.set_length(progress["total"].as_u64().unwrap_or(0));
+                bar.set_position(progress["done"].as_u64().unwrap_or(0));
+            } else {
+                outcome = Some(line);
+            }
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+    let outcome = outcome.context("the node ended the deploy without an outcome")?;
+    if let Some(error) = outcome.get("error") {
+        if !quiet && let Some(report) = error.get("verification") {
+            print_verification(report);
+        }
+        let status = outcome["status"].as_u64().unwrap_or(500) as u16;
+        return Err(super::client::failure(status, error.clone()).into());
+    }
+    Ok(outcome["result"].clone())
+}
+
+fn print_verification(report: &Value) {
+    println!(
+        "verified: replayed {} of {} streams ({} events): {} failed, {} views changed",
+        report["streams_checked"],
+        report["streams_total"],
+        report["events_replayed"],
+        report["failures"].as_array().map_or(0, Vec::len),
+        report["views_changed"]
+    );
+    for failure in report["failures"].as_array().into_iter().flatten() {
+        println!(
+            "  FAILED {}: {} {}",
+            failure["stream"].as_str().unwrap_or("?"),
+            failure["kind"].as_str().unwrap_or("?"),
+            failure["message"].as_str().unwrap_or("")
+        );
+    }
+    for changed in report["changed_examples"].as_array().into_iter().flatten() {
+        println!(
+            "  changed {}: {} → {}",
+            changed["stream"].as_str().unwrap_or("?"),
+            changed["before"],
+            changed["after"]
+        );
+    }
 }
 
 /// `aether components`

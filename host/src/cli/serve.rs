@@ -35,11 +35,17 @@ pub(crate) struct ServeArgs {
     /// Partition threads per namespace (default: the number of CPUs).
     #[arg(long)]
     partitions: Option<usize>,
+    /// Watch mode: deploy every DIR/<namespace>/<aggregate-type>.wasm on
+    /// start and again whenever it changes; a missing namespace is created
+    /// and its token printed once. DIR is created if missing.
+    #[arg(long, value_name = "DIR")]
+    watch: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let mut config = NodeConfig::new(&args.data_dir, args.listen);
     config.admin_token = args.admin_token;
+    config.watch = args.watch;
     let limits = &mut config.runtime.limits;
     limits.memory_bytes = args.memory_mib << 20;
     limits.call_deadline = Duration::from_millis(args.call_deadline_ms);

@@ -25,13 +25,14 @@ pub mod metrics;
 pub mod registry;
 mod serve;
 mod tenants;
+pub mod verify;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::sync::watch;
 
 pub use access::{Principal, Token};
 pub use limits::{EffectiveLimits, LimitOverrides};
@@ -56,6 +57,9 @@ pub struct NodeConfig {
     /// The runtime's configuration; its `limits` are every namespace's
     /// defaults.
     pub runtime: RuntimeConfig,
+    /// Watch mode: deploy `<dir>/<namespace>/<aggregate-type>.wasm` files
+    /// on start and whenever they change (see `watch.rs`); `None` is off.
+    pub watch: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -72,6 +76,7 @@ impl NodeConfig {
             data_dir,
             listen,
             admin_token: None,
+            watch: None,
         }
     }
 }
@@ -84,7 +89,7 @@ pub struct Node {
     tenants: Tenants,
     metrics: Metrics,
     defaults: SandboxLimits,
-    shutdown: watch::Sender<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -106,7 +111,7 @@ impl Node {
             tenants,
             metrics: Metrics::default(),
             defaults: config.runtime.limits.clone(),
-            shutdown: watch::channel(false).0,
+            shutdown: tokio::sync::watch::channel(false).0,
         });
         node.restore().await?;
         Ok((node, new_admin))
@@ -144,7 +149,7 @@ impl Node {
     }
 
     /// A receiver that changes when the node begins shutting down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::Node;
+use super::verify::VerifyReport;
 use crate::namespace::layout::namespace_dir;
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::runtime::{DeployError, Digest, LoadedComponent, now_ms};
@@ -88,9 +89,10 @@ pub enum RegistryError {
     /// The stored component cannot be read, or is not what its name says.
     #[error("{0}")]
     Damaged(String),
-    /// Verification replayed existing streams and some failed.
-    #[error("{0}")]
-    VerificationFailed(String),
+    /// Verification replayed existing streams and some failed; nothing was
+    /// activated.
+    #[error("{} of {} replayed streams failed under the new component (first: {}): not activated", .0.failures.len(), .0.streams_checked, .0.failures.first().map_or("", |f| f.message.as_str()))]
+    VerificationFailed(Box<VerifyReport>),
 }
 
 impl Node {
@@ -159,6 +161,31 @@ impl Node {
         self.store_component(namespace, loaded.digest(), &bytes)?;
         self.switch(namespace, aggregate_type, loaded, Action::Deploy)
             .await
+    }
+
+    /// Uploads a component, replays the type's existing streams (all, or
+    /// `sample` of them) through it, and activates it only if every replay
+    /// succeeded. `progress(done, total)` follows the replay.
+    pub async fn deploy_verified(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        bytes: Vec<u8>,
+        sample: Option<usize>,
+        progress: impl Fn(usize, usize) + Send + Sync,
+    ) -> Result<(Activation, VerifyReport), RegistryError> {
+        let loaded = self.runtime.load_component(bytes.clone()).await?;
+        let report = self
+            .verify(namespace, aggregate_type, &loaded, sample, progress)
+            .await?;
+        if !report.passed() {
+            return Err(RegistryError::VerificationFailed(Box::new(report)));
+        }
+        self.store_component(namespace, loaded.digest(), &bytes)?;
+        let activation = self
+            .switch(namespace, aggregate_type, loaded, Action::Deploy)
+            .await?;
+        Ok((activation, report))
     }
 
     /// Loads a component deployed earlier in the namespace.

@@ -5,6 +5,11 @@
 //! already fsync'd by the store, so finishing in-flight commands is the
 //! flush), then drop the runtime and the store and return, so the process
 //! exits 0. A restart on the same data directory serves the same state.
+//!
+//! With [`NodeConfig::watch`] set, watch mode (`watch.rs`) runs alongside
+//! the API from just before the node reports it is ready; it stops when the
+//! node begins shutting down, and the node waits for a deployment it has in
+//! progress before it drops the runtime and the store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
+use super::watch::WatchMode;
 use super::{Node, NodeConfig, api};
 
 /// Opens the node and serves its API until SIGTERM or Ctrl-C; `ready` is
@@ -28,27 +34,35 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
             token.as_str()
         );
     }
+    let watching = match &config.watch {
+        Some(dir) => Some(WatchMode::start(node.clone(), dir)?),
+        None => None,
+    };
     ready(address);
-    run(node, listener, shutdown_signal()).await
+    run(node, listener, shutdown_signal(), watching).await
 }
 
 /// Serves `node` on `listener` until `stop` completes, then shuts down
-/// gracefully.
+/// gracefully (stopping `watching` before the node is dropped).
 pub(crate) async fn run(
     node: Arc<Node>,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
+    watching: Option<WatchMode>,
 ) -> Result<()> {
     let router = api::router(node.clone());
     let stopping = node.clone();
-    axum::serve(listener, router)
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping.begin_shutdown();
         })
-        .await
-        .context("serving the API")?;
+        .await;
+    if let Some(watching) = watching {
+        watching.stop().await;
+    }
+    served.context("serving the API")?;
     tracing::info!("all requests finished; the node has stopped");
     drop(node);
     Ok(())

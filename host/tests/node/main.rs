@@ -12,3 +12,4 @@ mod reload;
 mod shutdown;
 mod support;
 mod tenancy;
+mod watch;

@@ -341,3 +341,114 @@ fn the_registry_survives_a_restart() {
         json!(first)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_deploy_replays_history_and_refuses_a_version_that_cannot() {
+    let node = InProcess::start(SandboxLimits::default()).await;
+    let token = node.create_namespace("bank", json!({})).await;
+    let (_, first) = put_component(&node, &token, variant(0)).await;
+    for i in 0..6 {
+        let account = format!("bank/bank-account/acc-{i}");
+        node.send(
+            &account,
+            &token,
+            json!({"type": "Open", "data": {"owner": "V"}}),
+        )
+        .await;
+        node.send(
+            &account,
+            &token,
+            json!({"type": "Deposit", "data": {"amount": i + 1}}),
+        )
+        .await;
+    }
+    let path = "/v1/namespaces/bank/aggregates/bank-account/component";
+
+    // The same behaviour under a new digest: every stream replays, nothing changes.
+    let (status, ok) = node
+        .call(
+            "PUT",
+            &format!("{path}?verify=all"),
+            Some(&token),
+            Some("application/wasm"),
+            variant(1),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let report = &ok["verification"];
+    assert_eq!(
+        (&report["streams_total"], &report["streams_checked"]),
+        (&json!(6), &json!(6))
+    );
+    assert_eq!(report["events_replayed"], json!(12));
+    assert_eq!(
+        (&report["failures"], &report["views_changed"]),
+        (&json!([]), &json!(0))
+    );
+    assert_eq!(active(&node, &token).await, ok["digest"]);
+
+    // A sample, with progress lines for a client that asks for them.
+    let (status, lines) = {
+        let response = node
+            .call_raw(
+                "PUT",
+                &format!("{path}?verify=2"),
+                &token,
+                "application/x-ndjson",
+                variant(2),
+            )
+            .await;
+        (response.0, response.1)
+    };
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.first().unwrap()["progress"],
+        json!({"done": 0, "total": 2})
+    );
+    assert_eq!(
+        lines[lines.len() - 2]["progress"],
+        json!({"done": 2, "total": 2})
+    );
+    let result = &lines.last().unwrap()["result"];
+    assert_eq!(result["verification"]["streams_checked"], json!(2));
+    assert_eq!(active(&node, &token).await, result["digest"]);
+
+    // A component that cannot apply these events: every stream reported,
+    // nothing activated.
+    let serving = active(&node, &token).await;
+    let counter = std::fs::read(aether_test_artifacts::COUNTER).unwrap();
+    let (status, refused) = node
+        .call(
+            "PUT",
+            &format!("{path}?verify=all"),
+            Some(&token),
+            Some("application/wasm"),
+            counter,
+        )
+        .await;
+    assert_error(status.as_u16(), &refused, 422, "verification_failed");
+    let failures = refused["verification"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 6, "{refused}");
+    assert!(
+        failures.iter().all(|f| f["kind"] == json!("ApplyFailed")),
+        "{refused}"
+    );
+    assert_eq!(
+        active(&node, &token).await,
+        serving,
+        "the refused version did not go live"
+    );
+    let (status, _) = node
+        .send(
+            "bank/bank-account/acc-0",
+            &token,
+            json!({"type": "Deposit", "data": {"amount": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let _ = first;
+}

@@ -287,6 +287,30 @@ impl InProcess {
         (status, value)
     }
 
+    /// Sends a component with an `Accept` header; the status and the raw
+    /// text of the answer.
+    pub(crate) async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        accept: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/wasm")
+            .header("accept", accept)
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
     pub(crate) async fn post_json(
         &self,
         path: &str,

@@ -7,7 +7,8 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,22 +75,97 @@ pub(super) async fn types(
     ))
 }
 
+/// The query of a deploy: `?verify=all` or `?verify=<n>` replays the
+/// type's existing streams (all, or a sample of n) through the new
+/// component before activating it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployQuery {
+    verify: Option<String>,
+}
+
 /// `PUT /v1/namespaces/{ns}/aggregates/{type}/component`: deploys the
 /// body (`application/wasm`) for the type; new commands use it at once.
+/// With `verify`, it goes live only if the replays succeed; a client that
+/// accepts `application/x-ndjson` gets progress lines while they run.
 pub(super) async fn deploy(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DeployQuery>, QueryRejection>,
     request: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (ns, ty) = body::path(params)?;
     let namespace = authorize(&node, &headers, &ns)?;
     let aggregate_type = AggregateType::new(ty)?;
+    let sample = match body::query(query)?.verify.as_deref() {
+        None => None,
+        Some("all") => Some(None),
+        Some(n) => Some(Some(
+            n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::malformed("`verify` is `all` or a number of streams to sample")
+            })?,
+        )),
+    };
     body::require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
     let limit = node.runtime().config().max_component_bytes;
     let bytes = body::read(request, limit).await?.to_vec();
-    let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
-    Ok(Json(activation_json(&namespace, &activation)))
+    let Some(sample) = sample else {
+        let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
+        return Ok(Json(activation_json(&namespace, &activation)).into_response());
+    };
+    let wants_progress = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if !wants_progress {
+        let (activation, report) = node
+            .deploy_verified(&namespace, &aggregate_type, bytes, sample, |_, _| {})
+            .await?;
+        let mut answer = activation_json(&namespace, &activation);
+        answer["verification"] = json!(report);
+        return Ok(Json(answer).into_response());
+    }
+    // Progress lines, then one line with the outcome (or the error).
+    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        let progress = {
+            let lines = lines.clone();
+            move |done: usize, total: usize| {
+                let _ = lines.send(json!({"progress": {"done": done, "total": total}}));
+            }
+        };
+        let outcome = node
+            .deploy_verified(&namespace, &aggregate_type, bytes, sample, progress)
+            .await;
+        let last = match outcome {
+            Ok((activation, report)) => {
+                let mut answer = activation_json(&namespace, &activation);
+                answer["verification"] = json!(report);
+                json!({ "result": answer })
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                let mut body = json!(error.details);
+                body["error"] = json!(error.code);
+                body["message"] = json!(error.message);
+                json!({ "error": body, "status": error.status.as_u16() })
+            }
+        };
+        let _ = lines.send(last);
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let line = receiver.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(format!("{line}\n")),
+            receiver,
+        ))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn activation_json(namespace: &Namespace, activation: &Activation) -> Value {

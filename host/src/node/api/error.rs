@@ -186,11 +186,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::Damaged(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_corrupt", message)
             }
-            RegistryError::VerificationFailed(_) => Self::new(
+            RegistryError::VerificationFailed(report) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "verification_failed",
                 message,
-            ),
+            )
+            .with("verification", json!(report)),
         }
     }
 }
