@@ -1,6 +1,7 @@
 //! The integration tests, one binary: real components built from this
 //! repository (see `tests/artifacts`) on the real host.
 
+mod catchup;
 mod command_path;
 mod compile_cache;
 mod concurrency;

@@ -3,17 +3,31 @@
 //! This is the in-process bus. Publishing never blocks the command path:
 //! each subscriber reads from a bounded ring, and one that falls behind by
 //! more than the ring's capacity is cut off with [`BusError::Lagged`]
-//! (saying how many events it missed) rather than silently skipping them.
-//! Subscriptions are scoped to one namespace.
+//! (saying how many events it missed) and counted
+//! ([`LocalBus::cut_off_subscribers`]) rather than silently skipped.
+//!
+//! A subscription is scoped to one namespace ([`Scope::Namespace`]);
+//! [`Scope::AllNamespaces`] is an explicit opt-in for operators' tools and
+//! is logged as a warning. Within its scope a subscriber sees only the
+//! events its [`Filter`] matches: by event type and by aggregate type and
+//! an aggregate-id pattern.
+//!
+//! Durable subscriptions that start from a checkpoint and read history
+//! before live events are in [`catchup`].
 //!
 //! **Architecture invariant:** `publish` is called only after the store has
 //! acknowledged the events, and never waits for a subscriber.
 
+pub mod catchup;
+mod filter;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::broadcast;
 
-use crate::namespace::Namespace;
+pub use filter::{Filter, IdPattern, InvalidPattern, Scope};
+
 use crate::store::RecordedEvent;
 
 /// Events a subscriber may fall behind by before it is cut off.
@@ -22,6 +36,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// The in-process event bus.
 pub struct LocalBus {
     sender: broadcast::Sender<Arc<RecordedEvent>>,
+    cut_off: Arc<AtomicU64>,
 }
 
 impl Default for LocalBus {
@@ -35,7 +50,8 @@ impl Default for LocalBus {
 #[non_exhaustive]
 pub enum BusError {
     /// The subscriber fell behind and was cut off; it missed this many
-    /// events. Resubscribe and catch up from the store's global log.
+    /// events. Resubscribe and catch up from the store's log (or use a
+    /// [`catchup`] subscription, which does so itself).
     #[error("subscriber fell behind and was cut off after missing {0} events")]
     Lagged(u64),
     /// The bus was shut down.
@@ -48,6 +64,7 @@ impl LocalBus {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             sender: broadcast::channel(capacity.max(1)).0,
+            cut_off: Arc::default(),
         }
     }
 
@@ -59,40 +76,138 @@ impl LocalBus {
         }
     }
 
-    /// Subscribes to the events of one namespace, from now on.
-    pub fn subscribe(&self, namespace: Namespace) -> Subscriber {
+    /// Subscribes to the events of `scope` that `filter` matches, from now
+    /// on.
+    pub fn subscribe(&self, scope: Scope, filter: Filter) -> Subscriber {
+        if let Scope::AllNamespaces { reason } = &scope {
+            tracing::warn!(%reason, "a subscription spans every namespace");
+        }
         Subscriber {
-            namespace,
+            scope,
+            filter,
             receiver: self.sender.subscribe(),
             cut_off: false,
+            cut_off_count: self.cut_off.clone(),
         }
+    }
+
+    /// How many subscribers have been cut off for falling behind, ever.
+    pub fn cut_off_subscribers(&self) -> u64 {
+        self.cut_off.load(Ordering::Relaxed)
+    }
+
+    /// A receiver of every published event, unfiltered, for the catch-up
+    /// subscriptions (which filter themselves and need every position).
+    pub(crate) fn raw(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
+        self.sender.subscribe()
     }
 }
 
-/// Receives the events of one namespace, in publish order.
+/// Receives the events of one scope that its filter matches, in publish
+/// order.
 pub struct Subscriber {
-    namespace: Namespace,
+    scope: Scope,
+    filter: Filter,
     receiver: broadcast::Receiver<Arc<RecordedEvent>>,
     cut_off: bool,
+    cut_off_count: Arc<AtomicU64>,
 }
 
 impl Subscriber {
-    /// The next event of the subscribed namespace.
+    /// The next matching event.
     pub async fn recv(&mut self) -> Result<Arc<RecordedEvent>, BusError> {
         if self.cut_off {
             return Err(BusError::Closed);
         }
         loop {
             match self.receiver.recv().await {
-                Ok(event) if event.stream.namespace == self.namespace => return Ok(event),
+                Ok(event) if self.scope.contains(&event) && self.filter.matches(&event) => {
+                    return Ok(event);
+                }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     self.cut_off = true;
-                    tracing::warn!(namespace = %self.namespace, missed, "bus subscriber cut off");
+                    self.cut_off_count.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(scope = %self.scope, missed, "bus subscriber cut off");
                     return Err(BusError::Lagged(missed));
                 }
                 Err(broadcast::error::RecvError::Closed) => return Err(BusError::Closed),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::Namespace;
+    use crate::store::{EventMetadata, StreamId};
+
+    pub(crate) fn event(
+        ns: &str,
+        ty: &str,
+        id: &str,
+        event_type: &str,
+        position: u64,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            id: uuid::Uuid::nil(),
+            stream: StreamId::new(
+                ns.parse().unwrap(),
+                ty.parse().unwrap(),
+                id.parse().unwrap(),
+            ),
+            version: 1,
+            position,
+            event_type: event_type.into(),
+            content_type: "application/json".into(),
+            data: b"{}".to_vec(),
+            metadata: EventMetadata::default(),
+            timestamp_ms: 0,
+        }
+    }
+
+    fn namespace(name: &str) -> Scope {
+        Scope::Namespace(Namespace::new(name).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_sees_only_its_namespace_and_filter() {
+        let bus = LocalBus::default();
+        let filter = Filter {
+            event_types: Some(["Deposited".to_owned()].into()),
+            aggregate_type: None,
+            aggregate_id: Some(IdPattern::new("vip-*").unwrap()),
+        };
+        let mut subscriber = bus.subscribe(namespace("bank"), filter);
+        let mut everything = bus.subscribe(
+            Scope::AllNamespaces {
+                reason: "test".into(),
+            },
+            Filter::default(),
+        );
+        bus.publish(&[
+            event("shop", "account", "vip-1", "Deposited", 1),
+            event("bank", "account", "vip-1", "Opened", 2),
+            event("bank", "account", "acc-1", "Deposited", 3),
+            event("bank", "account", "vip-2", "Deposited", 4),
+        ]);
+        assert_eq!(subscriber.recv().await.unwrap().position, 4);
+        for position in 1..=4 {
+            assert_eq!(everything.recv().await.unwrap().position, position);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_cut_off_and_counted() {
+        let bus = LocalBus::with_capacity(2);
+        let mut slow = bus.subscribe(namespace("bank"), Filter::default());
+        let events: Vec<_> = (1..=5)
+            .map(|p| event("bank", "account", "a", "E", p))
+            .collect();
+        bus.publish(&events);
+        assert_eq!(slow.recv().await, Err(BusError::Lagged(3)));
+        assert_eq!(slow.recv().await, Err(BusError::Closed), "stays cut off");
+        assert_eq!(bus.cut_off_subscribers(), 1);
     }
 }

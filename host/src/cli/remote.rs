@@ -133,9 +133,21 @@ pub(crate) struct TailArgs {
     /// Only events of this aggregate type.
     #[arg(long = "type")]
     aggregate_type: Option<String>,
-    /// Only events of this aggregate id.
+    /// Only events of aggregate ids matching this pattern (`*` for any
+    /// run of characters).
     #[arg(long = "id")]
     aggregate_id: Option<String>,
+    /// Only these event types (comma-separated).
+    #[arg(long)]
+    event_types: Option<String>,
+    /// Where to start: `now` (default), `beginning`, `checkpoint` (with
+    /// --name) or a log position to start after.
+    #[arg(long)]
+    from: Option<String>,
+    /// Make the subscription durable under this name: its checkpoint
+    /// follows what was printed, and `--from checkpoint` resumes there.
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     connection: Connection,
     /// One JSON event per line.
@@ -459,6 +471,15 @@ pub(crate) fn tail(args: TailArgs) -> Result<()> {
     if let Some(i) = &args.aggregate_id {
         filters.push(format!("aggregate_id={i}"));
     }
+    if let Some(types) = &args.event_types {
+        filters.push(format!("event_types={types}"));
+    }
+    if let Some(from) = &args.from {
+        filters.push(format!("from={from}"));
+    }
+    if let Some(name) = &args.name {
+        filters.push(format!("name={name}"));
+    }
     if !filters.is_empty() {
         path = format!("{path}?{}", filters.join("&"));
     }
@@ -470,7 +491,7 @@ pub(crate) fn tail(args: TailArgs) -> Result<()> {
     }
     Client::new(&args.connection).stream(&path, |event, data| {
         match event {
-            "lagged" => anyhow::bail!("{data}"),
+            "error" => anyhow::bail!("{data}"),
             _ if args.json => println!("{data}"),
             _ => match serde_json::from_str::<Value>(data) {
                 Ok(event) => print_event(&event),

@@ -13,11 +13,41 @@
 //! | bus subject of a stream's events | `aether.events.namespace.aggregate-type.aggregate-id` | `aether.events.bank.bank-account.acc-1` |
 //! | bus subject filter of a namespace | `aether.events.namespace.>` | `aether.events.bank.>` |
 //! | directory of a namespace under a base | `base/namespace` | `components/bank` |
+//! | the node's registry stream of a namespace | `aether-system/registry/namespace` | `aether-system/registry/bank` |
+//! | a durable subscriber's checkpoint stream | `aether-system/subscriber/namespace:name` | `aether-system/subscriber/bank:audit` |
+//!
+//! The node's own streams live in the reserved namespace [`SYSTEM_NAMESPACE`],
+//! which no tenant can create.
 
 use std::path::{Path, PathBuf};
 
-use super::{AggregateId, AggregateType, Namespace};
+use super::{AggregateId, AggregateType, InvalidName, Namespace};
 use crate::store::StreamId;
+
+/// The namespace of the node's own streams; no tenant may use it.
+pub const SYSTEM_NAMESPACE: &str = "aether-system";
+
+fn system_stream(aggregate_type: &str, id: AggregateId) -> StreamId {
+    StreamId::new(
+        Namespace::new(SYSTEM_NAMESPACE).expect("a valid namespace"),
+        AggregateType::new(aggregate_type).expect("a valid aggregate type"),
+        id,
+    )
+}
+
+/// The stream that records `namespace`'s component registry.
+pub fn registry_stream(namespace: &Namespace) -> StreamId {
+    let id = AggregateId::new(namespace.as_str()).expect("a namespace is a valid aggregate id");
+    system_stream("registry", id)
+}
+
+/// The stream whose snapshot is the checkpoint of subscriber `name` in
+/// `namespace`. Names follow the aggregate-id rules.
+pub fn subscriber_stream(namespace: &Namespace, name: &str) -> Result<StreamId, InvalidName> {
+    AggregateId::new(name)?;
+    let id = AggregateId::new(format!("{namespace}:{name}"))?;
+    Ok(system_stream("subscriber", id))
+}
 
 /// The key of a stream in every store table: `namespace/type/id`.
 ///

@@ -22,16 +22,15 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 use super::verify::VerifyReport;
-use crate::namespace::layout::namespace_dir;
-use crate::namespace::{AggregateId, AggregateType, Namespace};
+use crate::namespace::layout::{namespace_dir, registry_stream};
+use crate::namespace::{AggregateType, Namespace};
 use crate::runtime::{DeployError, Digest, LoadedComponent, now_ms};
 use crate::store::{
-    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StoreError, StreamId,
+    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StoreError,
     VersionConflict,
 };
 
-/// The namespace that holds the node's own streams; no tenant may use it.
-pub const SYSTEM_NAMESPACE: &str = "aether-system";
+pub use crate::namespace::layout::SYSTEM_NAMESPACE;
 
 /// The event type of a registry change.
 const ACTIVATED: &str = "ComponentActivated";
@@ -96,15 +95,6 @@ pub enum RegistryError {
 }
 
 impl Node {
-    /// The registry stream of `namespace`.
-    fn registry_stream(namespace: &Namespace) -> StreamId {
-        StreamId::new(
-            Namespace::new(SYSTEM_NAMESPACE).expect("a valid namespace"),
-            AggregateType::new("registry").expect("a valid aggregate type"),
-            AggregateId::new(namespace.as_str()).expect("a namespace is a valid id"),
-        )
-    }
-
     fn component_file(&self, namespace: &Namespace, digest: &str) -> PathBuf {
         namespace_dir(&self.data_dir.join("components"), namespace).join(format!("{digest}.wasm"))
     }
@@ -115,7 +105,7 @@ impl Node {
         &self,
         namespace: &Namespace,
     ) -> Result<(Vec<Activation>, u64), StoreError> {
-        let stream = Self::registry_stream(namespace);
+        let stream = registry_stream(namespace);
         let store = self.runtime.store();
         let (mut out, mut from) = (Vec::new(), 1);
         loop {
@@ -309,7 +299,7 @@ impl Node {
             .runtime
             .store()
             .append(AppendRequest {
-                stream: Self::registry_stream(namespace),
+                stream: registry_stream(namespace),
                 expected: ExpectedVersion::Exact(version),
                 events: vec![NewEvent::json(ACTIVATED, data)],
                 metadata: EventMetadata::default(),

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli_client;
+mod events;
 mod http;
 mod limits;
 mod noisy;

@@ -1,13 +1,19 @@
-//! `GET /v1/namespaces/{ns}/events/live`: the namespace's new events as
-//! server-sent events, optionally filtered by aggregate type and id.
+//! `GET /v1/namespaces/{ns}/events/live`: the namespace's events as
+//! server-sent events, from now or from an earlier point, optionally durable.
 //!
-//! Each event is an SSE message `event: event` whose data is the event's
-//! JSON ([`crate::store::RecordedEvent::to_json`]). A subscriber that falls
-//! too far behind gets one `event: lagged` message and the stream ends
-//! (read the missed events from the aggregate's events, then tail again);
-//! the stream also ends when the node shuts down. Durable catch-up
-//! subscriptions are a later step (the global log's positions are there
-//! for it).
+//! Query: `from` = `now` (default), `beginning`, `checkpoint` (needs
+//! `name`) or a log position to start after; `name` makes the subscription
+//! durable (its checkpoint advances as events are sent, so a reconnect with
+//! `from=checkpoint` resumes after the last one sent); `event_types`
+//! (comma-separated), `aggregate_type` and `aggregate_id` (a pattern, `*`
+//! for any run of characters) filter. A `Last-Event-ID` header resumes
+//! after that position.
+//!
+//! Each event is an SSE message `event: event`, `id: <log position>`, whose
+//! data is the event's JSON ([`crate::store::RecordedEvent::to_json`]).
+//! It is a [`crate::bus::catchup::CatchUp`] subscription: history first,
+//! then live, no gap, never cut off for being slow. The stream ends when
+//! the node shuts down.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,31 +28,82 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::{ApiError, authorize, body};
-use crate::bus::{BusError, Subscriber};
-use crate::namespace::{AggregateId, AggregateType};
+use crate::bus::catchup::{CatchUp, CatchUpError, StartFrom};
+use crate::bus::{Filter, IdPattern};
+use crate::namespace::AggregateType;
 use crate::node::Node;
 
-/// Which events of the namespace to stream.
+/// Which events of the namespace to stream, from where.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LiveQuery {
+    from: Option<String>,
+    name: Option<String>,
+    event_types: Option<String>,
     aggregate_type: Option<String>,
     aggregate_id: Option<String>,
 }
 
-struct Filter {
-    aggregate_type: Option<AggregateType>,
-    aggregate_id: Option<AggregateId>,
-}
-
 struct Tail {
-    subscriber: Subscriber,
+    subscription: CatchUp,
     shutdown: watch::Receiver<bool>,
-    filter: Filter,
+    durable: bool,
     ended: bool,
 }
 
-/// Streams the namespace's new events.
+impl From<CatchUpError> for ApiError {
+    fn from(error: CatchUpError) -> Self {
+        match error {
+            CatchUpError::Store(store) => store.into(),
+            CatchUpError::InvalidName(name) => name.into(),
+            other => ApiError::malformed(other.to_string()),
+        }
+    }
+}
+
+fn start_from(query: &LiveQuery, headers: &HeaderMap) -> Result<StartFrom, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Ok(match (query.from.as_deref(), resume) {
+        (_, Some(position)) => StartFrom::After(position),
+        (None | Some("now"), _) => StartFrom::Now,
+        (Some("beginning"), _) => StartFrom::Beginning,
+        (Some("checkpoint"), _) => StartFrom::Checkpoint,
+        (Some(position), _) => StartFrom::After(position.parse().map_err(|_| {
+            ApiError::malformed("`from` is `now`, `beginning`, `checkpoint` or a log position")
+        })?),
+    })
+}
+
+fn filter(query: &LiveQuery) -> Result<Filter, ApiError> {
+    let event_types = query.event_types.as_ref().map(|types| {
+        types
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let aggregate_id = query
+        .aggregate_id
+        .as_deref()
+        .map(IdPattern::new)
+        .transpose()
+        .map_err(|e| ApiError::malformed(e.to_string()))?;
+    Ok(Filter {
+        event_types,
+        aggregate_type: query
+            .aggregate_type
+            .clone()
+            .map(AggregateType::new)
+            .transpose()?,
+        aggregate_id,
+    })
+}
+
+/// Streams the namespace's events.
 pub(super) async fn tail(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
@@ -55,14 +112,20 @@ pub(super) async fn tail(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let namespace = authorize(&node, &headers, &body::path(ns)?)?;
     let query = body::query(query)?;
-    let filter = Filter {
-        aggregate_type: query.aggregate_type.map(AggregateType::new).transpose()?,
-        aggregate_id: query.aggregate_id.map(AggregateId::new).transpose()?,
-    };
+    let from = start_from(&query, &headers)?;
+    let subscription = CatchUp::start(
+        node.runtime().store().clone(),
+        node.runtime().bus(),
+        &namespace,
+        filter(&query)?,
+        query.name.as_deref(),
+        from,
+    )
+    .await?;
     let tail = Tail {
-        subscriber: node.runtime().bus().subscribe(namespace),
+        subscription,
         shutdown: node.shutdown_signal(),
-        filter,
+        durable: query.name.is_some(),
         ended: node.shutting_down(),
     };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
@@ -78,39 +141,27 @@ impl Tail {
         if self.ended {
             return None;
         }
-        loop {
-            let received = tokio::select! {
-                received = self.subscriber.recv() => received,
-                _ = self.shutdown.wait_for(|stopping| *stopping) => return None,
-            };
-            match received {
-                Ok(event) => {
-                    let wanted = self
-                        .filter
-                        .aggregate_type
-                        .as_ref()
-                        .is_none_or(|t| *t == event.stream.aggregate_type)
-                        && self
-                            .filter
-                            .aggregate_id
-                            .as_ref()
-                            .is_none_or(|i| *i == event.stream.aggregate_id);
-                    if wanted {
-                        return Some(
-                            Event::default()
-                                .event("event")
-                                .data(event.to_json().to_string()),
-                        );
-                    }
-                }
-                Err(BusError::Lagged(missed)) => {
-                    self.ended = true;
-                    let message = format!(
-                        "this subscriber fell behind and missed {missed} events: read them from the aggregates' events, then tail again"
-                    );
-                    return Some(Event::default().event("lagged").data(message));
-                }
-                Err(_) => return None,
+        // The previous event was handed to the connection: a durable
+        // subscriber moves its checkpoint past it.
+        if self.durable
+            && let Err(error) = self.subscription.commit().await
+        {
+            tracing::warn!(%error, "cannot save a subscriber's checkpoint");
+        }
+        let next = tokio::select! {
+            next = self.subscription.next() => next,
+            _ = self.shutdown.wait_for(|stopping| *stopping) => return None,
+        };
+        match next {
+            Ok(event) => Some(
+                Event::default()
+                    .event("event")
+                    .id(event.position.to_string())
+                    .data(event.to_json().to_string()),
+            ),
+            Err(error) => {
+                self.ended = true;
+                Some(Event::default().event("error").data(error.to_string()))
             }
         }
     }

@@ -38,11 +38,14 @@ pub(super) async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     admin(&node, &headers)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics().render(),
-    )
-        .into_response())
+    let mut text = node.metrics().render();
+    text.push_str("# HELP aether_bus_subscribers_cut_off_total Live subscribers cut off for falling behind the bus.\n");
+    text.push_str("# TYPE aether_bus_subscribers_cut_off_total counter\n");
+    text.push_str(&format!(
+        "aether_bus_subscribers_cut_off_total {}\n",
+        node.runtime().bus().cut_off_subscribers()
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Any path the API does not have.

@@ -1,0 +1,194 @@
+//! Durable catch-up subscriptions: read from a checkpoint through the
+//! store's history into live events, without a gap and without a
+//! subscriber-visible switch.
+//!
+//! ```text
+//! start:  listen to the bus (every position, unfiltered)  ─┐ buffered while
+//!         read the log from the checkpoint, page by page   │ history is read
+//! live:   take the next published event:                   ◀┘
+//!           position ≤ last seen  → already delivered (or skipped): drop
+//!           position = last + 1   → deliver if it matches
+//!           position > last + 1   → a gap (published out of order, or the
+//!                                   buffer overflowed): read the log again
+//!                                   from last + 1, then carry on live
+//! ```
+//!
+//! Events come out in log order (so in version order per stream), each at
+//! least once across restarts: a named subscriber's checkpoint is the last
+//! position it [`CatchUp::commit`]ted, kept in the store (as the
+//! never-going-backwards snapshot of the subscriber's own stream, see
+//! [`crate::namespace::layout::subscriber_stream`]); it resumes after it.
+//! A subscriber that falls behind the bus is never cut off: it reads the
+//! missed stretch from the log.
+//!
+//! **Invariant:** the bus is listened to *before* history is read, so an
+//! event stored while the subscriber switches from history to live is seen
+//! either in the log or on the bus.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::{Filter, LocalBus, Scope};
+use crate::namespace::layout::subscriber_stream;
+use crate::namespace::{InvalidName, Namespace};
+use crate::store::{EventStore, RecordedEvent, Snapshot, StoreError, StreamId};
+
+/// Events read from the log per round trip.
+const PAGE: usize = 1024;
+
+/// The snapshot key checkpoints are kept under.
+const CHECKPOINT: &str = "checkpoint";
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// From the first event of the log.
+    Beginning,
+    /// After the named subscriber's checkpoint (from the beginning if it
+    /// has none).
+    Checkpoint,
+    /// After this log position.
+    After(u64),
+    /// From the next event stored.
+    Now,
+}
+
+/// Why a catch-up subscription stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatchUpError {
+    /// Reading the log or the checkpoint failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The subscriber's name is not valid.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// Only a named subscription has a checkpoint.
+    #[error("starting from a checkpoint needs a subscriber name")]
+    Unnamed,
+    /// The bus closed (the node is stopping).
+    #[error("the event bus closed")]
+    Closed,
+}
+
+/// A catch-up subscription; see the module docs.
+pub struct CatchUp {
+    store: Arc<dyn EventStore>,
+    live: broadcast::Receiver<Arc<RecordedEvent>>,
+    scope: Scope,
+    filter: Filter,
+    checkpoint: Option<StreamId>,
+    /// The last log position read (delivered, or skipped by the filter).
+    last: u64,
+    /// Events read from the log, not handed out yet.
+    pending: VecDeque<RecordedEvent>,
+    /// Whether the next events come from the bus (else from the log).
+    following: bool,
+}
+
+impl CatchUp {
+    /// Starts a subscription to the events of `namespace` that `filter`
+    /// matches; `name` makes it durable (a checkpoint per namespace and
+    /// name).
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        bus: &LocalBus,
+        namespace: &Namespace,
+        filter: Filter,
+        name: Option<&str>,
+        from: StartFrom,
+    ) -> Result<CatchUp, CatchUpError> {
+        // Listen first: see the module's invariant.
+        let live = bus.raw();
+        let checkpoint = name
+            .map(|name| subscriber_stream(namespace, name))
+            .transpose()?;
+        let last = match from {
+            StartFrom::Beginning => 0,
+            StartFrom::After(position) => position,
+            StartFrom::Now => store.head_position().await?,
+            StartFrom::Checkpoint => {
+                let stream = checkpoint.as_ref().ok_or(CatchUpError::Unnamed)?;
+                let saved = store.load_snapshot(stream, CHECKPOINT).await?;
+                saved.map_or(0, |s| s.version)
+            }
+        };
+        Ok(CatchUp {
+            store,
+            live,
+            scope: Scope::Namespace(namespace.clone()),
+            filter,
+            checkpoint,
+            last,
+            pending: VecDeque::new(),
+            following: false,
+        })
+    }
+
+    /// The log position up to which every event has been handed out (or
+    /// skipped by the filter): what [`CatchUp::commit`] records.
+    pub fn position(&self) -> u64 {
+        self.pending
+            .front()
+            .map_or(self.last, |next| next.position - 1)
+    }
+
+    /// The next matching event, from the log or live.
+    pub async fn next(&mut self) -> Result<RecordedEvent, CatchUpError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            if !self.following {
+                let page = self.store.read_all(self.last + 1, PAGE).await?;
+                if page.is_empty() {
+                    self.following = true;
+                }
+                for event in page {
+                    self.last = event.position;
+                    if self.wants(&event) {
+                        self.pending.push_back(event);
+                    }
+                }
+                continue;
+            }
+            match self.live.recv().await {
+                Ok(event) if event.position <= self.last => {}
+                Ok(event) if event.position == self.last + 1 => {
+                    self.last = event.position;
+                    if self.wants(&event) {
+                        return Ok((*event).clone());
+                    }
+                }
+                // A gap, or the bus outran us: the log has everything.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.following = false,
+                Err(broadcast::error::RecvError::Closed) => return Err(CatchUpError::Closed),
+            }
+        }
+    }
+
+    /// Records [`CatchUp::position`] as the subscriber's checkpoint, so a
+    /// restart resumes after the last event handed out. Call it once the
+    /// events up to here are processed. (An unnamed subscription has
+    /// nothing to record.)
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let Some(stream) = &self.checkpoint else {
+            return Ok(());
+        };
+        self.store
+            .save_snapshot(Snapshot {
+                stream: stream.clone(),
+                version: self.position(),
+                component_digest: CHECKPOINT.into(),
+                state: Vec::new(),
+                timestamp_ms: crate::runtime::now_ms(),
+            })
+            .await
+    }
+
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        self.scope.contains(event) && self.filter.matches(event)
+    }
+}

@@ -1,0 +1,303 @@
+//! Durable catch-up subscriptions, on the in-memory and the embedded store:
+//! history then live without a gap, restart from the checkpoint, recovery
+//! when the bus outruns a subscriber, filters.
+
+use std::sync::Arc;
+
+use aether_host::bus::catchup::{CatchUp, StartFrom};
+use aether_host::bus::{Filter, IdPattern, LocalBus};
+use aether_host::namespace::Namespace;
+use aether_host::runtime::Runtime;
+use aether_host::store::{
+    AppendRequest, EmbeddedStore, EventMetadata, EventStore, ExpectedVersion, MemoryStore,
+    NewEvent, RecordedEvent,
+};
+use aether_tests::{artifacts, deploy, runtime_on, send, stream, test_config};
+use serde_json::json;
+
+/// Both stores, each in its own runtime with the bank-account deployed in
+/// namespaces `bank` and `other`.
+async fn runtimes() -> Vec<(Runtime, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut out = Vec::new();
+    for (store, dir) in [
+        (Arc::new(MemoryStore::new()) as Arc<dyn EventStore>, None),
+        (embedded, Some(dir)),
+    ] {
+        let runtime = runtime_on(store, test_config());
+        for ns in ["bank", "other"] {
+            deploy(&runtime, ns, "bank-account", artifacts::BANK_ACCOUNT).await;
+        }
+        out.push((runtime, dir));
+    }
+    out
+}
+
+fn bank() -> Namespace {
+    Namespace::new("bank").unwrap()
+}
+
+async fn subscribe(
+    runtime: &Runtime,
+    filter: Filter,
+    name: Option<&str>,
+    from: StartFrom,
+) -> CatchUp {
+    CatchUp::start(
+        runtime.store().clone(),
+        runtime.bus(),
+        &bank(),
+        filter,
+        name,
+        from,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_then_live_with_no_gap_while_events_keep_arriving() {
+    for (runtime, _dir) in runtimes().await {
+        // History: 10 accounts opened before the subscription.
+        for i in 0..10 {
+            send(
+                &runtime,
+                &stream("bank", "bank-account", &format!("h-{i}")),
+                "Open",
+                json!({"owner": "H"}),
+            )
+            .await
+            .unwrap();
+            send(
+                &runtime,
+                &stream("other", "bank-account", &format!("h-{i}")),
+                "Open",
+                json!({"owner": "O"}),
+            )
+            .await
+            .unwrap();
+        }
+        // Writers keep appending in both namespaces while the subscriber
+        // reads history and switches to live.
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let runtime = runtime.clone();
+                tokio::spawn(async move {
+                    for i in 0..25 {
+                        for ns in ["bank", "other"] {
+                            let acc = stream(ns, "bank-account", &format!("w{w}-{i}"));
+                            send(&runtime, &acc, "Open", json!({"owner": "W"}))
+                                .await
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut subscription =
+            subscribe(&runtime, Filter::default(), None, StartFrom::Beginning).await;
+        let mut seen: Vec<RecordedEvent> = Vec::new();
+        while seen.len() < 10 + 4 * 25 {
+            seen.push(subscription.next().await.unwrap());
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert!(
+            seen.iter().all(|e| e.stream.namespace == bank()),
+            "only its namespace"
+        );
+        assert!(
+            seen.windows(2).all(|w| w[0].position < w[1].position),
+            "in log order, no duplicate"
+        );
+        // Exactly the namespace's events in the log, none skipped.
+        let log: Vec<u64> = runtime
+            .store()
+            .read_all(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.stream.namespace == bank())
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), log);
+        // And live from here on.
+        send(
+            &runtime,
+            &stream("bank", "bank-account", "late"),
+            "Open",
+            json!({"owner": "L"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            subscription.next().await.unwrap().stream.aggregate_id,
+            "late"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_subscriber_resumes_after_its_checkpoint() {
+    for (runtime, _dir) in runtimes().await {
+        for i in 0..6 {
+            send(
+                &runtime,
+                &stream("bank", "bank-account", &format!("acc-{i}")),
+                "Open",
+                json!({"owner": "R"}),
+            )
+            .await
+            .unwrap();
+        }
+        let first_run = {
+            let mut subscription = subscribe(
+                &runtime,
+                Filter::default(),
+                Some("audit"),
+                StartFrom::Checkpoint,
+            )
+            .await;
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(
+                    subscription
+                        .next()
+                        .await
+                        .unwrap()
+                        .stream
+                        .aggregate_id
+                        .to_string(),
+                );
+            }
+            subscription.commit().await.unwrap();
+            got
+        };
+        assert_eq!(first_run, ["acc-0", "acc-1", "acc-2", "acc-3"]);
+        // "Restarted": a new subscription with the same name.
+        let mut again = subscribe(
+            &runtime,
+            Filter::default(),
+            Some("audit"),
+            StartFrom::Checkpoint,
+        )
+        .await;
+        assert_eq!(again.next().await.unwrap().stream.aggregate_id, "acc-4");
+        // Another name has its own checkpoint.
+        let mut other = subscribe(
+            &runtime,
+            Filter::default(),
+            Some("billing"),
+            StartFrom::Checkpoint,
+        )
+        .await;
+        assert_eq!(other.next().await.unwrap().stream.aggregate_id, "acc-0");
+        // A checkpoint without a name is refused.
+        let unnamed = CatchUp::start(
+            runtime.store().clone(),
+            runtime.bus(),
+            &bank(),
+            Filter::default(),
+            None,
+            StartFrom::Checkpoint,
+        )
+        .await;
+        assert!(unnamed.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_apply_to_history_and_live() {
+    for (runtime, _dir) in runtimes().await {
+        for id in ["vip-1", "acc-1", "vip-2"] {
+            let acc = stream("bank", "bank-account", id);
+            send(&runtime, &acc, "Open", json!({"owner": "F"}))
+                .await
+                .unwrap();
+            send(&runtime, &acc, "Deposit", json!({"amount": 5}))
+                .await
+                .unwrap();
+        }
+        let filter = Filter {
+            event_types: Some(["Deposited".to_owned()].into()),
+            aggregate_type: None,
+            aggregate_id: Some(IdPattern::new("vip-*").unwrap()),
+        };
+        let mut subscription = subscribe(&runtime, filter, None, StartFrom::Beginning).await;
+        for expected in ["vip-1", "vip-2"] {
+            let event = subscription.next().await.unwrap();
+            assert_eq!(
+                (
+                    event.event_type.as_str(),
+                    event.stream.aggregate_id.as_str()
+                ),
+                ("Deposited", expected)
+            );
+        }
+        send(
+            &runtime,
+            &stream("bank", "bank-account", "acc-1"),
+            "Deposit",
+            json!({"amount": 1}),
+        )
+        .await
+        .unwrap();
+        send(
+            &runtime,
+            &stream("bank", "bank-account", "vip-3"),
+            "Open",
+            json!({"owner": "F"}),
+        )
+        .await
+        .unwrap();
+        send(
+            &runtime,
+            &stream("bank", "bank-account", "vip-3"),
+            "Deposit",
+            json!({"amount": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            subscription.next().await.unwrap().stream.aggregate_id,
+            "vip-3"
+        );
+    }
+}
+
+/// A subscriber far behind a tiny bus is never cut off: it reads what it
+/// missed from the log.
+#[tokio::test]
+async fn a_subscriber_the_bus_outruns_catches_up_from_the_log() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let bus = LocalBus::with_capacity(4);
+    let acc = stream("bank", "bank-account", "busy");
+    let mut subscription = CatchUp::start(
+        store.clone(),
+        &bus,
+        &bank(),
+        Filter::default(),
+        None,
+        StartFrom::Beginning,
+    )
+    .await
+    .unwrap();
+    for version in 0..50u64 {
+        let outcome = store
+            .append(AppendRequest {
+                stream: acc.clone(),
+                expected: ExpectedVersion::Exact(version),
+                events: vec![NewEvent::json("Deposited", b"{}".to_vec())],
+                metadata: EventMetadata::default(),
+                timestamp_ms: 0,
+            })
+            .await
+            .unwrap();
+        bus.publish(&outcome.events);
+    }
+    for version in 1..=50 {
+        assert_eq!(subscription.next().await.unwrap().version, version);
+    }
+}
