@@ -2,8 +2,9 @@
 //! `bench`).
 //!
 //! Each command installs what it needs on a fresh machine (the
-//! `wasm32-wasip2` target) before it builds anything, so the README's two
-//! commands work on a clean checkout.
+//! `wasm32-wasip2` target; for the tests and benchmarks also the guests'
+//! builders and the pinned `nats-server`) before it builds anything, so the
+//! README's two commands work on a clean checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod guests;
+mod nats;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
@@ -70,13 +72,19 @@ fn demo(args: &[String]) -> Result<()> {
 /// Runs every test in the workspace. The Python and JavaScript guests are
 /// built here (installing their pinned tools under `target/` and the
 /// example's folder); the Rust test components are built by
-/// `tests/artifacts/build.rs` as part of the test build.
+/// `tests/artifacts/build.rs` as part of the test build. The pinned
+/// `nats-server` is installed under `target/` and named to the tests in
+/// `AETHER_NATS_SERVER`.
 fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
-    guests::build_all(&workspace_root())?;
+    let root = workspace_root();
+    guests::build_all(&root)?;
+    let nats_server = nats::install(&root)?;
     let mut run = vec!["test", "--workspace"];
     run.extend(args.iter().map(String::as_str));
-    cargo(&run)
+    let mut test = cargo_command(&run);
+    test.env(nats::NATS_SERVER_ENV, &nats_server);
+    self::run(&mut test)
 }
 
 /// Builds the bank-account component, then runs the benchmark suite
@@ -93,6 +101,7 @@ fn bench(args: &[String]) -> Result<()> {
     ])?;
     let root = workspace_root();
     guests::build_all(&root)?;
+    let nats_server = nats::install(&root)?;
     let guest_dir = root
         .join("target/guest-components")
         .to_string_lossy()
@@ -121,7 +130,9 @@ fn bench(args: &[String]) -> Result<()> {
         &guest_dir,
     ];
     run.extend(args.iter().map(String::as_str));
-    cargo(&run)
+    let mut bench = cargo_command(&run);
+    bench.env(nats::NATS_SERVER_ENV, &nats_server);
+    self::run(&mut bench)
 }
 
 /// Installs the `wasm32-wasip2` target for the pinned toolchain if missing.
@@ -144,6 +155,11 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    run(&mut cargo_command(args))
+}
+
+/// `cargo <args>` in the workspace root, ready to run.
+fn cargo_command(args: &[&str]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(workspace_root());
@@ -152,7 +168,7 @@ fn cargo(args: &[&str]) -> Result<()> {
         cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
             .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     }
-    run(&mut cmd)
+    cmd
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
