@@ -8,6 +8,9 @@
 //!     --out ../target/bench/results.json [--only replay,activation]
 //! ```
 //!
+//! `noisy_neighbour` also runs the hostile test guest, from the path
+//! `aether-test-artifacts` names (its build script builds it).
+//!
 //! Cargo runs a bench in its package's folder (`host/`), so relative paths
 //! resolve from there; `cargo xtask bench` passes absolute ones.
 //!
@@ -24,7 +27,9 @@ mod fixture;
 mod languages;
 mod load;
 mod machine;
+mod noisy;
 mod overhead;
+mod reload;
 mod replay;
 mod report;
 
@@ -40,23 +45,26 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
     "density",
     "replay",
     "overhead",
     "languages",
     "activation",
     "single",
+    "noisy_neighbour",
+    "reload",
     "many",
 ];
 
 /// The scenarios that fsync: the machine's disk is probed right before each.
-const DURABLE: [&str; 3] = ["activation", "single", "many"];
+const DURABLE: [&str; 5] = ["activation", "single", "noisy_neighbour", "reload", "many"];
 
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>]
-scenarios (in this order): density, replay, overhead, languages, activation, single, many";
+scenarios (in this order): density, replay, overhead, languages, activation, single,
+       noisy_neighbour, reload, many";
 
 struct Args {
     component: PathBuf,
@@ -130,6 +138,8 @@ fn main() -> anyhow::Result<()> {
                     "many" => durable::many(&ctx, &mut report).await,
                     "single" => durable::single(&ctx, &mut report).await,
                     "activation" => activation::run(&ctx, &mut report).await,
+                    "noisy_neighbour" => noisy::run(&ctx, &mut report).await,
+                    "reload" => reload::run(&ctx, &mut report).await,
                     _ => unreachable!("scenarios are checked when parsing"),
                 }
             })

@@ -32,7 +32,8 @@ pub(crate) struct ServeArgs {
     /// Default live aggregates per namespace.
     #[arg(long, default_value_t = 200_000)]
     max_live_aggregates: usize,
-    /// Partition threads per namespace (default: the number of CPUs).
+    /// Partition threads per namespace: the most cores one tenant's guest
+    /// code can use (default: half the CPUs, at least 1).
     #[arg(long)]
     partitions: Option<usize>,
     /// Watch mode: deploy every DIR/<namespace>/<aggregate-type>.wasm on

@@ -8,8 +8,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Partition threads per namespace that run its guest code; the
-    /// namespace's aggregates are spread over them by hash. Default: the
-    /// number of CPUs.
+    /// namespace's aggregates are spread over them by hash. It is also the
+    /// most cores one namespace's guest code can keep busy, so a tenant
+    /// whose component loops or bombs memory can never take every core.
+    /// Default: half the CPUs, at least 1 (one-tenant nodes may raise it to
+    /// the number of CPUs).
     pub partitions: usize,
     /// The sandbox limits of every namespace that has none of its own
     /// ([`super::Runtime::set_namespace_limits`]). Default:
@@ -44,8 +47,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             partitions: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map_or(1, |n| (n.get() / 2).max(1)),
             limits: SandboxLimits::default(),
             memory_ceiling_bytes: 1 << 30,
             fuel_metering: false,
