@@ -23,6 +23,7 @@ mod activation;
 mod clock;
 mod density;
 mod durable;
+mod fanout;
 mod fixture;
 mod languages;
 mod load;
@@ -45,10 +46,11 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "density",
     "replay",
     "overhead",
+    "bus_fanout",
     "languages",
     "activation",
     "single",
@@ -63,7 +65,7 @@ const DURABLE: [&str; 5] = ["activation", "single", "noisy_neighbour", "reload",
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>]
-scenarios (in this order): density, replay, overhead, languages, activation, single,
+scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation, single,
        noisy_neighbour, reload, many";
 
 struct Args {
@@ -140,6 +142,7 @@ fn main() -> anyhow::Result<()> {
                     "activation" => activation::run(&ctx, &mut report).await,
                     "noisy_neighbour" => noisy::run(&ctx, &mut report).await,
                     "reload" => reload::run(&ctx, &mut report).await,
+                    "bus_fanout" => fanout::run(&mut report).await,
                     _ => unreachable!("scenarios are checked when parsing"),
                 }
             })
