@@ -46,8 +46,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            partitions: std::thread::available_parallelism()
-                .map_or(1, |n| (n.get() / 2).max(1)),
+            partitions: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             limits: SandboxLimits::default(),
             memory_ceiling_bytes: 1 << 30,
             fuel_metering: false,
