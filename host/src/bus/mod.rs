@@ -13,13 +13,15 @@
 //! an aggregate-id pattern.
 //!
 //! Durable subscriptions that start from a checkpoint and read history
-//! before live events are in [`catchup`].
+//! before live events are in [`catchup`]; fan-out across nodes over NATS,
+//! with the same scopes and filters, in [`nats`].
 //!
 //! **Architecture invariant:** `publish` is called only after the store has
 //! acknowledged the events, and never waits for a subscriber.
 
 pub mod catchup;
 mod filter;
+pub mod nats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

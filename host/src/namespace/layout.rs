@@ -79,6 +79,10 @@ pub fn event_subject(stream: &StreamId) -> String {
     )
 }
 
+/// The subject filter that matches every event of every namespace (for
+/// subscriptions that opted in to crossing namespaces).
+pub const ALL_EVENT_SUBJECTS: &str = "aether.events.>";
+
 /// The subject filter that matches every event of `namespace` and nothing
 /// of any other namespace.
 pub fn namespace_subjects(namespace: &Namespace) -> String {

@@ -1,0 +1,159 @@
+//! The event bus across nodes, over a real `nats-server`: two local buses
+//! (two "nodes") joined by the NATS bus; scopes, filters, the
+//! cross-namespace opt-in and a slow subscriber.
+
+use std::time::Duration;
+
+use aether_host::bus::nats::NatsBus;
+use aether_host::bus::{BusError, Filter, IdPattern, LocalBus, Scope};
+use aether_host::namespace::Namespace;
+use aether_host::store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, MemoryStore, NewEvent,
+    RecordedEvent, StreamId,
+};
+use aether_nats_harness::NatsServer;
+
+/// Stores one event of `event_type` on `namespace/account/id` and returns it.
+async fn stored(
+    store: &MemoryStore,
+    namespace: &str,
+    id: &str,
+    event_type: &str,
+) -> Vec<RecordedEvent> {
+    let stream = StreamId::new(
+        namespace.parse().unwrap(),
+        "account".parse().unwrap(),
+        id.parse().unwrap(),
+    );
+    let version = store.stream_version(&stream).await.unwrap();
+    store
+        .append(AppendRequest {
+            stream,
+            expected: ExpectedVersion::Exact(version),
+            events: vec![NewEvent::json(event_type, b"{}".to_vec())],
+            metadata: EventMetadata::default(),
+            timestamp_ms: 0,
+        })
+        .await
+        .unwrap()
+        .events
+}
+
+fn bank() -> Scope {
+    Scope::Namespace(Namespace::new("bank").unwrap())
+}
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .expect("within 20 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_on_one_node_reach_filtered_subscribers_on_another() {
+    let server = NatsServer::start();
+    let urls = vec![server.url()];
+    let (node_a, node_b) = (
+        NatsBus::connect(&urls).await.unwrap(),
+        NatsBus::connect(&urls).await.unwrap(),
+    );
+    let local_a = LocalBus::default();
+    let _forwarder = node_a.forward(&local_a);
+
+    let filter = Filter {
+        event_types: Some(["Deposited".to_owned()].into()),
+        aggregate_type: None,
+        aggregate_id: Some(IdPattern::new("vip-*").unwrap()),
+    };
+    let mut filtered = node_b.subscribe(bank(), filter, 100).await.unwrap();
+    let mut whole_namespace = node_b
+        .subscribe(bank(), Filter::default(), 100)
+        .await
+        .unwrap();
+    let mut everything = node_b
+        .subscribe(
+            Scope::AllNamespaces {
+                reason: "the audit service".into(),
+            },
+            Filter::default(),
+            100,
+        )
+        .await
+        .unwrap();
+
+    let store = MemoryStore::new();
+    for (namespace, id, event_type) in [
+        ("shop", "vip-1", "Deposited"),
+        ("bank", "vip-1", "Opened"),
+        ("bank", "acc-1", "Deposited"),
+        ("bank", "vip-1", "Deposited"),
+    ] {
+        local_a.publish(&stored(&store, namespace, id, event_type).await);
+    }
+
+    let got = within(filtered.recv()).await.unwrap();
+    assert_eq!(
+        (got.stream.to_string().as_str(), got.event_type.as_str()),
+        ("bank/account/vip-1", "Deposited")
+    );
+    assert_eq!(
+        got.version, 2,
+        "the event as stored, decoded on the other side"
+    );
+    let mut in_bank = Vec::new();
+    for _ in 0..3 {
+        in_bank.push(within(whole_namespace.recv()).await.unwrap().position);
+    }
+    assert_eq!(in_bank, [2, 3, 4], "only its namespace, in order");
+    let mut all = Vec::new();
+    for _ in 0..4 {
+        all.push(within(everything.recv()).await.unwrap().position);
+    }
+    assert_eq!(all, [1, 2, 3, 4], "the opt-in sees every namespace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_nats_subscriber_is_cut_off_with_an_error_and_counted() {
+    let server = NatsServer::start();
+    let urls = vec![server.url()];
+    let (node_a, node_b) = (
+        NatsBus::connect(&urls).await.unwrap(),
+        NatsBus::connect(&urls).await.unwrap(),
+    );
+    let local_a = LocalBus::default();
+    let _forwarder = node_a.forward(&local_a);
+    let mut slow = node_b
+        .subscribe(bank(), Filter::default(), 4)
+        .await
+        .unwrap();
+    let mut keeping_up = node_b
+        .subscribe(bank(), Filter::default(), 1000)
+        .await
+        .unwrap();
+
+    let store = MemoryStore::new();
+    for i in 0..50 {
+        local_a.publish(&stored(&store, "bank", &format!("acc-{i}"), "Opened").await);
+    }
+    for expected in 1..=50 {
+        assert_eq!(within(keeping_up.recv()).await.unwrap().position, expected);
+    }
+    // The slow one gets what fitted in its buffer, then the error: never a
+    // silent gap.
+    let mut received = Vec::new();
+    let error = loop {
+        match within(slow.recv()).await {
+            Ok(event) => received.push(event.position),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, BusError::Lagged(_)), "{error:?}");
+    assert_eq!(
+        received,
+        (1..=received.len() as u64).collect::<Vec<_>>(),
+        "no gap before the error"
+    );
+    assert!(received.len() < 50);
+    assert_eq!(within(slow.recv()).await, Err(BusError::Closed));
+    assert_eq!(node_b.cut_off_subscribers(), 1);
+}
