@@ -16,35 +16,23 @@ mod shared_memory_store {
     });
 }
 
-/// The durable redb store, each case in a fresh temporary directory that is
-/// removed once the store is closed.
-mod embedded_store {
+/// A store with something that must outlive it (its directory, its
+/// servers): fields drop in order, so the store closes first.
+mod keeping {
+    use std::sync::Arc;
+
     use aether_host::store::{
-        AppendError, AppendOutcome, AppendRequest, EmbeddedStore, EventStore, RecordedEvent,
-        Snapshot, StoreError, StreamId,
+        AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError,
+        StreamId,
     };
-    use tempfile::TempDir;
 
-    aether_host::store_contract_tests!(|| async { InTempDir::new() });
-
-    /// An [`EmbeddedStore`] that owns its directory. Fields drop in order, so
-    /// the store is closed before the directory is deleted.
-    struct InTempDir {
-        store: EmbeddedStore,
-        _dir: TempDir,
-    }
-
-    impl InTempDir {
-        fn new() -> InTempDir {
-            let dir = tempfile::tempdir().expect("create a temporary directory");
-            let store = EmbeddedStore::open(dir.path().join("store"))
-                .unwrap_or_else(|error| panic!("open a new embedded store: {error}"));
-            InTempDir { store, _dir: dir }
-        }
+    pub(crate) struct Keeping<G> {
+        pub(crate) store: Arc<dyn EventStore>,
+        pub(crate) _guard: G,
     }
 
     #[async_trait::async_trait]
-    impl EventStore for InTempDir {
+    impl<G: Send + Sync + 'static> EventStore for Keeping<G> {
         async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
             self.store.append(request).await
         }
@@ -94,4 +82,68 @@ mod embedded_store {
             self.store.load_snapshot(stream, component_digest).await
         }
     }
+}
+
+/// The durable redb store, each case in a fresh temporary directory that is
+/// removed once the store is closed.
+mod embedded_store {
+    use std::sync::Arc;
+
+    use aether_host::store::EmbeddedStore;
+
+    use crate::keeping::Keeping;
+
+    aether_host::store_contract_tests!(|| async {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let store = EmbeddedStore::open(dir.path().join("store"))
+            .unwrap_or_else(|error| panic!("open a new embedded store: {error}"));
+        Keeping {
+            store: Arc::new(store),
+            _guard: dir,
+        }
+    });
+}
+
+/// The JetStream store on a real single `nats-server` (R1), each case on
+/// a server of its own.
+mod jetstream_single_node {
+    use std::sync::Arc;
+
+    use aether_host::store::{JetStreamConfig, JetStreamStore};
+    use aether_nats_harness::NatsServer;
+
+    use crate::keeping::Keeping;
+
+    aether_host::store_contract_tests!(|| async {
+        let server = NatsServer::start();
+        let store = JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1))
+            .await
+            .unwrap_or_else(|error| panic!("connect the JetStream store: {error}"));
+        Keeping {
+            store: Arc::new(store),
+            _guard: server,
+        }
+    });
+}
+
+/// The JetStream store on a real 3-node cluster with R3 streams, each case
+/// on a cluster of its own.
+mod jetstream_three_nodes {
+    use std::sync::Arc;
+
+    use aether_host::store::{JetStreamConfig, JetStreamStore};
+    use aether_nats_harness::NatsCluster;
+
+    use crate::keeping::Keeping;
+
+    aether_host::store_contract_tests!(|| async {
+        let cluster = NatsCluster::start(3);
+        let store = JetStreamStore::connect(JetStreamConfig::new(cluster.urls(), 3))
+            .await
+            .unwrap_or_else(|error| panic!("connect the JetStream store: {error}"));
+        Keeping {
+            store: Arc::new(store),
+            _guard: cluster,
+        }
+    });
 }

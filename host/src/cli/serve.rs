@@ -32,6 +32,14 @@ pub(crate) struct ServeArgs {
     /// Default live aggregates per namespace.
     #[arg(long, default_value_t = 200_000)]
     max_live_aggregates: usize,
+    /// Keep events in NATS JetStream at these servers (comma-separated,
+    /// e.g. nats://127.0.0.1:4222) instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    nats: Vec<String>,
+    /// Replicas of the JetStream event stream and snapshot bucket (use 3 in
+    /// production, on three servers).
+    #[arg(long, default_value_t = 1, requires = "nats")]
+    nats_replicas: usize,
     /// Partition threads per namespace: the most cores one tenant's guest
     /// code can use (default: half the CPUs, at least 1).
     #[arg(long)]
@@ -52,6 +60,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     limits.call_deadline = Duration::from_millis(args.call_deadline_ms);
     limits.max_command_bytes = args.max_command_bytes;
     limits.max_live_aggregates = args.max_live_aggregates;
+    if !args.nats.is_empty() {
+        config.nats = Some(aether_host::store::JetStreamConfig::new(
+            args.nats.clone(),
+            args.nats_replicas,
+        ));
+    }
     if let Some(partitions) = args.partitions {
         config.runtime.partitions = partitions;
     }

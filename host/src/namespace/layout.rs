@@ -73,10 +73,28 @@ pub fn parse_stream_key(key: &str) -> Option<StreamId> {
 
 /// The bus subject a stream's events are published on.
 pub fn event_subject(stream: &StreamId) -> String {
+    event_subject_in("aether", stream)
+}
+
+/// The subject of a stream's events under another first token than
+/// `aether` (JetStream stores sharing a server use their own).
+pub fn event_subject_in(prefix: &str, stream: &StreamId) -> String {
     format!(
-        "aether.events.{}.{}.{}",
+        "{prefix}.events.{}.{}.{}",
         stream.namespace, stream.aggregate_type, stream.aggregate_id
     )
+}
+
+/// The stream an [`event_subject_in`] subject names; `None` if none.
+pub fn parse_event_subject(prefix: &str, subject: &str) -> Option<StreamId> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix(".events.")?;
+    let mut parts = rest.split('.');
+    let stream = StreamId::new(
+        Namespace::new(parts.next()?).ok()?,
+        AggregateType::new(parts.next()?).ok()?,
+        AggregateId::new(parts.next()?).ok()?,
+    );
+    parts.next().is_none().then_some(stream)
 }
 
 /// The subject filter that matches every event of every namespace (for
@@ -129,6 +147,9 @@ mod tests {
             event_subject(&account()),
             "aether.events.bank.bank-account.acc-1"
         );
+        let subject = event_subject_in("t1", &account());
+        assert_eq!(parse_event_subject("t1", &subject), Some(account()));
+        assert_eq!(parse_event_subject("aether", &subject), None);
         assert_eq!(
             namespace_subjects(&"bank".parse().unwrap()),
             "aether.events.bank.>"

@@ -41,7 +41,7 @@ pub use tenants::{TenantError, Tenants};
 
 use crate::namespace::Namespace;
 use crate::runtime::{Runtime, RuntimeConfig, SandboxLimits};
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, EventStore, JetStreamConfig, JetStreamStore};
 use metrics::Metrics;
 
 /// How to run a node.
@@ -60,6 +60,10 @@ pub struct NodeConfig {
     /// Watch mode: deploy `<dir>/<namespace>/<aggregate-type>.wasm` files
     /// on start and whenever they change (see `watch.rs`); `None` is off.
     pub watch: Option<PathBuf>,
+    /// Keep events in NATS JetStream instead of the embedded store in the
+    /// data directory (which then holds only tenants, components and the
+    /// compile cache). `None`: the embedded store.
+    pub nats: Option<JetStreamConfig>,
 }
 
 impl NodeConfig {
@@ -77,6 +81,7 @@ impl NodeConfig {
             listen,
             admin_token: None,
             watch: None,
+            nats: None,
         }
     }
 }
@@ -99,9 +104,18 @@ impl Node {
     pub async fn open(config: &NodeConfig) -> Result<(Arc<Node>, Option<Token>)> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let store = EmbeddedStore::open(dir)
-            .with_context(|| format!("opening the event store in {}", dir.display()))?;
-        let runtime = Runtime::new(Arc::new(store), config.runtime.clone())?;
+        let store: Arc<dyn EventStore> = match &config.nats {
+            None => Arc::new(
+                EmbeddedStore::open(dir)
+                    .with_context(|| format!("opening the event store in {}", dir.display()))?,
+            ),
+            Some(nats) => Arc::new(
+                JetStreamStore::connect(nats.clone())
+                    .await
+                    .context("opening the JetStream event store")?,
+            ),
+        };
+        let runtime = Runtime::new(store, config.runtime.clone())?;
         let tenants = Tenants::open(dir)?;
         let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
         let node = Arc::new(Node {

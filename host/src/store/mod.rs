@@ -63,6 +63,7 @@ use std::sync::Arc;
 mod embedded;
 mod error;
 mod event;
+mod jetstream;
 mod memory;
 
 pub mod contract;
@@ -73,6 +74,7 @@ pub use event::{
     AppendOutcome, AppendRequest, EventMetadata, ExpectedVersion, JSON_CONTENT_TYPE, NewEvent,
     RecordedEvent, Snapshot, StreamId,
 };
+pub use jetstream::{JetStreamConfig, JetStreamStore};
 pub use memory::MemoryStore;
 
 /// Durable storage of event streams, with optimistic concurrency.

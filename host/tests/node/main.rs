@@ -7,6 +7,7 @@ mod bad_input;
 mod cli_client;
 mod events;
 mod http;
+mod jetstream;
 mod limits;
 mod noisy;
 mod reload;

@@ -1,0 +1,112 @@
+//! Two `aether serve` processes on one 3-node NATS cluster (R3 streams)
+//! race on the same aggregates: for each version exactly one writer wins,
+//! versions stay gapless, nothing is stored twice, and losers get 409.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aether_nats_harness::NatsCluster;
+use serde_json::json;
+
+use crate::support::{ADMIN, BANK, Http, NodeProcess};
+
+const ACCOUNTS: usize = 2;
+const CLIENTS_PER_NODE: usize = 3;
+const ATTEMPTS: usize = 25;
+
+#[test]
+fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
+    let cluster = NatsCluster::start(3);
+    let urls = cluster.urls().join(",");
+    let nats = ["--nats", urls.as_str(), "--nats-replicas", "3"];
+    let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_1 = NodeProcess::start(dir_1.path(), &nats);
+    let node_2 = NodeProcess::start(dir_2.path(), &nats);
+    let mut clients = Vec::new();
+    for node in [&node_1, &node_2] {
+        let token = node.client(Some(ADMIN)).create_namespace("bank", json!({}));
+        let client = node.client(Some(&token));
+        client.deploy("bank", "bank-account", BANK);
+        clients.push(client);
+    }
+    for a in 0..ACCOUNTS {
+        let (status, body) = clients[0].send(
+            &format!("bank/bank-account/acc-{a}"),
+            json!({"type": "Open", "data": {"owner": "R"}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // (account, version) → how many writers were told they stored it.
+    let won: Arc<Mutex<BTreeMap<(usize, u64), usize>>> = Arc::default();
+    let conflicts = Arc::new(Mutex::new(0usize));
+    let mut threads = Vec::new();
+    for (n, client) in clients.iter().enumerate() {
+        for c in 0..CLIENTS_PER_NODE {
+            let (client, won, conflicts): (Http, _, _) =
+                (client.clone(), won.clone(), conflicts.clone());
+            threads.push(std::thread::spawn(move || {
+                for i in 0..ATTEMPTS {
+                    let a = (i + c + n) % ACCOUNTS;
+                    let (status, state) = client.get(&format!("/v1/namespaces/bank/aggregates/bank-account/acc-{a}"));
+                    assert_eq!(status, 200, "{state}");
+                    let version = state["version"].as_u64().unwrap();
+                    let (status, body) = client.send(
+                        &format!("bank/bank-account/acc-{a}"),
+                        json!({"type": "Deposit", "data": {"amount": 1}, "expected_version": version}),
+                    );
+                    match status {
+                        200 => {
+                            assert_eq!(body["version"], json!(version + 1), "{body}");
+                            *won.lock().unwrap().entry((a, version + 1)).or_default() += 1;
+                        }
+                        409 => {
+                            assert_eq!(body["error"], json!("version_conflict"), "{body}");
+                            assert_eq!(body["expected"], json!(version), "{body}");
+                            assert_ne!(body["actual"], json!(version), "{body}");
+                            *conflicts.lock().unwrap() += 1;
+                        }
+                        other => panic!("node {n}: unexpected {other}: {body}"),
+                    }
+                }
+            }));
+        }
+    }
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    let won = won.lock().unwrap();
+    assert!(
+        won.values().all(|&writers| writers == 1),
+        "a version with two winners: {won:?}"
+    );
+    assert!(*conflicts.lock().unwrap() > 0, "the writers never raced");
+    for a in 0..ACCOUNTS {
+        for client in &clients {
+            let (status, events) = client.get(&format!(
+                "/v1/namespaces/bank/aggregates/bank-account/acc-{a}/events"
+            ));
+            assert_eq!(status, 200);
+            let versions: Vec<u64> = events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["version"].as_u64().unwrap())
+                .collect();
+            let deposits = won.keys().filter(|(account, _)| *account == a).count() as u64;
+            assert_eq!(
+                versions,
+                (1..=1 + deposits).collect::<Vec<_>>(),
+                "acc-{a}: gapless, each acknowledged deposit once"
+            );
+            let ids: std::collections::BTreeSet<_> = events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(ids.len(), versions.len(), "no event stored twice");
+        }
+    }
+}
