@@ -11,6 +11,8 @@
 //!           position > last + 1   → a gap (published out of order, or the
 //!                                   buffer overflowed): read the log again
 //!                                   from last + 1, then carry on live
+//!           nothing for 500 ms    → read the log again (events another
+//!                                   node stored in a shared store)
 //! ```
 //!
 //! Events come out in log order (so in version order per stream), each at
@@ -37,6 +39,9 @@ use crate::store::{EventStore, RecordedEvent, Snapshot, StoreError, StreamId};
 
 /// Events read from the log per round trip.
 const PAGE: usize = 1024;
+
+/// How long the bus may stay quiet before the log is read again.
+const QUIET_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The snapshot key checkpoints are kept under.
 const CHECKPOINT: &str = "checkpoint";
@@ -154,7 +159,14 @@ impl CatchUp {
                 }
                 continue;
             }
-            match self.live.recv().await {
+            // Events stored by other nodes (a shared JetStream store) never
+            // reach this node's bus: look at the log whenever the bus is
+            // quiet for a while.
+            let Ok(received) = tokio::time::timeout(QUIET_POLL, self.live.recv()).await else {
+                self.following = false;
+                continue;
+            };
+            match received {
                 Ok(event) if event.position <= self.last => {}
                 Ok(event) if event.position == self.last + 1 => {
                     self.last = event.position;

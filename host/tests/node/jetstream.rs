@@ -110,3 +110,60 @@ fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
         }
     }
 }
+
+/// A subscriber on one node follows events another node stores in the
+/// shared JetStream store: its history, then new ones as they come.
+#[test]
+fn a_tail_on_one_node_follows_events_stored_by_another() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = aether_nats_harness::NatsServer::start();
+    let url = server.url();
+    let nats = ["--nats", url.as_str()];
+    let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (node_1, node_2) = (
+        NodeProcess::start(dir_1.path(), &nats),
+        NodeProcess::start(dir_2.path(), &nats),
+    );
+    let token_1 = node_1
+        .client(Some(ADMIN))
+        .create_namespace("bank", json!({}));
+    let token_2 = node_2
+        .client(Some(ADMIN))
+        .create_namespace("bank", json!({}));
+    let writer = node_1.client(Some(&token_1));
+    writer.deploy("bank", "bank-account", BANK);
+    writer.send(
+        "bank/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "J"}}),
+    );
+
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_aether"))
+        .args(["tail", "bank", "--json", "--from", "beginning"])
+        .env("AETHER_NODE", &node_2.url)
+        .env("AETHER_TOKEN", &token_2)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut next =
+        || -> serde_json::Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    assert_eq!(
+        next()["event_type"],
+        json!("Opened"),
+        "history written by the other node"
+    );
+    writer.send(
+        "bank/bank-account/acc-1",
+        json!({"type": "Deposit", "data": {"amount": 4}}),
+    );
+    let live = next();
+    assert_eq!(
+        (&live["event_type"], &live["version"]),
+        (&json!("Deposited"), &json!(2))
+    );
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
