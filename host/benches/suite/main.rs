@@ -25,6 +25,7 @@ mod density;
 mod durable;
 mod fanout;
 mod fixture;
+mod jetstream;
 mod languages;
 mod load;
 mod machine;
@@ -46,7 +47,7 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "density",
     "replay",
     "overhead",
@@ -56,6 +57,7 @@ const SCENARIOS: [&str; 10] = [
     "single",
     "noisy_neighbour",
     "reload",
+    "commands_jetstream",
     "many",
 ];
 
@@ -66,7 +68,7 @@ const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>]
 scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation, single,
-       noisy_neighbour, reload, many";
+       noisy_neighbour, reload, commands_jetstream, many";
 
 struct Args {
     component: PathBuf,
@@ -143,6 +145,7 @@ fn main() -> anyhow::Result<()> {
                     "noisy_neighbour" => noisy::run(&ctx, &mut report).await,
                     "reload" => reload::run(&ctx, &mut report).await,
                     "bus_fanout" => fanout::run(&mut report).await,
+                    "commands_jetstream" => jetstream::run(&ctx, &mut report).await,
                     _ => unreachable!("scenarios are checked when parsing"),
                 }
             })

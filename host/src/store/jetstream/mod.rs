@@ -109,35 +109,44 @@ impl JetStreamStore {
             unavailable(format!("cannot connect to {}: {e}", config.urls.join(", ")))
         })?;
         check_version(&client.server_info().version)?;
-        let context = jetstream::new(client.clone());
+        let mut context = jetstream::new(client.clone());
+        context.set_timeout(Duration::from_secs(10));
         let name = config.prefix.to_ascii_uppercase().replace(['-', '.'], "_");
         let stream_name = format!("{name}_EVENTS");
-        let events = context
-            .get_or_create_stream(stream::Config {
-                name: stream_name.clone(),
-                subjects: vec![format!("{}.events.>", config.prefix)],
-                num_replicas: config.replicas,
-                storage: stream::StorageType::File,
-                allow_atomic_publish: true,
-                allow_direct: true,
-                deny_delete: true,
-                deny_purge: true,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(format!("cannot create the stream {stream_name}: {e}")))?;
+        let stream_config = stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("{}.events.>", config.prefix)],
+            num_replicas: config.replicas,
+            storage: stream::StorageType::File,
+            allow_atomic_publish: true,
+            allow_direct: true,
+            deny_delete: true,
+            deny_purge: true,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let events = retrying(&format!("creating the stream {stream_name}"), || {
+            context.get_or_create_stream(stream_config.clone())
+        })
+        .await?;
         let bucket = format!("{name}_SNAPSHOTS");
-        let snapshots = context
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.clone(),
-                num_replicas: config.replicas,
-                history: 1,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(format!("cannot create the bucket {bucket}: {e}")))?;
+        let bucket_config = kv::Config {
+            bucket: bucket.clone(),
+            num_replicas: config.replicas,
+            history: 1,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let snapshots = retrying(&format!("creating the bucket {bucket}"), || {
+            context.create_or_update_key_value(bucket_config.clone())
+        })
+        .await?;
+        wait_for_leader(&events, config.replicas).await?;
+        let bucket_stream = retrying(&format!("finding the bucket {bucket}"), || {
+            context.get_stream(format!("KV_{bucket}"))
+        })
+        .await?;
+        wait_for_leader(&bucket_stream, config.replicas).await?;
         Ok(JetStreamStore {
             context,
             client,
@@ -241,7 +250,7 @@ impl JetStreamStore {
         request: &AppendRequest,
         last: Option<(u64, u64)>,
         current: u64,
-    ) -> Result<u64, AppendError> {
+    ) -> Result<(u64, Vec<RecordedEvent>), AppendError> {
         let subject = self.subject(&request.stream);
         let recorded = request.clone().record(current, 0);
         let message_id = request
@@ -266,9 +275,10 @@ impl JetStreamStore {
                 if let Some(id) = &message_id {
                     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
                 }
-                return self
+                let sequence = self
                     .publish_one(&request.stream, &subject, headers, payload, current)
-                    .await;
+                    .await?;
+                return Ok((sequence, recorded));
             }
             headers.insert(async_nats::header::NATS_BATCH_ID, batch.as_str());
             headers.insert(
@@ -294,7 +304,8 @@ impl JetStreamStore {
                 .request_with_headers(subject.clone(), headers, payload)
                 .await
                 .map_err(|e| unavailable(format!("committing a batch to {subject}: {e}")))?;
-            return codec::batch_ack(&reply.payload, &request.stream, current);
+            let sequence = codec::batch_ack(&reply.payload, &request.stream, current)?;
+            return Ok((sequence, recorded));
         }
         Err(AppendError::Invalid(
             "an append needs at least one event".into(),
@@ -325,6 +336,53 @@ impl JetStreamStore {
             .into()),
             Err(e) => Err(unavailable(format!("publishing to {subject}: {e}")).into()),
         }
+    }
+}
+
+/// How long connecting waits for the cluster to create and elect what the
+/// store needs (a busy or just-started cluster takes a few seconds).
+const SETUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds or [`SETUP_DEADLINE`] passes.
+async fn retrying<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, StoreError> {
+    let deadline = tokio::time::Instant::now() + SETUP_DEADLINE;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(unavailable(format!("{what}: {error}")));
+            }
+            Err(error) => {
+                tracing::debug!(%error, "{what}: retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Waits until a replicated stream has a leader, so the first append does
+/// not meet an election.
+async fn wait_for_leader(events: &stream::Stream, replicas: usize) -> Result<(), StoreError> {
+    if replicas <= 1 {
+        return Ok(());
+    }
+    let mut events = events.clone();
+    let deadline = tokio::time::Instant::now() + SETUP_DEADLINE;
+    loop {
+        let leader = match events.info().await {
+            Ok(info) => info.cluster.as_ref().and_then(|c| c.leader.clone()),
+            Err(_) => None,
+        };
+        if leader.is_some() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(unavailable("the event stream has no leader after 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -363,7 +421,18 @@ impl EventStore for JetStreamStore {
             let current = last.map_or(0, |(_, version)| version);
             request.expected.check(&request.stream, current)?;
             match self.publish_batch(&request, last, current).await {
-                Ok(_) => {}
+                Ok((last_sequence, mut events)) => {
+                    // An atomic batch is stored contiguously: the events'
+                    // positions end at the commit's sequence.
+                    let first = last_sequence + 1 - events.len() as u64;
+                    for (event, position) in events.iter_mut().zip(first..) {
+                        event.position = position;
+                    }
+                    return Ok(AppendOutcome {
+                        events,
+                        duplicate: false,
+                    });
+                }
                 Err(AppendError::Conflict(_)) if request.expected == ExpectedVersion::Any => {
                     continue;
                 }

@@ -1,0 +1,76 @@
+//! `commands_jetstream`: commands per second across 1 000 aggregates on the
+//! JetStream store, pipelined (200 closed-loop callers, so many appends are
+//! in flight at once), on a single `nats-server` (R1) and on a 3-node
+//! cluster with R3 streams, spawned by the test harness from the pinned
+//! server that `cargo xtask bench` installs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_host::runtime::{Runtime, RuntimeConfig};
+use aether_host::store::{JetStreamConfig, JetStreamStore};
+use aether_nats_harness::{NatsCluster, NatsServer};
+use anyhow::ensure;
+
+use crate::fixture::{self, Ctx};
+use crate::load;
+use crate::report::{Metric, Report};
+
+const ACCOUNTS: usize = 1_000;
+const CALLERS: usize = 200;
+const DURATION: Duration = Duration::from_secs(4);
+
+pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    for replicas in [1usize, 3] {
+        // Keep the servers alive for the whole measurement.
+        let (urls, _single, _cluster) = if replicas == 1 {
+            let server = tokio::task::spawn_blocking(NatsServer::start).await?;
+            (vec![server.url()], Some(server), None)
+        } else {
+            let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await?;
+            (cluster.urls(), None, Some(cluster))
+        };
+        let store = JetStreamStore::connect(JetStreamConfig::new(urls, replicas)).await?;
+        let runtime = Runtime::new(Arc::new(store), RuntimeConfig::default())?;
+        runtime
+            .deploy(
+                &fixture::NAMESPACE.parse()?,
+                &fixture::ACCOUNT.parse()?,
+                ctx.component.clone(),
+            )
+            .await?;
+        let accounts = load::accounts(ACCOUNTS)?;
+        load::open_all(&runtime, &accounts, CALLERS).await?;
+        let mut load = load::deposits(&runtime, &accounts, CALLERS, DURATION).await?;
+        let total = load::total_balance(&runtime, &accounts).await?;
+        ensure!(
+            total == load.commands,
+            "the accounts hold {total}, but {} deposits were acknowledged",
+            load.commands
+        );
+        let name = format!("commands_jetstream_r{replicas}");
+        let params = |m: Metric| {
+            m.param("aggregates", ACCOUNTS as u64)
+                .param("concurrency", CALLERS as u64)
+                .param("seconds", DURATION.as_secs_f64())
+                .param("servers", if replicas == 1 { 1u64 } else { 3 })
+                .param("replicas", replicas as u64)
+                .param(
+                    "server_settings",
+                    "harness defaults (sync_interval default)",
+                )
+        };
+        report.push(params(Metric::new(&name, load.per_second, "commands/s")));
+        report.push(params(Metric::new(
+            &format!("{name}_p50"),
+            load.latency_ms(50.0),
+            "ms",
+        )));
+        report.push(params(Metric::new(
+            &format!("{name}_p99"),
+            load.latency_ms(99.0),
+            "ms",
+        )));
+    }
+    Ok(())
+}
