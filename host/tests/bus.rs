@@ -157,3 +157,45 @@ async fn a_slow_nats_subscriber_is_cut_off_with_an_error_and_counted() {
     assert_eq!(within(slow.recv()).await, Err(BusError::Closed));
     assert_eq!(node_b.cut_off_subscribers(), 1);
 }
+
+/// The in-process bus and the NATS bus behave the same behind `Bus`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_buses_keep_the_same_contract_behind_one_interface() {
+    use aether_host::bus::Bus;
+
+    let server = NatsServer::start();
+    let buses: Vec<(&str, Box<dyn Bus>)> = vec![
+        ("local", Box::new(LocalBus::default())),
+        (
+            "nats",
+            Box::new(NatsBus::connect(&[server.url()]).await.unwrap()),
+        ),
+    ];
+    for (name, bus) in buses {
+        let filter = Filter {
+            event_types: Some(["Deposited".to_owned()].into()),
+            aggregate_type: None,
+            aggregate_id: None,
+        };
+        let mut subscription = bus.subscribe_to(bank(), filter).await.unwrap();
+        let store = MemoryStore::new();
+        for (namespace, event_type) in [
+            ("bank", "Opened"),
+            ("shop", "Deposited"),
+            ("bank", "Deposited"),
+            ("bank", "Deposited"),
+        ] {
+            bus.publish_events(&stored(&store, namespace, "acc-1", event_type).await)
+                .await;
+        }
+        for version in [2, 3] {
+            let event = within(subscription.next_event()).await.unwrap();
+            assert_eq!(
+                (event.stream.namespace.as_str(), event.version),
+                ("bank", version),
+                "{name}"
+            );
+            assert_eq!(event.event_type, "Deposited", "{name}");
+        }
+    }
+}

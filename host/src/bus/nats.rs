@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{BusError, Filter, LocalBus, Scope};
+use super::{Bus, BusError, Filter, LocalBus, Scope, Subscription};
 use crate::namespace::layout::{ALL_EVENT_SUBJECTS, event_subject, namespace_subjects};
 use crate::store::RecordedEvent;
 
@@ -209,5 +209,46 @@ impl NatsSubscriber {
 impl Drop for NatsSubscriber {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Room for undelivered events of a subscription made through [`Bus`].
+pub const DEFAULT_CAPACITY: usize = super::DEFAULT_CAPACITY;
+
+#[async_trait::async_trait]
+impl Bus for NatsBus {
+    async fn publish_events(&self, events: &[RecordedEvent]) {
+        for event in events {
+            match serde_json::to_vec(event) {
+                Ok(payload) => {
+                    let subject = event_subject(&event.stream);
+                    if let Err(error) = self.client.publish(subject, payload.into()).await {
+                        tracing::warn!(%error, "cannot publish an event to NATS");
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot encode an event for NATS"),
+            }
+        }
+    }
+
+    async fn subscribe_to(
+        &self,
+        scope: Scope,
+        filter: Filter,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        match self.subscribe(scope, filter, DEFAULT_CAPACITY).await {
+            Ok(subscriber) => Ok(Box::new(subscriber)),
+            Err(error) => {
+                tracing::error!(%error, "cannot subscribe on NATS");
+                Err(BusError::Closed)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for NatsSubscriber {
+    async fn next_event(&mut self) -> Result<Arc<RecordedEvent>, BusError> {
+        self.recv().await
     }
 }
