@@ -139,6 +139,52 @@ impl Subscriber {
     }
 }
 
+/// One interface over the in-process bus and the NATS bus: publish stored
+/// events, subscribe to a scope with a filter.
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync {
+    /// Publishes stored events; never waits for a subscriber.
+    async fn publish_events(&self, events: &[RecordedEvent]);
+
+    /// Subscribes to the events of `scope` that `filter` matches, from now
+    /// on.
+    async fn subscribe_to(
+        &self,
+        scope: Scope,
+        filter: Filter,
+    ) -> Result<Box<dyn Subscription>, BusError>;
+}
+
+/// A subscription on either bus.
+#[async_trait::async_trait]
+pub trait Subscription: Send {
+    /// The next matching event, or why there is none (cut off for falling
+    /// behind, or closed).
+    async fn next_event(&mut self) -> Result<Arc<RecordedEvent>, BusError>;
+}
+
+#[async_trait::async_trait]
+impl Bus for LocalBus {
+    async fn publish_events(&self, events: &[RecordedEvent]) {
+        self.publish(events);
+    }
+
+    async fn subscribe_to(
+        &self,
+        scope: Scope,
+        filter: Filter,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        Ok(Box::new(self.subscribe(scope, filter)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for Subscriber {
+    async fn next_event(&mut self) -> Result<Arc<RecordedEvent>, BusError> {
+        self.recv().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,51 +257,5 @@ mod tests {
         assert_eq!(slow.recv().await, Err(BusError::Lagged(3)));
         assert_eq!(slow.recv().await, Err(BusError::Closed), "stays cut off");
         assert_eq!(bus.cut_off_subscribers(), 1);
-    }
-}
-
-/// One interface over the in-process bus and the NATS bus: publish stored
-/// events, subscribe to a scope with a filter.
-#[async_trait::async_trait]
-pub trait Bus: Send + Sync {
-    /// Publishes stored events; never waits for a subscriber.
-    async fn publish_events(&self, events: &[RecordedEvent]);
-
-    /// Subscribes to the events of `scope` that `filter` matches, from now
-    /// on.
-    async fn subscribe_to(
-        &self,
-        scope: Scope,
-        filter: Filter,
-    ) -> Result<Box<dyn Subscription>, BusError>;
-}
-
-/// A subscription on either bus.
-#[async_trait::async_trait]
-pub trait Subscription: Send {
-    /// The next matching event, or why there is none (cut off for falling
-    /// behind, or closed).
-    async fn next_event(&mut self) -> Result<Arc<RecordedEvent>, BusError>;
-}
-
-#[async_trait::async_trait]
-impl Bus for LocalBus {
-    async fn publish_events(&self, events: &[RecordedEvent]) {
-        self.publish(events);
-    }
-
-    async fn subscribe_to(
-        &self,
-        scope: Scope,
-        filter: Filter,
-    ) -> Result<Box<dyn Subscription>, BusError> {
-        Ok(Box::new(self.subscribe(scope, filter)))
-    }
-}
-
-#[async_trait::async_trait]
-impl Subscription for Subscriber {
-    async fn next_event(&mut self) -> Result<Arc<RecordedEvent>, BusError> {
-        self.recv().await
     }
 }
