@@ -1,8 +1,8 @@
 //! The NATS bus: fans stored events out across nodes.
 //!
 //! A node forwards every event its [`LocalBus`] publishes to NATS, on the
-//! event's subject ([`crate::namespace::layout::event_subject`]:
-//! `aether.events.<namespace>.<aggregate-type>.<aggregate-id>`), as the
+//! event's subject ([`crate::namespace::layout::bus_subject`]:
+//! `aether.bus.<namespace>.<aggregate-type>.<aggregate-id>`), as the
 //! event's JSON. Any process subscribes with the same [`Scope`] and
 //! [`Filter`] as on the local bus: the scope picks the subjects (one
 //! namespace's, or every namespace's by explicit, logged opt-in), the filter
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Bus, BusError, Filter, LocalBus, Scope, Subscription};
-use crate::namespace::layout::{ALL_EVENT_SUBJECTS, event_subject, namespace_subjects};
+use crate::namespace::layout::{ALL_BUS_SUBJECTS, bus_namespace_subjects, bus_subject};
 use crate::store::RecordedEvent;
 
 /// A connection to NATS for the bus.
@@ -71,7 +71,7 @@ impl NatsBus {
                                 continue;
                             }
                         };
-                        let subject = event_subject(&event.stream);
+                        let subject = bus_subject(&event.stream);
                         if let Err(error) = client.publish(subject, payload.into()).await {
                             tracing::warn!(%error, "cannot publish an event to NATS");
                         }
@@ -98,10 +98,10 @@ impl NatsBus {
         capacity: usize,
     ) -> Result<NatsSubscriber, NatsBusError> {
         let subject = match &scope {
-            Scope::Namespace(namespace) => namespace_subjects(namespace),
+            Scope::Namespace(namespace) => bus_namespace_subjects(namespace),
             Scope::AllNamespaces { reason } => {
                 tracing::warn!(%reason, "a NATS subscription spans every namespace");
-                ALL_EVENT_SUBJECTS.to_owned()
+                ALL_BUS_SUBJECTS.to_owned()
             }
         };
         let mut messages = self
@@ -221,7 +221,7 @@ impl Bus for NatsBus {
         for event in events {
             match serde_json::to_vec(event) {
                 Ok(payload) => {
-                    let subject = event_subject(&event.stream);
+                    let subject = bus_subject(&event.stream);
                     if let Err(error) = self.client.publish(subject, payload.into()).await {
                         tracing::warn!(%error, "cannot publish an event to NATS");
                     }

@@ -10,8 +10,9 @@
 //! | What | Form | Example |
 //! |---|---|---|
 //! | store key of a stream | `namespace/aggregate-type/aggregate-id` | `bank/bank-account/acc-1` |
-//! | bus subject of a stream's events | `aether.events.namespace.aggregate-type.aggregate-id` | `aether.events.bank.bank-account.acc-1` |
-//! | bus subject filter of a namespace | `aether.events.namespace.>` | `aether.events.bank.>` |
+//! | bus subject of a stream's events | `aether.bus.namespace.aggregate-type.aggregate-id` | `aether.bus.bank.bank-account.acc-1` |
+//! | bus subject filter of a namespace | `aether.bus.namespace.>` | `aether.bus.bank.>` |
+//! | JetStream store subject of a stream | `prefix.events.namespace.aggregate-type.aggregate-id` | `aether.events.bank.bank-account.acc-1` |
 //! | directory of a namespace under a base | `base/namespace` | `components/bank` |
 //! | the node's registry stream of a namespace | `aether-system/registry/namespace` | `aether-system/registry/bank` |
 //! | a durable subscriber's checkpoint stream | `aether-system/subscriber/namespace:name` | `aether-system/subscriber/bank:audit` |
@@ -71,22 +72,27 @@ pub fn parse_stream_key(key: &str) -> Option<StreamId> {
     parts.next().is_none().then_some(stream)
 }
 
-/// The bus subject a stream's events are published on.
-pub fn event_subject(stream: &StreamId) -> String {
-    event_subject_in("aether", stream)
+/// The bus subject a stream's events are published on (never one the
+/// JetStream store captures: the bus and the store have their own subject
+/// spaces).
+pub fn bus_subject(stream: &StreamId) -> String {
+    format!(
+        "aether.bus.{}.{}.{}",
+        stream.namespace, stream.aggregate_type, stream.aggregate_id
+    )
 }
 
-/// The subject of a stream's events under another first token than
-/// `aether` (JetStream stores sharing a server use their own).
-pub fn event_subject_in(prefix: &str, stream: &StreamId) -> String {
+/// The subject a JetStream store keeps a stream's events on; `prefix` is
+/// the store's (stores sharing a server use different ones).
+pub fn store_subject(prefix: &str, stream: &StreamId) -> String {
     format!(
         "{prefix}.events.{}.{}.{}",
         stream.namespace, stream.aggregate_type, stream.aggregate_id
     )
 }
 
-/// The stream an [`event_subject_in`] subject names; `None` if none.
-pub fn parse_event_subject(prefix: &str, subject: &str) -> Option<StreamId> {
+/// The stream a [`store_subject`] subject names; `None` if none.
+pub fn parse_store_subject(prefix: &str, subject: &str) -> Option<StreamId> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix(".events.")?;
     let mut parts = rest.split('.');
     let stream = StreamId::new(
@@ -97,14 +103,14 @@ pub fn parse_event_subject(prefix: &str, subject: &str) -> Option<StreamId> {
     parts.next().is_none().then_some(stream)
 }
 
-/// The subject filter that matches every event of every namespace (for
+/// The bus subject filter that matches every event of every namespace (for
 /// subscriptions that opted in to crossing namespaces).
-pub const ALL_EVENT_SUBJECTS: &str = "aether.events.>";
+pub const ALL_BUS_SUBJECTS: &str = "aether.bus.>";
 
-/// The subject filter that matches every event of `namespace` and nothing
-/// of any other namespace.
-pub fn namespace_subjects(namespace: &Namespace) -> String {
-    format!("aether.events.{namespace}.>")
+/// The bus subject filter that matches every event of `namespace` and
+/// nothing of any other namespace.
+pub fn bus_namespace_subjects(namespace: &Namespace) -> String {
+    format!("aether.bus.{namespace}.>")
 }
 
 /// The directory of `namespace` under `base`: `base/namespace`. Never
@@ -144,15 +150,16 @@ mod tests {
     #[test]
     fn subjects_and_directories_stay_inside_their_namespace() {
         assert_eq!(
-            event_subject(&account()),
-            "aether.events.bank.bank-account.acc-1"
+            bus_subject(&account()),
+            "aether.bus.bank.bank-account.acc-1"
         );
-        let subject = event_subject_in("t1", &account());
-        assert_eq!(parse_event_subject("t1", &subject), Some(account()));
-        assert_eq!(parse_event_subject("aether", &subject), None);
+        let subject = store_subject("t1", &account());
+        assert_eq!(subject, "t1.events.bank.bank-account.acc-1");
+        assert_eq!(parse_store_subject("t1", &subject), Some(account()));
+        assert_eq!(parse_store_subject("aether", &subject), None);
         assert_eq!(
-            namespace_subjects(&"bank".parse().unwrap()),
-            "aether.events.bank.>"
+            bus_namespace_subjects(&"bank".parse().unwrap()),
+            "aether.bus.bank.>"
         );
         let dir = namespace_dir(Path::new("/data/components"), &"bank".parse().unwrap());
         assert_eq!(dir, Path::new("/data/components/bank"));

@@ -95,6 +95,16 @@ pub struct Node {
     metrics: Metrics,
     defaults: SandboxLimits,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// With `--nats`: the NATS bus this node's events are forwarded to.
+    nats_bus: Option<(crate::bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some((_, forwarder)) = &self.nats_bus {
+            forwarder.abort();
+        }
+    }
 }
 
 impl Node {
@@ -116,6 +126,16 @@ impl Node {
             ),
         };
         let runtime = Runtime::new(store, config.runtime.clone())?;
+        // With NATS, every event this node stores is also published on its
+        // subject, so services and other nodes can follow it there.
+        let nats_bus = match &config.nats {
+            None => None,
+            Some(nats) => {
+                let bus = crate::bus::nats::NatsBus::connect(&nats.urls).await?;
+                let forwarder = bus.forward(runtime.bus());
+                Some((bus, forwarder))
+            }
+        };
         let tenants = Tenants::open(dir)?;
         let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
         let node = Arc::new(Node {
@@ -126,6 +146,7 @@ impl Node {
             metrics: Metrics::default(),
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
+            nats_bus,
         });
         node.restore().await?;
         Ok((node, new_admin))
@@ -139,6 +160,11 @@ impl Node {
     /// The node's tenants.
     pub fn tenants(&self) -> &Tenants {
         &self.tenants
+    }
+
+    /// The NATS bus the node forwards its events to, if it runs on NATS.
+    pub fn nats_bus(&self) -> Option<&crate::bus::nats::NatsBus> {
+        self.nats_bus.as_ref().map(|(bus, _)| bus)
     }
 
     /// The node's metrics.

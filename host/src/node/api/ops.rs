@@ -45,6 +45,14 @@ pub(super) async fn metrics(
         "aether_bus_subscribers_cut_off_total {}\n",
         node.runtime().bus().cut_off_subscribers()
     ));
+    if let Some(nats) = node.nats_bus() {
+        text.push_str("# HELP aether_nats_bus_cut_off_total NATS bus subscribers and forwarders that fell behind.\n");
+        text.push_str("# TYPE aether_nats_bus_cut_off_total counter\n");
+        text.push_str(&format!(
+            "aether_nats_bus_cut_off_total {}\n",
+            nats.cut_off_subscribers()
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

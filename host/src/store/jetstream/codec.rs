@@ -6,7 +6,7 @@ use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::StreamMessage;
 
 use super::{BACKEND, unavailable};
-use crate::namespace::layout::{parse_event_subject, stream_key};
+use crate::namespace::layout::{parse_store_subject, stream_key};
 use crate::store::{
     AppendError, EventMetadata, RecordedEvent, Snapshot, StoreError, StreamId, VersionConflict,
 };
@@ -103,7 +103,7 @@ pub(super) fn decode_any(
     prefix: &str,
     message: &StreamMessage,
 ) -> Result<RecordedEvent, StoreError> {
-    let stream = parse_event_subject(prefix, message.subject.as_str())
+    let stream = parse_store_subject(prefix, message.subject.as_str())
         .ok_or_else(|| damaged(message, "the subject names no stream".into()))?;
     decode(&stream, message)
 }

@@ -46,7 +46,7 @@ use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, RecordedEvent,
     Snapshot, StoreError, StreamId, VersionConflict,
 };
-use crate::namespace::layout::{event_subject_in, stream_key};
+use crate::namespace::layout::{store_subject, stream_key};
 
 const BACKEND: &str = "jetstream";
 
@@ -158,7 +158,7 @@ impl JetStreamStore {
     }
 
     fn subject(&self, stream: &StreamId) -> String {
-        event_subject_in(&self.prefix, stream)
+        store_subject(&self.prefix, stream)
     }
 
     /// The aggregate's last event: (its sequence, its version), from the
