@@ -95,9 +95,7 @@ pub(super) async fn deploy(
     query: Result<Query<DeployQuery>, QueryRejection>,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let (ns, ty) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let aggregate_type = AggregateType::new(ty)?;
+    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
     let sample = match body::query(query)?.verify.as_deref() {
         None => None,
         Some("all") => Some(None),
@@ -188,9 +186,7 @@ pub(super) async fn history(
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (ns, ty) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let aggregate_type = AggregateType::new(ty)?;
+    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
     let history = node.component_history(&namespace, &aggregate_type).await?;
     let active = node
         .runtime()
@@ -218,9 +214,7 @@ pub(super) async fn activate(
     params: Result<Path<(String, String)>, PathRejection>,
     request: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (ns, ty) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let aggregate_type = AggregateType::new(ty)?;
+    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
     let request: ActivateComponent = body::json(&headers, request).await?;
     let activation = node
         .activate(&namespace, &aggregate_type, &request.digest)
@@ -235,11 +229,33 @@ pub(super) async fn rollback(
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (ns, ty) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let aggregate_type = AggregateType::new(ty)?;
+    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
     let activation = node.rollback(&namespace, &aggregate_type).await?;
     Ok(Json(activation_json(&namespace, &activation)))
+}
+
+/// The (namespace, aggregate type) of a `…/{ns}/aggregates/{type}/…`
+/// path, once the token is authorised for the namespace.
+fn aggregate_type(
+    node: &Node,
+    headers: &HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(Namespace, AggregateType), ApiError> {
+    let (ns, ty) = body::path(params)?;
+    let namespace = authorize(node, headers, &ns)?;
+    Ok((namespace, AggregateType::new(ty)?))
+}
+
+/// The aggregate of a `…/{ns}/aggregates/{type}/{id}…` path, once the
+/// token is authorised for the namespace.
+fn aggregate(
+    node: &Node,
+    headers: &HeaderMap,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<StreamId, ApiError> {
+    let (ns, ty, id) = body::path(params)?;
+    let namespace = authorize(node, headers, &ns)?;
+    stream(namespace, ty, id)
 }
 
 fn stream(namespace: Namespace, ty: String, id: String) -> Result<StreamId, ApiError> {
@@ -329,9 +345,7 @@ pub(super) async fn state(
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (ns, ty, id) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let stream = stream(namespace, ty, id)?;
+    let stream = aggregate(&node, &headers, params)?;
     let state = node.runtime().state(&stream).await?;
     Ok(Json(json!({
         "stream": stream.to_string(),
@@ -347,9 +361,7 @@ pub(super) async fn events(
     params: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (ns, ty, id) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let stream = stream(namespace, ty, id)?;
+    let stream = aggregate(&node, &headers, params)?;
     let query = body::query(query)?;
     let from = query.from.unwrap_or(1).max(1);
     let limit = query.limit.unwrap_or(MAX_PAGE);
