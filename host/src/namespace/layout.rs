@@ -13,6 +13,9 @@
 //! | bus subject of a stream's events | `aether.bus.namespace.aggregate-type.aggregate-id` | `aether.bus.bank.bank-account.acc-1` |
 //! | bus subject filter of a namespace | `aether.bus.namespace.>` | `aether.bus.bank.>` |
 //! | JetStream store subject of a stream | `prefix.events.namespace.aggregate-type.aggregate-id` | `aether.events.bank.bank-account.acc-1` |
+//! | JetStream store subject filter of a namespace | `prefix.events.namespace.>` | `aether.events.bank.>` |
+//! | JetStream stream of a namespace's events | `PREFIX_EVENTS_namespace` | `AETHER_EVENTS_bank` |
+//! | JetStream KV bucket of the store's snapshots | `PREFIX_SNAPSHOTS` | `AETHER_SNAPSHOTS` |
 //! | directory of a namespace under a base | `base/namespace` | `components/bank` |
 //! | the node's registry stream of a namespace | `aether-system/registry/namespace` | `aether-system/registry/bank` |
 //! | a durable subscriber's checkpoint stream | `aether-system/subscriber/namespace:name` | `aether-system/subscriber/bank:audit` |
@@ -91,6 +94,44 @@ pub fn store_subject(prefix: &str, stream: &StreamId) -> String {
     )
 }
 
+/// The subject filter that captures every event of `namespace` in a
+/// JetStream store, and nothing of any other namespace.
+pub fn store_namespace_subjects(prefix: &str, namespace: &Namespace) -> String {
+    format!("{prefix}.events.{namespace}.>")
+}
+
+/// The first part of the JetStream store's stream and bucket names: the
+/// prefix upper-cased, with `-` and `.` (not allowed or not wanted in a
+/// stream name) turned into `_`.
+fn store_name_prefix(prefix: &str) -> String {
+    prefix.to_ascii_uppercase().replace(['-', '.'], "_")
+}
+
+/// The JetStream stream that holds the events of `namespace`:
+/// `<PREFIX>_EVENTS_<namespace>`, capturing [`store_namespace_subjects`].
+///
+/// Legal as a stream name because a namespace is only `a`–`z`, `0`–`9`,
+/// `-` and `_` (no `.`, `*`, `>`, whitespace or path separator), and
+/// injective: the namespace is appended verbatim after a part that is the
+/// same for every namespace of a store, so two namespaces never share a
+/// stream. (The prefix part is upper-case and the namespace lower-case,
+/// and the names of one store never equal a bucket's stream, `KV_…`.)
+pub fn store_stream_name(prefix: &str, namespace: &Namespace) -> String {
+    format!("{}_EVENTS_{namespace}", store_name_prefix(prefix))
+}
+
+/// The single stream that held every namespace's events before the store
+/// had a stream per namespace; only looked for, to refuse a server that
+/// still has it (its subjects overlap every namespace stream's).
+pub fn legacy_store_stream_name(prefix: &str) -> String {
+    format!("{}_EVENTS", store_name_prefix(prefix))
+}
+
+/// The KV bucket that holds a JetStream store's snapshots.
+pub fn store_snapshot_bucket(prefix: &str) -> String {
+    format!("{}_SNAPSHOTS", store_name_prefix(prefix))
+}
+
 /// The stream a [`store_subject`] subject names; `None` if none.
 pub fn parse_store_subject(prefix: &str, subject: &str) -> Option<StreamId> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix(".events.")?;
@@ -161,8 +202,44 @@ mod tests {
             bus_namespace_subjects(&"bank".parse().unwrap()),
             "aether.bus.bank.>"
         );
+        assert_eq!(
+            store_namespace_subjects("t1", &"bank".parse().unwrap()),
+            "t1.events.bank.>"
+        );
         let dir = namespace_dir(Path::new("/data/components"), &"bank".parse().unwrap());
         assert_eq!(dir, Path::new("/data/components/bank"));
         assert!(dir.starts_with("/data/components"));
+    }
+
+    #[test]
+    fn store_stream_names_are_legal_and_one_per_namespace() {
+        let ns = |name: &str| -> Namespace { name.parse().unwrap() };
+        assert_eq!(
+            store_stream_name("aether", &ns("bank")),
+            "AETHER_EVENTS_bank"
+        );
+        assert_eq!(
+            store_stream_name("my-app.x", &ns("aether-system")),
+            "MY_APP_X_EVENTS_aether-system"
+        );
+        assert_eq!(legacy_store_stream_name("aether"), "AETHER_EVENTS");
+        assert_eq!(store_snapshot_bucket("aether"), "AETHER_SNAPSHOTS");
+        let names = [
+            "a", "a-b", "a_b", "ab", "a-", "a--b", "0", "bank", "bank-1", "bank_1", "b",
+        ];
+        let streams: std::collections::HashSet<String> = names
+            .iter()
+            .map(|name| store_stream_name("aether", &ns(name)))
+            .collect();
+        assert_eq!(streams.len(), names.len(), "injective: {streams:?}");
+        for stream in &streams {
+            assert!(
+                stream
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{stream} is a legal stream name"
+            );
+            assert_ne!(stream, &legacy_store_stream_name("aether"));
+        }
     }
 }
