@@ -112,16 +112,16 @@ async fn history_then_live_with_no_gap_while_events_keep_arriving() {
             seen.windows(2).all(|w| w[0].position < w[1].position),
             "in log order, no duplicate"
         );
-        // Exactly the namespace's events in the log, none skipped.
+        // Exactly the namespace's events in its log, none skipped.
         let log: Vec<u64> = runtime
             .store()
-            .read_all(0, 10_000)
+            .read_log(&bank(), 0, 10_000)
             .await
             .unwrap()
             .into_iter()
-            .filter(|e| e.stream.namespace == bank())
             .map(|e| e.position)
             .collect();
+        assert_eq!(log, (1..=log.len() as u64).collect::<Vec<_>>());
         assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), log);
         // And live from here on.
         send(
@@ -300,4 +300,86 @@ async fn a_subscriber_the_bus_outruns_catches_up_from_the_log() {
     for version in 1..=50 {
         assert_eq!(subscription.next().await.unwrap().version, version);
     }
+}
+
+fn append_one(stream: &aether_host::store::StreamId, version: u64) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected: ExpectedVersion::Exact(version),
+        events: vec![NewEvent::json("Deposited", b"{}".to_vec())],
+        metadata: EventMetadata::default(),
+        timestamp_ms: 0,
+    }
+}
+
+/// Positions are per namespace: another namespace's event at the position
+/// the subscriber waits for is not taken for its own.
+#[tokio::test]
+async fn another_namespaces_positions_are_not_mistaken_for_ours() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let bus = LocalBus::default();
+    let mut subscription = CatchUp::start(
+        store.clone(),
+        &bus,
+        &bank(),
+        Filter::default(),
+        None,
+        StartFrom::Now,
+    )
+    .await
+    .unwrap();
+    let elsewhere = stream("other", "bank-account", "acc-1");
+    let ours = stream("bank", "bank-account", "acc-1");
+    for version in 0..3 {
+        let outcome = store.append(append_one(&elsewhere, version)).await.unwrap();
+        bus.publish(&outcome.events);
+    }
+    let outcome = store.append(append_one(&ours, 0)).await.unwrap();
+    assert_eq!(outcome.events[0].position, 1, "bank's own log starts at 1");
+    bus.publish(&outcome.events);
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), subscription.next())
+        .await
+        .expect("bank's first event is delivered")
+        .unwrap();
+    assert_eq!((event.stream, event.position), (ours, 1));
+    assert_eq!(subscription.position(), 1);
+}
+
+/// An event stored without reaching this bus (another node's, in a shared
+/// store) is found in the log even while other namespaces keep the bus
+/// busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_busy_with_other_namespaces_does_not_hide_the_log() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let bus = Arc::new(LocalBus::default());
+    let mut subscription = CatchUp::start(
+        store.clone(),
+        &bus,
+        &bank(),
+        Filter::default(),
+        None,
+        StartFrom::Beginning,
+    )
+    .await
+    .unwrap();
+    let noise = {
+        let (store, bus) = (store.clone(), bus.clone());
+        tokio::spawn(async move {
+            let elsewhere = stream("other", "bank-account", "noisy");
+            for version in 0.. {
+                let outcome = store.append(append_one(&elsewhere, version)).await.unwrap();
+                bus.publish(&outcome.events);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let ours = stream("bank", "bank-account", "quiet");
+    store.append(append_one(&ours, 0)).await.unwrap(); // not published
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), subscription.next())
+        .await
+        .expect("the log is read although the bus never goes quiet")
+        .unwrap();
+    noise.abort();
+    assert_eq!(event.stream, ours);
 }

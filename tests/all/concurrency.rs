@@ -104,7 +104,11 @@ async fn independent_aggregates_run_side_by_side() {
             .unwrap();
         assert_eq!((state.version, state.view["value"].clone()), (4, json!(8)));
     }
-    assert_eq!(runtime.store().head_position().await.unwrap(), 200);
+    let namespace = "c".parse().unwrap();
+    assert_eq!(
+        runtime.store().head_position(&namespace).await.unwrap(),
+        200
+    );
 }
 
 /// Two runtimes (two nodes) on one store: each holds a live copy of the

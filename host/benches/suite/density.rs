@@ -129,7 +129,7 @@ async fn store_share(digest: &str) -> anyhow::Result<f64> {
     }
     let after = resident_bytes()?;
     ensure!(
-        store.head_position().await? == AGGREGATES as u64,
+        store.head_position(&fixture::namespace()?).await? == AGGREGATES as u64,
         "the store holds every event"
     );
     Ok(after.saturating_sub(before) as f64 / AGGREGATES as f64)

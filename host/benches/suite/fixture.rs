@@ -52,6 +52,11 @@ pub(crate) const NAMESPACE: &str = "bench";
 /// The aggregate type the bank-account component is deployed as.
 pub(crate) const ACCOUNT: &str = "bank-account";
 
+/// [`NAMESPACE`], validated.
+pub(crate) fn namespace() -> anyhow::Result<Namespace> {
+    Ok(Namespace::new(NAMESPACE)?)
+}
+
 /// The stream of aggregate `id` of `aggregate_type` in [`NAMESPACE`].
 pub(crate) fn stream(aggregate_type: &str, id: &str) -> anyhow::Result<StreamId> {
     Ok(StreamId::new(

@@ -2,16 +2,27 @@
 //! store's history into live events, without a gap and without a
 //! subscriber-visible switch.
 //!
+//! A catch-up subscription follows ONE namespace: it reads that
+//! namespace's log ([`EventStore::read_log`]), and every position here (the
+//! start, [`CatchUp::position`], the checkpoint) is a position in that log.
+//! Positions of different namespaces are unrelated, so there is no
+//! catch-up across namespaces ([`super::Scope::AllNamespaces`] exists only
+//! for live subscriptions); a tool that needs several namespaces runs one
+//! catch-up per namespace.
+//!
 //! ```text
-//! start:  listen to the bus (every position, unfiltered)  ─┐ buffered while
+//! start:  listen to the bus (every event, unfiltered)     ─┐ buffered while
 //!         read the log from the checkpoint, page by page   │ history is read
 //! live:   take the next published event:                   ◀┘
+//!           another namespace     → not ours: drop (its position is
+//!                                   in another log)
 //!           position ≤ last seen  → already delivered (or skipped): drop
 //!           position = last + 1   → deliver if it matches
 //!           position > last + 1   → a gap (published out of order, or the
 //!                                   buffer overflowed): read the log again
 //!                                   from last + 1, then carry on live
-//!           nothing for 500 ms    → read the log again (events another
+//!           nothing of the namespace for 500 ms
+//!                                 → read the log again (events another
 //!                                   node stored in a shared store)
 //! ```
 //!
@@ -49,12 +60,12 @@ const CHECKPOINT: &str = "checkpoint";
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
-    /// From the first event of the log.
+    /// From the first event of the namespace's log.
     Beginning,
     /// After the named subscriber's checkpoint (from the beginning if it
     /// has none).
     Checkpoint,
-    /// After this log position.
+    /// After this position in the namespace's log.
     After(u64),
     /// From the next event stored.
     Now,
@@ -82,15 +93,22 @@ pub enum CatchUpError {
 pub struct CatchUp {
     store: Arc<dyn EventStore>,
     live: broadcast::Receiver<Arc<RecordedEvent>>,
+    /// The namespace followed; `scope` is always `Scope::Namespace` of it.
+    namespace: Namespace,
     scope: Scope,
     filter: Filter,
     checkpoint: Option<StreamId>,
-    /// The last log position read (delivered, or skipped by the filter).
+    /// The last position of the namespace's log read (delivered, or
+    /// skipped by the filter).
     last: u64,
     /// Events read from the log, not handed out yet.
     pending: VecDeque<RecordedEvent>,
     /// Whether the next events come from the bus (else from the log).
     following: bool,
+    /// When following, read the log again if no event of the namespace
+    /// arrived by then (events of other namespaces do not count: they
+    /// would keep a busy bus from ever looking at the log).
+    quiet_until: tokio::time::Instant,
 }
 
 impl CatchUp {
@@ -113,7 +131,7 @@ impl CatchUp {
         let last = match from {
             StartFrom::Beginning => 0,
             StartFrom::After(position) => position,
-            StartFrom::Now => store.head_position().await?,
+            StartFrom::Now => store.head_position(namespace).await?,
             StartFrom::Checkpoint => {
                 let stream = checkpoint.as_ref().ok_or(CatchUpError::Unnamed)?;
                 let saved = store.load_snapshot(stream, CHECKPOINT).await?;
@@ -123,17 +141,20 @@ impl CatchUp {
         Ok(CatchUp {
             store,
             live,
+            namespace: namespace.clone(),
             scope: Scope::Namespace(namespace.clone()),
             filter,
             checkpoint,
             last,
             pending: VecDeque::new(),
             following: false,
+            quiet_until: tokio::time::Instant::now(),
         })
     }
 
-    /// The log position up to which every event has been handed out (or
-    /// skipped by the filter): what [`CatchUp::commit`] records.
+    /// The position in the namespace's log up to which every event has been
+    /// handed out (or skipped by the filter): what [`CatchUp::commit`]
+    /// records.
     pub fn position(&self) -> u64 {
         self.pending
             .front()
@@ -147,9 +168,13 @@ impl CatchUp {
                 return Ok(event);
             }
             if !self.following {
-                let page = self.store.read_all(self.last + 1, PAGE).await?;
+                let page = self
+                    .store
+                    .read_log(&self.namespace, self.last + 1, PAGE)
+                    .await?;
                 if page.is_empty() {
                     self.following = true;
+                    self.quiet_until = tokio::time::Instant::now() + QUIET_POLL;
                 }
                 for event in page {
                     self.last = event.position;
@@ -160,16 +185,20 @@ impl CatchUp {
                 continue;
             }
             // Events stored by other nodes (a shared JetStream store) never
-            // reach this node's bus: look at the log whenever the bus is
-            // quiet for a while.
-            let Ok(received) = tokio::time::timeout(QUIET_POLL, self.live.recv()).await else {
+            // reach this node's bus: look at the log whenever the bus has
+            // been quiet about this namespace for a while.
+            let received = tokio::time::timeout_at(self.quiet_until, self.live.recv()).await;
+            let Ok(received) = received else {
                 self.following = false;
                 continue;
             };
             match received {
+                // Another namespace's position says nothing about ours.
+                Ok(event) if event.stream.namespace != self.namespace => {}
                 Ok(event) if event.position <= self.last => {}
                 Ok(event) if event.position == self.last + 1 => {
                     self.last = event.position;
+                    self.quiet_until = tokio::time::Instant::now() + QUIET_POLL;
                     if self.wants(&event) {
                         return Ok((*event).clone());
                     }

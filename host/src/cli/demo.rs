@@ -44,7 +44,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let account_type = AggregateType::new("bank-account")?;
 
     println!("Aether demo: a bank account as a WebAssembly component\n");
-    let earlier = runtime.store().head_position().await?;
+    // The demo stores its events in its own namespace only, so that
+    // namespace's head counts what earlier runs stored.
+    let earlier = runtime.store().head_position(&namespace).await?;
     println!(
         "data dir   {} ({earlier} events stored by earlier runs)",
         args.data_dir.display()

@@ -124,7 +124,8 @@ impl Node {
         Ok(report)
     }
 
-    /// Every stream of the type in the namespace, by scanning the log.
+    /// Every stream of the type in the namespace, by scanning the
+    /// namespace's log.
     async fn streams_of(
         &self,
         namespace: &Namespace,
@@ -133,13 +134,11 @@ impl Node {
         let store = self.runtime.store();
         let (mut streams, mut from) = (BTreeSet::new(), 1);
         loop {
-            let events = store.read_all(from, PAGE).await?;
+            let events = store.read_log(namespace, from, PAGE).await?;
             let Some(last) = events.last() else { break };
             from = last.position + 1;
             for event in events {
-                if &event.stream.namespace == namespace
-                    && &event.stream.aggregate_type == aggregate_type
-                {
+                if &event.stream.aggregate_type == aggregate_type {
                     streams.insert(event.stream);
                 }
             }

@@ -140,8 +140,8 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     /// Turns the request into recorded events that follow a stream at
-    /// `current_version` and a log whose head is at `head_position`. Each event
-    /// gets a fresh UUIDv7 id.
+    /// `current_version` and a namespace log whose head is at
+    /// `head_position`. Each event gets a fresh UUIDv7 id.
     pub(crate) fn record(self, current_version: u64, head_position: u64) -> Vec<RecordedEvent> {
         let AppendRequest {
             stream,
@@ -178,7 +178,8 @@ pub struct RecordedEvent {
     pub stream: StreamId,
     /// 1-based position within the stream.
     pub version: u64,
-    /// 1-based position in the store's global log.
+    /// 1-based position in the log of the stream's namespace (positions of
+    /// different namespaces are unrelated).
     pub position: u64,
     /// See [`NewEvent::event_type`].
     pub event_type: String,
@@ -231,7 +232,7 @@ impl AppendOutcome {
         self.events.last().map_or(0, |event| event.version)
     }
 
-    /// The global position of the last event; 0 if there are no events.
+    /// The namespace position of the last event; 0 if there are no events.
     pub fn last_position(&self) -> u64 {
         self.events.last().map_or(0, |event| event.position)
     }

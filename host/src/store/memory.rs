@@ -14,6 +14,7 @@ use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError,
     StreamId,
 };
+use crate::namespace::Namespace;
 
 /// An [`EventStore`] kept in memory.
 #[derive(Default)]
@@ -23,17 +24,18 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    /// The global log; the event at index `i` has position `i + 1`.
-    log: Vec<RecordedEvent>,
+    /// Each namespace's log; the event at index `i` has position `i + 1`.
+    logs: HashMap<Namespace, Vec<RecordedEvent>>,
     streams: HashMap<StreamId, StreamState>,
 }
 
 #[derive(Default)]
 struct StreamState {
-    /// Log indices of the stream's events; index `v - 1` holds version `v`.
+    /// Indices in the namespace's log of the stream's events; index `v - 1`
+    /// holds version `v`.
     events: Vec<usize>,
     /// Command id → log indices of the events it appended (an append is
-    /// contiguous in the log because it happens under the lock).
+    /// contiguous in its namespace's log because it happens under the lock).
     commands: HashMap<String, std::ops::Range<usize>>,
     /// Component digest → newest snapshot.
     snapshots: HashMap<String, Snapshot>,
@@ -63,7 +65,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
         f.debug_struct("MemoryStore")
-            .field("events", &state.log.len())
+            .field("events", &state.logs.values().map(Vec::len).sum::<usize>())
             .field("streams", &state.streams.len())
             .finish()
     }
@@ -76,12 +78,14 @@ fn corrupt(location: impl fmt::Display, index: usize) -> StoreError {
     }
 }
 
+/// The event at `index` of the log of `stream`'s namespace.
 fn fetch(
-    log: &[RecordedEvent],
+    logs: &HashMap<Namespace, Vec<RecordedEvent>>,
     index: usize,
     stream: &StreamId,
 ) -> Result<RecordedEvent, StoreError> {
-    log.get(index)
+    logs.get(&stream.namespace)
+        .and_then(|log| log.get(index))
         .cloned()
         .ok_or_else(|| corrupt(stream, index))
 }
@@ -100,7 +104,7 @@ impl EventStore for MemoryStore {
             ));
         }
         let mut guard = self.lock();
-        let State { log, streams } = &mut *guard;
+        let State { logs, streams } = &mut *guard;
         let current = match streams.get(&request.stream) {
             None => 0,
             Some(stream) => {
@@ -112,7 +116,7 @@ impl EventStore for MemoryStore {
                 if let Some(range) = previous {
                     let events = range
                         .clone()
-                        .map(|index| fetch(log, index, &request.stream))
+                        .map(|index| fetch(logs, index, &request.stream))
                         .collect::<Result<_, _>>()?;
                     return Ok(AppendOutcome {
                         events,
@@ -124,6 +128,7 @@ impl EventStore for MemoryStore {
         };
         request.expected.check(&request.stream, current)?;
 
+        let log = logs.entry(request.stream.namespace.clone()).or_default();
         let first = log.len();
         let command_id = request.metadata.command_id.clone();
         let stream = streams.entry(request.stream.clone()).or_default();
@@ -153,7 +158,7 @@ impl EventStore for MemoryStore {
             .iter()
             .skip(start_index(from_version))
             .take(limit)
-            .map(|&index| fetch(&state.log, index, stream))
+            .map(|&index| fetch(&state.logs, index, stream))
             .collect()
     }
 
@@ -180,19 +185,22 @@ impl EventStore for MemoryStore {
         };
         range
             .clone()
-            .map(|index| fetch(&state.log, index, stream))
+            .map(|index| fetch(&state.logs, index, stream))
             .collect::<Result<_, _>>()
             .map(Some)
     }
 
-    async fn read_all(
+    async fn read_log(
         &self,
+        namespace: &Namespace,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock();
-        Ok(state
-            .log
+        let Some(log) = state.logs.get(namespace) else {
+            return Ok(Vec::new());
+        };
+        Ok(log
             .iter()
             .skip(start_index(from_position))
             .take(limit)
@@ -200,8 +208,8 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        Ok(self.lock().log.len() as u64)
+    async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        Ok(self.lock().logs.get(namespace).map_or(0, Vec::len) as u64)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
@@ -276,7 +284,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(outcome.last_version(), 2);
-        assert_eq!(store.head_position().await.unwrap(), 2);
+        let bank = "bank".parse().unwrap();
+        assert_eq!(store.head_position(&bank).await.unwrap(), 2);
     }
 
     #[tokio::test]
@@ -288,6 +297,7 @@ mod tests {
             .unwrap_err();
         assert!(error.as_conflict().is_some());
         assert!(store.lock().streams.is_empty());
+        assert!(store.lock().logs.is_empty());
         assert_eq!(
             format!("{store:?}"),
             "MemoryStore { events: 0, streams: 0 }"

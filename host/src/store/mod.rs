@@ -14,9 +14,13 @@
 //!   [`VersionConflict`] naming the expected and actual version. The store never
 //!   retries on the application's behalf: only the application can decide
 //!   whether its command still makes sense against the newer state.
-//! - Every recorded event also has a global *position* in the store's log
-//!   (1, 2, 3… across all streams, no gap), which catch-up subscriptions read
-//!   with [`EventStore::read_all`].
+//! - Every recorded event also has a *position* in its namespace's log: 1,
+//!   2, 3… across all the streams of that namespace, no gap, assigned in
+//!   append order within the namespace. Each namespace has a log of its own
+//!   (there is no log across namespaces, and positions of two namespaces are
+//!   unrelated), which catch-up subscriptions read with
+//!   [`EventStore::read_log`]; [`EventStore::head_position`] is its last
+//!   position.
 //! - Appends are idempotent by [`EventMetadata::command_id`]: a retried command
 //!   returns what was recorded the first time, flagged `duplicate`.
 //!
@@ -60,6 +64,8 @@
 
 use std::sync::Arc;
 
+use crate::namespace::Namespace;
+
 mod embedded;
 mod error;
 mod event;
@@ -84,9 +90,10 @@ pub use memory::MemoryStore;
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends all events atomically iff the stream's version matches
-    /// `expected`; versions continue gaplessly from the current one; global
-    /// positions continue gaplessly from the store's head (first event ever =
-    /// position 1).
+    /// `expected`; versions continue gaplessly from the current one;
+    /// positions continue gaplessly from the head of the stream's namespace
+    /// (the first event of a namespace = position 1), and the events of one
+    /// append have consecutive positions.
     ///
     /// Idempotent by `metadata.command_id`: if that command id was already
     /// appended to THIS stream, returns the originally recorded events with
@@ -120,16 +127,20 @@ pub trait EventStore: Send + Sync + 'static {
         command_id: &str,
     ) -> Result<Option<Vec<RecordedEvent>>, StoreError>;
 
-    /// The global log: events with position >= `from_position` (0 reads from
-    /// the start too), in position order, at most `limit`.
-    async fn read_all(
+    /// The log of `namespace`: its events with position >= `from_position`
+    /// (0 reads from the start too), in position order, at most `limit`.
+    /// Never an event of another namespace; empty for a namespace without
+    /// events.
+    async fn read_log(
         &self,
+        namespace: &Namespace,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Position of the last event in the global log; 0 when empty.
-    async fn head_position(&self) -> Result<u64, StoreError>;
+    /// Position of the last event in the log of `namespace`; 0 when it has
+    /// none.
+    async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError>;
 
     /// Stores a snapshot, replacing an older one for the same stream and
     /// component digest (a snapshot never goes backwards: one with a lower
@@ -171,16 +182,17 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).command_events(stream, command_id).await
     }
 
-    async fn read_all(
+    async fn read_log(
         &self,
+        namespace: &Namespace,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        (**self).read_all(from_position, limit).await
+        (**self).read_log(namespace, from_position, limit).await
     }
 
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        (**self).head_position().await
+    async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        (**self).head_position(namespace).await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aether_host::namespace::Namespace;
+use aether_host::namespace::layout::SYSTEM_NAMESPACE;
 use aether_host::node::{Node, NodeConfig, api};
 use aether_host::runtime::SandboxLimits;
 use axum::body::Body;
@@ -379,9 +381,17 @@ impl InProcess {
         .await
     }
 
-    /// The store's head position: the number of events stored on the node.
+    /// The number of events stored on the node: the heads of every
+    /// namespace's log (positions are per namespace), the node's own
+    /// included.
     pub(crate) async fn head(&self) -> u64 {
-        self.node.runtime().store().head_position().await.unwrap()
+        let store = self.node.runtime().store();
+        let system = Namespace::new(SYSTEM_NAMESPACE).unwrap();
+        let mut total = store.head_position(&system).await.unwrap();
+        for namespace in self.node.tenants().namespaces() {
+            total += store.head_position(&namespace).await.unwrap();
+        }
+        total
     }
 }
 

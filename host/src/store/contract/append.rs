@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use super::{
-    account, append_conflict, append_ok, event, head, payloads, places, read_all, read_stream,
-    request, stream, version, with_command,
+    account, append_conflict, append_ok, bank, event, head, payloads, places, read_log,
+    read_stream, request, stream, version, with_command,
 };
 use crate::store::{
     AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, Snapshot,
@@ -60,7 +60,7 @@ pub async fn append_to_new_stream(store: &dyn EventStore) {
         "read back"
     );
     assert_eq!(version(store, &acc).await, 3);
-    assert_eq!(head(store).await, 3);
+    assert_eq!(head(store, &bank()).await, 3);
 }
 
 /// `Exact(0)` means "the stream must not exist yet".
@@ -92,7 +92,7 @@ pub async fn exact_zero_on_existing_stream_conflicts(store: &dyn EventStore) {
 }
 
 /// A stale expected version conflicts, reports expected and actual, and
-/// writes nothing: not to the stream, not to the global log.
+/// writes nothing: not to the stream, not to the namespace's log.
 pub async fn stale_expected_version_conflicts(store: &dyn EventStore) {
     let acc = account("acc-1");
     let five = (1..=5)
@@ -120,9 +120,9 @@ pub async fn stale_expected_version_conflicts(store: &dyn EventStore) {
     );
     assert_eq!(version(store, &acc).await, 5);
     assert_eq!(
-        head(store).await,
+        head(store, &bank()).await,
         5,
-        "a conflict must not consume a global position"
+        "a conflict must not consume a position"
     );
 
     let next = append_ok(
@@ -162,7 +162,7 @@ pub async fn expected_version_ahead_conflicts(store: &dyn EventStore) {
     .await;
     assert_eq!((conflict.expected, conflict.actual), (7, 1));
     assert_eq!(version(store, &acc).await, 1);
-    assert_eq!(head(store).await, 1);
+    assert_eq!(head(store, &bank()).await, 1);
 }
 
 /// `Any` skips the check, on a new stream and on an existing one.
@@ -223,9 +223,9 @@ pub async fn multi_event_append_is_atomic(store: &dyn EventStore) {
         "stream unchanged"
     );
     assert_eq!(
-        read_all(store, 1, usize::MAX).await.len(),
+        read_log(store, &bank(), 1, usize::MAX).await.len(),
         11,
-        "global log unchanged"
+        "the namespace's log unchanged"
     );
 }
 
@@ -243,7 +243,7 @@ pub async fn empty_append_is_invalid(store: &dyn EventStore) {
         "an empty append must be Invalid"
     );
     assert_eq!(version(store, &acc).await, 0);
-    assert_eq!(head(store).await, 0);
+    assert_eq!(head(store, &bank()).await, 0);
 }
 
 /// Retrying a command id returns the original events flagged `duplicate`, even
@@ -313,9 +313,9 @@ pub async fn command_id_makes_append_idempotent(store: &dyn EventStore) {
         "duplicates write nothing to the stream"
     );
     assert_eq!(
-        head(store).await,
+        head(store, &bank()).await,
         3,
-        "duplicates write nothing to the global log"
+        "duplicates write nothing to the log"
     );
 }
 
@@ -344,7 +344,7 @@ pub async fn command_id_is_scoped_to_its_stream(store: &dyn EventStore) {
         "the same command id on another stream is a new command"
     );
     assert_eq!(places(&b.events), [(1, 2)]);
-    assert_eq!(head(store).await, 2);
+    assert_eq!(head(store, &bank()).await, 2);
 }
 
 /// A failed append does not remember its command id, so the corrected retry

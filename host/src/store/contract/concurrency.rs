@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use super::{
-    account, append_ok, event, head, payloads, read_all, read_stream, request, version,
-    with_command,
+    account, append_ok, bank, event, head, namespace, payloads, read_log, read_stream, request,
+    stream, version, with_command,
 };
 use crate::store::{AppendError, EventStore, ExpectedVersion, VersionConflict};
 
@@ -83,9 +83,9 @@ pub async fn concurrent_writers_with_same_expected_version(store: Arc<dyn EventS
         "the stream advanced by exactly one event"
     );
     assert_eq!(
-        head(&*store).await,
+        head(&*store, &bank()).await,
         3,
-        "losers wrote nothing to the global log"
+        "losers wrote nothing to the log"
     );
     let stream = read_stream(&*store, &acc, 1, usize::MAX).await;
     assert_eq!(
@@ -184,14 +184,92 @@ pub async fn concurrent_writers_with_retry_stay_gapless(store: Arc<dyn EventStor
     }
 
     let total = per_stream * streams.len() as u64;
-    assert_eq!(head(&*store).await, total);
-    let log = read_all(&*store, 1, usize::MAX).await;
+    assert_eq!(head(&*store, &bank()).await, total);
+    let log = read_log(&*store, &bank(), 1, usize::MAX).await;
     let positions: Vec<u64> = log.iter().map(|e| e.position).collect();
     assert_eq!(
         positions,
         (1..=total).collect::<Vec<_>>(),
-        "global positions are gapless"
+        "the namespace's positions are gapless"
     );
     let unique: HashSet<_> = payloads(&log).into_iter().collect();
     assert_eq!(unique.len() as u64, total, "no event is written twice");
+}
+
+const NAMESPACES: usize = 4;
+const WRITERS_PER_NAMESPACE: usize = 4;
+const APPENDS_PER_WRITER: usize = 10;
+
+/// Writers in several namespaces append at the same moment (one or two
+/// events per append, each writer to its own stream): every namespace's
+/// log ends up gapless from 1, holding exactly its own events, with each
+/// append's events at consecutive positions.
+pub async fn concurrent_appends_across_namespaces_stay_gapless(store: Arc<dyn EventStore>) {
+    let start = Arc::new(Barrier::new(NAMESPACES * WRITERS_PER_NAMESPACE));
+    let writers: Vec<_> = (0..NAMESPACES * WRITERS_PER_NAMESPACE)
+        .map(|w| {
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+            let target = stream(
+                &format!("tenant-{}", w % NAMESPACES),
+                "bank-account",
+                &format!("acc-{w}"),
+            );
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut outcomes = Vec::new();
+                for n in 0..APPENDS_PER_WRITER {
+                    let events = (0..1 + n % 2)
+                        .map(|k| event("counted", &format!("\"w{w}-{n}-{k}\"")))
+                        .collect();
+                    let req = request(&target, ExpectedVersion::Any, events);
+                    let outcome = store
+                        .append(req)
+                        .await
+                        .unwrap_or_else(|error| panic!("writer {w} append {n} failed: {error}"));
+                    outcomes.push(outcome);
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut appended = vec![Vec::new(); NAMESPACES];
+    for (w, writer) in writers.into_iter().enumerate() {
+        let outcomes = writer
+            .await
+            .unwrap_or_else(|error| panic!("writer {w} panicked: {error}"));
+        for outcome in outcomes {
+            let positions: Vec<u64> = outcome.events.iter().map(|e| e.position).collect();
+            let first = positions[0];
+            assert_eq!(
+                positions,
+                (first..first + positions.len() as u64).collect::<Vec<_>>(),
+                "an append's events have consecutive positions"
+            );
+            appended[w % NAMESPACES].extend(outcome.events);
+        }
+    }
+
+    let per_writer: usize = (0..APPENDS_PER_WRITER).map(|n| 1 + n % 2).sum();
+    let per_namespace = (per_writer * WRITERS_PER_NAMESPACE) as u64;
+    for (i, mut expected) in appended.into_iter().enumerate() {
+        let ns = namespace(&format!("tenant-{i}"));
+        assert_eq!(head(&*store, &ns).await, per_namespace, "{ns}'s head");
+        let log = read_log(&*store, &ns, 1, usize::MAX).await;
+        assert_eq!(
+            log.iter().map(|e| e.position).collect::<Vec<_>>(),
+            (1..=per_namespace).collect::<Vec<_>>(),
+            "{ns}'s positions are gapless from 1"
+        );
+        assert!(
+            log.iter().all(|e| e.stream.namespace == ns),
+            "{ns}'s log holds only its own events"
+        );
+        expected.sort_by_key(|e| e.position);
+        assert_eq!(
+            log, expected,
+            "{ns}'s log is exactly what its appends were told"
+        );
+        let unique: HashSet<_> = payloads(&log).into_iter().collect();
+        assert_eq!(unique.len() as u64, per_namespace, "no event twice");
+    }
 }

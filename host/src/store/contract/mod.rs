@@ -42,11 +42,13 @@ pub use append::{
     multi_event_append_is_atomic, namespaces_are_isolated, stale_expected_version_conflicts,
 };
 pub use concurrency::{
-    concurrent_writers_with_retry_stay_gapless, concurrent_writers_with_same_expected_version,
+    concurrent_appends_across_namespaces_stay_gapless, concurrent_writers_with_retry_stay_gapless,
+    concurrent_writers_with_same_expected_version,
 };
 pub use read::{
-    head_position_follows_appends, newer_snapshot_replaces_older_and_older_is_ignored,
-    read_all_from_position_with_limit, read_all_is_gapless_across_streams,
+    head_position_follows_appends, namespaces_have_their_own_positions,
+    newer_snapshot_replaces_older_and_older_is_ignored, read_log_from_position_with_limit,
+    read_log_is_gapless_across_streams, read_log_never_returns_another_namespace,
     read_stream_from_version_with_limit, snapshot_of_other_digest_is_none,
     snapshots_round_trip_by_digest, unknown_stream_is_empty,
 };
@@ -76,9 +78,11 @@ macro_rules! store_contract_tests {
             namespaces_are_isolated,
             read_stream_from_version_with_limit,
             unknown_stream_is_empty,
-            read_all_is_gapless_across_streams,
-            read_all_from_position_with_limit,
+            read_log_is_gapless_across_streams,
+            read_log_from_position_with_limit,
             head_position_follows_appends,
+            namespaces_have_their_own_positions,
+            read_log_never_returns_another_namespace,
             snapshots_round_trip_by_digest,
             newer_snapshot_replaces_older_and_older_is_ignored,
             snapshot_of_other_digest_is_none,
@@ -86,6 +90,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@owned $make;
             concurrent_writers_with_same_expected_version,
             concurrent_writers_with_retry_stay_gapless,
+            concurrent_appends_across_namespaces_stay_gapless,
         );
     };
     (@shared $make:expr; $($case:ident),* $(,)?) => {
@@ -140,15 +145,25 @@ pub fn block_on<F: Future>(test: F) -> F::Output {
 // Helpers shared by the cases. Inputs are constants, so panicking on an
 // invalid name is a bug in the suite, not in the store.
 
+fn valid<T>(name: Result<T, crate::namespace::InvalidName>) -> T {
+    name.unwrap_or_else(|error| panic!("bad name in the store contract: {error}"))
+}
+
+fn namespace(name: &str) -> Namespace {
+    valid(Namespace::new(name))
+}
+
 fn stream(namespace: &str, aggregate_type: &str, aggregate_id: &str) -> StreamId {
-    fn valid<T>(name: Result<T, crate::namespace::InvalidName>) -> T {
-        name.unwrap_or_else(|error| panic!("bad name in the store contract: {error}"))
-    }
     StreamId::new(
         valid(Namespace::new(namespace)),
         valid(AggregateType::new(aggregate_type)),
         valid(AggregateId::new(aggregate_id)),
     )
+}
+
+/// The namespace of [`account`]'s streams.
+fn bank() -> Namespace {
+    namespace("bank")
 }
 
 fn account(id: &str) -> StreamId {
@@ -215,18 +230,23 @@ async fn read_stream(
         .unwrap_or_else(|error| panic!("read_stream({stream}, {from}, {limit}) failed: {error}"))
 }
 
-async fn read_all(store: &dyn EventStore, from: u64, limit: usize) -> Vec<super::RecordedEvent> {
+async fn read_log(
+    store: &dyn EventStore,
+    namespace: &Namespace,
+    from: u64,
+    limit: usize,
+) -> Vec<super::RecordedEvent> {
     store
-        .read_all(from, limit)
+        .read_log(namespace, from, limit)
         .await
-        .unwrap_or_else(|error| panic!("read_all({from}, {limit}) failed: {error}"))
+        .unwrap_or_else(|error| panic!("read_log({namespace}, {from}, {limit}) failed: {error}"))
 }
 
-async fn head(store: &dyn EventStore) -> u64 {
+async fn head(store: &dyn EventStore, namespace: &Namespace) -> u64 {
     store
-        .head_position()
+        .head_position(namespace)
         .await
-        .unwrap_or_else(|error| panic!("head_position failed: {error}"))
+        .unwrap_or_else(|error| panic!("head_position({namespace}) failed: {error}"))
 }
 
 /// (version, position) pairs, for compact assertions.

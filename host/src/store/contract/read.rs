@@ -1,7 +1,8 @@
-//! Contract cases for reading streams and the global log, and for snapshots.
+//! Contract cases for reading streams and the namespace logs, and for snapshots.
 
 use super::{
-    account, append_ok, event, head, payloads, places, read_all, read_stream, request, version,
+    account, append_ok, bank, event, head, namespace, payloads, places, read_log, read_stream,
+    request, stream, version,
 };
 use crate::store::{EventStore, ExpectedVersion, Snapshot, StreamId};
 
@@ -90,11 +91,11 @@ pub async fn unknown_stream_is_empty(store: &dyn EventStore) {
     assert!(read_stream(store, &ghost, 1, usize::MAX).await.is_empty());
 }
 
-/// The global log numbers events 1..N across all streams, in append order,
-/// without gaps, with unique ids.
-pub async fn read_all_is_gapless_across_streams(store: &dyn EventStore) {
+/// A namespace's log numbers its events 1..N across all its streams, in
+/// append order, without gaps, with unique ids.
+pub async fn read_log_is_gapless_across_streams(store: &dyn EventStore) {
     assert!(
-        read_all(store, 1, usize::MAX).await.is_empty(),
+        read_log(store, &bank(), 1, usize::MAX).await.is_empty(),
         "a new store has an empty log"
     );
     let streams = [account("acc-1"), account("acc-2"), account("acc-3")];
@@ -110,7 +111,7 @@ pub async fn read_all_is_gapless_across_streams(store: &dyn EventStore) {
             );
         }
     }
-    let log = read_all(store, 1, usize::MAX).await;
+    let log = read_log(store, &bank(), 1, usize::MAX).await;
     assert_eq!(
         log, appended,
         "the log holds exactly the appended events, in order"
@@ -137,40 +138,41 @@ pub async fn read_all_is_gapless_across_streams(store: &dyn EventStore) {
     }
 }
 
-/// `read_all` starts at any position, honours `limit`, and treats 0 like 1.
-pub async fn read_all_from_position_with_limit(store: &dyn EventStore) {
+/// `read_log` starts at any position, honours `limit`, and treats 0 like 1.
+pub async fn read_log_from_position_with_limit(store: &dyn EventStore) {
     fill(store, &account("acc-1"), 4).await;
     fill(store, &account("acc-2"), 4).await;
-    let all = read_all(store, 1, usize::MAX).await;
+    let all = read_log(store, &bank(), 1, usize::MAX).await;
     assert_eq!(
-        read_all(store, 0, usize::MAX).await,
+        read_log(store, &bank(), 0, usize::MAX).await,
         all,
         "from_position 0 reads from the start"
     );
-    let tail = read_all(store, 3, usize::MAX).await;
+    let tail = read_log(store, &bank(), 3, usize::MAX).await;
     assert_eq!(
         tail.iter().map(|e| e.position).collect::<Vec<_>>(),
         (3..=8).collect::<Vec<_>>()
     );
-    let page = read_all(store, 4, 3).await;
+    let page = read_log(store, &bank(), 4, 3).await;
     assert_eq!(
         places(&page),
         [(4, 4), (1, 5), (2, 6)],
         "crosses from acc-1 to acc-2"
     );
     assert!(
-        read_all(store, 9, 10).await.is_empty(),
+        read_log(store, &bank(), 9, 10).await.is_empty(),
         "past the head is empty"
     );
     assert!(
-        read_all(store, 1, 0).await.is_empty(),
+        read_log(store, &bank(), 1, 0).await.is_empty(),
         "limit 0 reads nothing"
     );
 }
 
-/// `head_position` is 0 on an empty store and then the last event's position.
+/// `head_position` is 0 for a namespace without events and then its last
+/// event's position.
 pub async fn head_position_follows_appends(store: &dyn EventStore) {
-    assert_eq!(head(store).await, 0);
+    assert_eq!(head(store, &bank()).await, 0);
     let outcome = append_ok(
         store,
         request(
@@ -180,7 +182,7 @@ pub async fn head_position_follows_appends(store: &dyn EventStore) {
         ),
     )
     .await;
-    assert_eq!(head(store).await, 2);
+    assert_eq!(head(store, &bank()).await, 2);
     assert_eq!(outcome.last_position(), 2);
     append_ok(
         store,
@@ -191,7 +193,107 @@ pub async fn head_position_follows_appends(store: &dyn EventStore) {
         ),
     )
     .await;
-    assert_eq!(head(store).await, 3);
+    assert_eq!(head(store, &bank()).await, 3);
+}
+
+/// Every namespace numbers its own events 1, 2, 3…: appends to one never
+/// move another's head or take one of its positions, however they
+/// interleave.
+pub async fn namespaces_have_their_own_positions(store: &dyn EventStore) {
+    let (a, b) = (namespace("tenant-a"), namespace("tenant-b"));
+    let in_a = [
+        stream("tenant-a", "bank-account", "acc-1"),
+        stream("tenant-a", "order", "o-1"),
+    ];
+    let in_b = stream("tenant-b", "bank-account", "acc-1");
+    let mut expected_a = Vec::new();
+    let mut expected_b = Vec::new();
+    for round in 0..3u64 {
+        for stream in &in_a {
+            let outcome = append_ok(
+                store,
+                request(
+                    stream,
+                    ExpectedVersion::Exact(round),
+                    vec![event("a", "{}")],
+                ),
+            )
+            .await;
+            expected_a.extend(outcome.events);
+        }
+        let two = vec![event("b", "{}"), event("b", "{}")];
+        let outcome = append_ok(
+            store,
+            request(&in_b, ExpectedVersion::Exact(round * 2), two),
+        )
+        .await;
+        assert_eq!(
+            places(&outcome.events),
+            [
+                (round * 2 + 1, round * 2 + 1),
+                (round * 2 + 2, round * 2 + 2)
+            ],
+            "tenant-b's positions ignore tenant-a's appends"
+        );
+        expected_b.extend(outcome.events);
+    }
+    assert_eq!(head(store, &a).await, 6);
+    assert_eq!(head(store, &b).await, 6);
+    assert_eq!(
+        head(store, &namespace("tenant-c")).await,
+        0,
+        "a namespace without events has head 0"
+    );
+    let log_a = read_log(store, &a, 1, usize::MAX).await;
+    let log_b = read_log(store, &b, 1, usize::MAX).await;
+    assert_eq!(log_a, expected_a, "tenant-a's log, in append order");
+    assert_eq!(log_b, expected_b, "tenant-b's log, in append order");
+    for log in [&log_a, &log_b] {
+        assert_eq!(
+            log.iter().map(|e| e.position).collect::<Vec<_>>(),
+            (1..=6).collect::<Vec<_>>(),
+            "each namespace's positions are gapless from 1"
+        );
+    }
+    assert_eq!(
+        read_log(store, &a, 5, usize::MAX).await,
+        log_a[4..],
+        "reading from a position stays in the namespace"
+    );
+}
+
+/// `read_log` of a namespace returns only that namespace's events, even
+/// for positions another namespace has, and nothing for a namespace
+/// without events.
+pub async fn read_log_never_returns_another_namespace(store: &dyn EventStore) {
+    let (a, b) = (namespace("tenant-a"), namespace("tenant-b"));
+    fill(store, &stream("tenant-a", "bank-account", "acc-1"), 5).await;
+    fill(store, &stream("tenant-b", "bank-account", "acc-1"), 2).await;
+    fill(store, &stream("tenant-ab", "bank-account", "acc-1"), 3).await;
+    for (namespace, count) in [(&a, 5), (&b, 2)] {
+        let log = read_log(store, namespace, 0, usize::MAX).await;
+        assert_eq!(log.len(), count, "{namespace} has {count} events");
+        assert!(
+            log.iter().all(|e| &e.stream.namespace == namespace),
+            "{namespace}'s log holds only its own events"
+        );
+    }
+    assert!(
+        read_log(store, &b, 3, usize::MAX).await.is_empty(),
+        "past tenant-b's head, although tenant-a has positions 3..=5"
+    );
+    assert!(
+        read_log(store, &namespace("tenant"), 1, usize::MAX)
+            .await
+            .is_empty(),
+        "a namespace whose name prefixes others' has no events"
+    );
+    assert!(
+        read_log(store, &namespace("tenant-c"), 1, usize::MAX)
+            .await
+            .is_empty(),
+        "an unknown namespace has an empty log"
+    );
 }
 
 /// A saved snapshot loads back unchanged by stream and component digest.
@@ -255,5 +357,5 @@ pub async fn snapshot_of_other_digest_is_none(store: &dyn EventStore) {
         2,
         "snapshots do not change the stream"
     );
-    assert_eq!(head(store).await, 2);
+    assert_eq!(head(store, &bank()).await, 2);
 }

@@ -1,6 +1,6 @@
 //! Applying one batch of writes inside the writer's write transaction: the
 //! optimistic concurrency check, idempotency by command id, and the
-//! assignment of versions and positions.
+//! assignment of versions, namespace positions and log sequences.
 //!
 //! Each job sees the state left by the jobs before it in the same batch (a
 //! write transaction reads its own writes), so two appends in one batch with
@@ -15,7 +15,9 @@ use std::path::Path;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::errors::InFile;
-use super::tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
+use super::tables::{
+    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key,
+};
 use super::{codec, read};
 use crate::store::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
 
@@ -37,6 +39,7 @@ pub(super) enum Answer {
 /// The tables a batch writes.
 struct Tables<'txn> {
     events: Table<'txn, u64, &'static [u8]>,
+    log: Table<'txn, (&'static str, u64), u64>,
     index: Table<'txn, (&'static str, u64), u64>,
     heads: Table<'txn, &'static str, u64>,
     commands: Table<'txn, (&'static str, &'static str), (u64, u64)>,
@@ -44,7 +47,7 @@ struct Tables<'txn> {
 }
 
 /// Applies every job of a batch in order; returns the answers in the same
-/// order and the head position after the batch.
+/// order and the last log sequence after the batch (for the watermark).
 pub(super) fn apply_all(
     txn: &WriteTransaction,
     path: &Path,
@@ -52,18 +55,22 @@ pub(super) fn apply_all(
 ) -> Result<(Vec<Answer>, u64), StoreError> {
     let mut tables = Tables {
         events: txn.open_table(EVENTS).in_file(path)?,
+        log: txn.open_table(NAMESPACE_LOG).in_file(path)?,
         index: txn.open_table(STREAM_INDEX).in_file(path)?,
         heads: txn.open_table(STREAM_HEADS).in_file(path)?,
         commands: txn.open_table(COMMANDS).in_file(path)?,
         snapshots: txn.open_table(SNAPSHOTS).in_file(path)?,
     };
-    // **Architecture Invariant:** global positions are assigned here and
-    // nowhere else, continuing from the last stored position, read inside the
-    // write transaction. Only the writer thread opens write transactions, so
-    // no two batches interleave; a batch commits whole or not at all, so no
-    // position is ever consumed without its event being stored. Positions are
-    // therefore gapless by construction (and verified on every open).
-    let mut head = read::head_position(path, &tables.events)?;
+    // **Architecture Invariant:** log sequences and namespace positions are
+    // assigned here and nowhere else, each continuing from the last stored
+    // one (the store's last sequence; the namespace's last position), read
+    // inside the write transaction, which sees the earlier jobs of this
+    // batch. Only the writer thread opens write transactions, so no two
+    // batches interleave; a batch commits whole or not at all, so no
+    // sequence or position is ever consumed without its event being stored.
+    // Both are therefore gapless by construction (and verified on every
+    // open).
+    let mut head = read::last_sequence(path, &tables.events)?;
     let answers = work
         .into_iter()
         .map(|work| match work {
@@ -78,8 +85,9 @@ pub(super) fn apply_all(
     Ok((answers, head))
 }
 
-/// One append. The outer `Result` is a redb failure (abort the batch), the
-/// inner one this append's own answer.
+/// One append; `head` is the store's last log sequence. The outer `Result`
+/// is a redb failure (abort the batch), the inner one this append's own
+/// answer.
 fn append(
     tables: &mut Tables<'_>,
     path: &Path,
@@ -117,11 +125,14 @@ fn append(
         return Ok(Err(conflict.into()));
     }
 
+    let namespace = request.stream.namespace.clone();
+    let namespace = namespace.as_str();
+    let namespace_head = read::namespace_head(path, &tables.log, namespace)?;
     let command_id = request.metadata.command_id.clone();
-    let recorded = request.record(current, *head);
+    let recorded = request.record(current, namespace_head);
     let mut records = Vec::with_capacity(recorded.len());
-    for event in &recorded {
-        match codec::encode_event(event) {
+    for (event, sequence) in recorded.iter().zip(*head + 1..) {
+        match codec::encode_event(sequence, event) {
             Ok(record) if record.len() <= MAX_RECORD_BYTES => records.push(record),
             Ok(_) | Err(codec::TooLarge(_)) => {
                 return Ok(Err(AppendError::Invalid(format!(
@@ -139,14 +150,18 @@ fn append(
             )));
         }
     };
-    for (event, record) in recorded.iter().zip(&records) {
+    for ((event, record), sequence) in recorded.iter().zip(&records).zip(*head + 1..) {
         tables
             .events
-            .insert(event.position, record.as_slice())
+            .insert(sequence, record.as_slice())
+            .in_file(path)?;
+        tables
+            .log
+            .insert((namespace, event.position), sequence)
             .in_file(path)?;
         tables
             .index
-            .insert((key, event.version), event.position)
+            .insert((key, event.version), sequence)
             .in_file(path)?;
     }
     tables.heads.insert(key, last.version).in_file(path)?;
@@ -157,7 +172,7 @@ fn append(
             .insert((key, command_id.as_str()), versions)
             .in_file(path)?;
     }
-    *head = last.position;
+    *head += recorded.len() as u64;
     Ok(Ok(AppendOutcome {
         events: recorded,
         duplicate: false,

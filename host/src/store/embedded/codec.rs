@@ -11,8 +11,12 @@ use uuid::Uuid;
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::store::{EventMetadata, RecordedEvent, Snapshot, StreamId};
 
-/// The first byte of every record written by this build.
-pub(super) const RECORD_VERSION: u8 = 1;
+/// The first byte of every event record written by this build (1 was the
+/// record of format version 1, without a namespace position).
+pub(super) const EVENT_RECORD_VERSION: u8 = 2;
+
+/// The first byte of every snapshot record written by this build.
+pub(super) const SNAPSHOT_RECORD_VERSION: u8 = 1;
 
 /// Bytes of the truncated blake3 checksum that ends every record.
 pub(super) const CHECKSUM_LEN: usize = 16;
@@ -21,12 +25,12 @@ pub(super) const CHECKSUM_LEN: usize = 16;
 #[derive(Debug)]
 pub(super) struct TooLarge(pub(super) &'static str);
 
-/// Encodes an event; its position is the key it will be stored under.
-pub(super) fn encode_event(event: &RecordedEvent) -> Result<Vec<u8>, TooLarge> {
+/// Encodes an event stored under the log sequence `sequence` (its key).
+pub(super) fn encode_event(sequence: u64, event: &RecordedEvent) -> Result<Vec<u8>, TooLarge> {
     let mut out = Vec::with_capacity(128 + event.data.len());
-    out.push(RECORD_VERSION);
+    out.push(EVENT_RECORD_VERSION);
     out.extend_from_slice(event.id.as_bytes());
-    for number in [event.version, event.position, event.timestamp_ms] {
+    for number in [event.version, sequence, event.position, event.timestamp_ms] {
         out.extend_from_slice(&number.to_le_bytes());
     }
     let stream = &event.stream;
@@ -59,16 +63,18 @@ pub(super) fn encode_event(event: &RecordedEvent) -> Result<Vec<u8>, TooLarge> {
         }
     }
     put(&mut out, "event data", &event.data)?;
-    seal(&mut out, &event_key(event.position));
+    seal(&mut out, &event_key(sequence));
     Ok(out)
 }
 
-/// Decodes and verifies the event record stored under `position`.
-pub(super) fn decode_event(position: u64, record: &[u8]) -> Result<RecordedEvent, String> {
-    let mut r = Reader::open(record, &event_key(position))?;
+/// Decodes and verifies the event record stored under the log sequence
+/// `sequence`.
+pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent, String> {
+    let mut r = Reader::open(record, &event_key(sequence), EVENT_RECORD_VERSION)?;
     let id = Uuid::from_bytes(r.array()?);
     let version = r.u64()?;
-    let stored_position = r.u64()?;
+    let stored_sequence = r.u64()?;
+    let position = r.u64()?;
     let timestamp_ms = r.u64()?;
     let stream = StreamId::new(
         Namespace::new(r.text()?).map_err(|e| e.to_string())?,
@@ -92,9 +98,9 @@ pub(super) fn decode_event(position: u64, record: &[u8]) -> Result<RecordedEvent
     };
     let data = r.bytes()?.to_vec();
     r.finish()?;
-    if stored_position != position {
+    if stored_sequence != sequence {
         return Err(format!(
-            "the record says position {stored_position} but is stored under {position}"
+            "the record says log sequence {stored_sequence} but is stored under {sequence}"
         ));
     }
     Ok(RecordedEvent {
@@ -113,7 +119,7 @@ pub(super) fn decode_event(position: u64, record: &[u8]) -> Result<RecordedEvent
 /// Encodes a snapshot; its stream and digest are the key it is stored under.
 pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, TooLarge> {
     let mut out = Vec::with_capacity(48 + snapshot.state.len());
-    out.push(RECORD_VERSION);
+    out.push(SNAPSHOT_RECORD_VERSION);
     out.extend_from_slice(&snapshot.version.to_le_bytes());
     out.extend_from_slice(&snapshot.timestamp_ms.to_le_bytes());
     put(&mut out, "snapshot state", &snapshot.state)?;
@@ -129,7 +135,7 @@ pub(super) fn decode_snapshot(
     record: &[u8],
 ) -> Result<Snapshot, String> {
     let key = snapshot_key(stream, component_digest).map_err(|TooLarge(what)| what.to_owned())?;
-    let mut r = Reader::open(record, &key)?;
+    let mut r = Reader::open(record, &key, SNAPSHOT_RECORD_VERSION)?;
     let version = r.u64()?;
     let timestamp_ms = r.u64()?;
     let state = r.bytes()?.to_vec();
@@ -143,8 +149,8 @@ pub(super) fn decode_snapshot(
     })
 }
 
-fn event_key(position: u64) -> Vec<u8> {
-    position.to_le_bytes().to_vec()
+fn event_key(sequence: u64) -> Vec<u8> {
+    sequence.to_le_bytes().to_vec()
 }
 
 fn snapshot_key(stream: &StreamId, component_digest: &str) -> Result<Vec<u8>, TooLarge> {
@@ -184,9 +190,9 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Verifies the checksum and the record version, and positions the cursor
-    /// after the version byte.
-    fn open(record: &'a [u8], key: &[u8]) -> Result<Reader<'a>, String> {
+    /// Verifies the checksum and the record version (`expected`), and
+    /// positions the cursor after the version byte.
+    fn open(record: &'a [u8], key: &[u8], expected: u8) -> Result<Reader<'a>, String> {
         let Some(split) = record.len().checked_sub(CHECKSUM_LEN) else {
             return Err(format!(
                 "the record is {} bytes long, shorter than its checksum",
@@ -199,9 +205,9 @@ impl<'a> Reader<'a> {
         }
         let mut reader = Reader { body };
         match reader.byte()? {
-            RECORD_VERSION => Ok(reader),
+            version if version == expected => Ok(reader),
             other => Err(format!(
-                "record version {other} is not supported (expected {RECORD_VERSION})"
+                "record version {other} is not supported (expected {expected})"
             )),
         }
     }
@@ -282,20 +288,35 @@ mod tests {
     #[test]
     fn event_round_trips_and_has_the_documented_layout() {
         let event = event();
-        let record = encode_event(&event).unwrap();
-        assert_eq!(decode_event(42, &record).unwrap(), event);
-        assert_eq!(record[0], RECORD_VERSION);
+        let record = encode_event(77, &event).unwrap();
+        assert_eq!(decode_event(77, &record).unwrap(), event);
+        assert_eq!(record[0], EVENT_RECORD_VERSION);
         assert_eq!(&record[1..17], event.id.as_bytes());
         assert_eq!(record[17..25], 3u64.to_le_bytes(), "version");
-        assert_eq!(record[25..33], 42u64.to_le_bytes(), "position");
-        assert_eq!(record[33..41], 99u64.to_le_bytes(), "timestamp");
-        assert_eq!(record[41..45], 4u32.to_le_bytes(), "namespace length");
-        assert_eq!(&record[45..49], b"bank");
+        assert_eq!(record[25..33], 77u64.to_le_bytes(), "log sequence");
+        assert_eq!(record[33..41], 42u64.to_le_bytes(), "namespace position");
+        assert_eq!(record[41..49], 99u64.to_le_bytes(), "timestamp");
+        assert_eq!(record[49..53], 4u32.to_le_bytes(), "namespace length");
+        assert_eq!(&record[53..57], b"bank");
+    }
+
+    #[test]
+    fn a_record_of_format_version_1_is_refused_by_its_version() {
+        let mut record = encode_event(77, &event()).unwrap();
+        record[0] = 1;
+        let body = record.len() - CHECKSUM_LEN;
+        let sum = checksum(&event_key(77), &record[..body]);
+        record[body..].copy_from_slice(&sum);
+        let error = decode_event(77, &record).unwrap_err();
+        assert!(
+            error.contains("record version 1 is not supported"),
+            "{error}"
+        );
     }
 
     #[test]
     fn every_flipped_bit_of_an_event_is_detected() {
-        let record = encode_event(&event()).unwrap();
+        let record = encode_event(42, &event()).unwrap();
         for index in 0..record.len() {
             for bit in 0..8 {
                 let mut damaged = record.clone();

@@ -44,9 +44,9 @@
 //! with immediate durability, records the new head in the watermark, and only
 //! then replies. An append's future therefore resolves `Ok` only once its
 //! events are on disk, and concurrent appends share the fsyncs: the more
-//! writers wait, the bigger the batch. Global positions are assigned only in
-//! [`apply`], which is what keeps them gapless (the invariant is stated
-//! there).
+//! writers wait, the bigger the batch. Namespace positions (and the
+//! internal log sequences) are assigned only in [`apply`], which is what
+//! keeps them gapless (the invariant is stated there).
 //!
 //! Commits are redb's 2-phase commits: two fsyncs instead of one, so that a
 //! damaged newest commit is reported instead of silently replaced by the one
@@ -60,36 +60,49 @@
 //! drop blocks until then (one commit, normally a few milliseconds), so
 //! reopening the same directory right after the drop works.
 //!
-//! # On-disk format (format version 1)
+//! # On-disk format (format version 2)
+//!
+//! Events of all namespaces are stored once, in commit order, under an
+//! internal *log sequence* (1, 2, 3… across the store, gapless); each
+//! namespace's log is an index from (namespace, position) to that sequence,
+//! so reading one namespace's log is a range scan of its index entries.
 //!
 //! Tables (all keys and integers are redb's own encoding of the key types):
 //!
 //! | Table | Key | Value |
 //! |---|---|---|
-//! | `events` | position `u64` | event record (below) |
-//! | `stream_index` | (stream key `&str`, version `u64`) | position `u64` |
+//! | `events` | log sequence `u64` | event record (below) |
+//! | `namespace_log` | (namespace `&str`, position `u64`) | log sequence `u64` |
+//! | `stream_index` | (stream key `&str`, version `u64`) | log sequence `u64` |
 //! | `stream_heads` | stream key `&str` | version `u64` |
 //! | `commands` | (stream key `&str`, command id `&str`) | (first version, last version) `(u64, u64)` |
 //! | `snapshots` | (stream key `&str`, component digest `&str`) | snapshot record (below) |
-//! | `meta` | name `&str` | `u64`; `format_version` → 1 |
+//! | `meta` | name `&str` | `u64`; `format_version` → 2 |
 //!
 //! A stream key is `namespace/aggregate-type/aggregate-id` ([`StreamId`]'s
 //! display form, unambiguous because names never contain `/`).
+//!
+//! Format version 1 (up to the change to per-namespace logs) had one global
+//! log: no `namespace_log`, and the record's position was global. A file of
+//! another format version is refused on open ([`StoreError::Corrupt`] naming
+//! the file, the version found and the version this build reads); it is
+//! never converted or read as if it were the current format.
 //!
 //! An **event record**, integers little-endian, `str` = `u32` length + UTF-8
 //! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`:
 //!
 //! | Offset | Size | Field |
 //! |---|---|---|
-//! | 0 | 1 | record version, 1 |
+//! | 0 | 1 | record version, 2 |
 //! | 1 | 16 | event id (UUIDv7, RFC 9562 byte order) |
 //! | 17 | 8 | stream version `u64` |
-//! | 25 | 8 | global position `u64` (must equal the key) |
-//! | 33 | 8 | timestamp, Unix ms `u64` |
-//! | 41 | … | `str` namespace, `str` aggregate type, `str` aggregate id, `str` event type, `str` content type |
+//! | 25 | 8 | log sequence `u64` (must equal the key) |
+//! | 33 | 8 | position in the namespace's log `u64` |
+//! | 41 | 8 | timestamp, Unix ms `u64` |
+//! | 49 | … | `str` namespace, `str` aggregate type, `str` aggregate id, `str` event type, `str` content type |
 //! | … | … | `opt` command id, `opt` correlation id, `opt` causation id, `opt` component digest |
 //! | … | … | event data: `u32` length + bytes |
-//! | end − 16 | 16 | checksum: the first 16 bytes of blake3(key ‖ every preceding byte of the record), where key = the position as `u64` LE |
+//! | end − 16 | 16 | checksum: the first 16 bytes of blake3(key ‖ every preceding byte of the record), where key = the log sequence as `u64` LE |
 //!
 //! A **snapshot record**: byte 0 record version (1), bytes 1..9 stream version
 //! `u64`, 9..17 timestamp `u64`, then the state as `u32` length + bytes, then
@@ -102,19 +115,20 @@
 //! Damaged data is never served. `open` fails with [`StoreError::Corrupt`],
 //! naming the file and what is wrong, when redb's page checksums fail, the
 //! file is truncated, empty or not a redb file, the format version differs,
-//! the head is below the watermark (the file went back to an older commit),
-//! or the store's own invariants do not hold: any record checksum, positions
-//! gapless from 1, each stream's versions gapless from 1 in log order, the
-//! index pointing at exactly those events, heads equal to each stream's last
-//! version, command ids pointing at stored versions, snapshot checksums
-//! ([`verify`]). Every read verifies the records it returns again, so damage
+//! the last log sequence is below the watermark (the file went back to an
+//! older commit), or the store's own invariants do not hold: any record
+//! checksum, log sequences gapless from 1, each namespace's positions and
+//! each stream's versions gapless from 1 in log order, the namespace logs
+//! and the stream index pointing at exactly those events, heads equal to each
+//! stream's last version, command ids pointing at stored versions, snapshot
+//! checksums ([`verify`]). Every read verifies the records it returns again, so damage
 //! that appears while the store is open is reported as `Corrupt` too. A
 //! format version mismatch is reported as `Corrupt` as well (there is no
 //! better-fitting variant yet); its message says which version was found.
 //!
 //! Verifying everything on open costs one pass over the file, linear in its
 //! size: about 160 ms per 100 000 small events in a release build (1.4 s in a
-//! debug build) on the 2-core machine it was written on, and one `u64` of
+//! debug build) on the 2-core machine it was written on, and two `u64`s of
 //! memory per event while it runs (`measure_open_time` in the unit tests
 //! prints the numbers for a machine).
 //!
@@ -130,8 +144,9 @@ use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError,
     StreamId,
 };
+use crate::namespace::Namespace;
 use errors::{InFile, unavailable};
-use tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
+use tables::{COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
 use writer::{Job, Writer};
 
 mod apply;
@@ -288,22 +303,33 @@ impl EventStore for EmbeddedStore {
         .await
     }
 
-    async fn read_all(
+    async fn read_log(
         &self,
+        namespace: &Namespace,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let namespace = namespace.clone();
         self.read(move |path, txn| {
+            let log = txn.open_table(NAMESPACE_LOG).in_file(path)?;
             let events = txn.open_table(EVENTS).in_file(path)?;
-            read::log_events(path, &events, from_position, limit)
+            read::log_events(
+                path,
+                &log,
+                &events,
+                namespace.as_str(),
+                from_position,
+                limit,
+            )
         })
         .await
     }
 
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        self.read(|path, txn| {
-            let events = txn.open_table(EVENTS).in_file(path)?;
-            read::head_position(path, &events)
+    async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        let namespace = namespace.clone();
+        self.read(move |path, txn| {
+            let log = txn.open_table(NAMESPACE_LOG).in_file(path)?;
+            read::namespace_head(path, &log, namespace.as_str())
         })
         .await
     }

@@ -8,8 +8,8 @@ use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::errors::{InFile, corrupt, unavailable};
 use super::tables::{
-    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, SNAPSHOTS, STREAM_HEADS,
-    STREAM_INDEX, TABLE_NAMES,
+    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, NAMESPACE_LOG, SNAPSHOTS,
+    STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
 };
 use super::verify::{self, Verified};
 use super::watermark::Watermark;
@@ -104,6 +104,12 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
             .map(|v| v.value());
         match stamped {
             Some(FORMAT_VERSION) => None,
+            Some(1) => Some(format!(
+                "the store has on-disk format version 1 (one log for all namespaces), this \
+                 build reads only version {FORMAT_VERSION} (a log per namespace) and does not \
+                 convert it: open it with the Aether version that wrote it, or start an empty \
+                 store in another directory"
+            )),
             Some(other) => Some(format!(
                 "the store has on-disk format version {other}, this build reads only version \
                  {FORMAT_VERSION}: open it with the Aether version that wrote it"
@@ -132,6 +138,7 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
         return Err(corrupt(path, "table list", message));
     }
     txn.open_table(EVENTS).in_file(path)?;
+    txn.open_table(NAMESPACE_LOG).in_file(path)?;
     txn.open_table(STREAM_INDEX).in_file(path)?;
     txn.open_table(STREAM_HEADS).in_file(path)?;
     txn.open_table(COMMANDS).in_file(path)?;

@@ -3,8 +3,9 @@
 //! transaction (a duplicate command's original events).
 //!
 //! Every record is verified as it is read (its checksum, and that it is the
-//! event the index promised: same stream, version and position), so damaged
-//! data turns into [`StoreError::Corrupt`] instead of being served.
+//! event the index promised: same stream and version, or same namespace and
+//! position), so damaged data turns into [`StoreError::Corrupt`] instead of
+//! being served.
 
 use std::path::Path;
 
@@ -18,22 +19,28 @@ use crate::store::{RecordedEvent, Snapshot, StoreError, StreamId};
 pub(super) trait EventsTable: ReadableTable<u64, &'static [u8]> {}
 impl<T: ReadableTable<u64, &'static [u8]>> EventsTable for T {}
 
-/// The per-stream index, in either kind of transaction.
+/// The per-stream index or a namespace's log (both map (name, number) to a
+/// log sequence), in either kind of transaction.
 pub(super) trait IndexTable: ReadableTable<(&'static str, u64), u64> {}
 impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
 
-/// The event at `position`, verified.
+/// Where a record stored under the log sequence `sequence` is, in errors.
+pub(super) fn at_sequence(sequence: u64) -> String {
+    format!("event at log sequence {sequence}")
+}
+
+/// The event stored under the log sequence `sequence`, verified.
 pub(super) fn event_at(
     path: &Path,
     events: &impl EventsTable,
-    position: u64,
+    sequence: u64,
 ) -> Result<Option<RecordedEvent>, StoreError> {
-    let Some(record) = events.get(position).in_file(path)? else {
+    let Some(record) = events.get(sequence).in_file(path)? else {
         return Ok(None);
     };
-    codec::decode_event(position, record.value())
+    codec::decode_event(sequence, record.value())
         .map(Some)
-        .map_err(|message| corrupt(path, format_args!("event at position {position}"), message))
+        .map_err(|message| corrupt(path, at_sequence(sequence), message))
 }
 
 /// Events of `stream` from version `from` (at least 1), at most `limit`.
@@ -52,8 +59,8 @@ pub(super) fn stream_events(
     let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
     let mut out = Vec::new();
     for (expected, entry) in (from..).zip(range.take(limit)) {
-        let (entry_key, position) = entry.in_file(path)?;
-        let (version, position) = (entry_key.value().1, position.value());
+        let (entry_key, sequence) = entry.in_file(path)?;
+        let (version, sequence) = (entry_key.value().1, sequence.value());
         let at = || format!("stream {stream} version {expected}");
         if version != expected {
             return Err(corrupt(
@@ -65,11 +72,11 @@ pub(super) fn stream_events(
                 ),
             ));
         }
-        let event = event_at(path, events, position)?.ok_or_else(|| {
+        let event = event_at(path, events, sequence)?.ok_or_else(|| {
             corrupt(
                 path,
                 at(),
-                format!("the stream index points at position {position}, which holds no event"),
+                format!("the stream index points at log sequence {sequence}, which holds no event"),
             )
         })?;
         if event.stream != *stream || event.version != version {
@@ -77,7 +84,7 @@ pub(super) fn stream_events(
                 path,
                 at(),
                 format!(
-                    "the stream index points at position {position}, which holds {} version {}",
+                    "the stream index points at log sequence {sequence}, which holds {} version {}",
                     event.stream, event.version
                 ),
             ));
@@ -125,41 +132,82 @@ pub(super) fn command_events(
     Ok(Some(recorded))
 }
 
-/// The global log from position `from` (at least 1), at most `limit`; the
-/// positions read must be consecutive.
+/// The log of `namespace` from position `from` (at least 1), at most
+/// `limit`: an index range scan of the namespace log. The positions read
+/// must be consecutive, and each one must point at an event of this
+/// namespace with that position.
 pub(super) fn log_events(
     path: &Path,
+    log: &impl IndexTable,
     events: &impl EventsTable,
+    namespace: &str,
     from: u64,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let from = from.max(1);
-    let range = events.range(from..).in_file(path)?;
+    let range = log
+        .range((namespace, from)..=(namespace, u64::MAX))
+        .in_file(path)?;
     let mut out = Vec::new();
     for (expected, entry) in (from..).zip(range.take(limit)) {
-        let (position, record) = entry.in_file(path)?;
-        let position = position.value();
+        let (entry_key, sequence) = entry.in_file(path)?;
+        let (position, sequence) = (entry_key.value().1, sequence.value());
+        let at = || format!("namespace {namespace} position {expected}");
         if position != expected {
             return Err(corrupt(
                 path,
-                format_args!("position {expected}"),
-                format!("the log skips from position {} to {position}", expected - 1),
+                at(),
+                format!(
+                    "the namespace log skips from position {} to {position}",
+                    expected - 1
+                ),
             ));
         }
-        let event = codec::decode_event(position, record.value()).map_err(|message| {
-            corrupt(path, format_args!("event at position {position}"), message)
+        let event = event_at(path, events, sequence)?.ok_or_else(|| {
+            corrupt(
+                path,
+                at(),
+                format!(
+                    "the namespace log points at log sequence {sequence}, which holds no event"
+                ),
+            )
         })?;
+        if event.stream.namespace.as_str() != namespace || event.position != position {
+            return Err(corrupt(
+                path,
+                at(),
+                format!(
+                    "the namespace log points at log sequence {sequence}, which holds {} position {}",
+                    event.stream.namespace, event.position
+                ),
+            ));
+        }
         out.push(event);
     }
     Ok(out)
 }
 
-/// Position of the last event in the log; 0 when empty.
-pub(super) fn head_position(path: &Path, events: &impl EventsTable) -> Result<u64, StoreError> {
+/// The last position of `namespace`'s log; 0 when it has no events.
+pub(super) fn namespace_head(
+    path: &Path,
+    log: &impl IndexTable,
+    namespace: &str,
+) -> Result<u64, StoreError> {
+    let mut range = log
+        .range((namespace, 0)..=(namespace, u64::MAX))
+        .in_file(path)?;
+    match range.next_back() {
+        Some(entry) => Ok(entry.in_file(path)?.0.value().1),
+        None => Ok(0),
+    }
+}
+
+/// The last log sequence of the store (across namespaces); 0 when empty.
+pub(super) fn last_sequence(path: &Path, events: &impl EventsTable) -> Result<u64, StoreError> {
     Ok(events
         .last()
         .in_file(path)?
-        .map_or(0, |(position, _)| position.value()))
+        .map_or(0, |(sequence, _)| sequence.value()))
 }
 
 /// The stored snapshot of (stream, digest), verified.

@@ -9,15 +9,25 @@ use redb::TableDefinition;
 /// The on-disk format this build reads and writes, stored under
 /// [`FORMAT_VERSION_KEY`] in [`META`]. Bump it whenever a table or record
 /// layout changes; a store with another version refuses to open.
-pub(super) const FORMAT_VERSION: u64 = 1;
+///
+/// History: 1 had one global log (the event record's position was global);
+/// 2 gives each namespace its own log ([`NAMESPACE_LOG`], and the record
+/// carries both the log sequence and the namespace position).
+pub(super) const FORMAT_VERSION: u64 = 2;
 
 /// The [`META`] key of the format version.
 pub(super) const FORMAT_VERSION_KEY: &str = "format_version";
 
-/// The global log: position → event record.
+/// Every event of every namespace, in commit order: log sequence → event
+/// record. The sequence is internal (1, 2, 3… across the store, gapless);
+/// it is not the position an event is served with.
 pub(super) const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
 
-/// Per-stream index: (stream key, version) → position.
+/// Each namespace's log: (namespace, position) → log sequence.
+pub(super) const NAMESPACE_LOG: TableDefinition<'static, (&str, u64), u64> =
+    TableDefinition::new("namespace_log");
+
+/// Per-stream index: (stream key, version) → log sequence.
 pub(super) const STREAM_INDEX: TableDefinition<'static, (&str, u64), u64> =
     TableDefinition::new("stream_index");
 
@@ -38,8 +48,9 @@ pub(super) const SNAPSHOTS: TableDefinition<'static, (&str, &str), &[u8]> =
 pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 
 /// The names of all tables, for telling an Aether store from another redb file.
-pub(super) const TABLE_NAMES: [&str; 6] = [
+pub(super) const TABLE_NAMES: [&str; 7] = [
     "events",
+    "namespace_log",
     "stream_index",
     "stream_heads",
     "commands",

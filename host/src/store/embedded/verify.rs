@@ -3,13 +3,15 @@
 //!
 //! redb's own integrity check (run by the open) proves that every page is the
 //! one redb wrote; this proves that what redb holds is a consistent event
-//! store: every event record's checksum, positions gapless from 1, every
-//! stream's versions gapless from 1 in log order, the stream index pointing at
-//! exactly those events, stream heads matching the index, command ids pointing
-//! at stored versions, and every snapshot's checksum.
+//! store: every event record's checksum, log sequences gapless from 1, every
+//! namespace's positions and every stream's versions gapless from 1 in log
+//! order, the namespace logs and the stream index pointing at exactly those
+//! events, stream heads matching the index, command ids pointing at stored
+//! versions, and every snapshot's checksum.
 //!
 //! Cost: one pass over every table, decoding and hashing every record; memory
-//! is one `u64` per event (the positions of each stream) plus the stream keys.
+//! is two `u64`s per event (the log sequences of each stream and of each
+//! namespace) plus the stream keys and namespace names.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +20,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::errors::{InFile, corrupt};
 use super::tables::{
-    COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, parse_stream_key, stream_key,
+    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, parse_stream_key,
+    stream_key,
 };
 use super::{codec, read};
 use crate::store::StoreError;
@@ -26,7 +29,8 @@ use crate::store::StoreError;
 /// What a successful verification saw.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Verified {
-    /// Events in the log (= the head position).
+    /// Events in the store, all namespaces together (= the last log
+    /// sequence).
     pub(super) events: u64,
     /// Streams with at least one event.
     pub(super) streams: u64,
@@ -36,48 +40,88 @@ pub(super) struct Verified {
 pub(super) fn verify(path: &Path, txn: &ReadTransaction) -> Result<Verified, StoreError> {
     let events = txn.open_table(EVENTS).in_file(path)?;
 
-    // The log: gapless positions, valid records, per-stream versions 1, 2, 3…
+    // The log: gapless sequences, valid records, per-namespace positions and
+    // per-stream versions 1, 2, 3…
     let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut namespaces: HashMap<String, Vec<u64>> = HashMap::new();
     let mut count = 0;
     for entry in events.iter().in_file(path)? {
-        let (position, record) = entry.in_file(path)?;
-        let position = position.value();
+        let (sequence, record) = entry.in_file(path)?;
+        let sequence = sequence.value();
         count += 1;
-        if position != count {
-            let message = format!("the log skips from position {} to {position}", count - 1);
-            return Err(corrupt(path, format_args!("position {count}"), message));
+        if sequence != count {
+            let message = format!("the log skips from sequence {} to {sequence}", count - 1);
+            return Err(corrupt(path, format_args!("log sequence {count}"), message));
         }
-        let event = codec::decode_event(position, record.value())
-            .map_err(|m| corrupt(path, format_args!("event at position {position}"), m))?;
-        let positions = streams.entry(stream_key(&event.stream)).or_default();
-        if event.version != positions.len() as u64 + 1 {
+        let event = codec::decode_event(sequence, record.value())
+            .map_err(|m| corrupt(path, read::at_sequence(sequence), m))?;
+        let logged = namespaces
+            .entry(event.stream.namespace.as_str().to_owned())
+            .or_default();
+        if event.position != logged.len() as u64 + 1 {
+            let message = format!(
+                "namespace {} position {} follows position {} in the log",
+                event.stream.namespace,
+                event.position,
+                logged.len()
+            );
+            return Err(corrupt(path, read::at_sequence(sequence), message));
+        }
+        logged.push(sequence);
+        let sequences = streams.entry(stream_key(&event.stream)).or_default();
+        if event.version != sequences.len() as u64 + 1 {
             let message = format!(
                 "{} version {} follows version {} in the log",
                 event.stream,
                 event.version,
-                positions.len()
+                sequences.len()
+            );
+            return Err(corrupt(path, read::at_sequence(sequence), message));
+        }
+        sequences.push(sequence);
+    }
+
+    // Each namespace log holds exactly one entry per event of its
+    // namespace, pointing at it.
+    let log = txn.open_table(NAMESPACE_LOG).in_file(path)?;
+    let mut logged = 0u64;
+    for entry in log.iter().in_file(path)? {
+        let (key, sequence) = entry.in_file(path)?;
+        let ((namespace, position), sequence) = (key.value(), sequence.value());
+        let stored = namespaces
+            .get(namespace)
+            .and_then(|sequences| sequences.get(usize::try_from(position.checked_sub(1)?).ok()?));
+        if stored != Some(&sequence) {
+            let message = format!(
+                "the namespace log points at log sequence {sequence}, the log has this \
+                 position at {stored:?}"
             );
             return Err(corrupt(
                 path,
-                format_args!("event at position {position}"),
+                format_args!("namespace log {namespace} position {position}"),
                 message,
             ));
         }
-        positions.push(position);
+        logged += 1;
+    }
+    if logged != count {
+        let message = format!("the namespace logs have {logged} entries for {count} events");
+        return Err(corrupt(path, "namespace log", message));
     }
 
     // The index holds exactly one entry per event, pointing at it.
     let index = txn.open_table(STREAM_INDEX).in_file(path)?;
     let mut indexed = 0u64;
     for entry in index.iter().in_file(path)? {
-        let (key, position) = entry.in_file(path)?;
-        let ((stream, version), position) = (key.value(), position.value());
+        let (key, sequence) = entry.in_file(path)?;
+        let ((stream, version), sequence) = (key.value(), sequence.value());
         let logged = streams
             .get(stream)
-            .and_then(|positions| positions.get(usize::try_from(version.checked_sub(1)?).ok()?));
-        if logged != Some(&position) {
+            .and_then(|sequences| sequences.get(usize::try_from(version.checked_sub(1)?).ok()?));
+        if logged != Some(&sequence) {
             let message = format!(
-                "the index points at position {position}, the log has this version at {logged:?}"
+                "the index points at log sequence {sequence}, the log has this version at \
+                 {logged:?}"
             );
             return Err(corrupt(
                 path,

@@ -1,6 +1,8 @@
 //! The head watermark: a 16-byte file next to the data file recording the
-//! highest position ever committed, so that a data file that silently went
-//! back to an older commit is refused instead of served.
+//! highest log sequence ever committed (the store's event count, all
+//! namespaces together; every commit that stores an event raises it), so
+//! that a data file that silently went back to an older commit is refused
+//! instead of served.
 //!
 //! redb keeps two commit slots and a header bit that picks the current one.
 //! A damaged bit there (or an older copy of the file put in its place) makes
@@ -9,7 +11,7 @@
 //! Only something outside the file can tell that acknowledged events are
 //! missing: this watermark.
 //!
-//! Format of `events.head`: bytes 0..8 the head position (`u64` LE), bytes
+//! Format of `events.head`: bytes 0..8 the last log sequence (`u64` LE), bytes
 //! 8..16 the first 8 bytes of blake3(`"aether events.head v1"` ‖ bytes 0..8).
 //!
 //! The writer rewrites it after every commit, before it acknowledges the
@@ -58,14 +60,14 @@ impl Watermark {
                 decode(&bytes).map_err(|message| corrupt(&path, "watermark", message))?;
             if head < recorded {
                 let message = format!(
-                    "the data file holds events up to position {head}, but events up to \
-                     position {recorded} were acknowledged (recorded in {}): the file went back \
+                    "the data file holds events up to log sequence {head}, but events up to \
+                     log sequence {recorded} were acknowledged (recorded in {}): the file went back \
                      to an older state and lost committed events; restore it from a backup, or \
                      delete {} to accept it as it is",
                     path.display(),
                     path.display()
                 );
-                return Err(corrupt(data, "head position", message));
+                return Err(corrupt(data, "last log sequence", message));
             }
         }
         let mut watermark = Watermark { file, path };
@@ -143,7 +145,10 @@ mod tests {
         let data = dir.path().join("events.redb");
         drop(Watermark::check(dir.path(), &data, 10).unwrap());
         let error = Watermark::check(dir.path(), &data, 9).err().unwrap();
-        assert!(error.to_string().contains("up to position 9"), "{error}");
+        assert!(
+            error.to_string().contains("up to log sequence 9"),
+            "{error}"
+        );
         assert!(error.to_string().contains("events.redb"), "{error}");
         drop(Watermark::check(dir.path(), &data, 11).unwrap());
         assert!(Watermark::check(dir.path(), &data, 10).is_err());

@@ -24,6 +24,25 @@ const DIGEST: &str = "Aether-Component-Digest";
 /// Marks an append JetStream reported as a duplicate (internal).
 pub(super) const DUPLICATE: &str = "duplicate message id";
 
+/// Starts the message of a publish that reached no stream, or that its
+/// stream got only part of: nothing was stored, and the same publish may
+/// succeed a moment later. That happens right after a namespace's stream
+/// is created, until every server routes its subjects to it.
+const NOT_ROUTED: &str = "the namespace's stream did not get the publish (yet)";
+
+/// A publish that stored nothing because it did not (fully) reach its
+/// stream; see [`NOT_ROUTED`].
+pub(super) fn not_routed(detail: impl std::fmt::Display) -> AppendError {
+    unavailable(format!("{NOT_ROUTED}: {detail}")).into()
+}
+
+/// Whether an append failed as [`not_routed`], so trying again is safe
+/// and may succeed.
+pub(super) fn is_not_routed(error: &AppendError) -> bool {
+    matches!(error, AppendError::Store(StoreError::Unavailable { message, .. })
+        if message.starts_with(NOT_ROUTED))
+}
+
 /// The headers that carry everything of `event` but its data.
 pub(super) fn headers(event: &RecordedEvent) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -142,6 +161,12 @@ pub(super) fn batch_ack(
                 actual: current + 1,
             }
             .into());
+        }
+        // A missing or incomplete batch: the stream got the commit but not
+        // every message before it (its subjects were being routed to it
+        // while the batch went out), so it stored none of them.
+        if code == 10175 || code == 10176 {
+            return Err(not_routed(format!("the batch was refused: {error}")));
         }
         return Err(unavailable(format!("the batch was refused: {error}")).into());
     }

@@ -2,14 +2,23 @@
 //! shared by every node.
 //!
 //! Layout (all names from [`crate::namespace::layout`]):
-//! - one JetStream stream, `<PREFIX>_EVENTS`, capturing
-//!   `<prefix>.events.>`; one message per event, on the aggregate's subject
+//! - one JetStream stream per namespace, `<PREFIX>_EVENTS_<namespace>`
+//!   (e.g. `AETHER_EVENTS_bank`), capturing `<prefix>.events.<namespace>.>`;
+//!   one message per event, on the aggregate's subject
 //!   `<prefix>.events.<namespace>.<aggregate-type>.<aggregate-id>`; the
 //!   payload is the event's data, everything else is in headers
 //!   (`Aether-Version`, `Aether-Event-Type`, …). The stream sequence is the
-//!   event's log position, so the log is gapless across namespaces, as the
-//!   store contract requires. (The design brief's stream *per namespace*
-//!   cannot give one gapless log: see `.product-strategy/NEXT_STEPS.md`.)
+//!   event's position in its namespace's log, so each namespace's log is
+//!   gapless, as the store contract requires (see [`EventStore::read_log`]).
+//! - a namespace's stream is created on the first append to the namespace
+//!   (with the configured replicas; creating a stream that already exists
+//!   with the same settings, also by another node at the same moment, is
+//!   fine) and remembered; until then its log reads as empty. Reads never
+//!   create streams.
+//! - a server that still has the single stream `<PREFIX>_EVENTS` of
+//!   earlier versions (one stream for every namespace) is refused on
+//!   connect: its subjects overlap every namespace's stream, and its events
+//!   are not converted.
 //! - optimistic concurrency: the append reads the aggregate's last message
 //!   (from the stream leader), checks the expected version, and publishes
 //!   with `Nats-Expected-Last-Subject-Sequence` set to that message's
@@ -30,23 +39,35 @@
 //!
 //! Production: run three servers and keep `replicas` at 3 (R3: every event
 //! on a quorum of 2 before the append is acknowledged, so a server's loss
-//! loses nothing), and set `sync_interval: always` in the servers'
-//! `jetstream` block so each acknowledged event is fsync'd (the default
-//! syncs every 2 minutes, which with R1 can lose acknowledged events on a
-//! power loss).
+//! loses nothing; every namespace's stream is R3), and set `sync_interval:
+//! always` in the servers' `jetstream` block so each acknowledged event is
+//! fsync'd (the default syncs every 2 minutes, which with R1 can lose
+//! acknowledged events on a power loss). Each namespace is a stream (a Raft
+//! group when replicated), so size the servers' `max_streams`/limits and
+//! memory for the number of namespaces plus one (`aether-system`).
 
 mod codec;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind, PublishErrorKind,
+};
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::{self, ErrorCode, kv, stream};
 use bytes::Bytes;
 
 use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, RecordedEvent,
     Snapshot, StoreError, StreamId, VersionConflict,
 };
-use crate::namespace::layout::{store_subject, stream_key};
+use crate::namespace::Namespace;
+use crate::namespace::layout::{
+    legacy_store_stream_name, store_namespace_subjects, store_snapshot_bucket, store_stream_name,
+    store_subject, stream_key,
+};
 
 const BACKEND: &str = "jetstream";
 
@@ -58,8 +79,8 @@ const MIN_SERVER: (u64, u64) = (2, 12);
 pub struct JetStreamConfig {
     /// The servers, e.g. `nats://127.0.0.1:4222`.
     pub urls: Vec<String>,
-    /// Replicas of the event stream and the snapshot bucket (3 in
-    /// production).
+    /// Replicas of every namespace's event stream and of the snapshot
+    /// bucket (3 in production).
     pub replicas: usize,
     /// The first token of every subject, and (upper-cased) of the stream
     /// and bucket names: several stores can share a server. Default
@@ -82,10 +103,16 @@ impl JetStreamConfig {
 pub struct JetStreamStore {
     context: jetstream::Context,
     client: async_nats::Client,
-    events: stream::Stream,
+    /// The streams of the namespaces known to have one (created by this
+    /// store or found by a read); a stream is never deleted, so an entry
+    /// never goes stale. Locked only for a lookup or an insert.
+    streams: Mutex<HashMap<Namespace, stream::Stream>>,
+    /// `context` with a short timeout, for asking whether a stream exists
+    /// (see [`JetStreamStore::settled`]).
+    probe: jetstream::Context,
     snapshots: kv::Store,
     prefix: String,
-    stream_name: String,
+    replicas: usize,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -96,8 +123,10 @@ fn unavailable(message: impl std::fmt::Display) -> StoreError {
 }
 
 impl JetStreamStore {
-    /// Connects, checks the server version, and creates the event stream
-    /// and the snapshot bucket if they do not exist.
+    /// Connects, checks the server version, refuses a server that has the
+    /// single event stream of earlier versions, and creates the snapshot
+    /// bucket if it does not exist. Namespace streams are created by the
+    /// first append to each namespace.
     pub async fn connect(config: JetStreamConfig) -> Result<JetStreamStore, StoreError> {
         let addresses: Vec<async_nats::ServerAddr> = config
             .urls
@@ -111,25 +140,8 @@ impl JetStreamStore {
         check_version(&client.server_info().version)?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(Duration::from_secs(10));
-        let name = config.prefix.to_ascii_uppercase().replace(['-', '.'], "_");
-        let stream_name = format!("{name}_EVENTS");
-        let stream_config = stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![format!("{}.events.>", config.prefix)],
-            num_replicas: config.replicas,
-            storage: stream::StorageType::File,
-            allow_atomic_publish: true,
-            allow_direct: true,
-            deny_delete: true,
-            deny_purge: true,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        let events = retrying(&format!("creating the stream {stream_name}"), || {
-            context.get_or_create_stream(stream_config.clone())
-        })
-        .await?;
-        let bucket = format!("{name}_SNAPSHOTS");
+        refuse_legacy_stream(&context, &config.prefix).await?;
+        let bucket = store_snapshot_bucket(&config.prefix);
         let bucket_config = kv::Config {
             bucket: bucket.clone(),
             num_replicas: config.replicas,
@@ -141,20 +153,150 @@ impl JetStreamStore {
             context.create_or_update_key_value(bucket_config.clone())
         })
         .await?;
-        wait_for_leader(&events, config.replicas).await?;
         let bucket_stream = retrying(&format!("finding the bucket {bucket}"), || {
             context.get_stream(format!("KV_{bucket}"))
         })
         .await?;
         wait_for_leader(&bucket_stream, config.replicas).await?;
+        let mut probe = context.clone();
+        probe.set_timeout(PROBE_TIMEOUT);
         Ok(JetStreamStore {
             context,
             client,
-            events,
+            streams: Mutex::default(),
+            probe,
             snapshots,
             prefix: config.prefix,
-            stream_name,
+            replicas: config.replicas,
         })
+    }
+
+    /// The settings of `namespace`'s stream: the same for every namespace
+    /// and every node, so creating it twice is harmless.
+    fn stream_config(&self, namespace: &Namespace) -> stream::Config {
+        stream::Config {
+            name: store_stream_name(&self.prefix, namespace),
+            subjects: vec![store_namespace_subjects(&self.prefix, namespace)],
+            num_replicas: self.replicas,
+            storage: stream::StorageType::File,
+            allow_atomic_publish: true,
+            allow_direct: true,
+            deny_delete: true,
+            deny_purge: true,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        }
+    }
+
+    fn known_stream(&self, namespace: &Namespace) -> Option<stream::Stream> {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.get(namespace).cloned()
+    }
+
+    fn remember(&self, namespace: &Namespace, stream: &stream::Stream) {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.insert(namespace.clone(), stream.clone());
+    }
+
+    /// The stream of `namespace`; `None` if nothing was ever appended to
+    /// the namespace (so it has no stream yet). Creates nothing.
+    async fn find_stream(
+        &self,
+        namespace: &Namespace,
+    ) -> Result<Option<stream::Stream>, StoreError> {
+        if let Some(stream) = self.known_stream(namespace) {
+            return Ok(Some(stream));
+        }
+        let found = self
+            .settled(&store_stream_name(&self.prefix, namespace), false)
+            .await?;
+        if let Some(stream) = &found {
+            self.remember(namespace, stream);
+        }
+        Ok(found)
+    }
+
+    /// The stream of `namespace`, created if it does not exist yet (by
+    /// this store or, at the same moment, by another: creating a stream
+    /// with the settings it already has succeeds), with a leader.
+    async fn stream_for_append(&self, namespace: &Namespace) -> Result<stream::Stream, StoreError> {
+        if let Some(stream) = self.find_stream(namespace).await? {
+            return Ok(stream);
+        }
+        let config = self.stream_config(namespace);
+        let name = config.name.clone();
+        let created = retrying(&format!("creating the stream {name}"), || async {
+            match self.context.create_stream(config.clone()).await {
+                Ok(_) => Ok(Ok(())),
+                // Asking again would not change its settings.
+                Err(e) if is_other_settings(&e) => Ok(Err(e)),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        if let Err(e) = created {
+            return Err(unavailable(format!(
+                "the stream {name} exists with other settings than this store's (replicas \
+                 {}, subjects {:?}): {e}",
+                config.num_replicas, config.subjects
+            )));
+        }
+        let stream = self.settled(&name, true).await?.ok_or_else(|| {
+            unavailable(format!(
+                "the stream {name} is missing right after it was created"
+            ))
+        })?;
+        self.remember(namespace, &stream);
+        Ok(stream)
+    }
+
+    /// The stream `name` once the cluster gives a definite answer: `None`
+    /// if it does not exist, the stream once it has a leader. A stream
+    /// that is being created (by this or another node) answers nothing, or
+    /// has no leader, for a moment: ask again (briefly each time) until
+    /// [`LOOKUP_DEADLINE`]. A server that has not learnt of a new stream
+    /// yet may say it does not exist: when the stream is `known_to_exist`
+    /// (it was just created), that answer means "ask again" too, until
+    /// [`SETUP_DEADLINE`] (a busy cluster takes a while to elect a leader).
+    async fn settled(
+        &self,
+        name: &str,
+        known_to_exist: bool,
+    ) -> Result<Option<stream::Stream>, StoreError> {
+        let patience = if known_to_exist {
+            SETUP_DEADLINE
+        } else {
+            LOOKUP_DEADLINE
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let answer: Result<Response<stream::Info>, _> =
+                self.probe.request(format!("STREAM.INFO.{name}"), &()).await;
+            let why = match answer {
+                Ok(Response::Err { error })
+                    if error.error_code() == ErrorCode::STREAM_NOT_FOUND && !known_to_exist =>
+                {
+                    return Ok(None);
+                }
+                Ok(Response::Ok(info))
+                    if self.replicas <= 1
+                        || info.cluster.as_ref().is_some_and(|c| c.leader.is_some()) =>
+                {
+                    match self.context.get_stream(name).await {
+                        Ok(stream) => return Ok(Some(stream)),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(Response::Ok(_)) => "it has no leader yet".to_owned(),
+                Ok(Response::Err { error }) => error.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(format!("finding the stream {name}: {why}")));
+            }
+            tracing::debug!(stream = name, %why, "finding a stream: asking again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn subject(&self, stream: &StreamId) -> String {
@@ -162,10 +304,13 @@ impl JetStreamStore {
     }
 
     /// The aggregate's last event: (its sequence, its version), from the
-    /// stream leader.
-    async fn last_of(&self, stream: &StreamId) -> Result<Option<(u64, u64)>, StoreError> {
-        match self
-            .events
+    /// leader of `events`, its namespace's stream.
+    async fn last_of(
+        &self,
+        events: &stream::Stream,
+        stream: &StreamId,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        match events
             .get_last_raw_message_by_subject(&self.subject(stream))
             .await
         {
@@ -181,10 +326,15 @@ impl JetStreamStore {
     /// the expected sequence against messages still being replicated,
     /// which a read only sees once they are applied: a refused append
     /// waits briefly for the winner to become visible.
-    async fn version_after(&self, stream: &StreamId, current: u64) -> Result<u64, StoreError> {
+    async fn version_after(
+        &self,
+        events: &stream::Stream,
+        stream: &StreamId,
+        current: u64,
+    ) -> Result<u64, StoreError> {
         let mut actual = current;
         for _ in 0..200 {
-            actual = self.last_of(stream).await?.map_or(0, |(_, v)| v);
+            actual = self.last_of(events, stream).await?.map_or(0, |(_, v)| v);
             if actual > current {
                 break;
             }
@@ -193,14 +343,14 @@ impl JetStreamStore {
         Ok(actual)
     }
 
-    /// The message at or after `sequence` on `subject` (`None`: past the end).
+    /// The message of `events` at or after `sequence` on `subject` (`None`:
+    /// past the end).
     async fn next_on(
-        &self,
+        events: &stream::Stream,
         subject: &str,
         sequence: u64,
     ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-        let found = self
-            .events
+        let found = events
             .raw_message_builder()
             .sequence(sequence)
             .next_by_subject(subject.to_owned())
@@ -220,10 +370,13 @@ impl JetStreamStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Some(events) = self.find_stream(&stream.namespace).await? else {
+            return Ok(Vec::new());
+        };
         let subject = self.subject(stream);
         let (mut out, mut sequence) = (Vec::new(), 1);
         while out.len() < limit {
-            let Some(message) = self.next_on(&subject, sequence).await? else {
+            let Some(message) = Self::next_on(&events, &subject, sequence).await? else {
                 break;
             };
             sequence = message.sequence + 1;
@@ -232,7 +385,11 @@ impl JetStreamStore {
                 let expected = from_version.max(1) + out.len() as u64;
                 if event.version != expected {
                     return Err(StoreError::Corrupt {
-                        location: format!("{} sequence {}", self.stream_name, message.sequence),
+                        location: format!(
+                            "{} sequence {}",
+                            events.cached_info().config.name,
+                            message.sequence
+                        ),
                         message: format!(
                             "{stream} jumps to version {} where {expected} was expected",
                             event.version
@@ -303,7 +460,12 @@ impl JetStreamStore {
                 .client
                 .request_with_headers(subject.clone(), headers, payload)
                 .await
-                .map_err(|e| unavailable(format!("committing a batch to {subject}: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => {
+                        codec::not_routed(format!("committing a batch to {subject}: {e}"))
+                    }
+                    _ => unavailable(format!("committing a batch to {subject}: {e}")).into(),
+                })?;
             let sequence = codec::batch_ack(&reply.payload, &request.stream, current)?;
             return Ok((sequence, recorded));
         }
@@ -334,13 +496,80 @@ impl JetStreamStore {
                 actual: current + 1,
             }
             .into()),
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                Err(codec::not_routed(format!("publishing to {subject}: {e}")))
+            }
             Err(e) => Err(unavailable(format!("publishing to {subject}: {e}")).into()),
         }
     }
 }
 
-/// How long connecting waits for the cluster to create and elect what the
-/// store needs (a busy or just-started cluster takes a few seconds).
+/// The last sequence of a namespace's stream: its head position.
+async fn last_sequence(events: &stream::Stream) -> Result<u64, StoreError> {
+    let mut events = events.clone();
+    let name = events.cached_info().config.name.clone();
+    let info = events
+        .info()
+        .await
+        .map_err(|e| unavailable(format!("reading the state of the stream {name}: {e}")))?;
+    Ok(info.state.last_sequence)
+}
+
+/// Whether creating a stream failed because it exists with other settings.
+fn is_other_settings(error: &CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(e)
+        if e.error_code() == ErrorCode::STREAM_NAME_EXIST)
+}
+
+/// Whether `get_stream` failed because the stream does not exist.
+fn is_stream_not_found(error: &GetStreamError) -> bool {
+    matches!(error.kind(), GetStreamErrorKind::JetStream(e)
+        if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Refuses a server that has the single event stream of versions before
+/// the stream per namespace: its subjects overlap every namespace's
+/// stream, and this version neither reads nor converts it.
+async fn refuse_legacy_stream(
+    context: &jetstream::Context,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    let legacy = legacy_store_stream_name(prefix);
+    let found = retrying(&format!("looking for the stream {legacy}"), || async {
+        match context.get_stream(&legacy).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_stream_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    if found {
+        return Err(unavailable(format!(
+            "the server has the stream {legacy}, which an earlier Aether used for the events \
+             of every namespace; this version keeps one stream per namespace \
+             ({legacy}_<namespace>) and does not convert it: use another prefix, or move or \
+             delete {legacy} once its events are no longer needed"
+        )));
+    }
+    Ok(())
+}
+
+/// How long one question about a stream's existence waits for an answer
+/// (none comes while the stream is being created: ask again).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a read keeps asking whether its namespace has a stream before
+/// it reports the store unavailable (as long as any other request waits).
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long an append keeps publishing again while its namespace's stream
+/// does not get the messages (a stream just created is routed to by every
+/// server within moments).
+const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long connecting, and the first append to a namespace, wait for the
+/// cluster to create and elect what the store needs (a busy or
+/// just-started cluster takes a few seconds).
 const SETUP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs `attempt` until it succeeds or [`SETUP_DEADLINE`] passes.
@@ -380,7 +609,10 @@ async fn wait_for_leader(events: &stream::Stream, replicas: usize) -> Result<(),
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(unavailable("the event stream has no leader after 60 s"));
+            return Err(unavailable(format!(
+                "the stream {} has no leader after 60 s",
+                events.cached_info().config.name
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -416,20 +648,23 @@ impl EventStore for JetStreamStore {
                 duplicate: true,
             });
         }
+        let events = self.stream_for_append(&request.stream.namespace).await?;
+        let routed_by = tokio::time::Instant::now() + ROUTING_DEADLINE;
         loop {
-            let last = self.last_of(&request.stream).await?;
+            let last = self.last_of(&events, &request.stream).await?;
             let current = last.map_or(0, |(_, version)| version);
             request.expected.check(&request.stream, current)?;
             match self.publish_batch(&request, last, current).await {
-                Ok((last_sequence, mut events)) => {
+                Ok((last_sequence, mut recorded)) => {
                     // An atomic batch is stored contiguously: the events'
-                    // positions end at the commit's sequence.
-                    let first = last_sequence + 1 - events.len() as u64;
-                    for (event, position) in events.iter_mut().zip(first..) {
+                    // positions (= their sequences in the namespace's
+                    // stream) end at the commit's sequence.
+                    let first = last_sequence + 1 - recorded.len() as u64;
+                    for (event, position) in recorded.iter_mut().zip(first..) {
                         event.position = position;
                     }
                     return Ok(AppendOutcome {
-                        events,
+                        events: recorded,
                         duplicate: false,
                     });
                 }
@@ -437,7 +672,9 @@ impl EventStore for JetStreamStore {
                     continue;
                 }
                 Err(AppendError::Conflict(_)) => {
-                    let actual = self.version_after(&request.stream, current).await?;
+                    let actual = self
+                        .version_after(&events, &request.stream, current)
+                        .await?;
                     return Err(VersionConflict {
                         stream: request.stream.clone(),
                         expected: current,
@@ -446,19 +683,30 @@ impl EventStore for JetStreamStore {
                     .into());
                 }
                 Err(AppendError::Invalid(message)) if message == codec::DUPLICATE => {}
+                // Nothing was stored: publish again (checking the version
+                // again) once the servers route the new stream's subjects.
+                Err(error)
+                    if codec::is_not_routed(&error) && tokio::time::Instant::now() < routed_by =>
+                {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    continue;
+                }
                 Err(other) => return Err(other),
             }
             let count = request.events.len();
-            let events = match &request.metadata.command_id {
+            let original = match &request.metadata.command_id {
                 Some(command) => self.command_events(&request.stream, command).await?,
                 None => None,
             };
-            let events = match events {
-                Some(events) => events,
+            let original = match original {
+                Some(original) => original,
                 None => self.events_of(&request.stream, current + 1, count).await?,
             };
-            let duplicate = events.first().is_some_and(|e| e.version <= current);
-            return Ok(AppendOutcome { events, duplicate });
+            let duplicate = original.first().is_some_and(|e| e.version <= current);
+            return Ok(AppendOutcome {
+                events: original,
+                duplicate,
+            });
         }
     }
 
@@ -472,8 +720,11 @@ impl EventStore for JetStreamStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let Some(events) = self.find_stream(&stream.namespace).await? else {
+            return Ok(0);
+        };
         Ok(self
-            .last_of(stream)
+            .last_of(&events, stream)
             .await?
             .map_or(0, |(_, version)| version))
     }
@@ -491,33 +742,45 @@ impl EventStore for JetStreamStore {
         Ok((!found.is_empty()).then_some(found))
     }
 
-    async fn read_all(
+    async fn read_log(
         &self,
+        namespace: &Namespace,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let head = self.head_position().await?;
+        let Some(events) = self.find_stream(namespace).await? else {
+            return Ok(Vec::new());
+        };
+        let head = last_sequence(&events).await?;
         let mut out = Vec::new();
+        // Positions are the stream's sequences, and they are gapless: the
+        // stream denies deletes and purges and has no limits, and a
+        // publish JetStream refuses (expected-sequence conflict, rejected
+        // batch, duplicate message id) takes no sequence. So every
+        // sequence up to the head holds an event of this namespace.
         let mut sequence = from_position.max(1);
         while sequence <= head && out.len() < limit {
-            let message = self
-                .events
-                .get_raw_message(sequence)
-                .await
-                .map_err(|e| unavailable(format!("reading position {sequence}: {e}")))?;
-            out.push(codec::decode_any(&self.prefix, &message)?);
+            let message = events.get_raw_message(sequence).await.map_err(|e| {
+                unavailable(format!("reading {namespace} position {sequence}: {e}"))
+            })?;
+            let event = codec::decode_any(&self.prefix, &message)?;
+            if event.stream.namespace != *namespace {
+                return Err(StoreError::Corrupt {
+                    location: format!("{} sequence {sequence}", events.cached_info().config.name),
+                    message: format!("holds an event of {}", event.stream),
+                });
+            }
+            out.push(event);
             sequence += 1;
         }
         Ok(out)
     }
 
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        let mut events = self.events.clone();
-        let info = events
-            .info()
-            .await
-            .map_err(|e| unavailable(format!("reading the stream's state: {e}")))?;
-        Ok(info.state.last_sequence)
+    async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        match self.find_stream(namespace).await? {
+            Some(events) => last_sequence(&events).await,
+            None => Ok(0),
+        }
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

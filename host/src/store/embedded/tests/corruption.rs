@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{assert_names_file, request, snapshot, stream};
+use super::{assert_names_file, bank, request, snapshot, stream};
 use crate::store::{
     EmbeddedStore, EventStore, ExpectedVersion, RecordedEvent, Snapshot, StoreError, StreamId,
 };
@@ -72,7 +72,7 @@ async fn write_original(dir: &Path) -> (PathBuf, Original) {
             }
         }
     }
-    let log = store.read_all(0, usize::MAX).await.unwrap();
+    let log = store.read_log(&bank(), 0, usize::MAX).await.unwrap();
     let mut streams = BTreeMap::new();
     for s in 0..STREAMS {
         let id = stream(&format!("acc-{s}"));
@@ -166,9 +166,9 @@ async fn check_copy(dir: &Path, path: &Path, original: &Original, what: &str) ->
         Err(StoreError::Corrupt { .. }) => caught = true,
         Err(error) => panic!("{what}: {read} failed with {error}, expected Corrupt"),
     };
-    let log = store.read_all(0, usize::MAX).await;
-    check(log.map(|log| log == original.log), "read_all");
-    let head = store.head_position().await;
+    let log = store.read_log(&bank(), 0, usize::MAX).await;
+    check(log.map(|log| log == original.log), "read_log");
+    let head = store.head_position(&bank()).await;
     check(
         head.map(|h| h == original.log.len() as u64),
         "head_position",

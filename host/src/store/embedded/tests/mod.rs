@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::EmbeddedStore;
+use crate::namespace::Namespace;
 use crate::store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
     StoreError, StreamId,
@@ -44,8 +45,13 @@ fn snapshot(stream: &StreamId, version: u64, state: &str) -> Snapshot {
     }
 }
 
+fn bank() -> Namespace {
+    "bank".parse().unwrap()
+}
+
+/// The log of the `bank` namespace, which every stream of [`stream`] is in.
 async fn everything(store: &EmbeddedStore) -> Vec<RecordedEvent> {
-    store.read_all(0, usize::MAX).await.unwrap()
+    store.read_log(&bank(), 0, usize::MAX).await.unwrap()
 }
 
 fn assert_names_file(error: &StoreError, path: &Path) {
@@ -157,7 +163,7 @@ async fn conflicts_in_one_batch_are_answered_separately() {
     let conflict = conflict.as_conflict().unwrap();
     assert_eq!((conflict.expected, conflict.actual), (0, 1));
     assert_eq!(c.unwrap().last_version(), 2);
-    assert_eq!(store.head_position().await.unwrap(), 2);
+    assert_eq!(store.head_position(&bank()).await.unwrap(), 2);
 }
 
 #[test]
@@ -187,6 +193,106 @@ fn another_format_version_is_refused() {
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     assert_names_file(&error, &path);
     assert!(error.to_string().contains("format version 99"), "{error}");
+}
+
+/// A file of format version 1 (one global log, before the logs per
+/// namespace) is refused with the versions named, not misread.
+#[test]
+fn a_format_version_1_file_is_refused_with_both_versions_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    {
+        // What version 1 wrote: its tables (no namespace_log), one event
+        // under its global position, and the version stamp.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert(super::tables::FORMAT_VERSION_KEY, 1)
+            .unwrap();
+        txn.open_table(super::tables::EVENTS)
+            .unwrap()
+            .insert(1, [1u8; 64].as_slice())
+            .unwrap();
+        txn.open_table(super::tables::STREAM_INDEX)
+            .unwrap()
+            .insert(("bank/bank-account/acc-1", 1), 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    let text = error.to_string();
+    assert!(
+        text.contains("on-disk format version 1 (one log for all namespaces)")
+            && text.contains(&format!(
+                "reads only version {}",
+                super::tables::FORMAT_VERSION
+            )),
+        "{text}"
+    );
+    let again = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert_eq!(again.to_string(), text, "nothing was converted");
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(super::tables::META).unwrap();
+    let stamped = meta.get(super::tables::FORMAT_VERSION_KEY).unwrap();
+    assert_eq!(stamped.map(|v| v.value()), Some(1), "still version 1");
+}
+
+/// Each namespace numbers its events from 1, and both logs continue from
+/// their own heads after a reopen.
+#[tokio::test]
+async fn namespace_positions_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let other: Namespace = "other".parse().unwrap();
+    let elsewhere = StreamId::new(
+        other.clone(),
+        "bank-account".parse().unwrap(),
+        "acc-1".parse().unwrap(),
+    );
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let payloads = ["1".to_owned(), "2".to_owned()];
+        let acc = stream("acc-1");
+        store
+            .append(request(&acc, ExpectedVersion::Any, &payloads))
+            .await
+            .unwrap();
+        store
+            .append(request(&elsewhere, ExpectedVersion::Any, &payloads[..1]))
+            .await
+            .unwrap();
+        store
+            .append(request(&acc, ExpectedVersion::Any, &payloads[..1]))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.head_position(&bank()).await.unwrap(), 3);
+    assert_eq!(store.head_position(&other).await.unwrap(), 1);
+    let next = store
+        .append(request(
+            &elsewhere,
+            ExpectedVersion::Exact(1),
+            &["3".into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((next.events[0].version, next.events[0].position), (2, 2));
+    let log = store.read_log(&other, 1, usize::MAX).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.position, e.version))
+            .collect::<Vec<_>>(),
+        [(1, 1), (2, 2)]
+    );
+    assert!(log.iter().all(|e| e.stream == elsewhere));
+    assert!(
+        format!("{store:?}").contains("events_at_open: 4"),
+        "{store:?}"
+    );
 }
 
 #[test]

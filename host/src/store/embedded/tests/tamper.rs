@@ -8,12 +8,17 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::super::read;
-use super::super::tables::{COMMANDS, EVENTS, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX};
+use super::super::tables::{
+    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
+};
 use super::{request, snapshot, stream};
+use crate::store::StreamId;
 use crate::store::{EmbeddedStore, EventStore, ExpectedVersion, StoreError};
 
-/// acc-1: versions 1, 2 at positions 1, 2 and version 3 at 4 (command
-/// "cmd-1"); acc-2: version 1 at position 3; a snapshot of acc-1 at version 2.
+/// Namespace `bank`: acc-1 versions 1, 2 at positions (and log sequences)
+/// 1, 2 and version 3 at 4 (command "cmd-1"), acc-2 version 1 at 3;
+/// namespace `other`: acc-1 version 1 at position 1, log sequence 5; a
+/// snapshot of bank's acc-1 at version 2.
 async fn sample(dir: &Path) {
     let store = EmbeddedStore::open(dir).unwrap();
     let (one, two) = (stream("acc-1"), stream("acc-2"));
@@ -29,7 +34,24 @@ async fn sample(dir: &Path) {
     let mut third = request(&one, ExpectedVersion::Exact(2), &["\"d\"".into()]);
     third.metadata.command_id = Some("cmd-1".into());
     store.append(third).await.unwrap();
+    store
+        .append(request(
+            &elsewhere(),
+            ExpectedVersion::Exact(0),
+            &["\"e\"".into()],
+        ))
+        .await
+        .unwrap();
     store.save_snapshot(snapshot(&one, 2, "two")).await.unwrap();
+}
+
+/// The sample's stream in the namespace `other`.
+fn elsewhere() -> StreamId {
+    StreamId::new(
+        "other".parse().unwrap(),
+        "bank-account".parse().unwrap(),
+        "acc-1".parse().unwrap(),
+    )
 }
 
 /// Applies `tamper` to the sample's file inside one redb transaction.
@@ -40,9 +62,9 @@ fn tampered(dir: &Path, tamper: fn(&WriteTransaction)) {
     txn.commit().unwrap();
 }
 
-fn record(txn: &WriteTransaction, position: u64) -> Vec<u8> {
+fn record(txn: &WriteTransaction, sequence: u64) -> Vec<u8> {
     let events = txn.open_table(EVENTS).unwrap();
-    let record = events.get(position).unwrap().unwrap().value().to_vec();
+    let record = events.get(sequence).unwrap().unwrap().value().to_vec();
     drop(events);
     record
 }
@@ -61,7 +83,7 @@ const CASES: &[Case] = &[
                 .insert(2, damaged.as_slice())
                 .unwrap();
         },
-        "event at position 2): the record's checksum does not match",
+        "event at log sequence 2): the record's checksum does not match",
     ),
     (
         "two records swapped",
@@ -71,14 +93,45 @@ const CASES: &[Case] = &[
             events.insert(1, second.as_slice()).unwrap();
             events.insert(2, first.as_slice()).unwrap();
         },
-        "event at position 1): the record's checksum does not match",
+        "event at log sequence 1): the record's checksum does not match",
     ),
     (
-        "a position removed",
+        "a log sequence removed",
         |txn| {
             txn.open_table(EVENTS).unwrap().remove(2).unwrap();
         },
-        "the log skips from position 1 to 3",
+        "the log skips from sequence 1 to 3",
+    ),
+    (
+        "a namespace log entry pointing elsewhere",
+        |txn| {
+            txn.open_table(NAMESPACE_LOG)
+                .unwrap()
+                .insert(("bank", 2), 3)
+                .unwrap();
+        },
+        "namespace log bank position 2): the namespace log points at log sequence 3, the log \
+         has this position at Some(2)",
+    ),
+    (
+        "a namespace log entry in the wrong namespace",
+        |txn| {
+            let mut log = txn.open_table(NAMESPACE_LOG).unwrap();
+            log.remove(("other", 1)).unwrap();
+            log.insert(("bank", 5), 5).unwrap();
+        },
+        "namespace log bank position 5): the namespace log points at log sequence 5, the log \
+         has this position at None",
+    ),
+    (
+        "a namespace log entry missing",
+        |txn| {
+            txn.open_table(NAMESPACE_LOG)
+                .unwrap()
+                .remove(("other", 1))
+                .unwrap();
+        },
+        "the namespace logs have 4 entries for 5 events",
     ),
     (
         "an index entry pointing elsewhere",
@@ -88,7 +141,7 @@ const CASES: &[Case] = &[
                 .insert(("bank/bank-account/acc-1", 2), 3)
                 .unwrap();
         },
-        "stream index bank/bank-account/acc-1 version 2): the index points at position 3",
+        "stream index bank/bank-account/acc-1 version 2): the index points at log sequence 3",
     ),
     (
         "an extra index entry",
@@ -98,7 +151,7 @@ const CASES: &[Case] = &[
                 .insert(("bank/bank-account/acc-1", 4), 4)
                 .unwrap();
         },
-        "version 4): the index points at position 4, the log has this version at None",
+        "version 4): the index points at log sequence 4, the log has this version at None",
     ),
     (
         "a stream head behind",
@@ -118,7 +171,7 @@ const CASES: &[Case] = &[
                 .remove("bank/bank-account/acc-2")
                 .unwrap();
         },
-        "1 stream heads for 2 streams",
+        "2 stream heads for 3 streams",
     ),
     (
         "a command beyond its stream",
@@ -179,15 +232,21 @@ async fn reads_refuse_damaged_records() {
     let path = dir.path().join("events.redb");
     let db = Database::open(&path).unwrap();
     let txn = db.begin_read().unwrap();
-    let (events, index) = (
+    let (events, index, log) = (
         txn.open_table(EVENTS).unwrap(),
         txn.open_table(STREAM_INDEX).unwrap(),
+        txn.open_table(NAMESPACE_LOG).unwrap(),
     );
 
-    let error = read::log_events(&path, &events, 1, usize::MAX).unwrap_err();
-    assert!(error.to_string().contains("event at position 2"), "{error}");
-    let intact = read::log_events(&path, &events, 3, usize::MAX).unwrap();
+    let error = read::log_events(&path, &log, &events, "bank", 1, usize::MAX).unwrap_err();
+    assert!(
+        error.to_string().contains("event at log sequence 2"),
+        "{error}"
+    );
+    let intact = read::log_events(&path, &log, &events, "bank", 3, usize::MAX).unwrap();
     assert_eq!(intact.len(), 2, "undamaged records are still served");
+    let other = read::log_events(&path, &log, &events, "other", 1, usize::MAX).unwrap();
+    assert_eq!(other.len(), 1, "another namespace's log is intact");
 
     let acc = stream("acc-1");
     let key = "bank/bank-account/acc-1";
@@ -201,4 +260,32 @@ async fn reads_refuse_damaged_records() {
             .contains("which holds bank/bank-account/acc-1"),
         "{error}"
     );
+}
+
+/// A namespace log entry that points at another namespace's event is
+/// refused by the read, not served as this namespace's.
+#[tokio::test]
+async fn reads_refuse_a_namespace_log_pointing_into_another_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path()).await;
+    tampered(dir.path(), |txn| {
+        txn.open_table(NAMESPACE_LOG)
+            .unwrap()
+            .insert(("bank", 5), 5)
+            .unwrap();
+    });
+    let path = dir.path().join("events.redb");
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let (events, log) = (
+        txn.open_table(EVENTS).unwrap(),
+        txn.open_table(NAMESPACE_LOG).unwrap(),
+    );
+    let error = read::log_events(&path, &log, &events, "bank", 4, usize::MAX).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(
+        error.to_string().contains("which holds other position 1"),
+        "{error}"
+    );
+    assert_eq!(read::namespace_head(&path, &log, "other").unwrap(), 1);
 }
