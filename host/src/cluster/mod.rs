@@ -4,7 +4,43 @@
 //! (namespace, aggregate type, aggregate id); shards are what a cluster
 //! places on nodes, moves, and hands off. The hash must never change: two
 //! nodes (or two versions of Aether) must agree on every aggregate's shard.
-//! Membership, leader election and placement over NATS build on this.
+//!
+//! Everything else is consensus NATS already provides, in three KV buckets
+//! (names from `namespace::layout::cluster_bucket`):
+//!
+//! ```text
+//! <P>_CLUSTER_MEMBERS  node id → Member          heartbeats, expire after the lease TTL
+//! <P>_CLUSTER_LEADER   "leader" → node id        the lease: create to take, update to renew
+//! <P>_CLUSTER_SHARDS   "map" → ShardMap          the leader's assignment, with its epoch
+//!                      "ack.<node>" → epoch      the newest map a node has released for
+//! ```
+//!
+//! - [`membership`]: heartbeats and the live member list.
+//! - [`lease`]: leader election; the lease revision is the fencing token.
+//! - [`placement`]: rendezvous hashing of shards onto members.
+//! - [`coordinator`]: the per-node loop, and the hand-off protocol.
+//! - [`gate`]: the shards served here and their in-flight work.
+//! - [`routing`]: forwarding commands and reads to a shard's owner.
+
+mod coordinator;
+pub mod gate;
+mod lease;
+pub mod membership;
+pub mod placement;
+pub mod routing;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::namespace::layout::{cluster_bucket, cluster_submit_subject};
+pub use membership::Member;
+pub use placement::ShardMap;
+pub use routing::{Reply, Routed, ShardHost, StreamFilter};
 
 use crate::store::StreamId;
 
@@ -25,6 +61,291 @@ pub fn shard_of(stream: &StreamId, shards: u32) -> u32 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     (u64::from_le_bytes(first) % u64::from(shards.max(1))) as u32
+}
+
+/// How a node takes part in a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node's id: unique in the cluster, stable across restarts
+    /// (letters, digits, `-` and `_`).
+    pub node_id: String,
+    /// The NATS servers (the same cluster the event store uses).
+    pub urls: Vec<String>,
+    /// The first part of every NATS name the cluster uses.
+    pub prefix: String,
+    /// Replicas of the cluster's KV buckets (3 in production).
+    pub replicas: usize,
+    /// Number of shards; every node of a cluster must agree on it.
+    pub shards: u32,
+    /// How often a node beats and the leader renews its lease.
+    pub heartbeat: Duration,
+    /// How long a silent node stays a member, and a silent leader leader.
+    pub lease_ttl: Duration,
+    /// How long a node waits for a shard's owner before answering 503.
+    pub route_timeout: Duration,
+    /// Where this node's HTTP API listens (announced to the others).
+    pub api: String,
+}
+
+impl ClusterConfig {
+    /// Defaults: 256 shards, a 1 s heartbeat, a 5 s lease, a 10 s route
+    /// timeout, one replica.
+    pub fn new(node_id: impl Into<String>, urls: Vec<String>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            urls,
+            prefix: "aether".into(),
+            replicas: 1,
+            shards: DEFAULT_SHARDS,
+            heartbeat: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(5),
+            route_timeout: Duration::from_secs(10),
+            api: String::new(),
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the problem.
+    pub fn check(&self) -> Result<()> {
+        let id = &self.node_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("invalid node id `{id}`: use 1 to 64 letters, digits, `-` or `_`");
+        }
+        if self.shards == 0 || self.shards > 65_536 {
+            bail!("the number of shards must be between 1 and 65536");
+        }
+        if self.heartbeat.is_zero() || self.lease_ttl < self.heartbeat * 3 {
+            bail!(
+                "the lease TTL ({:?}) must be at least three heartbeats ({:?}): a node must be able to miss one",
+                self.lease_ttl,
+                self.heartbeat
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a node knows about the cluster (`GET /v1/cluster`, `aether
+/// cluster status`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClusterStatus {
+    /// This node.
+    pub node_id: String,
+    /// The leader as this node last saw it.
+    pub leader: Option<String>,
+    /// Whether this node holds the lease.
+    pub is_leader: bool,
+    /// How many times the leader seen by this node changed.
+    pub leader_changes: u64,
+    /// The live members.
+    pub members: Vec<Member>,
+    /// The newest shard map this node has.
+    #[serde(skip)]
+    pub map: Option<ShardMap>,
+    /// How many shards this node serves now.
+    pub serving: usize,
+    /// Whether this node's heartbeat has lapsed (it serves nothing).
+    pub isolated: bool,
+}
+
+impl ClusterStatus {
+    /// The status as JSON, with the epoch, shards per node and the owner
+    /// of every shard.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("the status encodes");
+        value["epoch"] = self.map.as_ref().map_or(0, |m| m.epoch).into();
+        value["shards"] = self
+            .map
+            .as_ref()
+            .map(|m| m.owners.len())
+            .unwrap_or(0)
+            .into();
+        value["owners"] =
+            serde_json::to_value(self.map.as_ref().map(|m| &m.owners)).expect("owners encode");
+        value["shards_per_node"] =
+            serde_json::to_value(self.map.as_ref().map(ShardMap::counts).unwrap_or_default())
+                .expect("counts encode");
+        value
+    }
+}
+
+/// A node's membership in a cluster: the coordinator task, the router,
+/// and the NATS entry point for commands.
+pub struct Cluster {
+    config: ClusterConfig,
+    router: Arc<routing::Router>,
+    status: Arc<Mutex<ClusterStatus>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Joins the cluster: creates the buckets if missing, starts beating,
+    /// running for leader and following the shard map. Commands are routed
+    /// through `host`.
+    pub async fn join(config: ClusterConfig, host: Arc<dyn ShardHost>) -> Result<Arc<Cluster>> {
+        config.check()?;
+        let addresses = config
+            .urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("an invalid NATS server address")?;
+        let client = async_nats::connect(addresses)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.urls.join(", ")))?;
+        let context = jetstream::new(client.clone());
+        let members = bucket(&context, &config, "MEMBERS", config.lease_ttl).await?;
+        let leader = bucket(&context, &config, "LEADER", config.lease_ttl).await?;
+        let shards = bucket(&context, &config, "SHARDS", Duration::ZERO).await?;
+        let router = Arc::new(routing::Router {
+            client: client.clone(),
+            prefix: config.prefix.clone(),
+            shards: config.shards,
+            gate: gate::ShardGate::new(config.shards),
+            host,
+            timeout: config.route_timeout,
+        });
+        let status = Arc::new(Mutex::new(ClusterStatus {
+            node_id: config.node_id.clone(),
+            ..ClusterStatus::default()
+        }));
+        let me = Member {
+            node_id: config.node_id.clone(),
+            api: config.api.clone(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let coordinator = coordinator::Coordinator {
+            membership: membership::Membership::new(members, me),
+            lease: lease::Lease::new(leader, &config.node_id),
+            shards,
+            router: router.clone(),
+            status: status.clone(),
+            map: None,
+            map_revision: 0,
+            live: Default::default(),
+            servers: Default::default(),
+            acked: 0,
+            last_beat: Instant::now(),
+            config: config.clone(),
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let submit = client
+            .queue_subscribe(
+                cluster_submit_subject(&config.prefix),
+                "aether-nodes".into(),
+            )
+            .await
+            .context("subscribing to the cluster's submit subject")?;
+        let tasks = vec![
+            tokio::spawn(coordinator.run(stopped)),
+            tokio::spawn(serve_submissions(client, submit, router.clone())),
+        ];
+        tracing::info!(node = %config.node_id, shards = config.shards, "joined the cluster");
+        Ok(Arc::new(Cluster {
+            config,
+            router,
+            status,
+            stop,
+            tasks: Mutex::new(tasks),
+        }))
+    }
+
+    /// Has `routed` carried out by its shard's owner (maybe this node).
+    pub async fn route(&self, routed: Routed) -> Reply {
+        self.router.route(routed).await
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The cluster settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Hands every shard off (finishing what is in flight), leaves the
+    /// member list and gives up the lease.
+    pub async fn leave(&self) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = tasks.into_iter();
+        if let Some(coordinator) = tasks.next() {
+            let _ = coordinator.await;
+        }
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            task.abort();
+        }
+    }
+}
+
+async fn bucket(
+    context: &jetstream::Context,
+    config: &ClusterConfig,
+    what: &str,
+    max_age: Duration,
+) -> Result<kv::Store> {
+    let name = cluster_bucket(&config.prefix, what);
+    let bucket = kv::Config {
+        bucket: name.clone(),
+        history: 1,
+        max_age,
+        num_replicas: config.replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    // A fresh R3 cluster may still be electing its meta leader: retry.
+    let mut attempt = 0;
+    loop {
+        match context.create_or_update_key_value(bucket.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(error) if attempt < 20 => {
+                tracing::debug!(%error, bucket = %name, "retrying bucket setup");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error).with_context(|| format!("creating the bucket {name}")),
+        }
+    }
+}
+
+/// Commands sent by NATS clients to the submit subject: routed like
+/// commands from HTTP; the reply is the [`Reply`] as JSON.
+async fn serve_submissions(
+    client: async_nats::Client,
+    mut submit: async_nats::Subscriber,
+    router: Arc<routing::Router>,
+) {
+    while let Some(message) = submit.next().await {
+        let (client, router) = (client.clone(), router.clone());
+        tokio::spawn(async move {
+            let Some(reply_to) = message.reply.clone() else {
+                return;
+            };
+            let reply = router.submitted(&message).await;
+            let bytes = serde_json::to_vec(&reply).expect("a reply encodes");
+            let _ = client.publish(reply_to, bytes.into()).await;
+        });
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,26 @@ pub fn bus_namespace_subjects(namespace: &Namespace) -> String {
     format!("aether.bus.{namespace}.>")
 }
 
+/// The subject the owner of `shard` takes forwarded commands and reads
+/// on, in a cluster whose NATS names start with `prefix`.
+pub fn cluster_shard_subject(prefix: &str, shard: u32) -> String {
+    format!("{prefix}.cluster.shard.{shard}")
+}
+
+/// The subject any node of a cluster takes commands on from NATS clients
+/// (a queue group: one node routes each).
+pub fn cluster_submit_subject(prefix: &str) -> String {
+    format!("{prefix}.cluster.submit")
+}
+
+/// A cluster's key-value bucket `what` (`MEMBERS`, `LEADER`, `SHARDS`).
+pub fn cluster_bucket(prefix: &str, what: &str) -> String {
+    format!(
+        "{}_CLUSTER_{what}",
+        prefix.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
+}
+
 /// The directory of `namespace` under `base`: `base/namespace`. Never
 /// outside `base`, since a namespace cannot contain a path separator or
 /// be `.` or `..`.

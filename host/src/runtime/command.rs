@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::store::{
@@ -18,8 +18,9 @@ use super::{LoadedComponent, Runtime};
 /// The content type of JSON payloads, the default on the wire.
 pub const JSON: &str = "application/json";
 
-/// A command for one aggregate.
-#[derive(Debug, Clone)]
+/// A command for one aggregate. Its serde form (used to forward it to
+/// another node) leaves `data` out: the payload travels as raw bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommandRequest {
     /// The aggregate the command is for.
     pub stream: StreamId,
@@ -28,6 +29,7 @@ pub struct CommandRequest {
     /// How `data` is encoded; [`JSON`] by default.
     pub content_type: String,
     /// The command's payload.
+    #[serde(skip)]
     pub data: Vec<u8>,
     /// If set, the command is carried out only if the aggregate is at this
     /// version; otherwise it fails with a conflict.

@@ -59,7 +59,7 @@ pub use snapshot::SnapshotPolicy;
 
 use crate::bus::LocalBus;
 use crate::namespace::{AggregateType, Namespace};
-use crate::store::EventStore;
+use crate::store::{EventStore, StreamId};
 use engine::EpochTicker;
 use lanes::Lanes;
 use locks::AggregateLocks;
@@ -233,6 +233,26 @@ impl Runtime {
     /// The limits `namespace` runs under.
     pub fn namespace_limits(&self, namespace: &Namespace) -> Result<SandboxLimits, CommandError> {
         Ok((*self.inner.lanes.lane(namespace)?.limits()).clone())
+    }
+
+    /// Passivates every live aggregate `matches` selects, in all
+    /// namespaces; returns how many. The caller makes sure no command of
+    /// those aggregates is in flight (a cluster node drains a shard first).
+    pub async fn passivate_where(
+        &self,
+        matches: Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>,
+    ) -> usize {
+        let mut total = 0;
+        for lane in self.inner.lanes.all() {
+            for partition in lane.partitions() {
+                let matches = matches.clone();
+                total += partition
+                    .call(move |p| p.passivate_where(&*matches))
+                    .await
+                    .unwrap_or(0);
+            }
+        }
+        total
     }
 
     /// How many aggregates are live across all namespaces.

@@ -315,6 +315,21 @@ impl Partition {
         }
     }
 
+    /// Drops every live aggregate `matches` selects; returns how many.
+    pub(crate) fn passivate_where(&mut self, matches: &dyn Fn(&StreamId) -> bool) -> usize {
+        let streams: Vec<StreamId> = self
+            .live
+            .iter()
+            .map(|(stream, _)| stream)
+            .filter(|stream| matches(stream))
+            .cloned()
+            .collect();
+        for stream in &streams {
+            self.passivate(stream);
+        }
+        streams.len()
+    }
+
     /// How many aggregates are live in this partition.
     pub(crate) fn live_count(&self) -> usize {
         self.live.len()

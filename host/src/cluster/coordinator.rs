@@ -1,0 +1,287 @@
+//! The coordinator: one task per node that beats, runs for leader,
+//! publishes the shard map when leader, and moves this node's shards to
+//! match the newest map.
+//!
+//! Hand-off of a shard from A to B at epoch E:
+//!
+//! 1. A sees map E: closes the shard's gate (new requests get "not
+//!    serving" and are retried by their sender), stops its subscription,
+//!    waits for the commands in flight to finish, passivates the shard's
+//!    live aggregates, then acknowledges E (`ack.<A>` = E).
+//! 2. B sees map E and waits until every live member of E has acknowledged
+//!    E (or has died: its heartbeat expired). Then it passivates whatever
+//!    it cached of the shard, opens the gate and subscribes.
+//!
+//! **Invariant:** B serves a shard of epoch E only after every other live
+//! node has released everything it does not own at E, so no two live nodes
+//! serve one shard. A node believed dead may still be running cut off
+//! from NATS: its writes are fenced by the store's version check.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+
+use super::lease::Lease;
+use super::membership::{Member, Membership};
+use super::placement::ShardMap;
+use super::routing::{Router, ShardServer};
+use super::{ClusterConfig, ClusterStatus, shard_of};
+
+const MAP_KEY: &str = "map";
+
+/// How often the map and the hand-off barrier are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+fn ack_key(node: &str) -> String {
+    format!("ack.{node}")
+}
+
+pub(crate) struct Coordinator {
+    pub(crate) config: ClusterConfig,
+    pub(crate) membership: Membership,
+    pub(crate) lease: Lease,
+    pub(crate) shards: kv::Store,
+    pub(crate) router: Arc<Router>,
+    pub(crate) status: Arc<Mutex<ClusterStatus>>,
+    pub(crate) map: Option<ShardMap>,
+    pub(crate) map_revision: u64,
+    pub(crate) live: BTreeMap<String, Member>,
+    pub(crate) servers: HashMap<u32, ShardServer>,
+    pub(crate) acked: u64,
+    pub(crate) last_beat: Instant,
+}
+
+impl Coordinator {
+    /// Runs until `stop` says so, then leaves the cluster.
+    pub(crate) async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut next_beat = Instant::now();
+        loop {
+            if Instant::now() >= next_beat {
+                self.beat().await;
+                next_beat = Instant::now() + self.config.heartbeat;
+            }
+            self.follow_map().await;
+            self.reconcile().await;
+            self.publish_status();
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        self.leave().await;
+    }
+
+    /// Heartbeat, lease, member list, and (as leader) the shard map.
+    async fn beat(&mut self) {
+        match self.membership.beat().await {
+            Ok(()) => self.last_beat = Instant::now(),
+            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+        self.lease.tick().await;
+        match self.membership.live().await {
+            Ok(live) => self.live = live,
+            Err(error) => tracing::warn!(%error, "cannot read the member list"),
+        }
+        if let Some(token) = self.lease.held_token() {
+            self.publish_map(token).await;
+        }
+    }
+
+    /// Whether this node's own heartbeat has lapsed: the others consider it
+    /// dead (or soon will), so it must serve nothing. One heartbeat short
+    /// of the TTL, so that it stops before the servers expire its entry.
+    fn isolated(&self) -> bool {
+        self.last_beat.elapsed() > self.config.lease_ttl - self.config.heartbeat
+    }
+
+    /// As leader: a new map when the live members differ from the map's.
+    async fn publish_map(&mut self, token: u64) {
+        let members: Vec<String> = self.live.keys().cloned().collect();
+        if members.is_empty() || !members.contains(&self.config.node_id) {
+            return;
+        }
+        // The newest map, read back from the bucket (another leader may
+        // have written one since this node last looked).
+        self.follow_map().await;
+        if self.map.as_ref().is_some_and(|m| m.members == members) {
+            return;
+        }
+        let epoch = self.map.as_ref().map_or(0, |m| m.epoch) + 1;
+        let map = ShardMap::new(
+            epoch,
+            &self.config.node_id,
+            token,
+            &members,
+            self.config.shards,
+        );
+        let bytes = serde_json::to_vec(&map).expect("a map encodes");
+        let written = if self.map_revision == 0 {
+            self.shards
+                .create(MAP_KEY, bytes.into())
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            let revision = self.map_revision;
+            let update = self.shards.update(MAP_KEY, bytes.into(), revision);
+            update.await.map_err(|e| e.to_string())
+        };
+        match written {
+            Ok(revision) => {
+                tracing::info!(epoch, ?members, "published the shard map");
+                self.map_revision = revision;
+                self.map = Some(map);
+            }
+            // Another leader wrote first: read it on the next tick.
+            Err(error) => tracing::warn!(%error, "cannot publish the shard map"),
+        }
+    }
+
+    /// Reads the newest map; older or equal epochs are ignored.
+    async fn follow_map(&mut self) {
+        let entry = match self.shards.entry(MAP_KEY).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the shard map");
+                return;
+            }
+        };
+        let Ok(map) = serde_json::from_slice::<ShardMap>(&entry.value) else {
+            tracing::warn!("the shard map in the bucket is unreadable");
+            return;
+        };
+        if self.map.as_ref().is_none_or(|m| map.epoch > m.epoch) {
+            tracing::info!(epoch = map.epoch, leader = %map.leader, "new shard map");
+            self.map = Some(map);
+        }
+        if self
+            .map
+            .as_ref()
+            .is_some_and(|m| m.epoch == entry_epoch(&entry))
+        {
+            self.map_revision = entry.revision;
+        }
+    }
+
+    /// Moves this node's served shards towards what the map gives it.
+    async fn reconcile(&mut self) {
+        let Some(map) = self.map.clone() else { return };
+        let wanted: BTreeSet<u32> = if self.isolated() {
+            BTreeSet::new()
+        } else {
+            map.shards_of(&self.config.node_id).into_iter().collect()
+        };
+        let serving: BTreeSet<u32> = self.router.gate.serving().into_iter().collect();
+        let lost: Vec<u32> = serving.difference(&wanted).copied().collect();
+        if !lost.is_empty() {
+            self.release(&lost).await;
+            tracing::info!(epoch = map.epoch, shards = lost.len(), "released shards");
+        }
+        if map.epoch > self.acked && !self.isolated() {
+            let bytes = map.epoch.to_string().into_bytes();
+            match self
+                .shards
+                .put(ack_key(&self.config.node_id), bytes.into())
+                .await
+            {
+                Ok(_) => self.acked = map.epoch,
+                Err(error) => tracing::warn!(%error, "cannot acknowledge the shard map"),
+            }
+        }
+        let gained: Vec<u32> = wanted.difference(&serving).copied().collect();
+        if !gained.is_empty() && self.released_by_others(&map).await {
+            self.take(&gained).await;
+            tracing::info!(epoch = map.epoch, shards = gained.len(), "took shards");
+        }
+    }
+
+    /// Whether every other live member of `map` has acknowledged its epoch.
+    async fn released_by_others(&self, map: &ShardMap) -> bool {
+        for member in &map.members {
+            if *member == self.config.node_id || !self.live.contains_key(member) {
+                continue;
+            }
+            let acked = match self.shards.entry(ack_key(member)).await {
+                Ok(Some(entry)) => String::from_utf8_lossy(&entry.value).parse().unwrap_or(0),
+                Ok(None) => 0,
+                Err(_) => return false,
+            };
+            if acked < map.epoch {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn release(&mut self, shards: &[u32]) {
+        let gate = &self.router.gate;
+        gate.close(shards);
+        let stopping = shards.iter().filter_map(|s| self.servers.remove(s));
+        futures_util::future::join_all(stopping.map(ShardServer::stop)).await;
+        gate.drained(shards).await;
+        self.passivate(shards).await;
+    }
+
+    async fn take(&mut self, shards: &[u32]) {
+        self.passivate(shards).await;
+        self.router.gate.open(shards);
+        let router = &self.router;
+        let subscribed = futures_util::future::join_all(
+            shards
+                .iter()
+                .map(|&s| async move { (s, router.serve(s).await) }),
+        )
+        .await;
+        for (shard, server) in subscribed {
+            match server {
+                Ok(server) => {
+                    self.servers.insert(shard, server);
+                }
+                Err(error) => {
+                    // Not reachable over NATS: closed here, so it is taken
+                    // again on the next tick.
+                    tracing::warn!(shard, %error, "cannot subscribe to the shard");
+                    self.router.gate.close(&[shard]);
+                }
+            }
+        }
+    }
+
+    async fn passivate(&self, shards: &[u32]) {
+        let set: BTreeSet<u32> = shards.iter().copied().collect();
+        let count = self.config.shards;
+        self.router
+            .host
+            .passivate(Arc::new(move |stream| {
+                set.contains(&shard_of(stream, count))
+            }))
+            .await;
+    }
+
+    fn publish_status(&self) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.leader = self.lease.leader().map(str::to_owned);
+        status.is_leader = self.lease.held_token().is_some();
+        status.leader_changes = self.lease.changes();
+        status.members = self.live.values().cloned().collect();
+        status.map = self.map.clone();
+        status.serving = self.router.gate.serving().len();
+        status.isolated = self.isolated();
+    }
+
+    /// Shutdown: release every shard, leave the member list and resign.
+    async fn leave(&mut self) {
+        let all = self.router.gate.serving();
+        self.release(&all).await;
+        self.membership.leave().await;
+        self.lease.resign().await;
+        self.publish_status();
+        tracing::info!(node = %self.config.node_id, "left the cluster");
+    }
+}
+
+fn entry_epoch(entry: &kv::Entry) -> u64 {
+    serde_json::from_slice::<ShardMap>(&entry.value).map_or(0, |m| m.epoch)
+}

@@ -1,0 +1,62 @@
+//! Membership: nodes announce themselves by heartbeats in a NATS KV bucket.
+//!
+//! Each node puts its [`Member`] record under its node id every heartbeat
+//! interval; the bucket expires entries after the member TTL (`max_age`),
+//! so a node that stops beating drops out of the list by itself, judged by
+//! the NATS servers' clocks, not the nodes'.
+
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::kv;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+/// What a node announces about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id (`--node-id`).
+    pub node_id: String,
+    /// Where its HTTP API listens.
+    pub api: String,
+    /// When it started (ms since the Unix epoch).
+    pub started_ms: u64,
+}
+
+/// The heartbeat bucket.
+pub(crate) struct Membership {
+    bucket: kv::Store,
+    me: Member,
+}
+
+impl Membership {
+    pub(crate) fn new(bucket: kv::Store, me: Member) -> Self {
+        Self { bucket, me }
+    }
+
+    /// Announces this node once more.
+    pub(crate) async fn beat(&self) -> anyhow::Result<()> {
+        let record = serde_json::to_vec(&self.me)?;
+        self.bucket.put(&self.me.node_id, record.into()).await?;
+        Ok(())
+    }
+
+    /// The members whose heartbeat has not expired, by node id.
+    pub(crate) async fn live(&self) -> anyhow::Result<BTreeMap<String, Member>> {
+        let keys: Vec<String> = self.bucket.keys().await?.try_collect().await?;
+        let mut members = BTreeMap::new();
+        for key in keys {
+            if let Some(entry) = self.bucket.entry(&key).await?
+                && entry.operation == kv::Operation::Put
+                && let Ok(member) = serde_json::from_slice::<Member>(&entry.value)
+            {
+                members.insert(key, member);
+            }
+        }
+        Ok(members)
+    }
+
+    /// Leaves the list at once (on shutdown) instead of expiring.
+    pub(crate) async fn leave(&self) {
+        let _ = self.bucket.purge(&self.me.node_id).await;
+    }
+}

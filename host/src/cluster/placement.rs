@@ -1,0 +1,188 @@
+//! Shard placement: which live node owns each shard, and the published map.
+//!
+//! The leader assigns shards by rendezvous hashing (highest random weight,
+//! a form of consistent hashing): shard `s` goes to the member whose
+//! `hash(s, member)` is highest. Removing a member moves only the shards it
+//! owned; adding one moves only the shards it now wins, about `1/N` of
+//! them. Every node computes the same owner from the same member list, but
+//! only the leader's published [`ShardMap`] counts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The shard assignment the leader published.
+///
+/// **Invariant:** `epoch` only grows: a node ignores a map whose epoch is
+/// not above the one it holds, and a map is written only by the leader
+/// holding the lease whose revision is `leader_token` (the fencing token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMap {
+    /// Grows by one with every new assignment.
+    pub epoch: u64,
+    /// The leader that published it.
+    pub leader: String,
+    /// The leader's lease revision when it published.
+    pub leader_token: u64,
+    /// The members the assignment was made for, sorted.
+    pub members: Vec<String>,
+    /// The owner of every shard, by shard number.
+    pub owners: Vec<String>,
+}
+
+impl ShardMap {
+    /// The map of `epoch` for `members` (any order), made by `leader`.
+    pub fn new(
+        epoch: u64,
+        leader: &str,
+        leader_token: u64,
+        members: &[String],
+        shards: u32,
+    ) -> Self {
+        let mut members = members.to_vec();
+        members.sort();
+        members.dedup();
+        Self {
+            epoch,
+            leader: leader.to_owned(),
+            leader_token,
+            owners: assign(shards, &members),
+            members,
+        }
+    }
+
+    /// The owner of `shard`, if the map has one.
+    pub fn owner(&self, shard: u32) -> Option<&str> {
+        self.owners.get(shard as usize).map(String::as_str)
+    }
+
+    /// The shards `node` owns.
+    pub fn shards_of(&self, node: &str) -> Vec<u32> {
+        (0..self.owners.len() as u32)
+            .filter(|&s| self.owners[s as usize] == node)
+            .collect()
+    }
+
+    /// How many shards each member owns.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> =
+            self.members.iter().map(|m| (m.clone(), 0)).collect();
+        for owner in &self.owners {
+            *counts.entry(owner.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The owner of every shard among `members` (empty: no owners).
+pub fn assign(shards: u32, members: &[String]) -> Vec<String> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    (0..shards)
+        .map(|shard| {
+            members
+                .iter()
+                .max_by_key(|member| (weight(shard, member), member.as_str()))
+                .expect("members is not empty")
+                .clone()
+        })
+        .collect()
+}
+
+/// The rendezvous weight of `member` for `shard`: stable across processes
+/// and releases (it decides where every shard lives).
+fn weight(shard: u32, member: &str) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&shard.to_le_bytes());
+    hasher.update(member.as_bytes());
+    let hash = hasher.finalize();
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// How many shards have a different owner in `after` than in `before`.
+pub fn moved(before: &[String], after: &[String]) -> usize {
+    before.iter().zip(after).filter(|(a, b)| a != b).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("node-{i}")).collect()
+    }
+
+    #[test]
+    fn every_shard_has_a_live_owner_and_the_spread_is_even() {
+        let members = nodes(4);
+        let owners = assign(256, &members);
+        assert_eq!(owners.len(), 256);
+        let map = ShardMap::new(1, "node-1", 1, &members, 256);
+        for (node, count) in map.counts() {
+            // 64 each on average; rendezvous hashing stays within ±40%.
+            assert!((38..=90).contains(&count), "{node} owns {count}");
+        }
+        assert!(owners.iter().all(|o| members.contains(o)));
+    }
+
+    #[test]
+    fn the_assignment_does_not_depend_on_member_order() {
+        let mut members = nodes(5);
+        let first = assign(256, &members);
+        members.reverse();
+        assert_eq!(first, assign(256, &members));
+    }
+
+    #[test]
+    fn adding_a_node_moves_about_one_in_n_and_only_to_it() {
+        for n in 2..=8 {
+            let before = assign(256, &nodes(n));
+            let after = assign(256, &nodes(n + 1));
+            let newcomer = format!("node-{}", n + 1);
+            let moved_shards = moved(&before, &after);
+            // Exactly the shards the newcomer wins move, each to it.
+            for (old, new) in before.iter().zip(&after) {
+                assert!(old == new || *new == newcomer, "{old} → {new}");
+            }
+            let ideal = 256.0 / (n + 1) as f64;
+            assert!(
+                (moved_shards as f64) <= ideal * 1.5 && (moved_shards as f64) >= ideal * 0.5,
+                "{n}→{}: moved {moved_shards}, ideal {ideal:.0}",
+                n + 1
+            );
+        }
+    }
+
+    #[test]
+    fn removing_a_node_moves_only_its_shards() {
+        for n in 3..=8 {
+            let members = nodes(n);
+            let before = assign(256, &members);
+            let gone = "node-2";
+            let rest: Vec<String> = members.iter().filter(|m| *m != gone).cloned().collect();
+            let after = assign(256, &rest);
+            let owned = before.iter().filter(|o| *o == gone).count();
+            assert_eq!(moved(&before, &after), owned, "only node-2's shards move");
+            let ideal = 256.0 / n as f64;
+            assert!((owned as f64) <= ideal * 1.5, "{n}: node-2 owned {owned}");
+        }
+    }
+
+    #[test]
+    fn no_members_no_owners() {
+        assert!(assign(256, &[]).is_empty());
+        assert_eq!(ShardMap::new(1, "x", 1, &[], 256).owner(3), None);
+    }
+
+    #[test]
+    fn weights_are_pinned() {
+        // Changing the weight function would move every shard of every
+        // running cluster on upgrade.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&7u32.to_le_bytes());
+        hasher.update(b"node-a");
+        let expected = u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().unwrap());
+        assert_eq!(weight(7, "node-a"), expected);
+    }
+}

@@ -1,0 +1,310 @@
+//! Routing: any node takes a command (or a state read) and has it carried
+//! out by the owner of the aggregate's shard.
+//!
+//! ```text
+//! entry node ── shard open here? ── yes ─▶ run it locally (with a gate pass)
+//!                    │ no
+//!                    ▼
+//!     NATS request <prefix>.cluster.shard.<n> ─▶ owner: gate pass? run : "not serving"
+//!     no responders / "not serving" ─▶ wait a little, try again until the route timeout
+//! ```
+//!
+//! Only the owner subscribes to a shard's subject, and only while its gate
+//! is open, so a request reaches at most one node. The owner answers with
+//! the same HTTP status and JSON body a single node would give, and the
+//! entry node passes them on unchanged.
+//!
+//! Wire format of a request: one line of JSON ([`Routed`]), a newline, then
+//! the command's payload as raw bytes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::gate::ShardGate;
+use crate::runtime::CommandRequest;
+use crate::store::StreamId;
+
+/// What a node forwards to a shard's owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Routed {
+    /// Carry out a command.
+    Command(CommandRequest),
+    /// Read an aggregate's state.
+    State {
+        /// The aggregate.
+        stream: StreamId,
+    },
+}
+
+impl Routed {
+    /// The aggregate it is about.
+    pub fn stream(&self) -> &StreamId {
+        match self {
+            Routed::Command(command) => &command.stream,
+            Routed::State { stream } => stream,
+        }
+    }
+
+    /// The wire form: a JSON line, then the command's raw payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(self).expect("a routed request encodes");
+        bytes.push(b'\n');
+        if let Routed::Command(command) = self {
+            bytes.extend_from_slice(&command.data);
+        }
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Routed, String> {
+        let split = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("no header line")?;
+        let mut routed: Routed =
+            serde_json::from_slice(&bytes[..split]).map_err(|e| e.to_string())?;
+        if let Routed::Command(command) = &mut routed {
+            command.data = bytes[split + 1..].to_vec();
+        }
+        Ok(routed)
+    }
+}
+
+/// The answer to a routed request: an HTTP status and JSON body, exactly
+/// as the API gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// An error reply in the API's format (`error`, `message`).
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": code, "message": message.into() }),
+        }
+    }
+}
+
+/// What an owner sends back.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Answer {
+    Done(Reply),
+    /// The shard is closed here (being handed off): try again.
+    NotServing,
+}
+
+/// What the cluster needs from the node it runs in.
+#[async_trait::async_trait]
+pub trait ShardHost: Send + Sync + 'static {
+    /// Carries out `routed` on this node (its shard's pass is held).
+    async fn run(&self, routed: Routed) -> Reply;
+
+    /// Whether the holder of `token` may send `routed` (NATS submissions
+    /// carry the same bearer tokens as HTTP requests).
+    fn admit(&self, token: Option<&str>, routed: &Routed) -> Result<(), Reply>;
+
+    /// Passivates the live aggregates `matches` selects (a shard is leaving
+    /// or arriving: its cached state may be stale).
+    async fn passivate(&self, matches: StreamFilter);
+}
+
+/// Selects aggregates (e.g. those of some shards).
+pub type StreamFilter = Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>;
+
+/// Sends requests to shard owners, or runs them here when this node is
+/// the owner.
+pub(crate) struct Router {
+    pub(crate) client: async_nats::Client,
+    pub(crate) prefix: String,
+    pub(crate) shards: u32,
+    pub(crate) gate: Arc<ShardGate>,
+    pub(crate) host: Arc<dyn ShardHost>,
+    pub(crate) timeout: Duration,
+}
+
+/// How long to wait before asking again when no node serves a shard.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+impl Router {
+    /// Has `routed` carried out by its shard's owner, waiting up to the
+    /// route timeout for a shard that is moving or whose owner died.
+    pub(crate) async fn route(&self, routed: Routed) -> Reply {
+        let shard = super::shard_of(routed.stream(), self.shards);
+        let subject = crate::namespace::layout::cluster_shard_subject(&self.prefix, shard);
+        let payload = Bytes::from(routed.encode());
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(_pass) = self.gate.enter(shard) {
+                return self.host.run(routed).await;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let request = async_nats::Request::new()
+                .payload(payload.clone())
+                .timeout(Some(remaining.max(Duration::from_millis(10))));
+            match self.client.send_request(subject.clone(), request).await {
+                Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
+                    Ok(Answer::Done(reply)) => return reply,
+                    Ok(Answer::NotServing) => {}
+                    Err(error) => {
+                        return Reply::error(
+                            502,
+                            "cluster_error",
+                            format!("shard {shard}'s owner sent an unreadable answer: {error}"),
+                        );
+                    }
+                },
+                Err(error) if error.kind() == async_nats::RequestErrorKind::TimedOut => {
+                    return Reply::error(
+                        504,
+                        "owner_timeout",
+                        format!(
+                            "shard {shard}'s owner did not answer within {:?}; the command may or may not have been carried out: retry it with the same command_id",
+                            self.timeout
+                        ),
+                    );
+                }
+                // No responders (nobody serves the shard yet) or a lost
+                // connection: try again until the deadline.
+                Err(_) => {}
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Reply::error(
+                    503,
+                    "shard_unavailable",
+                    format!(
+                        "no node served shard {shard} within {:?} (a node joined or left and the shard is moving): retry",
+                        self.timeout
+                    ),
+                );
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// A command a NATS client sent to the submit subject: its payload is
+    /// a routed request, its `Authorization` header a bearer token.
+    pub(crate) async fn submitted(&self, message: &async_nats::Message) -> Reply {
+        let routed = match Routed::decode(&message.payload) {
+            Ok(routed) => routed,
+            Err(error) => {
+                return Reply::error(
+                    400,
+                    "malformed_request",
+                    format!("unreadable request: {error}"),
+                );
+            }
+        };
+        let token = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Authorization"))
+            .and_then(|v| v.as_str().strip_prefix("Bearer "));
+        if let Err(reply) = self.host.admit(token, &routed) {
+            return reply;
+        }
+        self.route(routed).await
+    }
+
+    /// Starts answering requests of `shard` (its gate must be open).
+    pub(crate) async fn serve(&self, shard: u32) -> anyhow::Result<ShardServer> {
+        let subject = crate::namespace::layout::cluster_shard_subject(&self.prefix, shard);
+        let mut subscriber = self.client.subscribe(subject).await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (client, gate, host) = (self.client.clone(), self.gate.clone(), self.host.clone());
+        let task = tokio::spawn(async move {
+            let answer = |message: async_nats::Message| {
+                let (client, gate, host) = (client.clone(), gate.clone(), host.clone());
+                tokio::spawn(async move {
+                    let Some(reply_to) = message.reply else {
+                        return;
+                    };
+                    let answer = match (gate.enter(shard), Routed::decode(&message.payload)) {
+                        (None, _) => Answer::NotServing,
+                        (Some(_pass), Ok(routed)) => Answer::Done(host.run(routed).await),
+                        (Some(_), Err(error)) => Answer::Done(Reply::error(
+                            400,
+                            "malformed_request",
+                            format!("unreadable routed request: {error}"),
+                        )),
+                    };
+                    let bytes = serde_json::to_vec(&answer).expect("an answer encodes");
+                    if let Err(error) = client.publish(reply_to, bytes.into()).await {
+                        tracing::warn!(shard, %error, "cannot answer a routed request");
+                    }
+                });
+            };
+            loop {
+                tokio::select! {
+                    message = subscriber.next() => match message {
+                        Some(message) => answer(message),
+                        None => return,
+                    },
+                    _ = &mut stopped => break,
+                }
+            }
+            // Hand-off: the gate is closed, so what is still queued here, or
+            // was sent before the server took the unsubscription (drain
+            // waits for that), is answered "not serving" and its sender
+            // asks again. The timeout only guards a lost connection.
+            let _ = subscriber.drain().await;
+            let wait = Duration::from_secs(2);
+            while let Ok(Some(message)) = tokio::time::timeout(wait, subscriber.next()).await {
+                answer(message);
+            }
+        });
+        Ok(ShardServer { stop, task })
+    }
+}
+
+/// The subscription of one served shard.
+pub(crate) struct ShardServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ShardServer {
+    /// Unsubscribes and answers what was already queued.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::{AggregateId, AggregateType, Namespace};
+
+    #[test]
+    fn a_command_travels_with_its_raw_payload() {
+        let stream = StreamId::new(
+            Namespace::new("bank").unwrap(),
+            AggregateType::new("account").unwrap(),
+            AggregateId::new("a-1").unwrap(),
+        );
+        let mut command = CommandRequest::json(stream, "Deposit", &json!({"amount": 5}))
+            .expecting(3)
+            .with_command_id("c-1");
+        command.data = b"{\"note\":\"two\nlines\"}\n".to_vec();
+        let decoded = Routed::decode(&Routed::Command(command.clone()).encode()).unwrap();
+        let Routed::Command(decoded) = decoded else {
+            panic!("not a command")
+        };
+        assert_eq!(decoded.data, command.data);
+        assert_eq!(decoded.expected_version, Some(3));
+        assert_eq!(decoded.command_id.as_deref(), Some("c-1"));
+        assert!(Routed::decode(b"{}").is_err());
+    }
+}
