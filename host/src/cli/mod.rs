@@ -1,6 +1,7 @@
 //! Command-line interface of the `aether` binary.
 
 mod client;
+mod cluster;
 mod conformance;
 mod demo;
 mod dev;
@@ -46,6 +47,8 @@ enum Command {
     /// Print an aggregate's state, from a node or (with --data-dir and
     /// --component) by replaying a data directory's events.
     State(inspect::StateArgs),
+    /// A cluster's members, leader and shard map (on any of its nodes).
+    Cluster(cluster::ClusterArgs),
     /// Follow a namespace's new events as they are stored (on a node).
     Tail(remote::TailArgs),
     /// Run conformance scenarios (given events, when a command, then events
@@ -75,6 +78,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Deploy(args) => blocking(move || remote::deploy(args)).await,
             Command::Send(args) => blocking(move || remote::send(args)).await,
             Command::Components(args) => blocking(move || remote::components(args)).await,
+            Command::Cluster(args) => blocking(move || cluster::run(args)).await,
             Command::Tail(args) => blocking(move || remote::tail(args)).await,
             Command::Events(args) => inspect::events(args).await,
             Command::State(args) => inspect::state(args).await,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use aether_host::cluster::ClusterConfig;
 use aether_host::node::{NodeConfig, serve};
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +41,28 @@ pub(crate) struct ServeArgs {
     /// production, on three servers).
     #[arg(long, default_value_t = 1, requires = "nats")]
     nats_replicas: usize,
+    /// Join a cluster of nodes over NATS (needs --nats and --node-id):
+    /// aggregates are spread over the nodes by shard, and any node takes
+    /// any command.
+    #[arg(long, requires_all = ["nats", "node_id"])]
+    cluster: bool,
+    /// This node's id in the cluster: unique, stable across restarts.
+    #[arg(long, requires = "cluster")]
+    node_id: Option<String>,
+    /// Shards in the cluster (every node must use the same number).
+    #[arg(long, default_value_t = aether_host::cluster::DEFAULT_SHARDS, requires = "cluster")]
+    shards: u32,
+    /// How often a cluster node beats and the leader renews its lease.
+    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    heartbeat_ms: u64,
+    /// How long a silent node stays a member and a silent leader leader
+    /// (at least three heartbeats).
+    #[arg(long, default_value_t = 5000, requires = "cluster")]
+    lease_ttl_ms: u64,
+    /// How long a command waits for its shard's owner (while a shard
+    /// moves) before it fails with 503.
+    #[arg(long, default_value_t = 10_000, requires = "cluster")]
+    route_timeout_ms: u64,
     /// Partition threads per namespace: the most cores one tenant's guest
     /// code can use (default: half the CPUs, at least 1).
     #[arg(long)]
@@ -65,6 +88,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             args.nats.clone(),
             args.nats_replicas,
         ));
+    }
+    if args.cluster {
+        let node_id = args.node_id.clone().unwrap_or_default();
+        let mut cluster = ClusterConfig::new(node_id, args.nats.clone());
+        cluster.replicas = args.nats_replicas;
+        cluster.shards = args.shards;
+        cluster.heartbeat = Duration::from_millis(args.heartbeat_ms);
+        cluster.lease_ttl = Duration::from_millis(args.lease_ttl_ms);
+        cluster.route_timeout = Duration::from_millis(args.route_timeout_ms);
+        cluster.check()?;
+        config.cluster = Some(cluster);
     }
     if let Some(partitions) = args.partitions {
         config.runtime.partitions = partitions;

@@ -20,6 +20,7 @@
 
 pub mod access;
 pub mod api;
+mod cluster;
 mod limits;
 pub mod metrics;
 pub mod registry;
@@ -64,6 +65,9 @@ pub struct NodeConfig {
     /// data directory (which then holds only tenants, components and the
     /// compile cache). `None`: the embedded store.
     pub nats: Option<JetStreamConfig>,
+    /// Take part in a cluster over NATS (needs `nats`): commands are
+    /// routed to the node that owns the aggregate's shard. `None`: alone.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl NodeConfig {
@@ -82,6 +86,7 @@ impl NodeConfig {
             admin_token: None,
             watch: None,
             nats: None,
+            cluster: None,
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct Node {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// With `--nats`: the NATS bus this node's events are forwarded to.
     nats_bus: Option<(crate::bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
+    /// With `--cluster`: this node's membership (set once, by `serve`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Drop for Node {
@@ -147,6 +154,7 @@ impl Node {
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
             nats_bus,
+            cluster: std::sync::OnceLock::new(),
         });
         node.restore().await?;
         Ok((node, new_admin))
@@ -165,6 +173,11 @@ impl Node {
     /// The NATS bus the node forwards its events to, if it runs on NATS.
     pub fn nats_bus(&self) -> Option<&crate::bus::nats::NatsBus> {
         self.nats_bus.as_ref().map(|(bus, _)| bus)
+    }
+
+    /// The cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// The node's metrics.

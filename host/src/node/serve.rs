@@ -6,6 +6,10 @@
 //! flush), then drop the runtime and the store and return, so the process
 //! exits 0. A restart on the same data directory serves the same state.
 //!
+//! With [`NodeConfig::cluster`] set, the node joins the cluster once it
+//! listens (announcing its address), and on shutdown hands its shards off
+//! (finishing their in-flight commands) before it stops.
+//!
 //! With [`NodeConfig::watch`] set, watch mode (`watch.rs`) runs alongside
 //! the API from just before the node reports it is ready; it stops when the
 //! node begins shutting down, and the node waits for a deployment it has in
@@ -34,6 +38,13 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
             token.as_str()
         );
     }
+    if let Some(cluster) = &config.cluster {
+        let mut cluster = cluster.clone();
+        if cluster.api.is_empty() {
+            cluster.api = format!("http://{address}");
+        }
+        node.join_cluster(cluster).await?;
+    }
     let watching = match &config.watch {
         Some(dir) => Some(WatchMode::start(node.clone(), dir)?),
         None => None,
@@ -61,6 +72,10 @@ pub(crate) async fn run(
         .await;
     if let Some(watching) = watching {
         watching.stop().await;
+    }
+    // In a cluster: hand this node's shards off before the runtime goes.
+    if let Some(cluster) = node.cluster() {
+        cluster.leave().await;
     }
     served.context("serving the API")?;
     tracing::info!("all requests finished; the node has stopped");

@@ -7,12 +7,13 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, authorize, body};
+use crate::cluster::{Reply, Routed};
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::node::Node;
 use crate::node::registry::Activation;
@@ -276,38 +277,46 @@ fn check_id(field: &str, id: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST …/{type}/{id}/commands`: carries out a command.
+/// `POST …/{type}/{id}/commands`: carries out a command (in a cluster, on
+/// the node that owns the aggregate's shard).
 pub(super) async fn send(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
     request: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (ns, ty, id) = body::path(params)?;
     let namespace = authorize(&node, &headers, &ns)?;
-    let result = send_command(&node, &headers, namespace.clone(), ty, id, request).await;
-    let (outcome, failure) = match &result {
-        Ok(value) if value["duplicate"] == json!(true) => ("duplicate", None),
-        Ok(_) => ("ok", None),
+    let command = match read_command(&node, &headers, namespace.clone(), ty, id, request).await {
+        Ok(command) => command,
         Err(error) => {
-            let outcome = error.outcome();
-            (outcome, (outcome == "guest_failure").then_some(error.code))
+            node.metrics()
+                .command(&namespace, error.outcome(), None, started.elapsed());
+            return Err(error);
         }
     };
-    node.metrics()
-        .command(&namespace, outcome, failure, started.elapsed());
-    result.map(Json)
+    Ok(match node.cluster() {
+        Some(cluster) => routed(cluster.route(Routed::Command(command)).await),
+        None => Json(run_command(&node, command).await?).into_response(),
+    })
 }
 
-async fn send_command(
+/// A routed request's answer, as the owner gave it.
+fn routed(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(reply.body)).into_response()
+}
+
+/// Reads and checks a command's body.
+async fn read_command(
     node: &Node,
     headers: &HeaderMap,
     namespace: Namespace,
     ty: String,
     id: String,
     request: Body,
-) -> Result<Value, ApiError> {
+) -> Result<CommandRequest, ApiError> {
     let limits = node.runtime().namespace_limits(&namespace)?;
     body::require_content_type(headers, &["application/json"])?;
     let limit = body::MAX_JSON_BODY.max(limits.max_command_bytes.saturating_add(64 << 10));
@@ -318,40 +327,69 @@ async fn send_command(
     check_id("causation_id", &command.causation_id)?;
     let data = serde_json::to_vec(&command.data)
         .map_err(|e| ApiError::malformed(format!("the command data cannot be encoded: {e}")))?;
-    let outcome = node
+    Ok(CommandRequest {
+        stream,
+        command_type: command.command_type,
+        content_type: JSON.to_owned(),
+        data,
+        expected_version: command.expected_version,
+        command_id: command.command_id,
+        correlation_id: command.correlation_id,
+        causation_id: command.causation_id,
+    })
+}
+
+/// Carries out a command on this node and counts it in the metrics.
+pub(crate) async fn run_command(node: &Node, command: CommandRequest) -> Result<Value, ApiError> {
+    let started = Instant::now();
+    let namespace = command.stream.namespace.clone();
+    let result = node
         .runtime()
-        .execute(CommandRequest {
-            stream,
-            command_type: command.command_type,
-            content_type: JSON.to_owned(),
-            data,
-            expected_version: command.expected_version,
-            command_id: command.command_id,
-            correlation_id: command.correlation_id,
-            causation_id: command.causation_id,
-        })
-        .await?;
-    Ok(json!({
-        "version": outcome.version,
-        "duplicate": outcome.duplicate,
-        "events": outcome.events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
-    }))
+        .execute(command)
+        .await
+        .map_err(ApiError::from)
+        .map(|outcome| {
+            json!({
+                "version": outcome.version,
+                "duplicate": outcome.duplicate,
+                "events": outcome.events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
+            })
+        });
+    let (outcome, failure) = match &result {
+        Ok(value) if value["duplicate"] == json!(true) => ("duplicate", None),
+        Ok(_) => ("ok", None),
+        Err(error) => {
+            let outcome = error.outcome();
+            (outcome, (outcome == "guest_failure").then_some(error.code))
+        }
+    };
+    node.metrics()
+        .command(&namespace, outcome, failure, started.elapsed());
+    result
 }
 
 /// `GET …/{type}/{id}`: the aggregate's state (its component's view) and
-/// version.
+/// version (in a cluster, from the node that owns its shard).
 pub(super) async fn state(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let stream = aggregate(&node, &headers, params)?;
-    let state = node.runtime().state(&stream).await?;
-    Ok(Json(json!({
+    Ok(match node.cluster() {
+        Some(cluster) => routed(cluster.route(Routed::State { stream }).await),
+        None => Json(read_state(&node, &stream).await?).into_response(),
+    })
+}
+
+/// The aggregate's state, from this node's runtime.
+pub(crate) async fn read_state(node: &Node, stream: &StreamId) -> Result<Value, ApiError> {
+    let state = node.runtime().state(stream).await?;
+    Ok(json!({
         "stream": stream.to_string(),
         "version": state.version,
         "state": state.view,
-    })))
+    }))
 }
 
 /// `GET …/{type}/{id}/events?from=&limit=`: the aggregate's events.

@@ -85,12 +85,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body: the details, `error` and `message`.
+    pub fn body(&self) -> Value {
+        let mut body = self.details.clone();
+        body.insert("error".into(), Value::from(self.code));
+        body.insert("message".into(), Value::from(self.message.clone()));
+        Value::Object(body)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.details;
-        body.insert("error".into(), Value::from(self.code));
-        body.insert("message".into(), Value::from(self.message));
-        (self.status, Json(Value::Object(body))).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 

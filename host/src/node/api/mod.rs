@@ -19,6 +19,7 @@
 //! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}` | ns | state (`view`) and version |
 //! | `GET /v1/namespaces/{ns}/aggregates/{type}/{id}/events` | ns | events from a version |
 //! | `GET /v1/namespaces/{ns}/events/live` | ns | new events as server-sent events |
+//! | `GET /v1/cluster` | admin | members, leader, epoch, shards per node (`--cluster`) |
 //!
 //! **Invariant:** every handler that takes a namespace calls [`authorize`]
 //! before it reads or writes anything of it; a tenant's token on another
@@ -26,6 +27,7 @@
 
 mod aggregates;
 mod body;
+mod cluster;
 pub mod error;
 mod live;
 mod namespaces;
@@ -39,6 +41,7 @@ use axum::routing::{get, post, put};
 
 use super::{Node, Principal};
 use crate::namespace::Namespace;
+pub(crate) use aggregates::{read_state, run_command};
 pub use error::ApiError;
 
 /// The API's router over `node`.
@@ -84,6 +87,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(aggregates::events),
         )
         .route("/v1/namespaces/{ns}/events/live", get(live::tail))
+        .route("/v1/cluster", get(cluster::status))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(node)
@@ -119,15 +123,26 @@ fn admin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 fn authorize(node: &Node, headers: &HeaderMap, namespace: &str) -> Result<Namespace, ApiError> {
     let principal = principal(node, headers)?;
     let namespace = Namespace::new(namespace)?;
-    if !principal.may_use(&namespace) {
+    may_use(node, &principal, &namespace)?;
+    Ok(namespace)
+}
+
+/// Requires `principal` to be allowed `namespace`, and the namespace to
+/// exist.
+pub(crate) fn may_use(
+    node: &Node,
+    principal: &Principal,
+    namespace: &Namespace,
+) -> Result<(), ApiError> {
+    if !principal.may_use(namespace) {
         return Err(ApiError::forbidden(format!(
             "this token does not give access to namespace `{namespace}`"
         )));
     }
-    if !node.tenants().exists(&namespace) {
+    if !node.tenants().exists(namespace) {
         return Err(ApiError::from(super::TenantError::UnknownNamespace(
-            namespace,
+            namespace.clone(),
         )));
     }
-    Ok(namespace)
+    Ok(())
 }

@@ -58,7 +58,53 @@ pub(super) async fn metrics(
             nats.cut_off_subscribers()
         ));
     }
+    if let Some(cluster) = node.cluster() {
+        text.push_str(&cluster_metrics(&cluster.status()));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// The cluster's gauges and counters, as this node sees them.
+fn cluster_metrics(status: &crate::cluster::ClusterStatus) -> String {
+    let rows = [
+        (
+            "aether_cluster_is_leader",
+            "gauge",
+            "1 while this node holds the leader lease.",
+            u64::from(status.is_leader),
+        ),
+        (
+            "aether_cluster_leader_changes_total",
+            "counter",
+            "Leader changes this node has seen.",
+            status.leader_changes,
+        ),
+        (
+            "aether_cluster_epoch",
+            "gauge",
+            "Epoch of the newest shard map this node has.",
+            status.map.as_ref().map_or(0, |m| m.epoch),
+        ),
+        (
+            "aether_cluster_members",
+            "gauge",
+            "Live members of the cluster.",
+            status.members.len() as u64,
+        ),
+        (
+            "aether_cluster_shards_served",
+            "gauge",
+            "Shards this node serves now.",
+            status.serving as u64,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in rows {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    text
 }
 
 /// Any path the API does not have.
