@@ -1,0 +1,218 @@
+//! A cluster of real processes: 3 `nats-server`s (R3 streams and buckets)
+//! and N `aether serve --cluster` nodes on random loopback ports.
+//!
+//! Namespaces and components are set up once on the first node; the
+//! others start from a copy of its `node.json` and `components/` (the
+//! cluster shares events, the registry and the shard map through NATS, but
+//! not the tenants file or component bytes).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aether_nats_harness::NatsCluster;
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN, BANK, Http, NodeProcess};
+
+/// Shards of every test cluster (the default).
+pub(crate) const SHARDS: usize = 256;
+
+/// A test cluster; every process is killed on drop.
+pub(crate) struct Cluster {
+    pub(crate) nats: NatsCluster,
+    pub(crate) nodes: Vec<Option<NodeProcess>>,
+    dirs: Vec<tempfile::TempDir>,
+    /// The `bank` namespace's token (the same on every node).
+    pub(crate) token: String,
+}
+
+impl Cluster {
+    /// 3 NATS servers and `size` nodes with the bank-account component
+    /// deployed in namespace `bank`; returns once the shard map is stable.
+    pub(crate) fn start(size: usize) -> Cluster {
+        let nats = NatsCluster::start(3);
+        let mut cluster = Cluster {
+            nats,
+            nodes: Vec::new(),
+            dirs: Vec::new(),
+            token: String::new(),
+        };
+        cluster.add_node();
+        let admin = cluster.admin(0);
+        cluster.token = admin.create_namespace("bank", json!({}));
+        cluster.client(0).deploy("bank", "bank-account", BANK);
+        for _ in 1..size {
+            cluster.add_node();
+        }
+        cluster.wait_stable(size);
+        cluster
+    }
+
+    /// Node `index`'s id.
+    pub(crate) fn node_id(index: usize) -> String {
+        format!("node-{}", index + 1)
+    }
+
+    /// Starts one more node (seeded from node 1's tenants and components).
+    pub(crate) fn add_node(&mut self) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(first) = self.dirs.first() {
+            seed(first.path(), dir.path());
+        }
+        self.dirs.push(dir);
+        self.nodes.push(None);
+        let index = self.nodes.len() - 1;
+        self.restart(index);
+        index
+    }
+
+    /// Starts node `index` again on its data directory.
+    pub(crate) fn restart(&mut self, index: usize) {
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        let urls = self.nats.urls().join(",");
+        let id = Self::node_id(index);
+        let node = NodeProcess::start(
+            self.dirs[index].path(),
+            &[
+                "--nats",
+                &urls,
+                "--nats-replicas",
+                "3",
+                "--cluster",
+                "--node-id",
+                &id,
+                "--heartbeat-ms",
+                "300",
+                "--lease-ttl-ms",
+                "2000",
+                "--route-timeout-ms",
+                "10000",
+            ],
+        );
+        self.nodes[index] = Some(node);
+    }
+
+    /// Kills node `index` with SIGKILL.
+    pub(crate) fn kill(&mut self, index: usize) {
+        drop(self.nodes[index].take().expect("running"));
+    }
+
+    /// Stops node `index` with SIGTERM (it hands its shards off).
+    pub(crate) fn terminate(&mut self, index: usize) -> String {
+        let node = self.nodes[index].take().expect("running");
+        let (status, log) = node.terminate();
+        assert!(
+            status.success(),
+            "node {index} exited with {status}:\n{log}"
+        );
+        log
+    }
+
+    /// The indexes of the running nodes.
+    pub(crate) fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    /// The base URLs of the running nodes.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes.iter().flatten().map(|n| n.url.clone()).collect()
+    }
+
+    /// A client of node `index` with the `bank` token.
+    pub(crate) fn client(&self, index: usize) -> Http {
+        self.node(index).client(Some(&self.token))
+    }
+
+    /// A client of node `index` with the admin token.
+    pub(crate) fn admin(&self, index: usize) -> Http {
+        self.node(index).client(Some(ADMIN))
+    }
+
+    fn node(&self, index: usize) -> &NodeProcess {
+        self.nodes[index].as_ref().expect("running")
+    }
+
+    /// Node `index`'s `GET /v1/cluster`.
+    pub(crate) fn status(&self, index: usize) -> Value {
+        let (status, body) = self.admin(index).get("/v1/cluster");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The running node that holds the lease, once all agree on it.
+    pub(crate) fn leader(&self) -> usize {
+        let leaders: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|&i| self.status(i)["is_leader"] == json!(true))
+            .collect();
+        assert_eq!(leaders.len(), 1, "leaders: {leaders:?}");
+        leaders[0]
+    }
+
+    /// Waits until the running nodes (`members` of them) agree on one map
+    /// of exactly them, with every shard served by its owner.
+    pub(crate) fn wait_stable(&self, members: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let statuses: Vec<Value> = self.running().into_iter().map(|i| self.status(i)).collect();
+            if stable(&statuses, members) {
+                return statuses[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle on {members} members within 90 s: {statuses:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Node `index`'s Prometheus metrics.
+    pub(crate) fn metrics(&self, index: usize) -> String {
+        let (status, body) = self.admin(index).get("/metrics");
+        assert_eq!(status, 200);
+        body.as_str().unwrap().to_owned()
+    }
+}
+
+/// Whether every node sees the same epoch, a map of exactly the running
+/// `members`, the same leader, and serves exactly the shards it owns.
+fn stable(statuses: &[Value], members: usize) -> bool {
+    let first = &statuses[0];
+    let ids: Vec<String> = statuses
+        .iter()
+        .map(|s| s["node_id"].as_str().unwrap().to_owned())
+        .collect();
+    statuses.len() == members
+        && first["epoch"].as_u64().unwrap_or(0) > 0
+        && statuses.iter().all(|s| {
+            s["epoch"] == first["epoch"]
+                && s["leader"] == first["leader"]
+                && s["members"].as_array().map(Vec::len) == Some(members)
+                && s["shards_per_node"].as_object().is_some_and(|per| {
+                    per.len() == members && ids.iter().all(|id| per.contains_key(id))
+                })
+                && s["serving"] == s["shards_per_node"][s["node_id"].as_str().unwrap()]
+        })
+}
+
+/// Copies node 1's tenants and components into a new node's directory.
+fn seed(from: &Path, to: &Path) {
+    std::fs::copy(from.join("node.json"), to.join("node.json")).unwrap();
+    copy_dir(&from.join("components"), &to.join("components"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The cluster with real processes: 3 `nats-server`s and 3–4 `aether serve
+//! --cluster` nodes. Election, placement, routing, hand-off, and five
+//! faults under a steady command load, after each of which every
+//! acknowledged command's event is stored exactly once and versions are
+//! gapless. The tests run one at a time (each starts ~7 processes).
+
+mod election;
+mod faults;
+mod handoff;
+mod harness;
+mod load;
+mod routing;
+#[path = "../node/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// One cluster at a time: the machine has few cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
