@@ -62,7 +62,7 @@ impl Coordinator {
                 self.beat().await;
                 next_beat = Instant::now() + self.config.heartbeat;
             }
-            self.follow_map().await;
+            let _ = tokio::time::timeout(self.config.heartbeat, self.follow_map()).await;
             self.reconcile().await;
             self.publish_status();
             tokio::select! {
@@ -73,19 +73,31 @@ impl Coordinator {
         self.leave().await;
     }
 
-    /// Heartbeat, lease, member list, and (as leader) the shard map.
+    /// Heartbeat, lease, member list, and (as leader) the shard map. Each
+    /// step is bounded by one heartbeat interval, so a slow server (one of
+    /// the cluster just died, say) cannot hold up the next heartbeat.
     async fn beat(&mut self) {
-        match self.membership.beat().await {
+        let limit = self.config.heartbeat;
+        match bounded(limit, self.membership.beat()).await {
             Ok(()) => self.last_beat = Instant::now(),
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
-        self.lease.tick().await;
-        match self.membership.live().await {
+        if tokio::time::timeout(limit, self.lease.tick())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the leader lease did not answer in time");
+        }
+        match bounded(limit, self.membership.live()).await {
             Ok(live) => self.live = live,
             Err(error) => tracing::warn!(%error, "cannot read the member list"),
         }
-        if let Some(token) = self.lease.held_token() {
-            self.publish_map(token).await;
+        if let Some(token) = self.lease.held_token()
+            && tokio::time::timeout(limit, self.publish_map(token))
+                .await
+                .is_err()
+        {
+            tracing::warn!("publishing the shard map did not finish in time");
         }
     }
 
@@ -181,11 +193,8 @@ impl Coordinator {
         }
         if map.epoch > self.acked && !self.isolated() {
             let bytes = map.epoch.to_string().into_bytes();
-            match self
-                .shards
-                .put(ack_key(&self.config.node_id), bytes.into())
-                .await
-            {
+            let ack = self.shards.put(ack_key(&self.config.node_id), bytes.into());
+            match bounded(self.config.heartbeat, async { Ok(ack.await?) }).await {
                 Ok(_) => self.acked = map.epoch,
                 Err(error) => tracing::warn!(%error, "cannot acknowledge the shard map"),
             }
@@ -203,7 +212,8 @@ impl Coordinator {
             if *member == self.config.node_id || !self.live.contains_key(member) {
                 continue;
             }
-            let acked = match self.shards.entry(ack_key(member)).await {
+            let entry = self.shards.entry(ack_key(member));
+            let acked = match bounded(self.config.heartbeat, async { Ok(entry.await?) }).await {
                 Ok(Some(entry)) => String::from_utf8_lossy(&entry.value).parse().unwrap_or(0),
                 Ok(None) => 0,
                 Err(_) => return false,
@@ -280,6 +290,16 @@ impl Coordinator {
         self.publish_status();
         tracing::info!(node = %self.config.node_id, "left the cluster");
     }
+}
+
+/// `work`, or an error once `limit` has passed.
+async fn bounded<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))?
 }
 
 fn entry_epoch(entry: &kv::Entry) -> u64 {

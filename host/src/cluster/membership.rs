@@ -40,16 +40,28 @@ impl Membership {
         Ok(())
     }
 
-    /// The members whose heartbeat has not expired, by node id.
+    /// The members whose heartbeat has not expired, by node id. Lists the
+    /// keys from the bucket's stream info (no consumer: creating one can
+    /// stall for seconds while a server of the cluster is down).
     pub(crate) async fn live(&self) -> anyhow::Result<BTreeMap<String, Member>> {
-        let keys: Vec<String> = self.bucket.keys().await?.try_collect().await?;
+        let prefix = self.bucket.prefix.clone();
+        let subjects: Vec<(String, usize)> = self
+            .bucket
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await?
+            .try_collect()
+            .await?;
         let mut members = BTreeMap::new();
-        for key in keys {
-            if let Some(entry) = self.bucket.entry(&key).await?
+        for (subject, _) in subjects {
+            let Some(key) = subject.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(entry) = self.bucket.entry(key).await?
                 && entry.operation == kv::Operation::Put
                 && let Ok(member) = serde_json::from_slice::<Member>(&entry.value)
             {
-                members.insert(key, member);
+                members.insert(key.to_owned(), member);
             }
         }
         Ok(members)

@@ -209,6 +209,7 @@ impl Cluster {
             gate: gate::ShardGate::new(config.shards),
             host,
             timeout: config.route_timeout,
+            attempt_timeout: config.lease_ttl,
         });
         let status = Arc::new(Mutex::new(ClusterStatus {
             node_id: config.node_id.clone(),

@@ -132,6 +132,8 @@ pub(crate) struct Router {
     pub(crate) gate: Arc<ShardGate>,
     pub(crate) host: Arc<dyn ShardHost>,
     pub(crate) timeout: Duration,
+    /// How long one attempt of a repeatable request waits (the lease TTL).
+    pub(crate) attempt_timeout: Duration,
 }
 
 /// How long to wait before asking again when no node serves a shard.
@@ -150,9 +152,16 @@ impl Router {
                 return self.host.run(routed).await;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
+            // A request that may safely be sent twice (a read, or a command
+            // with an id) waits at most one lease TTL per attempt: if its
+            // owner died with it, the shard has a new owner by then.
+            let attempt = match &routed {
+                Routed::Command(c) if c.command_id.is_none() => remaining,
+                _ => remaining.min(self.attempt_timeout),
+            };
             let request = async_nats::Request::new()
                 .payload(payload.clone())
-                .timeout(Some(remaining.max(Duration::from_millis(10))));
+                .timeout(Some(attempt.max(Duration::from_millis(10))));
             match self.client.send_request(subject.clone(), request).await {
                 Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
                     Ok(Answer::Done(reply)) => return reply,
@@ -165,7 +174,10 @@ impl Router {
                         );
                     }
                 },
-                Err(error) if error.kind() == async_nats::RequestErrorKind::TimedOut => {
+                Err(error)
+                    if error.kind() == async_nats::RequestErrorKind::TimedOut
+                        && attempt >= remaining =>
+                {
                     return Reply::error(
                         504,
                         "owner_timeout",
@@ -175,8 +187,9 @@ impl Router {
                         ),
                     );
                 }
-                // No responders (nobody serves the shard yet) or a lost
-                // connection: try again until the deadline.
+                // No responders (nobody serves the shard yet), an attempt
+                // that timed out with time left, or a lost connection: try
+                // again until the deadline.
                 Err(_) => {}
             }
             if Instant::now() + RETRY_PAUSE >= deadline {

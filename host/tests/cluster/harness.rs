@@ -161,10 +161,13 @@ impl Cluster {
             if stable(&statuses, members) {
                 return statuses[0].clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not settle on {members} members within 90 s: {statuses:#?}"
-            );
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self.nodes.iter().flatten().map(tail_of_log).collect();
+                panic!(
+                    "the cluster did not settle on {members} members within 90 s: {statuses:#?}\n{}",
+                    logs.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -175,6 +178,17 @@ impl Cluster {
         assert_eq!(status, 200);
         body.as_str().unwrap().to_owned()
     }
+}
+
+/// The last lines a node logged.
+fn tail_of_log(node: &NodeProcess) -> String {
+    let log = node.log();
+    let lines: Vec<&str> = log.lines().collect();
+    format!(
+        "--- {}:\n{}",
+        node.url,
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    )
 }
 
 /// Whether every node sees the same epoch, a map of exactly the running

@@ -101,6 +101,11 @@ impl NodeProcess {
         (status, self.log.lock().unwrap().clone())
     }
 
+    /// What the node has written to stderr so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// A client with `token` (or none).
     pub(crate) fn client(&self, token: Option<&str>) -> Http {
         Http::new(&self.url, token)
