@@ -6,8 +6,10 @@
 //!
 //! 1. A sees map E: closes the shard's gate (new requests get "not
 //!    serving" and are retried by their sender), stops its subscription,
-//!    waits for the commands in flight to finish, passivates the shard's
-//!    live aggregates, then acknowledges E (`ack.<A>` = E).
+//!    waits for the commands in flight to finish (a snapshot the policy
+//!    asks for is written by the command that made it due, so it is done
+//!    too), passivates the shard's live aggregates, then acknowledges E
+//!    (`ack.<A>` = E).
 //! 2. B sees map E and waits until every live member of E has acknowledged
 //!    E (or has died: its heartbeat expired). Then it passivates whatever
 //!    it cached of the shard, opens the gate and subscribes.

@@ -314,19 +314,11 @@ async fn bucket(
         storage: jetstream::stream::StorageType::File,
         ..Default::default()
     };
-    // A fresh R3 cluster may still be electing its meta leader: retry.
-    let mut attempt = 0;
-    loop {
-        match context.create_or_update_key_value(bucket.clone()).await {
-            Ok(store) => return Ok(store),
-            Err(error) if attempt < 20 => {
-                tracing::debug!(%error, bucket = %name, "retrying bucket setup");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => return Err(error).with_context(|| format!("creating the bucket {name}")),
-        }
-    }
+    let setup = format!("creating the bucket {name}");
+    Ok(crate::store::retrying(&setup, || {
+        context.create_or_update_key_value(bucket.clone())
+    })
+    .await?)
 }
 
 /// Commands sent by NATS clients to the submit subject: routed like

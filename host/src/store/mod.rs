@@ -80,6 +80,7 @@ pub use event::{
     AppendOutcome, AppendRequest, EventMetadata, ExpectedVersion, JSON_CONTENT_TYPE, NewEvent,
     RecordedEvent, Snapshot, StreamId,
 };
+pub(crate) use jetstream::retrying;
 pub use jetstream::{JetStreamConfig, JetStreamStore};
 pub use memory::MemoryStore;
 

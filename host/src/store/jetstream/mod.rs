@@ -572,8 +572,9 @@ const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
 /// just-started cluster takes a few seconds).
 const SETUP_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs `attempt` until it succeeds or [`SETUP_DEADLINE`] passes.
-async fn retrying<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+/// Runs `attempt` until it succeeds or [`SETUP_DEADLINE`] passes (a fresh
+/// cluster may still be electing its leaders).
+pub(crate) async fn retrying<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     what: &str,
     mut attempt: impl FnMut() -> F,
 ) -> Result<T, StoreError> {
