@@ -174,7 +174,10 @@ impl Worker {
                 Err(what) => {
                     self.record.lock().unwrap().failures.push(Failure {
                         at: Instant::now(),
-                        what: format!("{command_id} via {target}: {what}"),
+                        what: format!(
+                            "{command_id} via {target} after {:.2} s: {what}",
+                            sent.elapsed().as_secs_f64()
+                        ),
                     });
                     assert!(
                         first.elapsed() < GIVE_UP,
