@@ -102,6 +102,7 @@ impl NodeProcess {
     }
 
     /// What the node has written to stderr so far.
+    #[allow(dead_code)] // used by the cluster tests, which share this file
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
