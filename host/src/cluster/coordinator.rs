@@ -49,6 +49,8 @@ pub(crate) struct Coordinator {
     pub(crate) status: Arc<Mutex<ClusterStatus>>,
     pub(crate) map: Option<ShardMap>,
     pub(crate) map_revision: u64,
+    /// The epoch of the map last read from the bucket (maybe refused).
+    pub(crate) bucket_epoch: u64,
     pub(crate) live: BTreeMap<String, Member>,
     pub(crate) servers: HashMap<u32, ShardServer>,
     pub(crate) acked: u64,
@@ -119,10 +121,19 @@ impl Coordinator {
         // The newest map, read back from the bucket (another leader may
         // have written one since this node last looked).
         self.follow_map().await;
+        if self.map.as_ref().is_some_and(|m| m.leader_token > token) {
+            // A newer leader has published: this node's lease is stale.
+            return;
+        }
         if self.map.as_ref().is_some_and(|m| m.members == members) {
             return;
         }
-        let epoch = self.map.as_ref().map_or(0, |m| m.epoch) + 1;
+        let epoch = self
+            .map
+            .as_ref()
+            .map_or(0, |m| m.epoch)
+            .max(self.bucket_epoch)
+            + 1;
         let map = ShardMap::new(
             epoch,
             &self.config.node_id,
@@ -145,6 +156,7 @@ impl Coordinator {
             Ok(revision) => {
                 tracing::info!(epoch, ?members, "published the shard map");
                 self.map_revision = revision;
+                self.bucket_epoch = epoch;
                 self.map = Some(map);
             }
             // Another leader wrote first: read it on the next tick.
@@ -152,7 +164,7 @@ impl Coordinator {
         }
     }
 
-    /// Reads the newest map; older or equal epochs are ignored.
+    /// Reads the newest map; takes it if it supersedes the one held.
     async fn follow_map(&mut self) {
         let entry = match self.shards.entry(MAP_KEY).await {
             Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
@@ -166,17 +178,25 @@ impl Coordinator {
             tracing::warn!("the shard map in the bucket is unreadable");
             return;
         };
-        if self.map.as_ref().is_none_or(|m| map.epoch > m.epoch) {
-            tracing::info!(epoch = map.epoch, leader = %map.leader, "new shard map");
-            self.map = Some(map);
+        match &self.map {
+            Some(current) if !map.supersedes(current) => {
+                if map.epoch > current.epoch {
+                    tracing::warn!(
+                        epoch = map.epoch,
+                        leader = %map.leader,
+                        token = map.leader_token,
+                        "ignored a shard map from a leader with a stale fencing token"
+                    );
+                }
+            }
+            _ => {
+                tracing::info!(epoch = map.epoch, leader = %map.leader, "new shard map");
+                self.map = Some(map);
+            }
         }
-        if self
-            .map
-            .as_ref()
-            .is_some_and(|m| m.epoch == entry_epoch(&entry))
-        {
-            self.map_revision = entry.revision;
-        }
+        // What the next map must replace (compare-and-set), accepted or not.
+        self.map_revision = entry.revision;
+        self.bucket_epoch = entry_epoch(&entry);
     }
 
     /// Moves this node's served shards towards what the map gives it.

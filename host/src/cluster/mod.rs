@@ -230,6 +230,7 @@ impl Cluster {
             status: status.clone(),
             map: None,
             map_revision: 0,
+            bucket_epoch: 0,
             live: Default::default(),
             servers: Default::default(),
             acked: 0,

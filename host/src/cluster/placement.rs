@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 /// The shard assignment the leader published.
 ///
-/// **Invariant:** `epoch` only grows: a node ignores a map whose epoch is
-/// not above the one it holds, and a map is written only by the leader
-/// holding the lease whose revision is `leader_token` (the fencing token).
+/// **Invariant:** `epoch` only grows: a node takes a map only if it
+/// [`supersedes`](ShardMap::supersedes) the one it holds (a later epoch, and
+/// a fencing token `leader_token` no older), and a leader publishes only
+/// while no map carries a newer token than its own lease's revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMap {
     /// Grows by one with every new assignment.
@@ -49,6 +50,13 @@ impl ShardMap {
             owners: assign(shards, &members),
             members,
         }
+    }
+
+    /// Whether this map replaces `current`: a later epoch from a leader
+    /// whose fencing token is not older than the one `current` came from
+    /// (a deposed leader's late write is refused).
+    pub fn supersedes(&self, current: &ShardMap) -> bool {
+        self.epoch > current.epoch && self.leader_token >= current.leader_token
     }
 
     /// The owner of `shard`, if the map has one.
@@ -167,6 +175,17 @@ mod tests {
             let ideal = 256.0 / n as f64;
             assert!((owned as f64) <= ideal * 1.5, "{n}: node-2 owned {owned}");
         }
+    }
+
+    #[test]
+    fn a_map_from_a_deposed_leader_is_refused() {
+        let members = nodes(3);
+        let current = ShardMap::new(5, "node-2", 40, &members, 16);
+        assert!(ShardMap::new(6, "node-2", 40, &members, 16).supersedes(&current));
+        assert!(ShardMap::new(6, "node-3", 57, &members, 16).supersedes(&current));
+        // Newer epoch, older token: written by a leader that lost its lease.
+        assert!(!ShardMap::new(6, "node-1", 12, &members, 16).supersedes(&current));
+        assert!(!ShardMap::new(5, "node-3", 57, &members, 16).supersedes(&current));
     }
 
     #[test]

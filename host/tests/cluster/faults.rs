@@ -2,7 +2,7 @@
 //! servers and 3 nodes: after each, the cluster serves again, every
 //! acknowledged command's event is stored exactly once and versions are
 //! gapless. Each test prints what the fault cost (failed attempts, the
-//! window they span, the slowest acknowledged command); BENCHMARKS.md
+//! window they span, the longest wait for an acknowledgement); BENCHMARKS.md
 //! quotes them.
 
 use std::time::{Duration, Instant};
