@@ -43,6 +43,29 @@ fn bank() -> Scope {
     Scope::Namespace(Namespace::new("bank").unwrap())
 }
 
+/// Node A forwards its local bus to NATS; node B subscribes there.
+struct TwoNodes {
+    local_a: LocalBus,
+    node_b: NatsBus,
+    _node_a: NatsBus,
+    _forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl TwoNodes {
+    async fn on(server: &NatsServer) -> TwoNodes {
+        let urls = vec![server.url()];
+        let node_a = NatsBus::connect(&urls).await.unwrap();
+        let local_a = LocalBus::default();
+        let forwarder = node_a.forward(&local_a);
+        TwoNodes {
+            local_a,
+            node_b: NatsBus::connect(&urls).await.unwrap(),
+            _node_a: node_a,
+            _forwarder: forwarder,
+        }
+    }
+}
+
 async fn within<T>(future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), future)
         .await
@@ -52,13 +75,13 @@ async fn within<T>(future: impl Future<Output = T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_on_one_node_reach_filtered_subscribers_on_another() {
     let server = NatsServer::start();
-    let urls = vec![server.url()];
-    let (node_a, node_b) = (
-        NatsBus::connect(&urls).await.unwrap(),
-        NatsBus::connect(&urls).await.unwrap(),
-    );
-    let local_a = LocalBus::default();
-    let _forwarder = node_a.forward(&local_a);
+    // Named bindings: node A and its forwarder live until the test ends.
+    let TwoNodes {
+        local_a,
+        node_b,
+        _node_a,
+        _forwarder,
+    } = TwoNodes::on(&server).await;
 
     let filter = Filter {
         event_types: Some(["Deposited".to_owned()].into()),
@@ -125,13 +148,13 @@ async fn events_published_on_one_node_reach_filtered_subscribers_on_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_nats_subscriber_is_cut_off_with_an_error_and_counted() {
     let server = NatsServer::start();
-    let urls = vec![server.url()];
-    let (node_a, node_b) = (
-        NatsBus::connect(&urls).await.unwrap(),
-        NatsBus::connect(&urls).await.unwrap(),
-    );
-    let local_a = LocalBus::default();
-    let _forwarder = node_a.forward(&local_a);
+    // Named bindings: node A and its forwarder live until the test ends.
+    let TwoNodes {
+        local_a,
+        node_b,
+        _node_a,
+        _forwarder,
+    } = TwoNodes::on(&server).await;
     let mut slow = node_b
         .subscribe(bank(), Filter::default(), 4)
         .await

@@ -34,6 +34,14 @@ async fn runtimes() -> Vec<(Runtime, Option<tempfile::TempDir>)> {
     out
 }
 
+/// Opens bank account `id` in namespace `ns` for `owner`.
+async fn open(runtime: &Runtime, ns: &str, id: &str, owner: &str) {
+    let acc = stream(ns, "bank-account", id);
+    send(runtime, &acc, "Open", json!({ "owner": owner }))
+        .await
+        .unwrap();
+}
+
 fn bank() -> Namespace {
     Namespace::new("bank").unwrap()
 }
@@ -61,22 +69,8 @@ async fn history_then_live_with_no_gap_while_events_keep_arriving() {
     for (runtime, _dir) in runtimes().await {
         // History: 10 accounts opened before the subscription.
         for i in 0..10 {
-            send(
-                &runtime,
-                &stream("bank", "bank-account", &format!("h-{i}")),
-                "Open",
-                json!({"owner": "H"}),
-            )
-            .await
-            .unwrap();
-            send(
-                &runtime,
-                &stream("other", "bank-account", &format!("h-{i}")),
-                "Open",
-                json!({"owner": "O"}),
-            )
-            .await
-            .unwrap();
+            open(&runtime, "bank", &format!("h-{i}"), "H").await;
+            open(&runtime, "other", &format!("h-{i}"), "O").await;
         }
         // Writers keep appending in both namespaces while the subscriber
         // reads history and switches to live.
@@ -124,14 +118,7 @@ async fn history_then_live_with_no_gap_while_events_keep_arriving() {
         assert_eq!(log, (1..=log.len() as u64).collect::<Vec<_>>());
         assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), log);
         // And live from here on.
-        send(
-            &runtime,
-            &stream("bank", "bank-account", "late"),
-            "Open",
-            json!({"owner": "L"}),
-        )
-        .await
-        .unwrap();
+        open(&runtime, "bank", "late", "L").await;
         assert_eq!(
             subscription.next().await.unwrap().stream.aggregate_id,
             "late"
@@ -143,14 +130,7 @@ async fn history_then_live_with_no_gap_while_events_keep_arriving() {
 async fn a_named_subscriber_resumes_after_its_checkpoint() {
     for (runtime, _dir) in runtimes().await {
         for i in 0..6 {
-            send(
-                &runtime,
-                &stream("bank", "bank-account", &format!("acc-{i}")),
-                "Open",
-                json!({"owner": "R"}),
-            )
-            .await
-            .unwrap();
+            open(&runtime, "bank", &format!("acc-{i}"), "R").await;
         }
         let first_run = {
             let mut subscription = subscribe(
@@ -244,14 +224,7 @@ async fn filters_apply_to_history_and_live() {
         )
         .await
         .unwrap();
-        send(
-            &runtime,
-            &stream("bank", "bank-account", "vip-3"),
-            "Open",
-            json!({"owner": "F"}),
-        )
-        .await
-        .unwrap();
+        open(&runtime, "bank", "vip-3", "F").await;
         send(
             &runtime,
             &stream("bank", "bank-account", "vip-3"),
@@ -285,16 +258,7 @@ async fn a_subscriber_the_bus_outruns_catches_up_from_the_log() {
     .await
     .unwrap();
     for version in 0..50u64 {
-        let outcome = store
-            .append(AppendRequest {
-                stream: acc.clone(),
-                expected: ExpectedVersion::Exact(version),
-                events: vec![NewEvent::json("Deposited", b"{}".to_vec())],
-                metadata: EventMetadata::default(),
-                timestamp_ms: 0,
-            })
-            .await
-            .unwrap();
+        let outcome = store.append(append_one(&acc, version)).await.unwrap();
         bus.publish(&outcome.events);
     }
     for version in 1..=50 {

@@ -179,6 +179,21 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `python -m pip install` with the flags every pinned install uses (the
+/// package and `--target` follow). Installs go into folders under
+/// `target/`, so pip's warning about running as root is moot.
+fn pip_install(mut python: Command) -> Command {
+    python.env("PIP_ROOT_USER_ACTION", "ignore").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+    ]);
+    python
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

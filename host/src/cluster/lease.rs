@@ -24,8 +24,8 @@ pub(crate) struct Lease {
     held: Option<u64>,
     /// The revision at which this node took the lease (its fencing token).
     token: u64,
-    /// The leader as last seen, with its token.
-    leader: Option<(String, u64)>,
+    /// The leader as last seen.
+    leader: Option<String>,
     /// How many times the leader seen here changed.
     changes: u64,
 }
@@ -59,21 +59,14 @@ impl Lease {
         }
         match self.bucket.entry(KEY).await {
             Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
-                let leader = String::from_utf8_lossy(&entry.value).into_owned();
-                // The token of another leader is the revision it was first
-                // seen at; only its holder knows the exact one.
-                let token = match &self.leader {
-                    Some((known, token)) if *known == leader => *token,
-                    _ => entry.revision,
-                };
-                self.see(Some((leader, token)));
+                self.see(Some(String::from_utf8_lossy(&entry.value).into_owned()));
             }
             Ok(_) => match self.bucket.create(KEY, me).await {
                 Ok(revision) => {
                     self.held = Some(revision);
                     self.token = revision;
                     tracing::info!(node = %self.node_id, token = revision, "elected leader");
-                    self.see(Some((self.node_id.clone(), revision)));
+                    self.see(Some(self.node_id.clone()));
                 }
                 // Someone else was quicker: seen on the next tick.
                 Err(error) => tracing::debug!(%error, "the leader lease was taken"),
@@ -82,13 +75,12 @@ impl Lease {
         }
     }
 
-    fn see(&mut self, leader: Option<(String, u64)>) {
-        let name = |l: &Option<(String, u64)>| l.as_ref().map(|(n, _)| n.clone());
-        if name(&leader) != name(&self.leader) {
+    fn see(&mut self, leader: Option<String>) {
+        if leader != self.leader {
             self.changes += 1;
             tracing::info!(
                 node = %self.node_id,
-                leader = name(&leader).as_deref().unwrap_or("none"),
+                leader = leader.as_deref().unwrap_or("none"),
                 "leader changed"
             );
         }
@@ -102,7 +94,7 @@ impl Lease {
 
     /// The leader as last seen.
     pub(crate) fn leader(&self) -> Option<&str> {
-        self.leader.as_ref().map(|(n, _)| n.as_str())
+        self.leader.as_deref()
     }
 
     /// How many times the leader seen here changed.

@@ -139,6 +139,16 @@ pub struct AppendRequest {
 }
 
 impl AppendRequest {
+    /// Refuses a request no backend may store: one without events.
+    pub(crate) fn check(&self) -> Result<(), super::AppendError> {
+        if self.events.is_empty() {
+            return Err(super::AppendError::Invalid(
+                "an append needs at least one event".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Turns the request into recorded events that follow a stream at
     /// `current_version` and a namespace log whose head is at
     /// `head_position`. Each event gets a fresh UUIDv7 id.

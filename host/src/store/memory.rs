@@ -98,11 +98,7 @@ fn start_index(from: u64) -> usize {
 #[async_trait::async_trait]
 impl EventStore for MemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        if request.events.is_empty() {
-            return Err(AppendError::Invalid(
-                "an append needs at least one event".to_owned(),
-            ));
-        }
+        request.check()?;
         let mut guard = self.lock();
         let State { logs, streams } = &mut *guard;
         let current = match streams.get(&request.stream) {

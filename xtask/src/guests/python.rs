@@ -275,17 +275,7 @@ impl Tools {
             return Ok(tools);
         }
         eprintln!("xtask: installing {TOOL}=={pin} into {}", dir.display());
-        let mut pip = tools.python_command();
-        // The install is confined to `dir`; pip's warning about root is moot.
-        pip.env("PIP_ROOT_USER_ACTION", "ignore");
-        pip.args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-        ]);
+        let mut pip = crate::pip_install(tools.python_command());
         if let Some(target) = &tools.pythonpath {
             // Start from an empty folder: `pip install --target --upgrade`
             // would leave another version's metadata beside the new one.

@@ -249,11 +249,7 @@ impl std::fmt::Debug for EmbeddedStore {
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        if request.events.is_empty() {
-            return Err(AppendError::Invalid(
-                "an append needs at least one event".to_owned(),
-            ));
-        }
+        request.check()?;
         let (reply, answer) = oneshot::channel();
         if self.writer.send(Job::Append(request, reply)).await.is_err() {
             return Err(self.writer_gone().into());

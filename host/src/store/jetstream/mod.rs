@@ -393,11 +393,7 @@ fn check_version(version: &str) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl EventStore for JetStreamStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        if request.events.is_empty() {
-            return Err(AppendError::Invalid(
-                "an append needs at least one event".to_owned(),
-            ));
-        }
+        request.check()?;
         if let Some(command) = &request.metadata.command_id
             && let Some(events) = self.command_events(&request.stream, command).await?
         {
