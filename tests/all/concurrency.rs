@@ -133,16 +133,20 @@ async fn a_stale_live_copy_is_fenced_by_the_store() {
     send(&node_a, &acc, "Withdraw", json!({"amount": 80}))
         .await
         .unwrap();
-    // Node B still believes the balance is 100: the store refuses its write.
-    match send(&node_b, &acc, "Withdraw", json!({"amount": 80})).await {
-        Err(CommandError::Conflict(c)) => assert_eq!((c.expected, c.actual), (2, 3)),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    // The host did not retry; after the conflict node B rebuilt its state
-    // and now decides against the real balance.
+    // Node B still believes the balance is 100: the store refuses the
+    // Withdrawn it decides on that, B rebuilds its copy and decides again
+    // on the real balance (the command carried no expected version, so
+    // the conflict was B's own, not the caller's).
     match send(&node_b, &acc, "Withdraw", json!({"amount": 80})).await {
         Err(CommandError::Rejected(r)) => assert_eq!(r.code, "insufficient-funds"),
         other => panic!("expected a rejection, got {other:?}"),
+    }
+    // A caller that asked for version 2 gets the conflict, with the real
+    // version: the host never retries a check the caller asked for.
+    let stale = CommandRequest::json(acc.clone(), "Withdraw", &json!({"amount": 5})).expecting(2);
+    match node_b.execute(stale).await {
+        Err(CommandError::Conflict(c)) => assert_eq!((c.expected, c.actual), (2, 3)),
+        other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(store.stream_version(&acc).await.unwrap(), 3);
     assert_eq!(node_b.state(&acc).await.unwrap().view["balance"], json!(20));

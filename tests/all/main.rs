@@ -10,3 +10,4 @@ mod determinism;
 mod hostile;
 mod languages_sandbox;
 mod snapshots;
+mod truthful_answers;

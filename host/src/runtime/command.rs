@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::namespace::{AggregateId, AggregateType, Namespace};
 use crate::store::{
-    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
-    VersionConflict,
+    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError, StreamId, VersionConflict,
 };
 
 use super::error::{CommandError, GuestFailure};
-use super::partition::{CallError, PartitionHandle, PartitionStopped, StartingPoint};
+use super::limits::SandboxLimits;
+use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
 use super::{LoadedComponent, Runtime};
 
 /// The content type of JSON payloads, the default on the wire.
@@ -99,8 +100,33 @@ impl From<PartitionStopped> for CommandError {
     }
 }
 
+/// How many times one request decides again after its live copy turned
+/// out to be behind the store (another writer appended): a command without
+/// an expected version, a rejection or a state read is never answered from
+/// a stale copy, and a stream that keeps moving faster than that gets a
+/// retryable error (or, for a command, the conflict it keeps meeting).
+const REFRESH_LIMIT: usize = 3;
+
+/// What one decision by the live aggregate came to.
+enum Decided {
+    /// An answer to give as it is.
+    Done(CommandOutcome),
+    /// The live copy was stale: decide again from the store.
+    Refresh,
+}
+
 impl Runtime {
     /// Carries out one command: see the module docs of [`crate::runtime`].
+    ///
+    /// **Invariant:** every definite answer is true of the stream at some
+    /// instant during the call. Events stored by this call are fenced by
+    /// the append's expected version. A rejection, a conflict found on the
+    /// live version, and a command that changes nothing are only answered
+    /// once the store confirms the live version is the stream's version;
+    /// otherwise the aggregate is rebuilt and decides again. A conflict is
+    /// never answered for a command whose command id is stored: its first
+    /// outcome is. A command without an expected version that meets a
+    /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
     pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
         if request.command_type.is_empty() {
             return Err(CommandError::Malformed("the command type is empty".into()));
@@ -114,32 +140,99 @@ impl Runtime {
         let partition = lane.partition(&stream).clone();
         let _turn = self.inner.locks.lock(&stream).await;
 
-        if let Some(command_id) = &request.command_id
-            && let Some(events) = self.inner.store.command_events(&stream, command_id).await?
-        {
+        if let Some(outcome) = self.stored_outcome(&request).await? {
             // A retry of a command already carried out: its first outcome,
             // without asking the aggregate again.
-            let version = events.last().map_or(0, |e| e.version);
-            return Ok(CommandOutcome {
-                events,
-                version,
-                duplicate: true,
-            });
+            return Ok(outcome);
         }
+        let mut refreshed = 0;
+        loop {
+            let decided = self
+                .decide_and_append(&request, &partition, &component, &limits)
+                .await;
+            match decided {
+                Ok(Decided::Done(outcome)) => return Ok(outcome),
+                Ok(Decided::Refresh) if refreshed < REFRESH_LIMIT => refreshed += 1,
+                Ok(Decided::Refresh) => {
+                    return Err(CommandError::Store(StoreError::Unavailable {
+                        backend: "runtime",
+                        message: format!(
+                            "{stream} kept changing while the command was decided ({REFRESH_LIMIT} refreshes)"
+                        ),
+                    }));
+                }
+                Err(CommandError::Conflict(conflict)) => {
+                    if let Some(outcome) = self.stored_outcome(&request).await? {
+                        // Stored meanwhile by another attempt of the same
+                        // command (a cluster resend): that is its outcome.
+                        return Ok(outcome);
+                    }
+                    if request.expected_version.is_some() || refreshed >= REFRESH_LIMIT {
+                        return Err(CommandError::Conflict(conflict));
+                    }
+                    // No expected version: the conflict is the live copy's,
+                    // not the caller's. Decide again on the newer state.
+                    refreshed += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
 
-        let timestamp_ms = now_ms();
-        let (version, decision) = loop {
-            let version = self.ensure_live(&partition, &stream, &component).await?;
+    /// The outcome stored for the request's command id, if any.
+    async fn stored_outcome(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        let Some(command_id) = &request.command_id else {
+            return Ok(None);
+        };
+        let Some(events) = self
+            .inner
+            .store
+            .command_events(&request.stream, command_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let version = events.last().map_or(0, |e| e.version);
+        Ok(Some(CommandOutcome {
+            events,
+            version,
+            duplicate: true,
+        }))
+    }
+
+    /// One decision: activate, check the expected version, handle, and
+    /// either append what was decided or confirm the live version before
+    /// answering from it.
+    async fn decide_and_append(
+        &self,
+        request: &CommandRequest,
+        partition: &PartitionHandle,
+        component: &Arc<LoadedComponent>,
+        limits: &SandboxLimits,
+    ) -> Result<Decided, CommandError> {
+        let stream = &request.stream;
+        let (live, decision) = loop {
+            let live = self.ensure_live(partition, stream, component).await?;
+            let version = live.version;
             if let Some(expected) = request.expected_version
                 && expected != version
             {
+                if !self.confirm_current(partition, stream, version).await? {
+                    return Ok(Decided::Refresh);
+                }
                 return Err(VersionConflict {
-                    stream,
+                    stream: stream.clone(),
                     expected,
                     actual: version,
                 }
                 .into());
             }
+            // Timestamps never go backwards within a stream, whatever the
+            // clock of the node that wrote the previous event said.
+            let timestamp_ms = now_ms().max(live.last_timestamp_ms);
             let (s, req) = (stream.clone(), request.clone());
             let decided = partition
                 .call(move |p| {
@@ -152,24 +245,37 @@ impl Runtime {
                 })
                 .await?;
             match decided {
-                Ok(decision) => break (version, decision),
+                Ok(decision) => break ((live, timestamp_ms), decision),
                 // Passivated between activation and handle (LRU pressure): again.
                 Err(CallError::NotLive) => continue,
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
             }
         };
-        let new_events = decision.map_err(CommandError::Rejected)?;
+        let (live, timestamp_ms) = live;
+        let version = live.version;
+        let new_events = match decision {
+            Ok(events) => events,
+            Err(rejection) => {
+                if !self.confirm_current(partition, stream, version).await? {
+                    return Ok(Decided::Refresh);
+                }
+                return Err(CommandError::Rejected(rejection));
+            }
+        };
         limits.check_decision(
             new_events
                 .iter()
                 .map(|e| (e.event_type.as_str(), e.data.len())),
         )?;
         if new_events.is_empty() {
-            return Ok(CommandOutcome {
+            if !self.confirm_current(partition, stream, version).await? {
+                return Ok(Decided::Refresh);
+            }
+            return Ok(Decided::Done(CommandOutcome {
                 events: Vec::new(),
                 version,
                 duplicate: false,
-            });
+            }));
         }
 
         let append = AppendRequest {
@@ -214,7 +320,7 @@ impl Runtime {
             let events = outcome.events.clone();
             match partition.call(move |p| p.apply(&s, &events)).await? {
                 Ok(new_version) => {
-                    self.snapshot_if_due(&partition, &stream, &component, version, new_version)
+                    self.snapshot_if_due(partition, stream, component, version, new_version)
                         .await;
                     new_version
                 }
@@ -229,11 +335,40 @@ impl Runtime {
         if !outcome.duplicate {
             self.inner.bus.publish(&outcome.events);
         }
-        Ok(CommandOutcome {
+        Ok(Decided::Done(CommandOutcome {
             events: outcome.events,
             version,
             duplicate: outcome.duplicate,
-        })
+        }))
+    }
+
+    /// Whether the live `version` of `stream` is still the stream's version
+    /// in the store. If not, the live copy is passivated (its next use
+    /// rebuilds it) and the caller decides again. A store that answers with
+    /// an older version than the live one cannot be trusted now: a
+    /// retryable error.
+    async fn confirm_current(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        version: u64,
+    ) -> Result<bool, CommandError> {
+        let stored = self.inner.store.stream_version(stream).await?;
+        if stored == version {
+            return Ok(true);
+        }
+        let s = stream.clone();
+        partition.call(move |p| p.passivate(&s)).await?;
+        if stored < version {
+            return Err(CommandError::Store(StoreError::Unavailable {
+                backend: "runtime",
+                message: format!(
+                    "the store reports version {stored} of {stream}, behind the {version} already applied here"
+                ),
+            }));
+        }
+        tracing::debug!(%stream, live = version, stored, "the live copy was stale; rebuilding it");
+        Ok(false)
     }
 
     /// Derives the aggregate's state by activating it (if not live) and
@@ -256,12 +391,14 @@ impl Runtime {
     }
 
     /// Runs a read-only call on the live aggregate, activating it first,
-    /// in the aggregate's turn.
+    /// in the aggregate's turn. The answer is given only once the store
+    /// confirms the live version is the stream's version (a read is never
+    /// older than the store at some instant during the call).
     async fn read_live<R: Send + 'static>(
         &self,
         stream: &StreamId,
-        read: fn(&mut super::partition::Partition, &StreamId) -> Result<R, CallError>,
-    ) -> Result<R, CommandError> {
+        read: fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>,
+    ) -> Result<(R, u64), CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
         let partition = self
             .inner
@@ -270,14 +407,27 @@ impl Runtime {
             .partition(stream)
             .clone();
         let _turn = self.inner.locks.lock(stream).await;
+        let mut refreshed = 0;
         loop {
             self.ensure_live(&partition, stream, &component).await?;
             let s = stream.clone();
-            match partition.call(move |p| read(p, &s)).await? {
-                Ok(value) => return Ok(value),
+            let (value, version) = match partition.call(move |p| read(p, &s)).await? {
+                Ok(read) => read,
                 // Passivated between activation and the call (LRU pressure): again.
                 Err(CallError::NotLive) => continue,
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
+            };
+            if self.confirm_current(&partition, stream, version).await? {
+                return Ok((value, version));
+            }
+            refreshed += 1;
+            if refreshed > REFRESH_LIMIT {
+                return Err(CommandError::Store(StoreError::Unavailable {
+                    backend: "runtime",
+                    message: format!(
+                        "{stream} kept changing while its state was read ({REFRESH_LIMIT} refreshes)"
+                    ),
+                }));
             }
         }
     }
@@ -331,48 +481,89 @@ impl Runtime {
         }
     }
 
-    /// Makes the aggregate live under `component` and returns its version:
-    /// already live, or activated from its newest snapshot by the same
-    /// component (if any) and the events after it, replayed in batches.
-    /// The caller holds the aggregate's lock.
+    /// Makes the aggregate live under `component` and returns its
+    /// position: already live, or activated from its newest snapshot by
+    /// the same component (if any) and the events after it, replayed in
+    /// batches. The caller holds the aggregate's lock.
+    ///
+    /// All or nothing: the aggregate becomes live only once the whole
+    /// stream is applied; a failed read or apply passivates it and returns
+    /// the error (a cancelled call leaves it incomplete, which its next use
+    /// discards), so no answer is ever derived from part of a stream.
     async fn ensure_live(
         &self,
         partition: &PartitionHandle,
         stream: &StreamId,
         component: &Arc<LoadedComponent>,
-    ) -> Result<u64, CommandError> {
-        let batch = self.inner.config.replay_batch.max(1);
-        'activation: loop {
+    ) -> Result<LivePosition, CommandError> {
+        loop {
             let (s, digest) = (stream.clone(), component.digest().clone());
-            if let Some(version) = partition.call(move |p| p.live_version(&s, &digest)).await? {
-                return Ok(version);
+            if let Some(live) = partition.call(move |p| p.live_version(&s, &digest)).await? {
+                return Ok(live);
             }
             let snapshot = self.starting_point(stream, component).await;
             let (s, c) = (stream.clone(), component.clone());
-            let mut version = partition
+            let start = partition
                 .call(move |p| p.activate(&s, &c, snapshot))
                 .await??;
-            loop {
-                let events = self
-                    .inner
-                    .store
-                    .read_stream(stream, version + 1, batch)
-                    .await?;
-                let Some(last) = events.last() else {
-                    return Ok(version);
-                };
-                let full = events.len() == batch;
-                let last_version = last.version;
-                let s = stream.clone();
-                match partition.call(move |p| p.apply(&s, &events)).await? {
-                    Ok(v) => version = v,
-                    Err(CallError::NotLive) => continue 'activation,
-                    Err(CallError::Guest(failure)) => return Err(failure.into()),
+            match self.replay(partition, stream, start).await {
+                Ok(Some(timestamp)) => {
+                    let s = stream.clone();
+                    if let Some(live) = partition.call(move |p| p.complete(&s, timestamp)).await? {
+                        return Ok(live);
+                    }
+                    // Evicted before it completed (LRU pressure): again.
                 }
-                debug_assert_eq!(version, last_version);
-                if !full {
-                    return Ok(version);
+                // Evicted while replaying: again.
+                Ok(None) => {}
+                Err(error) => {
+                    let s = stream.clone();
+                    partition.call(move |p| p.passivate(&s)).await?;
+                    return Err(error);
                 }
+            }
+        }
+    }
+
+    /// Applies the stream's events after version `start` to the aggregate
+    /// being activated. `Ok(None)`: it was evicted meanwhile.
+    /// `Ok(Some(timestamp))`: the whole stream is applied; `timestamp` is
+    /// its last event's when the replay did not apply that event itself
+    /// (the activation started from a snapshot at the stream's version).
+    async fn replay(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        start: u64,
+    ) -> Result<Option<Option<u64>>, CommandError> {
+        let batch = self.inner.config.replay_batch.max(1);
+        let mut version = start;
+        loop {
+            let events = self
+                .inner
+                .store
+                .read_stream(stream, version + 1, batch)
+                .await?;
+            let Some(last) = events.last() else {
+                if version > start || version == 0 {
+                    return Ok(Some(None));
+                }
+                // From a snapshot, with nothing after it: its last event's
+                // timestamp still bounds the next one's.
+                let last = self.inner.store.read_stream(stream, version, 1).await?;
+                return Ok(Some(last.first().map(|e| e.timestamp_ms)));
+            };
+            let full = events.len() == batch;
+            let last_version = last.version;
+            let s = stream.clone();
+            match partition.call(move |p| p.apply(&s, &events)).await? {
+                Ok(v) => version = v,
+                Err(CallError::NotLive) => return Ok(None),
+                Err(CallError::Guest(failure)) => return Err(failure.into()),
+            }
+            debug_assert_eq!(version, last_version);
+            if !full {
+                return Ok(Some(None));
             }
         }
     }

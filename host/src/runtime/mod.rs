@@ -5,9 +5,12 @@
 //! execute(command)
 //!   ├─ registry: which component serves (namespace, aggregate type)
 //!   ├─ locks: wait for this aggregate's turn (strict order per aggregate)
-//!   ├─ partition: activate if not live (constructor + batched replay)
+//!   ├─ partition: activate if not live (constructor + batched replay; live
+//!   │             only once the whole stream is applied)
 //!   ├─ partition: handle → new events, or a rejection (nothing stored)
-//!   ├─ store: append(expected = live version)  — conflict → passivate, return it
+//!   ├─ store: rejection / no change → confirm the live version is the stream's
+//!   ├─ store: append(expected = live version)  — conflict → passivate; the
+//!   │         command's stored outcome, or decide again, or return it
 //!   ├─ partition: apply the stored events to the live state
 //!   ├─ bus: publish (never blocks)
 //!   └─ reply with the stored events and the new version
@@ -47,7 +50,7 @@ use wasmtime::component::Linker;
 
 pub use cache::CompiledFrom;
 pub(crate) use command::now_ms;
-pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
+pub use command::{AggregateState, CLOCK_SKEW_ENV, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{
     Digest, HANDLER_EXPORT, LoadError, LoadedComponent, STATE_SCHEMA_SECTION, with_custom_section,
 };

@@ -8,10 +8,17 @@
 //! while each instance is only ever touched by its own thread. The async command path sends closures to the partition and
 //! awaits their answer ([`PartitionHandle::call`]).
 //!
-//! Lifecycle of a live aggregate: *activated* (constructor, then its events
-//! applied in batches), *used* (handle, apply), and *passivated* (its
-//! resource dropped) when the LRU is full, when a newer component is active
-//! for its type, or when its command conflicted.
+//! Lifecycle of a live aggregate: *activating* (constructor, then its
+//! events applied in batches), *live* once the activation is
+//! [`Partition::complete`]d, *used* (handle, apply, view), and *passivated*
+//! (its resource dropped) when the LRU is full, when a newer component is
+//! active for its type, or when its command conflicted.
+//!
+//! **Invariant:** activation is all or nothing. An aggregate whose
+//! activation did not complete (a store read failed, its caller was
+//! cancelled) is never used: `handle`, `view` and `snapshot` answer
+//! [`CallError::NotLive`] for it and [`Partition::live_version`] passivates
+//! it, so its next use activates it again from the store.
 //!
 //! Failure: a trap, a deadline or a memory overrun poisons the whole
 //! instance. It is dropped with every live aggregate in it; they re-activate
@@ -96,6 +103,19 @@ struct LiveAggregate {
     instance: InstanceKey,
     resource: ResourceAny,
     version: u64,
+    /// False until the activation has applied the whole stream.
+    complete: bool,
+    /// The timestamp of the event at `version` (0 while unknown): the next
+    /// event of the stream is never stamped earlier.
+    last_timestamp_ms: u64,
+}
+
+/// A live aggregate's position: its version and the timestamp of its last
+/// event (0 when it has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LivePosition {
+    pub(crate) version: u64,
+    pub(crate) last_timestamp_ms: u64,
 }
 
 /// Why a call on a live aggregate did not happen or did not finish.
@@ -164,16 +184,44 @@ impl Partition {
         self.live.resize(self.sizing.live_capacity());
     }
 
-    /// The version of `stream` if it is live under `component`. A live
-    /// aggregate made by another component is passivated first (a newer
-    /// component was deployed), so the caller re-activates it.
-    pub(crate) fn live_version(&mut self, stream: &StreamId, component: &Digest) -> Option<u64> {
+    /// The position of `stream` if it is live under `component`. A live
+    /// aggregate made by another component (a newer component was
+    /// deployed), or whose activation never completed, is passivated
+    /// first, so the caller activates it again.
+    pub(crate) fn live_version(
+        &mut self,
+        stream: &StreamId,
+        component: &Digest,
+    ) -> Option<LivePosition> {
         let live = self.live.get(stream)?;
-        if &live.instance.digest == component {
-            return Some(live.version);
+        if live.complete && &live.instance.digest == component {
+            return Some(LivePosition {
+                version: live.version,
+                last_timestamp_ms: live.last_timestamp_ms,
+            });
         }
         self.passivate(stream);
         None
+    }
+
+    /// Ends the activation of `stream`: from now on it is live. `timestamp`
+    /// fills in its last event's timestamp if the replay did not see it
+    /// (activated from a snapshot). `None` if it is no longer there (the LRU
+    /// evicted it meanwhile): activate again.
+    pub(crate) fn complete(
+        &mut self,
+        stream: &StreamId,
+        timestamp: Option<u64>,
+    ) -> Option<LivePosition> {
+        let live = self.live.get_mut(stream)?;
+        live.complete = true;
+        if let Some(timestamp) = timestamp {
+            live.last_timestamp_ms = live.last_timestamp_ms.max(timestamp);
+        }
+        Some(LivePosition {
+            version: live.version,
+            last_timestamp_ms: live.last_timestamp_ms,
+        })
     }
 
     /// Creates the aggregate's resource under `component`, instantiating
@@ -225,6 +273,8 @@ impl Partition {
                 instance: key,
                 resource,
                 version,
+                complete: false,
+                last_timestamp_ms: 0,
             },
         );
         if let Some((evicted_stream, aggregate)) = evicted
@@ -275,6 +325,8 @@ impl Partition {
         let new_version = version + events.len() as u64;
         if let Some(live) = self.live.get_mut(stream) {
             live.version = new_version;
+            let last = events.last().map_or(0, |e| e.timestamp_ms);
+            live.last_timestamp_ms = live.last_timestamp_ms.max(last);
         }
         Ok(new_version)
     }
@@ -286,7 +338,7 @@ impl Partition {
         command: (&str, &str, &[u8]),
         timestamp_ms: u64,
     ) -> Result<Decision, CallError> {
-        let (key, resource, version) = self.live_entry(stream)?;
+        let (key, resource, version) = self.complete_entry(stream)?;
         Ok(self.with_instance(&key, |instance| {
             instance.handle(stream, resource, version, command, timestamp_ms)
         })?)
@@ -294,14 +346,14 @@ impl Partition {
 
     /// The guest's JSON view of the aggregate, and its version.
     pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(String, u64), CallError> {
-        let (key, resource, version) = self.live_entry(stream)?;
+        let (key, resource, version) = self.complete_entry(stream)?;
         let view = self.with_instance(&key, |instance| instance.view(stream, resource, version))?;
         Ok((view, version))
     }
 
     /// The guest's snapshot of the aggregate, and its version.
     pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
-        let (key, resource, version) = self.live_entry(stream)?;
+        let (key, resource, version) = self.complete_entry(stream)?;
         let state = self.with_instance(&key, |instance| {
             instance.snapshot(stream, resource, version)
         })?;
@@ -335,12 +387,25 @@ impl Partition {
         self.live.len()
     }
 
+    /// The aggregate being activated or live (apply takes both).
     fn live_entry(
         &mut self,
         stream: &StreamId,
     ) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
         let live = self.live.get(stream).ok_or(CallError::NotLive)?;
         Ok((live.instance.clone(), live.resource, live.version))
+    }
+
+    /// The aggregate if its activation completed: only a whole stream is
+    /// ever asked to decide or to render its state.
+    fn complete_entry(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
+        match self.live.get(stream) {
+            Some(live) if live.complete => Ok((live.instance.clone(), live.resource, live.version)),
+            _ => Err(CallError::NotLive),
+        }
     }
 
     fn drop_resource(&mut self, aggregate: LiveAggregate) {
