@@ -154,6 +154,14 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         component_digest: &str,
     ) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Whether appends go through now (readiness). A backend that lost
+    /// writes to an I/O error tries to recover here (the embedded store
+    /// reopens its file) and answers [`StoreError::Unavailable`] while it
+    /// cannot write. By default: yes.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -206,5 +214,9 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         component_digest: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
         (**self).load_snapshot(stream, component_digest).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        (**self).check_writable().await
     }
 }

@@ -137,7 +137,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase};
+use redb::{ReadTransaction, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use super::{
@@ -147,13 +147,17 @@ use super::{
 use crate::namespace::Namespace;
 use errors::{InFile, unavailable};
 use tables::{COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
-use writer::{Job, Writer};
+use faults::WriteFaults;
+use slot::DbSlot;
+use writer::{Job, Reopen, Writer};
 
 mod apply;
 mod codec;
 mod errors;
+mod faults;
 mod open;
 mod read;
+mod slot;
 mod tables;
 mod verify;
 mod watermark;
@@ -175,7 +179,7 @@ mod tests;
 pub struct EmbeddedStore {
     /// Dropped first: closes the queue and waits for the writer thread.
     writer: Writer,
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     path: Arc<Path>,
     opened_with: verify::Verified,
 }
@@ -196,15 +200,43 @@ impl EmbeddedStore {
     /// build). Call it from a blocking context or `spawn_blocking` if that
     /// matters.
     pub fn open(dir: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
-        let opened = open::open(dir.as_ref())?;
-        let (db, path) = (Arc::new(opened.db), Arc::<Path>::from(opened.path));
-        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&path), opened.watermark)?;
+        Self::open_with(dir.as_ref(), None)
+    }
+
+    /// [`EmbeddedStore::open`], with writes that fail on demand.
+    fn open_with(dir: &Path, faults: Option<Arc<WriteFaults>>) -> Result<EmbeddedStore, StoreError> {
+        let opened = open::open(dir, faults.as_ref())?;
+        let (slot, path) = (DbSlot::new(opened.db), Arc::<Path>::from(opened.path));
+        let reopen = Reopen {
+            dir: dir.to_path_buf(),
+            faults,
+        };
+        let writer = Writer::spawn(
+            Arc::clone(&slot),
+            Arc::clone(&path),
+            reopen,
+            opened.watermark,
+        )?;
         Ok(EmbeddedStore {
             writer,
-            db,
+            slot,
             path,
             opened_with: opened.verified,
         })
+    }
+
+    /// Whether writes go through now. After a write failed (a full disk,
+    /// an I/O error), this reopens the file and tries a small commit, so a
+    /// store whose disk has room again recovers without a restart.
+    async fn writable(&self) -> Result<(), StoreError> {
+        if self.slot.writable() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.writer.send(Job::Probe(reply)).await.is_err() {
+            return Err(self.writer_gone());
+        }
+        answer.await.map_err(|_| self.writer_gone())?
     }
 
     /// The data file.
@@ -225,13 +257,21 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Path, &ReadTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let (db, path) = (Arc::clone(&self.db), Arc::clone(&self.path));
+        let (slot, path) = (Arc::clone(&self.slot), Arc::clone(&self.path));
         let task = tokio::task::spawn_blocking(move || {
+            let db = slot.get(&path)?;
             let txn = db.begin_read().in_file(&path)?;
             read(&path, &txn)
         });
-        task.await
-            .map_err(|error| unavailable(&self.path, format_args!("a read failed: {error}")))?
+        let result = task
+            .await
+            .map_err(|error| unavailable(&self.path, format_args!("a read failed: {error}")))?;
+        if matches!(result, Err(StoreError::Unavailable { .. })) && !self.slot.writable() {
+            // redb latched a write's I/O error on this database: reopening
+            // it serves reads again.
+            self.writer.nudge();
+        }
+        result
     }
 }
 
@@ -248,6 +288,10 @@ impl std::fmt::Debug for EmbeddedStore {
 
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.writable().await
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.check()?;
         let (reply, answer) = oneshot::channel();

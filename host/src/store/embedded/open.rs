@@ -3,10 +3,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::errors::{InFile, corrupt, unavailable};
+use super::faults::{FaultyFile, WriteFaults};
 use super::tables::{
     COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, NAMESPACE_LOG, SNAPSHOTS,
     STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
@@ -30,8 +32,9 @@ pub(super) struct Opened {
 }
 
 /// Creates `dir` if needed, opens (or creates) its data file, verifies it and
-/// checks it against the head watermark.
-pub(super) fn open(dir: &Path) -> Result<Opened, StoreError> {
+/// checks it against the head watermark. With `faults`, the file's writes
+/// fail on demand (the store's tests).
+pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Opened, StoreError> {
     std::fs::create_dir_all(dir).map_err(|error| {
         unavailable(
             dir,
@@ -50,7 +53,7 @@ pub(super) fn open(dir: &Path) -> Result<Opened, StoreError> {
     // redb reports a damaged file as an error when it checks integrity on
     // open, but it is a large codebase reading hostile bytes: a panic on some
     // damage it did not foresee must still become "corrupt", not a crash.
-    let opened = catch_unwind(AssertUnwindSafe(|| open_file(&path)));
+    let opened = catch_unwind(AssertUnwindSafe(|| open_file(&path, faults)));
     let (db, verified) = opened.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -71,14 +74,31 @@ pub(super) fn open(dir: &Path) -> Result<Opened, StoreError> {
     })
 }
 
-fn open_file(path: &Path) -> Result<(Database, Verified), StoreError> {
+fn open_file(
+    path: &Path,
+    faults: Option<&Arc<WriteFaults>>,
+) -> Result<(Database, Verified), StoreError> {
     let mut builder = Builder::new();
     // Verifies the checksum of every page redb wrote (and repairs what a
     // crash left half-written) before anything is read.
     builder
         .set_check_integrity_on_open(true)
         .set_cache_size(CACHE_BYTES);
-    let db = builder.create(path).in_file(path)?;
+    let db = match faults {
+        None => builder.create(path).in_file(path)?,
+        Some(faults) => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|error| unavailable(path, error))?;
+            let backend = FaultyFile::new(file, Arc::clone(faults))
+                .map_err(|error| unavailable(path, error))?;
+            builder.create_with_backend(backend).in_file(path)?
+        }
+    };
     init_format(&db, path)?;
     let txn = db.begin_read().in_file(path)?;
     let verified = verify::verify(path, &txn)?;
@@ -87,8 +107,13 @@ fn open_file(path: &Path) -> Result<(Database, Verified), StoreError> {
 }
 
 /// Checks the format version, or stamps it (and creates every table) in a
-/// new file. Refuses a redb file that is some other application's.
+/// new file. Refuses a redb file that is some other application's. A file
+/// that is already a complete store of this format is only read, so a
+/// store opens (and serves reads) on a full disk.
 fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
+    if is_complete(db, path)? {
+        return Ok(());
+    }
     let mut txn = db.begin_write().in_file(path)?;
     txn.set_two_phase_commit(true);
     let existing: Vec<String> = txn
@@ -144,4 +169,28 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
     txn.open_table(COMMANDS).in_file(path)?;
     txn.open_table(SNAPSHOTS).in_file(path)?;
     txn.commit().in_file(path)
+}
+
+/// Whether the file is stamped with this format version and has exactly
+/// the store's tables (nothing to create or refuse).
+fn is_complete(db: &Database, path: &Path) -> Result<bool, StoreError> {
+    let txn = db.begin_read().in_file(path)?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .in_file(path)?
+        .map(|table| table.name().to_owned())
+        .collect();
+    if tables.len() != TABLE_NAMES.len()
+        || !TABLE_NAMES
+            .iter()
+            .all(|name| tables.iter().any(|t| t == name))
+    {
+        return Ok(false);
+    }
+    let meta = txn.open_table(META).in_file(path)?;
+    let stamped = meta
+        .get(FORMAT_VERSION_KEY)
+        .in_file(path)?
+        .map(|v| v.value());
+    Ok(stamped == Some(FORMAT_VERSION))
 }

@@ -16,17 +16,31 @@
 //! own reply while the rest of the batch commits. Any redb error while writing
 //! aborts the whole transaction and fails every job of the batch, so a batch
 //! is committed entirely or not at all.
+//!
+//! Recovery: a batch that fails with an I/O error (a full disk, EIO) leaves
+//! the writer *broken*: redb refuses everything on that database from then
+//! on. Before its next batch, or when readiness asks ([`Job::Probe`]), the
+//! writer reopens the file ([`super::slot`]): closes it once the reads in
+//! flight are done, opens and verifies it again, and checks it against the
+//! watermark, so a recovered store continues exactly after the last
+//! acknowledged commit. Until a commit succeeds again the store is not
+//! [writable](super::slot::DbSlot::writable); every write in between fails
+//! as [`StoreError::Unavailable`], and nothing acknowledged is lost or
+//! reordered (a failed batch was never acknowledged).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use redb::Database;
+use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{self, Answer, Work};
 use super::errors::{InFile, unavailable};
+use super::faults::WriteFaults;
+use super::slot::DbSlot;
+use super::tables::META;
 use super::watermark::Watermark;
 use crate::store::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
 
@@ -44,7 +58,13 @@ type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
 pub(super) enum Job {
     Append(AppendRequest, AppendReply),
     Snapshot(Snapshot, SnapshotReply),
+    /// Are writes going through? If they were failing, the writer reopens
+    /// the file and tries a small commit first.
+    Probe(SnapshotReply),
 }
+
+/// The META key the probe commit writes (a counter; nothing reads it).
+const PROBE_KEY: &str = "write_probe";
 
 /// The handle of the writer thread.
 pub(super) struct Writer {
@@ -58,15 +78,19 @@ impl Writer {
     /// Starts the writer thread on `db`; it records each new head in
     /// `watermark` before acknowledging the batch that reached it.
     pub(super) fn spawn(
-        db: Arc<Database>,
+        slot: Arc<DbSlot>,
         path: Arc<Path>,
+        reopen: Reopen,
         watermark: Watermark,
     ) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let mut state = State {
-            db,
+            slot,
             path: Arc::clone(&path),
+            reopen,
+            broken: false,
+            probes: Vec::new(),
             watermark,
             commits: Arc::clone(&commits),
         };
@@ -94,6 +118,15 @@ impl Writer {
             None => Err(job),
         }
     }
+
+    /// Asks the writer to try recovering, without waiting for it (a read
+    /// failed while writes were failing: the file may need reopening).
+    pub(super) fn nudge(&self) {
+        if let Some(jobs) = &self.jobs {
+            let (reply, _) = oneshot::channel();
+            let _ = jobs.try_send(Job::Probe(reply));
+        }
+    }
 }
 
 impl Drop for Writer {
@@ -108,10 +141,23 @@ impl Drop for Writer {
     }
 }
 
+/// How the writer opens the file again after an I/O error.
+pub(super) struct Reopen {
+    /// The store's directory.
+    pub(super) dir: PathBuf,
+    /// Writes that fail on demand (the store's tests).
+    pub(super) faults: Option<Arc<WriteFaults>>,
+}
+
 /// What the writer thread owns.
 struct State {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     path: Arc<Path>,
+    reopen: Reopen,
+    /// A write failed on the database in the slot: reopen before writing.
+    broken: bool,
+    /// Probes that arrived with a batch, answered after it.
+    probes: Vec<SnapshotReply>,
     watermark: Watermark,
     commits: Arc<AtomicU64>,
 }
@@ -119,32 +165,100 @@ struct State {
 impl State {
     fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some(first) = queue.blocking_recv() {
+            if let Job::Probe(reply) = first {
+                let _ = reply.send(self.probe());
+                continue;
+            }
             let mut bytes = payload_bytes(&first);
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH_JOBS && bytes < MAX_BATCH_BYTES {
                 let Ok(job) = queue.try_recv() else { break };
+                if let Job::Probe(reply) = job {
+                    // The batch's commit answers the question.
+                    self.probes.push(reply);
+                    continue;
+                }
                 bytes += payload_bytes(&job);
                 batch.push(job);
             }
             self.commit_batch(batch);
+            let answer = self.probe();
+            self.probes.drain(..).for_each(|reply| drop(reply.send(answer.clone())));
+        }
+    }
+
+    /// Reopens the file if a write failed on it. On failure the slot may be
+    /// left empty (reads answer "unavailable"); the next job tries again.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        if !self.broken {
+            return Ok(());
+        }
+        self.slot.close(&self.path)?;
+        let opened = super::open::open(&self.reopen.dir, self.reopen.faults.as_ref())?;
+        self.watermark = opened.watermark;
+        self.slot.put(opened.db);
+        self.broken = false;
+        tracing::info!(path = %self.path.display(), "reopened the event store after an I/O error");
+        Ok(())
+    }
+
+    /// Whether writes go through: if they were failing, reopen and commit
+    /// a one-key transaction to find out.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        if self.slot.writable() {
+            return Ok(());
+        }
+        self.recover()?;
+        let path = &*self.path;
+        let db = self.slot.get(path)?;
+        let committed = (|| {
+            let mut txn = db.begin_write().in_file(path)?;
+            txn.set_two_phase_commit(true);
+            {
+                let mut meta = txn.open_table(META).in_file(path)?;
+                let count = meta.get(PROBE_KEY).in_file(path)?.map_or(0, |v| v.value());
+                meta.insert(PROBE_KEY, count + 1).in_file(path)?;
+            }
+            txn.commit().in_file(path)
+        })();
+        match committed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "the event store accepts writes again");
+                self.slot.set_writable(true);
+                Ok(())
+            }
+            Err(error) => {
+                self.broken = true;
+                Err(error)
+            }
         }
     }
 
     /// Applies and commits one batch, records the new head, then answers
     /// every job.
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        let (work, replies): (Vec<Work>, Vec<Reply>) = batch
-            .into_iter()
-            .map(|job| match job {
-                Job::Append(request, reply) => (Work::Append(request), Reply::Append(reply)),
-                Job::Snapshot(snapshot, reply) => {
-                    (Work::Snapshot(snapshot), Reply::Snapshot(reply))
+        let (mut work, mut replies) = (Vec::new(), Vec::new());
+        for job in batch {
+            match job {
+                Job::Append(request, reply) => {
+                    work.push(Work::Append(request));
+                    replies.push(Reply::Append(reply));
                 }
-            })
-            .unzip();
+                Job::Snapshot(snapshot, reply) => {
+                    work.push(Work::Snapshot(snapshot));
+                    replies.push(Reply::Snapshot(reply));
+                }
+                Job::Probe(reply) => self.probes.push(reply),
+            }
+        }
+        if let Err(error) = self.recover() {
+            replies.into_iter().for_each(|reply| reply.send(Err(&error)));
+            return;
+        }
         let path = &*self.path;
         let committed = (|| {
-            let mut txn = self.db.begin_write().in_file(path)?;
+            let db = self.slot.get(path)?;
+            let mut txn = db.begin_write().in_file(path)?;
             // 2-phase commit: the primary commit slot is then always valid,
             // so redb reports a damaged newest commit instead of silently
             // falling back to the one before (losing acknowledged events).
@@ -156,6 +270,7 @@ impl State {
         match committed {
             Ok((answers, head)) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                self.slot.set_writable(true);
                 if let Err(error) = self.watermark.record(head) {
                     // The batch is durable; only the rollback check of the
                     // next open is weaker.
@@ -167,6 +282,11 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(%error, "the event store could not commit a batch of writes");
+                if matches!(error, StoreError::Unavailable { .. }) {
+                    // redb latched the I/O error: reopen before the next write.
+                    self.broken = true;
+                    self.slot.set_writable(false);
+                }
                 // Nothing of this batch is stored: every job in it fails.
                 replies
                     .into_iter()
@@ -180,6 +300,7 @@ fn payload_bytes(job: &Job) -> usize {
     match job {
         Job::Append(request, _) => request.events.iter().map(|e| e.data.len() + 64).sum(),
         Job::Snapshot(snapshot, _) => snapshot.state.len() + 64,
+        Job::Probe(_) => 0,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::store::{
 };
 
 mod corruption;
+mod io_errors;
 mod tamper;
 
 fn stream(id: &str) -> StreamId {
