@@ -55,15 +55,7 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
     // A cluster whose background task failed serves nothing: shut down,
     // and exit non-zero.
     let cluster = node.cluster().cloned();
-    let failed = cluster.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            failure = async { match &failed { Some(c) => c.failure().await, None => std::future::pending().await } } => {
-                tracing::error!(%failure, "stopping: the cluster failed");
-            }
-        }
-    };
+    let stop = shutdown_signal_or_failure(cluster.clone());
     run(node, listener, stop, watching).await?;
     match cluster.and_then(|c| c.failed()) {
         Some(failure) => anyhow::bail!("the node stopped because its cluster failed: {failure}"),
@@ -99,6 +91,20 @@ pub(crate) async fn run(
     tracing::info!("all requests finished; the node has stopped");
     drop(node);
     Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C, or once `cluster` has failed.
+async fn shutdown_signal_or_failure(cluster: Option<Arc<crate::cluster::Cluster>>) {
+    let failed = async {
+        match &cluster {
+            Some(cluster) => cluster.failure().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        failure = failed => tracing::error!(%failure, "stopping: the cluster failed"),
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

@@ -1,7 +1,7 @@
 //! The cluster's settings are the cluster's: a node that disagrees on the
 //! shard count, the KV replicas or the lease TTL is refused at start (it
 //! exits non-zero, naming the setting and both values), and leaves every
-//! bucket of the running cluster as it was.
+//! bucket and stream of the running cluster as it was.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 
 use crate::harness::Cluster;
 
-/// Every KV bucket on the servers: its stream's (replicas, max age).
-fn buckets(urls: &[String]) -> BTreeMap<String, (usize, Duration)> {
+/// Every stream on the servers (KV buckets are streams `KV_<bucket>`):
+/// its (replicas, max age).
+fn streams(urls: &[String]) -> BTreeMap<String, (usize, Duration)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,9 +26,7 @@ fn buckets(urls: &[String]) -> BTreeMap<String, (usize, Duration)> {
         let mut buckets = BTreeMap::new();
         while let Some(info) = streams.next().await {
             let config = info.unwrap().config;
-            if config.name.starts_with("KV_") {
-                buckets.insert(config.name, (config.num_replicas, config.max_age));
-            }
+            buckets.insert(config.name, (config.num_replicas, config.max_age));
         }
         buckets
     })
@@ -37,7 +36,7 @@ fn buckets(urls: &[String]) -> BTreeMap<String, (usize, Duration)> {
 fn a_node_with_other_cluster_settings_is_refused_and_changes_nothing() {
     let _serial = crate::serial();
     let cluster = Cluster::start(3);
-    let before = buckets(&cluster.nats.urls());
+    let before = streams(&cluster.nats.urls());
     for name in [
         "KV_AETHER_CLUSTER_SETTINGS",
         "KV_AETHER_CLUSTER_MEMBERS",
@@ -77,9 +76,9 @@ fn a_node_with_other_cluster_settings_is_refused_and_changes_nothing() {
             .unwrap_or_default();
         println!("{flag} {value}: exited with {status}: {refusal}");
         assert_eq!(
-            buckets(&cluster.nats.urls()),
+            streams(&cluster.nats.urls()),
             before,
-            "a refused node with {flag} {value} changed the buckets"
+            "a refused node with {flag} {value} changed the buckets or streams"
         );
     }
 

@@ -19,9 +19,10 @@ pub(super) async fn health() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: the node can serve commands: not shutting down, its
-/// cluster's background tasks (if any) sound, and the event store answers (asked for the head of the node's own namespace,
-/// one cheap lookup; heads are per namespace, and this route needs no
-/// token, so it names no tenant's).
+/// cluster's background tasks (if any) sound, and the event store answers
+/// (asked for the head of the node's own namespace, one cheap lookup;
+/// heads are per namespace, and this route needs no token, so it names no
+/// tenant's).
 pub(super) async fn ready(
     State(node): State<Arc<Node>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
