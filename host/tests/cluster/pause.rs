@@ -1,7 +1,8 @@
-//! A shard owner paused with SIGSTOP for longer than the lease TTL while
-//! the others go on writing to its aggregates: once it resumes (SIGCONT),
-//! no answer it gives is stale, and it serves again only after it has
-//! released everything and the cluster has settled on a new map.
+//! A shard owner (the leader, or another node) paused with SIGSTOP for
+//! longer than the lease TTL while the others go on writing to its
+//! aggregates: once it resumes (SIGCONT), no answer it gives is stale, and
+//! it serves again only after it has released everything and the cluster
+//! has settled on a new map.
 //!
 //! Staleness is judged against what the other nodes acknowledged: every
 //! read, and every rejected `Withdraw` (whose message states the balance,
@@ -108,12 +109,31 @@ fn acknowledged_before(record: &Record, account: usize, at: Instant) -> u64 {
 
 #[test]
 fn a_paused_owner_gives_no_stale_answer_after_it_resumes() {
+    paused_owner(false);
+}
+
+#[test]
+fn a_paused_leader_gives_no_stale_answer_after_it_resumes() {
+    paused_owner(true);
+}
+
+/// Pauses the leader or another node, as `leader` says.
+fn paused_owner(leader: bool) {
     let _serial = crate::serial();
     let cluster = Cluster::start(3);
-    let leader = cluster.leader();
-    let victim = *cluster.running().iter().find(|&&i| i != leader).unwrap();
+    let leader_index = cluster.leader();
+    let victim = if leader {
+        leader_index
+    } else {
+        *cluster
+            .running()
+            .iter()
+            .find(|&&i| i != leader_index)
+            .unwrap()
+    };
+    let reader = *cluster.running().iter().find(|&&i| i != victim).unwrap();
     let victim_id = Cluster::node_id(victim);
-    let owners = cluster.status(leader)["owners"].clone();
+    let owners = cluster.status(reader)["owners"].clone();
     let theirs: Vec<usize> = (0..ACCOUNTS)
         .filter(|&a| owners[shard(a)] == victim_id.as_str())
         .collect();
@@ -192,7 +212,8 @@ fn a_paused_owner_gives_no_stale_answer_after_it_resumes() {
         }
     }
     println!(
-        "paused owner: {} answers after the resume, {} definite ({could_be_stale} about accounts written during the pause), {} stale",
+        "paused {}: {} answers after the resume, {} definite ({could_be_stale} about accounts written during the pause), {} stale",
+        if leader { "leader" } else { "owner" },
         after.len(),
         definite.len(),
         stale.len()
@@ -217,6 +238,6 @@ fn a_paused_owner_gives_no_stale_answer_after_it_resumes() {
         could_be_stale >= 10,
         "the others wrote too little during the pause for a stale answer to show"
     );
-    let checked = check_exactly_once(&cluster.client(leader), &record, ACCOUNTS);
+    let checked = check_exactly_once(&cluster.client(reader), &record, ACCOUNTS);
     assert!(checked >= record.acks.len());
 }
