@@ -3,7 +3,8 @@
 //! faults under a steady command load, after each of which every
 //! acknowledged command's event is stored exactly once and versions are
 //! gapless; a paused owner that resumes gives no stale answer; a node that
-//! disagrees on the cluster's settings is refused. The tests run one at a
+//! disagrees on the cluster's settings is refused; a panic in the
+//! coordinator stops the node serving. The tests run one at a
 //! time (each starts ~7 processes).
 
 mod election;
@@ -14,6 +15,7 @@ mod load;
 mod pause;
 mod routing;
 mod settings;
+mod supervision;
 #[path = "../node/support.rs"]
 #[allow(dead_code)]
 mod support;
