@@ -16,8 +16,15 @@
 //!
 //! **Invariant:** B serves a shard of epoch E only after every other live
 //! node has released everything it does not own at E, so no two live nodes
-//! serve one shard. A node believed dead may still be running cut off
-//! from NATS: its writes are fenced by the store's version check.
+//! serve one shard. A node believed dead may still be running, cut off
+//! from NATS or paused: its ownership deadline (renewed only here, by a
+//! confirmed heartbeat, see [`super::gate`]) passed before the servers
+//! expired its membership, so it answers nothing; a write it had already
+//! begun is fenced by the store's version check.
+//!
+//! A map whose shard count differs from this node's is refused (logged),
+//! never applied: the settings check at join makes it impossible in a
+//! cluster whose nodes all run this version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -54,7 +61,6 @@ pub(crate) struct Coordinator {
     pub(crate) live: BTreeMap<String, Member>,
     pub(crate) servers: HashMap<u32, ShardServer>,
     pub(crate) acked: u64,
-    pub(crate) last_beat: Instant,
 }
 
 impl Coordinator {
@@ -82,8 +88,24 @@ impl Coordinator {
     /// the cluster just died, say) cannot hold up the next heartbeat.
     async fn beat(&mut self) {
         let limit = self.config.heartbeat;
+        let came_back = self.router.gate.lapsed();
+        if came_back {
+            self.come_back().await;
+        }
+        // Measured before the beat is sent: the servers start the entry's
+        // TTL later, when they store it.
+        let started = Instant::now();
+        let until = started + self.config.lease_ttl - self.config.heartbeat;
         match bounded(limit, self.membership.beat()).await {
-            Ok(()) => self.last_beat = Instant::now(),
+            Ok(()) if came_back => self.router.gate.renew(until),
+            Ok(()) => {
+                if !self.router.gate.extend(until) {
+                    // Confirmed after the deadline: the entry may have
+                    // expired before it was stored. The next beat comes
+                    // back as a new incarnation.
+                    tracing::warn!("a heartbeat was confirmed only after ownership lapsed");
+                }
+            }
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
         if tokio::time::timeout(limit, self.lease.tick())
@@ -105,11 +127,36 @@ impl Coordinator {
         }
     }
 
-    /// Whether this node's own heartbeat has lapsed: the others consider it
-    /// dead (or soon will), so it must serve nothing. One heartbeat short
-    /// of the TTL, so that it stops before the servers expire its entry.
+    /// Before a heartbeat that may renew a lapsed ownership (this node was
+    /// paused, cut off from NATS, or has just started): the others may
+    /// have taken its shards under a map it has not read yet. So it first
+    /// releases whatever it still holds open, and starts a new incarnation:
+    /// it serves again only from a map made after it came back, once every
+    /// other member has released for that map.
+    async fn come_back(&mut self) {
+        let serving = self.router.gate.serving();
+        if !serving.is_empty() {
+            self.release(&serving).await;
+            tracing::warn!(
+                shards = serving.len(),
+                "ownership lapsed: released every shard before beating again"
+            );
+        }
+        let incarnation = self.membership.reincarnate();
+        tracing::info!(incarnation, "beating as a new incarnation");
+    }
+
+    /// Whether this node's ownership deadline has passed: the others
+    /// consider it dead (or soon will), so it serves nothing (the gate
+    /// already refuses every pass; this releases the shards too).
     fn isolated(&self) -> bool {
-        self.last_beat.elapsed() > self.config.lease_ttl - self.config.heartbeat
+        self.router.gate.lapsed()
+    }
+
+    /// Holds `map` as the newest, here and in the router.
+    fn adopt(&mut self, map: ShardMap) {
+        self.router.learn(&map);
+        self.map = Some(map);
     }
 
     /// As leader: a new map when the live members differ from the map's.
@@ -125,7 +172,16 @@ impl Coordinator {
             // A newer leader has published: this node's lease is stale.
             return;
         }
-        if self.map.as_ref().is_some_and(|m| m.members == members) {
+        let incarnations: BTreeMap<String, u64> = self
+            .live
+            .iter()
+            .map(|(id, member)| (id.clone(), member.incarnation))
+            .collect();
+        if self
+            .map
+            .as_ref()
+            .is_some_and(|m| m.members == members && m.incarnations == incarnations)
+        {
             return;
         }
         let epoch = self
@@ -140,7 +196,8 @@ impl Coordinator {
             token,
             &members,
             self.config.shards,
-        );
+        )
+        .with_incarnations(incarnations);
         let bytes = serde_json::to_vec(&map).expect("a map encodes");
         let written = if self.map_revision == 0 {
             self.shards
@@ -157,7 +214,7 @@ impl Coordinator {
                 tracing::info!(epoch, ?members, "published the shard map");
                 self.map_revision = revision;
                 self.bucket_epoch = epoch;
-                self.map = Some(map);
+                self.adopt(map);
             }
             // Another leader wrote first: read it on the next tick.
             Err(error) => tracing::warn!(%error, "cannot publish the shard map"),
@@ -178,6 +235,15 @@ impl Coordinator {
             tracing::warn!("the shard map in the bucket is unreadable");
             return;
         };
+        if map.owners.len() != self.config.shards as usize {
+            tracing::error!(
+                epoch = map.epoch,
+                shards = map.owners.len(),
+                ours = self.config.shards,
+                "refused a shard map for another number of shards"
+            );
+            return;
+        }
         match &self.map {
             Some(current) if !map.supersedes(current) => {
                 if map.epoch > current.epoch {
@@ -191,7 +257,7 @@ impl Coordinator {
             }
             _ => {
                 tracing::info!(epoch = map.epoch, leader = %map.leader, "new shard map");
-                self.map = Some(map);
+                self.adopt(map);
             }
         }
         // What the next map must replace (compare-and-set), accepted or not.
@@ -205,7 +271,9 @@ impl Coordinator {
         let wanted: BTreeSet<u32> = if self.isolated() {
             BTreeSet::new()
         } else {
-            map.shards_of(&self.config.node_id).into_iter().collect()
+            map.shards_of_incarnation(&self.config.node_id, self.membership.incarnation())
+                .into_iter()
+                .collect()
         };
         let serving: BTreeSet<u32> = self.router.gate.serving().into_iter().collect();
         let lost: Vec<u32> = serving.difference(&wanted).copied().collect();

@@ -20,6 +20,12 @@ pub struct Member {
     pub api: String,
     /// When it started (ms since the Unix epoch).
     pub started_ms: u64,
+    /// Which run of this node: grows each time its ownership lapsed and it
+    /// came back (starts at `started_ms`). A shard map names the
+    /// incarnation it was made for; a node takes shards only from a map
+    /// made for its current one.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// The heartbeat bucket.
@@ -31,6 +37,18 @@ pub(crate) struct Membership {
 impl Membership {
     pub(crate) fn new(bucket: kv::Store, me: Member) -> Self {
         Self { bucket, me }
+    }
+
+    /// This node's current incarnation.
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.me.incarnation
+    }
+
+    /// Starts a new incarnation (this node's ownership lapsed: the others
+    /// may have taken its shards under a map it has not seen).
+    pub(crate) fn reincarnate(&mut self) -> u64 {
+        self.me.incarnation += 1;
+        self.me.incarnation
     }
 
     /// Announces this node once more.

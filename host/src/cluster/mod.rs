@@ -5,42 +5,65 @@
 //! places on nodes, moves, and hands off. The hash must never change: two
 //! nodes (or two versions of Aether) must agree on every aggregate's shard.
 //!
-//! Everything else is consensus NATS already provides, in three KV buckets
+//! Everything else is consensus NATS already provides, in four KV buckets
 //! (names from `namespace::layout::cluster_bucket`):
 //!
 //! ```text
+//! <P>_CLUSTER_SETTINGS "settings" → ClusterSettings  fixed when the cluster is created
 //! <P>_CLUSTER_MEMBERS  node id → Member          heartbeats, expire after the lease TTL
 //! <P>_CLUSTER_LEADER   "leader" → node id        the lease: create to take, update to renew
 //! <P>_CLUSTER_SHARDS   "map" → ShardMap          the leader's assignment, with its epoch
 //!                      "ack.<node>" → epoch      the newest map a node has released for
 //! ```
 //!
+//! - [`settings`]: the settings every node must share; buckets are
+//!   created with them, never re-configured.
 //! - [`membership`]: heartbeats and the live member list.
 //! - [`lease`]: leader election; the lease revision is the fencing token.
 //! - [`placement`]: rendezvous hashing of shards onto members.
 //! - [`coordinator`]: the per-node loop, and the hand-off protocol.
-//! - [`gate`]: the shards served here and their in-flight work.
+//! - [`gate`]: the shards served here, the ownership deadline, and their
+//!   in-flight work.
 //! - [`routing`]: forwarding commands and reads to a shard's owner.
+//! - [`health`]: supervision of the background tasks.
+//!
+//! # Ownership
+//!
+//! A node answers for a shard only while (1) the newest map it holds gives
+//! it the shard and every other live member has acknowledged that map, and
+//! (2) its ownership deadline has not passed: `owned_until`, on the
+//! monotonic clock, renewed only by a confirmed heartbeat to
+//! `beat_started_at + lease_ttl - heartbeat`. The servers expire a
+//! membership entry `lease_ttl` after they stored it, which is after the
+//! beat was sent, so a node stops answering at least one heartbeat before
+//! any other node can see it gone and take its shards, whether it was cut
+//! off from NATS, paused by the OS, or stalled in its own coordinator. The
+//! deadline is checked when work starts and again before its answer
+//! leaves; the only answer that leaves after the deadline is a command
+//! that stored events, which the store's version check fenced.
 
 mod coordinator;
 pub mod gate;
+mod health;
 mod lease;
 pub mod membership;
 pub mod placement;
 pub mod routing;
+pub mod settings;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::namespace::layout::{cluster_bucket, cluster_submit_subject};
+use crate::namespace::layout::cluster_submit_subject;
 pub use membership::Member;
 pub use placement::ShardMap;
 pub use routing::{Reply, Routed, ShardHost, StreamFilter};
+pub use settings::ClusterSettings;
 
 use crate::store::StreamId;
 
@@ -73,13 +96,16 @@ pub struct ClusterConfig {
     pub urls: Vec<String>,
     /// The first part of every NATS name the cluster uses.
     pub prefix: String,
-    /// Replicas of the cluster's KV buckets (3 in production).
+    /// Replicas of the cluster's KV buckets (3 in production); a cluster
+    /// setting ([`ClusterSettings`]).
     pub replicas: usize,
-    /// Number of shards; every node of a cluster must agree on it.
+    /// Number of shards; a cluster setting.
     pub shards: u32,
-    /// How often a node beats and the leader renews its lease.
+    /// How often a node beats and the leader renews its lease; a cluster
+    /// setting.
     pub heartbeat: Duration,
-    /// How long a silent node stays a member, and a silent leader leader.
+    /// How long a silent node stays a member, and a silent leader leader;
+    /// a cluster setting.
     pub lease_ttl: Duration,
     /// How long a node waits for a shard's owner before answering 503.
     pub route_timeout: Duration,
@@ -148,8 +174,11 @@ pub struct ClusterStatus {
     pub map: Option<ShardMap>,
     /// How many shards this node serves now.
     pub serving: usize,
-    /// Whether this node's heartbeat has lapsed (it serves nothing).
+    /// Whether this node's ownership deadline has passed (it serves
+    /// nothing).
     pub isolated: bool,
+    /// Why this node stopped for good (a background task panicked).
+    pub failed: Option<String>,
 }
 
 impl ClusterStatus {
@@ -181,12 +210,14 @@ pub struct Cluster {
     status: Arc<Mutex<ClusterStatus>>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    health: Arc<health::Health>,
 }
 
 impl Cluster {
-    /// Joins the cluster: creates the buckets if missing, starts beating,
-    /// running for leader and following the shard map. Commands are routed
-    /// through `host`.
+    /// Joins the cluster: agrees on the cluster's settings (refusing, with
+    /// every disagreeing setting named, if this node's differ), opens the
+    /// buckets (created if missing), starts beating, running for leader and
+    /// following the shard map. Commands are routed through `host`.
     pub async fn join(config: ClusterConfig, host: Arc<dyn ShardHost>) -> Result<Arc<Cluster>> {
         config.check()?;
         let addresses = config
@@ -199,28 +230,37 @@ impl Cluster {
             .await
             .with_context(|| format!("connecting to NATS at {}", config.urls.join(", ")))?;
         let context = jetstream::new(client.clone());
-        let members = bucket(&context, &config, "MEMBERS", config.lease_ttl).await?;
-        let leader = bucket(&context, &config, "LEADER", config.lease_ttl).await?;
-        let shards = bucket(&context, &config, "SHARDS", Duration::ZERO).await?;
+        settings::agree(&context, &config).await?;
+        let open = |what, max_age| settings::open_or_create(&context, &config, what, max_age);
+        let members = open("MEMBERS", config.lease_ttl).await?;
+        let leader = open("LEADER", config.lease_ttl).await?;
+        let shards = open("SHARDS", Duration::ZERO).await?;
+        let gate = gate::ShardGate::new(config.shards);
+        let health = health::Health::new(gate.clone());
         let router = Arc::new(routing::Router {
+            node_id: config.node_id.clone(),
             client: client.clone(),
             prefix: config.prefix.clone(),
             shards: config.shards,
-            gate: gate::ShardGate::new(config.shards),
+            gate,
             host,
             timeout: config.route_timeout,
             attempt_timeout: config.lease_ttl,
+            map: Mutex::new(None),
+            health: health.clone(),
         });
         let status = Arc::new(Mutex::new(ClusterStatus {
             node_id: config.node_id.clone(),
             ..ClusterStatus::default()
         }));
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let me = Member {
             node_id: config.node_id.clone(),
             api: config.api.clone(),
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started_ms,
+            incarnation: started_ms,
         };
         let coordinator = coordinator::Coordinator {
             membership: membership::Membership::new(members, me),
@@ -234,7 +274,6 @@ impl Cluster {
             live: Default::default(),
             servers: Default::default(),
             acked: 0,
-            last_beat: Instant::now(),
             config: config.clone(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -246,8 +285,11 @@ impl Cluster {
             .await
             .context("subscribing to the cluster's submit subject")?;
         let tasks = vec![
-            tokio::spawn(coordinator.run(stopped)),
-            tokio::spawn(serve_submissions(client, submit, router.clone())),
+            health.spawn("the coordinator", coordinator.run(stopped)),
+            health.spawn(
+                "the submit server",
+                serve_submissions(client, submit, router.clone()),
+            ),
         ];
         tracing::info!(node = %config.node_id, shards = config.shards, "joined the cluster");
         Ok(Arc::new(Cluster {
@@ -256,7 +298,19 @@ impl Cluster {
             status,
             stop,
             tasks: Mutex::new(tasks),
+            health,
         }))
+    }
+
+    /// Why this node stopped serving for good (a background task
+    /// panicked), if it did.
+    pub fn failed(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Returns once a background task has failed, with why.
+    pub async fn failure(&self) -> String {
+        self.health.failed().await
     }
 
     /// Has `routed` carried out by its shard's owner (maybe this node).
@@ -266,10 +320,13 @@ impl Cluster {
 
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
-        self.status
+        let mut status = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        status.failed = self.failed();
+        status
     }
 
     /// The cluster settings.
@@ -298,28 +355,6 @@ impl Drop for Cluster {
             task.abort();
         }
     }
-}
-
-async fn bucket(
-    context: &jetstream::Context,
-    config: &ClusterConfig,
-    what: &str,
-    max_age: Duration,
-) -> Result<kv::Store> {
-    let name = cluster_bucket(&config.prefix, what);
-    let bucket = kv::Config {
-        bucket: name.clone(),
-        history: 1,
-        max_age,
-        num_replicas: config.replicas,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    };
-    let setup = format!("creating the bucket {name}");
-    Ok(crate::store::retrying(&setup, || {
-        context.create_or_update_key_value(bucket.clone())
-    })
-    .await?)
 }
 
 /// Commands sent by NATS clients to the submit subject: routed like

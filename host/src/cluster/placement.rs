@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 /// [`supersedes`](ShardMap::supersedes) the one it holds (a later epoch, and
 /// a fencing token `leader_token` no older), and a leader publishes only
 /// while no map carries a newer token than its own lease's revision.
+///
+/// **Invariant:** a node serves the shards a map gives it only if the map
+/// names its current incarnation: a node whose ownership lapsed starts a
+/// new incarnation, so a map made before it came back (one that may be
+/// superseded by a map made while it was gone) never gives it shards.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMap {
     /// Grows by one with every new assignment.
@@ -29,6 +34,10 @@ pub struct ShardMap {
     pub members: Vec<String>,
     /// The owner of every shard, by shard number.
     pub owners: Vec<String>,
+    /// The incarnation of every member the map was made for (see
+    /// [`super::Member::incarnation`]).
+    #[serde(default)]
+    pub incarnations: BTreeMap<String, u64>,
 }
 
 impl ShardMap {
@@ -49,7 +58,23 @@ impl ShardMap {
             leader_token,
             owners: assign(shards, &members),
             members,
+            incarnations: BTreeMap::new(),
         }
+    }
+
+    /// The same map, made for these incarnations of its members.
+    pub fn with_incarnations(mut self, incarnations: BTreeMap<String, u64>) -> Self {
+        self.incarnations = incarnations;
+        self
+    }
+
+    /// The shards this map gives to `node` in its `incarnation`: none if
+    /// the map was made for another incarnation of it.
+    pub fn shards_of_incarnation(&self, node: &str, incarnation: u64) -> Vec<u32> {
+        if self.incarnations.get(node) != Some(&incarnation) {
+            return Vec::new();
+        }
+        self.shards_of(node)
     }
 
     /// Whether this map replaces `current`: a later epoch from a leader
@@ -186,6 +211,22 @@ mod tests {
         // Newer epoch, older token: written by a leader that lost its lease.
         assert!(!ShardMap::new(6, "node-1", 12, &members, 16).supersedes(&current));
         assert!(!ShardMap::new(5, "node-3", 57, &members, 16).supersedes(&current));
+    }
+
+    #[test]
+    fn a_map_gives_shards_only_to_the_incarnation_it_was_made_for() {
+        let members = nodes(2);
+        let incarnations = BTreeMap::from([("node-1".to_owned(), 7), ("node-2".to_owned(), 3)]);
+        let map = ShardMap::new(4, "node-1", 1, &members, 16).with_incarnations(incarnations);
+        let owned = map.shards_of("node-1");
+        assert!(!owned.is_empty());
+        assert_eq!(map.shards_of_incarnation("node-1", 7), owned);
+        assert!(
+            map.shards_of_incarnation("node-1", 8).is_empty(),
+            "node-1 lapsed and came back after the map was made"
+        );
+        let old = ShardMap::new(4, "node-1", 1, &members, 16);
+        assert!(old.shards_of_incarnation("node-1", 7).is_empty());
     }
 
     #[test]

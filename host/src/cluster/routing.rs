@@ -10,9 +10,27 @@
 //! ```
 //!
 //! Only the owner subscribes to a shard's subject, and only while its gate
-//! is open, so a request reaches at most one node. The owner answers with
-//! the same HTTP status and JSON body a single node would give, and the
-//! entry node passes them on unchanged.
+//! is open. The owner answers with the same HTTP status and JSON body a
+//! single node would give, and the entry node passes them on unchanged.
+//!
+//! A node that was paused (SIGSTOP, a long GC-like stall of the machine)
+//! or cut off from NATS may still be subscribed when it resumes, next to
+//! the shard's new owner, so a request can reach two nodes. Three rules
+//! keep every definite answer true:
+//!
+//! - a node whose ownership deadline has passed ([`super::gate`]) answers
+//!   nothing on a shard subject: it cannot know who serves the shard now,
+//!   and a "not serving" from it could race the real owner's answer and
+//!   make the sender run the command twice. Locally it sends the request
+//!   to the owner like any node that does not serve the shard;
+//! - work whose pass lapsed while it ran is not answered either (on a
+//!   shard subject) or answered `503 shard_unavailable` (locally), unless
+//!   it is a command that stored events: those are fenced by the store's
+//!   version check, so they are true;
+//! - every answer carries the answering node and the epoch of its map;
+//!   the sender ignores, and asks again, an answer from a node that does
+//!   not own the shard in the sender's map when the answer's epoch is
+//!   older, except a command that stored events.
 //!
 //! Wire format of a request: one line of JSON ([`Routed`]), a newline, then
 //! the command's payload as raw bytes.
@@ -27,6 +45,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::gate::ShardGate;
+use super::health::Health;
+use super::placement::ShardMap;
 use crate::runtime::CommandRequest;
 use crate::store::StreamId;
 
@@ -96,13 +116,47 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// Whether this is a command's success that stored events (HTTP 200
+    /// with a non-empty `events` array): true whoever answered it, since
+    /// the store's version check fences a stale writer.
+    pub fn stored_events(&self) -> bool {
+        self.status == 200
+            && self.body["events"]
+                .as_array()
+                .is_some_and(|events| !events.is_empty())
+    }
+
+    fn lapsed(shard: u32) -> Self {
+        Reply::error(
+            503,
+            "shard_unavailable",
+            format!("ownership of shard {shard} lapsed while answering: retry"),
+        )
+    }
+}
+
 /// What an owner sends back.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Answer {
-    Done(Reply),
+    /// The work was done by `node`, which held the map of `epoch`.
+    Done {
+        epoch: u64,
+        node: String,
+        reply: Reply,
+    },
     /// The shard is closed here (being handed off): try again.
     NotServing,
+}
+
+/// Whether the sender takes `reply`, answered for `shard` by `node` at
+/// `epoch`, given the newest map the sender knows (`current`): not when a
+/// node that does not own the shard in `current` answered from an older
+/// map, unless the reply stored events.
+fn trusted(current: Option<&ShardMap>, shard: u32, epoch: u64, node: &str, reply: &Reply) -> bool {
+    let Some(current) = current else { return true };
+    reply.stored_events() || epoch >= current.epoch || current.owner(shard) == Some(node)
 }
 
 /// What the cluster needs from the node it runs in.
@@ -126,6 +180,8 @@ pub type StreamFilter = Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync +
 /// Sends requests to shard owners, or runs them here when this node is
 /// the owner.
 pub(crate) struct Router {
+    /// This node's id (named in its answers).
+    pub(crate) node_id: String,
     pub(crate) client: async_nats::Client,
     pub(crate) prefix: String,
     pub(crate) shards: u32,
@@ -134,6 +190,10 @@ pub(crate) struct Router {
     pub(crate) timeout: Duration,
     /// How long one attempt of a repeatable request waits (the lease TTL).
     pub(crate) attempt_timeout: Duration,
+    /// The newest map this node holds (set by the coordinator).
+    pub(crate) map: std::sync::Mutex<Option<ShardMap>>,
+    /// Where a panicking shard server reports.
+    pub(crate) health: Arc<Health>,
 }
 
 /// How long to wait before asking again when no node serves a shard.
@@ -148,8 +208,13 @@ impl Router {
         let payload = Bytes::from(routed.encode());
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(_pass) = self.gate.enter(shard) {
-                return self.host.run(routed).await;
+            if let Some(pass) = self.gate.enter(shard) {
+                let reply = self.host.run(routed).await;
+                return if pass.still_owned() || reply.stored_events() {
+                    reply
+                } else {
+                    Reply::lapsed(shard)
+                };
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             // A request that may safely be sent twice (a read, or a command
@@ -164,7 +229,12 @@ impl Router {
                 .timeout(Some(attempt.max(Duration::from_millis(10))));
             match self.client.send_request(subject.clone(), request).await {
                 Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
-                    Ok(Answer::Done(reply)) => return reply,
+                    Ok(Answer::Done { epoch, node, reply }) => {
+                        if self.trusts(shard, epoch, &node, &reply) {
+                            return reply;
+                        }
+                        tracing::info!(shard, epoch, %node, "ignored an answer from a former owner");
+                    }
                     Ok(Answer::NotServing) => {}
                     Err(error) => {
                         return Reply::error(
@@ -206,6 +276,53 @@ impl Router {
         }
     }
 
+    /// Whether to take `reply`, answered for `shard` by `node` at `epoch`,
+    /// judged by the newest map this node holds ([`trusted`]).
+    fn trusts(&self, shard: u32, epoch: u64, node: &str, reply: &Reply) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        trusted(map.as_ref(), shard, epoch, node, reply)
+    }
+
+    /// Takes `map` as the newest (the coordinator accepted it).
+    pub(crate) fn learn(&self, map: &ShardMap) {
+        *self.map.lock().unwrap_or_else(|e| e.into_inner()) = Some(map.clone());
+    }
+
+    /// The epoch of the newest map this node holds (0 before the first).
+    fn epoch(&self) -> u64 {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |m| m.epoch)
+    }
+
+    /// The answer to a request of `shard` that reached this node: `None`
+    /// when this node must not answer at all (its ownership lapsed before
+    /// or during the work: the shard may have another owner by now).
+    async fn answer(&self, shard: u32, payload: &[u8]) -> Option<Answer> {
+        let Some(pass) = self.gate.enter(shard) else {
+            return (!self.gate.lapsed()).then_some(Answer::NotServing);
+        };
+        let reply = match Routed::decode(payload) {
+            Ok(routed) => self.host.run(routed).await,
+            Err(error) => Reply::error(
+                400,
+                "malformed_request",
+                format!("unreadable routed request: {error}"),
+            ),
+        };
+        if !pass.still_owned() && !reply.stored_events() {
+            tracing::warn!(shard, "ownership lapsed while answering: no answer sent");
+            return None;
+        }
+        Some(Answer::Done {
+            epoch: self.epoch(),
+            node: self.node_id.clone(),
+            reply,
+        })
+    }
+
     /// A command a NATS client sent to the submit subject: its payload is
     /// a routed request, its `Authorization` header a bearer token.
     pub(crate) async fn submitted(&self, message: &async_nats::Message) -> Reply {
@@ -231,29 +348,23 @@ impl Router {
     }
 
     /// Starts answering requests of `shard` (its gate must be open).
-    pub(crate) async fn serve(&self, shard: u32) -> anyhow::Result<ShardServer> {
+    pub(crate) async fn serve(self: &Arc<Self>, shard: u32) -> anyhow::Result<ShardServer> {
         let subject = crate::namespace::layout::cluster_shard_subject(&self.prefix, shard);
         let mut subscriber = self.client.subscribe(subject).await?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (client, gate, host) = (self.client.clone(), self.gate.clone(), self.host.clone());
-        let task = tokio::spawn(async move {
+        let router = self.clone();
+        let task = self.health.spawn("a shard server", async move {
             let answer = |message: async_nats::Message| {
-                let (client, gate, host) = (client.clone(), gate.clone(), host.clone());
+                let router = router.clone();
                 tokio::spawn(async move {
                     let Some(reply_to) = message.reply else {
                         return;
                     };
-                    let answer = match (gate.enter(shard), Routed::decode(&message.payload)) {
-                        (None, _) => Answer::NotServing,
-                        (Some(_pass), Ok(routed)) => Answer::Done(host.run(routed).await),
-                        (Some(_), Err(error)) => Answer::Done(Reply::error(
-                            400,
-                            "malformed_request",
-                            format!("unreadable routed request: {error}"),
-                        )),
+                    let Some(answer) = router.answer(shard, &message.payload).await else {
+                        return;
                     };
                     let bytes = serde_json::to_vec(&answer).expect("an answer encodes");
-                    if let Err(error) = client.publish(reply_to, bytes.into()).await {
+                    if let Err(error) = router.client.publish(reply_to, bytes.into()).await {
                         tracing::warn!(shard, %error, "cannot answer a routed request");
                     }
                 });
@@ -319,5 +430,75 @@ mod tests {
         assert_eq!(decoded.expected_version, Some(3));
         assert_eq!(decoded.command_id.as_deref(), Some("c-1"));
         assert!(Routed::decode(b"{}").is_err());
+    }
+
+    fn map_of(epoch: u64, owner_of_0: &str) -> ShardMap {
+        let members = vec!["a".to_owned(), "b".to_owned()];
+        let mut map = ShardMap::new(epoch, "a", 1, &members, 2);
+        map.owners[0] = owner_of_0.to_owned();
+        map
+    }
+
+    fn stored() -> Reply {
+        Reply {
+            status: 200,
+            body: json!({"version": 4, "duplicate": false, "events": [{"version": 4}]}),
+        }
+    }
+
+    #[test]
+    fn only_commands_that_stored_events_count_as_stored() {
+        assert!(stored().stored_events());
+        let none = Reply {
+            status: 200,
+            body: json!({"version": 4, "duplicate": true, "events": []}),
+        };
+        assert!(!none.stored_events(), "a duplicate stored nothing");
+        let read = Reply {
+            status: 200,
+            body: json!({"version": 4, "state": {}}),
+        };
+        assert!(!read.stored_events());
+        assert!(!Reply::error(409, "rejected", "insufficient funds").stored_events());
+        assert!(!Reply::lapsed(3).stored_events());
+        assert_eq!(Reply::lapsed(3).status, 503);
+    }
+
+    #[test]
+    fn a_former_owner_answering_from_an_older_map_is_not_trusted() {
+        let current = map_of(7, "b");
+        let read = Reply {
+            status: 200,
+            body: json!({"version": 2, "state": {}}),
+        };
+        let rejected = Reply::error(409, "rejected", "insufficient funds");
+        // "a" owned shard 0 at epoch 6; "b" owns it at 7.
+        assert!(!trusted(Some(&current), 0, 6, "a", &read));
+        assert!(!trusted(Some(&current), 0, 6, "a", &rejected));
+        assert!(
+            trusted(Some(&current), 0, 6, "a", &stored()),
+            "stored events are fenced by the store: true, never retried"
+        );
+        assert!(trusted(Some(&current), 0, 6, "b", &read), "the owner");
+        assert!(
+            trusted(Some(&current), 0, 8, "a", &read),
+            "a newer map than the sender's: the sender is the one behind"
+        );
+        assert!(trusted(Some(&current), 0, 7, "a", &read), "the same map");
+        assert!(trusted(None, 0, 1, "a", &read), "no map to judge by");
+    }
+
+    #[test]
+    fn an_answer_names_its_node_and_epoch_on_the_wire() {
+        let answer = Answer::Done {
+            epoch: 9,
+            node: "node-2".into(),
+            reply: stored(),
+        };
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        let Answer::Done { epoch, node, reply } = serde_json::from_slice(&bytes).unwrap() else {
+            panic!("not done")
+        };
+        assert_eq!((epoch, node.as_str(), reply), (9, "node-2", stored()));
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! With [`NodeConfig::cluster`] set, the node joins the cluster once it
 //! listens (announcing its address), and on shutdown hands its shards off
-//! (finishing their in-flight commands) before it stops.
+//! (finishing their in-flight commands) before it stops. If a background
+//! task of the cluster panics, the node shuts down the same way and
+//! `serve` returns an error (the process exits non-zero).
 //!
 //! With [`NodeConfig::watch`] set, watch mode (`watch.rs`) runs alongside
 //! the API from just before the node reports it is ready; it stops when the
@@ -50,7 +52,15 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
         None => None,
     };
     ready(address);
-    run(node, listener, shutdown_signal(), watching).await
+    // A cluster whose background task failed serves nothing: shut down,
+    // and exit non-zero.
+    let cluster = node.cluster().cloned();
+    let stop = shutdown_signal_or_failure(cluster.clone());
+    run(node, listener, stop, watching).await?;
+    match cluster.and_then(|c| c.failed()) {
+        Some(failure) => anyhow::bail!("the node stopped because its cluster failed: {failure}"),
+        None => Ok(()),
+    }
 }
 
 /// Serves `node` on `listener` until `stop` completes, then shuts down
@@ -81,6 +91,20 @@ pub(crate) async fn run(
     tracing::info!("all requests finished; the node has stopped");
     drop(node);
     Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C, or once `cluster` has failed.
+async fn shutdown_signal_or_failure(cluster: Option<Arc<crate::cluster::Cluster>>) {
+    let failed = async {
+        match &cluster {
+            Some(cluster) => cluster.failure().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        failure = failed => tracing::error!(%failure, "stopping: the cluster failed"),
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

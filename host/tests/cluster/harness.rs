@@ -69,27 +69,85 @@ impl Cluster {
     /// Starts node `index` again on its data directory.
     pub(crate) fn restart(&mut self, index: usize) {
         assert!(self.nodes[index].is_none(), "node {index} is running");
+        let flags = self.flags(index, &[]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let node = NodeProcess::start(self.dirs[index].path(), &flags);
+        self.nodes[index] = Some(node);
+    }
+
+    /// The cluster flags of node `index`, with `changed` ones replaced.
+    fn flags(&self, index: usize, changed: &[(&str, &str)]) -> Vec<String> {
         let urls = self.nats.urls().join(",");
         let id = Self::node_id(index);
-        let node = NodeProcess::start(
-            self.dirs[index].path(),
-            &[
-                "--nats",
-                &urls,
-                "--nats-replicas",
-                "3",
-                "--cluster",
-                "--node-id",
-                &id,
-                "--heartbeat-ms",
-                "300",
-                "--lease-ttl-ms",
-                "2000",
-                "--route-timeout-ms",
-                "10000",
-            ],
-        );
-        self.nodes[index] = Some(node);
+        let mut flags = vec![
+            ("--nats", urls.as_str()),
+            ("--nats-replicas", "3"),
+            ("--node-id", &id),
+            ("--heartbeat-ms", "300"),
+            ("--lease-ttl-ms", "2000"),
+            ("--route-timeout-ms", "10000"),
+        ];
+        for &(flag, value) in changed {
+            match flags.iter_mut().find(|(f, _)| *f == flag) {
+                Some(entry) => entry.1 = value,
+                None => flags.push((flag, value)),
+            }
+        }
+        let mut args = vec!["--cluster".to_owned()];
+        for (flag, value) in flags {
+            args.extend([flag.to_owned(), value.to_owned()]);
+        }
+        args
+    }
+
+    /// Starts one more node (seeded like the others) with `changed` flags
+    /// and waits up to 90 s for it to exit; its exit status and stderr.
+    /// Panics if it is still running then (it was not refused).
+    pub(crate) fn start_expecting_exit(
+        &self,
+        changed: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().unwrap();
+        seed(self.dirs[0].path(), dir.path());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aether"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(self.flags(self.nodes.len(), changed))
+            .env("AETHER_ADMIN_TOKEN", ADMIN)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "a node with {changed:?} still ran after 90 s:\n{}",
+                    log.join().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, log.join().unwrap())
+    }
+
+    /// Stops node `index` with SIGSTOP (it keeps its sockets, and does
+    /// nothing until [`Cluster::resume`]).
+    pub(crate) fn pause(&self, index: usize) {
+        signal(self.node(index).pid(), "-STOP");
+    }
+
+    /// Lets node `index` go on after [`Cluster::pause`] (SIGCONT).
+    pub(crate) fn resume(&self, index: usize) {
+        signal(self.node(index).pid(), "-CONT");
     }
 
     /// Kills node `index` with SIGKILL.
@@ -130,7 +188,7 @@ impl Cluster {
         self.node(index).client(Some(ADMIN))
     }
 
-    fn node(&self, index: usize) -> &NodeProcess {
+    pub(crate) fn node(&self, index: usize) -> &NodeProcess {
         self.nodes[index].as_ref().expect("running")
     }
 
@@ -178,6 +236,14 @@ impl Cluster {
         assert_eq!(status, 200);
         body.as_str().unwrap().to_owned()
     }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
 }
 
 /// The last lines a node logged.

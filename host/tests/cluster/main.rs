@@ -2,14 +2,20 @@
 //! --cluster` nodes. Election, placement, routing, hand-off, and five
 //! faults under a steady command load, after each of which every
 //! acknowledged command's event is stored exactly once and versions are
-//! gapless. The tests run one at a time (each starts ~7 processes).
+//! gapless; a paused owner that resumes gives no stale answer; a node that
+//! disagrees on the cluster's settings is refused; a panic in the
+//! coordinator stops the node serving. The tests run one at a
+//! time (each starts ~7 processes).
 
 mod election;
 mod faults;
 mod handoff;
 mod harness;
 mod load;
+mod pause;
 mod routing;
+mod settings;
+mod supervision;
 #[path = "../node/support.rs"]
 #[allow(dead_code)]
 mod support;

@@ -101,6 +101,12 @@ impl NodeProcess {
         (status, self.log.lock().unwrap().clone())
     }
 
+    /// The process id.
+    #[allow(dead_code)] // used by the cluster tests, which share this file
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the node has written to stderr so far.
     #[allow(dead_code)] // used by the cluster tests, which share this file
     pub(crate) fn log(&self) -> String {

@@ -18,10 +18,11 @@ pub(super) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the node can serve commands: not shutting down, and the
-/// event store answers (asked for the head of the node's own namespace,
-/// one cheap lookup; heads are per namespace, and this route needs no
-/// token, so it names no tenant's).
+/// `GET /readyz`: the node can serve commands: not shutting down, its
+/// cluster's background tasks (if any) sound, and the event store answers
+/// (asked for the head of the node's own namespace, one cheap lookup;
+/// heads are per namespace, and this route needs no token, so it names no
+/// tenant's).
 pub(super) async fn ready(
     State(node): State<Arc<Node>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -30,6 +31,13 @@ pub(super) async fn ready(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the node is shutting down",
+        ));
+    }
+    if let Some(failure) = node.cluster().and_then(|c| c.failed()) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_failed",
+            failure,
         ));
     }
     let system = Namespace::new(SYSTEM_NAMESPACE).expect("the system namespace is valid");

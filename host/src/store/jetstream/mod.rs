@@ -51,7 +51,8 @@ mod streams;
 
 pub(crate) use streams::retrying;
 use streams::{
-    PROBE_TIMEOUT, ROUTING_DEADLINE, last_sequence, refuse_legacy_stream, wait_for_leader,
+    PROBE_TIMEOUT, ROUTING_DEADLINE, is_stream_not_found, last_sequence, refuse_legacy_stream,
+    wait_for_leader,
 };
 
 use std::collections::HashMap;
@@ -125,7 +126,7 @@ fn unavailable(message: impl std::fmt::Display) -> StoreError {
 impl JetStreamStore {
     /// Connects, checks the server version, refuses a server that has the
     /// single event stream of earlier versions, and creates the snapshot
-    /// bucket if it does not exist. Namespace streams are created by the
+    /// bucket if it does not exist (an existing one is never re-configured). Namespace streams are created by the
     /// first append to each namespace.
     pub async fn connect(config: JetStreamConfig) -> Result<JetStreamStore, StoreError> {
         let addresses: Vec<async_nats::ServerAddr> = config
@@ -149,9 +150,25 @@ impl JetStreamStore {
             storage: stream::StorageType::File,
             ..Default::default()
         };
-        let snapshots = retrying(&format!("creating the bucket {bucket}"), || {
-            context.create_or_update_key_value(bucket_config.clone())
-        })
+        // Opened as it is when it exists: a store with other settings (a
+        // node started with fewer replicas) must not re-configure it for
+        // every other node sharing it.
+        let snapshots = retrying(
+            &format!("opening or creating the bucket {bucket}"),
+            || async {
+                match context.get_stream(format!("KV_{bucket}")).await {
+                    Ok(_) => context
+                        .get_key_value(&bucket)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) if is_stream_not_found(&e) => context
+                        .create_key_value(bucket_config.clone())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
         .await?;
         let bucket_stream = retrying(&format!("finding the bucket {bucket}"), || {
             context.get_stream(format!("KV_{bucket}"))

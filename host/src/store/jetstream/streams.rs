@@ -168,7 +168,7 @@ fn is_other_settings(error: &CreateStreamError) -> bool {
 }
 
 /// Whether `get_stream` failed because the stream does not exist.
-fn is_stream_not_found(error: &GetStreamError) -> bool {
+pub(super) fn is_stream_not_found(error: &GetStreamError) -> bool {
     matches!(error.kind(), GetStreamErrorKind::JetStream(e)
         if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
