@@ -194,7 +194,12 @@ impl Node {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::UnknownComponent(digest.to_owned()));
             }
-            Err(e) => return Err(RegistryError::Damaged(format!("{}: {e}", path.display()))),
+            Err(e) => {
+                return Err(RegistryError::Store(StoreError::Unavailable {
+                    backend: "components",
+                    message: format!("reading {}: {e}", path.display()),
+                }));
+            }
         };
         if Digest::of(&bytes).to_hex() != digest.to_ascii_lowercase() {
             return Err(RegistryError::Damaged(format!(
@@ -262,8 +267,13 @@ impl Node {
         if path.exists() {
             return Ok(());
         }
-        super::tenants::write_atomically(&path, bytes)
-            .map_err(|e| RegistryError::Damaged(format!("storing the component: {e:#}")))
+        // A write that fails (a full disk) damages nothing: retryable.
+        super::tenants::write_atomically(&path, bytes).map_err(|e| {
+            RegistryError::Store(StoreError::Unavailable {
+                backend: "components",
+                message: format!("storing the component in {}: {e:#}", path.display()),
+            })
+        })
     }
 
     /// Records the change, then switches the runtime to `loaded`.

@@ -19,7 +19,8 @@ pub(super) async fn health() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: the node can serve commands: not shutting down, its
-/// cluster's background tasks (if any) sound, and the event store answers
+/// cluster's background tasks (if any) sound, the event store accepts
+/// writes, and it answers
 /// (asked for the head of the node's own namespace, one cheap lookup;
 /// heads are per namespace, and this route needs no token, so it names no
 /// tenant's).
@@ -41,7 +42,11 @@ pub(super) async fn ready(
         ));
     }
     let system = Namespace::new(SYSTEM_NAMESPACE).expect("the system namespace is valid");
-    node.runtime().store().head_position(&system).await?;
+    let store = node.runtime().store();
+    store.head_position(&system).await?;
+    // Not ready while writes fail (a full disk); asking lets the store
+    // recover once they can succeed again.
+    store.check_writable().await?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
