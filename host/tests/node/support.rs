@@ -39,6 +39,15 @@ pub(crate) struct NodeProcess {
 impl NodeProcess {
     /// Starts a node on `data_dir` listening on a free loopback port.
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// As [`NodeProcess::start`], with extra environment variables.
+    pub(crate) fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aether"))
             .args([
                 "serve",
@@ -52,6 +61,7 @@ impl NodeProcess {
             .args(extra)
             .env("AETHER_ADMIN_TOKEN", ADMIN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -105,6 +115,12 @@ impl NodeProcess {
     #[allow(dead_code)] // used by the cluster tests, which share this file
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The process id (for signals: `kill -STOP`, `kill -CONT`).
+    #[allow(dead_code)] // used by the cluster tests, which share this file
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A client with `token` (or none).
