@@ -2,9 +2,12 @@
 //! --cluster` nodes. Election, placement, routing, hand-off, and five
 //! faults under a steady command load, after each of which every
 //! acknowledged command's event is stored exactly once and versions are
-//! gapless. The tests run one at a time (each starts ~7 processes).
+//! gapless; and the fault suite (`fault_suite`), which checks a whole
+//! client history against the store after each of six faults. The tests
+//! run one at a time (each starts ~7 processes).
 
 mod election;
+mod fault_suite;
 mod faults;
 mod handoff;
 mod harness;

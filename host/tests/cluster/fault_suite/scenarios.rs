@@ -1,0 +1,134 @@
+//! The faults, each on a fresh cluster of 3 NATS servers and 3 nodes
+//! (heartbeat 300 ms, lease TTL 2 s): pauses longer than the lease of the
+//! leader, of another shard owner and of a NATS server; the loss of NATS
+//! quorum; kill/restart churn of nodes; a node whose clock is 5 s behind.
+//! Each prints what it cost and the checker's counts, and fails on any
+//! anomaly.
+
+use std::time::Duration;
+
+use super::run::run;
+use super::workload::Workload;
+use crate::harness::{Cluster, signal};
+
+/// How long a paused process stays paused: twice the test cluster's lease
+/// TTL (2 s), so its membership (and the leader's lease) expires.
+const PAUSE: Duration = Duration::from_secs(4);
+
+/// How long a killed node or a quorum stays down.
+const DOWN: Duration = Duration::from_secs(4);
+
+fn non_leader(cluster: &Cluster) -> usize {
+    let leader = cluster.leader();
+    *cluster.running().iter().find(|&&i| i != leader).unwrap()
+}
+
+/// Pauses node `index` for [`PAUSE`]. The workload keeps sending to it, as
+/// a load balancer that has not noticed would: its late answers are
+/// recorded too.
+fn pause_node(cluster: &Cluster, index: usize) {
+    cluster.pause(index);
+    std::thread::sleep(PAUSE);
+    cluster.resume(index);
+}
+
+#[test]
+fn pause_the_leader_past_its_lease() {
+    let _serial = crate::serial();
+    run("SIGSTOP the leader", Cluster::start(3), |cluster, _| {
+        let leader = cluster.leader();
+        pause_node(cluster, leader);
+    });
+}
+
+#[test]
+fn pause_a_shard_owner_past_its_lease() {
+    let _serial = crate::serial();
+    run(
+        "SIGSTOP a shard owner (not the leader)",
+        Cluster::start(3),
+        |cluster, _| {
+            let owner = non_leader(cluster);
+            pause_node(cluster, owner);
+        },
+    );
+}
+
+#[test]
+fn pause_a_nats_server_past_the_lease() {
+    let _serial = crate::serial();
+    run(
+        "SIGSTOP a NATS server (the meta leader)",
+        Cluster::start(3),
+        |cluster, _| {
+            let server = cluster.nats.meta_leader().unwrap_or(0);
+            let pid = cluster.nats.server(server).pid().expect("running");
+            signal("STOP", pid);
+            std::thread::sleep(PAUSE);
+            signal("CONT", pid);
+            cluster.nats.wait_until_ready();
+        },
+    );
+}
+
+#[test]
+fn lose_the_nats_quorum_and_recover() {
+    let _serial = crate::serial();
+    run(
+        "stop 2 of 3 NATS servers",
+        Cluster::start(3),
+        |cluster, _| {
+            cluster.nats.server(1).stop();
+            cluster.nats.server(2).stop();
+            std::thread::sleep(DOWN);
+            // The first one back restores the quorum, so it can become ready.
+            cluster.nats.server(1).restart();
+            cluster.nats.server(2).restart();
+            cluster.nats.wait_until_ready();
+        },
+    );
+}
+
+/// Kills node `index`, keeps the load on the others for [`DOWN`], starts
+/// it again and sends to it again once the cluster has settled.
+fn kill_and_restart(cluster: &mut Cluster, workload: &Workload, index: usize) {
+    cluster.kill(index);
+    workload.set_targets(cluster.targets());
+    std::thread::sleep(DOWN);
+    cluster.restart(index);
+    cluster.wait_stable(3);
+    workload.set_targets(cluster.targets());
+}
+
+#[test]
+fn churn_nodes_with_kill_and_restart() {
+    let _serial = crate::serial();
+    run(
+        "kill -9 and restart a node, then the leader",
+        Cluster::start(3),
+        |cluster, workload| {
+            let owner = non_leader(cluster);
+            kill_and_restart(cluster, workload, owner);
+            let leader = cluster.leader();
+            kill_and_restart(cluster, workload, leader);
+        },
+    );
+}
+
+/// The node whose clock is behind in [`one_node_with_a_slow_clock`].
+const SLOW: usize = 2;
+
+#[test]
+fn one_node_with_a_slow_clock() {
+    let _serial = crate::serial();
+    let cluster = Cluster::start_with_clock_skews(3, &[(SLOW, -5_000)]);
+    run(
+        "node-3's clock 5 s behind, another node killed and restarted",
+        cluster,
+        |cluster, workload| {
+            // The killed node's shards move, some to the slow node, and back.
+            let other = cluster.running().into_iter().find(|&i| i != SLOW).unwrap();
+            kill_and_restart(cluster, workload, other);
+        },
+    );
+}
