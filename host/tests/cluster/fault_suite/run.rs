@@ -30,7 +30,7 @@ impl Scale {
         match std::env::var("AETHER_FAULTS_SCALE").as_deref() {
             Err(_) | Ok("" | "default") => Scale {
                 accounts: 16,
-                workers: 4,
+                workers: 10,
                 warmup: Duration::from_secs(8),
                 repetitions: 1,
                 between: Duration::ZERO,
@@ -38,7 +38,7 @@ impl Scale {
             },
             Ok("large") => Scale {
                 accounts: 24,
-                workers: 6,
+                workers: 12,
                 warmup: Duration::from_secs(20),
                 repetitions: 3,
                 between: Duration::from_secs(15),

@@ -11,9 +11,10 @@ use super::run::run;
 use super::workload::Workload;
 use crate::harness::{Cluster, signal};
 
-/// How long a paused process stays paused: twice the test cluster's lease
-/// TTL (2 s), so its membership (and the leader's lease) expires.
-const PAUSE: Duration = Duration::from_secs(4);
+/// How long a paused process stays paused: three times the test
+/// cluster's lease TTL (2 s), so its membership (and the leader's lease)
+/// expires and the new owners serve its shards a while before it wakes.
+const PAUSE: Duration = Duration::from_secs(6);
 
 /// How long a killed node or a quorum stays down.
 const DOWN: Duration = Duration::from_secs(4);
@@ -23,22 +24,42 @@ fn non_leader(cluster: &Cluster) -> usize {
     *cluster.running().iter().find(|&&i| i != leader).unwrap()
 }
 
+/// How long before waking a paused node the suite sends it a read of
+/// every account (less than the client timeout, so they wait for it).
+const PROBE: Duration = Duration::from_secs(1);
+
 /// Pauses node `index` for [`PAUSE`]. The workload keeps sending to it, as
-/// a load balancer that has not noticed would: its late answers are
-/// recorded too.
-fn pause_node(cluster: &Cluster, index: usize) {
+/// a load balancer that has not noticed would, and a second before it
+/// wakes every account is read through it: by then the new owners have
+/// acknowledged writes, so the first answers it gives after SIGCONT must
+/// not come from the state it had before the pause.
+fn pause_node(cluster: &Cluster, workload: &Workload, index: usize) {
+    let target = cluster
+        .targets()
+        .into_iter()
+        .find(|(i, _)| *i == index)
+        .expect("running");
     cluster.pause(index);
-    std::thread::sleep(PAUSE);
+    std::thread::sleep(PAUSE - PROBE);
+    let probes = workload.read_every_account_via(target);
+    std::thread::sleep(PROBE);
     cluster.resume(index);
+    for probe in probes {
+        probe.join().expect("a probe read panicked");
+    }
 }
 
 #[test]
 fn pause_the_leader_past_its_lease() {
     let _serial = crate::serial();
-    run("SIGSTOP the leader", Cluster::start(3), |cluster, _| {
-        let leader = cluster.leader();
-        pause_node(cluster, leader);
-    });
+    run(
+        "SIGSTOP the leader",
+        Cluster::start(3),
+        |cluster, workload| {
+            let leader = cluster.leader();
+            pause_node(cluster, workload, leader);
+        },
+    );
 }
 
 #[test]
@@ -47,9 +68,9 @@ fn pause_a_shard_owner_past_its_lease() {
     run(
         "SIGSTOP a shard owner (not the leader)",
         Cluster::start(3),
-        |cluster, _| {
+        |cluster, workload| {
             let owner = non_leader(cluster);
-            pause_node(cluster, owner);
+            pause_node(cluster, workload, owner);
         },
     );
 }

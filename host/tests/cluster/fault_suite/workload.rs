@@ -26,9 +26,12 @@ use super::history::{History, Kind, Op, Outcome, account_path};
 /// it (its outcome then stays unknown).
 const GIVE_UP: Duration = Duration::from_secs(60);
 
-/// How long the client waits for one answer: past a pause of a node or
-/// the loss of quorum, so a paused node's late answer is recorded too.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long the client waits for one answer: about the lease TTL, so a
+/// worker stuck on a paused node gives up (an indeterminate outcome) and
+/// goes on elsewhere while the cluster fails over; were every worker stuck
+/// on the paused node, nothing would be written meanwhile and a stale
+/// answer after SIGCONT could not be told from a fresh one.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The nodes the workers send to: node index and base URL.
 pub(crate) type Targets = Arc<RwLock<Vec<(usize, String)>>>;
@@ -39,6 +42,8 @@ pub(crate) struct Workload {
     workers: Vec<JoinHandle<()>>,
     pub(crate) history: History,
     targets: Targets,
+    token: String,
+    accounts: usize,
 }
 
 impl Workload {
@@ -87,7 +92,30 @@ impl Workload {
             workers,
             history,
             targets,
+            token: token.to_owned(),
+            accounts,
         }
+    }
+
+    /// Sends a state read of every account to `target` at once, each from
+    /// its own thread, and records them: aimed at a paused node, they wait
+    /// in its socket and are the first it answers when it runs again.
+    /// Join the handles to wait for the answers.
+    pub(crate) fn read_every_account_via(&self, target: (usize, String)) -> Vec<JoinHandle<()>> {
+        (0..self.accounts)
+            .map(|account| {
+                let mut client = Client {
+                    agent: agent(),
+                    token: self.token.clone(),
+                    targets: Arc::new(RwLock::new(vec![target.clone()])),
+                    history: self.history.clone(),
+                    random: Random(account as u64 + 1),
+                };
+                std::thread::spawn(move || {
+                    client.read(account);
+                })
+            })
+            .collect()
     }
 
     /// Sends to these nodes from now on (a load balancer's view of the
