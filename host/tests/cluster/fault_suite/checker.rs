@@ -49,12 +49,12 @@ pub(crate) struct Anomalies {
     pub(crate) conflicts_for_stored: usize,
     pub(crate) state_mismatches: usize,
     pub(crate) timestamps_backwards: usize,
-    /// The first few anomalies, described, for the test log.
-    pub(crate) examples: Vec<String>,
+    /// The first few anomalies of each count, described, for the test log.
+    pub(crate) examples: Vec<(&'static str, String)>,
 }
 
-/// How many examples an [`Anomalies`] keeps.
-const EXAMPLES: usize = 12;
+/// How many examples of each count an [`Anomalies`] keeps.
+const EXAMPLES: usize = 4;
 
 impl Anomalies {
     /// The counts, by name.
@@ -78,9 +78,9 @@ impl Anomalies {
         self.counts().iter().all(|(_, n)| *n == 0)
     }
 
-    fn note(&mut self, example: impl FnOnce() -> String) {
-        if self.examples.len() < EXAMPLES {
-            self.examples.push(example());
+    fn note(&mut self, count: &'static str, example: impl FnOnce() -> String) {
+        if self.examples.iter().filter(|(c, _)| *c == count).count() < EXAMPLES {
+            self.examples.push((count, example()));
         }
     }
 }
@@ -93,8 +93,8 @@ impl fmt::Display for Anomalies {
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
         write!(f, "{}", counts.join(" "))?;
-        for example in &self.examples {
-            write!(f, "\n  - {example}")?;
+        for (count, example) in &self.examples {
+            write!(f, "\n  - {count}: {example}")?;
         }
         Ok(())
     }
@@ -209,19 +209,20 @@ fn first_invocations(ops: &[Op]) -> HashMap<&str, Instant> {
 /// Gaps, duplicates, events the rules would not decide, timestamps.
 fn check_stream_shape(replays: &[Replay<'_>], found: &mut Anomalies) {
     for (account, replay) in replays.iter().enumerate() {
-        let mut commands: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        let mut commands: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
         for (i, event) in replay.events.iter().enumerate() {
             let place = i as u64 + 1;
             if event.version != place {
                 found.version_gaps += 1;
-                found
-                    .note(|| format!("acc-{account}: event {place} has version {}", event.version));
+                found.note("version_gaps", || {
+                    format!("acc-{account}: event {place} has version {}", event.version)
+                });
             }
             let valid =
                 command_of(&event.change).is_some_and(|k| replay.states[i].decide(&k).is_none());
             if !valid {
                 found.invalid_events += 1;
-                found.note(|| {
+                found.note("invalid_events", || {
                     format!(
                         "acc-{account} v{}: {:?} stored on {:?}",
                         event.version, event.change, replay.states[i]
@@ -230,7 +231,7 @@ fn check_stream_shape(replays: &[Replay<'_>], found: &mut Anomalies) {
             }
             if i > 0 && event.timestamp_ms < replay.events[i - 1].timestamp_ms {
                 found.timestamps_backwards += 1;
-                found.note(|| {
+                found.note("timestamps_backwards", || {
                     format!(
                         "acc-{account} v{}: timestamp {} ms before v{}'s",
                         event.version,
@@ -240,12 +241,18 @@ fn check_stream_shape(replays: &[Replay<'_>], found: &mut Anomalies) {
                 });
             }
             if let Some(key) = event.correlation.as_deref().or(event.command_id.as_deref()) {
-                commands.entry(key).or_default().push(event.version);
+                commands.entry(key).or_default().push(event);
             }
         }
-        for (key, versions) in commands.iter().filter(|(_, v)| v.len() > 1) {
-            found.duplicated += versions.len() - 1;
-            found.note(|| format!("acc-{account}: command {key} stored at {versions:?}"));
+        for (key, events) in commands.iter().filter(|(_, v)| v.len() > 1) {
+            found.duplicated += events.len() - 1;
+            found.note("duplicated", || {
+                let at: Vec<(u64, Option<&str>)> = events
+                    .iter()
+                    .map(|e| (e.version, e.command_id.as_deref()))
+                    .collect();
+                format!("acc-{account}: command {key} stored at (version, command id) {at:?}")
+            });
         }
     }
 }
@@ -268,12 +275,14 @@ fn check_acks(ops: &[Op], replays: &[Replay<'_>], found: &mut Anomalies) {
             });
         if !stored_as_acked {
             found.lost += 1;
-            found.note(|| format!("acked but not stored as acked: {}", describe(op)));
+            found.note("lost", || {
+                format!("acked but not stored as acked: {}", describe(op))
+            });
         }
         if let (Some(expected), Some(first)) = (op.expected_version, versions.iter().min()) {
             if *first != expected + 1 {
                 found.ignored_expected_versions += 1;
-                found.note(|| {
+                found.note("ignored_expected_versions", || {
                     format!(
                         "acked at v{first} past expected v{expected}: {}",
                         describe(op)
@@ -328,7 +337,7 @@ fn check_reads(ops: &[Op], replays: &[Replay<'_>], acked: &Acked, found: &mut An
         let seen = acked.before(op.account, op.invoked);
         if version < seen {
             found.stale_reads += 1;
-            found.note(|| {
+            found.note("stale_reads", || {
                 format!(
                     "read v{version} after v{seen} was acknowledged: {}",
                     describe(op)
@@ -338,7 +347,7 @@ fn check_reads(ops: &[Op], replays: &[Replay<'_>], acked: &Acked, found: &mut An
         let replayed = replays.get(op.account).and_then(|r| r.at(version));
         if replayed.map(|a| a.balance) != Some(balance) {
             found.inconsistent_reads += 1;
-            found.note(|| {
+            found.note("inconsistent_reads", || {
                 format!(
                     "read balance {balance}, replay gives {replayed:?}: {}",
                     describe(op)
@@ -402,7 +411,7 @@ fn check_decisions(
         };
         if let Some(why) = stale {
             found.stale_decisions += 1;
-            found.note(|| format!("{why}: {}", describe(op)));
+            found.note("stale_decisions", || format!("{why}: {}", describe(op)));
         }
     }
 }
@@ -419,7 +428,9 @@ fn check_conflicts_for_stored(ops: &[Op], replays: &[Replay<'_>], found: &mut An
             .is_some_and(|r| r.events.iter().any(|e| e.command_id.as_deref() == Some(id)));
         if stored {
             found.conflicts_for_stored += 1;
-            found.note(|| format!("409 for a stored command: {}", describe(op)));
+            found.note("conflicts_for_stored", || {
+                format!("409 for a stored command: {}", describe(op))
+            });
         }
     }
 }
@@ -434,7 +445,7 @@ fn check_final_states(stored: &Stored, replays: &[Replay<'_>], found: &mut Anoma
         let balance = replay.at(head).map_or(0, |a| a.balance);
         if state.version != head || state.balance != balance {
             found.state_mismatches += 1;
-            found.note(|| {
+            found.note("state_mismatches", || {
                 format!(
                     "node {} answers acc-{} at v{} balance {}; the store has v{head} balance {balance}",
                     state.node, state.account, state.version, state.balance

@@ -143,7 +143,7 @@ fn only(found: &Anomalies, count: &str) {
         assert_eq!(n, want, "{name} should be {want}: {found}");
     }
     assert!(
-        !found.examples.is_empty(),
+        !found.examples.is_empty() && found.examples.iter().all(|(c, _)| *c == count),
         "the anomaly is described: {found}"
     );
 }

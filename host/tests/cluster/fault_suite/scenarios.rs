@@ -92,20 +92,35 @@ fn pause_a_nats_server_past_the_lease() {
     );
 }
 
+/// Stops NATS servers 1 and 2 for `down`, then starts them again (the
+/// first one back restores the quorum, so it can become ready).
+fn lose_the_quorum(cluster: &mut Cluster, down: Duration) {
+    cluster.nats.server(1).stop();
+    cluster.nats.server(2).stop();
+    std::thread::sleep(down);
+    cluster.nats.server(1).restart();
+    cluster.nats.server(2).restart();
+    cluster.nats.wait_until_ready();
+}
+
 #[test]
 fn lose_the_nats_quorum_and_recover() {
     let _serial = crate::serial();
     run(
-        "stop 2 of 3 NATS servers",
+        "stop 2 of 3 NATS servers, for less and for more than the lease",
         Cluster::start(3),
-        |cluster, _| {
-            cluster.nats.server(1).stop();
-            cluster.nats.server(2).stop();
-            std::thread::sleep(DOWN);
-            // The first one back restores the quorum, so it can become ready.
-            cluster.nats.server(1).restart();
-            cluster.nats.server(2).restart();
-            cluster.nats.wait_until_ready();
+        |cluster, workload| {
+            // Shorter than the lease: the nodes keep serving while the
+            // store fails under them (appends fail, aggregates are
+            // passivated and activated again against a store that does not
+            // answer).
+            lose_the_quorum(cluster, Duration::from_millis(1_500));
+            cluster.wait_stable(3);
+            workload.set_targets(cluster.targets());
+            std::thread::sleep(Duration::from_secs(3));
+            // Longer than the lease: memberships and the leader's lease
+            // expire too.
+            lose_the_quorum(cluster, DOWN);
         },
     );
 }
