@@ -75,14 +75,29 @@ fn pause_a_shard_owner_past_its_lease() {
     );
 }
 
+/// The NATS server with the most client connections (the nodes' and the
+/// harness's), from its `/varz`: pausing it cuts the most nodes off.
+fn busiest_nats_server(cluster: &Cluster) -> usize {
+    let connections = |url: String| -> u64 {
+        let mut response = ureq::get(&format!("{url}/varz")).call().unwrap();
+        let varz: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        varz["connections"].as_u64().unwrap_or(0)
+    };
+    let servers = cluster.nats.servers();
+    (0..servers.len())
+        .max_by_key(|&i| connections(servers[i].monitor_url()))
+        .unwrap()
+}
+
 #[test]
 fn pause_a_nats_server_past_the_lease() {
     let _serial = crate::serial();
     run(
-        "SIGSTOP a NATS server (the meta leader)",
+        "SIGSTOP the NATS server with the most connections",
         Cluster::start(3),
         |cluster, _| {
-            let server = cluster.nats.meta_leader().unwrap_or(0);
+            let server = busiest_nats_server(cluster);
             let pid = cluster.nats.server(server).pid().expect("running");
             signal("STOP", pid);
             std::thread::sleep(PAUSE);
