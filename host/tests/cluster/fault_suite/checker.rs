@@ -279,16 +279,16 @@ fn check_acks(ops: &[Op], replays: &[Replay<'_>], found: &mut Anomalies) {
                 format!("acked but not stored as acked: {}", describe(op))
             });
         }
-        if let (Some(expected), Some(first)) = (op.expected_version, versions.iter().min()) {
-            if *first != expected + 1 {
-                found.ignored_expected_versions += 1;
-                found.note("ignored_expected_versions", || {
-                    format!(
-                        "acked at v{first} past expected v{expected}: {}",
-                        describe(op)
-                    )
-                });
-            }
+        if let (Some(expected), Some(first)) = (op.expected_version, versions.iter().min())
+            && *first != expected + 1
+        {
+            found.ignored_expected_versions += 1;
+            found.note("ignored_expected_versions", || {
+                format!(
+                    "acked at v{first} past expected v{expected}: {}",
+                    describe(op)
+                )
+            });
         }
     }
 }
