@@ -68,14 +68,18 @@ pub(crate) fn run(
         scale.workers,
     );
     std::thread::sleep(scale.warmup);
-    let fault_at = Instant::now();
+    // When each repetition of the fault began and when the cluster had
+    // settled after it.
+    let mut faults: Vec<(Instant, Instant)> = Vec::new();
     for repetition in 0..scale.repetitions {
         if repetition > 0 {
             std::thread::sleep(scale.between);
         }
+        let at = Instant::now();
         fault(&mut cluster, &workload);
         cluster.wait_stable(nodes);
         workload.set_targets(cluster.targets());
+        faults.push((at, Instant::now()));
     }
     let settled = Instant::now();
     std::thread::sleep(scale.recovery);
@@ -87,11 +91,22 @@ pub(crate) fn run(
         .collect();
     let stored = Stored::read(&readers[0].1, &readers, scale.accounts);
     let anomalies = check(&ops, &stored);
-    let availability = Availability::of(&ops, fault_at);
+    let ended = Instant::now();
+    for (i, (at, settled)) in faults.iter().enumerate() {
+        // Up to the next repetition, or the end of the load.
+        let until = faults.get(i + 1).map_or(ended, |next| next.0);
+        println!(
+            "fault suite `{name}`, fault {}/{}: {}; settled {:.1} s after the fault",
+            i + 1,
+            faults.len(),
+            Availability::of(&ops, *at, until),
+            (*settled - *at).as_secs_f64(),
+        );
+    }
     println!(
-        "fault suite `{name}` ({scale:?}, {:.0} s in all): {availability}; settled {:.1} s after the fault; anomalies: {anomalies}",
+        "fault suite `{name}` ({scale:?}, {:.0} s in all, {} ops): anomalies: {anomalies}",
         started.elapsed().as_secs_f64(),
-        (settled - fault_at).as_secs_f64(),
+        ops.len(),
     );
     let served_after = ops
         .iter()
@@ -104,7 +119,7 @@ pub(crate) fn run(
     assert!(anomalies.is_clean(), "{name}: anomalies: {anomalies}");
 }
 
-/// What the clients saw from the fault on.
+/// What the clients saw from a fault on.
 pub(crate) struct Availability {
     ops: usize,
     acked: usize,
@@ -125,8 +140,12 @@ pub(crate) struct Availability {
 }
 
 impl Availability {
-    pub(crate) fn of(ops: &[Op], since: Instant) -> Availability {
-        let ops: Vec<&Op> = ops.iter().filter(|o| o.invoked >= since).collect();
+    /// Of the ops invoked from `since` until `until`.
+    pub(crate) fn of(ops: &[Op], since: Instant, until: Instant) -> Availability {
+        let ops: Vec<&Op> = ops
+            .iter()
+            .filter(|o| o.invoked >= since && o.invoked < until)
+            .collect();
         let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
         let failed: Vec<&&Op> = ops
             .iter()
