@@ -11,10 +11,11 @@ use super::run::run;
 use super::workload::Workload;
 use crate::harness::{Cluster, signal};
 
-/// How long a paused process stays paused: three times the test
-/// cluster's lease TTL (2 s), so its membership (and the leader's lease)
-/// expires and the new owners serve its shards a while before it wakes.
-const PAUSE: Duration = Duration::from_secs(6);
+/// How long a paused process stays paused: four times the test cluster's
+/// lease TTL (2 s), so its membership (and the leader's lease) expires and
+/// the new owners serve its shards a while before it wakes (the takeover
+/// itself takes one to four seconds of it).
+const PAUSE: Duration = Duration::from_secs(8);
 
 /// How long a killed node or a quorum stays down.
 const DOWN: Duration = Duration::from_secs(4);
