@@ -24,18 +24,28 @@ pub(crate) struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     /// The `bank` namespace's token (the same on every node).
     pub(crate) token: String,
+    /// Nodes whose wall clock is shifted, by how many milliseconds
+    /// (`AETHER_CLOCK_SKEW_MS`), kept across restarts.
+    clock_skews: Vec<(usize, i64)>,
 }
 
 impl Cluster {
     /// 3 NATS servers and `size` nodes with the bank-account component
     /// deployed in namespace `bank`; returns once the shard map is stable.
     pub(crate) fn start(size: usize) -> Cluster {
+        Self::start_with_clock_skews(size, &[])
+    }
+
+    /// As [`Cluster::start`], with the wall clocks of some nodes shifted:
+    /// `(node index, milliseconds)`.
+    pub(crate) fn start_with_clock_skews(size: usize, clock_skews: &[(usize, i64)]) -> Cluster {
         let nats = NatsCluster::start(3);
         let mut cluster = Cluster {
             nats,
             nodes: Vec::new(),
             dirs: Vec::new(),
             token: String::new(),
+            clock_skews: clock_skews.to_vec(),
         };
         cluster.add_node();
         let admin = cluster.admin(0);
@@ -71,7 +81,13 @@ impl Cluster {
         assert!(self.nodes[index].is_none(), "node {index} is running");
         let flags = self.flags(index, &[]);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let node = NodeProcess::start(self.dirs[index].path(), &flags);
+        let env: Vec<(&str, String)> = self
+            .clock_skews
+            .iter()
+            .filter(|(node, _)| *node == index)
+            .map(|(_, ms)| ("AETHER_CLOCK_SKEW_MS", ms.to_string()))
+            .collect();
+        let node = NodeProcess::start_with_env(self.dirs[index].path(), &flags, &env);
         self.nodes[index] = Some(node);
     }
 
@@ -139,17 +155,6 @@ impl Cluster {
         (status, log.join().unwrap())
     }
 
-    /// Stops node `index` with SIGSTOP (it keeps its sockets, and does
-    /// nothing until [`Cluster::resume`]).
-    pub(crate) fn pause(&self, index: usize) {
-        signal(self.node(index).pid(), "-STOP");
-    }
-
-    /// Lets node `index` go on after [`Cluster::pause`] (SIGCONT).
-    pub(crate) fn resume(&self, index: usize) {
-        signal(self.node(index).pid(), "-CONT");
-    }
-
     /// Kills node `index` with SIGKILL.
     pub(crate) fn kill(&mut self, index: usize) {
         drop(self.nodes[index].take().expect("running"));
@@ -164,6 +169,24 @@ impl Cluster {
             "node {index} exited with {status}:\n{log}"
         );
         log
+    }
+
+    /// Freezes node `index` with SIGSTOP (a long GC pause, a stalled VM).
+    pub(crate) fn pause(&self, index: usize) {
+        signal("STOP", self.node(index).pid());
+    }
+
+    /// Lets a paused node `index` run again (SIGCONT).
+    pub(crate) fn resume(&self, index: usize) {
+        signal("CONT", self.node(index).pid());
+    }
+
+    /// The running nodes: index and base URL.
+    pub(crate) fn targets(&self) -> Vec<(usize, String)> {
+        self.running()
+            .into_iter()
+            .map(|i| (i, self.node(i).url.clone()))
+            .collect()
     }
 
     /// The indexes of the running nodes.
@@ -238,12 +261,13 @@ impl Cluster {
     }
 }
 
-fn signal(pid: u32, signal: &str) {
+/// Sends `SIG<name>` to process `pid`.
+pub(crate) fn signal(name: &str, pid: u32) {
     let sent = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .unwrap();
-    assert!(sent.success(), "kill {signal} {pid}");
+    assert!(sent.success(), "kill -{name} {pid}");
 }
 
 /// The last lines a node logged.

@@ -39,6 +39,15 @@ pub(crate) struct NodeProcess {
 impl NodeProcess {
     /// Starts a node on `data_dir` listening on a free loopback port.
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// As [`NodeProcess::start`], with extra environment variables.
+    pub(crate) fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aether"))
             .args([
                 "serve",
@@ -52,6 +61,7 @@ impl NodeProcess {
             .args(extra)
             .env("AETHER_ADMIN_TOKEN", ADMIN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
