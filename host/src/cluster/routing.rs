@@ -257,9 +257,21 @@ impl Router {
                         ),
                     );
                 }
-                // No responders (nobody serves the shard yet), an attempt
-                // that timed out with time left, or a lost connection: try
-                // again until the deadline.
+                // No responders: nobody serves the shard yet, so nobody
+                // got it. Try again until the deadline.
+                Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+                // A lost connection (or an attempt that timed out with time
+                // left): the owner may have the request. Only what may be
+                // carried out twice is sent again.
+                Err(error) if matches!(&routed, Routed::Command(c) if c.command_id.is_none()) => {
+                    return Reply::error(
+                        504,
+                        "owner_timeout",
+                        format!(
+                            "the request to shard {shard}'s owner failed ({error}); the command may or may not have been carried out: send commands with a command_id to retry them safely"
+                        ),
+                    );
+                }
                 Err(_) => {}
             }
             if Instant::now() + RETRY_PAUSE >= deadline {

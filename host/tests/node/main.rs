@@ -6,6 +6,7 @@
 mod bad_input;
 mod cli_client;
 mod events;
+mod full_disk;
 mod http;
 mod jetstream;
 mod limits;
