@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-pub use access::{Principal, Token};
+pub use access::{Principal, Token, TokenHash};
 pub use limits::{EffectiveLimits, LimitOverrides};
 pub use serve::serve;
 pub use tenants::{TenantError, Tenants};

@@ -14,4 +14,5 @@ mod reload;
 mod shutdown;
 mod support;
 mod tenancy;
+mod tokens;
 mod watch;

@@ -91,6 +91,19 @@ pub(super) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiErro
     })
 }
 
+/// A version or log position a read starts at or after, named
+/// `parameter` in the 400 that refuses it: the largest `u64` is refused,
+/// since no event can come after it and "the next one" would not fit.
+pub(super) fn start_point(parameter: &str, value: u64) -> Result<u64, ApiError> {
+    if value == u64::MAX {
+        return Err(ApiError::malformed(format!(
+            "{parameter} is {value}, past any version or log position: it must be at most {}",
+            u64::MAX - 1
+        )));
+    }
+    Ok(value)
+}
+
 /// Query parameters, or a 400 that says what was wrong with them.
 pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(value)| value).map_err(|rejection| {
