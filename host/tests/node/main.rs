@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli_client;
+mod connections;
 mod events;
 mod http;
 mod jetstream;

@@ -42,6 +42,17 @@ pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let too_long = std::error::Error::source(&error)
             .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
             || error.to_string().contains("length limit exceeded");
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(error) = cause {
+            if let Some(slow) = error.downcast_ref::<crate::node::BodyTooSlow>() {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    slow.to_string(),
+                );
+            }
+            cause = error.source();
+        }
         if too_long {
             ApiError::too_large(format!("the request body is larger than {limit} bytes"))
         } else {
