@@ -52,15 +52,9 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
         Some(dir) => Some(WatchMode::start(node.clone(), dir)?),
         None => None,
     };
+    let limits = config.connections.clone();
     ready(address);
-    run(
-        node,
-        listener,
-        config.connections.clone(),
-        shutdown_signal(),
-        watching,
-    )
-    .await
+    run(node, listener, limits, shutdown_signal(), watching).await
 }
 
 /// Serves `node` on `listener` until `stop` completes, then shuts down
