@@ -6,6 +6,7 @@ mod command_path;
 mod compile_cache;
 mod concurrency;
 mod conformance;
+mod density;
 mod determinism;
 mod hostile;
 mod languages_sandbox;

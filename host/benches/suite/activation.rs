@@ -24,8 +24,8 @@ use aether_host::runtime::{Digest, Runtime, RuntimeConfig, SnapshotPolicy};
 use aether_host::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamId};
 use anyhow::ensure;
 
-use crate::fixture::{self, Ctx};
-use crate::report::{Metric, Report, Target, median};
+use super::fixture::{self, Ctx};
+use super::report::{Metric, Report, Target, median};
 
 const EVENTS: usize = 10_000;
 const APPEND_CHUNK: usize = 1_000;
@@ -34,7 +34,20 @@ const RUNS: usize = 15;
 const REPLAYED: &str = "account-replayed";
 const SNAPSHOTTED: &str = "account-snapshotted";
 
+/// How long the history is and how often it is activated.
+#[derive(Clone, Copy)]
+struct Sizes {
+    events: usize,
+    warmup: usize,
+    runs: usize,
+}
+
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let sizes = Sizes {
+        events: ctx.size(EVENTS, 1_500),
+        warmup: ctx.size(WARMUP, 1),
+        runs: ctx.size(RUNS, 2),
+    };
     let dir = ctx.tempdir()?;
     let store = fixture::durable_store(dir.path())?;
     let config = RuntimeConfig {
@@ -48,18 +61,18 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     runtime.set_snapshot_policy(
         &namespace,
         &AggregateType::new(SNAPSHOTTED)?,
-        SnapshotPolicy::Every(EVENTS as u64),
+        SnapshotPolicy::Every(sizes.events as u64),
     );
 
     let digest = Digest::of(&ctx.component).to_hex();
     let (mut results, mut reads) = (Vec::new(), Vec::new());
     for aggregate_type in [REPLAYED, SNAPSHOTTED] {
         let stream = fixture::stream(aggregate_type, "long-lived")?;
-        write_history(&runtime, &stream).await?;
+        write_history(&runtime, &stream, sizes.events).await?;
         let snapshot = runtime.store().load_snapshot(&stream, &digest).await?;
         let snapshot_version = snapshot.map(|s| s.version);
         let expected = if aggregate_type == SNAPSHOTTED {
-            Some(EVENTS as u64)
+            Some(sizes.events as u64)
         } else {
             None
         };
@@ -67,9 +80,9 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             snapshot_version == expected,
             "{aggregate_type}: snapshot at {snapshot_version:?}, expected {expected:?}"
         );
-        results.push(activations(&runtime, &stream).await?);
+        results.push(activations(&runtime, &stream, sizes).await?);
         if aggregate_type == REPLAYED {
-            reads = store_reads(&runtime, &stream, batch).await?;
+            reads = store_reads(&runtime, &stream, batch, sizes).await?;
         }
     }
     let [mut replayed, mut snapshotted] =
@@ -77,8 +90,8 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 
     let params = |m: Metric| {
         m.param("backend", fixture::DURABLE_BACKEND)
-            .param("events", EVENTS as u64)
-            .param("runs", RUNS as u64)
+            .param("events", sizes.events as u64)
+            .param("runs", sizes.runs as u64)
     };
     report.push(
         params(Metric::new(
@@ -109,16 +122,16 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "ms",
         ))
         .param("snapshot", true)
-        .param("snapshot_version", EVENTS as u64)
+        .param("snapshot_version", sizes.events as u64)
         .target(Target::AtMost(1.0)),
     );
     Ok(())
 }
 
-/// Stores `Opened` and 9 998 deposits directly, then deposits once more
-/// through the runtime, which snapshots if the type's policy says so.
-async fn write_history(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<()> {
-    let history = fixture::account_history(EVENTS - 1)?;
+/// Stores `Opened` and `events - 2` deposits directly, then deposits once
+/// more through the runtime, which snapshots if the type's policy says so.
+async fn write_history(runtime: &Runtime, stream: &StreamId, events: usize) -> anyhow::Result<()> {
+    let history = fixture::account_history(events - 1)?;
     let mut version = 0;
     for chunk in history.chunks(APPEND_CHUNK) {
         let request = AppendRequest {
@@ -135,33 +148,37 @@ async fn write_history(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<(
     }
     let outcome = runtime.execute(fixture::deposit(stream)).await?;
     ensure!(
-        outcome.version == EVENTS as u64,
+        outcome.version == events as u64,
         "the history reached version {}",
         outcome.version
     );
     Ok(())
 }
 
-/// Passivates and re-activates `stream` [`RUNS`] times (after a warm-up);
-/// the time of each activation, in ms.
-async fn activations(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<Vec<f64>> {
+/// Passivates and re-activates `stream` `sizes.runs` times (after a
+/// warm-up); the time of each activation, in ms.
+async fn activations(
+    runtime: &Runtime,
+    stream: &StreamId,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<f64>> {
     let mut times = Vec::new();
-    for run in 0..WARMUP + RUNS {
+    for run in 0..sizes.warmup + sizes.runs {
         runtime.passivate(stream).await?;
         let start = Instant::now();
         let state = runtime.state(stream).await?;
         let elapsed = start.elapsed();
         ensure!(
-            state.version == EVENTS as u64,
+            state.version == sizes.events as u64,
             "activated at version {}",
             state.version
         );
         let balance = fixture::balance(&state.view)?;
         ensure!(
-            balance == EVENTS as u64 - 1,
+            balance == sizes.events as u64 - 1,
             "activated with balance {balance}"
         );
-        if run >= WARMUP {
+        if run >= sizes.warmup {
             times.push(elapsed.as_secs_f64() * 1e3);
         }
     }
@@ -169,14 +186,15 @@ async fn activations(runtime: &Runtime, stream: &StreamId) -> anyhow::Result<Vec
 }
 
 /// Reads the whole stream the way activation does (batches of `batch`),
-/// without a guest, [`RUNS`] times; the time of each read, in ms.
+/// without a guest, `sizes.runs` times; the time of each read, in ms.
 async fn store_reads(
     runtime: &Runtime,
     stream: &StreamId,
     batch: usize,
+    sizes: Sizes,
 ) -> anyhow::Result<Vec<f64>> {
     let mut times = Vec::new();
-    for run in 0..WARMUP + RUNS {
+    for run in 0..sizes.warmup + sizes.runs {
         let start = Instant::now();
         let mut read = 0;
         loop {
@@ -190,8 +208,12 @@ async fn store_reads(
             }
         }
         let elapsed = start.elapsed();
-        ensure!(read == EVENTS, "read {read} events, expected {EVENTS}");
-        if run >= WARMUP {
+        ensure!(
+            read == sizes.events,
+            "read {read} events, expected {}",
+            sizes.events
+        );
+        if run >= sizes.warmup {
             times.push(elapsed.as_secs_f64() * 1e3);
         }
     }

@@ -19,17 +19,18 @@ use aether_host::store::{
 use anyhow::ensure;
 use tokio::task::JoinSet;
 
-use crate::fixture::{self, ACCOUNT, Ctx};
-use crate::report::{Metric, Report, Target, resident_bytes};
+use super::fixture::{self, ACCOUNT, Ctx};
+use super::report::{Metric, Report, Target, resident_bytes};
 
 const AGGREGATES: usize = 100_000;
 const CALLERS: usize = 256;
 const MIB: f64 = (1 << 20) as f64;
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let (aggregates, callers) = (ctx.size(AGGREGATES, 1_000), ctx.size(CALLERS, 16));
     let config = RuntimeConfig {
         limits: SandboxLimits {
-            max_live_aggregates: 2 * AGGREGATES,
+            max_live_aggregates: 2 * aggregates,
             ..SandboxLimits::default()
         },
         ..RuntimeConfig::default()
@@ -51,10 +52,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let before = resident_bytes()?;
 
     let mut tasks = JoinSet::new();
-    for caller in 0..CALLERS {
+    for caller in 0..callers {
         let runtime = runtime.clone();
         tasks.spawn(async move {
-            for i in (caller..AGGREGATES).step_by(CALLERS) {
+            for i in (caller..aggregates).step_by(callers) {
                 runtime
                     .execute(fixture::open(&fixture::stream(
                         ACCOUNT,
@@ -71,10 +72,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let after = resident_bytes()?;
     let live = runtime.live_aggregates().await - warm;
     ensure!(
-        live == AGGREGATES,
-        "{live} aggregates are live, expected {AGGREGATES}"
+        live == aggregates,
+        "{live} aggregates are live, expected {aggregates}"
     );
-    let store_share = store_share(&Digest::of(&ctx.component).to_hex()).await?;
+    let store_share = store_share(&Digest::of(&ctx.component).to_hex(), aggregates).await?;
     drop(runtime);
 
     let params = |m: Metric| {
@@ -96,7 +97,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         params(Metric::new("density_rss_after", after as f64 / MIB, "MiB"))
             .target(Target::AtMost(1024.0)),
     );
-    let per_aggregate = after.saturating_sub(before) as f64 / AGGREGATES as f64;
+    let per_aggregate = after.saturating_sub(before) as f64 / aggregates as f64;
     report.push(
         params(Metric::new("density_per_aggregate", per_aggregate, "bytes"))
             .param("includes", "runtime + guest + MemoryStore's event"),
@@ -109,12 +110,13 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Resident bytes per stream that a `MemoryStore` holding one `Opened`
-/// event per stream takes, measured by filling a second one.
-async fn store_share(digest: &str) -> anyhow::Result<f64> {
+/// event per stream takes, measured by filling a second one with
+/// `aggregates` streams.
+async fn store_share(digest: &str, aggregates: usize) -> anyhow::Result<f64> {
     let (event_type, data) = fixture::account_history(1)?.remove(0);
     let store = MemoryStore::new();
     let before = resident_bytes()?;
-    for i in 0..AGGREGATES {
+    for i in 0..aggregates {
         let request = AppendRequest {
             stream: fixture::stream(ACCOUNT, &format!("acc-{i}"))?,
             expected: ExpectedVersion::Exact(0),
@@ -129,8 +131,8 @@ async fn store_share(digest: &str) -> anyhow::Result<f64> {
     }
     let after = resident_bytes()?;
     ensure!(
-        store.head_position(&fixture::namespace()?).await? == AGGREGATES as u64,
+        store.head_position(&fixture::namespace()?).await? == aggregates as u64,
         "the store holds every event"
     );
-    Ok(after.saturating_sub(before) as f64 / AGGREGATES as f64)
+    Ok(after.saturating_sub(before) as f64 / aggregates as f64)
 }

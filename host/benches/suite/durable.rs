@@ -17,9 +17,9 @@ use aether_host::runtime::{Runtime, RuntimeConfig};
 use aether_host::store::{EventStore, MemoryStore, StreamId};
 use anyhow::ensure;
 
-use crate::fixture::{self, ACCOUNT, Ctx};
-use crate::load;
-use crate::report::{Metric, Report, Target, median};
+use super::fixture::{self, ACCOUNT, Ctx};
+use super::load;
+use super::report::{Metric, Report, Target, median};
 
 const ACCOUNTS: usize = 1_000;
 const CALLERS: usize = 200;
@@ -31,6 +31,39 @@ const MANY_DURATION: Duration = Duration::from_secs(4);
 const SWEEP_DURATION: Duration = Duration::from_secs(2);
 const SINGLE_DURATION: Duration = Duration::from_secs(2);
 const BASELINE_DURATION: Duration = Duration::from_secs(1);
+
+/// The constants above, or a smoke run's.
+#[derive(Clone)]
+struct Sizes {
+    accounts: usize,
+    callers: usize,
+    sweep: Vec<usize>,
+    runs: usize,
+    single_runs: usize,
+    warmup: Duration,
+    many: Duration,
+    sweep_duration: Duration,
+    single: Duration,
+    baseline: Duration,
+}
+
+impl Sizes {
+    fn of(ctx: &Ctx) -> Self {
+        let short = Duration::from_millis(150);
+        Self {
+            accounts: ctx.size(ACCOUNTS, 40),
+            callers: ctx.size(CALLERS, 8),
+            sweep: ctx.size(SWEEP.to_vec(), vec![4]),
+            runs: ctx.size(RUNS, 1),
+            single_runs: ctx.size(SINGLE_RUNS, 1),
+            warmup: ctx.size(WARMUP, short),
+            many: ctx.size(MANY_DURATION, short),
+            sweep_duration: ctx.size(SWEEP_DURATION, short),
+            single: ctx.size(SINGLE_DURATION, short),
+            baseline: ctx.size(BASELINE_DURATION, short),
+        }
+    }
+}
 
 /// The store a load runs on.
 #[derive(Clone, Copy, PartialEq)]
@@ -58,6 +91,7 @@ impl Backend {
 /// A runtime on a fresh store of `backend` with `count` open accounts;
 /// the directory (if any) lives as long as the returned guard.
 struct Bench {
+    sizes: Sizes,
     runtime: Runtime,
     accounts: Arc<Vec<StreamId>>,
     deposits: u64,
@@ -76,15 +110,18 @@ impl Bench {
         let runtime =
             fixture::runtime_with_accounts(ctx, store, RuntimeConfig::default(), &[ACCOUNT])
                 .await?;
+        let sizes = Sizes::of(ctx);
         let accounts = load::accounts(count)?;
-        load::open_all(&runtime, &accounts, CALLERS).await?;
+        load::open_all(&runtime, &accounts, sizes.callers).await?;
+        let warmup = sizes.warmup;
         let mut bench = Self {
+            sizes,
             runtime,
             accounts,
             deposits: 0,
             _dir: dir,
         };
-        bench.run(CALLERS, WARMUP).await?;
+        bench.run(bench.sizes.callers, warmup).await?;
         Ok(bench)
     }
 
@@ -124,17 +161,19 @@ impl Bench {
 }
 
 pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let sizes = Sizes::of(ctx);
+    let (accounts, callers, runs) = (sizes.accounts, sizes.callers, sizes.runs);
     for backend in [Backend::Embedded, Backend::Memory] {
-        let mut bench = Bench::start(ctx, backend, ACCOUNTS).await?;
+        let mut bench = Bench::start(ctx, backend, accounts).await?;
         let duration = if backend == Backend::Embedded {
-            MANY_DURATION
+            sizes.many
         } else {
-            BASELINE_DURATION
+            sizes.baseline
         };
-        let [rate, p50, p99] = bench.measure(CALLERS, duration, RUNS).await?;
+        let [rate, p50, p99] = bench.measure(callers, duration, runs).await?;
         let params = |m: Metric, callers: usize, duration: Duration, runs: usize| {
             m.param("backend", backend.name())
-                .param("aggregates", ACCOUNTS as u64)
+                .param("aggregates", accounts as u64)
                 .param("concurrency", callers as u64)
                 .param("seconds_per_run", duration.as_secs_f64())
                 .param("runs", runs as u64)
@@ -150,27 +189,27 @@ pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             throughput = throughput.target(Target::AtLeast(50_000.0));
             latency = latency.target(Target::AtMost(5.0));
         }
-        report.push(params(throughput, CALLERS, duration, RUNS));
+        report.push(params(throughput, callers, duration, runs));
         report.push(params(
             Metric::new(&format!("{name}_p50"), p50, "ms"),
-            CALLERS,
+            callers,
             duration,
-            RUNS,
+            runs,
         ));
-        report.push(params(latency, CALLERS, duration, RUNS));
+        report.push(params(latency, callers, duration, runs));
         if backend == Backend::Embedded {
-            for callers in SWEEP {
-                let [rate, _, p99] = bench.measure(callers, SWEEP_DURATION, 1).await?;
+            for &callers in &sizes.sweep {
+                let [rate, _, p99] = bench.measure(callers, sizes.sweep_duration, 1).await?;
                 report.push(params(
                     Metric::new(&format!("{name}_c{callers}"), rate, "commands/s"),
                     callers,
-                    SWEEP_DURATION,
+                    sizes.sweep_duration,
                     1,
                 ));
                 report.push(params(
                     Metric::new(&format!("{name}_c{callers}_p99"), p99, "ms"),
                     callers,
-                    SWEEP_DURATION,
+                    sizes.sweep_duration,
                     1,
                 ));
             }
@@ -181,21 +220,22 @@ pub(crate) async fn many(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn single(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let sizes = Sizes::of(ctx);
     for backend in [Backend::Embedded, Backend::Memory] {
         let mut bench = Bench::start(ctx, backend, 1).await?;
         let duration = if backend == Backend::Embedded {
-            SINGLE_DURATION
+            sizes.single
         } else {
-            BASELINE_DURATION
+            sizes.baseline
         };
-        let [rate, p50, p99] = bench.measure(1, duration, SINGLE_RUNS).await?;
+        let [rate, p50, p99] = bench.measure(1, duration, sizes.single_runs).await?;
         bench.check().await?;
         let params = |m: Metric| {
             m.param("backend", backend.name())
                 .param("aggregates", 1)
                 .param("concurrency", 1)
                 .param("seconds_per_run", duration.as_secs_f64())
-                .param("runs", SINGLE_RUNS as u64)
+                .param("runs", sizes.single_runs as u64)
                 .param("command", "Deposit")
                 .param("config", "RuntimeConfig::default()")
         };

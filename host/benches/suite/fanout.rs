@@ -15,8 +15,8 @@ use aether_host::store::{
 use anyhow::ensure;
 use tokio::task::JoinSet;
 
-use crate::fixture;
-use crate::report::{Metric, Report, percentile};
+use super::fixture::{self, Ctx};
+use super::report::{Metric, Report, percentile};
 
 const SUBSCRIBERS: usize = 10;
 const EVENTS: u64 = 20_000;
@@ -24,21 +24,22 @@ const EVENTS: u64 = 20_000;
 const BURST: u64 = 50;
 const PAUSE: Duration = Duration::from_millis(1);
 
-pub(crate) async fn run(report: &mut Report) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let count = ctx.size(EVENTS, 1_000);
     let bus = Arc::new(LocalBus::default());
     let namespace = Namespace::new(fixture::NAMESPACE)?;
-    let events = recorded_events().await?;
+    let events = recorded_events(count).await?;
     let started = Instant::now();
     let published: Arc<Vec<std::sync::OnceLock<Duration>>> =
-        Arc::new((0..=EVENTS).map(|_| std::sync::OnceLock::new()).collect());
+        Arc::new((0..=count).map(|_| std::sync::OnceLock::new()).collect());
 
     let mut subscribers = JoinSet::new();
     for _ in 0..SUBSCRIBERS {
         let mut subscriber = bus.subscribe(Scope::Namespace(namespace.clone()), Filter::default());
         let published = published.clone();
         subscribers.spawn(async move {
-            let mut latencies = Vec::with_capacity(EVENTS as usize);
-            for expected in 1..=EVENTS {
+            let mut latencies = Vec::with_capacity(count as usize);
+            for expected in 1..=count {
                 let event = subscriber.recv().await?;
                 let arrived = started.elapsed();
                 ensure!(
@@ -67,12 +68,12 @@ pub(crate) async fn run(report: &mut Report) -> anyhow::Result<()> {
         all.extend(done??);
     }
     ensure!(
-        all.len() == SUBSCRIBERS * EVENTS as usize,
+        all.len() == SUBSCRIBERS * count as usize,
         "every subscriber got every event"
     );
     let params = |m: Metric| {
         m.param("subscribers", SUBSCRIBERS as u64)
-            .param("events", EVENTS)
+            .param("events", count)
             .param("bus", "LocalBus (in-process)")
             .param("pace", "50 events per 1 ms pause")
     };
@@ -94,13 +95,13 @@ pub(crate) async fn run(report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `EVENTS` stored events of one account, positions 1… (from a memory
+/// `count` stored events of one account, positions 1… (from a memory
 /// store, so they are exactly what a command publishes).
-async fn recorded_events() -> anyhow::Result<Vec<RecordedEvent>> {
+async fn recorded_events(count: u64) -> anyhow::Result<Vec<RecordedEvent>> {
     let store = MemoryStore::new();
     let stream = fixture::stream(fixture::ACCOUNT, "fanout")?;
-    let mut events = Vec::with_capacity(EVENTS as usize);
-    for version in 0..EVENTS {
+    let mut events = Vec::with_capacity(count as usize);
+    for version in 0..count {
         let outcome = store
             .append(AppendRequest {
                 stream: stream.clone(),

@@ -21,6 +21,14 @@ pub(crate) struct Ctx {
     /// Where the Python and JavaScript bank-account components are
     /// (`--guests`), for the `languages` scenario.
     pub(crate) guests: Option<PathBuf>,
+    /// Smoke run (`--smoke`, and the test that runs every scenario inside
+    /// `cargo test`): tiny sizes and short phases, every state check kept.
+    /// The numbers mean nothing; the point is that each scenario's code
+    /// path still works.
+    pub(crate) smoke: bool,
+    /// A compile cache for components compiled again on every run (the
+    /// Python and JavaScript guests), so repeated smoke runs skip it.
+    pub(crate) compile_cache: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -37,7 +45,14 @@ impl Ctx {
             component: bytes,
             scratch,
             guests: None,
+            smoke: false,
+            compile_cache: None,
         })
+    }
+
+    /// `full` in a measuring run, `smoke` in a smoke run.
+    pub(crate) fn size<T>(&self, full: T, smoke: T) -> T {
+        if self.smoke { smoke } else { full }
     }
 
     /// A fresh temporary directory for a durable store; removed on drop.

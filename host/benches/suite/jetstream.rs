@@ -12,15 +12,20 @@ use aether_host::store::{JetStreamConfig, JetStreamStore};
 use aether_nats_harness::{NatsCluster, NatsServer};
 use anyhow::ensure;
 
-use crate::fixture::{self, Ctx};
-use crate::load;
-use crate::report::{Metric, Report};
+use super::fixture::{self, Ctx};
+use super::load;
+use super::report::{Metric, Report};
 
 const ACCOUNTS: usize = 1_000;
 const CALLERS: usize = 200;
 const DURATION: Duration = Duration::from_secs(4);
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let (accounts_count, callers, duration) = (
+        ctx.size(ACCOUNTS, 20),
+        ctx.size(CALLERS, 8),
+        ctx.size(DURATION, Duration::from_millis(200)),
+    );
     for replicas in [1usize, 3] {
         // Keep the servers alive for the whole measurement.
         let (urls, _single, _cluster) = if replicas == 1 {
@@ -39,9 +44,9 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                 ctx.component.clone(),
             )
             .await?;
-        let accounts = load::accounts(ACCOUNTS)?;
-        load::open_all(&runtime, &accounts, CALLERS).await?;
-        let mut load = load::deposits(&runtime, &accounts, CALLERS, DURATION).await?;
+        let accounts = load::accounts(accounts_count)?;
+        load::open_all(&runtime, &accounts, callers).await?;
+        let mut load = load::deposits(&runtime, &accounts, callers, duration).await?;
         let total = load::total_balance(&runtime, &accounts).await?;
         ensure!(
             total == load.commands,
@@ -50,9 +55,9 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         );
         let name = format!("commands_jetstream_r{replicas}");
         let params = |m: Metric| {
-            m.param("aggregates", ACCOUNTS as u64)
-                .param("concurrency", CALLERS as u64)
-                .param("seconds", DURATION.as_secs_f64())
+            m.param("aggregates", accounts_count as u64)
+                .param("concurrency", callers as u64)
+                .param("seconds", duration.as_secs_f64())
                 .param("servers", if replicas == 1 { 1u64 } else { 3 })
                 .param("replicas", replicas as u64)
                 .param(

@@ -13,8 +13,8 @@ use aether_host::store::{EventMetadata, MemoryStore, RecordedEvent};
 use anyhow::{Context, bail, ensure};
 use uuid::Uuid;
 
-use crate::fixture::{self, Ctx};
-use crate::report::{Metric, Report, median};
+use super::fixture::{self, Ctx};
+use super::report::{Metric, Report, median};
 
 const EVENTS: usize = 20_000;
 const BATCH: usize = 1_024;
@@ -23,18 +23,40 @@ const COMMANDS: usize = 500;
 const COMMAND_RUNS: usize = 3;
 const TIMESTAMP_MS: u64 = 1_700_000_000_000;
 
+/// How much one measurement does: the constants above, or a smoke run's.
+#[derive(Clone, Copy)]
+struct Sizes {
+    events: usize,
+    replay_runs: usize,
+    commands: usize,
+    command_runs: usize,
+}
+
+impl Sizes {
+    fn of(ctx: &Ctx) -> Self {
+        Self {
+            events: ctx.size(EVENTS, 200),
+            replay_runs: ctx.size(REPLAY_RUNS, 1),
+            commands: ctx.size(COMMANDS, 20),
+            command_runs: ctx.size(COMMAND_RUNS, 1),
+        }
+    }
+}
+
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let Some(dir) = &ctx.guests else {
         bail!(
             "the languages scenario needs --guests <dir with bank_account_py.wasm and bank_account_js.wasm>"
         );
     };
-    let runtime = Runtime::new(
-        std::sync::Arc::new(MemoryStore::new()),
-        RuntimeConfig::default(),
-    )?;
+    let sizes = Sizes::of(ctx);
+    let config = RuntimeConfig {
+        compile_cache: ctx.compile_cache.clone(),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(std::sync::Arc::new(MemoryStore::new()), config)?;
     let rust = runtime.load_component(ctx.component.clone()).await?;
-    let (rust_replay, rust_command) = measure(&runtime, &rust)?;
+    let (rust_replay, rust_command) = measure(&runtime, &rust, sizes)?;
     for (suffix, file) in [
         ("rust", None),
         ("py", Some("bank_account_py.wasm")),
@@ -49,15 +71,15 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let component = runtime.load_component(bytes).await?;
                 let compile = started.elapsed();
-                let (replay, command) = measure(&runtime, &component)?;
+                let (replay, command) = measure(&runtime, &component, sizes)?;
                 (replay, command, Some(compile), size)
             }
         };
         let params = |m: Metric| {
-            m.param("events", EVENTS as u64)
+            m.param("events", sizes.events as u64)
                 .param("batch", BATCH as u64)
                 .param("component_bytes", size as u64)
-                .param("runs", REPLAY_RUNS as u64)
+                .param("runs", sizes.replay_runs as u64)
         };
         report.push(params(Metric::new(
             &format!("replay_{suffix}"),
@@ -66,8 +88,8 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         )));
         report.push(
             Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
-                .param("commands_per_run", COMMANDS as u64)
-                .param("runs", COMMAND_RUNS as u64),
+                .param("commands_per_run", sizes.commands as u64)
+                .param("runs", sizes.command_runs as u64),
         );
         if let Some(compile) = compile {
             report.push(
@@ -90,20 +112,24 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Median replay rate (events/s) and median per-command time (µs).
-fn measure(runtime: &Runtime, component: &LoadedComponent) -> anyhow::Result<(f64, f64)> {
+fn measure(
+    runtime: &Runtime,
+    component: &LoadedComponent,
+    sizes: Sizes,
+) -> anyhow::Result<(f64, f64)> {
     let stream = fixture::stream(fixture::ACCOUNT, "languages")?;
-    let events = fixture::recorded_history(&stream, 1, EVENTS)?;
+    let events = fixture::recorded_history(&stream, 1, sizes.events)?;
     let mut rates = Vec::new();
-    for _ in 0..REPLAY_RUNS + 1 {
+    for _ in 0..sizes.replay_runs + 1 {
         let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
         let started = Instant::now();
         for batch in events.chunks(BATCH) {
             aggregate.apply(batch)?;
         }
-        rates.push(EVENTS as f64 / started.elapsed().as_secs_f64());
+        rates.push(sizes.events as f64 / started.elapsed().as_secs_f64());
         let view: serde_json::Value = serde_json::from_str(&aggregate.view()?)?;
         ensure!(
-            fixture::balance(&view)? == EVENTS as u64 - 1,
+            fixture::balance(&view)? == sizes.events as u64 - 1,
             "wrong balance after replay: {view}"
         );
     }
@@ -112,8 +138,8 @@ fn measure(runtime: &Runtime, component: &LoadedComponent) -> anyhow::Result<(f6
     let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
     aggregate.apply(&events[..1])?;
     let mut times = Vec::new();
-    for _ in 0..COMMAND_RUNS {
-        for _ in 0..COMMANDS {
+    for _ in 0..sizes.command_runs {
+        for _ in 0..sizes.commands {
             times.push(command(&mut aggregate)?.as_secs_f64() * 1e6);
         }
     }

@@ -14,8 +14,8 @@ use aether_host::runtime::Runtime;
 use aether_host::store::StreamId;
 use tokio::task::JoinSet;
 
-use crate::fixture;
-use crate::report::percentile;
+use super::fixture;
+use super::report::percentile;
 
 /// What one timed stretch of load achieved.
 pub(crate) struct Load {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::fixture::Ctx;
-use crate::report::{Metric, Report, percentile};
+use super::fixture::Ctx;
+use super::report::{Metric, Report, percentile};
 
 const SYNCS: usize = 200;
 const PAGE: usize = 4096;

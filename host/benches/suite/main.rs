@@ -18,6 +18,12 @@
 //! count of live aggregates), so a broken path fails the suite instead of
 //! measuring nothing. Numbers are medians over several runs; ratios are
 //! computed within one run.
+//!
+//! `--smoke` runs every scenario at tiny sizes without the disk probes: the
+//! numbers mean nothing, but each scenario's code and state checks run.
+//! `host/tests/bench_smoke.rs` includes this file as a module and runs each
+//! scenario that way ([`smoke`]), so `cargo xtask test` fails when a
+//! scenario breaks, long before the next `cargo xtask bench`.
 
 mod activation;
 mod clock;
@@ -47,7 +53,7 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-const SCENARIOS: [&str; 11] = [
+pub(crate) const SCENARIOS: [&str; 11] = [
     "density",
     "replay",
     "overhead",
@@ -66,7 +72,7 @@ const DURABLE: [&str; 5] = ["activation", "single", "noisy_neighbour", "reload",
 
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
-       [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>]
+       [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>] [--smoke]
 scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation, single,
        noisy_neighbour, reload, commands_jetstream, many";
 
@@ -75,12 +81,13 @@ struct Args {
     out: PathBuf,
     only: Vec<String>,
     guests: Option<PathBuf>,
+    smoke: bool,
 }
 
 impl Args {
     fn parse() -> anyhow::Result<Self> {
         let (mut component, mut out, mut only) = (None, None, SCENARIOS.map(String::from).to_vec());
-        let mut guests = None;
+        let (mut guests, mut smoke) = (None, false);
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = || {
@@ -92,6 +99,7 @@ impl Args {
                 "--out" => out = Some(PathBuf::from(value()?)),
                 "--guests" => guests = Some(PathBuf::from(value()?)),
                 "--only" => only = value()?.split(',').map(|s| s.trim().to_owned()).collect(),
+                "--smoke" => smoke = true,
                 // `cargo bench` passes `--bench` to every bench target.
                 "--bench" => {}
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
@@ -105,6 +113,7 @@ impl Args {
             out: out.unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
             only,
             guests,
+            smoke,
         })
     }
 }
@@ -117,46 +126,13 @@ fn main() -> anyhow::Result<()> {
         .map_or_else(|| PathBuf::from("tmp"), |dir| dir.join("tmp"));
     let mut ctx = Ctx::new(&args.component, scratch)?;
     ctx.guests = args.guests.clone();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let mut report = Report::default();
+    ctx.smoke = args.smoke;
     let started = Instant::now();
-    let before = machine::Snapshot::take(&ctx)?;
-    for scenario in SCENARIOS
-        .iter()
-        .filter(|s| args.only.iter().any(|o| o == *s))
-    {
-        if DURABLE.contains(scenario) {
-            machine::Snapshot::take(&ctx)?.report(&format!("before_{scenario}"), &mut report);
-        }
-        let at = Instant::now();
-        eprintln!("bench: {scenario}…");
-        tokio
-            .block_on(async {
-                match *scenario {
-                    "density" => density::run(&ctx, &mut report).await,
-                    "replay" => replay::run(&ctx, &mut report).await,
-                    "overhead" => overhead::run(&ctx, &mut report).await,
-                    "languages" => languages::run(&ctx, &mut report).await,
-                    "many" => durable::many(&ctx, &mut report).await,
-                    "single" => durable::single(&ctx, &mut report).await,
-                    "activation" => activation::run(&ctx, &mut report).await,
-                    "noisy_neighbour" => noisy::run(&ctx, &mut report).await,
-                    "reload" => reload::run(&ctx, &mut report).await,
-                    "bus_fanout" => fanout::run(&mut report).await,
-                    "commands_jetstream" => jetstream::run(&ctx, &mut report).await,
-                    _ => unreachable!("scenarios are checked when parsing"),
-                }
-            })
-            .with_context(|| format!("scenario {scenario}"))?;
-        eprintln!("bench: {scenario} took {:.1} s", at.elapsed().as_secs_f64());
-    }
-    before.report("before", &mut report);
-    machine::Snapshot::take(&ctx)?.report("after", &mut report);
+    let mut report = run(&ctx, &args.only)?;
     report.push(
         report::Metric::new("suite_seconds", started.elapsed().as_secs_f64(), "s")
-            .param("scenarios", args.only.join(",")),
+            .param("scenarios", args.only.join(","))
+            .param("smoke", args.smoke),
     );
     report.print_table();
     report.write_json(&args.out)?;
@@ -166,4 +142,63 @@ fn main() -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Runs the scenarios named in `only`, in [`SCENARIOS`] order, each checking
+/// the state it produced; a smoke run skips the machine probes.
+fn run(ctx: &Ctx, only: &[String]) -> anyhow::Result<Report> {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report::default();
+    let probe = !ctx.smoke;
+    let before = probe.then(|| machine::Snapshot::take(ctx)).transpose()?;
+    for scenario in SCENARIOS.iter().filter(|s| only.iter().any(|o| o == *s)) {
+        if probe && DURABLE.contains(scenario) {
+            machine::Snapshot::take(ctx)?.report(&format!("before_{scenario}"), &mut report);
+        }
+        let at = Instant::now();
+        eprintln!("bench: {scenario}…");
+        tokio
+            .block_on(async {
+                match *scenario {
+                    "density" => density::run(ctx, &mut report).await,
+                    "replay" => replay::run(ctx, &mut report).await,
+                    "overhead" => overhead::run(ctx, &mut report).await,
+                    "languages" => languages::run(ctx, &mut report).await,
+                    "many" => durable::many(ctx, &mut report).await,
+                    "single" => durable::single(ctx, &mut report).await,
+                    "activation" => activation::run(ctx, &mut report).await,
+                    "noisy_neighbour" => noisy::run(ctx, &mut report).await,
+                    "reload" => reload::run(ctx, &mut report).await,
+                    "bus_fanout" => fanout::run(ctx, &mut report).await,
+                    "commands_jetstream" => jetstream::run(ctx, &mut report).await,
+                    other => bail!("unknown scenario `{other}`\n{USAGE}"),
+                }
+            })
+            .with_context(|| format!("scenario {scenario}"))?;
+        eprintln!("bench: {scenario} took {:.1} s", at.elapsed().as_secs_f64());
+    }
+    if let Some(before) = before {
+        before.report("before", &mut report);
+        machine::Snapshot::take(ctx)?.report("after", &mut report);
+    }
+    Ok(report)
+}
+
+/// Runs one scenario at smoke size on `component` (the bank account),
+/// with the Python and JavaScript guests from `guests`; the metrics it
+/// reported. Durable stores and the compile cache go under `scratch`.
+#[allow(dead_code)] // called by host/tests/bench_smoke.rs only
+pub(crate) fn smoke(
+    scenario: &str,
+    component: &std::path::Path,
+    guests: PathBuf,
+    scratch: PathBuf,
+) -> anyhow::Result<Report> {
+    let mut ctx = Ctx::new(component, scratch.join("stores"))?;
+    ctx.guests = Some(guests);
+    ctx.smoke = true;
+    ctx.compile_cache = Some(scratch.join("compiled"));
+    run(&ctx, &[scenario.to_owned()])
 }

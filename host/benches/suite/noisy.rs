@@ -33,9 +33,9 @@ use aether_host::store::StreamId;
 use anyhow::{Context, bail, ensure};
 use tokio::task::JoinSet;
 
-use crate::fixture::{self, ACCOUNT, Ctx};
-use crate::load;
-use crate::report::{Metric, Report, Target, median};
+use super::fixture::{self, ACCOUNT, Ctx};
+use super::load;
+use super::report::{Metric, Report, Target, median};
 
 const TENANT_A: &str = "tenant-a";
 const TENANT_B: &str = "tenant-b";
@@ -59,6 +59,17 @@ fn b_limits() -> SandboxLimits {
 }
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let (clients, accounts_count, attackers_count, runs) = (
+        ctx.size(CLIENTS, 2),
+        ctx.size(ACCOUNTS, 8),
+        ctx.size(ATTACKERS, 4),
+        ctx.size(RUNS, 1),
+    );
+    let (warmup, phase_length, attack_lead) = (
+        ctx.size(WARMUP, Duration::from_millis(100)),
+        ctx.size(PHASE, Duration::from_millis(300)),
+        ctx.size(ATTACK_LEAD, Duration::from_millis(200)),
+    );
     let dir = ctx.tempdir()?;
     let config = RuntimeConfig::default();
     let partitions = config.partitions;
@@ -77,30 +88,30 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .deploy(&tenant_b, &AggregateType::new(HOSTILE)?, hostile)
         .await?;
     runtime.set_namespace_limits(&tenant_b, b_limits()).await?;
-    let accounts = streams(&tenant_a, ACCOUNT, "acc", ACCOUNTS)?;
-    let attackers = streams(&tenant_b, HOSTILE, "attacker", ATTACKERS)?;
+    let accounts = streams(&tenant_a, ACCOUNT, "acc", accounts_count)?;
+    let attackers = streams(&tenant_b, HOSTILE, "attacker", attackers_count)?;
 
-    load::open_all(&runtime, &accounts, CLIENTS).await?;
+    load::open_all(&runtime, &accounts, clients).await?;
     let a_load = |phase: &'static str| {
         let (runtime, accounts) = (runtime.clone(), accounts.clone());
         async move {
-            load::deposits(&runtime, &accounts, CLIENTS, PHASE)
+            load::deposits(&runtime, &accounts, clients, phase_length)
                 .await
                 .with_context(|| format!("a tenant-A command failed ({phase})"))
         }
     };
-    let mut deposits = load::deposits(&runtime, &accounts, CLIENTS, WARMUP)
+    let mut deposits = load::deposits(&runtime, &accounts, clients, warmup)
         .await?
         .commands;
     let mut phases = [Phase::default(), Phase::default()];
     let (mut ratios, mut failures) = (Vec::new(), Failures::default());
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         let cpu = Cpu::start()?;
         let baseline = a_load("baseline").await?;
         let baseline_p99 = phases[0].push(baseline, cpu.cores()?);
 
         let attack = Attack::start(&runtime, &attackers);
-        tokio::time::sleep(ATTACK_LEAD).await;
+        tokio::time::sleep(attack_lead).await;
         let cpu = Cpu::start()?;
         let attacked = a_load("attack").await;
         let cores = cpu.cores()?;
@@ -128,10 +139,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             .param("config", "RuntimeConfig::default()")
             .param("partitions_per_namespace", partitions as u64)
             .param("tenant_a", "bank-account, Deposit of 1")
-            .param("tenant_a_clients", CLIENTS as u64)
-            .param("tenant_a_accounts", ACCOUNTS as u64)
+            .param("tenant_a_clients", clients as u64)
+            .param("tenant_a_accounts", accounts_count as u64)
             .param("tenant_b", "hostile: Loop and GrowMemory in turn")
-            .param("tenant_b_attackers", ATTACKERS as u64)
+            .param("tenant_b_attackers", attackers_count as u64)
             .param(
                 "tenant_b_limits",
                 format!(
@@ -140,8 +151,8 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                     limits.memory_bytes >> 20
                 ),
             )
-            .param("seconds_per_phase", PHASE.as_secs_f64())
-            .param("runs", RUNS as u64)
+            .param("seconds_per_phase", phase_length.as_secs_f64())
+            .param("runs", runs as u64)
             .param(
                 "how",
                 "median over runs; each run: A alone, then A under attack",

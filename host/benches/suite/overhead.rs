@@ -13,8 +13,8 @@ use aether_host::store::{EventMetadata, MemoryStore, NewEvent, RecordedEvent, St
 use anyhow::{bail, ensure};
 use uuid::Uuid;
 
-use crate::fixture::{self, Ctx};
-use crate::report::{Metric, Report, Target, median, percentile};
+use super::fixture::{self, Ctx};
+use super::report::{Metric, Report, Target, median, percentile};
 
 const COMMANDS: usize = 10_000;
 const WARMUP: usize = 1;
@@ -30,12 +30,17 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let stream = fixture::stream(fixture::ACCOUNT, "commanded")?;
     let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
     command(&mut aggregate, &stream, "Open", br#"{"owner":"Ada"}"#)?;
+    let (commands, warmup, runs) = (
+        ctx.size(COMMANDS, 200),
+        ctx.size(WARMUP, 1),
+        ctx.size(RUNS, 1),
+    );
 
     let (mut total, mut handle, mut apply) = (Vec::new(), Vec::new(), Vec::new());
-    for run in 0..WARMUP + RUNS {
-        for _ in 0..COMMANDS {
+    for run in 0..warmup + runs {
+        for _ in 0..commands {
             let (h, a) = command(&mut aggregate, &stream, "Deposit", br#"{"amount":1}"#)?;
-            if run >= WARMUP {
+            if run >= warmup {
                 total.push(micros(h + a));
                 handle.push(micros(h));
                 apply.push(micros(a));
@@ -43,15 +48,15 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     let view: serde_json::Value = serde_json::from_str(&aggregate.view()?)?;
-    let deposits = ((WARMUP + RUNS) * COMMANDS) as u64;
+    let deposits = ((warmup + runs) * commands) as u64;
     ensure!(
         fixture::balance(&view)? == deposits,
         "the balance is not the {deposits} deposited: {view}"
     );
 
     let params = |m: Metric| {
-        m.param("commands_per_run", COMMANDS as u64)
-            .param("runs", RUNS as u64)
+        m.param("commands_per_run", commands as u64)
+            .param("runs", runs as u64)
             .param("command", "Deposit")
     };
     report.push(

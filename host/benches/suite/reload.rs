@@ -16,18 +16,23 @@ use aether_host::store::MemoryStore;
 use anyhow::ensure;
 use tokio::task::JoinSet;
 
-use crate::fixture::{self, Ctx};
-use crate::load;
-use crate::report::{Metric, Report, Target, median};
+use super::fixture::{self, Ctx};
+use super::load;
+use super::report::{Metric, Report, Target, median};
 
 const ACCOUNTS: usize = 200;
 const CALLERS: usize = 8;
 const SWAPS: u32 = 15;
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let (accounts_count, callers_count, swaps) = (
+        ctx.size(ACCOUNTS, 16),
+        ctx.size(CALLERS, 4),
+        ctx.size(SWAPS, 2),
+    );
     let dir = ctx.tempdir()?;
     let cache = dir.path().join("compiled");
-    let versions: Vec<Vec<u8>> = (0..=SWAPS)
+    let versions: Vec<Vec<u8>> = (0..=swaps)
         .map(|i| with_custom_section(&ctx.component, "bench-version", &i.to_le_bytes()))
         .collect();
     // Warm the on-disk compile cache with every version, from another runtime.
@@ -55,8 +60,8 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     runtime
         .deploy(&namespace, &aggregate_type, versions[0].clone())
         .await?;
-    let accounts = load::accounts(ACCOUNTS)?;
-    load::open_all(&runtime, &accounts, CALLERS).await?;
+    let accounts = load::accounts(accounts_count)?;
+    load::open_all(&runtime, &accounts, callers_count).await?;
     let probe = fixture::stream(fixture::ACCOUNT, "probe")?;
     runtime.execute(fixture::open(&probe)).await?;
 
@@ -66,11 +71,15 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         Arc::new(AtomicU64::new(0)),
     );
     let mut callers = JoinSet::new();
-    for caller in 0..CALLERS {
+    for caller in 0..callers_count {
         let (runtime, accounts) = (runtime.clone(), accounts.clone());
         let (running, failed, served) = (running.clone(), failed.clone(), served.clone());
         callers.spawn(async move {
-            let mine: Vec<_> = accounts.iter().skip(caller).step_by(CALLERS).collect();
+            let mine: Vec<_> = accounts
+                .iter()
+                .skip(caller)
+                .step_by(callers_count)
+                .collect();
             let mut i = 0;
             while running.load(Ordering::Relaxed) {
                 match runtime
@@ -118,9 +127,9 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let failed = failed.load(Ordering::Relaxed);
     let max = swap_ms.iter().cloned().fold(0.0, f64::max);
     let params = |m: Metric| {
-        m.param("swaps", SWAPS)
-            .param("accounts", ACCOUNTS as u64)
-            .param("callers", CALLERS as u64)
+        m.param("swaps", swaps)
+            .param("accounts", accounts_count as u64)
+            .param("callers", callers_count as u64)
             .param("compile_cache", "warm")
             .param("backend", fixture::DURABLE_BACKEND)
     };

@@ -14,7 +14,7 @@
 //! its own (`replay_wasm_first_run`). Runs are paired (Wasm then native, on
 //! the same events) and the ratio is the median of the per-pair ratios, so
 //! a noisy moment affects both sides of one ratio. The headline numbers use
-//! the thread's on-CPU time ([`crate::clock`]); the `_wall` ones wall time.
+//! the thread's on-CPU time ([`super::clock`]); the `_wall` ones wall time.
 
 use std::hint::black_box;
 
@@ -24,9 +24,9 @@ use aether_host::store::{MemoryStore, RecordedEvent};
 use anyhow::{Context, ensure};
 use bank_account::{BankAccount, Event};
 
-use crate::clock::{Elapsed, Stopwatch};
-use crate::fixture::{self, Ctx};
-use crate::report::{Metric, Report, Target, median};
+use super::clock::{Elapsed, Stopwatch};
+use super::fixture::{self, Ctx};
+use super::report::{Metric, Report, Target, median};
 
 const EVENTS: usize = 100_000;
 const WARMUP: usize = 2;
@@ -35,6 +35,8 @@ const RUNS: usize = 10;
 /// Per-run measurements, one entry per measured run.
 #[derive(Default)]
 struct Runs {
+    /// Events replayed per run.
+    events: usize,
     wasm: Vec<f64>,
     native: Vec<f64>,
     ratio: Vec<f64>,
@@ -46,7 +48,7 @@ struct Runs {
 
 impl Runs {
     fn push(&mut self, wasm: &Elapsed, native: &Elapsed) {
-        let rate = |time: f64| EVENTS as f64 / time;
+        let rate = |time: f64| self.events as f64 / time;
         self.wasm.push(rate(wasm.on_cpu));
         self.native.push(rate(native.on_cpu));
         self.ratio.push(wasm.on_cpu / native.on_cpu);
@@ -67,22 +69,30 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let stream = fixture::stream(fixture::ACCOUNT, "replayed")?;
     let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
     let mut state = BankAccount::default();
+    let (events_per_run, warmup, measured) = (
+        ctx.size(EVENTS, 2_000),
+        ctx.size(WARMUP, 1),
+        ctx.size(RUNS, 2),
+    );
 
-    let mut runs = Runs::default();
+    let mut runs = Runs {
+        events: events_per_run,
+        ..Runs::default()
+    };
     let mut first_run = 0.0;
-    for run in 0..WARMUP + RUNS {
-        let events = fixture::recorded_history(&stream, aggregate.version() + 1, EVENTS)?;
+    for run in 0..warmup + measured {
+        let events = fixture::recorded_history(&stream, aggregate.version() + 1, events_per_run)?;
         let wasm = replay_wasm(&mut aggregate, &events, batch)?;
         let native = replay_native(&mut state, &events)?;
         if run == 0 {
-            first_run = EVENTS as f64 / wasm.on_cpu;
+            first_run = events_per_run as f64 / wasm.on_cpu;
         }
-        if run >= WARMUP {
+        if run >= warmup {
             runs.push(&wasm, &native);
         }
     }
-    // Both sides folded the same (WARMUP + RUNS) * EVENTS events.
-    let expected = ((WARMUP + RUNS) * EVENTS - 1) as u64;
+    // Both sides folded the same (warmup + measured) * events_per_run events.
+    let expected = ((warmup + measured) * events_per_run - 1) as u64;
     let view: serde_json::Value = serde_json::from_str(&aggregate.view()?)?;
     let balance = fixture::balance(&view)?;
     ensure!(
@@ -92,10 +102,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let params = |m: Metric| {
-        m.param("events_per_run", EVENTS as u64)
+        m.param("events_per_run", events_per_run as u64)
             .param("event", r#"Deposited {"amount":1}"#)
-            .param("runs", RUNS as u64)
-            .param("warmup_runs", WARMUP as u64)
+            .param("runs", measured as u64)
+            .param("warmup_runs", warmup as u64)
             .param("balance_checked", expected)
     };
     let on_cpu = |name: &str, values: &mut Vec<f64>, unit| {

@@ -95,6 +95,12 @@ impl Report {
         self.metrics.push(metric);
     }
 
+    /// The names of the metrics reported so far, in order.
+    #[allow(dead_code)] // read by host/tests/bench_smoke.rs only
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.metrics.iter().map(|m| m.name.as_str()).collect()
+    }
+
     /// Prints the metrics as a Markdown table (it pastes into BENCHMARKS.md).
     pub(crate) fn print_table(&self) {
         println!("| metric | value | unit | target | status |");

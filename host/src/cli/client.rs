@@ -66,6 +66,15 @@ impl Client {
         answer(request.call(), &self.base)
     }
 
+    /// `DELETE path`, answering JSON.
+    pub(crate) fn delete(&self, path: &str) -> Result<Value> {
+        let mut request = self.agent.delete(self.url(path));
+        if let Some(auth) = self.auth() {
+            request = request.header("Authorization", auth);
+        }
+        answer(request.call(), &self.base)
+    }
+
     /// `method path` with a JSON body (`None`: empty body).
     pub(crate) fn send_json(
         &self,

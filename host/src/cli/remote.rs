@@ -25,6 +25,21 @@ pub(crate) enum NamespaceCommand {
         /// The namespace's name.
         name: String,
     },
+    /// List the ids of a namespace's tokens (admin token).
+    Tokens {
+        /// The namespace's name.
+        name: String,
+    },
+    /// Revoke one of a namespace's tokens (admin token): it is refused
+    /// from the next request on.
+    RevokeToken {
+        /// The namespace's name.
+        name: String,
+        /// The token's id (from `namespace tokens` or when it was issued),
+        /// or the token itself (its id is worked out here; the token is
+        /// not sent).
+        token: String,
+    },
     /// Replace a namespace's limit overrides (admin token).
     Limits {
         /// The namespace's name.
@@ -160,6 +175,16 @@ fn print_json(value: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The id to revoke: `token` itself if it is an id, else the id of the
+/// token (so a token can be revoked without sending it anywhere).
+fn token_id(token: &str) -> String {
+    if token.starts_with(aether_host::node::Token::PREFIX) {
+        aether_host::node::TokenHash::of(token).id()
+    } else {
+        token.to_owned()
+    }
+}
+
 /// `aether namespace …`
 pub(crate) fn namespace(args: NamespaceArgs) -> Result<()> {
     let client = Client::new(&args.connection);
@@ -187,6 +212,13 @@ pub(crate) fn namespace(args: NamespaceArgs) -> Result<()> {
             )?
         }
         NamespaceCommand::Show { name } => client.get(&format!("/v1/namespaces/{name}"))?,
+        NamespaceCommand::Tokens { name } => {
+            client.get(&format!("/v1/namespaces/{name}/tokens"))?
+        }
+        NamespaceCommand::RevokeToken { name, token } => {
+            let id = token_id(token);
+            client.delete(&format!("/v1/namespaces/{name}/tokens/{id}"))?
+        }
     };
     if args.json {
         return print_json(&answer);
@@ -195,7 +227,17 @@ pub(crate) fn namespace(args: NamespaceArgs) -> Result<()> {
         NamespaceCommand::Create { name, .. } | NamespaceCommand::Token { name } => {
             println!("namespace {name}");
             println!("token: {}", answer["token"].as_str().unwrap_or("?"));
+            println!("token id: {}", answer["token_id"].as_str().unwrap_or("?"));
             println!("(shown only now: keep it, e.g. export AETHER_TOKEN=…)");
+        }
+        NamespaceCommand::Tokens { name } => {
+            println!("namespace {name}");
+            for token in answer["tokens"].as_array().into_iter().flatten() {
+                println!("  token id {}", token["id"].as_str().unwrap_or("?"));
+            }
+        }
+        NamespaceCommand::RevokeToken { name, token } => {
+            println!("namespace {name}: token {} revoked", token_id(token));
         }
         NamespaceCommand::Limits { name, .. } | NamespaceCommand::Show { name } => {
             println!("namespace {name}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use aether_host::cluster::ClusterConfig;
-use aether_host::node::{NodeConfig, serve};
+use aether_host::node::{ConnectionLimits, NodeConfig, serve};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -72,6 +72,32 @@ pub(crate) struct ServeArgs {
     /// and its token printed once. DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     watch: Option<PathBuf>,
+    /// Time a client gets to send a request's head (request line and
+    /// headers), counted from when the node waits for it; then the
+    /// connection is closed.
+    #[arg(long, default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// Time a request body gets before it must keep arriving at
+    /// --min-body-bytes-per-sec; a slower one is answered 408.
+    #[arg(long, default_value_t = 10_000)]
+    body_read_timeout_ms: u64,
+    /// The slowest a request body may arrive past --body-read-timeout-ms.
+    #[arg(long, default_value_t = 16 * 1024)]
+    min_body_bytes_per_sec: u64,
+    /// How long a connection with no request in flight may sit idle.
+    #[arg(long, default_value_t = 5_000)]
+    keep_alive_timeout_ms: u64,
+    /// Connections served at once; more go to the --ops-reserve.
+    #[arg(long, default_value_t = 1_024)]
+    max_connections: usize,
+    /// Connections kept, once --max-connections are open, for /healthz,
+    /// /readyz and /metrics only.
+    #[arg(long, default_value_t = 16)]
+    ops_reserve: usize,
+    /// How long SIGTERM waits for open connections to finish before it
+    /// drops them and the node exits.
+    #[arg(long, default_value_t = 20_000)]
+    shutdown_grace_ms: u64,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
@@ -103,6 +129,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if let Some(partitions) = args.partitions {
         config.runtime.partitions = partitions;
     }
+    config.connections = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        min_body_bytes_per_sec: args.min_body_bytes_per_sec,
+        keep_alive_timeout: Duration::from_millis(args.keep_alive_timeout_ms),
+        max_connections: args.max_connections,
+        ops_reserve: args.ops_reserve,
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+    };
+    config.connections.check()?;
     let data_dir = args.data_dir.display().to_string();
     serve(config, |address| {
         // Scripts and tests read this line for the address.

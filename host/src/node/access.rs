@@ -22,6 +22,9 @@ const PREFIX: &str = "aether_";
 pub struct Token(String);
 
 impl Token {
+    /// What every token starts with.
+    pub const PREFIX: &'static str = PREFIX;
+
     /// A new random token.
     pub fn generate() -> std::io::Result<Self> {
         let mut bytes = [0u8; 32];
@@ -56,7 +59,17 @@ impl TokenHash {
     pub fn of(token: &str) -> Self {
         Self(blake3::hash(token.as_bytes()))
     }
+
+    /// The token's id: the first 16 hex digits of its hash. It names the
+    /// token (to revoke it) without giving it away: the token is 256
+    /// random bits, and the id is a part of its hash.
+    pub fn id(&self) -> String {
+        self.0.to_hex()[..TOKEN_ID_LEN].to_owned()
+    }
 }
+
+/// The length of a token id, in hex digits.
+const TOKEN_ID_LEN: usize = 16;
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,6 +128,16 @@ mod tests {
         let back: TokenHash = serde_json::from_str(&stored).unwrap();
         assert_eq!(back, a.hash());
         assert_eq!(format!("{a:?}"), "Token(…)");
+    }
+
+    #[test]
+    fn a_token_id_is_a_stable_prefix_of_its_hash() {
+        let token = Token::generate().unwrap();
+        let id = token.hash().id();
+        assert_eq!(id.len(), TOKEN_ID_LEN);
+        assert_eq!(id, TokenHash::of(token.as_str()).id());
+        assert!(token.hash().0.to_hex().starts_with(&id));
+        assert!(!token.as_str().contains(&id));
     }
 
     #[test]

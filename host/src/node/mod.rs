@@ -21,6 +21,7 @@
 pub mod access;
 pub mod api;
 mod cluster;
+mod connections;
 mod limits;
 pub mod metrics;
 pub mod registry;
@@ -35,7 +36,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-pub use access::{Principal, Token};
+pub use access::{Principal, Token, TokenHash};
+pub use connections::{BodyTooSlow, ConnectionLimits};
 pub use limits::{EffectiveLimits, LimitOverrides};
 pub use serve::serve;
 pub use tenants::{TenantError, Tenants};
@@ -68,6 +70,8 @@ pub struct NodeConfig {
     /// Take part in a cluster over NATS (needs `nats`): commands are
     /// routed to the node that owns the aggregate's shard. `None`: alone.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Timeouts and caps on the API's connections (`connections.rs`).
+    pub connections: ConnectionLimits,
 }
 
 impl NodeConfig {
@@ -87,6 +91,7 @@ impl NodeConfig {
             watch: None,
             nats: None,
             cluster: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }

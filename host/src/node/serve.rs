@@ -5,6 +5,9 @@
 //! already fsync'd by the store, so finishing in-flight commands is the
 //! flush), then drop the runtime and the store and return, so the process
 //! exits 0. A restart on the same data directory serves the same state.
+//! Connections still open after the grace period
+//! ([`super::ConnectionLimits::shutdown_grace`]) are dropped, so no client
+//! can keep a stopping node alive (`connections.rs`).
 //!
 //! With [`NodeConfig::cluster`] set, the node joins the cluster once it
 //! listens (announcing its address), and on shutdown hands its shards off
@@ -24,7 +27,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use super::watch::WatchMode;
-use super::{Node, NodeConfig, api};
+use super::{ConnectionLimits, Node, NodeConfig, api, connections};
 
 /// Opens the node and serves its API until SIGTERM or Ctrl-C; `ready` is
 /// told the address it listens on (useful when the port was 0).
@@ -51,12 +54,13 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
         Some(dir) => Some(WatchMode::start(node.clone(), dir)?),
         None => None,
     };
+    let limits = config.connections.clone();
     ready(address);
     // A cluster whose background task failed serves nothing: shut down,
     // and exit non-zero.
     let cluster = node.cluster().cloned();
     let stop = shutdown_signal_or_failure(cluster.clone());
-    run(node, listener, stop, watching).await?;
+    run(node, listener, limits, stop, watching).await?;
     match cluster.and_then(|c| c.failed()) {
         Some(failure) => anyhow::bail!("the node stopped because its cluster failed: {failure}"),
         None => Ok(()),
@@ -68,18 +72,18 @@ pub async fn serve(config: NodeConfig, ready: impl FnOnce(std::net::SocketAddr))
 pub(crate) async fn run(
     node: Arc<Node>,
     listener: TcpListener,
+    limits: ConnectionLimits,
     stop: impl Future<Output = ()> + Send + 'static,
     watching: Option<WatchMode>,
 ) -> Result<()> {
     let router = api::router(node.clone());
     let stopping = node.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stopping.begin_shutdown();
-        })
-        .await;
+    connections::serve(listener, router, limits, async move {
+        stop.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        stopping.begin_shutdown();
+    })
+    .await;
     if let Some(watching) = watching {
         watching.stop().await;
     }
@@ -87,7 +91,6 @@ pub(crate) async fn run(
     if let Some(cluster) = node.cluster() {
         cluster.leave().await;
     }
-    served.context("serving the API")?;
     tracing::info!("all requests finished; the node has stopped");
     drop(node);
     Ok(())

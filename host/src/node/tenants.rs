@@ -5,6 +5,11 @@
 //! synced, renamed over the old one, then the directory synced), so a crash
 //! leaves either the old or the new file, never a torn one.
 //!
+//! **Invariant:** a change is all or nothing. It is made on a copy of the
+//! state, the copy is saved, and only a saved copy replaces the state in
+//! memory ([`Tenants::commit`]); a failed save (a full disk) leaves the node
+//! exactly as it was, so retrying the request works.
+//!
 //! **Invariant:** no token is ever written in clear; only its hash.
 
 use std::collections::BTreeMap;
@@ -23,7 +28,7 @@ use crate::namespace::Namespace;
 /// The format of `node.json` this build reads and writes.
 const FORMAT: u32 = 1;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeState {
     format: u32,
@@ -48,6 +53,9 @@ pub enum TenantError {
     /// The namespace already exists.
     #[error("namespace `{0}` already exists")]
     Exists(Namespace),
+    /// The namespace has no token with this id (never issued, or revoked).
+    #[error("namespace `{0}` has no token with id `{1}`")]
+    UnknownToken(Namespace, String),
     /// Writing the state file failed.
     #[error(transparent)]
     Io(#[from] anyhow::Error),
@@ -92,22 +100,31 @@ impl Tenants {
     /// one, or, on a node that has none, generates one and returns it (to
     /// be shown once).
     pub fn ensure_admin(&self, token: Option<&str>) -> Result<Option<Token>> {
-        let mut state = self.lock();
         if let Some(token) = token {
             anyhow::ensure!(
                 token.len() >= 16,
                 "the admin token must be at least 16 characters long"
             );
-            state.admin = Some(TokenHash::of(token));
-            self.save(&state)?;
+            let hash = TokenHash::of(token);
+            // Unchanged: nothing to write (a node restarted with the same
+            // AETHER_ADMIN_TOKEN starts on a full disk too).
+            if self.lock().admin.as_ref() == Some(&hash) {
+                return Ok(None);
+            }
+            self.commit::<anyhow::Error>(|state| {
+                state.admin = Some(hash);
+                Ok(())
+            })?;
             return Ok(None);
         }
-        if state.admin.is_some() {
+        if self.lock().admin.is_some() {
             return Ok(None);
         }
         let token = Token::generate()?;
-        state.admin = Some(token.hash());
-        self.save(&state)?;
+        self.commit::<anyhow::Error>(|state| {
+            state.admin = Some(token.hash());
+            Ok(())
+        })?;
         Ok(Some(token))
     }
 
@@ -132,28 +149,54 @@ impl Tenants {
         limits: LimitOverrides,
         created_ms: u64,
     ) -> Result<Token, TenantError> {
-        let mut state = self.lock();
-        if state.namespaces.contains_key(namespace) {
-            return Err(TenantError::Exists(namespace.clone()));
-        }
         let token = Token::generate().map_err(anyhow::Error::from)?;
-        state.namespaces.insert(
-            namespace.clone(),
-            NamespaceRecord {
-                created_ms,
-                tokens: vec![token.hash()],
-                limits,
-            },
-        );
-        self.save(&state)?;
+        self.commit(|state| {
+            if state.namespaces.contains_key(namespace) {
+                return Err(TenantError::Exists(namespace.clone()));
+            }
+            state.namespaces.insert(
+                namespace.clone(),
+                NamespaceRecord {
+                    created_ms,
+                    tokens: vec![token.hash()],
+                    limits,
+                },
+            );
+            Ok(())
+        })?;
         Ok(token)
     }
 
     /// Issues another token for an existing namespace.
     pub fn issue_token(&self, namespace: &Namespace) -> Result<Token, TenantError> {
         let token = Token::generate().map_err(anyhow::Error::from)?;
-        self.update(namespace, |record| record.tokens.push(token.hash()))?;
+        self.update(namespace, |record| {
+            record.tokens.push(token.hash());
+            Ok(())
+        })?;
         Ok(token)
+    }
+
+    /// The ids of the namespace's tokens ([`TokenHash::id`]), in issue order.
+    pub fn token_ids(&self, namespace: &Namespace) -> Result<Vec<String>, TenantError> {
+        self.lock()
+            .namespaces
+            .get(namespace)
+            .map(|r| r.tokens.iter().map(TokenHash::id).collect())
+            .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))
+    }
+
+    /// Revokes the namespace's token with this id: from now on it
+    /// authenticates nobody. The namespace's other tokens keep working.
+    pub fn revoke_token(&self, namespace: &Namespace, id: &str) -> Result<(), TenantError> {
+        self.update(namespace, |record| {
+            let before = record.tokens.len();
+            record.tokens.retain(|hash| hash.id() != id);
+            if record.tokens.len() == before {
+                return Err(TenantError::UnknownToken(namespace.clone(), id.to_owned()));
+            }
+            Ok(())
+        })
     }
 
     /// Whether the namespace exists.
@@ -181,27 +224,41 @@ impl Tenants {
         namespace: &Namespace,
         limits: LimitOverrides,
     ) -> Result<(), TenantError> {
-        self.update(namespace, |record| record.limits = limits)
+        self.update(namespace, |record| {
+            record.limits = limits;
+            Ok(())
+        })
     }
 
+    /// Changes one namespace's record ([`Tenants::commit`]).
     fn update(
         &self,
         namespace: &Namespace,
-        change: impl FnOnce(&mut NamespaceRecord),
+        change: impl FnOnce(&mut NamespaceRecord) -> Result<(), TenantError>,
     ) -> Result<(), TenantError> {
-        let mut state = self.lock();
-        let record = state
-            .namespaces
-            .get_mut(namespace)
-            .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))?;
-        change(record);
-        self.save(&state)?;
-        Ok(())
+        self.commit(|state| {
+            let record = state
+                .namespaces
+                .get_mut(namespace)
+                .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))?;
+            change(record)
+        })
     }
 
-    fn save(&self, state: &NodeState) -> Result<()> {
-        let json = serde_json::to_vec_pretty(state)?;
-        write_atomically(&self.file, &json)
+    /// Makes `change` on a copy of the state, saves the copy, and only then
+    /// makes it the state: a refused change or a failed save changes
+    /// nothing. Holding the lock throughout keeps changes in order.
+    fn commit<E: From<anyhow::Error>>(
+        &self,
+        change: impl FnOnce(&mut NodeState) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut state = self.lock();
+        let mut next = state.clone();
+        change(&mut next)?;
+        let json = serde_json::to_vec_pretty(&next).map_err(anyhow::Error::from)?;
+        write_atomically(&self.file, &json)?;
+        *state = next;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, NodeState> {

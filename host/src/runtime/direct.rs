@@ -40,6 +40,7 @@ impl DirectAggregate {
         let mut instance = GuestInstance::new(
             &runtime.inner.engine,
             std::sync::Arc::new(runtime.inner.config.limits.clone()),
+            1,
             runtime.inner.config.guest_output_limit,
             component,
             label,

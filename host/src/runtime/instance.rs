@@ -1,7 +1,14 @@
 //! One guest instance: a component instantiated in its own wasmtime
 //! `Store`, with the sandbox's limits applied to every call into it.
 //!
-//! An instance holds many aggregates (guest resources). Every call sets the
+//! An instance holds many aggregates (guest resources), each one
+//! component-model handle in its `Store`. wasmtime caps the live handles of
+//! one `Store` (100 000 by default, a guard against guests that allocate
+//! handles without end); the cap of an instance is set to the live
+//! aggregates it may hold plus [`HANDLE_HEADROOM`], so a partition can keep
+//! its namespace's share of `max_live_aggregates` live in one instance.
+//!
+//! Every call sets the
 //! call context first (frozen clock, seeded random), the epoch deadline and
 //! the fuel, and drains the guest's output to the log afterwards. A failed
 //! call leaves the instance unusable: its owner must drop it (a trap may
@@ -20,6 +27,12 @@ use super::limits::SandboxLimits;
 use super::sandbox::HostState;
 use crate::store::{RecordedEvent, StreamId};
 
+/// Component-model handles an instance may hold besides one per live
+/// aggregate: the borrow lent for each call, WASI's streams, and whatever the
+/// guest keeps for itself. wasmtime's own default cap, so a guest keeps the
+/// room it would have in any other host.
+pub(crate) const HANDLE_HEADROOM: usize = 100_000;
+
 /// A guest's answer to a command.
 pub(crate) type Decision = Result<Vec<NewEvent>, Rejection>;
 
@@ -35,11 +48,12 @@ pub(crate) struct GuestInstance {
 }
 
 impl GuestInstance {
-    /// Instantiates `component` in a fresh store under `limits`; `label`
-    /// names it in logs.
+    /// Instantiates `component` in a fresh store under `limits`, with room
+    /// for `live_aggregates` aggregates at once; `label` names it in logs.
     pub(crate) fn new(
         engine: &Engine,
         limits: Arc<SandboxLimits>,
+        live_aggregates: usize,
         output_limit: usize,
         component: &LoadedComponent,
         label: Arc<str>,
@@ -47,6 +61,7 @@ impl GuestInstance {
         let state = HostState::new(label, limits.memory_bytes, output_limit);
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
+        store.set_max_component_handles(live_aggregates.saturating_add(HANDLE_HEADROOM));
         store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
         let metered = engine.get_consume_fuel();
         if metered {

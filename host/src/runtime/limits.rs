@@ -15,6 +15,11 @@
 //! | `max_event_bytes`, `max_events_per_command` | after `handle`, before anything is stored | [`super::CommandError::DecisionTooLarge`] |
 //! | `max_pending_commands` | on entry to the command path | [`super::CommandError::QuotaExceeded`] |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
+//!
+//! `max_live_aggregates` also sizes wasmtime's cap on the component-model
+//! handles of each instance's `Store` (one handle per live aggregate, plus
+//! headroom; `instance.rs`): wasmtime's default of 100 000 would otherwise
+//! fail activations past the 100 000th in one partition.
 
 use std::time::Duration;
 

@@ -3,7 +3,9 @@
 //! A partition is one OS thread of one namespace's lane
 //! ([`super::lanes`]) that owns, for each component digest it has seen, one
 //! guest instance in its own wasmtime `Store`, and an LRU of the live
-//! aggregates (guest resources) in those instances. Aggregates are hashed
+//! aggregates (guest resources) in those instances. One instance can hold
+//! every aggregate the LRU admits: its store's handle cap is sized from the
+//! same capacity ([`super::instance::HANDLE_HEADROOM`]). Aggregates are hashed
 //! to a partition, so different aggregates run in parallel across cores
 //! while each instance is only ever touched by its own thread. The async command path sends closures to the partition and
 //! awaits their answer ([`PartitionHandle::call`]).
@@ -245,6 +247,7 @@ impl Partition {
             let instance = GuestInstance::new(
                 &self.engine,
                 self.sizing.limits.clone(),
+                self.sizing.live_capacity().get(),
                 self.sizing.output_limit,
                 component,
                 label,

@@ -332,3 +332,47 @@ async fn bad_names_and_traversal_attempts_are_refused() {
     let (status, _) = node.get("/readyz", &token).await;
     assert_eq!(status, StatusCode::OK, "the node keeps serving");
 }
+
+/// A start point past every version and log position (`u64::MAX`, after
+/// which nothing can come) is refused with a 400 naming the parameter, on
+/// the events page, the live stream's `from` and its `Last-Event-ID`; one
+/// below it is merely after the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_past_every_position_is_refused_by_name() {
+    let (node, token) = setup().await;
+    let before = stored(&node, &token).await;
+    let events = "/v1/namespaces/bank/aggregates/bank-account/acc-1/events";
+    let live = "/v1/namespaces/bank/events/live";
+    let max = u64::MAX;
+
+    let (status, body) = node.get(&format!("{events}?from={max}"), &token).await;
+    assert_error(status.as_u16(), &body, 400, "malformed_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("`from`"),
+        "{body}"
+    );
+    let (status, body) = node
+        .get(&format!("{events}?from={}", max - 1), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["events"], &body["version"]), (&json!([]), &json!(1)));
+
+    let (status, body) = node.get(&format!("{live}?from={max}"), &token).await;
+    assert_error(status.as_u16(), &body, 400, "malformed_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("`from`"),
+        "{body}"
+    );
+    let resume = axum::http::Request::get(live)
+        .header("authorization", format!("Bearer {token}"))
+        .header("last-event-id", max.to_string())
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = node.request(resume).await;
+    assert_error(status.as_u16(), &body, 400, "malformed_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("Last-Event-ID"),
+        "{body}"
+    );
+    assert_eq!(stored(&node, &token).await, before);
+}

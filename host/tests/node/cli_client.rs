@@ -212,3 +212,59 @@ fn the_cli_drives_a_node_with_distinct_exit_codes() {
     let _ = tail.wait();
     sender.join().unwrap();
 }
+
+/// `aether namespace revoke-token` takes a token's id or the token itself
+/// (whose id it works out without sending it); the revocation is kept
+/// across a restart.
+#[test]
+fn the_cli_revokes_a_token_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let created = json_of(&aether(
+        &node,
+        ADMIN,
+        &["namespace", "create", "bank", "--json"],
+    ));
+    let first = created["token"].as_str().unwrap().to_owned();
+    let issued = json_of(&aether(
+        &node,
+        ADMIN,
+        &["namespace", "token", "bank", "--json"],
+    ));
+    let (second, second_id) = (
+        issued["token"].as_str().unwrap().to_owned(),
+        issued["token_id"].as_str().unwrap().to_owned(),
+    );
+    let show =
+        |node: &NodeProcess, token: &str| aether(node, token, &["namespace", "show", "bank"]);
+    assert!(show(&node, &second).status.success());
+
+    let listed = aether(&node, ADMIN, &["namespace", "tokens", "bank"]);
+    assert!(text(&listed).contains(&second_id), "{}", text(&listed));
+    let revoked = aether(
+        &node,
+        ADMIN,
+        &["namespace", "revoke-token", "bank", &second],
+    );
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    assert!(text(&revoked).contains(&second_id), "{}", text(&revoked));
+    let refused = show(&node, &second);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("unauthorized"),
+        "{}",
+        text(&refused)
+    );
+    let again = aether(
+        &node,
+        ADMIN,
+        &["namespace", "revoke-token", "bank", &second_id],
+    );
+    assert!(text(&again).contains("unknown_token"), "{}", text(&again));
+
+    let (status, _) = node.terminate();
+    assert!(status.success());
+    let node = NodeProcess::start(dir.path(), &[]);
+    assert!(!show(&node, &second).status.success());
+    assert!(show(&node, &first).status.success());
+}

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli_client;
+mod connections;
 mod events;
 mod full_disk;
 mod http;
@@ -15,4 +16,5 @@ mod reload;
 mod shutdown;
 mod support;
 mod tenancy;
+mod tokens;
 mod watch;

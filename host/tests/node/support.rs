@@ -256,7 +256,7 @@ impl Http {
 pub(crate) struct InProcess {
     pub(crate) node: Arc<Node>,
     router: axum::Router,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl InProcess {
@@ -270,11 +270,26 @@ impl InProcess {
         config.runtime.limits = limits;
         let (node, _) = Node::open(&config).await.expect("open the node");
         let router = api::router(node.clone());
-        InProcess {
-            node,
-            router,
-            _dir: dir,
-        }
+        InProcess { node, router, dir }
+    }
+
+    /// The node's data directory.
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends `request` as it is; the status and the JSON answer.
+    pub(crate) async fn request(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "the answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, value)
     }
 
     /// Sends a request; the status and the JSON answer (every answer of

@@ -401,7 +401,7 @@ pub(super) async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let stream = aggregate(&node, &headers, params)?;
     let query = body::query(query)?;
-    let from = query.from.unwrap_or(1).max(1);
+    let from = body::start_point("`from`", query.from.unwrap_or(1))?.max(1);
     let limit = query.limit.unwrap_or(MAX_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::malformed(format!(

@@ -42,6 +42,17 @@ pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let too_long = std::error::Error::source(&error)
             .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
             || error.to_string().contains("length limit exceeded");
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(error) = cause {
+            if let Some(slow) = error.downcast_ref::<crate::node::BodyTooSlow>() {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    slow.to_string(),
+                );
+            }
+            cause = error.source();
+        }
         if too_long {
             ApiError::too_large(format!("the request body is larger than {limit} bytes"))
         } else {
@@ -89,6 +100,19 @@ pub(super) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiErro
     path.map(|Path(value)| value).map_err(|rejection| {
         ApiError::malformed(format!("the path is invalid: {}", rejection.body_text()))
     })
+}
+
+/// A version or log position a read starts at or after, named
+/// `parameter` in the 400 that refuses it: the largest `u64` is refused,
+/// since no event can come after it and "the next one" would not fit.
+pub(super) fn start_point(parameter: &str, value: u64) -> Result<u64, ApiError> {
+    if value == u64::MAX {
+        return Err(ApiError::malformed(format!(
+            "{parameter} is {value}, past any version or log position: it must be at most {}",
+            u64::MAX - 1
+        )));
+    }
+    Ok(value)
 }
 
 /// Query parameters, or a 400 that says what was wrong with them.

@@ -143,6 +143,11 @@ impl From<TenantError> for ApiError {
             TenantError::Exists(_) => {
                 Self::new(StatusCode::CONFLICT, "namespace_exists", error.to_string())
             }
+            TenantError::UnknownToken(..) => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_token",
+                format!("{error}: `GET /v1/namespaces/{{ns}}/tokens` lists the ids of its tokens"),
+            ),
             TenantError::Io(e) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -65,15 +65,20 @@ fn start_from(query: &LiveQuery, headers: &HeaderMap) -> Result<StartFrom, ApiEr
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok());
     Ok(match (query.from.as_deref(), resume) {
-        (_, Some(position)) => StartFrom::After(position),
+        (_, Some(position)) => {
+            StartFrom::After(body::start_point("the `Last-Event-ID` header", position)?)
+        }
         (None | Some("now"), _) => StartFrom::Now,
         (Some("beginning"), _) => StartFrom::Beginning,
         (Some("checkpoint"), _) => StartFrom::Checkpoint,
-        (Some(position), _) => StartFrom::After(position.parse().map_err(|_| {
-            ApiError::malformed("`from` is `now`, `beginning`, `checkpoint` or a log position")
-        })?),
+        (Some(position), _) => {
+            let position = position.parse().map_err(|_| {
+                ApiError::malformed("`from` is `now`, `beginning`, `checkpoint` or a log position")
+            })?;
+            StartFrom::After(body::start_point("`from`", position)?)
+        }
     })
 }
 

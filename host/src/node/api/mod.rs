@@ -10,6 +10,8 @@
 //! | `GET /v1/namespaces/{ns}` | ns | the namespace, its limits and aggregate types |
 //! | `PUT /v1/namespaces/{ns}/limits` | admin | replace the namespace's limit overrides |
 //! | `POST /v1/namespaces/{ns}/tokens` | admin | issue another namespace token |
+//! | `GET /v1/namespaces/{ns}/tokens` | admin | the ids of the namespace's tokens |
+//! | `DELETE /v1/namespaces/{ns}/tokens/{id}` | admin | revoke a namespace token |
 //! | `GET /v1/namespaces/{ns}/aggregates` | ns | aggregate types and component digests |
 //! | `PUT /v1/namespaces/{ns}/aggregates/{type}/component` | ns | deploy a component (`application/wasm`) |
 //! | `GET /v1/namespaces/{ns}/aggregates/{type}/components` | ns | the type's deployment history |
@@ -37,7 +39,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use super::{Node, Principal};
 use crate::namespace::Namespace;
@@ -56,7 +58,14 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/namespaces/{ns}", get(namespaces::show))
         .route("/v1/namespaces/{ns}/limits", put(namespaces::set_limits))
-        .route("/v1/namespaces/{ns}/tokens", post(namespaces::issue_token))
+        .route(
+            "/v1/namespaces/{ns}/tokens",
+            post(namespaces::issue_token).get(namespaces::list_tokens),
+        )
+        .route(
+            "/v1/namespaces/{ns}/tokens/{id}",
+            delete(namespaces::revoke_token),
+        )
         .route("/v1/namespaces/{ns}/aggregates", get(aggregates::types))
         .route(
             "/v1/namespaces/{ns}/aggregates/{ty}/component",
@@ -101,11 +110,20 @@ fn principal(node: &Node, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(ApiError::unauthorized)?;
     node.tenants()
-        .authenticate(token.trim())
+        .authenticate(token)
         .ok_or_else(ApiError::unauthorized)
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 9110, section 11.1: `bearer`, `BEARER` and
+/// `Bearer` are one scheme); spaces around the token are ignored.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Requires the admin token.
@@ -145,4 +163,19 @@ pub(crate) fn may_use(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", " bEaReR t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "Bearer ", "t0k", "Bearer"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }

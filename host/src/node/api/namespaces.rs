@@ -59,6 +59,7 @@ pub(super) async fn create(
         Json(json!({
             "namespace": namespace,
             "token": token.as_str(),
+            "token_id": token.hash().id(),
             "limits": effective(&node, &request.limits),
         })),
     ))
@@ -110,7 +111,7 @@ pub(super) async fn set_limits(
 }
 
 /// `POST /v1/namespaces/{ns}/tokens` (admin): another token for the
-/// namespace, shown only this once.
+/// namespace, shown only this once, and its id (to revoke it by).
 pub(super) async fn issue_token(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
@@ -121,6 +122,41 @@ pub(super) async fn issue_token(
     let token = node.tenants().issue_token(&namespace)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "namespace": namespace, "token": token.as_str() })),
+        Json(json!({
+            "namespace": namespace,
+            "token": token.as_str(),
+            "token_id": token.hash().id(),
+        })),
     ))
+}
+
+/// `GET /v1/namespaces/{ns}/tokens` (admin): the ids of the namespace's
+/// tokens (never the tokens: the node does not have them).
+pub(super) async fn list_tokens(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ns: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&node, &headers)?;
+    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
+    let ids = node.tenants().token_ids(&namespace)?;
+    Ok(Json(json!({
+        "namespace": namespace,
+        "tokens": ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `DELETE /v1/namespaces/{ns}/tokens/{id}` (admin): revokes the token with
+/// this id; it is refused from the next request on.
+pub(super) async fn revoke_token(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&node, &headers)?;
+    let (ns, id) = body::path(params)?;
+    let namespace = authorize(&node, &headers, &ns)?;
+    node.tenants().revoke_token(&namespace, &id)?;
+    tracing::info!(%namespace, token_id = %id, "token revoked");
+    Ok(Json(json!({ "namespace": namespace, "revoked": id })))
 }

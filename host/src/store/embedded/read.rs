@@ -58,7 +58,7 @@ pub(super) fn stream_events(
     let from = from.max(1);
     let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
     let mut out = Vec::new();
-    for (expected, entry) in (from..).zip(range.take(limit)) {
+    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
         let (entry_key, sequence) = entry.in_file(path)?;
         let (version, sequence) = (entry_key.value().1, sequence.value());
         let at = || format!("stream {stream} version {expected}");
@@ -149,7 +149,7 @@ pub(super) fn log_events(
         .range((namespace, from)..=(namespace, u64::MAX))
         .in_file(path)?;
     let mut out = Vec::new();
-    for (expected, entry) in (from..).zip(range.take(limit)) {
+    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
         let (entry_key, sequence) = entry.in_file(path)?;
         let (position, sequence) = (entry_key.value().1, sequence.value());
         let at = || format!("namespace {namespace} position {expected}");
