@@ -48,7 +48,8 @@ impl FaultyStore {
 #[async_trait::async_trait]
 impl EventStore for FaultyStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        if request.metadata.command_id.is_some() && self.race_next_command.swap(false, Ordering::SeqCst)
+        if request.metadata.command_id.is_some()
+            && self.race_next_command.swap(false, Ordering::SeqCst)
         {
             let mut first = request.clone();
             first.expected = ExpectedVersion::Any;
@@ -228,7 +229,10 @@ async fn answers_are_never_derived_from_a_stale_live_copy() {
         .await
         .expect("the balance is 1064 in the store");
     assert_eq!(withdrawn.version, 10);
-    assert_eq!(runtime.state(&acc).await.unwrap().view["balance"], json!(64));
+    assert_eq!(
+        runtime.state(&acc).await.unwrap().view["balance"],
+        json!(64)
+    );
 }
 
 #[tokio::test]
@@ -252,7 +256,10 @@ async fn a_stored_command_is_answered_with_its_outcome_not_a_conflict() {
         .expect("the stored command's outcome, not 409");
     assert!(outcome.duplicate);
     assert_eq!(outcome.version, 2);
-    assert_eq!(outcome.events[0].metadata.command_id.as_deref(), Some("c-1"));
+    assert_eq!(
+        outcome.events[0].metadata.command_id.as_deref(),
+        Some("c-1")
+    );
 
     let events = store.inner.read_stream(&acc, 1, 100).await.unwrap();
     assert_eq!(events.len(), 2, "stored once");

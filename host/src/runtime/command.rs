@@ -107,6 +107,10 @@ impl From<PartitionStopped> for CommandError {
 /// retryable error (or, for a command, the conflict it keeps meeting).
 const REFRESH_LIMIT: usize = 3;
 
+/// A read-only call on a live aggregate: its answer and the version it
+/// was derived at.
+type ReadCall<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
+
 /// What one decision by the live aggregate came to.
 enum Decided {
     /// An answer to give as it is.
@@ -397,7 +401,7 @@ impl Runtime {
     async fn read_live<R: Send + 'static>(
         &self,
         stream: &StreamId,
-        read: fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>,
+        read: ReadCall<R>,
     ) -> Result<(R, u64), CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
         let partition = self

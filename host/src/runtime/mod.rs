@@ -50,7 +50,9 @@ use wasmtime::component::Linker;
 
 pub use cache::CompiledFrom;
 pub(crate) use command::now_ms;
-pub use command::{AggregateState, CLOCK_SKEW_ENV, CommandOutcome, CommandRequest, JSON, stream_id};
+pub use command::{
+    AggregateState, CLOCK_SKEW_ENV, CommandOutcome, CommandRequest, JSON, stream_id,
+};
 pub use component::{
     Digest, HANDLER_EXPORT, LoadError, LoadedComponent, STATE_SCHEMA_SECTION, with_custom_section,
 };

@@ -93,7 +93,8 @@ impl StorageBackend for FaultyFile {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.faults.check(offset + data.len() as u64 > self.file.len()?)?;
+        self.faults
+            .check(offset + data.len() as u64 > self.file.len()?)?;
         self.file.write(offset, data)
     }
 

@@ -146,9 +146,9 @@ use super::{
 };
 use crate::namespace::Namespace;
 use errors::{InFile, unavailable};
-use tables::{COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
 use faults::WriteFaults;
 use slot::DbSlot;
+use tables::{COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
 use writer::{Job, Reopen, Writer};
 
 mod apply;
@@ -204,7 +204,10 @@ impl EmbeddedStore {
     }
 
     /// [`EmbeddedStore::open`], with writes that fail on demand.
-    fn open_with(dir: &Path, faults: Option<Arc<WriteFaults>>) -> Result<EmbeddedStore, StoreError> {
+    fn open_with(
+        dir: &Path,
+        faults: Option<Arc<WriteFaults>>,
+    ) -> Result<EmbeddedStore, StoreError> {
         let opened = open::open(dir, faults.as_ref())?;
         let (slot, path) = (DbSlot::new(opened.db), Arc::<Path>::from(opened.path));
         let reopen = Reopen {

@@ -183,7 +183,9 @@ impl State {
             }
             self.commit_batch(batch);
             let answer = self.probe();
-            self.probes.drain(..).for_each(|reply| drop(reply.send(answer.clone())));
+            self.probes
+                .drain(..)
+                .for_each(|reply| drop(reply.send(answer.clone())));
         }
     }
 
@@ -252,7 +254,9 @@ impl State {
             }
         }
         if let Err(error) = self.recover() {
-            replies.into_iter().for_each(|reply| reply.send(Err(&error)));
+            replies
+                .into_iter()
+                .for_each(|reply| reply.send(Err(&error)));
             return;
         }
         let path = &*self.path;

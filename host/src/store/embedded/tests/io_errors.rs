@@ -52,7 +52,11 @@ async fn a_failed_write_is_unavailable_and_the_store_recovers_without_a_restart(
     assert_eq!(outcome.last_version(), 7);
     let versions: Vec<u64> = everything(&store).await.iter().map(|e| e.version).collect();
     assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7], "gapless, in order");
-    let positions: Vec<u64> = everything(&store).await.iter().map(|e| e.position).collect();
+    let positions: Vec<u64> = everything(&store)
+        .await
+        .iter()
+        .map(|e| e.position)
+        .collect();
     assert_eq!(positions, [1, 2, 3, 4, 5, 6, 7]);
 
     // And the file is whole: it reopens (full verification, watermark).
