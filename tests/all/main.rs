@@ -8,6 +8,7 @@ mod concurrency;
 mod conformance;
 mod determinism;
 mod hostile;
+mod lanes;
 mod languages_sandbox;
 mod snapshots;
 mod truthful_answers;

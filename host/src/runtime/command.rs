@@ -107,6 +107,10 @@ impl From<PartitionStopped> for CommandError {
 /// retryable error (or, for a command, the conflict it keeps meeting).
 const REFRESH_LIMIT: usize = 3;
 
+/// A read-only call on a live aggregate: its answer and the version it
+/// was made at.
+type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
+
 /// What one decision by the live aggregate came to.
 enum Decided {
     /// An answer to give as it is.
@@ -132,12 +136,12 @@ impl Runtime {
             return Err(CommandError::Malformed("the command type is empty".into()));
         }
         let stream = request.stream.clone();
-        let lane = self.inner.lanes.lane(&stream.namespace)?;
+        let lane = self.inner.lanes.lane(&stream.namespace);
         let limits = lane.limits();
         limits.check_command(request.data.len())?;
         let _admitted = lane.admit(&limits)?;
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = lane.partition(&stream).clone();
+        let partition = lane.partition(&stream)?;
         let _turn = self.inner.locks.lock(&stream).await;
 
         if let Some(outcome) = self.stored_outcome(&request).await? {
@@ -397,15 +401,10 @@ impl Runtime {
     async fn read_live<R: Send + 'static>(
         &self,
         stream: &StreamId,
-        read: fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>,
+        read: LiveRead<R>,
     ) -> Result<(R, u64), CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = self
-            .inner
-            .lanes
-            .lane(&stream.namespace)?
-            .partition(stream)
-            .clone();
+        let partition = self.inner.lanes.lane(&stream.namespace).partition(stream)?;
         let _turn = self.inner.locks.lock(stream).await;
         let mut refreshed = 0;
         loop {
@@ -434,12 +433,7 @@ impl Runtime {
 
     /// Passivates an aggregate: its next use rebuilds it from the store.
     pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
-        let partition = self
-            .inner
-            .lanes
-            .lane(&stream.namespace)?
-            .partition(stream)
-            .clone();
+        let partition = self.inner.lanes.lane(&stream.namespace).partition(stream)?;
         let _turn = self.inner.locks.lock(stream).await;
         let s = stream.clone();
         partition.call(move |p| p.passivate(&s)).await?;
