@@ -11,7 +11,7 @@ use crate::store::{
     StoreError, StreamId, VersionConflict,
 };
 
-use super::error::{CommandError, GuestFailure};
+use super::error::CommandError;
 use super::limits::SandboxLimits;
 use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
 use super::{LoadedComponent, Runtime};
@@ -379,13 +379,10 @@ impl Runtime {
     /// asking its component for the view.
     pub async fn state(&self, stream: &StreamId) -> Result<AggregateState, CommandError> {
         let (view, version) = self.read_live(stream, |p, s| p.view(s)).await?;
-        let view = serde_json::from_str(&view).map_err(|e| {
-            CommandError::Guest(GuestFailure::new(
-                super::GuestFailureKind::Trap,
-                format!("the component's view is not JSON: {e}"),
-            ))
-        })?;
-        Ok(AggregateState { version, view })
+        Ok(AggregateState {
+            version,
+            view: view?,
+        })
     }
 
     /// The component's snapshot of the aggregate (activating it if not
