@@ -80,7 +80,9 @@ async fn namespaces_given_limits_and_components_start_no_threads() {
 #[tokio::test]
 async fn an_idle_lane_stops_and_serves_again_with_the_same_state_and_limits() {
     let config = RuntimeConfig {
-        lane_idle_timeout: Duration::from_millis(100),
+        // Long enough that the lane does not stop between the steps that
+        // expect it running.
+        lane_idle_timeout: Duration::from_secs(1),
         ..test_config()
     };
     let runtime = memory_runtime(config);

@@ -430,7 +430,11 @@ impl Runtime {
 
     /// Passivates an aggregate: its next use rebuilds it from the store.
     pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
-        let partition = self.inner.lanes.lane(&stream.namespace).partition(stream)?;
+        let lane = self.inner.lanes.lane(&stream.namespace);
+        // A stopped lane has nothing live: no need to start it.
+        let Some(partition) = lane.running_partition(stream) else {
+            return Ok(());
+        };
         let _turn = self.inner.locks.lock(stream).await;
         let s = stream.clone();
         partition.call(move |p| p.passivate(&s)).await?;

@@ -65,6 +65,15 @@ struct Running {
     last_used: Instant,
 }
 
+impl Running {
+    fn partition(&self, stream: &StreamId) -> &PartitionHandle {
+        let mut hasher = std::hash::DefaultHasher::new();
+        stream.hash(&mut hasher);
+        let index = hasher.finish() % self.partitions.len() as u64;
+        &self.partitions[index as usize]
+    }
+}
+
 /// A command's place in its namespace's quota, given back on drop.
 pub(crate) struct Admitted<'a>(&'a AtomicUsize);
 
@@ -168,9 +177,6 @@ impl Lane {
     /// The partition `stream` runs on, starting the lane's threads if they
     /// are not running; counts as a use of the lane.
     pub(crate) fn partition(&self, stream: &StreamId) -> Result<PartitionHandle, CommandError> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        stream.hash(&mut hasher);
-        let hash = hasher.finish();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if running.is_none() {
             let partitions = self.start().map_err(|error| {
@@ -187,8 +193,14 @@ impl Lane {
             return Err(CommandError::Stopped);
         };
         running.last_used = Instant::now();
-        let index = (hash % running.partitions.len() as u64) as usize;
-        Ok(running.partitions[index].clone())
+        Ok(running.partition(stream).clone())
+    }
+
+    /// The partition `stream` runs on if the lane is running, without
+    /// starting it or counting as a use (a stopped lane has nothing live).
+    pub(crate) fn running_partition(&self, stream: &StreamId) -> Option<PartitionHandle> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.as_ref().map(|r| r.partition(stream).clone())
     }
 
     /// The lane's partitions if it is running (none if it is stopped: a
