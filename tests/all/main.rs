@@ -9,6 +9,7 @@ mod conformance;
 mod density;
 mod determinism;
 mod hostile;
+mod lanes;
 mod languages_sandbox;
 mod snapshots;
 mod truthful_answers;

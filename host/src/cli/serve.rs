@@ -30,6 +30,17 @@ pub(crate) struct ServeArgs {
     /// Default largest command payload, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_command_bytes: usize,
+    /// Default largest JSON view of one aggregate a state read returns, in
+    /// bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_view_bytes: usize,
+    /// Default live event streams one namespace may have open at once.
+    #[arg(long, default_value_t = 64)]
+    max_live_streams: usize,
+    /// Seconds a namespace's partition threads run without a command or
+    /// read before they stop (the next command starts them again).
+    #[arg(long, default_value_t = 60)]
+    lane_idle_secs: u64,
     /// Default live aggregates per namespace.
     #[arg(long, default_value_t = 200_000)]
     max_live_aggregates: usize,
@@ -109,6 +120,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     limits.call_deadline = Duration::from_millis(args.call_deadline_ms);
     limits.max_command_bytes = args.max_command_bytes;
     limits.max_live_aggregates = args.max_live_aggregates;
+    limits.max_view_bytes = args.max_view_bytes;
+    limits.max_live_streams = args.max_live_streams;
+    config.runtime.lane_idle_timeout = Duration::from_secs(args.lane_idle_secs.max(1));
     if !args.nats.is_empty() {
         config.nats = Some(aether_host::store::JetStreamConfig::new(
             args.nats.clone(),

@@ -37,6 +37,12 @@ pub struct LimitOverrides {
     /// Commands in the node at once before more are refused (429).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending_commands: Option<u64>,
+    /// Largest JSON view a state read returns, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_view_bytes: Option<u64>,
+    /// Live event streams open at once before more are refused (429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_live_streams: Option<u64>,
 }
 
 /// Every limit a namespace runs under, as the API reports them.
@@ -58,6 +64,10 @@ pub struct EffectiveLimits {
     pub max_live_aggregates: u64,
     /// See [`SandboxLimits::max_pending_commands`].
     pub max_pending_commands: u64,
+    /// See [`SandboxLimits::max_view_bytes`].
+    pub max_view_bytes: u64,
+    /// See [`SandboxLimits::max_live_streams`].
+    pub max_live_streams: u64,
 }
 
 fn size(value: u64) -> usize {
@@ -86,6 +96,10 @@ impl LimitOverrides {
             max_pending_commands: self
                 .max_pending_commands
                 .map_or(defaults.max_pending_commands, size),
+            max_view_bytes: self.max_view_bytes.map_or(defaults.max_view_bytes, size),
+            max_live_streams: self
+                .max_live_streams
+                .map_or(defaults.max_live_streams, size),
         }
     }
 
@@ -100,6 +114,8 @@ impl LimitOverrides {
             max_events_per_command: newer.max_events_per_command.or(self.max_events_per_command),
             max_live_aggregates: newer.max_live_aggregates.or(self.max_live_aggregates),
             max_pending_commands: newer.max_pending_commands.or(self.max_pending_commands),
+            max_view_bytes: newer.max_view_bytes.or(self.max_view_bytes),
+            max_live_streams: newer.max_live_streams.or(self.max_live_streams),
         }
     }
 }
@@ -115,6 +131,8 @@ impl From<&SandboxLimits> for EffectiveLimits {
             max_events_per_command: limits.max_events_per_command as u64,
             max_live_aggregates: limits.max_live_aggregates as u64,
             max_pending_commands: limits.max_pending_commands as u64,
+            max_view_bytes: limits.max_view_bytes as u64,
+            max_live_streams: limits.max_live_streams as u64,
         }
     }
 }

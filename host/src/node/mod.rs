@@ -26,6 +26,7 @@ mod limits;
 pub mod metrics;
 pub mod registry;
 mod serve;
+mod streams;
 mod tenants;
 pub mod verify;
 mod watch;
@@ -103,6 +104,7 @@ pub struct Node {
     runtime: Runtime,
     tenants: Tenants,
     metrics: Metrics,
+    live_streams: Arc<streams::LiveStreams>,
     defaults: SandboxLimits,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// With `--nats`: the NATS bus this node's events are forwarded to.
@@ -156,6 +158,7 @@ impl Node {
             runtime,
             tenants,
             metrics: Metrics::default(),
+            live_streams: Arc::default(),
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
             nats_bus,
@@ -188,6 +191,11 @@ impl Node {
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The live event streams open on this node, per namespace.
+    pub(crate) fn live_streams(&self) -> &Arc<streams::LiveStreams> {
+        &self.live_streams
     }
 
     /// The limits `namespace` runs under with `overrides`.

@@ -11,7 +11,7 @@ use crate::store::{
     StoreError, StreamId, VersionConflict,
 };
 
-use super::error::{CommandError, GuestFailure};
+use super::error::CommandError;
 use super::limits::SandboxLimits;
 use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
 use super::{LoadedComponent, Runtime};
@@ -108,8 +108,8 @@ impl From<PartitionStopped> for CommandError {
 const REFRESH_LIMIT: usize = 3;
 
 /// A read-only call on a live aggregate: its answer and the version it
-/// was derived at.
-type ReadCall<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
+/// was made at.
+type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
 
 /// What one decision by the live aggregate came to.
 enum Decided {
@@ -136,12 +136,12 @@ impl Runtime {
             return Err(CommandError::Malformed("the command type is empty".into()));
         }
         let stream = request.stream.clone();
-        let lane = self.inner.lanes.lane(&stream.namespace)?;
+        let lane = self.inner.lanes.lane(&stream.namespace);
         let limits = lane.limits();
         limits.check_command(request.data.len())?;
         let _admitted = lane.admit(&limits)?;
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = lane.partition(&stream).clone();
+        let partition = lane.partition(&stream)?;
         let _turn = self.inner.locks.lock(&stream).await;
 
         if let Some(outcome) = self.stored_outcome(&request).await? {
@@ -379,13 +379,10 @@ impl Runtime {
     /// asking its component for the view.
     pub async fn state(&self, stream: &StreamId) -> Result<AggregateState, CommandError> {
         let (view, version) = self.read_live(stream, |p, s| p.view(s)).await?;
-        let view = serde_json::from_str(&view).map_err(|e| {
-            CommandError::Guest(GuestFailure::new(
-                super::GuestFailureKind::Trap,
-                format!("the component's view is not JSON: {e}"),
-            ))
-        })?;
-        Ok(AggregateState { version, view })
+        Ok(AggregateState {
+            version,
+            view: view?,
+        })
     }
 
     /// The component's snapshot of the aggregate (activating it if not
@@ -401,15 +398,10 @@ impl Runtime {
     async fn read_live<R: Send + 'static>(
         &self,
         stream: &StreamId,
-        read: ReadCall<R>,
+        read: LiveRead<R>,
     ) -> Result<(R, u64), CommandError> {
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = self
-            .inner
-            .lanes
-            .lane(&stream.namespace)?
-            .partition(stream)
-            .clone();
+        let partition = self.inner.lanes.lane(&stream.namespace).partition(stream)?;
         let _turn = self.inner.locks.lock(stream).await;
         let mut refreshed = 0;
         loop {
@@ -438,12 +430,11 @@ impl Runtime {
 
     /// Passivates an aggregate: its next use rebuilds it from the store.
     pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
-        let partition = self
-            .inner
-            .lanes
-            .lane(&stream.namespace)?
-            .partition(stream)
-            .clone();
+        let lane = self.inner.lanes.lane(&stream.namespace);
+        // A stopped lane has nothing live: no need to start it.
+        let Some(partition) = lane.running_partition(stream) else {
+            return Ok(());
+        };
         let _turn = self.inner.locks.lock(stream).await;
         let s = stream.clone();
         partition.call(move |p| p.passivate(&s)).await?;

@@ -2,6 +2,7 @@
 
 use super::{SandboxLimits, SnapshotPolicy};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Limits and sizes of a [`super::Runtime`]. Every field has a default
 /// ([`RuntimeConfig::default`]); change what you need.
@@ -41,6 +42,10 @@ pub struct RuntimeConfig {
     /// What a guest may print (stdout and stderr) per call before the rest
     /// is dropped. Default: 64 KiB.
     pub guest_output_limit: usize,
+    /// How long a namespace's partition threads run without a command or
+    /// read before they stop (dropping its instances); the next command
+    /// starts them again. Default: 60 s.
+    pub lane_idle_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -56,6 +61,7 @@ impl Default for RuntimeConfig {
             max_component_bytes: 64 << 20,
             compile_cache: None,
             guest_output_limit: 64 << 10,
+            lane_idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -117,6 +117,19 @@ pub enum CommandError {
     /// nothing was stored.
     #[error("the component's decision exceeds the namespace's limits: {0}")]
     DecisionTooLarge(String),
+    /// The aggregate's view is larger than its namespace allows a state
+    /// read to return (`max_view_bytes`): raise the limit or make the
+    /// component's view smaller (HTTP 422). The aggregate and its instance
+    /// are unaffected.
+    #[error(
+        "the component's view is {size} bytes, more than the namespace's {limit}-byte limit (max_view_bytes)"
+    )]
+    ViewTooLarge {
+        /// The view's size.
+        size: usize,
+        /// The namespace's limit.
+        limit: usize,
+    },
     /// The namespace has used up a quota (HTTP 429): retry later.
     #[error("namespace `{namespace}` is over its quota: {quota}")]
     QuotaExceeded {

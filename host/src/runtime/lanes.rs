@@ -1,18 +1,34 @@
 //! Lanes: each namespace's own partition threads, limits and quota.
 //!
-//! A namespace's guest code runs only on its lane's partitions, started on
-//! the namespace's first command. A tenant whose component loops until its
-//! deadline, or bombs its memory, therefore only ever occupies its own
-//! threads: other namespaces' commands never queue behind it, and the
-//! operating system shares the cores between the lanes' threads.
+//! A namespace's guest code runs only on its lane's partitions. A tenant
+//! whose component loops until its deadline, or bombs its memory,
+//! therefore only ever occupies its own threads: other namespaces' commands
+//! never queue behind it, and the operating system shares the cores between
+//! the lanes' threads.
+//!
+//! Lifecycle of a lane: *created* (its limits and quota, no threads) when
+//! the namespace is first named (limits set, a command or a read);
+//! *running* from the first command or read that needs its partitions;
+//! *idle-stopped* when no command or read has used it for
+//! [`RuntimeConfig::lane_idle_timeout`] and none is pending: its partition
+//! threads end and its instances (and the guests' memory) are dropped. The
+//! next command starts it again; its live aggregates re-activate from the
+//! store (snapshot, then replay), as after any passivation. Limits and the
+//! pending-command count belong to the lane, not to its threads, so they
+//! survive a stop.
 //!
 //! **Architecture invariant:** a partition (and so an instance, and so a
 //! guest's memory) belongs to exactly one namespace.
+//!
+//! **Architecture invariant:** an idle namespace holds no threads: the
+//! threads a node runs grow with the namespaces in use, not with the
+//! namespaces that exist.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 
@@ -23,19 +39,39 @@ use super::partition::{PartitionHandle, PartitionSizing};
 use crate::namespace::Namespace;
 use crate::store::StreamId;
 
-/// Every namespace's lane, started on first use.
+type LaneMap = RwLock<HashMap<Namespace, Arc<Lane>>>;
+
+/// Every namespace's lane.
 pub(crate) struct Lanes {
     engine: Engine,
     config: Arc<RuntimeConfig>,
-    lanes: RwLock<HashMap<Namespace, Arc<Lane>>>,
+    lanes: Arc<LaneMap>,
 }
 
-/// One namespace's partitions and the limits they run under.
+/// One namespace's partitions (while running) and the limits they run
+/// under.
 pub(crate) struct Lane {
     namespace: Namespace,
-    partitions: Vec<PartitionHandle>,
+    engine: Engine,
+    config: Arc<RuntimeConfig>,
     limits: RwLock<Arc<SandboxLimits>>,
     pending: AtomicUsize,
+    running: Mutex<Option<Running>>,
+}
+
+/// A running lane's threads and when it was last used.
+struct Running {
+    partitions: Vec<PartitionHandle>,
+    last_used: Instant,
+}
+
+impl Running {
+    fn partition(&self, stream: &StreamId) -> &PartitionHandle {
+        let mut hasher = std::hash::DefaultHasher::new();
+        stream.hash(&mut hasher);
+        let index = hasher.finish() % self.partitions.len() as u64;
+        &self.partitions[index as usize]
+    }
 }
 
 /// A command's place in its namespace's quota, given back on drop.
@@ -48,36 +84,47 @@ impl Drop for Admitted<'_> {
 }
 
 impl Lanes {
-    pub(crate) fn new(engine: Engine, config: Arc<RuntimeConfig>) -> Self {
-        Self {
+    /// The lanes of a runtime, with a thread that stops idle lanes (it ends
+    /// when the lanes are dropped).
+    pub(crate) fn new(engine: Engine, config: Arc<RuntimeConfig>) -> std::io::Result<Self> {
+        let lanes = Arc::new(LaneMap::default());
+        let idle = config.lane_idle_timeout;
+        let weak = Arc::downgrade(&lanes);
+        std::thread::Builder::new()
+            .name("aether-lane-reaper".into())
+            .spawn(move || stop_idle_lanes(weak, idle))?;
+        Ok(Self {
             engine,
             config,
-            lanes: RwLock::default(),
-        }
+            lanes,
+        })
     }
 
-    /// The namespace's lane, starting it (with the default limits) if this
-    /// is its first use.
-    pub(crate) fn lane(&self, namespace: &Namespace) -> Result<Arc<Lane>, CommandError> {
+    /// The namespace's lane, creating it (with the default limits and no
+    /// threads) if this is its first use.
+    pub(crate) fn lane(&self, namespace: &Namespace) -> Arc<Lane> {
         if let Some(lane) = self.read().get(namespace) {
-            return Ok(lane.clone());
+            return lane.clone();
         }
         let mut lanes = self.lanes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(lane) = lanes.get(namespace) {
-            return Ok(lane.clone());
-        }
-        let lane = self
-            .start(namespace, Arc::new(self.config.limits.clone()))
-            .map_err(|error| {
-                tracing::error!(%namespace, %error, "cannot start the namespace's partitions");
-                CommandError::Stopped
-            })?;
-        lanes.insert(namespace.clone(), lane.clone());
-        Ok(lane)
+        lanes
+            .entry(namespace.clone())
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    namespace: namespace.clone(),
+                    engine: self.engine.clone(),
+                    config: self.config.clone(),
+                    limits: RwLock::new(Arc::new(self.config.limits.clone())),
+                    pending: AtomicUsize::new(0),
+                    running: Mutex::new(None),
+                })
+            })
+            .clone()
     }
 
-    /// Puts `namespace` under `limits` from now on. Its live aggregates are
-    /// passivated and come back under the new limits on their next use.
+    /// Puts `namespace` under `limits` from now on, without starting its
+    /// threads. Its live aggregates, if it is running, are passivated and
+    /// come back under the new limits on their next use.
     pub(crate) async fn set_limits(
         &self,
         namespace: &Namespace,
@@ -85,10 +132,9 @@ impl Lanes {
     ) -> Result<(), InvalidLimits> {
         limits.check(self.config.memory_ceiling_bytes, self.config.fuel_metering)?;
         let limits = Arc::new(limits);
-        let lane = self.lane(namespace).ok();
-        let Some(lane) = lane else { return Ok(()) };
+        let lane = self.lane(namespace);
         *lane.limits.write().unwrap_or_else(|e| e.into_inner()) = limits.clone();
-        for partition in &lane.partitions {
+        for partition in lane.running_partitions() {
             let limits = limits.clone();
             // A stopped partition has nothing left to limit.
             let _ = partition.call(move |p| p.set_limits(limits)).await;
@@ -97,31 +143,9 @@ impl Lanes {
         Ok(())
     }
 
-    /// Every started lane.
+    /// Every lane, running or not.
     pub(crate) fn all(&self) -> Vec<Arc<Lane>> {
         self.read().values().cloned().collect()
-    }
-
-    fn start(
-        &self,
-        namespace: &Namespace,
-        limits: Arc<SandboxLimits>,
-    ) -> std::io::Result<Arc<Lane>> {
-        let count = self.config.partitions.max(1);
-        let sizing = PartitionSizing {
-            limits: limits.clone(),
-            partitions: count,
-            output_limit: self.config.guest_output_limit,
-        };
-        let partitions = (0..count)
-            .map(|i| PartitionHandle::spawn(namespace, i, self.engine.clone(), sizing.clone()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Arc::new(Lane {
-            namespace: namespace.clone(),
-            partitions,
-            limits: RwLock::new(limits),
-            pending: AtomicUsize::new(0),
-        }))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Namespace, Arc<Lane>>> {
@@ -129,17 +153,73 @@ impl Lanes {
     }
 }
 
+/// Every so often (a quarter of `idle`, between 10 ms and 5 s), stops the
+/// lanes idle for `idle`; returns once the lanes are gone.
+fn stop_idle_lanes(lanes: Weak<LaneMap>, idle: Duration) {
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    loop {
+        std::thread::sleep(tick);
+        let Some(lanes) = lanes.upgrade() else { return };
+        let all: Vec<Arc<Lane>> = lanes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        drop(lanes);
+        for lane in all {
+            lane.stop_if_idle(idle);
+        }
+    }
+}
+
 impl Lane {
-    /// The partition `stream` runs on.
-    pub(crate) fn partition(&self, stream: &StreamId) -> &PartitionHandle {
-        let mut hasher = std::hash::DefaultHasher::new();
-        stream.hash(&mut hasher);
-        &self.partitions[(hasher.finish() % self.partitions.len() as u64) as usize]
+    /// The partition `stream` runs on, starting the lane's threads if they
+    /// are not running; counts as a use of the lane.
+    pub(crate) fn partition(&self, stream: &StreamId) -> Result<PartitionHandle, CommandError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_none() {
+            let partitions = self.start().map_err(|error| {
+                let namespace = &self.namespace;
+                tracing::error!(%namespace, %error, "cannot start the namespace's partitions");
+                CommandError::Stopped
+            })?;
+            *running = Some(Running {
+                partitions,
+                last_used: Instant::now(),
+            });
+        }
+        let Some(running) = running.as_mut() else {
+            return Err(CommandError::Stopped);
+        };
+        running.last_used = Instant::now();
+        Ok(running.partition(stream).clone())
     }
 
-    /// Every partition of the lane.
-    pub(crate) fn partitions(&self) -> &[PartitionHandle] {
-        &self.partitions
+    /// The partition `stream` runs on if the lane is running, without
+    /// starting it or counting as a use (a stopped lane has nothing live).
+    pub(crate) fn running_partition(&self, stream: &StreamId) -> Option<PartitionHandle> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.as_ref().map(|r| r.partition(stream).clone())
+    }
+
+    /// The lane's partitions if it is running (none if it is stopped: a
+    /// stopped lane has no live aggregates).
+    pub(crate) fn running_partitions(&self) -> Vec<PartitionHandle> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|running| running.partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the lane's partition threads are running.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The limits the namespace runs under now.
@@ -165,5 +245,35 @@ impl Lane {
             });
         }
         Ok(admitted)
+    }
+
+    /// Stops the lane's threads if it has been unused for `idle` and no
+    /// command is pending. Dropping the handles ends each partition thread
+    /// once the jobs already sent to it (by a read still holding a handle)
+    /// are done; its instances go with it.
+    fn stop_if_idle(&self, idle: Duration) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let idle_now = running
+            .as_ref()
+            .is_some_and(|r| r.last_used.elapsed() >= idle);
+        if idle_now && self.pending.load(Ordering::Acquire) == 0 {
+            *running = None;
+            let namespace = &self.namespace;
+            tracing::debug!(%namespace, "idle lane stopped");
+        }
+    }
+
+    fn start(&self) -> std::io::Result<Vec<PartitionHandle>> {
+        let count = self.config.partitions.max(1);
+        let sizing = PartitionSizing {
+            limits: self.limits(),
+            partitions: count,
+            output_limit: self.config.guest_output_limit,
+        };
+        (0..count)
+            .map(|i| {
+                PartitionHandle::spawn(&self.namespace, i, self.engine.clone(), sizing.clone())
+            })
+            .collect()
     }
 }

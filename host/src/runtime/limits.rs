@@ -14,6 +14,8 @@
 //! | `max_command_bytes` | before the command reaches the guest | [`super::CommandError::CommandTooLarge`] |
 //! | `max_event_bytes`, `max_events_per_command` | after `handle`, before anything is stored | [`super::CommandError::DecisionTooLarge`] |
 //! | `max_pending_commands` | on entry to the command path | [`super::CommandError::QuotaExceeded`] |
+//! | `max_view_bytes` | on the partition thread, before the view is parsed | [`super::CommandError::ViewTooLarge`] |
+//! | `max_live_streams` | the node, when a live event stream opens | `429 too_many_streams` (`crate::node`) |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
 //!
 //! `max_live_aggregates` also sizes wasmtime's cap on the component-model
@@ -48,6 +50,12 @@ pub struct SandboxLimits {
     /// aggregate or running); more are refused until some finish.
     /// Default: 10 000.
     pub max_pending_commands: usize,
+    /// Largest JSON view of one aggregate a state read returns, in bytes.
+    /// Default: 1 MiB.
+    pub max_view_bytes: usize,
+    /// Live event streams (`…/events/live`) of the namespace open at once
+    /// on a node; more are refused until some close. Default: 64.
+    pub max_live_streams: usize,
 }
 
 impl Default for SandboxLimits {
@@ -61,6 +69,8 @@ impl Default for SandboxLimits {
             max_events_per_command: 1_000,
             max_live_aggregates: 200_000,
             max_pending_commands: 10_000,
+            max_view_bytes: 1 << 20,
+            max_live_streams: 64,
         }
     }
 }
@@ -100,6 +110,8 @@ impl SandboxLimits {
             ),
             ("max_live_aggregates", self.max_live_aggregates as u128),
             ("max_pending_commands", self.max_pending_commands as u128),
+            ("max_view_bytes", self.max_view_bytes as u128),
+            ("max_live_streams", self.max_live_streams as u128),
             ("fuel_per_call", self.fuel_per_call.map_or(1, u128::from)),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, value)| *value == 0) {
@@ -128,6 +140,17 @@ impl SandboxLimits {
             return Err(super::CommandError::CommandTooLarge {
                 size,
                 limit: self.max_command_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the size of a guest's view before it is parsed.
+    pub(crate) fn check_view(&self, size: usize) -> Result<(), super::CommandError> {
+        if size > self.max_view_bytes {
+            return Err(super::CommandError::ViewTooLarge {
+                size,
+                limit: self.max_view_bytes,
             });
         }
         Ok(())
@@ -224,6 +247,15 @@ mod tests {
         assert!(matches!(
             command.check_command(6),
             Err(super::super::CommandError::CommandTooLarge { size: 6, limit: 5 })
+        ));
+        let view = SandboxLimits {
+            max_view_bytes: 8,
+            ..SandboxLimits::default()
+        };
+        assert!(view.check_view(8).is_ok());
+        assert!(matches!(
+            view.check_view(9),
+            Err(super::super::CommandError::ViewTooLarge { size: 9, limit: 8 })
         ));
     }
 }

@@ -95,7 +95,9 @@ struct Inner {
 
 impl Runtime {
     /// Starts a runtime on `store`: builds the engine and starts the epoch
-    /// ticker. Each namespace's partition threads start on its first use.
+    /// ticker. Each namespace's partition threads start on its first command
+    /// or read, and stop when it has been idle for
+    /// [`RuntimeConfig::lane_idle_timeout`].
     pub fn new(store: Arc<dyn EventStore>, config: RuntimeConfig) -> anyhow::Result<Self> {
         config
             .limits
@@ -106,7 +108,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
         let linker = component::sandbox_linker(&engine)
             .map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
-        let lanes = Lanes::new(engine.clone(), config.clone());
+        let lanes = Lanes::new(engine.clone(), config.clone())?;
         let ticker = EpochTicker::start(&engine)?;
         let compile_cache = config
             .compile_cache
@@ -237,7 +239,7 @@ impl Runtime {
 
     /// The limits `namespace` runs under.
     pub fn namespace_limits(&self, namespace: &Namespace) -> Result<SandboxLimits, CommandError> {
-        Ok((*self.inner.lanes.lane(namespace)?.limits()).clone())
+        Ok((*self.inner.lanes.lane(namespace).limits()).clone())
     }
 
     /// Passivates every live aggregate `matches` selects, in all
@@ -249,7 +251,7 @@ impl Runtime {
     ) -> usize {
         let mut total = 0;
         for lane in self.inner.lanes.all() {
-            for partition in lane.partitions() {
+            for partition in lane.running_partitions() {
                 let matches = matches.clone();
                 total += partition
                     .call(move |p| p.passivate_where(&*matches))
@@ -264,10 +266,21 @@ impl Runtime {
     pub async fn live_aggregates(&self) -> usize {
         let mut total = 0;
         for lane in self.inner.lanes.all() {
-            for partition in lane.partitions() {
+            for partition in lane.running_partitions() {
                 total += partition.call(|p| p.live_count()).await.unwrap_or(0);
             }
         }
         total
+    }
+
+    /// How many namespaces have their partition threads running (the
+    /// others are idle: see [`RuntimeConfig::lane_idle_timeout`]).
+    pub fn running_lanes(&self) -> usize {
+        self.inner
+            .lanes
+            .all()
+            .iter()
+            .filter(|lane| lane.is_running())
+            .count()
     }
 }

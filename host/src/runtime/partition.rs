@@ -37,6 +37,7 @@ use lru::LruCache;
 use wasmtime::Engine;
 use wasmtime::component::ResourceAny;
 
+use super::CommandError;
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind};
 use super::instance::{Decision, GuestInstance};
@@ -135,6 +136,9 @@ impl From<GuestFailure> for CallError {
         CallError::Guest(failure)
     }
 }
+
+/// A parsed view, or why there is none to return.
+pub(crate) type ViewResult = Result<serde_json::Value, CommandError>;
 
 /// A snapshot to start an activation from: (version, state bytes).
 pub(crate) type StartingPoint = Option<(u64, Vec<u8>)>;
@@ -347,11 +351,26 @@ impl Partition {
         })?)
     }
 
-    /// The guest's JSON view of the aggregate, and its version.
-    pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(String, u64), CallError> {
+    /// The guest's JSON view of the aggregate, parsed, and its version; or
+    /// why the view cannot be returned (larger than the namespace's
+    /// `max_view_bytes`, or not JSON).
+    ///
+    /// **Invariant:** a view is measured and parsed here, on the
+    /// namespace's own partition thread, never on the node's shared async
+    /// workers: a tenant's large views cost only its own lane's time, and
+    /// no view larger than its namespace's limit leaves the partition.
+    pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(ViewResult, u64), CallError> {
         let (key, resource, version) = self.complete_entry(stream)?;
         let view = self.with_instance(&key, |instance| instance.view(stream, resource, version))?;
-        Ok((view, version))
+        let parsed = self.sizing.limits.check_view(view.len()).and_then(|()| {
+            serde_json::from_str(&view).map_err(|e| {
+                CommandError::Guest(GuestFailure::new(
+                    GuestFailureKind::Trap,
+                    format!("the component's view is not JSON: {e}"),
+                ))
+            })
+        });
+        Ok((parsed, version))
     }
 
     /// The guest's snapshot of the aggregate, and its version.

@@ -12,6 +12,7 @@ mod http;
 mod jetstream;
 mod limits;
 mod noisy;
+mod quotas;
 mod reload;
 mod shutdown;
 mod support;

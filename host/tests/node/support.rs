@@ -326,6 +326,18 @@ impl InProcess {
         (status, value)
     }
 
+    /// Sends a GET and returns the response with its body unread: a live
+    /// event stream stays open until the response is dropped.
+    pub(crate) async fn open(&self, path: &str, token: &str) -> axum::response::Response {
+        let request = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
     /// Sends a component with an `Accept` header; the status and the raw
     /// text of the answer.
     pub(crate) async fn call_raw(

@@ -79,7 +79,11 @@ impl ApiError {
             "rejected" => "rejected",
             "version_conflict" => "conflict",
             code if guest_failure_code(code) => "guest_failure",
-            "quota_exceeded" | "payload_too_large" | "decision_over_limit" => "refused",
+            "quota_exceeded"
+            | "payload_too_large"
+            | "decision_over_limit"
+            | "view_too_large"
+            | "too_many_streams" => "refused",
             _ => "error",
         }
     }
@@ -228,6 +232,11 @@ impl From<CommandError> for ApiError {
                 "decision_over_limit",
                 message,
             ),
+            CommandError::ViewTooLarge { size, limit } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "view_too_large", message)
+                    .with("size", json!(size))
+                    .with("limit", json!(limit))
+            }
             CommandError::QuotaExceeded { .. } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }

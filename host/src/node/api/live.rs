@@ -14,6 +14,10 @@
 //! It is a [`crate::bus::catchup::CatchUp`] subscription: history first,
 //! then live, no gap, never cut off for being slow. The stream ends when
 //! the node shuts down.
+//!
+//! A namespace has at most `max_live_streams` streams open on a node
+//! ([`crate::node::streams`]); one more is refused with
+//! `429 too_many_streams` before it reads anything.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -32,6 +36,7 @@ use crate::bus::catchup::{CatchUp, CatchUpError, StartFrom};
 use crate::bus::{Filter, IdPattern};
 use crate::namespace::AggregateType;
 use crate::node::Node;
+use crate::node::streams::StreamSlot;
 
 /// Which events of the namespace to stream, from where.
 #[derive(Debug, Deserialize)]
@@ -46,6 +51,8 @@ pub(super) struct LiveQuery {
 
 struct Tail {
     subscription: CatchUp,
+    /// The stream's place in its namespace's count, held while it is open.
+    _slot: StreamSlot,
     shutdown: watch::Receiver<bool>,
     durable: bool,
     ended: bool,
@@ -118,6 +125,24 @@ pub(super) async fn tail(
     let namespace = authorize(&node, &headers, &body::path(ns)?)?;
     let query = body::query(query)?;
     let from = start_from(&query, &headers)?;
+    let limit = node
+        .runtime()
+        .namespace_limits(&namespace)?
+        .max_live_streams;
+    let slot = node
+        .live_streams()
+        .open(&namespace, limit)
+        .map_err(|full| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "namespace `{namespace}` already has {} live event streams open on this node (max_live_streams): close one, or retry later",
+                    full.limit
+                ),
+            )
+            .with("limit", serde_json::json!(full.limit))
+        })?;
     let subscription = CatchUp::start(
         node.runtime().store().clone(),
         node.runtime().bus(),
@@ -129,6 +154,7 @@ pub(super) async fn tail(
     .await?;
     let tail = Tail {
         subscription,
+        _slot: slot,
         shutdown: node.shutdown_signal(),
         durable: query.name.is_some(),
         ended: node.shutting_down(),

@@ -63,6 +63,19 @@ pub(super) async fn metrics(
         "aether_bus_subscribers_cut_off_total {}\n",
         node.runtime().bus().cut_off_subscribers()
     ));
+    text.push_str("# HELP aether_running_lanes Namespaces whose partition threads are running (the others are idle).\n");
+    text.push_str("# TYPE aether_running_lanes gauge\n");
+    text.push_str(&format!(
+        "aether_running_lanes {}\n",
+        node.runtime().running_lanes()
+    ));
+    text.push_str("# HELP aether_live_streams Live event streams open on this node.\n");
+    text.push_str("# TYPE aether_live_streams gauge\n");
+    for (namespace, open) in node.live_streams().counts() {
+        text.push_str(&format!(
+            "aether_live_streams{{namespace=\"{namespace}\"}} {open}\n"
+        ));
+    }
     if let Some(nats) = node.nats_bus() {
         text.push_str("# HELP aether_nats_bus_cut_off_total NATS bus subscribers and forwarders that fell behind.\n");
         text.push_str("# TYPE aether_nats_bus_cut_off_total counter\n");

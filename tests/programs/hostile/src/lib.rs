@@ -8,7 +8,8 @@
 //! tests. `Record` is an ordinary, well-behaved command; `RecordMany`
 //! decides one event per note (for the events-per-command limit) and
 //! `Spin` does a fixed amount of work before deciding (a slow but
-//! well-behaved command, for the shutdown tests).
+//! well-behaved command, for the shutdown tests). `InflateView` makes the
+//! aggregate's view that many bytes larger (for the view size limit).
 
 use aether_guest::{Aggregate, Rejection, export_aggregate};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,13 @@ use serde::{Deserialize, Serialize};
 pub struct Hostile {
     notes: Vec<String>,
     observations: Vec<Observation>,
+    /// Bytes of padding the view carries (`InflateView`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    view_padding: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the guest saw of the outside world when it decided a command.
@@ -46,6 +54,7 @@ pub enum Command {
     ReadFile { path: String },
     OpenSocket { address: String },
     Log { message: String, repeat: u32 },
+    InflateView { bytes: u64 },
 }
 
 /// Events.
@@ -55,6 +64,7 @@ pub enum Event {
     Observed(Observation),
     FileRead { bytes: usize },
     SocketOpened,
+    ViewInflated { bytes: u64 },
 }
 
 impl Aggregate for Hostile {
@@ -109,6 +119,7 @@ impl Aggregate for Hostile {
                 }
                 Ok(vec![Event::Recorded { note: message }])
             }
+            Command::InflateView { bytes } => Ok(vec![Event::ViewInflated { bytes }]),
         }
     }
 
@@ -117,7 +128,20 @@ impl Aggregate for Hostile {
             Event::Recorded { note } => self.notes.push(note),
             Event::Observed(observation) => self.observations.push(observation),
             Event::FileRead { .. } | Event::SocketOpened => {}
+            Event::ViewInflated { bytes } => self.view_padding = bytes,
         }
+    }
+
+    fn view(&self) -> serde_json::Value {
+        let mut view = serde_json::json!({
+            "notes": self.notes,
+            "observations": self.observations,
+        });
+        if self.view_padding > 0 {
+            let padding = usize::try_from(self.view_padding).unwrap_or(usize::MAX);
+            view["padding"] = serde_json::Value::String("x".repeat(padding));
+        }
+        view
     }
 }
 

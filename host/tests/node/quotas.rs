@@ -1,0 +1,196 @@
+//! Per-namespace resources a tenant (or an anonymous client of it) could
+//! otherwise pile up on a node: partition threads, the work of reading a
+//! large view, and open live event streams. Each is bounded and accounted
+//! to its namespace; going over gets a stable error code, and the
+//! neighbours carry on.
+
+use aether_host::runtime::SandboxLimits;
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use crate::support::{BANK, HOSTILE, InProcess, assert_error};
+
+async fn node() -> InProcess {
+    InProcess::start(SandboxLimits {
+        memory_bytes: 256 << 20,
+        ..SandboxLimits::default()
+    })
+    .await
+}
+
+/// A neighbour namespace with a bank account, opened.
+async fn calm(node: &InProcess) -> String {
+    let token = node.create_namespace("calm", json!({})).await;
+    node.deploy("calm", &token, "bank-account", BANK).await;
+    let (status, body) = node
+        .send(
+            "calm/bank-account/acc-1",
+            &token,
+            json!({"type": "Open", "data": {"owner": "C"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    token
+}
+
+async fn deposit(node: &InProcess, token: &str, amount: u64) -> (StatusCode, Value) {
+    node.send(
+        "calm/bank-account/acc-1",
+        token,
+        json!({"type": "Deposit", "data": {"amount": amount}}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_namespaces_with_limits_starts_no_partition_threads() {
+    let node = node().await;
+    for n in 0..100 {
+        node.create_namespace(&format!("idle-{n}"), json!({"max_pending_commands": 50}))
+            .await;
+    }
+    assert_eq!(node.node.runtime().running_lanes(), 0);
+    let (status, body) = node
+        .get("/v1/namespaces/idle-3", crate::support::ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["limits"]["max_pending_commands"], json!(50));
+    assert_eq!(node.node.runtime().running_lanes(), 0);
+
+    calm(&node).await;
+    assert_eq!(node.node.runtime().running_lanes(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_the_limit_is_refused_and_the_aggregate_carries_on() {
+    let node = node().await;
+    let token = node
+        .create_namespace("viewer", json!({"max_view_bytes": 4096}))
+        .await;
+    node.deploy("viewer", &token, "hostile", HOSTILE).await;
+    let stream = "viewer/hostile/agg-1";
+    let path = "/v1/namespaces/viewer/aggregates/hostile/agg-1";
+    let (status, body) = node
+        .send(
+            stream,
+            &token,
+            json!({"type": "InflateView", "data": {"bytes": 8192}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = node.get(path, &token).await;
+    assert_error(status.as_u16(), &body, 422, "view_too_large");
+    assert_eq!(body["limit"], json!(4096));
+    assert!(body["size"].as_u64().unwrap() > 8192, "{body}");
+
+    // Commands still work, and a view back under the limit is served.
+    let (status, body) = node
+        .send(
+            stream,
+            &token,
+            json!({"type": "InflateView", "data": {"bytes": 100}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = node.get(path, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"]["padding"].as_str().unwrap().len(), 100);
+    assert_eq!(body["version"], json!(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_view_limit_refuses_a_large_view() {
+    let node = node().await;
+    let token = node.create_namespace("viewer", json!({})).await;
+    node.deploy("viewer", &token, "hostile", HOSTILE).await;
+    let (status, body) = node
+        .send(
+            "viewer/hostile/agg-1",
+            &token,
+            json!({"type": "InflateView", "data": {"bytes": 2 << 20}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = node
+        .get("/v1/namespaces/viewer/aggregates/hostile/agg-1", &token)
+        .await;
+    assert_error(status.as_u16(), &body, 422, "view_too_large");
+    assert_eq!(body["limit"], json!(1 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbour_is_served_while_large_views_are_produced() {
+    let node = std::sync::Arc::new(node().await);
+    let big = node
+        .create_namespace("big", json!({"max_view_bytes": 64 << 20}))
+        .await;
+    node.deploy("big", &big, "hostile", HOSTILE).await;
+    let calm = calm(&node).await;
+    let padding = 8 << 20;
+    for n in 0..4 {
+        let (status, body) = node
+            .send(
+                &format!("big/hostile/agg-{n}"),
+                &big,
+                json!({"type": "InflateView", "data": {"bytes": padding}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let reads: Vec<_> = (0..4)
+        .map(|n| {
+            let (node, big) = (node.clone(), big.clone());
+            tokio::spawn(async move {
+                let path = format!("/v1/namespaces/big/aggregates/hostile/agg-{n}");
+                node.get(&path, &big).await
+            })
+        })
+        .collect();
+    // The neighbour's commands complete while the views are produced.
+    for amount in 1..=5 {
+        let (status, body) = deposit(&node, &calm, amount).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for read in reads {
+        let (status, body) = read.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["state"]["padding"].as_str().unwrap().len(), padding);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_over_the_cap_are_refused_and_a_closed_one_frees_its_place() {
+    let node = node().await;
+    let token = node
+        .create_namespace("watcher", json!({"max_live_streams": 2}))
+        .await;
+    let calm_token = calm(&node).await;
+    let live = "/v1/namespaces/watcher/events/live";
+    let first = node.open(live, &token).await;
+    let second = node.open(live, &token).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+
+    let refused = node.open(live, &token).await;
+    let status = refused.status();
+    let bytes = refused.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_error(status.as_u16(), &body, 429, "too_many_streams");
+    assert_eq!(body["limit"], json!(2));
+
+    // The cap is the namespace's own: a neighbour streams and commands.
+    let neighbour = node
+        .open("/v1/namespaces/calm/events/live", &calm_token)
+        .await;
+    assert_eq!(neighbour.status(), StatusCode::OK);
+    let (status, body) = deposit(&node, &calm_token, 5).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A stream that closes gives its place back.
+    drop(first);
+    let again = node.open(live, &token).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    drop(second);
+    drop(again);
+}
