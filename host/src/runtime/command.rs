@@ -111,6 +111,16 @@ const REFRESH_LIMIT: usize = 3;
 /// was made at.
 type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
 
+/// How a replay into an activating aggregate ended.
+enum Replayed {
+    /// The whole stream is applied. `last_timestamp` is its last event's
+    /// when the replay did not apply that event itself (the activation
+    /// started from a snapshot at the stream's version).
+    Whole { last_timestamp: Option<u64> },
+    /// The LRU evicted the aggregate meanwhile: activate again.
+    Evicted,
+}
+
 /// What one decision by the live aggregate came to.
 enum Decided {
     /// An answer to give as it is.
@@ -218,7 +228,7 @@ impl Runtime {
         limits: &SandboxLimits,
     ) -> Result<Decided, CommandError> {
         let stream = &request.stream;
-        let (live, decision) = loop {
+        let (live, timestamp_ms, decision) = loop {
             let live = self.ensure_live(partition, stream, component).await?;
             let version = live.version;
             if let Some(expected) = request.expected_version
@@ -249,13 +259,12 @@ impl Runtime {
                 })
                 .await?;
             match decided {
-                Ok(decision) => break ((live, timestamp_ms), decision),
+                Ok(decision) => break (live, timestamp_ms, decision),
                 // Passivated between activation and handle (LRU pressure): again.
                 Err(CallError::NotLive) => continue,
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
             }
         };
-        let (live, timestamp_ms) = live;
         let version = live.version;
         let new_events = match decision {
             Ok(events) => events,
@@ -502,15 +511,18 @@ impl Runtime {
                 .call(move |p| p.activate(&s, &c, snapshot))
                 .await??;
             match self.replay(partition, stream, start).await {
-                Ok(Some(timestamp)) => {
+                Ok(Replayed::Whole { last_timestamp }) => {
                     let s = stream.clone();
-                    if let Some(live) = partition.call(move |p| p.complete(&s, timestamp)).await? {
+                    if let Some(live) = partition
+                        .call(move |p| p.complete(&s, last_timestamp))
+                        .await?
+                    {
                         return Ok(live);
                     }
                     // Evicted before it completed (LRU pressure): again.
                 }
                 // Evicted while replaying: again.
-                Ok(None) => {}
+                Ok(Replayed::Evicted) => {}
                 Err(error) => {
                     let s = stream.clone();
                     partition.call(move |p| p.passivate(&s)).await?;
@@ -521,16 +533,13 @@ impl Runtime {
     }
 
     /// Applies the stream's events after version `start` to the aggregate
-    /// being activated. `Ok(None)`: it was evicted meanwhile.
-    /// `Ok(Some(timestamp))`: the whole stream is applied; `timestamp` is
-    /// its last event's when the replay did not apply that event itself
-    /// (the activation started from a snapshot at the stream's version).
+    /// being activated.
     async fn replay(
         &self,
         partition: &PartitionHandle,
         stream: &StreamId,
         start: u64,
-    ) -> Result<Option<Option<u64>>, CommandError> {
+    ) -> Result<Replayed, CommandError> {
         let batch = self.inner.config.replay_batch.max(1);
         let mut version = start;
         loop {
@@ -541,24 +550,30 @@ impl Runtime {
                 .await?;
             let Some(last) = events.last() else {
                 if version > start || version == 0 {
-                    return Ok(Some(None));
+                    return Ok(Replayed::Whole {
+                        last_timestamp: None,
+                    });
                 }
                 // From a snapshot, with nothing after it: its last event's
                 // timestamp still bounds the next one's.
                 let last = self.inner.store.read_stream(stream, version, 1).await?;
-                return Ok(Some(last.first().map(|e| e.timestamp_ms)));
+                return Ok(Replayed::Whole {
+                    last_timestamp: last.first().map(|e| e.timestamp_ms),
+                });
             };
             let full = events.len() == batch;
             let last_version = last.version;
             let s = stream.clone();
             match partition.call(move |p| p.apply(&s, &events)).await? {
                 Ok(v) => version = v,
-                Err(CallError::NotLive) => return Ok(None),
+                Err(CallError::NotLive) => return Ok(Replayed::Evicted),
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
             }
             debug_assert_eq!(version, last_version);
             if !full {
-                return Ok(Some(None));
+                return Ok(Replayed::Whole {
+                    last_timestamp: None,
+                });
             }
         }
     }
