@@ -72,6 +72,10 @@ mod keeping {
             self.store.head_position(namespace).await
         }
 
+        async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+            self.store.stored_bytes(namespace).await
+        }
+
         async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
             self.store.save_snapshot(snapshot).await
         }

@@ -95,6 +95,10 @@ impl EventStore for FaultyStore {
         self.inner.head_position(namespace).await
     }
 
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        self.inner.stored_bytes(namespace).await
+    }
+
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.inner.save_snapshot(snapshot).await
     }

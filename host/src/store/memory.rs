@@ -27,6 +27,8 @@ struct State {
     /// Each namespace's log; the event at index `i` has position `i + 1`.
     logs: HashMap<Namespace, Vec<RecordedEvent>>,
     streams: HashMap<StreamId, StreamState>,
+    /// Each namespace's payload bytes ([`EventStore::stored_bytes`]).
+    bytes: HashMap<Namespace, u64>,
 }
 
 #[derive(Default)]
@@ -100,7 +102,11 @@ impl EventStore for MemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.check()?;
         let mut guard = self.lock();
-        let State { logs, streams } = &mut *guard;
+        let State {
+            logs,
+            streams,
+            bytes,
+        } = &mut *guard;
         let current = match streams.get(&request.stream) {
             None => 0,
             Some(stream) => {
@@ -124,13 +130,16 @@ impl EventStore for MemoryStore {
         };
         request.expected.check(&request.stream, current)?;
 
-        let log = logs.entry(request.stream.namespace.clone()).or_default();
+        let namespace = request.stream.namespace.clone();
+        let log = logs.entry(namespace.clone()).or_default();
         let first = log.len();
         let command_id = request.metadata.command_id.clone();
         let stream = streams.entry(request.stream.clone()).or_default();
         let recorded = request.record(current, first as u64);
         log.extend(recorded.iter().cloned());
         stream.events.extend(first..log.len());
+        *bytes.entry(namespace).or_default() +=
+            recorded.iter().map(|e| e.data.len() as u64).sum::<u64>();
         if let Some(command_id) = command_id {
             stream.commands.insert(command_id, first..log.len());
         }
@@ -206,6 +215,10 @@ impl EventStore for MemoryStore {
 
     async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
         Ok(self.lock().logs.get(namespace).map_or(0, Vec::len) as u64)
+    }
+
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        Ok(self.lock().bytes.get(namespace).copied().unwrap_or(0))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

@@ -143,6 +143,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// none.
     async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError>;
 
+    /// The bytes the events of `namespace` take in the store: at least the
+    /// sum of their payloads (a backend may count its own framing too, as
+    /// JetStream does); 0 for a namespace without events; never another
+    /// namespace's. What a namespace's `max_stored_event_bytes` quota is
+    /// checked against (snapshots, which replace each other, are not
+    /// counted).
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError>;
+
     /// Stores a snapshot, replacing an older one for the same stream and
     /// component digest (a snapshot never goes backwards: one with a lower
     /// version than the stored one is ignored; an equal version replaces).
@@ -202,6 +210,10 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {
         (**self).head_position(namespace).await
+    }
+
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        (**self).stored_bytes(namespace).await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

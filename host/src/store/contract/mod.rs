@@ -50,7 +50,8 @@ pub use read::{
     newer_snapshot_replaces_older_and_older_is_ignored, read_log_from_position_with_limit,
     read_log_is_gapless_across_streams, read_log_never_returns_another_namespace,
     read_stream_from_version_with_limit, snapshot_of_other_digest_is_none,
-    snapshots_round_trip_by_digest, unknown_stream_is_empty,
+    snapshots_round_trip_by_digest, stored_bytes_count_a_namespaces_payloads,
+    unknown_stream_is_empty,
 };
 
 /// Expands to one `#[test]` per contract case, run against the store built by
@@ -82,6 +83,7 @@ macro_rules! store_contract_tests {
             read_log_from_position_with_limit,
             head_position_follows_appends,
             namespaces_have_their_own_positions,
+            stored_bytes_count_a_namespaces_payloads,
             read_log_never_returns_another_namespace,
             snapshots_round_trip_by_digest,
             newer_snapshot_replaces_older_and_older_is_ignored,

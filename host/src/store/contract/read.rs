@@ -1,8 +1,8 @@
 //! Contract cases for reading streams and the namespace logs, and for snapshots.
 
 use super::{
-    account, append_ok, bank, event, head, namespace, payloads, places, read_log, read_stream,
-    request, stream, version,
+    account, append_conflict, append_ok, bank, event, head, namespace, payloads, places, read_log,
+    read_stream, request, stream, version, with_command,
 };
 use crate::store::{EventStore, ExpectedVersion, Snapshot, StreamId};
 
@@ -194,6 +194,75 @@ pub async fn head_position_follows_appends(store: &dyn EventStore) {
     )
     .await;
     assert_eq!(head(store, &bank()).await, 3);
+}
+
+/// `stored_bytes` is 0 for a namespace without events, grows by at least
+/// an append's payload bytes, and counts only the namespace's own events:
+/// a duplicate or a conflicting append adds nothing.
+pub async fn stored_bytes_count_a_namespaces_payloads(store: &dyn EventStore) {
+    let (a, b) = (namespace("tenant-a"), namespace("tenant-b"));
+    let bytes = |namespace| async move {
+        store
+            .stored_bytes(&namespace)
+            .await
+            .unwrap_or_else(|error| panic!("stored_bytes({namespace}) failed: {error}"))
+    };
+    assert_eq!((bytes(a.clone()).await, bytes(b.clone()).await), (0, 0));
+    let big = format!("\"{}\"", "x".repeat(1_000));
+    let in_a = stream("tenant-a", "bank-account", "acc-1");
+    let first = with_command(
+        request(&in_a, ExpectedVersion::Exact(0), vec![event("big", &big)]),
+        "cmd-1",
+    );
+    append_ok(store, first.clone()).await;
+    let after_one = bytes(a.clone()).await;
+    assert!(
+        after_one >= 1_002,
+        "{after_one} bytes after a 1 002-byte payload"
+    );
+    assert_eq!(
+        bytes(b.clone()).await,
+        0,
+        "another namespace's events are not counted"
+    );
+
+    append_ok(store, first).await;
+    append_conflict(
+        store,
+        request(&in_a, ExpectedVersion::Exact(0), vec![event("big", &big)]),
+    )
+    .await;
+    assert_eq!(
+        bytes(a.clone()).await,
+        after_one,
+        "a duplicate or a conflict stores nothing"
+    );
+
+    append_ok(
+        store,
+        request(
+            &in_a,
+            ExpectedVersion::Exact(1),
+            vec![event("big", &big), event("big", &big)],
+        ),
+    )
+    .await;
+    let after_three = bytes(a.clone()).await;
+    assert!(
+        after_three >= after_one + 2_004,
+        "{after_three} bytes after {after_one} and 2 004 more"
+    );
+    append_ok(
+        store,
+        request(
+            &stream("tenant-b", "bank-account", "acc-1"),
+            ExpectedVersion::Any,
+            vec![event("small", "1")],
+        ),
+    )
+    .await;
+    assert!(bytes(b).await >= 1);
+    assert_eq!(bytes(a).await, after_three);
 }
 
 /// Every namespace numbers its own events 1, 2, 3…: appends to one never

@@ -16,7 +16,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::errors::InFile;
 use super::tables::{
-    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key,
+    COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
+    stream_key,
 };
 use super::{codec, read};
 use crate::store::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
@@ -44,6 +45,7 @@ struct Tables<'txn> {
     heads: Table<'txn, &'static str, u64>,
     commands: Table<'txn, (&'static str, &'static str), (u64, u64)>,
     snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    bytes: Table<'txn, &'static str, u64>,
 }
 
 /// Applies every job of a batch in order; returns the answers in the same
@@ -60,6 +62,7 @@ pub(super) fn apply_all(
         heads: txn.open_table(STREAM_HEADS).in_file(path)?,
         commands: txn.open_table(COMMANDS).in_file(path)?,
         snapshots: txn.open_table(SNAPSHOTS).in_file(path)?,
+        bytes: txn.open_table(NAMESPACE_BYTES).in_file(path)?,
     };
     // **Architecture Invariant:** log sequences and namespace positions are
     // assigned here and nowhere else, each continuing from the last stored
@@ -165,6 +168,16 @@ fn append(
             .in_file(path)?;
     }
     tables.heads.insert(key, last.version).in_file(path)?;
+    let stored = tables
+        .bytes
+        .get(namespace)
+        .in_file(path)?
+        .map_or(0, |v| v.value());
+    let added: u64 = recorded.iter().map(|e| e.data.len() as u64).sum();
+    tables
+        .bytes
+        .insert(namespace, stored.saturating_add(added))
+        .in_file(path)?;
     if let Some(command_id) = &command_id {
         let versions = (first.version, last.version);
         tables

@@ -148,7 +148,10 @@ use crate::namespace::Namespace;
 use errors::{InFile, unavailable};
 use faults::WriteFaults;
 use slot::DbSlot;
-use tables::{COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, stream_key};
+use tables::{
+    COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
+    stream_key,
+};
 use writer::{Job, Reopen, Writer};
 
 mod apply;
@@ -373,6 +376,16 @@ impl EventStore for EmbeddedStore {
         self.read(move |path, txn| {
             let log = txn.open_table(NAMESPACE_LOG).in_file(path)?;
             read::namespace_head(path, &log, namespace.as_str())
+        })
+        .await
+    }
+
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        let namespace = namespace.clone();
+        self.read(move |path, txn| {
+            let bytes = txn.open_table(NAMESPACE_BYTES).in_file(path)?;
+            let stored = bytes.get(namespace.as_str()).in_file(path)?;
+            Ok(stored.map_or(0, |v| v.value()))
         })
         .await
     }

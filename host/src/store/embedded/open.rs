@@ -10,11 +10,12 @@ use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
 use super::errors::{InFile, corrupt, unavailable};
 use super::faults::{FaultyFile, WriteFaults};
 use super::tables::{
-    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, NAMESPACE_LOG, SNAPSHOTS,
-    STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
+    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, NAMESPACE_BYTES, NAMESPACE_LOG,
+    SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
 };
 use super::verify::{self, Verified};
 use super::watermark::Watermark;
+use super::{codec, read};
 use crate::store::StoreError;
 
 /// The data file inside the store's directory.
@@ -168,7 +169,32 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
     txn.open_table(STREAM_HEADS).in_file(path)?;
     txn.open_table(COMMANDS).in_file(path)?;
     txn.open_table(SNAPSHOTS).in_file(path)?;
+    if !existing.iter().any(|name| name == "namespace_bytes") {
+        count_namespace_bytes(&txn, path)?;
+    }
     txn.commit().in_file(path)
+}
+
+/// Creates [`NAMESPACE_BYTES`] from the stored events (a store written
+/// before the table existed; empty for a new store).
+fn count_namespace_bytes(txn: &redb::WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    let mut totals = std::collections::HashMap::<String, u64>::new();
+    {
+        let events = txn.open_table(EVENTS).in_file(path)?;
+        for entry in events.iter().in_file(path)? {
+            let (sequence, record) = entry.in_file(path)?;
+            let event = codec::decode_event(sequence.value(), record.value())
+                .map_err(|message| corrupt(path, read::at_sequence(sequence.value()), message))?;
+            *totals
+                .entry(event.stream.namespace.as_str().to_owned())
+                .or_default() += event.data.len() as u64;
+        }
+    }
+    let mut bytes = txn.open_table(NAMESPACE_BYTES).in_file(path)?;
+    for (namespace, total) in &totals {
+        bytes.insert(namespace.as_str(), *total).in_file(path)?;
+    }
+    Ok(())
 }
 
 /// Whether the file is stamped with this format version and has exactly

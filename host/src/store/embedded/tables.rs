@@ -44,12 +44,20 @@ pub(super) const COMMANDS: TableDefinition<'static, (&str, &str), (u64, u64)> =
 pub(super) const SNAPSHOTS: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("snapshots");
 
+/// Each namespace's stored payload bytes: namespace → bytes (what its
+/// `max_stored_event_bytes` quota is checked against). Written with the
+/// events, in the same transaction. Added to format 2 later: a store
+/// without it gets it, counted from its events, when first opened.
+pub(super) const NAMESPACE_BYTES: TableDefinition<'static, &str, u64> =
+    TableDefinition::new("namespace_bytes");
+
 /// Store-wide settings: name → value.
 pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 
 /// The names of all tables, for telling an Aether store from another redb file.
-pub(super) const TABLE_NAMES: [&str; 7] = [
+pub(super) const TABLE_NAMES: [&str; 8] = [
     "events",
+    "namespace_bytes",
     "namespace_log",
     "stream_index",
     "stream_heads",

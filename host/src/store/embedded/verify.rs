@@ -7,7 +7,8 @@
 //! namespace's positions and every stream's versions gapless from 1 in log
 //! order, the namespace logs and the stream index pointing at exactly those
 //! events, stream heads matching the index, command ids pointing at stored
-//! versions, and every snapshot's checksum.
+//! versions, each namespace's stored-bytes count, and every snapshot's
+//! checksum.
 //!
 //! Cost: one pass over every table, decoding and hashing every record; memory
 //! is two `u64`s per event (the log sequences of each stream and of each
@@ -20,8 +21,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::errors::{InFile, corrupt};
 use super::tables::{
-    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, parse_stream_key,
-    stream_key,
+    COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
+    parse_stream_key, stream_key,
 };
 use super::{codec, read};
 use crate::store::StoreError;
@@ -44,6 +45,7 @@ pub(super) fn verify(path: &Path, txn: &ReadTransaction) -> Result<Verified, Sto
     // per-stream versions 1, 2, 3…
     let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
     let mut namespaces: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut payload_bytes: HashMap<String, u64> = HashMap::new();
     let mut count = 0;
     for entry in events.iter().in_file(path)? {
         let (sequence, record) = entry.in_file(path)?;
@@ -68,6 +70,9 @@ pub(super) fn verify(path: &Path, txn: &ReadTransaction) -> Result<Verified, Sto
             return Err(corrupt(path, read::at_sequence(sequence), message));
         }
         logged.push(sequence);
+        *payload_bytes
+            .entry(event.stream.namespace.as_str().to_owned())
+            .or_default() += event.data.len() as u64;
         let sequences = streams.entry(stream_key(&event.stream)).or_default();
         if event.version != sequences.len() as u64 + 1 {
             let message = format!(
@@ -172,6 +177,31 @@ pub(super) fn verify(path: &Path, txn: &ReadTransaction) -> Result<Verified, Sto
                 message,
             ));
         }
+    }
+
+    // Each namespace's byte count is the sum of its payloads.
+    let bytes = txn.open_table(NAMESPACE_BYTES).in_file(path)?;
+    let mut counted = 0usize;
+    for entry in bytes.iter().in_file(path)? {
+        let (namespace, stored) = entry.in_file(path)?;
+        let (namespace, stored) = (namespace.value(), stored.value());
+        let logged = payload_bytes.get(namespace).copied().unwrap_or(0);
+        if stored != logged {
+            let message = format!("counted as {stored} bytes, its events hold {logged}");
+            return Err(corrupt(
+                path,
+                format_args!("stored bytes of namespace {namespace}"),
+                message,
+            ));
+        }
+        counted += 1;
+    }
+    if counted != payload_bytes.len() {
+        let message = format!(
+            "{counted} namespaces counted, {} have events",
+            payload_bytes.len()
+        );
+        return Err(corrupt(path, "namespace bytes", message));
     }
 
     // Snapshots decode under their own key.

@@ -554,6 +554,13 @@ impl EventStore for JetStreamStore {
         }
     }
 
+    async fn stored_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        match self.find_stream(namespace).await? {
+            Some(events) => streams::stored_bytes(&events).await,
+            None => Ok(0),
+        }
+    }
+
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let key = codec::snapshot_key(&snapshot.stream, &snapshot.component_digest);
         let value = codec::encode_snapshot(&snapshot);

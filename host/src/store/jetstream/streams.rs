@@ -161,6 +161,18 @@ pub(super) async fn last_sequence(events: &stream::Stream) -> Result<u64, StoreE
     Ok(info.state.last_sequence)
 }
 
+/// The bytes a namespace's stream holds, as JetStream counts them (every
+/// message with its subject, headers and framing).
+pub(super) async fn stored_bytes(events: &stream::Stream) -> Result<u64, StoreError> {
+    let mut events = events.clone();
+    let name = events.cached_info().config.name.clone();
+    let info = events
+        .info()
+        .await
+        .map_err(|e| unavailable(format!("reading the state of the stream {name}: {e}")))?;
+    Ok(info.state.bytes)
+}
+
 /// Whether creating a stream failed because it exists with other settings.
 fn is_other_settings(error: &CreateStreamError) -> bool {
     matches!(error.kind(), CreateStreamErrorKind::JetStream(e)

@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::super::read;
 use super::super::tables::{
-    COMMANDS, EVENTS, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
+    COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
 };
 use super::{request, snapshot, stream};
 use crate::store::StreamId;
@@ -185,6 +185,16 @@ const CASES: &[Case] = &[
         "recorded as versions 3..=9, the stream has 3",
     ),
     (
+        "a namespace's byte count that its events do not add up to",
+        |txn| {
+            txn.open_table(NAMESPACE_BYTES)
+                .unwrap()
+                .insert("bank", 1)
+                .unwrap();
+        },
+        "stored bytes of namespace bank): counted as 1 bytes, its events hold 12",
+    ),
+    (
         "a snapshot under another digest",
         |txn| {
             let mut snapshots = txn.open_table(SNAPSHOTS).unwrap();
@@ -221,6 +231,31 @@ async fn broken_invariants_are_refused_at_open_with_what_is_wrong() {
             "{case}: expected {expected:?} in {text}"
         );
     }
+}
+
+/// A store written before the per-namespace byte counts existed gets them,
+/// counted from its events, when it is first opened.
+#[tokio::test]
+async fn a_store_without_byte_counts_gets_them_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path()).await;
+    tampered(dir.path(), |txn| {
+        assert!(txn.delete_table(NAMESPACE_BYTES).unwrap());
+    });
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    // bank: "a", "b", "c", "d" (3 bytes each); other: "e".
+    assert_eq!(
+        store.stored_bytes(&"bank".parse().unwrap()).await.unwrap(),
+        12
+    );
+    assert_eq!(
+        store.stored_bytes(&"other".parse().unwrap()).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store.stored_bytes(&"none".parse().unwrap()).await.unwrap(),
+        0
+    );
 }
 
 /// Reads check records again, for damage that appears after `open`.
