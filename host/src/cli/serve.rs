@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use aether_host::cluster::ClusterConfig;
 use aether_host::node::{ConnectionLimits, NodeConfig, serve};
+use aether_host::runtime::SandboxLimits;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -37,6 +38,15 @@ pub(crate) struct ServeArgs {
     /// Default live event streams one namespace may have open at once.
     #[arg(long, default_value_t = 64)]
     max_live_streams: usize,
+    /// Default bytes of event payloads one namespace may store in all.
+    #[arg(long, default_value_t = SandboxLimits::default().max_stored_event_bytes)]
+    max_stored_event_bytes: u64,
+    /// Default bytes of components one namespace may store in all.
+    #[arg(long, default_value_t = SandboxLimits::default().max_stored_component_bytes)]
+    max_stored_component_bytes: u64,
+    /// Default component uploads one namespace may have in progress at once.
+    #[arg(long, default_value_t = SandboxLimits::default().max_concurrent_uploads)]
+    max_concurrent_uploads: usize,
     /// Seconds a namespace's partition threads run without a command or
     /// read before they stop (the next command starts them again).
     #[arg(long, default_value_t = 60)]
@@ -122,6 +132,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     limits.max_live_aggregates = args.max_live_aggregates;
     limits.max_view_bytes = args.max_view_bytes;
     limits.max_live_streams = args.max_live_streams;
+    limits.max_stored_event_bytes = args.max_stored_event_bytes;
+    limits.max_stored_component_bytes = args.max_stored_component_bytes;
+    limits.max_concurrent_uploads = args.max_concurrent_uploads;
     config.runtime.lane_idle_timeout = Duration::from_secs(args.lane_idle_secs.max(1));
     if !args.nats.is_empty() {
         config.nats = Some(aether_host::store::JetStreamConfig::new(

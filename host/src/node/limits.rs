@@ -43,6 +43,15 @@ pub struct LimitOverrides {
     /// Live event streams open at once before more are refused (429).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_live_streams: Option<u64>,
+    /// Bytes of event payloads the namespace may store in all (507).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stored_event_bytes: Option<u64>,
+    /// Bytes of components the namespace may store in all (507).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stored_component_bytes: Option<u64>,
+    /// Component uploads in progress at once on a node (429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_uploads: Option<u64>,
 }
 
 /// Every limit a namespace runs under, as the API reports them.
@@ -68,6 +77,12 @@ pub struct EffectiveLimits {
     pub max_view_bytes: u64,
     /// See [`SandboxLimits::max_live_streams`].
     pub max_live_streams: u64,
+    /// See [`SandboxLimits::max_stored_event_bytes`].
+    pub max_stored_event_bytes: u64,
+    /// See [`SandboxLimits::max_stored_component_bytes`].
+    pub max_stored_component_bytes: u64,
+    /// See [`SandboxLimits::max_concurrent_uploads`].
+    pub max_concurrent_uploads: u64,
 }
 
 fn size(value: u64) -> usize {
@@ -100,6 +115,15 @@ impl LimitOverrides {
             max_live_streams: self
                 .max_live_streams
                 .map_or(defaults.max_live_streams, size),
+            max_stored_event_bytes: self
+                .max_stored_event_bytes
+                .unwrap_or(defaults.max_stored_event_bytes),
+            max_stored_component_bytes: self
+                .max_stored_component_bytes
+                .unwrap_or(defaults.max_stored_component_bytes),
+            max_concurrent_uploads: self
+                .max_concurrent_uploads
+                .map_or(defaults.max_concurrent_uploads, size),
         }
     }
 
@@ -116,6 +140,11 @@ impl LimitOverrides {
             max_pending_commands: newer.max_pending_commands.or(self.max_pending_commands),
             max_view_bytes: newer.max_view_bytes.or(self.max_view_bytes),
             max_live_streams: newer.max_live_streams.or(self.max_live_streams),
+            max_stored_event_bytes: newer.max_stored_event_bytes.or(self.max_stored_event_bytes),
+            max_stored_component_bytes: newer
+                .max_stored_component_bytes
+                .or(self.max_stored_component_bytes),
+            max_concurrent_uploads: newer.max_concurrent_uploads.or(self.max_concurrent_uploads),
         }
     }
 }
@@ -133,6 +162,9 @@ impl From<&SandboxLimits> for EffectiveLimits {
             max_pending_commands: limits.max_pending_commands as u64,
             max_view_bytes: limits.max_view_bytes as u64,
             max_live_streams: limits.max_live_streams as u64,
+            max_stored_event_bytes: limits.max_stored_event_bytes,
+            max_stored_component_bytes: limits.max_stored_component_bytes,
+            max_concurrent_uploads: limits.max_concurrent_uploads as u64,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::store::{
 use super::error::CommandError;
 use super::limits::SandboxLimits;
 use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
+use super::storage::StoredBytes;
 use super::{LoadedComponent, Runtime};
 
 /// The content type of JSON payloads, the default on the wire.
@@ -162,7 +163,7 @@ impl Runtime {
         let mut refreshed = 0;
         loop {
             let decided = self
-                .decide_and_append(&request, &partition, &component, &limits)
+                .decide_and_append(&request, &partition, &component, (&limits, lane.stored()))
                 .await;
             match decided {
                 Ok(Decided::Done(outcome)) => return Ok(outcome),
@@ -225,7 +226,7 @@ impl Runtime {
         request: &CommandRequest,
         partition: &PartitionHandle,
         component: &Arc<LoadedComponent>,
-        limits: &SandboxLimits,
+        (limits, stored): (&SandboxLimits, &StoredBytes),
     ) -> Result<Decided, CommandError> {
         let stream = &request.stream;
         let (live, timestamp_ms, decision) = loop {
@@ -291,6 +292,15 @@ impl Runtime {
             }));
         }
 
+        let adding: u64 = new_events.iter().map(|e| e.data.len() as u64).sum();
+        stored
+            .check(
+                &*self.inner.store,
+                &stream.namespace,
+                adding,
+                limits.max_stored_event_bytes,
+            )
+            .await?;
         let append = AppendRequest {
             stream: stream.clone(),
             expected: ExpectedVersion::Exact(version),
@@ -346,6 +356,7 @@ impl Runtime {
             }
         };
         if !outcome.duplicate {
+            stored.add(adding);
             self.inner.bus.publish(&outcome.events);
         }
         Ok(Decided::Done(CommandOutcome {

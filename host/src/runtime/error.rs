@@ -138,6 +138,22 @@ pub enum CommandError {
         /// Which quota, in words.
         quota: String,
     },
+    /// The command's events would take the namespace's stored event bytes
+    /// past its `max_stored_event_bytes` quota; nothing was stored
+    /// (HTTP 507). Retrying does not help until the quota is raised.
+    #[error(
+        "namespace `{namespace}` stores {stored} bytes of events; this command's {adding} more would pass its quota of {limit} bytes (max_stored_event_bytes): nothing was stored"
+    )]
+    StorageQuotaExceeded {
+        /// The namespace.
+        namespace: Namespace,
+        /// Its stored event bytes, as last counted.
+        stored: u64,
+        /// The bytes the command's events would add.
+        adding: u64,
+        /// The namespace's quota.
+        limit: u64,
+    },
     /// The aggregate rejected the command; nothing was stored (HTTP 422).
     #[error("rejected: {0}")]
     Rejected(Rejection),

@@ -36,6 +36,7 @@ use super::CommandError;
 use super::config::RuntimeConfig;
 use super::limits::{InvalidLimits, SandboxLimits};
 use super::partition::{PartitionHandle, PartitionSizing};
+use super::storage::StoredBytes;
 use crate::namespace::Namespace;
 use crate::store::StreamId;
 
@@ -57,6 +58,7 @@ pub(crate) struct Lane {
     limits: RwLock<Arc<SandboxLimits>>,
     pending: AtomicUsize,
     running: Mutex<Option<Running>>,
+    stored: StoredBytes,
 }
 
 /// A running lane's threads and when it was last used.
@@ -117,6 +119,7 @@ impl Lanes {
                     limits: RwLock::new(Arc::new(self.config.limits.clone())),
                     pending: AtomicUsize::new(0),
                     running: Mutex::new(None),
+                    stored: StoredBytes::default(),
                 })
             })
             .clone()
@@ -228,6 +231,11 @@ impl Lane {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The namespace's stored event bytes, as last counted.
+    pub(crate) fn stored(&self) -> &StoredBytes {
+        &self.stored
     }
 
     /// Takes a place in the namespace's command quota, or refuses the

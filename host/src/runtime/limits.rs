@@ -16,6 +16,9 @@
 //! | `max_pending_commands` | on entry to the command path | [`super::CommandError::QuotaExceeded`] |
 //! | `max_view_bytes` | on the partition thread, before the view is parsed | [`super::CommandError::ViewTooLarge`] |
 //! | `max_live_streams` | the node, when a live event stream opens | `429 too_many_streams` (`crate::node`) |
+//! | `max_stored_event_bytes` | before each append, against the namespace's stored bytes (`storage.rs`) | [`super::CommandError::StorageQuotaExceeded`] |
+//! | `max_stored_component_bytes` | the node, before a new component is stored | `507 storage_quota_exceeded` (`crate::node`) |
+//! | `max_concurrent_uploads` | the node, before an upload's body is read | `429 too_many_uploads` (`crate::node`) |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
 //!
 //! `max_live_aggregates` also sizes wasmtime's cap on the component-model
@@ -56,6 +59,17 @@ pub struct SandboxLimits {
     /// Live event streams (`…/events/live`) of the namespace open at once
     /// on a node; more are refused until some close. Default: 64.
     pub max_live_streams: usize,
+    /// Bytes of event payloads the namespace may store in all; a command
+    /// that would go past it is refused. Default: 10 GiB.
+    pub max_stored_event_bytes: u64,
+    /// Bytes of distinct components the namespace may store in all (every
+    /// version it ever deployed counts, as it can be activated again).
+    /// Default: 1 GiB.
+    pub max_stored_component_bytes: u64,
+    /// Component uploads of the namespace in progress at once on a node
+    /// (each body is held in memory up to the component size limit while
+    /// it compiles); more are refused until some finish. Default: 2.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for SandboxLimits {
@@ -71,6 +85,9 @@ impl Default for SandboxLimits {
             max_pending_commands: 10_000,
             max_view_bytes: 1 << 20,
             max_live_streams: 64,
+            max_stored_event_bytes: 10 << 30,
+            max_stored_component_bytes: 1 << 30,
+            max_concurrent_uploads: 2,
         }
     }
 }
@@ -112,6 +129,18 @@ impl SandboxLimits {
             ("max_pending_commands", self.max_pending_commands as u128),
             ("max_view_bytes", self.max_view_bytes as u128),
             ("max_live_streams", self.max_live_streams as u128),
+            (
+                "max_stored_event_bytes",
+                self.max_stored_event_bytes as u128,
+            ),
+            (
+                "max_stored_component_bytes",
+                self.max_stored_component_bytes as u128,
+            ),
+            (
+                "max_concurrent_uploads",
+                self.max_concurrent_uploads as u128,
+            ),
             ("fuel_per_call", self.fuel_per_call.map_or(1, u128::from)),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, value)| *value == 0) {

@@ -42,6 +42,7 @@ mod registry;
 mod sandbox;
 pub mod scenario;
 mod snapshot;
+mod storage;
 
 use std::sync::Arc;
 
