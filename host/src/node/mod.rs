@@ -26,7 +26,7 @@ mod limits;
 pub mod metrics;
 pub mod registry;
 mod serve;
-mod streams;
+mod slots;
 mod tenants;
 pub mod verify;
 mod watch;
@@ -104,7 +104,8 @@ pub struct Node {
     runtime: Runtime,
     tenants: Tenants,
     metrics: Metrics,
-    live_streams: Arc<streams::LiveStreams>,
+    live_streams: Arc<slots::NamespaceSlots>,
+    uploads: Arc<slots::NamespaceSlots>,
     defaults: SandboxLimits,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// With `--nats`: the NATS bus this node's events are forwarded to.
@@ -159,6 +160,7 @@ impl Node {
             tenants,
             metrics: Metrics::default(),
             live_streams: Arc::default(),
+            uploads: Arc::default(),
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
             nats_bus,
@@ -194,8 +196,13 @@ impl Node {
     }
 
     /// The live event streams open on this node, per namespace.
-    pub(crate) fn live_streams(&self) -> &Arc<streams::LiveStreams> {
+    pub(crate) fn live_streams(&self) -> &Arc<slots::NamespaceSlots> {
         &self.live_streams
+    }
+
+    /// The component uploads in progress on this node, per namespace.
+    pub(crate) fn uploads(&self) -> &Arc<slots::NamespaceSlots> {
+        &self.uploads
     }
 
     /// The limits `namespace` runs under with `overrides`.

@@ -88,6 +88,19 @@ pub enum RegistryError {
     /// The stored component cannot be read, or is not what its name says.
     #[error("{0}")]
     Damaged(String),
+    /// Storing the component would pass the namespace's
+    /// `max_stored_component_bytes`; nothing was stored or activated.
+    #[error(
+        "the namespace stores {stored} bytes of components; this one's {adding} more would pass its quota of {limit} bytes (max_stored_component_bytes): nothing was stored"
+    )]
+    StorageQuota {
+        /// Bytes of the namespace's stored components.
+        stored: u64,
+        /// The new component's size.
+        adding: u64,
+        /// The namespace's quota.
+        limit: u64,
+    },
     /// Verification replayed existing streams and some failed; nothing was
     /// activated.
     #[error("{} of {} replayed streams failed under the new component (first: {}): not activated", .0.failures.len(), .0.streams_checked, .0.failures.first().map_or("", |f| f.message.as_str()))]
@@ -126,6 +139,13 @@ impl Node {
         Ok((out, version))
     }
 
+    /// Bytes of the namespace's stored components (each distinct digest
+    /// its registry names, once): what `max_stored_component_bytes` limits.
+    pub async fn stored_component_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        let (history, _) = self.registry_history(namespace).await?;
+        Ok(component_bytes(&history))
+    }
+
     /// The changes of one aggregate type, oldest first.
     pub async fn component_history(
         &self,
@@ -148,9 +168,14 @@ impl Node {
         bytes: Vec<u8>,
     ) -> Result<Activation, RegistryError> {
         let loaded = self.runtime.load_component(bytes.clone()).await?;
-        self.store_component(namespace, loaded.digest(), &bytes)?;
-        self.switch(namespace, aggregate_type, loaded, Action::Deploy)
-            .await
+        self.switch(
+            namespace,
+            aggregate_type,
+            loaded,
+            Action::Deploy,
+            Some(&bytes),
+        )
+        .await
     }
 
     /// Uploads a component, replays the type's existing streams (all, or
@@ -171,9 +196,14 @@ impl Node {
         if !report.passed() {
             return Err(RegistryError::VerificationFailed(Box::new(report)));
         }
-        self.store_component(namespace, loaded.digest(), &bytes)?;
         let activation = self
-            .switch(namespace, aggregate_type, loaded, Action::Deploy)
+            .switch(
+                namespace,
+                aggregate_type,
+                loaded,
+                Action::Deploy,
+                Some(&bytes),
+            )
             .await?;
         Ok((activation, report))
     }
@@ -218,7 +248,7 @@ impl Node {
         digest: &str,
     ) -> Result<Activation, RegistryError> {
         let loaded = self.stored_component(namespace, digest).await?;
-        self.switch(namespace, aggregate_type, loaded, Action::Activate)
+        self.switch(namespace, aggregate_type, loaded, Action::Activate, None)
             .await
     }
 
@@ -234,7 +264,7 @@ impl Node {
             .and_then(|current| current.previous.clone())
             .ok_or_else(|| RegistryError::NothingToRollBack(aggregate_type.clone()))?;
         let loaded = self.stored_component(namespace, &previous).await?;
-        self.switch(namespace, aggregate_type, loaded, Action::Rollback)
+        self.switch(namespace, aggregate_type, loaded, Action::Rollback, None)
             .await
     }
 
@@ -253,6 +283,41 @@ impl Node {
                     anyhow::anyhow!("component {digest} of {namespace}/{aggregate_type}: {e}")
                 })?;
             self.runtime.activate(namespace, &aggregate_type, loaded);
+        }
+        Ok(())
+    }
+
+    /// **Invariant:** a namespace's stored components (every distinct
+    /// digest its registry names, each counted once) never pass its
+    /// `max_stored_component_bytes`; checked under the registry lock, so two
+    /// uploads cannot both squeeze in. A digest already stored costs
+    /// nothing.
+    fn check_component_quota(
+        &self,
+        namespace: &Namespace,
+        history: &[Activation],
+        digest: &Digest,
+        size: usize,
+    ) -> Result<(), RegistryError> {
+        let digest = digest.to_hex();
+        if history.iter().any(|a| a.digest == digest) {
+            return Ok(());
+        }
+        let stored = component_bytes(history);
+        let limit = self
+            .runtime
+            .namespace_limits(namespace)
+            .map_err(|e| StoreError::Unavailable {
+                backend: "components",
+                message: e.to_string(),
+            })?
+            .max_stored_component_bytes;
+        if stored.saturating_add(size as u64) > limit {
+            return Err(RegistryError::StorageQuota {
+                stored,
+                adding: size as u64,
+                limit,
+            });
         }
         Ok(())
     }
@@ -276,16 +341,23 @@ impl Node {
         })
     }
 
-    /// Records the change, then switches the runtime to `loaded`.
+    /// Records the change, then switches the runtime to `loaded`. A new
+    /// upload's `bytes` are stored first, within the namespace's
+    /// `max_stored_component_bytes`.
     async fn switch(
         &self,
         namespace: &Namespace,
         aggregate_type: &AggregateType,
         loaded: Arc<LoadedComponent>,
         action: Action,
+        bytes: Option<&[u8]>,
     ) -> Result<Activation, RegistryError> {
         let _one_change_at_a_time = self.registry_lock.lock().await;
         let (history, version) = self.registry_history(namespace).await?;
+        if let Some(bytes) = bytes {
+            self.check_component_quota(namespace, &history, loaded.digest(), bytes.len())?;
+            self.store_component(namespace, loaded.digest(), bytes)?;
+        }
         let previous = history
             .iter()
             .rev()
@@ -332,4 +404,13 @@ impl Node {
         activation.at_ms = timestamp_ms;
         Ok(activation)
     }
+}
+
+/// Bytes of the distinct components a registry history names.
+fn component_bytes(history: &[Activation]) -> u64 {
+    let mut sizes = std::collections::BTreeMap::new();
+    for activation in history {
+        sizes.insert(activation.digest.as_str(), activation.size as u64);
+    }
+    sizes.values().sum()
 }

@@ -1,59 +1,62 @@
-//! The live event streams (`…/events/live`) each namespace has open on this
-//! node, capped by its `max_live_streams` limit.
+//! Things each namespace has in progress on this node at once, capped by a
+//! per-namespace limit: live event streams (`…/events/live`, capped by
+//! `max_live_streams`) and component uploads (`max_concurrent_uploads`),
+//! one [`NamespaceSlots`] for each.
 //!
-//! Each open stream holds a [`StreamSlot`]; the slot is given back when the
-//! stream's response is dropped (the client went away, or the node is
-//! shutting down).
+//! Each stream or upload holds a [`Slot`]; the slot is given back when it
+//! is dropped (the stream's response or the upload's handler ends: done,
+//! the client went away, or the node is shutting down).
 //!
-//! **Invariant:** a namespace never has more than its `max_live_streams`
-//! streams open on a node: a slot is taken, and checked against the limit,
-//! under one lock before the stream starts reading anything.
+//! **Invariant:** a namespace never has more than its limit in progress on
+//! a node: a slot is taken, and checked against the limit, under one lock
+//! before the stream reads anything or the upload's body is read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::namespace::Namespace;
 
-/// How many live streams each namespace has open.
+/// How many of one kind of thing each namespace has in progress.
 #[derive(Debug, Default)]
-pub(crate) struct LiveStreams {
+pub(crate) struct NamespaceSlots {
     open: Mutex<HashMap<Namespace, usize>>,
 }
 
-/// One open stream's place in its namespace's count, given back on drop.
+/// One stream's or upload's place in its namespace's count, given back on
+/// drop.
 #[derive(Debug)]
-pub(crate) struct StreamSlot {
-    streams: Arc<LiveStreams>,
+pub(crate) struct Slot {
+    slots: Arc<NamespaceSlots>,
     namespace: Namespace,
 }
 
-/// The namespace already has `limit` live streams open.
+/// The namespace already has `limit` in progress.
 #[derive(Debug)]
-pub(crate) struct TooManyStreams {
+pub(crate) struct Full {
     pub(crate) limit: usize,
 }
 
-impl LiveStreams {
-    /// Takes a slot for a new stream of `namespace`, unless it already has
-    /// `limit` open.
+impl NamespaceSlots {
+    /// Takes a slot for `namespace`, unless it already has `limit` in
+    /// progress.
     pub(crate) fn open(
         self: &Arc<Self>,
         namespace: &Namespace,
         limit: usize,
-    ) -> Result<StreamSlot, TooManyStreams> {
+    ) -> Result<Slot, Full> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(namespace.clone()).or_default();
         if *count >= limit {
-            return Err(TooManyStreams { limit });
+            return Err(Full { limit });
         }
         *count += 1;
-        Ok(StreamSlot {
-            streams: self.clone(),
+        Ok(Slot {
+            slots: self.clone(),
             namespace: namespace.clone(),
         })
     }
 
-    /// How many live streams each namespace with any has open.
+    /// How many each namespace with any has in progress.
     pub(crate) fn counts(&self) -> Vec<(Namespace, usize)> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts: Vec<_> = open.iter().map(|(ns, n)| (ns.clone(), *n)).collect();
@@ -62,9 +65,9 @@ impl LiveStreams {
     }
 }
 
-impl Drop for StreamSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = open.get_mut(&self.namespace) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -80,7 +83,7 @@ mod tests {
 
     #[test]
     fn a_namespace_gets_at_most_its_limit_and_slots_come_back() {
-        let streams = Arc::new(LiveStreams::default());
+        let streams = Arc::new(NamespaceSlots::default());
         let a = Namespace::new("a").unwrap();
         let b = Namespace::new("b").unwrap();
         let first = streams.open(&a, 2).unwrap();

@@ -16,7 +16,7 @@ use crate::support::{ADMIN, BANK, NodeProcess};
 /// every timeout the tests set, so only a node that never closes fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn connect(node: &NodeProcess) -> TcpStream {
+pub(crate) fn connect(node: &NodeProcess) -> TcpStream {
     let address = node.url.trim_start_matches("http://");
     let stream = TcpStream::connect(address).expect("connect to the node");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -44,7 +44,7 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
 
 /// Reads one response to a request without a body: head and body (the
 /// node's JSON answers carry a `content-length`).
-fn read_response(stream: &mut TcpStream) -> String {
+pub(crate) fn read_response(stream: &mut TcpStream) -> String {
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {

@@ -108,9 +108,21 @@ pub(super) async fn deploy(
     };
     body::require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
     let limit = node.runtime().config().max_component_bytes;
+    body::refuse_declared_over(&headers, limit)?;
+    // The body is held whole (up to `limit`) while it compiles: at most
+    // `max_concurrent_uploads` of them per namespace at once.
+    let uploads = node
+        .runtime()
+        .namespace_limits(&namespace)?
+        .max_concurrent_uploads;
+    let upload = node
+        .uploads()
+        .open(&namespace, uploads)
+        .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
     let bytes = body::read(request, limit).await?.to_vec();
     let Some(sample) = sample else {
         let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
+        drop(upload);
         return Ok(Json(activation_json(&namespace, &activation)).into_response());
     };
     let wants_progress = headers
@@ -121,6 +133,7 @@ pub(super) async fn deploy(
         let (activation, report) = node
             .deploy_verified(&namespace, &aggregate_type, bytes, sample, |_, _| {})
             .await?;
+        drop(upload);
         let mut answer = activation_json(&namespace, &activation);
         answer["verification"] = json!(report);
         return Ok(Json(answer).into_response());
@@ -152,6 +165,7 @@ pub(super) async fn deploy(
             }
         };
         let _ = lines.send(last);
+        drop(upload);
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let line = receiver.recv().await?;

@@ -36,6 +36,21 @@ pub(super) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Re
     ))
 }
 
+/// Refuses (413) a body whose declared `Content-Length` is over `limit`
+/// before any of it is read.
+pub(super) fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::too_large(format!(
+            "the request body is {length} bytes, more than the {limit}-byte limit"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the whole body, refusing one larger than `limit` bytes.
 pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|error| {

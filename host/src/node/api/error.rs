@@ -73,6 +73,29 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    /// 507 `storage_quota_exceeded`: a namespace's stored event or
+    /// component bytes would pass its quota; nothing was stored.
+    pub fn storage_quota(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_quota_exceeded",
+            message,
+        )
+    }
+
+    /// 429 `too_many_uploads`: the namespace already has its
+    /// `max_concurrent_uploads` component uploads in progress on this node.
+    pub fn too_many_uploads(namespace: impl std::fmt::Display, limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "namespace `{namespace}` already has {limit} component uploads in progress on this node (max_concurrent_uploads): retry when one is done"
+            ),
+        )
+        .with("limit", json!(limit))
+    }
+
     /// The outcome label of this error in the metrics.
     pub fn outcome(&self) -> &'static str {
         match self.code {
@@ -83,6 +106,8 @@ impl ApiError {
             | "payload_too_large"
             | "decision_over_limit"
             | "view_too_large"
+            | "storage_quota_exceeded"
+            | "too_many_uploads"
             | "too_many_streams" => "refused",
             _ => "error",
         }
@@ -199,6 +224,14 @@ impl From<RegistryError> for ApiError {
                 ),
             ),
             RegistryError::Store(store) => store.into(),
+            RegistryError::StorageQuota {
+                stored,
+                adding,
+                limit,
+            } => Self::storage_quota(message)
+                .with("stored_bytes", json!(stored))
+                .with("adding_bytes", json!(adding))
+                .with("limit", json!(limit)),
             RegistryError::Damaged(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_corrupt", message)
             }
@@ -240,6 +273,15 @@ impl From<CommandError> for ApiError {
             CommandError::QuotaExceeded { .. } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }
+            CommandError::StorageQuotaExceeded {
+                stored,
+                adding,
+                limit,
+                ..
+            } => Self::storage_quota(message)
+                .with("stored_bytes", json!(stored))
+                .with("adding_bytes", json!(adding))
+                .with("limit", json!(limit)),
             CommandError::Rejected(rejection) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", message)
                     .with("rejection", json!(rejection))

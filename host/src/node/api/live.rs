@@ -36,7 +36,7 @@ use crate::bus::catchup::{CatchUp, CatchUpError, StartFrom};
 use crate::bus::{Filter, IdPattern};
 use crate::namespace::AggregateType;
 use crate::node::Node;
-use crate::node::streams::StreamSlot;
+use crate::node::slots::Slot;
 
 /// Which events of the namespace to stream, from where.
 #[derive(Debug, Deserialize)]
@@ -52,7 +52,7 @@ pub(super) struct LiveQuery {
 struct Tail {
     subscription: CatchUp,
     /// The stream's place in its namespace's count, held while it is open.
-    _slot: StreamSlot,
+    _slot: Slot,
     shutdown: watch::Receiver<bool>,
     durable: bool,
     ended: bool,

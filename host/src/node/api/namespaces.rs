@@ -74,7 +74,8 @@ pub(super) async fn list(
     Ok(Json(json!({ "namespaces": node.tenants().namespaces() })))
 }
 
-/// `GET /v1/namespaces/{ns}`: the namespace's limits and aggregate types.
+/// `GET /v1/namespaces/{ns}`: the namespace's limits, what it uses of its
+/// storage quotas, and its aggregate types.
 pub(super) async fn show(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
@@ -82,10 +83,15 @@ pub(super) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let namespace = authorize(&node, &headers, &body::path(ns)?)?;
     let overrides = node.tenants().limits(&namespace)?;
+    let usage = json!({
+        "stored_event_bytes": node.runtime().store().stored_bytes(&namespace).await?,
+        "stored_component_bytes": node.stored_component_bytes(&namespace).await?,
+    });
     Ok(Json(json!({
         "namespace": namespace,
         "limits": effective(&node, &overrides),
         "overrides": overrides,
+        "usage": usage,
         "aggregate_types": super::aggregates::deployed(&node, &namespace),
     })))
 }

@@ -76,6 +76,13 @@ pub(super) async fn metrics(
             "aether_live_streams{{namespace=\"{namespace}\"}} {open}\n"
         ));
     }
+    text.push_str("# HELP aether_component_uploads Component uploads in progress on this node.\n");
+    text.push_str("# TYPE aether_component_uploads gauge\n");
+    for (namespace, open) in node.uploads().counts() {
+        text.push_str(&format!(
+            "aether_component_uploads{{namespace=\"{namespace}\"}} {open}\n"
+        ));
+    }
     if let Some(nats) = node.nats_bus() {
         text.push_str("# HELP aether_nats_bus_cut_off_total NATS bus subscribers and forwarders that fell behind.\n");
         text.push_str("# TYPE aether_nats_bus_cut_off_total counter\n");

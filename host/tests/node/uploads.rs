@@ -1,0 +1,129 @@
+//! Component uploads against a real `aether serve`: a namespace has at most
+//! `max_concurrent_uploads` in progress on a node (each is held in memory
+//! up to the component size limit while it compiles), more are refused
+//! with 429 `too_many_uploads` before their bodies are read, a declared
+//! oversized body is refused before it is read, and a finished or
+//! abandoned upload gives its place back. Raw TCP for the uploads that
+//! must stay in progress.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::connections::{connect, read_response};
+use crate::support::{ADMIN, BANK, NodeProcess, assert_error};
+
+/// Starts an upload of `length` bytes to `namespace` and sends only its
+/// first bytes: it stays in progress until the connection closes.
+fn stalled_upload(node: &NodeProcess, namespace: &str, token: &str, length: usize) -> TcpStream {
+    let mut stream = connect(node);
+    let head = format!(
+        "PUT /v1/namespaces/{namespace}/aggregates/bank-account/component HTTP/1.1\r\n\
+         Host: node\r\nAuthorization: Bearer {token}\r\nContent-Type: application/wasm\r\n\
+         Content-Length: {length}\r\n\r\n\0asm"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+}
+
+/// An upload's answer when the node refuses it before reading its body
+/// (it is never sent): the status and the JSON error.
+fn refused_upload(node: &NodeProcess, namespace: &str, token: &str) -> (u16, serde_json::Value) {
+    let mut upload = stalled_upload(node, namespace, token, 1 << 20);
+    let answer = read_response(&mut upload);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+/// The node's `aether_component_uploads` gauge for `namespace` (0 when it
+/// is not listed).
+fn uploads_in_progress(node: &NodeProcess, namespace: &str) -> u64 {
+    let (status, metrics) = node.client(Some(ADMIN)).get("/metrics");
+    assert_eq!(status, 200);
+    let line = format!("aether_component_uploads{{namespace=\"{namespace}\"}} ");
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+fn wait_for_uploads(node: &NodeProcess, namespace: &str, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while uploads_in_progress(node, namespace) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{namespace} never had {expected} uploads in progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn uploads_past_the_cap_are_refused_and_an_abandoned_one_gives_its_place_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        dir.path(),
+        &[
+            "--body-read-timeout-ms",
+            "60000",
+            "--keep-alive-timeout-ms",
+            "60000",
+        ],
+    );
+    let admin = node.client(Some(ADMIN));
+    // The default cap (2) for one namespace, an override (1) for another.
+    let busy = admin.create_namespace("busy", json!({}));
+    let single = admin.create_namespace("single", json!({"max_concurrent_uploads": 1}));
+
+    let first = stalled_upload(&node, "busy", &busy, 50 << 20);
+    let second = stalled_upload(&node, "busy", &busy, 50 << 20);
+    wait_for_uploads(&node, "busy", 2);
+    let (status, body) = refused_upload(&node, "busy", &busy);
+    assert_error(status, &body, 429, "too_many_uploads");
+    assert_eq!(body["limit"], json!(2));
+
+    // The cap is per namespace: another one uploads meanwhile, up to its
+    // own cap.
+    let single_client = node.client(Some(&single));
+    single_client.deploy("single", "bank-account", BANK);
+    let held = stalled_upload(&node, "single", &single, 1 << 20);
+    wait_for_uploads(&node, "single", 1);
+    let (status, body) = refused_upload(&node, "single", &single);
+    assert_error(status, &body, 429, "too_many_uploads");
+    assert_eq!(body["limit"], json!(1));
+    drop(held);
+
+    // Abandoned uploads give their places back, and nothing of them was
+    // deployed.
+    drop(first);
+    drop(second);
+    wait_for_uploads(&node, "busy", 0);
+    let busy_client = node.client(Some(&busy));
+    let (_, shown) = busy_client.get("/v1/namespaces/busy");
+    assert_eq!(shown["aggregate_types"], json!([]), "{shown}");
+    busy_client.deploy("busy", "bank-account", BANK);
+    let (status, body) = busy_client.send(
+        "busy/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "U"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_body_declared_over_the_component_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let token = node.client(Some(ADMIN)).create_namespace("big", json!({}));
+    // 1 GiB declared, nothing sent: the answer comes at once.
+    let mut upload = stalled_upload(&node, "big", &token, 1 << 30);
+    let answer = read_response(&mut upload);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert!(answer.contains("1073741824 bytes"), "{answer}");
+    assert_eq!(uploads_in_progress(&node, "big"), 0);
+}
