@@ -194,3 +194,73 @@ async fn live_streams_over_the_cap_are_refused_and_a_closed_one_frees_its_place(
     drop(second);
     drop(again);
 }
+
+/// A node that restarts with many namespaces (each with a component)
+/// restores them without starting their partition threads: its thread
+/// count is about an empty node's, not one set per namespace.
+#[test]
+fn a_node_restoring_many_namespaces_starts_no_partition_threads() {
+    const NAMESPACES: usize = 40;
+    let threads = |node: &crate::support::NodeProcess| -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .map(|n| n.trim().parse().unwrap())
+            .unwrap()
+    };
+    let running_lanes = |node: &crate::support::NodeProcess| -> String {
+        let (_, metrics) = node.client(Some(crate::support::ADMIN)).get("/metrics");
+        let metrics = metrics.as_str().unwrap().to_owned();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("aether_running_lanes "))
+            .unwrap()
+            .to_owned()
+    };
+    // The test nodes run with two partitions per namespace (support.rs).
+    let flags: [&str; 0] = [];
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty = crate::support::NodeProcess::start(empty_dir.path(), &flags);
+    let empty_threads = threads(&empty);
+    drop(empty);
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = crate::support::NodeProcess::start(dir.path(), &flags);
+        let admin = node.client(Some(crate::support::ADMIN));
+        for n in 0..NAMESPACES {
+            let namespace = format!("tenant-{n}");
+            let token = admin.create_namespace(&namespace, json!({}));
+            node.client(Some(&token))
+                .deploy(&namespace, "bank-account", BANK);
+        }
+    }
+    let node = crate::support::NodeProcess::start(dir.path(), &flags);
+    let (status, listed) = node
+        .client(Some(crate::support::ADMIN))
+        .get("/v1/namespaces");
+    assert_eq!(status, 200);
+    assert_eq!(listed["namespaces"].as_array().unwrap().len(), NAMESPACES);
+    assert_eq!(running_lanes(&node), "aether_running_lanes 0");
+    let restored_threads = threads(&node);
+    assert!(
+        restored_threads < empty_threads + NAMESPACES,
+        "{restored_threads} threads with {NAMESPACES} namespaces restored, {empty_threads} on an empty node: \
+         partition threads started for idle namespaces"
+    );
+    // The first command starts one namespace's threads, and only its.
+    let token = node
+        .client(Some(crate::support::ADMIN))
+        .post_json("/v1/namespaces/tenant-7/tokens", &json!({}))
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = node.client(Some(&token)).send(
+        "tenant-7/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "R"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(running_lanes(&node), "aether_running_lanes 1");
+}
