@@ -219,9 +219,12 @@ fn paused_owner(leader: bool) {
         stale.len()
     );
     assert!(stale.is_empty(), "stale answers:\n{}", stale.join("\n"));
+    // It noticed its ownership lapsed and came back as a new incarnation
+    // (the shards it held are released either by the first reconcile
+    // after the resume or by the comeback itself, whichever runs first).
     let log = cluster.node(victim).log();
     assert!(
-        log.contains("ownership lapsed: released every shard before beating again"),
+        log.matches("beating as a new incarnation").count() >= 2,
         "{log}"
     );
     assert!(
