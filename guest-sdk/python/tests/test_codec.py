@@ -98,6 +98,23 @@ class CodecTest(unittest.TestCase):
         with self.assertRaises(WireError):
             codec.from_bytes(b"[]")
 
+    def test_optional_fields_may_be_absent(self):
+        @dataclass
+        class Note:
+            text: Optional[str]
+            tag: int | None
+
+        self.assertEqual(codec_for(Note).from_bytes(b"{}"), Note(None, None))
+        self.assertEqual(codec_for(Note).to_bytes(Note("a", None)), b'{"text":"a","tag":null}')
+
+    def test_unknown_fields_are_ignored(self):
+        self.assertEqual(codec_for(Inner).from_bytes(b'{"name":"x","new":1}'), Inner("x"))
+
+    def test_events_that_do_not_match_their_annotations_do_not_encode(self):
+        for bad in [Inner("x", 256), Inner(7), Inner("x", True)]:
+            with self.subTest(bad=bad), self.assertRaises(TypeError):
+                codec_for(Inner).to_bytes(bad)
+
     def test_big_integers_keep_every_digit(self):
         self.assertEqual(parse(b"9007199254740993"), 9007199254740993)
 

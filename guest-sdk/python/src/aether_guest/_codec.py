@@ -79,6 +79,10 @@ _SORTED_ENCODER = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
 )
 _WHITESPACE = " \t\n\r"
+try:
+    from _json import encode_basestring as _ESCAPE
+except ImportError:  # pragma: no cover - CPython always has it
+    from json.encoder import py_encode_basestring as _ESCAPE
 
 
 def parse(data) -> Any:
@@ -101,9 +105,40 @@ def parse(data) -> Any:
     return value
 
 
+def _fast_dump(sort_keys: bool):
+    """``JSONEncoder.encode`` builds a new C encoder on every call; this
+    builds it once (falling back to the public API if CPython's ``_json``
+    differs from what is expected)."""
+    fallback = (_SORTED_ENCODER if sort_keys else _ENCODER).encode
+    try:
+        from _json import encode_basestring, make_encoder
+
+        def refuse(value):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+        chunks = make_encoder(
+            None, refuse, encode_basestring, None, ":", ",", sort_keys, False, False
+        )
+        join = "".join
+        probe = {"b": [1, "\u00e9\n", None, True, 1.5], "a": {}}
+        if join(chunks(probe, 0)) != fallback(probe):
+            return fallback
+    except Exception:  # pragma: no cover - depends on the interpreter
+        return fallback
+
+    def dump_fast(value):
+        return join(chunks(value, 0))
+
+    return dump_fast
+
+
+_DUMP = _fast_dump(False)
+_DUMP_SORTED = _fast_dump(True)
+
+
 def dump(value, sort_keys=False) -> str:
     """Compact JSON text: no whitespace, non-ASCII written as is."""
-    return (_SORTED_ENCODER if sort_keys else _ENCODER).encode(value)
+    return (_DUMP_SORTED if sort_keys else _DUMP)(value)
 
 
 # --- per-type converters ----------------------------------------------------
@@ -382,9 +417,9 @@ def codec_for(cls) -> Codec:
     cls_name = ctx.bind(cls, "cls")
     name = cls.__name__
 
-    decode_lines = [
-        "def from_value(obj):\n",
-    ]
+    decode_lines = []
+    encode_checks = []
+    encode_parts = []
     encode_items = []
     keyword_args = []
     call_args = []
@@ -430,11 +465,20 @@ def codec_for(cls) -> Codec:
             )
         else:
             check = ""
-        if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
+        optional = typing.get_origin(base) in (Union, types.UnionType) and type(
+            None
+        ) in typing.get_args(base)
+        if (
+            field.default is not dataclasses.MISSING
+            or field.default_factory is not dataclasses.MISSING
+            or optional
+        ):
             if field.default is not dataclasses.MISSING:
                 fill = ctx.bind(field.default, "d")
-            else:
+            elif field.default_factory is not dataclasses.MISSING:
                 fill = ctx.bind(field.default_factory, "f") + "()"
+            else:
+                fill = "None"  # an optional field may be absent: None
             decode_lines.append(
                 f"    {var} = obj.get({field.name!r}, _MISSING)\n"
                 f"    if {var} is _MISSING:\n"
@@ -459,19 +503,78 @@ def codec_for(cls) -> Codec:
             encode_items.append(f"{field.name!r}: {enc}(value.{field.name})")
         else:
             encode_items.append(f"{field.name!r}: value.{field.name}")
+        # to_bytes: scalars are written directly, after a check (a value
+        # that does not match its annotation is a guest bug: TypeError).
+        key = json.dumps(field.name) + ":"
+        encode_checks.append(f"    {var} = value.{field.name}\n")
+        bad = (
+            f"        raise TypeError('{name}.{field.name} is ' + repr({var}) + "
+            f"', which is not {{}}')\n"
+        )
+        if base is int:
+            rng = f" or not ({bounds.low} <= {var} <= {bounds.high})" if bounds else ""
+            encode_checks.append(
+                f"    if {var}.__class__ is not int{rng}:\n" + bad.format(describe(tp))
+            )
+            encode_parts.append((key, f"str({var})"))
+        elif base is str:
+            encode_checks.append(
+                f"    if {var}.__class__ is not str:\n" + bad.format("a str")
+            )
+            encode_parts.append((key, f"_esc({var})"))
+        elif base is bool:
+            encode_checks.append(
+                f"    if {var}.__class__ is not bool:\n" + bad.format("a bool")
+            )
+            encode_parts.append((key, f"('true' if {var} else 'false')"))
+        elif field_encode is not None:
+            encode_parts.append((key, f"_dump({ctx.bind(field_encode, 'enc')}({var}))"))
+        else:
+            encode_parts.append((key, f"_dump({var})"))
     if fields:
         decode_lines.append(f"    return {cls_name}({', '.join(call_args + keyword_args)})\n")
 
+    body = "".join(decode_lines)
     if fields:
         encode_src = "def to_value(value):\n    return {" + ", ".join(encode_items) + "}\n"
+        pieces = []
+        for index, (key, expression) in enumerate(encode_parts):
+            pieces.append(repr(("{" if index == 0 else ",") + key))
+            pieces.append(expression)
+        pieces.append(repr("}"))
+        to_bytes_src = (
+            "def to_bytes(value):\n"
+            + "".join(encode_checks)
+            + f"    return ({' + '.join(pieces)}).encode()\n"
+        )
     else:
         encode_src = "def to_value(value):\n    return None\n"
-    source = "".join(decode_lines) + "\n" + encode_src + _BYTES_SRC
+        to_bytes_src = "def to_bytes(value):\n    return b'null'\n"
+    # from_bytes parses with the C scanner and runs the same body inline,
+    # one Python call per event instead of three.
+    from_bytes_src = (
+        "def from_bytes(data):\n"
+        + ("    if not data:\n        obj = None\n    else:\n" if not fields else "    if True:\n")
+        + "        try:\n"
+        "            text = data.decode()\n"
+        "            obj, end = _SCAN(text, 0)\n"
+        "        except (UnicodeDecodeError, StopIteration, ValueError):\n"
+        "            obj = _parse(data)\n"
+        "        else:\n"
+        "            if end != len(text) and text[end:].strip(_WHITESPACE):\n"
+        "                obj = _parse(data)\n"
+    )
+    source = (
+        "def from_value(obj):\n" + body + "\n" + from_bytes_src + body + "\n"
+        + encode_src + "\n" + to_bytes_src
+    )
     namespace = dict(ctx.names)
     namespace["_parse"] = parse
+    namespace["_SCAN"] = _SCAN
+    namespace["_WHITESPACE"] = _WHITESPACE
     namespace["_MISSING"] = _MISSING
-    namespace["_encode"] = _ENCODER.encode
-    namespace["_unit"] = not fields
+    namespace["_dump"] = _DUMP
+    namespace["_esc"] = _ESCAPE
     exec(compile(source, f"<aether_guest codec for {name}>", "exec"), namespace)
     codec = Codec(
         cls,
@@ -483,17 +586,6 @@ def codec_for(cls) -> Codec:
     )
     _CODECS[cls] = codec
     return codec
-
-
-_BYTES_SRC = """
-def from_bytes(data):
-    if _unit and not data:
-        return from_value(None)
-    return from_value(_parse(data))
-
-def to_bytes(value):
-    return _encode(to_value(value)).encode()
-"""
 
 
 def convert_to_value(value) -> Any:
