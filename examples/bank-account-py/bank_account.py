@@ -126,9 +126,11 @@ class BankAccount(Aggregate):
         # of the rules would not have produced.
         match event:
             case Deposited(amount=amount):
-                self.balance = min(self.balance + amount, U64_MAX)
+                balance = self.balance + amount
+                self.balance = balance if balance <= U64_MAX else U64_MAX
             case Withdrawn(amount=amount):
-                self.balance = max(self.balance - amount, 0)
+                balance = self.balance - amount
+                self.balance = balance if balance >= 0 else 0
             case Opened(owner=owner):
                 self.status = Status.OPEN
                 self.owner = owner

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import json
 import types
 import typing
@@ -152,16 +153,18 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_FRESH = itertools.count(1)
+
+
 class _Context:
-    """Names shared with generated code, and a counter for fresh ones."""
+    """Names shared with generated code. Fresh names are unique across all
+    codecs, so several codecs' code can share one namespace."""
 
     def __init__(self):
         self.names = {"WireError": WireError, "_show": _show}
-        self.count = 0
 
     def bind(self, value, prefix="c") -> str:
-        self.count += 1
-        name = f"_{prefix}{self.count}"
+        name = f"_{prefix}{next(_FRESH)}"
         self.names[name] = value
         return name
 
@@ -372,15 +375,22 @@ class Codec:
     - ``to_bytes(instance)``: compact UTF-8 JSON of ``to_value``.
     """
 
-    __slots__ = ("cls", "from_value", "from_bytes", "to_value", "to_bytes", "unit")
+    __slots__ = (
+        "cls", "from_value", "from_bytes", "to_value", "to_bytes", "unit", "body", "names"
+    )
 
-    def __init__(self, cls, from_value, from_bytes, to_value, to_bytes, unit):
+    def __init__(self, cls, from_value, from_bytes, to_value, to_bytes, unit, body, names):
         self.cls = cls
         self.from_value = from_value
         self.from_bytes = from_bytes
         self.to_value = to_value
         self.to_bytes = to_bytes
         self.unit = unit
+        # For generated code that inlines the decoder (the apply loop): the
+        # body of `from_value` (reads `obj`, ends in `return <instance>`)
+        # and the names it needs.
+        self.body = body
+        self.names = names
 
 
 _CODECS: dict = {}
@@ -583,6 +593,8 @@ def codec_for(cls) -> Codec:
         namespace["to_value"],
         namespace["to_bytes"],
         not fields,
+        body,
+        namespace,
     )
     _CODECS[cls] = codec
     return codec

@@ -16,8 +16,10 @@ from __future__ import annotations
 import sys
 import types
 
+import gc
+
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of
-from ._codec import WireError
+from ._codec import _SCAN, _WHITESPACE, WireError
 
 # The aggregate classes exported in this interpreter, in order.
 EXPORTED: list = []
@@ -28,9 +30,9 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
     constructors for the WIT records and the error wrapper."""
     JSON = CONTENT_TYPE
     new_state = spec.new
-    decoder_of = spec.event_decoders.get
-    decode_event = spec.decode_event
+    command_decoder_of = spec.command_decoders.get
     decode_command = spec.decode_command
+    apply_events = _apply_loop(spec, Err, ApplyError)
     encoders = spec.event_encoders
     encode_events = spec.encode_events
     snapshot = spec.snapshot
@@ -49,26 +51,20 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
             self.state = new_state()
 
         def apply(self, events) -> None:
-            fold = self.state.apply
-            for event in events:
-                decode = decoder_of(event.event_type) if event.content_type == JSON else None
-                try:
-                    if decode is None:
-                        raise WireError  # the slow path below says what is wrong
-                    value = decode(event.data)
-                except WireError:
-                    try:
-                        value = decode_event(event.event_type, event.content_type, event.data)
-                    except ValueError as error:
-                        # The events before it stay applied, none after it is.
-                        raise Err(ApplyError(event.version, str(error))) from None
-                fold(value)
+            apply_events(self.state.apply, events)
 
         def handle(self, command):
+            command_type, content_type, data = command
+            decode = command_decoder_of(command_type) if content_type == JSON else None
+            if decode is not None:
+                try:
+                    value = decode(data)
+                except WireError:
+                    decode = None  # the slow path below says what is wrong
             try:
-                decided = self.state.handle(
-                    decode_command(command.command_type, command.content_type, command.data)
-                )
+                if decode is None:
+                    value = decode_command(command_type, content_type, data)
+                decided = self.state.handle(value)
             except Rejection as rejection:
                 raise Err(WitRejection(rejection.code, rejection.message)) from None
             # The common case, one event, without the general loop.
@@ -92,6 +88,91 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
 
     Aggregate.__qualname__ = Aggregate.__name__ = f"{spec.cls.__name__}Resource"
     return Aggregate
+
+
+def _indent(code: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "".join(pad + line if line.strip() else line for line in code.splitlines(True))
+
+
+def _apply_loop(spec, Err, ApplyError):
+    """``apply_events(fold, events)``: decodes each event and passes it to
+    ``fold`` (the aggregate's ``apply``). Generated per aggregate, with each
+    event class's decoder inlined, since this loop is what replay spends
+    its time in. Anything unusual (another content type, an unknown type,
+    data that does not decode, JSON with leading whitespace) goes to the
+    general decoder, which also words the apply-error."""
+    decode_event = spec.decode_event
+
+    def slow(version, event_type, content_type, data):
+        try:
+            return decode_event(event_type, content_type, data)
+        except ValueError as error:
+            # The events before it stay applied, none after it is.
+            raise Err(ApplyError(version, str(error))) from None
+
+    namespace = {
+        "_JSON": CONTENT_TYPE,
+        "_SCAN": _SCAN,
+        "_WHITESPACE": _WHITESPACE,
+        "_slow": slow,
+        "WireError": WireError,
+    }
+    lines = [
+        "def apply_events(fold, events):\n",
+        "    for version, event_type, content_type, data, _ in events:\n",
+        "        if content_type == _JSON:\n",
+    ]
+    for index, (name, codec) in enumerate(spec.events.items()):
+        namespace.update(codec.names)
+        parse = (
+            "text = data.decode()\n"
+            "obj, end = _SCAN(text, 0)\n"
+            "if end != len(text) and text[end:].strip(_WHITESPACE):\n"
+            "    raise WireError\n"
+        )
+        if codec.unit:
+            parse = "if data:\n" + _indent(parse, 4) + "else:\n    obj = None\n"
+        body = codec.body.replace("\n    return ", "\n    value = ")
+        if body.startswith("    return "):
+            body = "    value = " + body[len("    return ") :]
+        lines.append(f"            {'if' if index == 0 else 'elif'} event_type == {name!r}:\n")
+        lines.append("                try:\n")
+        lines.append(_indent(parse, 20))
+        lines.append(_indent(body, 16))
+        lines.append(
+            "                except (WireError, UnicodeDecodeError, StopIteration, ValueError):\n"
+            "                    value = _slow(version, event_type, content_type, data)\n"
+            "                fold(value)\n"
+            "                continue\n"
+        )
+    lines.append("        fold(_slow(version, event_type, content_type, data))\n")
+    source = "".join(lines)
+    exec(compile(source, f"<aether_guest apply loop of {spec.cls.__name__}>", "exec"), namespace)
+    return namespace["apply_events"]
+
+
+def event_record(version, event_type, content_type, data, timestamp_ms):
+    """What the WIT record ``event`` becomes in the guest: a plain tuple."""
+    return (version, event_type, content_type, data, timestamp_ms)
+
+
+def command_record(command_type, content_type, data):
+    """What the WIT record ``command`` becomes in the guest: a plain tuple."""
+    return (command_type, content_type, data)
+
+
+def _fast_records():
+    """componentize-py builds each record it hands to the guest by calling
+    the class of that name in the generated bindings, which it looks up
+    after the app module is imported. The generated classes are dataclasses
+    whose ``__init__`` costs more than the rest of applying a small event;
+    the records the host sends (``event``, ``command``) are only read, so
+    plain tuples built by a one-line function do."""
+    from wit_world.imports import types as wit_types
+
+    wit_types.Event = event_record
+    wit_types.Command = command_record
 
 
 def export(cls):
@@ -118,6 +199,7 @@ def export(cls):
             f"a component exports one aggregate, but both {EXPORTED[0].__name__} and "
             f"{cls.__name__} are exported"
         )
+    _fast_records()
     resource = resource_class(spec, NewEvent, Err, ApplyError, WitRejection)
     # componentize-py looks for the resource class of interface `handler`
     # in a module named `handler`, and for the interface's class `Handler`
@@ -127,4 +209,8 @@ def export(cls):
     sys.modules["handler"] = module
     app = sys.modules[cls.__module__]
     app.Handler = type("Handler", (exports.Handler,), {"__module__": cls.__module__})
+    # Everything built so far (the interpreter, the modules, the codecs)
+    # lives as long as the component: keep it out of the collector's way.
+    gc.collect()
+    gc.freeze()
     return cls

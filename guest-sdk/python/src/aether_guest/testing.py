@@ -24,22 +24,14 @@ from dataclasses import dataclass
 
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of, type_name
 from ._codec import codec_for
-from ._component import resource_class
+from ._component import command_record, event_record, resource_class
 
 __all__ = ["given", "given_state", "Scenario", "Outcome", "Err"]
 
 TIMESTAMP_MS = 1_700_000_000_000
 
 
-@dataclass
-class _Event:
-    version: int
-    event_type: str
-    content_type: str
-    data: bytes
-    timestamp_ms: int
-
-
+_Event = event_record
 @dataclass
 class _NewEvent:
     event_type: str
@@ -47,13 +39,7 @@ class _NewEvent:
     data: bytes
 
 
-@dataclass
-class _Command:
-    command_type: str
-    content_type: str
-    data: bytes
-
-
+_Command = command_record
 @dataclass
 class _ApplyError:
     version: int
