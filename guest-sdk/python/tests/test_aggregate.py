@@ -70,6 +70,16 @@ class AggregateTest(unittest.TestCase):
         given(Counter, Added(2)).when(Add(0)).then_rejected("invalid-amount", "add more than 0")
         given(Counter, Added(2)).when(Reset()).then_events(WasReset()).then_view({"value": 0})
 
+    def test_handle_may_return_any_iterable_of_events(self):
+        spec = spec_of(Counter)
+        self.assertEqual(spec.encode_events(None), [])
+        self.assertEqual(
+            spec.encode_events(e for e in [Added(1), WasReset()]),
+            [("Added", b'{"amount":1}'), ("Reset", b"null")],
+        )
+        with self.assertRaises(TypeError):
+            spec.encode_events([Add(1)])
+
     def test_wire_names(self):
         outcome = given(Counter).when(Reset())
         self.assertEqual((outcome.wire[0].event_type, outcome.wire[0].data), ("Reset", b"null"))

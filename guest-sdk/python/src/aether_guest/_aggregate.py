@@ -21,8 +21,8 @@ class Rejection(Exception):
 
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(code, message)
-        self.code = code
-        self.message = message
+        self.code = str(code)
+        self.message = str(message)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.message else self.code
@@ -189,13 +189,14 @@ class Spec:
             ) from None
 
     def encode_events(self, decided) -> list:
-        """``[(event_type, data bytes)]`` for what ``handle`` returned. A
-        value that is not one of the aggregate's events is a guest bug."""
+        """``[(event_type, data bytes)]`` for what ``handle`` returned (one
+        event, or an iterable of them, or None). A value that is not one of
+        the aggregate's events is a guest bug."""
+        encoders = self.event_encoders
         if decided is None:
             return []
-        if not isinstance(decided, (list, tuple)):
+        if type(decided) in encoders:
             decided = (decided,)
-        encoders = self.event_encoders
         out = []
         for event in decided:
             entry = encoders.get(type(event))
