@@ -19,7 +19,7 @@ import types
 import gc
 
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of
-from ._codec import _SCAN, _WHITESPACE, WireError
+from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
 
 # The aggregate classes exported in this interpreter, in order.
 EXPORTED: list = []
@@ -137,6 +137,8 @@ def _apply_loop(spec, Err, ApplyError):
         if body.startswith("    return "):
             body = "    value = " + body[len("    return ") :]
         lines.append(f"            {'if' if index == 0 else 'elif'} event_type == {name!r}:\n")
+        if codec.canonical is not None:
+            lines.append(_canonical_path(codec, index, namespace))
         lines.append("                try:\n")
         lines.append(_indent(parse, 20))
         lines.append(_indent(body, 16))
@@ -150,6 +152,16 @@ def _apply_loop(spec, Err, ApplyError):
     source = "".join(lines)
     exec(compile(source, f"<aether_guest apply loop of {spec.cls.__name__}>", "exec"), namespace)
     return namespace["apply_events"]
+
+
+def _canonical_path(codec, index: int, namespace: dict) -> str:
+    """The fast path of one event class in the apply loop: data in the
+    canonical compact form (see `_codec._canonical`) is read with one
+    regular-expression match instead of the JSON scanner."""
+    fullmatch, kinds = codec.canonical
+    namespace[f"_fm{index}"] = fullmatch
+    namespace[f"_k{index}"] = codec.cls
+    return canonical_source(kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue")
 
 
 def event_record(version, event_type, content_type, data, timestamp_ms):

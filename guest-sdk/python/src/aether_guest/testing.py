@@ -60,8 +60,16 @@ class Err(Exception):
         self.value = value
 
 
+_RESOURCES: dict = {}
+
+
 def _resource(cls):
-    return resource_class(spec_of(cls), _NewEvent, Err, _ApplyError, _WitRejection)
+    resource = _RESOURCES.get(cls)
+    if resource is None:
+        resource = _RESOURCES[cls] = resource_class(
+            spec_of(cls), _NewEvent, Err, _ApplyError, _WitRejection
+        )
+    return resource
 
 
 class Scenario:
