@@ -8,6 +8,7 @@ use aether_host::runtime::scenario::{self, Outcome};
 use aether_tests::{artifacts, component, memory_runtime, stream, test_config};
 
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/bank-account");
+const ORDER_SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/order");
 
 /// The outcome with the parts a scenario leaves open (a rejection message
 /// it does not state) removed, so languages can be compared.
@@ -76,5 +77,37 @@ async fn bank_account_behaves_the_same_in_rust_python_and_javascript() {
                 scenario.name
             );
         }
+    }
+}
+
+/// The order example (Python SDK) passes its scenarios.
+#[tokio::test]
+async fn the_python_order_passes_its_scenarios() {
+    let scenarios = scenario::load_scenarios(Path::new(ORDER_SCENARIOS)).unwrap();
+    assert!(scenarios.len() >= 16);
+    let path = artifacts::ORDER_PY;
+    assert!(
+        Path::new(path).exists(),
+        "the Python order component is missing at {path}: `cargo xtask test` builds it"
+    );
+    let runtime = memory_runtime(test_config());
+    let target = stream("conformance", "order", "scenario");
+    let loaded = runtime.load_component(component(path)).await.unwrap();
+    let actuals = tokio::task::spawn_blocking(move || {
+        scenarios
+            .iter()
+            .map(|s| (s.clone(), s.run(&runtime, &loaded, &target)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (scenario, actual) in actuals {
+        assert!(
+            scenario.accepts(&actual),
+            "{} ({})\n{}",
+            scenario.name,
+            scenario.file.display(),
+            scenario::diff(&scenario.then, &actual)
+        );
     }
 }

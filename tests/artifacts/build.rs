@@ -30,6 +30,7 @@ const WAT_GUESTS: &[(&str, &str)] = &[
 /// their toolchains) into `target/guest-components/`: (file, constant name).
 const XTASK_GUESTS: &[(&str, &str)] = &[
     ("bank_account_py.wasm", "BANK_ACCOUNT_PY"),
+    ("order_py.wasm", "ORDER_PY"),
     ("bank_account_js.wasm", "BANK_ACCOUNT_JS"),
     ("probe_py.wasm", "PROBE_PY"),
     ("probe_js.wasm", "PROBE_JS"),

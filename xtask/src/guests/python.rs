@@ -1,7 +1,13 @@
 //! Builds the Python guests into `target/guest-components/` with
-//! componentize-py: the bank-account example (`examples/bank-account-py`,
-//! `bank_account_py.wasm`) and the WASI probe (`tests/programs/probe-py`,
-//! `probe_py.wasm`).
+//! componentize-py: the examples written on the Python SDK
+//! (`guest-sdk/python`, package `aether-guest`) — the bank account
+//! (`examples/bank-account-py`, `bank_account_py.wasm`) and the order
+//! (`examples/order-py`, `order_py.wasm`) — and the WASI probe
+//! (`tests/programs/probe-py`, `probe_py.wasm`), which uses the bindings
+//! directly.
+//!
+//! Before building, the SDK's and each guest's native tests run under plain
+//! CPython (`python3 -m unittest`, no Wasm); a failure stops the build.
 //!
 //! The tool comes from PyPI at the version pinned in the bank-account
 //! example's `requirements.txt` (the single source of truth for every Python
@@ -10,13 +16,17 @@
 //! (Debian without `python3-venv`), a `pip install --target` folder. Nothing
 //! is installed when the pinned version is already there, and a guest is not
 //! rebuilt when its component is newer than every source (the guest's `.py`
-//! files, the `requirements.txt` and `wit/`).
+//! files, the SDK's, the `requirements.txt` and `wit/`).
 //!
-//! componentize-py runs in a staging copy of the guest under
-//! `target/python-build`, so it neither writes `__pycache__` into the source
-//! tree nor bundles the guest's tests, and with `VIRTUAL_ENV` pointing at
-//! an empty site-packages, so what the tool's own environment holds never
-//! ends up in the component.
+//! componentize-py runs in a staging copy of the guest (and of the SDK's
+//! package, `aether_guest/`) under `target/python-build`, so it neither
+//! writes `__pycache__` into the source tree nor bundles the guest's tests,
+//! and with `VIRTUAL_ENV` pointing at an empty site-packages, so what the
+//! tool's own environment holds never ends up in the component. For an SDK
+//! guest, the state-schema version the SDK derives from the state's fields
+//! (`python -m aether_guest state-schema MODULE`) is then written into the
+//! component's `aether:state-schema` custom section, so snapshots survive a
+//! rebuild that keeps the state's shape, and only that.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -26,11 +36,15 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-/// A Python guest: a folder of modules around an `app.py`, and the
-/// component it becomes.
+/// A Python guest: a folder of modules around the one componentize-py
+/// builds, and the component it becomes.
 pub(crate) struct Guest {
     /// The folder, relative to the workspace root.
     pub(crate) dir: &'static str,
+    /// The module componentize-py builds (the one that exports).
+    pub(crate) module: &'static str,
+    /// Whether the guest is written on the SDK (`aether_guest`).
+    pub(crate) sdk: bool,
     /// The component's file name in `target/guest-components`.
     pub(crate) output: &'static str,
 }
@@ -38,18 +52,33 @@ pub(crate) struct Guest {
 /// The bank-account example.
 pub(crate) const BANK_ACCOUNT: Guest = Guest {
     dir: "examples/bank-account-py",
+    module: "bank_account",
+    sdk: true,
     output: "bank_account_py.wasm",
+};
+/// The order example.
+pub(crate) const ORDER: Guest = Guest {
+    dir: "examples/order-py",
+    module: "order",
+    sdk: true,
+    output: "order_py.wasm",
 };
 /// The aggregate that reaches for files, sockets, clocks and randomness.
 pub(crate) const PROBE: Guest = Guest {
     dir: "tests/programs/probe-py",
+    module: "app",
+    sdk: false,
     output: "probe_py.wasm",
 };
 
 /// The `requirements.txt` pinning componentize-py for every Python guest.
 const REQUIREMENTS: &str = "examples/bank-account-py/requirements.txt";
-/// The Python module componentize-py wraps (`app.py`).
-const APP_MODULE: &str = "app";
+/// The Python SDK: its project folder and the package's source folder.
+const SDK_DIR: &str = "guest-sdk/python";
+const SDK_PACKAGE: &str = "guest-sdk/python/src/aether_guest";
+/// The custom section the state-schema version goes into (the host's
+/// `STATE_SCHEMA_SECTION`).
+const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
 /// The WIT world the component targets.
 const WORLD: &str = "aggregate-component";
 /// The package `requirements.txt` pins.
@@ -62,11 +91,16 @@ const TOOLS_DIR: &str = "target/python-tools";
 const BUILD_DIR: &str = "target/python-build";
 /// The oldest Python componentize-py's wheels install on (`cp39-abi3`).
 const MIN_PYTHON: (u32, u32) = (3, 9);
+/// The oldest Python the SDK and the examples' native tests run on
+/// (`match`, `kw_only` dataclass fields).
+const MIN_SDK_PYTHON: (u32, u32) = (3, 10);
 
-/// Builds each of `guests` whose component is older than a source,
-/// installing the pinned componentize-py first if needed (once), and
-/// returns the components' paths.
+/// Runs the native tests of the SDK and of `guests`, then builds each of
+/// `guests` whose component is older than a source, installing the pinned
+/// componentize-py first if needed (once), and returns the components'
+/// paths.
 pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
+    test_natively(root, guests)?;
     let mut tools = None;
     guests
         .iter()
@@ -77,9 +111,15 @@ pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
 fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<PathBuf> {
     let dir = root.join(guest.dir);
     let output = root.join(OUTPUT_DIR).join(guest.output);
-    let modules = python_modules(&dir)?;
+    let modules = python_modules(&dir, guest.module)?;
+    let sdk_modules = if guest.sdk {
+        python_modules(&root.join(SDK_PACKAGE), "__init__")?
+    } else {
+        Vec::new()
+    };
     let requirements = root.join(REQUIREMENTS);
     let mut sources = modules.clone();
+    sources.extend(sdk_modules.iter().cloned());
     sources.push(requirements.clone());
     collect_files(&root.join("wit"), &mut sources)?;
     if is_up_to_date(&output, &sources)? {
@@ -99,6 +139,11 @@ fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<Pa
     let build_dir = root.join(BUILD_DIR);
     let app_dir = build_dir.join(dir.file_name().context("a guest folder without a name")?);
     stage(&modules, &app_dir)?;
+    if guest.sdk {
+        let package = app_dir.join("aether_guest");
+        fs::create_dir_all(&package).with_context(|| format!("creating {}", package.display()))?;
+        copy_into(&sdk_modules, &package)?;
+    }
     // componentize-py appends `$VIRTUAL_ENV/lib/*/site-packages` to the
     // Python path; an empty one keeps the tool's environment out.
     let no_packages = build_dir.join("no-site-packages");
@@ -117,7 +162,7 @@ fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<Pa
         .arg("--quiet")
         .arg("--wit-path")
         .arg(root.join("wit"))
-        .args(["--world", WORLD, "componentize", APP_MODULE])
+        .args(["--world", WORLD, "componentize", guest.module])
         .arg("--python-path")
         .arg(&app_dir)
         .arg("--output")
@@ -131,12 +176,21 @@ fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<Pa
         let _ = fs::remove_file(&partial);
         bail!(
             "componentize-py could not build {} ({status}); its output above names the \
-             problem (a Python error in {APP_MODULE}.py or the modules it imports, or a mismatch \
-             with wit/); a guest with `test_*.py` files can be checked under plain CPython with \
-             `cd {} && python3 -m unittest`",
+             problem (a Python error in {}.py or the modules it imports, or a mismatch \
+             with wit/)",
             guest.dir,
-            guest.dir
+            guest.module,
         );
+    }
+    if guest.sdk {
+        let schema = state_schema(&app_dir, guest.module)?;
+        let bytes = fs::read(&partial).with_context(|| format!("reading {}", partial.display()))?;
+        fs::write(
+            &partial,
+            with_custom_section(&bytes, STATE_SCHEMA_SECTION, schema.as_bytes()),
+        )
+        .with_context(|| format!("writing {}", partial.display()))?;
+        eprintln!("xtask: {}: state schema {schema}", guest.dir);
     }
     fs::rename(&partial, &output)
         .with_context(|| format!("moving {} to {}", partial.display(), output.display()))?;
@@ -149,9 +203,9 @@ fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<Pa
     Ok(output)
 }
 
-/// The guest's Python modules that go into the component: every `.py`
-/// file beside `app.py`, except tests (`test_*.py`).
-fn python_modules(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The Python modules in `dir` that go into the component: every `.py`
+/// file beside `main` (`main.py` must exist), except tests (`test_*.py`).
+fn python_modules(dir: &Path, main: &str) -> Result<Vec<PathBuf>> {
     let entries = fs::read_dir(dir)
         .with_context(|| format!("reading {}: is this an Aether checkout?", dir.display()))?;
     let mut modules = Vec::new();
@@ -167,9 +221,9 @@ fn python_modules(dir: &Path) -> Result<Vec<PathBuf>> {
     modules.sort();
     if !modules
         .iter()
-        .any(|m| m.file_stem() == Some(OsStr::new(APP_MODULE)))
+        .any(|m| m.file_stem() == Some(OsStr::new(main)))
     {
-        bail!("{} has no {APP_MODULE}.py to build", dir.display());
+        bail!("{} has no {main}.py to build", dir.display());
     }
     Ok(modules)
 }
@@ -247,12 +301,132 @@ fn stage(modules: &[PathBuf], dir: &Path) -> Result<()> {
         fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for module in modules {
-        let name = module.file_name().context("a module without a file name")?;
-        fs::copy(module, dir.join(name))
-            .with_context(|| format!("copying {} to {}", module.display(), dir.display()))?;
+    copy_into(modules, dir)
+}
+
+/// Copies `files` into the folder `dir`.
+fn copy_into(files: &[PathBuf], dir: &Path) -> Result<()> {
+    for file in files {
+        let name = file.file_name().context("a module without a file name")?;
+        fs::copy(file, dir.join(name))
+            .with_context(|| format!("copying {} to {}", file.display(), dir.display()))?;
     }
     Ok(())
+}
+
+/// Runs `python3 -m unittest` (plain CPython, no Wasm, no bytecode
+/// written) for the SDK's tests and for each SDK guest with `test_*.py`
+/// files, with the SDK's sources on the path.
+fn test_natively(root: &Path, guests: &[Guest]) -> Result<()> {
+    if !guests.iter().any(|g| g.sdk) {
+        return Ok(());
+    }
+    let python = sdk_python()?;
+    let sdk_src = root.join(SDK_DIR).join("src");
+    let mut suites = vec![root.join(SDK_DIR).join("tests")];
+    suites.extend(guests.iter().filter(|g| g.sdk).map(|g| root.join(g.dir)));
+    for dir in suites {
+        let name = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+        let mut unittest = Command::new(&python);
+        unittest
+            .args(["-B", "-m", "unittest", "discover", "--start-directory", "."])
+            .current_dir(&dir)
+            .env("PYTHONPATH", &sdk_src)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let output = unittest
+            .output()
+            .with_context(|| format!("starting {unittest:?}"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!(
+                "the native tests of {name} failed ({}):\n{stderr}\nrun them with \
+                 `cd {name} && PYTHONPATH={} python3 -m unittest`",
+                output.status,
+                sdk_src.display()
+            );
+        }
+        let summary = stderr
+            .lines()
+            .rfind(|l| l.starts_with("Ran "))
+            .unwrap_or("no tests ran");
+        eprintln!("xtask: {name}: native tests (CPython): {summary}, OK");
+    }
+    Ok(())
+}
+
+/// The state-schema version of the aggregate `module` exports, as the
+/// SDK derives it (or the aggregate declares it), read under plain CPython
+/// from the staged sources.
+fn state_schema(app_dir: &Path, module: &str) -> Result<String> {
+    let python = sdk_python()?;
+    let mut command = Command::new(&python);
+    command
+        .args(["-B", "-m", "aether_guest", "state-schema", module])
+        .current_dir(app_dir)
+        .env("PYTHONPATH", app_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "reading the state schema of {module} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let schema = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if schema.is_empty() || schema.len() > 64 || !schema.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the state schema of {module} is not 1 to 64 printable ASCII characters: {schema:?}");
+    }
+    Ok(schema)
+}
+
+/// `bytes` (a component) with a custom section `name` holding `data`
+/// appended: a valid binary whose section the host reads.
+fn with_custom_section(bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(data);
+    let mut out = bytes.to_vec();
+    out.push(0); // a custom section
+    leb128(content.len(), &mut out);
+    out.extend(content);
+    out
+}
+
+/// The system Python, checked to be recent enough for the SDK.
+fn sdk_python() -> Result<PathBuf> {
+    let python = system_python()?;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(format!(
+            "import sys; print(sys.version_info >= ({}, {}))",
+            MIN_SDK_PYTHON.0, MIN_SDK_PYTHON.1
+        ))
+        .output()
+        .with_context(|| format!("starting {}", python.display()))?;
+    if String::from_utf8_lossy(&out.stdout).trim() != "True" {
+        bail!(
+            "the Python SDK's native tests need Python >= {}.{} ({} is older)",
+            MIN_SDK_PYTHON.0,
+            MIN_SDK_PYTHON.1,
+            python.display()
+        );
+    }
+    Ok(python)
 }
 
 /// An installation of componentize-py under `target/python-tools`.

@@ -1,0 +1,230 @@
+"""The componentize-py glue: the WIT resource ``aggregate`` around an
+:class:`~aether_guest.Aggregate` subclass.
+
+:func:`resource_class` is written against stand-ins for the generated
+binding types, so the very code that runs in the component also runs under
+plain CPython (:mod:`aether_guest.testing` uses it with its own stand-ins).
+
+Failure modes, as in the Rust SDK: a payload that does not decode is a value
+(an ``apply-error`` or a ``malformed-command`` rejection); any other
+exception escaping a method is a guest bug and traps, which makes the host
+drop the whole instance.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import gc
+
+from ._aggregate import CONTENT_TYPE, Rejection, spec_of
+from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
+
+# The aggregate classes exported in this interpreter, in order.
+EXPORTED: list = []
+
+
+def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
+    """The class of the WIT resource for ``spec``, built on the given
+    constructors for the WIT records and the error wrapper."""
+    JSON = CONTENT_TYPE
+    new_state = spec.new
+    command_decoder_of = spec.command_decoders.get
+    decode_command = spec.decode_command
+    apply_events = _apply_loop(spec, Err, ApplyError)
+    encoders = spec.event_encoders
+    encode_events = spec.encode_events
+    snapshot = spec.snapshot
+    restore = spec.restore
+    view = spec.view
+
+    class Aggregate:
+        """One live aggregate: its state stays in guest memory between calls."""
+
+        # No __slots__: componentize-py keeps the resource's handle in an
+        # attribute of its own on the instance.
+
+        def __init__(self, id: str) -> None:
+            # The id names the stream (the host's business); the state does
+            # not depend on it, which keeps replay a pure function of the events.
+            self.state = new_state()
+
+        def handle(self, command):
+            command_type, content_type, data = command
+            decode = command_decoder_of(command_type) if content_type == JSON else None
+            if decode is not None:
+                try:
+                    value = decode(data)
+                except WireError:
+                    decode = None  # the slow path below says what is wrong
+            try:
+                if decode is None:
+                    value = decode_command(command_type, content_type, data)
+                decided = self.state.handle(value)
+            except Rejection as rejection:
+                raise Err(WitRejection(rejection.code, rejection.message)) from None
+            # The common case, one event, without the general loop.
+            if type(decided) is list and len(decided) == 1:
+                entry = encoders.get(type(decided[0]))
+                if entry is not None:
+                    return [NewEvent(entry[0], JSON, entry[1](decided[0]))]
+            return [NewEvent(name, JSON, data) for name, data in encode_events(decided)]
+
+        def snapshot(self) -> bytes:
+            return snapshot(self.state)
+
+        def restore(self, state: bytes) -> None:
+            try:
+                self.state = restore(state)
+            except ValueError as error:
+                raise Err(str(error)) from None
+
+        def view(self) -> str:
+            return view(self.state)
+
+    # The generated loop is the method itself: one Python call fewer per
+    # `apply` (for a command, that is most of what the call does).
+    Aggregate.apply = apply_events
+    Aggregate.__qualname__ = Aggregate.__name__ = f"{spec.cls.__name__}Resource"
+    return Aggregate
+
+
+def _indent(code: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "".join(pad + line if line.strip() else line for line in code.splitlines(True))
+
+
+def _apply_loop(spec, Err, ApplyError):
+    """``apply_events(resource, events)``, the resource's ``apply`` method:
+    decodes each event and passes it to the state's ``apply``. Generated
+    per aggregate, with each
+    event class's decoder inlined, since this loop is what replay spends
+    its time in. Anything unusual (another content type, an unknown type,
+    data that does not decode, JSON with leading whitespace) goes to the
+    general decoder, which also words the apply-error."""
+    decode_event = spec.decode_event
+
+    def slow(version, event_type, content_type, data):
+        try:
+            return decode_event(event_type, content_type, data)
+        except ValueError as error:
+            # The events before it stay applied, none after it is.
+            raise Err(ApplyError(version, str(error))) from None
+
+    namespace = {
+        "_JSON": CONTENT_TYPE,
+        "_SCAN": _SCAN,
+        "_WHITESPACE": _WHITESPACE,
+        "_slow": slow,
+        "WireError": WireError,
+    }
+    lines = [
+        "def apply_events(resource, events):\n",
+        "    fold = resource.state.apply\n",
+        "    for version, event_type, content_type, data, _ in events:\n",
+        "        if content_type == _JSON:\n",
+    ]
+    for index, (name, codec) in enumerate(spec.events.items()):
+        namespace.update(codec.names)
+        parse = (
+            "text = data.decode()\n"
+            "obj, end = _SCAN(text, 0)\n"
+            "if end != len(text) and text[end:].strip(_WHITESPACE):\n"
+            "    raise WireError\n"
+        )
+        if codec.unit:
+            parse = "if data:\n" + _indent(parse, 4) + "else:\n    obj = None\n"
+        body = codec.body.replace("\n    return ", "\n    value = ")
+        if body.startswith("    return "):
+            body = "    value = " + body[len("    return ") :]
+        lines.append(f"            {'if' if index == 0 else 'elif'} event_type == {name!r}:\n")
+        if codec.canonical is not None:
+            lines.append(_canonical_path(codec, index, namespace))
+        lines.append("                try:\n")
+        lines.append(_indent(parse, 20))
+        lines.append(_indent(body, 16))
+        lines.append(
+            "                except (WireError, UnicodeDecodeError, StopIteration, ValueError):\n"
+            "                    value = _slow(version, event_type, content_type, data)\n"
+            "                fold(value)\n"
+            "                continue\n"
+        )
+    lines.append("        fold(_slow(version, event_type, content_type, data))\n")
+    source = "".join(lines)
+    exec(compile(source, f"<aether_guest apply loop of {spec.cls.__name__}>", "exec"), namespace)
+    return namespace["apply_events"]
+
+
+def _canonical_path(codec, index: int, namespace: dict) -> str:
+    """The fast path of one event class in the apply loop: data in the
+    canonical compact form (see `_codec._canonical`) is read with one
+    regular-expression match instead of the JSON scanner."""
+    fullmatch, kinds = codec.canonical
+    namespace[f"_fm{index}"] = fullmatch
+    namespace[f"_k{index}"] = codec.cls
+    return canonical_source(kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue")
+
+
+def event_record(version, event_type, content_type, data, timestamp_ms):
+    """What the WIT record ``event`` becomes in the guest: a plain tuple."""
+    return (version, event_type, content_type, data, timestamp_ms)
+
+
+def command_record(command_type, content_type, data):
+    """What the WIT record ``command`` becomes in the guest: a plain tuple."""
+    return (command_type, content_type, data)
+
+
+def _fast_records():
+    """componentize-py builds each record it hands to the guest by calling
+    the class of that name in the generated bindings, which it looks up
+    after the app module is imported. The generated classes are dataclasses
+    whose ``__init__`` costs more than the rest of applying a small event;
+    the records the host sends (``event``, ``command``) are only read, so
+    plain tuples built by a one-line function do."""
+    from wit_world.imports import types as wit_types
+
+    wit_types.Event = event_record
+    wit_types.Command = command_record
+
+
+def export(cls):
+    """Makes ``cls`` the component's aggregate, like the Rust SDK's
+    ``export_aggregate!``: call it once, at the end of the module
+    componentize-py builds (``export(BankAccount)``). Returns ``cls``, so it
+    also works as a class decorator (above ``@dataclass``).
+
+    Under plain CPython (tests) it only checks the class: the generated
+    bindings exist only while componentize-py builds the component.
+    """
+    spec = spec_of(cls)  # checks the class and compiles its codecs
+    if cls not in EXPORTED:
+        EXPORTED.append(cls)
+    try:
+        from componentize_py_types import Err
+        from wit_world import exports
+        from wit_world.imports.types import ApplyError, NewEvent
+        from wit_world.imports.types import Rejection as WitRejection
+    except ImportError:
+        return cls
+    if len(EXPORTED) > 1:
+        raise TypeError(
+            f"a component exports one aggregate, but both {EXPORTED[0].__name__} and "
+            f"{cls.__name__} are exported"
+        )
+    _fast_records()
+    resource = resource_class(spec, NewEvent, Err, ApplyError, WitRejection)
+    # componentize-py looks for the resource class of interface `handler`
+    # in a module named `handler`, and for the interface's class `Handler`
+    # in the app module (the one that exports).
+    module = types.ModuleType("handler", "The exported `aggregate` resource.")
+    module.Aggregate = resource
+    sys.modules["handler"] = module
+    app = sys.modules[cls.__module__]
+    app.Handler = type("Handler", (exports.Handler,), {"__module__": cls.__module__})
+    # Everything built so far (the interpreter, the modules, the codecs)
+    # lives as long as the component: keep it out of the collector's way.
+    gc.collect()
+    gc.freeze()
+    return cls
