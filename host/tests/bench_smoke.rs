@@ -59,6 +59,7 @@ scenarios! {
     activation => "activation_snapshot",
     single => "commands_embedded_single",
     noisy_neighbour => "noisy_neighbour_p99_ratio",
+    tenant_abuse => "tenant_abuse_p99_ratio",
     reload => "reload_failed_commands",
     commands_jetstream => "commands_jetstream_r3",
     many => "commands_embedded_many",

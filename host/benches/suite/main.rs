@@ -8,8 +8,9 @@
 //!     --out ../target/bench/results.json [--only replay,activation]
 //! ```
 //!
-//! `noisy_neighbour` also runs the hostile test guest, from the path
-//! `aether-test-artifacts` names (its build script builds it).
+//! `noisy_neighbour` and `tenant_abuse` also run the hostile test guest,
+//! from the path `aether-test-artifacts` names (its build script builds
+//! it); `tenant_abuse` runs the `aether` binary of this package as a node.
 //!
 //! Cargo runs a bench in its package's folder (`host/`), so relative paths
 //! resolve from there; `cargo xtask bench` passes absolute ones.
@@ -25,6 +26,7 @@
 //! scenario that way ([`smoke`]), so `cargo xtask test` fails when a
 //! scenario breaks, long before the next `cargo xtask bench`.
 
+mod abuse;
 mod activation;
 mod clock;
 mod density;
@@ -53,7 +55,7 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-pub(crate) const SCENARIOS: [&str; 11] = [
+pub(crate) const SCENARIOS: [&str; 12] = [
     "density",
     "replay",
     "overhead",
@@ -62,19 +64,27 @@ pub(crate) const SCENARIOS: [&str; 11] = [
     "activation",
     "single",
     "noisy_neighbour",
+    "tenant_abuse",
     "reload",
     "commands_jetstream",
     "many",
 ];
 
 /// The scenarios that fsync: the machine's disk is probed right before each.
-const DURABLE: [&str; 5] = ["activation", "single", "noisy_neighbour", "reload", "many"];
+const DURABLE: [&str; 6] = [
+    "activation",
+    "single",
+    "noisy_neighbour",
+    "tenant_abuse",
+    "reload",
+    "many",
+];
 
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>] [--smoke]
 scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation, single,
-       noisy_neighbour, reload, commands_jetstream, many";
+       noisy_neighbour, tenant_abuse, reload, commands_jetstream, many";
 
 struct Args {
     component: PathBuf,
@@ -170,6 +180,7 @@ fn run(ctx: &Ctx, only: &[String]) -> anyhow::Result<Report> {
                     "single" => durable::single(ctx, &mut report).await,
                     "activation" => activation::run(ctx, &mut report).await,
                     "noisy_neighbour" => noisy::run(ctx, &mut report).await,
+                    "tenant_abuse" => abuse::run(ctx, &mut report).await,
                     "reload" => reload::run(ctx, &mut report).await,
                     "bus_fanout" => fanout::run(ctx, &mut report).await,
                     "commands_jetstream" => jetstream::run(ctx, &mut report).await,
