@@ -102,9 +102,11 @@ pub(crate) struct Plan {
     pub(crate) slow_connections: usize,
 }
 
-/// The attack, running until [`Attack::stop`].
+/// The attack, running until [`Attack::stop`] (or until dropped).
 pub(crate) struct Attack {
-    runtime: tokio::runtime::Runtime,
+    /// Taken by [`Attack::stop`]; shut down in the background, since a
+    /// runtime may not be dropped (which blocks) inside another.
+    runtime: Option<tokio::runtime::Runtime>,
     tally: Arc<Tally>,
 }
 
@@ -147,14 +149,27 @@ impl Attack {
                 }),
             }
         }
-        Ok(Self { runtime, tally })
+        Ok(Self {
+            runtime: Some(runtime),
+            tally,
+        })
     }
 
     /// Stops every attacker and drops its connections; what the node
     /// answered.
-    pub(crate) fn stop(self) -> Arc<Tally> {
-        self.runtime.shutdown_background();
-        self.tally
+    pub(crate) fn stop(mut self) -> Arc<Tally> {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        self.tally.clone()
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
