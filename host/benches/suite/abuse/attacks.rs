@@ -173,8 +173,9 @@ impl Drop for Attack {
     }
 }
 
-/// A call on a kept-alive connection, opened first if there is none; the
-/// answer, or `None` (tallied as `no answer`) if the connection failed.
+/// A call on a kept-alive connection, opened first if there is none;
+/// tallies it as `sent`, then its answer (or `no answer` if the connection
+/// failed).
 async fn call(
     conn: &mut Option<Conn>,
     plan: &Plan,
@@ -195,6 +196,7 @@ async fn call(
         }
     }
     let open = conn.as_mut().expect("opened above");
+    tally.add(kind, "sent");
     match open.call(method, path, Some(&plan.token), body).await {
         Ok(answer) => {
             tally.answer(kind, &answer);
@@ -308,6 +310,7 @@ async fn connect(
 async fn upload(plan: Arc<Plan>, tally: Arc<Tally>) {
     let path = format!("/v1/namespaces/{TENANT_B}/aggregates/junk/component");
     loop {
+        tally.add(Kind::Uploads, "sent");
         let answer = node::call_once(
             plan.addr,
             "PUT",
@@ -333,6 +336,7 @@ async fn redeploy(plan: Arc<Plan>, tally: Arc<Tally>) {
     let path = format!("/v1/namespaces/{TENANT_B}/aggregates/churn/component");
     for n in 0u64.. {
         let bytes = padded(&plan.component, plan.padding, n);
+        tally.add(Kind::Redeploys, "sent");
         let answer = node::call_once(
             plan.addr,
             "PUT",

@@ -1,6 +1,8 @@
 //! What the node answered the attackers of `tenant_abuse`, per attack:
 //! `<status> <error code>` (`200` alone for a success), or what became of
-//! the connection (`opened`, `closed by the node`, `no answer`…).
+//! the connection (`opened`, `closed by the node`, `no answer`…); each
+//! request is also counted as `sent` (one still unanswered when the attack
+//! stops has no answer in the tally).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -49,16 +51,11 @@ impl Tally {
 
     /// `other`'s counts added to these.
     pub(crate) fn merge(&self, other: &Tally) {
+        let mut counts = self.counts.lock().unwrap();
         for (kind, outcomes) in other.counts.lock().unwrap().iter() {
+            let mine = counts.entry(*kind).or_default();
             for (outcome, n) in outcomes {
-                *self
-                    .counts
-                    .lock()
-                    .unwrap()
-                    .entry(*kind)
-                    .or_default()
-                    .entry(outcome.clone())
-                    .or_default() += n;
+                *mine.entry(outcome.clone()).or_default() += n;
             }
         }
         let other = other.unexpected.lock().unwrap();

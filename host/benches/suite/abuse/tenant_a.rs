@@ -27,7 +27,8 @@ pub(super) struct Stretch {
     /// Latency of each successful command, in µs.
     pub(super) latencies: Vec<f64>,
     pub(super) per_second: f64,
-    /// Commands not answered 200.
+    /// Commands not answered 200, each attempt counted (a client whose
+    /// connection failed opens another 10 ms later and sends again).
     failed: u64,
     /// The first few failures, as `<status> <answer>` or the connection's
     /// error.
