@@ -167,13 +167,14 @@ impl Node {
         aggregate_type: &AggregateType,
         bytes: Vec<u8>,
     ) -> Result<Activation, RegistryError> {
-        let loaded = self.runtime.load_component(bytes.clone()).await?;
+        let bytes = Arc::new(bytes);
+        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
         self.switch(
             namespace,
             aggregate_type,
             loaded,
             Action::Deploy,
-            Some(&bytes),
+            Some(bytes),
         )
         .await
     }
@@ -189,7 +190,8 @@ impl Node {
         sample: Option<usize>,
         progress: impl Fn(usize, usize) + Send + Sync,
     ) -> Result<(Activation, VerifyReport), RegistryError> {
-        let loaded = self.runtime.load_component(bytes.clone()).await?;
+        let bytes = Arc::new(bytes);
+        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
         let report = self
             .verify(namespace, aggregate_type, &loaded, sample, progress)
             .await?;
@@ -202,7 +204,7 @@ impl Node {
                 aggregate_type,
                 loaded,
                 Action::Deploy,
-                Some(&bytes),
+                Some(bytes),
             )
             .await?;
         Ok((activation, report))
@@ -218,26 +220,40 @@ impl Node {
         if !valid {
             return Err(RegistryError::UnknownComponent(digest.to_owned()));
         }
-        let path = self.component_file(namespace, &digest.to_ascii_lowercase());
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(RegistryError::UnknownComponent(digest.to_owned()));
+        let (path, wanted, given) = (
+            self.component_file(namespace, &digest.to_ascii_lowercase()),
+            digest.to_ascii_lowercase(),
+            digest.to_owned(),
+        );
+        // Reading and hashing tens of MB: on a blocking thread, not on the
+        // async workers that serve every tenant.
+        let read = tokio::task::spawn_blocking(move || {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(RegistryError::UnknownComponent(given));
+                }
+                Err(e) => {
+                    return Err(RegistryError::Store(StoreError::Unavailable {
+                        backend: "components",
+                        message: format!("reading {}: {e}", path.display()),
+                    }));
+                }
+            };
+            if Digest::of(&bytes).to_hex() != wanted {
+                return Err(RegistryError::Damaged(format!(
+                    "{} does not have the digest it is stored under",
+                    path.display()
+                )));
             }
-            Err(e) => {
-                return Err(RegistryError::Store(StoreError::Unavailable {
-                    backend: "components",
-                    message: format!("reading {}: {e}", path.display()),
-                }));
-            }
-        };
-        if Digest::of(&bytes).to_hex() != digest.to_ascii_lowercase() {
-            return Err(RegistryError::Damaged(format!(
-                "{} does not have the digest it is stored under",
-                path.display()
-            )));
-        }
-        Ok(self.runtime.load_component(bytes).await?)
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            backend: "components",
+            message: format!("reading a component stopped: {e}"),
+        })??;
+        Ok(self.runtime.load_component(read).await?)
     }
 
     /// Activates a component deployed earlier in the namespace.
@@ -322,21 +338,31 @@ impl Node {
         Ok(())
     }
 
-    fn store_component(
+    /// Writes the component's file (on a blocking thread: it can be tens
+    /// of MB, and the async workers serve every tenant).
+    async fn store_component(
         &self,
         namespace: &Namespace,
         digest: &Digest,
-        bytes: &[u8],
+        bytes: Arc<Vec<u8>>,
     ) -> Result<(), RegistryError> {
         let path = self.component_file(namespace, &digest.to_hex());
-        if path.exists() {
-            return Ok(());
-        }
-        // A write that fails (a full disk) damages nothing: retryable.
-        super::tenants::write_atomically(&path, bytes).map_err(|e| {
+        let written = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                if path.exists() {
+                    return Ok(());
+                }
+                // A write that fails (a full disk) damages nothing: retryable.
+                super::tenants::write_atomically(&path, &bytes).map_err(|e| format!("{e:#}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        written.map_err(|message| {
             RegistryError::Store(StoreError::Unavailable {
                 backend: "components",
-                message: format!("storing the component in {}: {e:#}", path.display()),
+                message: format!("storing the component in {}: {message}", path.display()),
             })
         })
     }
@@ -350,13 +376,14 @@ impl Node {
         aggregate_type: &AggregateType,
         loaded: Arc<LoadedComponent>,
         action: Action,
-        bytes: Option<&[u8]>,
+        bytes: Option<Arc<Vec<u8>>>,
     ) -> Result<Activation, RegistryError> {
         let _one_change_at_a_time = self.registry_lock.lock().await;
         let (history, version) = self.registry_history(namespace).await?;
         if let Some(bytes) = bytes {
             self.check_component_quota(namespace, &history, loaded.digest(), bytes.len())?;
-            self.store_component(namespace, loaded.digest(), bytes)?;
+            self.store_component(namespace, loaded.digest(), bytes)
+                .await?;
         }
         let previous = history
             .iter()

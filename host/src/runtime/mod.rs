@@ -25,6 +25,7 @@
 //! always equals a replay of the stream. When in doubt (a conflict, a store
 //! error, a failed apply) the aggregate is passivated and rebuilt by replay.
 
+mod background;
 mod bindings;
 mod cache;
 mod command;
@@ -105,6 +106,7 @@ impl Runtime {
             .check(config.memory_ceiling_bytes, config.fuel_metering)
             .map_err(|e| anyhow::anyhow!("the default sandbox limits: {e}"))?;
         let config = Arc::new(config);
+        background::lower_compile_pool_priority();
         let engine = engine::build_engine(&config)
             .map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
         let linker = component::sandbox_linker(&engine)
@@ -149,10 +151,21 @@ impl Runtime {
 
     /// Compiles and checks `bytes` as an aggregate component without
     /// deploying it. Compiling takes a while for large components; it runs
-    /// on a blocking thread.
+    /// on a thread of its own at a lower CPU priority than commands
+    /// (`background.rs`).
     pub async fn load_component(
         &self,
         bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.load_shared_component(Arc::new(bytes)).await
+    }
+
+    /// [`Runtime::load_component`] for bytes the caller keeps too (a node
+    /// stores them once they are accepted): nothing is copied. Hashing and
+    /// compiling both happen off the async workers.
+    pub async fn load_shared_component(
+        &self,
+        bytes: Arc<Vec<u8>>,
     ) -> Result<Arc<LoadedComponent>, DeployError> {
         let limit = self.inner.config.max_component_bytes;
         if bytes.len() > limit {
@@ -161,11 +174,11 @@ impl Runtime {
                 limit,
             });
         }
-        if let Some(loaded) = self.inner.registry.compiled(&Digest::of(&bytes)) {
-            return Ok(loaded);
-        }
         let inner = self.inner.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = background::run_niced("aether-compile", move || {
+            if let Some(loaded) = inner.registry.compiled(&Digest::of(&bytes)) {
+                return Ok(loaded);
+            }
             component::load(
                 &inner.engine,
                 &inner.linker,

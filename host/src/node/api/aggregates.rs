@@ -119,7 +119,7 @@ pub(super) async fn deploy(
         .uploads()
         .open(&namespace, uploads)
         .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
-    let bytes = body::read(request, limit).await?.to_vec();
+    let bytes = body::read_upload(&headers, request, limit).await?;
     let Some(sample) = sample else {
         let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
         drop(upload);

@@ -51,9 +51,51 @@ pub(super) fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
+/// Reads an upload's body frame by frame into one buffer (sized from its
+/// `Content-Length`, never beyond `limit`), refusing one larger than
+/// `limit` bytes: each frame is copied once, as it arrives, so a large
+/// upload never holds an async worker for one long copy.
+pub(super) async fn read_upload(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut buffer = Vec::with_capacity(declared.min(limit));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error(limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            return Err(ApiError::too_large(format!(
+                "the request body is larger than {limit} bytes"
+            )));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer)
+}
+
 /// Reads the whole body, refusing one larger than `limit` bytes.
 pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(body_error(limit))
+}
+
+/// The API error for a body that could not be read.
+fn body_error<E>(limit: usize) -> impl Fn(E) -> ApiError
+where
+    E: std::error::Error + 'static,
+{
+    move |error| {
         let too_long = std::error::Error::source(&error)
             .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
             || error.to_string().contains("length limit exceeded");
@@ -73,7 +115,7 @@ pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         } else {
             ApiError::malformed(format!("the request body could not be read: {error}"))
         }
-    })
+    }
 }
 
 /// Reads a JSON body of type `T`.
