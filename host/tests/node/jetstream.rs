@@ -48,7 +48,15 @@ fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
             threads.push(std::thread::spawn(move || {
                 for i in 0..ATTEMPTS {
                     let a = (i + c + n) % ACCOUNTS;
-                    let (status, state) = client.get(&format!("/v1/namespaces/bank/aggregates/bank-account/acc-{a}"));
+                    // A read that meets a stream changing under it on
+                    // every refresh answers a retryable 503: retry it.
+                    let path = format!("/v1/namespaces/bank/aggregates/bank-account/acc-{a}");
+                    let (status, state) = (0..20)
+                        .map(|_| client.get(&path))
+                        .find(|(status, state)| {
+                            *status != 503 || state["error"] != json!("store_unavailable")
+                        })
+                        .expect("a state read answered within 20 tries");
                     assert_eq!(status, 200, "{state}");
                     let version = state["version"].as_u64().unwrap();
                     let (status, body) = client.send(
