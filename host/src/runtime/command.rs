@@ -405,6 +405,14 @@ impl Runtime {
         })
     }
 
+    /// [`Runtime::state`] with the view as compact JSON bytes (what
+    /// `serde_json::to_vec` makes of [`AggregateState::view`]), written on
+    /// the namespace's own partition thread: the version and the bytes.
+    pub async fn state_json(&self, stream: &StreamId) -> Result<(u64, Vec<u8>), CommandError> {
+        let (view, version) = self.read_live(stream, |p, s| p.view_json(s)).await?;
+        Ok((version, view?))
+    }
+
     /// The component's snapshot of the aggregate (activating it if not
     /// live) and the version it was taken at; for tests and tools.
     pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {

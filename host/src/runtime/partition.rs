@@ -373,6 +373,25 @@ impl Partition {
         Ok((parsed, version))
     }
 
+    /// [`Partition::view`] written out again as compact JSON, here on the
+    /// namespace's own thread, so that the node's shared async workers
+    /// only copy the bytes into the answer.
+    pub(crate) fn view_json(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(Result<Vec<u8>, CommandError>, u64), CallError> {
+        let (view, version) = self.view(stream)?;
+        let json = view.and_then(|view| {
+            serde_json::to_vec(&view).map_err(|e| {
+                CommandError::Guest(GuestFailure::new(
+                    GuestFailureKind::Trap,
+                    format!("the component's view cannot be written as JSON: {e}"),
+                ))
+            })
+        });
+        Ok((json, version))
+    }
+
     /// The guest's snapshot of the aggregate, and its version.
     pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
         let (key, resource, version) = self.complete_entry(stream)?;

@@ -264,3 +264,38 @@ fn a_node_restoring_many_namespaces_starts_no_partition_threads() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(running_lanes(&node), "aether_running_lanes 1");
 }
+
+/// A state read's answer is written with the view serialised on the
+/// tenant's lane; it is still exactly the compact JSON, keys in order, that
+/// the node sends for every other answer (and that a routed read sends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_answer_is_compact_json_with_its_keys_in_order() {
+    let node = node().await;
+    let token = node.create_namespace("viewer", json!({})).await;
+    node.deploy("viewer", &token, "hostile", HOSTILE).await;
+    for note in ["z \"quoted\" é", "a\nb"] {
+        let (status, body) = node
+            .send(
+                "viewer/hostile/agg-1",
+                &token,
+                json!({"type": "Record", "data": {"note": note}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, raw) = node
+        .call_raw(
+            "GET",
+            "/v1/namespaces/viewer/aggregates/hostile/agg-1",
+            &token,
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let parsed: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(raw, serde_json::to_string(&parsed).unwrap());
+    assert_eq!(parsed["stream"], json!("viewer/hostile/agg-1"));
+    assert_eq!(parsed["version"], json!(2));
+    assert_eq!(parsed["state"]["notes"], json!(["z \"quoted\" é", "a\nb"]));
+}

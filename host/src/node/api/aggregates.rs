@@ -392,8 +392,25 @@ pub(super) async fn state(
     let stream = aggregate(&node, &headers, params)?;
     Ok(match node.cluster() {
         Some(cluster) => routed(cluster.route(Routed::State { stream }).await),
-        None => Json(read_state(&node, &stream).await?).into_response(),
+        None => state_answer(&node, &stream).await?,
     })
+}
+
+/// The aggregate's state from this node's runtime, as the bytes
+/// `Json(read_state(…))` would send (keys in order, compact), with the view
+/// written on the tenant's own lane: a large view costs the shared async
+/// workers a copy, not a parse and a serialisation.
+async fn state_answer(node: &Node, stream: &StreamId) -> Result<Response, ApiError> {
+    let (version, view) = node.runtime().state_json(stream).await?;
+    let name = serde_json::to_vec(&stream.to_string())
+        .map_err(|e| ApiError::malformed(format!("the stream name cannot be written: {e}")))?;
+    let mut body = Vec::with_capacity(view.len() + name.len() + 48);
+    body.extend_from_slice(b"{\"state\":");
+    body.extend_from_slice(&view);
+    body.extend_from_slice(b",\"stream\":");
+    body.extend_from_slice(&name);
+    body.extend_from_slice(format!(",\"version\":{version}}}").as_bytes());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The aggregate's state, from this node's runtime.
