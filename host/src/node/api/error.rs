@@ -74,13 +74,17 @@ impl ApiError {
     }
 
     /// 507 `storage_quota_exceeded`: a namespace's stored event or
-    /// component bytes would pass its quota; nothing was stored.
-    pub fn storage_quota(message: impl Into<String>) -> Self {
+    /// component bytes (`stored`) would pass its quota (`limit`) by
+    /// `adding` more; nothing was stored.
+    pub fn storage_quota(message: impl Into<String>, stored: u64, adding: u64, limit: u64) -> Self {
         Self::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "storage_quota_exceeded",
             message,
         )
+        .with("stored_bytes", json!(stored))
+        .with("adding_bytes", json!(adding))
+        .with("limit", json!(limit))
     }
 
     /// 429 `too_many_uploads`: the namespace already has its
@@ -228,10 +232,7 @@ impl From<RegistryError> for ApiError {
                 stored,
                 adding,
                 limit,
-            } => Self::storage_quota(message)
-                .with("stored_bytes", json!(stored))
-                .with("adding_bytes", json!(adding))
-                .with("limit", json!(limit)),
+            } => Self::storage_quota(message, stored, adding, limit),
             RegistryError::Damaged(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_corrupt", message)
             }
@@ -278,10 +279,7 @@ impl From<CommandError> for ApiError {
                 adding,
                 limit,
                 ..
-            } => Self::storage_quota(message)
-                .with("stored_bytes", json!(stored))
-                .with("adding_bytes", json!(adding))
-                .with("limit", json!(limit)),
+            } => Self::storage_quota(message, stored, adding, limit),
             CommandError::Rejected(rejection) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", message)
                     .with("rejection", json!(rejection))

@@ -152,25 +152,24 @@ impl JetStreamStore {
 
 /// The last sequence of a namespace's stream: its head position.
 pub(super) async fn last_sequence(events: &stream::Stream) -> Result<u64, StoreError> {
-    let mut events = events.clone();
-    let name = events.cached_info().config.name.clone();
-    let info = events
-        .info()
-        .await
-        .map_err(|e| unavailable(format!("reading the state of the stream {name}: {e}")))?;
-    Ok(info.state.last_sequence)
+    Ok(state(events).await?.last_sequence)
 }
 
 /// The bytes a namespace's stream holds, as JetStream counts them (every
 /// message with its subject, headers and framing).
 pub(super) async fn stored_bytes(events: &stream::Stream) -> Result<u64, StoreError> {
+    Ok(state(events).await?.bytes)
+}
+
+/// The stream's state, asked of the servers now.
+async fn state(events: &stream::Stream) -> Result<stream::State, StoreError> {
     let mut events = events.clone();
     let name = events.cached_info().config.name.clone();
     let info = events
         .info()
         .await
         .map_err(|e| unavailable(format!("reading the state of the stream {name}: {e}")))?;
-    Ok(info.state.bytes)
+    Ok(info.state.clone())
 }
 
 /// Whether creating a stream failed because it exists with other settings.
