@@ -265,7 +265,7 @@ impl EmbeddedStore {
     {
         let (slot, path) = (Arc::clone(&self.slot), Arc::clone(&self.path));
         let task = tokio::task::spawn_blocking(move || {
-            let db = slot.get(&path)?;
+            let db = slot.get_for_read(&path)?;
             let txn = db.begin_read().in_file(&path)?;
             read(&path, &txn)
         });

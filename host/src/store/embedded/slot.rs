@@ -6,8 +6,9 @@
 //! until it is closed and opened again. The writer thread is the one place
 //! that reopens it ([`super::writer`]): it takes the database out of the
 //! slot, waits for the reads still using it, closes it, opens and verifies
-//! the file again and puts the new one in. Meanwhile reads answer
-//! [`StoreError::Unavailable`], never stale or partial data.
+//! the file again and puts the new one in. Meanwhile reads wait for it
+//! (up to [`REOPEN_WAIT`]) and then answer [`StoreError::Unavailable`],
+//! never stale or partial data.
 //!
 //! **Invariant:** [`DbSlot::writable`] is true only after a commit
 //! succeeded on the database in the slot and no write has failed since;
@@ -25,6 +26,11 @@ use crate::store::StoreError;
 
 /// How long a reopen waits for the reads still holding the old database.
 const READS_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a read waits for a reopen in progress before it answers
+/// [`StoreError::Unavailable`] (a reopen takes milliseconds to a verify of
+/// the whole file).
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
 
 /// The database in use, or none while it is being reopened.
 pub(super) struct DbSlot {
@@ -52,6 +58,19 @@ impl DbSlot {
                     "the file is being reopened after an I/O error (a full disk?): retry",
                 )
             })
+    }
+
+    /// The database for a read: waits up to [`REOPEN_WAIT`] for a reopen
+    /// in progress, so that reads go on across the reopens a full disk
+    /// causes. Blocks: call it on a blocking thread.
+    pub(super) fn get_for_read(&self, path: &Path) -> Result<Arc<Database>, StoreError> {
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match self.get(path) {
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                answer => return answer,
+            }
+        }
     }
 
     /// Whether the last write went through.
