@@ -170,14 +170,14 @@ pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostSta
     Ok(linker)
 }
 
-/// Compiles and checks `bytes` as an aggregate component.
+/// Compiles and checks `bytes`, whose digest the caller has computed, as
+/// an aggregate component.
 pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<HostState>,
-    bytes: &[u8],
+    (bytes, digest): (&[u8], Digest),
     cache: Option<&CompileCache>,
 ) -> Result<Arc<LoadedComponent>, LoadError> {
-    let digest = Digest::of(bytes);
     let state_schema = state_schema(bytes)?;
     let cached = cache.and_then(|cache| cache.get(engine, &digest));
     let compiled_from = if cached.is_some() {

@@ -176,13 +176,14 @@ impl Runtime {
         }
         let inner = self.inner.clone();
         let loaded = background::run_niced("aether-compile", move || {
-            if let Some(loaded) = inner.registry.compiled(&Digest::of(&bytes)) {
+            let digest = Digest::of(&bytes);
+            if let Some(loaded) = inner.registry.compiled(&digest) {
                 return Ok(loaded);
             }
             component::load(
                 &inner.engine,
                 &inner.linker,
-                &bytes,
+                (&bytes, digest),
                 inner.compile_cache.as_ref(),
             )
         })
