@@ -1,40 +1,25 @@
-//! The Aether host: event-sourced aggregates as WebAssembly components.
+//! The Aether host, as one crate: it re-exports the crates of the bounded
+//! contexts under their old module names, for the `aether` binary, its tests
+//! and the benchmarks. A program that embeds Aether depends on the crates it
+//! needs instead (`aether-runtime` and `aether-store` for the runtime on the
+//! embedded store; see `examples/embedded` and README.md).
 //!
-//! Each aggregate's domain logic is a component (any language that targets
-//! `wasm32-wasip2`, through the WIT package in `wit/`). The host stores its
-//! events, detects concurrent writes, keeps tenants apart, and derives the
-//! aggregate's state by replaying its events into the component.
+//! | module | crate | context |
+//! |---|---|---|
+//! | [`namespace`] | `aether-core` | names, the event envelope, the clock |
+//! | [`store`] | `aether-store` | Event Sourcing, Optimistic Concurrency |
+//! | [`runtime`] | `aether-runtime` | Aggregate Runtime |
+//! | [`bus`] | `aether-bus` | Event Bus |
+//! | [`cluster`] | `aether-cluster` | Cluster Coordination |
+//! | [`node`] | `aether-node` | the HTTP node (`aether serve`) |
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use aether_host::runtime::{CommandRequest, Runtime, RuntimeConfig, stream_id};
-//! use aether_host::store::MemoryStore;
-//!
-//! # async fn demo() -> anyhow::Result<()> {
-//! let runtime = Runtime::new(Arc::new(MemoryStore::new()), RuntimeConfig::default())?;
-//! let account = stream_id("bank", "bank-account", "acc-1")?;
-//! let component = std::fs::read("target/wasm32-wasip2/release/bank_account.wasm")?;
-//! runtime.deploy(&account.namespace, &account.aggregate_type, component).await?;
-//!
-//! let data = serde_json::json!({ "owner": "Ada" });
-//! let outcome = runtime.execute(CommandRequest::json(account.clone(), "Open", &data)).await?;
-//! assert_eq!(outcome.version, 1);
-//! println!("{}", runtime.state(&account).await?.view);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! One module per bounded context: [`store`] (Event Sourcing and the
-//! Optimistic Concurrency contract), [`namespace`] (Namespace Isolation),
-//! [`runtime`] (Aggregate Runtime), [`cluster`] (Cluster Coordination) and
-//! [`bus`] (Event Bus). [`node`] is the HTTP node (`aether serve`) that hosts
-//! tenants on them. `ARCHITECTURE.md` maps them.
+//! `ARCHITECTURE.md` maps them and the layering between them.
 
 #![warn(missing_docs)]
 
-pub mod bus;
-pub mod cluster;
-pub mod namespace;
-pub mod node;
-pub mod runtime;
-pub mod store;
+pub use aether_bus as bus;
+pub use aether_cluster as cluster;
+pub use aether_core::namespace;
+pub use aether_node as node;
+pub use aether_runtime as runtime;
+pub use aether_store as store;

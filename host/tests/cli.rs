@@ -234,3 +234,29 @@ fn conformance_runner_survives_a_guest_that_prints() {
     ]);
     assert!(report.contains("1 scenarios passed, 0 failed"), "{report}");
 }
+
+/// Each limit is defined once (`aether_runtime::limits()`): `aether serve`
+/// has a flag for it and docs/api.md's table names it with that flag.
+#[test]
+fn every_limit_has_a_serve_flag_and_a_row_in_the_api_docs() {
+    let help = ok(&["serve", "--help"]);
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
+        .expect("read docs/api.md");
+    let limits = aether_host::runtime::limits();
+    assert_eq!(limits.len(), 13, "every limit is listed once");
+    for limit in limits {
+        let flag = format!("--{}", limit.flag());
+        assert!(
+            help.contains(&flag),
+            "`aether serve` has no {flag}:\n{help}"
+        );
+        let row = docs
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", limit.name)))
+            .unwrap_or_else(|| panic!("docs/api.md has no row for `{}`", limit.name));
+        assert!(
+            row.contains(&format!("(`{flag}`)")),
+            "the row names no {flag}: {row}"
+        );
+    }
+}

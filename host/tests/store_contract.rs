@@ -1,7 +1,7 @@
 //! Runs the shared event store contract against every backend.
 
 mod memory_store {
-    aether_host::store_contract_tests!(|| async { aether_host::store::MemoryStore::new() });
+    aether_store::store_contract_tests!(|| async { aether_host::store::MemoryStore::new() });
 }
 
 /// The async-block form of the macro, with the store behind an `Arc<dyn EventStore>`.
@@ -10,7 +10,7 @@ mod shared_memory_store {
 
     use aether_host::store::{EventStore, MemoryStore};
 
-    aether_host::store_contract_tests!(async {
+    aether_store::store_contract_tests!(async {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
         store
     });
@@ -83,9 +83,9 @@ mod keeping {
         async fn load_snapshot(
             &self,
             stream: &StreamId,
-            component_digest: &str,
+            snapshot_key: &str,
         ) -> Result<Option<Snapshot>, StoreError> {
-            self.store.load_snapshot(stream, component_digest).await
+            self.store.load_snapshot(stream, snapshot_key).await
         }
     }
 }
@@ -99,7 +99,7 @@ mod embedded_store {
 
     use crate::keeping::Keeping;
 
-    aether_host::store_contract_tests!(|| async {
+    aether_store::store_contract_tests!(|| async {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let store = EmbeddedStore::open(dir.path().join("store"))
             .unwrap_or_else(|error| panic!("open a new embedded store: {error}"));
@@ -120,7 +120,7 @@ mod jetstream_single_node {
 
     use crate::keeping::Keeping;
 
-    aether_host::store_contract_tests!(|| async {
+    aether_store::store_contract_tests!(|| async {
         let server = NatsServer::start();
         let store = JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1))
             .await
@@ -142,7 +142,7 @@ mod jetstream_three_nodes {
 
     use crate::keeping::Keeping;
 
-    aether_host::store_contract_tests!(|| async {
+    aether_store::store_contract_tests!(|| async {
         let cluster = NatsCluster::start(3);
         let store = JetStreamStore::connect(JetStreamConfig::new(cluster.urls(), 3))
             .await

@@ -12,12 +12,39 @@ use aether_host::store::{
     AppendRequest, EmbeddedStore, EventMetadata, EventStore, ExpectedVersion, MemoryStore,
     NewEvent, RecordedEvent,
 };
-use aether_tests::{artifacts, deploy, runtime_on, send, stream, test_config};
+use aether_tests::{artifacts, deploy, send, stream, test_config};
 use serde_json::json;
+
+/// A runtime that publishes to an in-process bus (as a node's does).
+#[derive(Clone)]
+struct Bused {
+    runtime: Runtime,
+    bus: Arc<LocalBus>,
+}
+
+impl Bused {
+    fn on(store: Arc<dyn EventStore>) -> Self {
+        let bus = Arc::new(LocalBus::default());
+        let runtime =
+            Runtime::with_sink(store, test_config(), bus.clone()).expect("runtime starts");
+        Self { runtime, bus }
+    }
+
+    fn bus(&self) -> &LocalBus {
+        &self.bus
+    }
+}
+
+impl std::ops::Deref for Bused {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
 
 /// Both stores, each in its own runtime with the bank-account deployed in
 /// namespaces `bank` and `other`.
-async fn runtimes() -> Vec<(Runtime, Option<tempfile::TempDir>)> {
+async fn runtimes() -> Vec<(Bused, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let embedded: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let mut out = Vec::new();
@@ -25,7 +52,7 @@ async fn runtimes() -> Vec<(Runtime, Option<tempfile::TempDir>)> {
         (Arc::new(MemoryStore::new()) as Arc<dyn EventStore>, None),
         (embedded, Some(dir)),
     ] {
-        let runtime = runtime_on(store, test_config());
+        let runtime = Bused::on(store);
         for ns in ["bank", "other"] {
             deploy(&runtime, ns, "bank-account", artifacts::BANK_ACCOUNT).await;
         }
@@ -47,7 +74,7 @@ fn bank() -> Namespace {
 }
 
 async fn subscribe(
-    runtime: &Runtime,
+    runtime: &Bused,
     filter: Filter,
     name: Option<&str>,
     from: StartFrom,

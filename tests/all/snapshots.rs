@@ -155,7 +155,7 @@ async fn only_the_component_that_made_a_snapshot_reads_it() {
         .save_snapshot(Snapshot {
             stream: acc.clone(),
             version: 2,
-            component_digest: digest_a.clone(),
+            snapshot_key: digest_a.clone(),
             state: serde_json::to_vec(&doctored).unwrap(),
             timestamp_ms: 1,
         })
@@ -189,7 +189,7 @@ async fn a_snapshot_the_component_refuses_falls_back_to_full_replay() {
         .save_snapshot(Snapshot {
             stream: acc.clone(),
             version: 2,
-            component_digest: digest,
+            snapshot_key: digest,
             state: b"not json at all".to_vec(),
             timestamp_ms: 1,
         })
@@ -230,7 +230,7 @@ async fn a_snapshot_is_shared_by_components_with_the_same_state_schema() {
         .save_snapshot(Snapshot {
             stream: acc.clone(),
             version: 2,
-            component_digest: "schema:1".into(),
+            snapshot_key: "schema:1".into(),
             state: serde_json::to_vec(&doctored).unwrap(),
             timestamp_ms: 1,
         })

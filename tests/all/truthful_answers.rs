@@ -106,9 +106,9 @@ impl EventStore for FaultyStore {
     async fn load_snapshot(
         &self,
         stream: &StreamId,
-        component_digest: &str,
+        snapshot_key: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream, component_digest).await
+        self.inner.load_snapshot(stream, snapshot_key).await
     }
 }
 

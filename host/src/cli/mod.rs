@@ -27,8 +27,9 @@ enum Command {
     /// A scripted tour: deploy the bank-account component, send commands,
     /// show a rejection and a conflict, print the events and the state.
     Demo(demo::DemoArgs),
-    /// Run a node: the HTTP API on the embedded store, for many namespaces.
-    Serve(serve::ServeArgs),
+    /// Run a node: the HTTP API for many namespaces, on the embedded store
+    /// (or JetStream with --nats).
+    Serve(Box<serve::ServeArgs>),
     /// Develop a Rust guest: build it, serve it on a local node in watch
     /// mode, and rebuild and redeploy it whenever its sources change.
     Dev(dev::DevArgs),
@@ -72,7 +73,7 @@ pub(crate) fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Namespace(args) => blocking(move || remote::namespace(args)).await,
             Command::Deploy(args) => blocking(move || remote::deploy(args)).await,

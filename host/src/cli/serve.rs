@@ -8,7 +8,8 @@ use anyhow::Result;
 
 use aether_host::cluster::ClusterConfig;
 use aether_host::node::{ConnectionLimits, NodeConfig, serve};
-use aether_host::runtime::SandboxLimits;
+use aether_host::runtime::{LimitOverrides, SandboxLimits, limits};
+use clap::{Arg, ArgMatches};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -22,38 +23,13 @@ pub(crate) struct ServeArgs {
     /// the one it has, or makes one and prints it once.
     #[arg(long, env = "AETHER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Default memory per guest instance, in MiB.
-    #[arg(long, default_value_t = 256)]
-    memory_mib: usize,
-    /// Default deadline of one guest call, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    call_deadline_ms: u64,
-    /// Default largest command payload, in bytes.
-    #[arg(long, default_value_t = 1 << 20)]
-    max_command_bytes: usize,
-    /// Default largest JSON view of one aggregate a state read returns, in
-    /// bytes.
-    #[arg(long, default_value_t = 1 << 20)]
-    max_view_bytes: usize,
-    /// Default live event streams one namespace may have open at once.
-    #[arg(long, default_value_t = 64)]
-    max_live_streams: usize,
-    /// Default bytes of event payloads one namespace may store in all.
-    #[arg(long, default_value_t = SandboxLimits::default().max_stored_event_bytes)]
-    max_stored_event_bytes: u64,
-    /// Default bytes of components one namespace may store in all.
-    #[arg(long, default_value_t = SandboxLimits::default().max_stored_component_bytes)]
-    max_stored_component_bytes: u64,
-    /// Default component uploads one namespace may have in progress at once.
-    #[arg(long, default_value_t = SandboxLimits::default().max_concurrent_uploads)]
-    max_concurrent_uploads: usize,
+    /// The default limits of every namespace: one flag per limit.
+    #[command(flatten)]
+    limits: LimitFlags,
     /// Seconds a namespace's partition threads run without a command or
     /// read before they stop (the next command starts them again).
     #[arg(long, default_value_t = 60)]
     lane_idle_secs: u64,
-    /// Default live aggregates per namespace.
-    #[arg(long, default_value_t = 200_000)]
-    max_live_aggregates: usize,
     /// Keep events in NATS JetStream at these servers (comma-separated,
     /// e.g. nats://127.0.0.1:4222) instead of the embedded store.
     #[arg(long, value_delimiter = ',')]
@@ -125,16 +101,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let mut config = NodeConfig::new(&args.data_dir, args.listen);
     config.admin_token = args.admin_token;
     config.watch = args.watch;
-    let limits = &mut config.runtime.limits;
-    limits.memory_bytes = args.memory_mib << 20;
-    limits.call_deadline = Duration::from_millis(args.call_deadline_ms);
-    limits.max_command_bytes = args.max_command_bytes;
-    limits.max_live_aggregates = args.max_live_aggregates;
-    limits.max_view_bytes = args.max_view_bytes;
-    limits.max_live_streams = args.max_live_streams;
-    limits.max_stored_event_bytes = args.max_stored_event_bytes;
-    limits.max_stored_component_bytes = args.max_stored_component_bytes;
-    limits.max_concurrent_uploads = args.max_concurrent_uploads;
+    config.runtime.limits = args.limits.0.apply(&SandboxLimits::default());
     config.runtime.lane_idle_timeout = Duration::from_secs(args.lane_idle_secs.max(1));
     if !args.nats.is_empty() {
         config.nats = Some(aether_host::store::JetStreamConfig::new(
@@ -172,4 +139,49 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         println!("aether node listening on http://{address} (data in {data_dir})");
     })
     .await
+}
+
+/// The flags that set every namespace's default limits, made from the
+/// runtime's one definition of each limit (`aether_runtime::limits()`):
+/// `--<limit>` with dashes (`--call-deadline-ms`), in the limit's API unit,
+/// defaulting to the runtime's default.
+#[derive(Debug, Clone, Default)]
+struct LimitFlags(LimitOverrides);
+
+impl clap::FromArgMatches for LimitFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut overrides = LimitOverrides::default();
+        for limit in limits() {
+            if let Some(value) = matches.get_one::<u64>(limit.name) {
+                let known = overrides.set(limit.name, *value);
+                debug_assert!(known, "{} is a limit", limit.name);
+            }
+        }
+        Ok(Self(overrides))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for LimitFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        limits().into_iter().fold(command, |command, limit| {
+            let mut arg = Arg::new(limit.name)
+                .long(limit.flag())
+                .value_name("N")
+                .value_parser(clap::value_parser!(u64))
+                .help(format!("Every namespace's default: {}", limit.summary));
+            if let Some(default) = limit.default {
+                arg = arg.default_value(default.to_string());
+            }
+            command.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
 }

@@ -1,0 +1,195 @@
+//! Reading request bodies and parameters with errors a person can act on:
+//! the content type is checked first (415), the size while reading (413),
+//! then UTF-8 and the JSON shape (400, naming the field and position).
+//! Unknown fields are refused by the body types themselves.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// The largest JSON body the API reads (commands are limited further by
+/// their namespace's `max_command_bytes`).
+pub(super) const MAX_JSON_BODY: usize = 8 << 20;
+
+/// Requires the request's content type to be one of `accepted`.
+pub(super) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if accepted.iter().any(|a| essence.eq_ignore_ascii_case(a)) {
+        return Ok(());
+    }
+    let given = if given.is_empty() { "none" } else { given };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+        format!(
+            "the content type is {given}; send {}",
+            accepted.join(" or ")
+        ),
+    ))
+}
+
+/// Refuses (413) a body whose declared `Content-Length` is over `limit`
+/// before any of it is read.
+pub(super) fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::too_large(format!(
+            "the request body is {length} bytes, more than the {limit}-byte limit"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The fastest one upload's body is read (32 MiB/s): a 40 MB component
+/// arrives in about a second and a quarter, and a tenant that uploads
+/// nonstop (at most `max_concurrent_uploads` at a time) cannot keep the
+/// node's shared async workers busy moving its bytes.
+pub(super) const UPLOAD_BYTES_PER_SEC: u64 = 32 << 20;
+
+/// Reads an upload's body frame by frame into one buffer (sized from its
+/// `Content-Length`, never beyond `limit`), refusing one larger than
+/// `limit` bytes: each frame is copied once, as it arrives, so a large
+/// upload never holds an async worker for one long copy, and the reading
+/// waits whenever it is ahead of [`UPLOAD_BYTES_PER_SEC`].
+pub(super) async fn read_upload(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut buffer = Vec::with_capacity(declared.min(limit));
+    let mut body = body;
+    let started = std::time::Instant::now();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error(limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            return Err(ApiError::too_large(format!(
+                "the request body is larger than {limit} bytes"
+            )));
+        }
+        buffer.extend_from_slice(&data);
+        let due =
+            std::time::Duration::from_secs_f64(buffer.len() as f64 / UPLOAD_BYTES_PER_SEC as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed())
+            && ahead > std::time::Duration::from_millis(5)
+        {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+    Ok(buffer)
+}
+
+/// Reads the whole body, refusing one larger than `limit` bytes.
+pub(super) async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(body_error(limit))
+}
+
+/// The API error for a body that could not be read.
+fn body_error<E>(limit: usize) -> impl Fn(E) -> ApiError
+where
+    E: std::error::Error + 'static,
+{
+    move |error| {
+        let too_long = std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+            || error.to_string().contains("length limit exceeded");
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(error) = cause {
+            if let Some(slow) = error.downcast_ref::<crate::BodyTooSlow>() {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    slow.to_string(),
+                );
+            }
+            cause = error.source();
+        }
+        if too_long {
+            ApiError::too_large(format!("the request body is larger than {limit} bytes"))
+        } else {
+            ApiError::malformed(format!("the request body could not be read: {error}"))
+        }
+    }
+}
+
+/// Reads a JSON body of type `T`.
+pub(super) async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    require_content_type(headers, &["application/json"])?;
+    let bytes = read(body, MAX_JSON_BODY).await?;
+    parse(&bytes)
+}
+
+/// Parses a JSON document of type `T`.
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(error) = std::str::from_utf8(bytes) {
+        return Err(ApiError::malformed(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut document).map_err(|error| {
+        let path = error.path().to_string();
+        let error = error.into_inner();
+        if path == "." {
+            ApiError::malformed(format!("the body is not the JSON expected: {error}"))
+        } else {
+            ApiError::malformed(format!("the body's `{path}` is wrong: {error}"))
+        }
+    })?;
+    document.end().map_err(|error| {
+        ApiError::malformed(format!("the body has more after its JSON: {error}"))
+    })?;
+    Ok(value)
+}
+
+/// Path parameters, or a 400 that says what was wrong with them.
+pub(super) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(value)| value).map_err(|rejection| {
+        ApiError::malformed(format!("the path is invalid: {}", rejection.body_text()))
+    })
+}
+
+/// A version or log position a read starts at or after, named
+/// `parameter` in the 400 that refuses it: the largest `u64` is refused,
+/// since no event can come after it and "the next one" would not fit.
+pub(super) fn start_point(parameter: &str, value: u64) -> Result<u64, ApiError> {
+    if value == u64::MAX {
+        return Err(ApiError::malformed(format!(
+            "{parameter} is {value}, past any version or log position: it must be at most {}",
+            u64::MAX - 1
+        )));
+    }
+    Ok(value)
+}
+
+/// Query parameters, or a 400 that says what was wrong with them.
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(value)| value).map_err(|rejection| {
+        ApiError::malformed(format!("the query is invalid: {}", rejection.body_text()))
+    })
+}

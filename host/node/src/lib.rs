@@ -1,0 +1,266 @@
+//! The node: one long-running process (`aether serve`) that hosts several
+//! tenants and serves them over an HTTP JSON API, on the embedded store in
+//! its data directory or, with `--nats`, on the JetStream store.
+//!
+//! ```text
+//! HTTP request ─▶ api (axum router: auth, body checks, error codes)
+//!                  ├─ tenants: namespaces, token hashes, limits (node.json)
+//!                  ├─ registry: components by digest, activation history (events)
+//!                  ├─ runtime: deploy, execute, state (per-namespace lanes and limits)
+//!                  ├─ store:   events (EmbeddedStore in the data directory, or JetStream)
+//!                  ├─ bus:     every stored event, to live streams and NATS
+//!                  └─ metrics: per-namespace counters and latency histograms
+//! ```
+//!
+//! Data directory layout: `events.redb` + `events.head` (the embedded event store),
+//! `compiled/` (compile cache), `node.json` (tenants) and
+//! `components/<namespace>/<digest>.wasm` (deployed components; which one
+//! is active is recorded as events, see [`registry`]).
+//!
+//! **Invariant:** every request that touches a namespace is authorised for
+//! that namespace before anything else reads or writes it ([`api`]).
+
+pub mod access;
+pub mod api;
+mod cluster;
+mod connections;
+mod limits;
+pub mod metrics;
+pub mod registry;
+mod serve;
+mod slots;
+mod tenants;
+pub mod verify;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+pub use access::{Principal, Token, TokenHash};
+pub use connections::{BodyTooSlow, ConnectionLimits};
+pub use limits::{EffectiveLimits, LimitOverrides};
+pub use serve::serve;
+pub use tenants::{TenantError, Tenants};
+
+use aether_bus::LocalBus;
+use aether_core::namespace::Namespace;
+use aether_runtime::{Runtime, RuntimeConfig, SandboxLimits};
+use aether_store::{EmbeddedStore, EventStore, JetStreamConfig, JetStreamStore};
+use metrics::Metrics;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The data directory: events, tenants, components, compile cache.
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// The admin token; `None` keeps the stored one, or generates one on a
+    /// new node (printed once).
+    pub admin_token: Option<String>,
+    /// The runtime's configuration; its `limits` are every namespace's
+    /// defaults.
+    pub runtime: RuntimeConfig,
+    /// Watch mode: deploy `<dir>/<namespace>/<aggregate-type>.wasm` files
+    /// on start and whenever they change (see `watch.rs`); `None` is off.
+    pub watch: Option<PathBuf>,
+    /// Keep events in NATS JetStream instead of the embedded store in the
+    /// data directory (which then holds only tenants, components and the
+    /// compile cache). `None`: the embedded store.
+    pub nats: Option<JetStreamConfig>,
+    /// Take part in a cluster over NATS (needs `nats`): commands are
+    /// routed to the node that owns the aggregate's shard. `None`: alone.
+    pub cluster: Option<aether_cluster::ClusterConfig>,
+    /// Timeouts and caps on the API's connections (`connections.rs`).
+    pub connections: ConnectionLimits,
+}
+
+impl NodeConfig {
+    /// A node on `data_dir`, listening on `listen`, with default limits
+    /// and fuel metering on (so namespaces may be given fuel limits).
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            runtime: RuntimeConfig {
+                compile_cache: Some(data_dir.join("compiled")),
+                fuel_metering: true,
+                ..RuntimeConfig::default()
+            },
+            data_dir,
+            listen,
+            admin_token: None,
+            watch: None,
+            nats: None,
+            cluster: None,
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// A running node's shared state; the API's handlers hold an `Arc<Node>`.
+pub struct Node {
+    data_dir: PathBuf,
+    registry_lock: tokio::sync::Mutex<()>,
+    runtime: Runtime,
+    /// Every event the runtime stores is published here.
+    bus: Arc<LocalBus>,
+    tenants: Tenants,
+    metrics: Metrics,
+    live_streams: Arc<slots::NamespaceSlots>,
+    uploads: Arc<slots::NamespaceSlots>,
+    defaults: SandboxLimits,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// With `--nats`: the NATS bus this node's events are forwarded to.
+    nats_bus: Option<(aether_bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
+    /// With `--cluster`: this node's membership (set once, by `serve`).
+    cluster: std::sync::OnceLock<Arc<aether_cluster::Cluster>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some((_, forwarder)) = &self.nats_bus {
+            forwarder.abort();
+        }
+    }
+}
+
+impl Node {
+    /// Opens the node's data directory: the event store, the tenants, and
+    /// every recorded deployment and limit, so a restarted node serves what
+    /// it served before. Returns the admin token if a new one was made.
+    pub async fn open(config: &NodeConfig) -> Result<(Arc<Node>, Option<Token>)> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let store: Arc<dyn EventStore> = match &config.nats {
+            None => Arc::new(
+                EmbeddedStore::open(dir)
+                    .with_context(|| format!("opening the event store in {}", dir.display()))?,
+            ),
+            Some(nats) => Arc::new(
+                JetStreamStore::connect(nats.clone())
+                    .await
+                    .context("opening the JetStream event store")?,
+            ),
+        };
+        let bus = Arc::new(LocalBus::default());
+        let runtime = Runtime::with_sink(store, config.runtime.clone(), bus.clone())?;
+        // With NATS, every event this node stores is also published on its
+        // subject, so services and other nodes can follow it there.
+        let nats_bus = match &config.nats {
+            None => None,
+            Some(nats) => {
+                let nats = aether_bus::nats::NatsBus::connect(&nats.urls).await?;
+                let forwarder = nats.forward(&bus);
+                Some((nats, forwarder))
+            }
+        };
+        let tenants = Tenants::open(dir)?;
+        let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
+        let node = Arc::new(Node {
+            data_dir: dir.clone(),
+            registry_lock: tokio::sync::Mutex::new(()),
+            runtime,
+            bus,
+            tenants,
+            metrics: Metrics::default(),
+            live_streams: Arc::default(),
+            uploads: Arc::default(),
+            defaults: config.runtime.limits.clone(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            nats_bus,
+            cluster: std::sync::OnceLock::new(),
+        });
+        node.restore().await?;
+        Ok((node, new_admin))
+    }
+
+    /// The in-process event bus every event this node stores is published on.
+    pub fn bus(&self) -> &LocalBus {
+        &self.bus
+    }
+
+    /// The runtime the node runs aggregates on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The node's tenants.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// The NATS bus the node forwards its events to, if it runs on NATS.
+    pub fn nats_bus(&self) -> Option<&aether_bus::nats::NatsBus> {
+        self.nats_bus.as_ref().map(|(bus, _)| bus)
+    }
+
+    /// The cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<aether_cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The live event streams open on this node, per namespace.
+    pub(crate) fn live_streams(&self) -> &Arc<slots::NamespaceSlots> {
+        &self.live_streams
+    }
+
+    /// The component uploads in progress on this node, per namespace.
+    pub(crate) fn uploads(&self) -> &Arc<slots::NamespaceSlots> {
+        &self.uploads
+    }
+
+    /// The limits `namespace` runs under with `overrides`.
+    pub fn limits_with(&self, overrides: &LimitOverrides) -> SandboxLimits {
+        overrides.apply(&self.defaults)
+    }
+
+    /// Tells long-lived responses (live event streams) to end: the node is
+    /// shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether the node is shutting down.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes when the node begins shutting down.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Applies a namespace's limit overrides to the runtime.
+    pub async fn apply_limits(
+        &self,
+        namespace: &Namespace,
+        overrides: &LimitOverrides,
+    ) -> Result<(), aether_runtime::InvalidLimits> {
+        self.runtime
+            .set_namespace_limits(namespace, self.limits_with(overrides))
+            .await
+    }
+
+    /// Re-applies every namespace's limits and re-activates its active
+    /// components.
+    async fn restore(&self) -> Result<()> {
+        for namespace in self.tenants.namespaces() {
+            let overrides = self.tenants.limits(&namespace)?;
+            if overrides != LimitOverrides::default() {
+                self.apply_limits(&namespace, &overrides)
+                    .await
+                    .with_context(|| format!("the stored limits of namespace `{namespace}`"))?;
+            }
+            self.restore_components(&namespace).await?;
+        }
+        Ok(())
+    }
+}

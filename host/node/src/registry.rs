@@ -1,0 +1,443 @@
+//! The component registry: which component serves each (namespace,
+//! aggregate type), and every change of it.
+//!
+//! Components are content-addressed: their bytes are kept under their
+//! blake3 digest in the namespace's directory
+//! (`components/<namespace>/<digest>.wasm`) and checked against it whenever
+//! they are read back. Every deployment, activation and rollback is an
+//! event, `ComponentActivated`, in the node's own event store, on the stream
+//! `aether-system/registry/<namespace>`; the active component of a type is
+//! the last such event for it. So the registry survives restarts, is
+//! as durable as the events themselves, and its history is an audit log.
+//!
+//! **Invariant:** the registry stream is appended (with the expected
+//! version, so two concurrent changes cannot both win) *before* the runtime
+//! switches to the new component; a restart therefore serves exactly what
+//! the last acknowledged change said.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Node;
+use super::verify::VerifyReport;
+use aether_core::namespace::layout::{namespace_dir, registry_stream};
+use aether_core::namespace::{AggregateType, Namespace};
+use aether_runtime::{DeployError, Digest, LoadedComponent, now_ms};
+use aether_store::{
+    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StoreError,
+    VersionConflict,
+};
+
+pub use aether_core::namespace::layout::SYSTEM_NAMESPACE;
+
+/// The event type of a registry change.
+const ACTIVATED: &str = "ComponentActivated";
+
+/// Why the registry changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A component was uploaded and activated.
+    Deploy,
+    /// A component deployed before was activated again.
+    Activate,
+    /// The component active before the current one was activated again.
+    Rollback,
+}
+
+/// One change of the active component of an aggregate type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// The aggregate type.
+    pub aggregate_type: AggregateType,
+    /// The component now active.
+    pub digest: String,
+    /// The component active before, if any.
+    pub previous: Option<String>,
+    /// Why.
+    pub action: Action,
+    /// The component's declared state schema, if any.
+    pub state_schema: Option<String>,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// When, in milliseconds since the Unix epoch (filled in from the event).
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// Why a registry change was refused. What was active stays active.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The component was refused.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// No component with this digest was ever deployed in the namespace.
+    #[error("no component {0} was deployed in this namespace")]
+    UnknownComponent(String),
+    /// Nothing to roll back to.
+    #[error("`{0}` has no earlier component to roll back to")]
+    NothingToRollBack(AggregateType),
+    /// Another change of the registry got there first: look and try again.
+    #[error(transparent)]
+    Conflict(#[from] VersionConflict),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored component cannot be read, or is not what its name says.
+    #[error("{0}")]
+    Damaged(String),
+    /// Storing the component would pass the namespace's
+    /// `max_stored_component_bytes`; nothing was stored or activated.
+    #[error(
+        "the namespace stores {stored} bytes of components; this one's {adding} more would pass its quota of {limit} bytes (max_stored_component_bytes): nothing was stored"
+    )]
+    StorageQuota {
+        /// Bytes of the namespace's stored components.
+        stored: u64,
+        /// The new component's size.
+        adding: u64,
+        /// The namespace's quota.
+        limit: u64,
+    },
+    /// Verification replayed existing streams and some failed; nothing was
+    /// activated.
+    #[error("{} of {} replayed streams failed under the new component (first: {}): not activated", .0.failures.len(), .0.streams_checked, .0.failures.first().map_or("", |f| f.message.as_str()))]
+    VerificationFailed(Box<VerifyReport>),
+}
+
+impl Node {
+    fn component_file(&self, namespace: &Namespace, digest: &str) -> PathBuf {
+        namespace_dir(&self.data_dir.join("components"), namespace).join(format!("{digest}.wasm"))
+    }
+
+    /// Every change of the namespace's registry, oldest first, and the
+    /// registry stream's version.
+    pub async fn registry_history(
+        &self,
+        namespace: &Namespace,
+    ) -> Result<(Vec<Activation>, u64), StoreError> {
+        let stream = registry_stream(namespace);
+        let store = self.runtime.store();
+        let (mut out, mut from) = (Vec::new(), 1);
+        loop {
+            let events = store.read_stream(&stream, from, 1024).await?;
+            let Some(last) = events.last() else { break };
+            from = last.version + 1;
+            for event in events {
+                let mut activation: Activation =
+                    serde_json::from_slice(&event.data).map_err(|e| StoreError::Corrupt {
+                        location: format!("{stream} version {}", event.version),
+                        message: format!("not a registry event: {e}"),
+                    })?;
+                activation.at_ms = event.timestamp_ms;
+                out.push(activation);
+            }
+        }
+        let version = out.len() as u64;
+        Ok((out, version))
+    }
+
+    /// Bytes of the namespace's stored components (each distinct digest
+    /// its registry names, once): what `max_stored_component_bytes` limits.
+    pub async fn stored_component_bytes(&self, namespace: &Namespace) -> Result<u64, StoreError> {
+        let (history, _) = self.registry_history(namespace).await?;
+        Ok(component_bytes(&history))
+    }
+
+    /// The changes of one aggregate type, oldest first.
+    pub async fn component_history(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Result<Vec<Activation>, StoreError> {
+        let (history, _) = self.registry_history(namespace).await?;
+        Ok(history
+            .into_iter()
+            .filter(|a| &a.aggregate_type == aggregate_type)
+            .collect())
+    }
+
+    /// Uploads and activates a component (see [`Node::verify`] for
+    /// checking it against existing streams first).
+    pub async fn deploy(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        bytes: Vec<u8>,
+    ) -> Result<Activation, RegistryError> {
+        let bytes = Arc::new(bytes);
+        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
+        self.switch(
+            namespace,
+            aggregate_type,
+            loaded,
+            Action::Deploy,
+            Some(bytes),
+        )
+        .await
+    }
+
+    /// Uploads a component, replays the type's existing streams (all, or
+    /// `sample` of them) through it, and activates it only if every replay
+    /// succeeded. `progress(done, total)` follows the replay.
+    pub async fn deploy_verified(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        bytes: Vec<u8>,
+        sample: Option<usize>,
+        progress: impl Fn(usize, usize) + Send + Sync,
+    ) -> Result<(Activation, VerifyReport), RegistryError> {
+        let bytes = Arc::new(bytes);
+        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
+        let report = self
+            .verify(namespace, aggregate_type, &loaded, sample, progress)
+            .await?;
+        if !report.passed() {
+            return Err(RegistryError::VerificationFailed(Box::new(report)));
+        }
+        let activation = self
+            .switch(
+                namespace,
+                aggregate_type,
+                loaded,
+                Action::Deploy,
+                Some(bytes),
+            )
+            .await?;
+        Ok((activation, report))
+    }
+
+    /// Loads a component deployed earlier in the namespace.
+    pub async fn stored_component(
+        &self,
+        namespace: &Namespace,
+        digest: &str,
+    ) -> Result<Arc<LoadedComponent>, RegistryError> {
+        let valid = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            return Err(RegistryError::UnknownComponent(digest.to_owned()));
+        }
+        let (path, wanted, given) = (
+            self.component_file(namespace, &digest.to_ascii_lowercase()),
+            digest.to_ascii_lowercase(),
+            digest.to_owned(),
+        );
+        // Reading and hashing tens of MB: on a blocking thread, not on the
+        // async workers that serve every tenant.
+        let read = tokio::task::spawn_blocking(move || {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(RegistryError::UnknownComponent(given));
+                }
+                Err(e) => {
+                    return Err(RegistryError::Store(StoreError::Unavailable {
+                        backend: "components",
+                        message: format!("reading {}: {e}", path.display()),
+                    }));
+                }
+            };
+            if Digest::of(&bytes).to_hex() != wanted {
+                return Err(RegistryError::Damaged(format!(
+                    "{} does not have the digest it is stored under",
+                    path.display()
+                )));
+            }
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            backend: "components",
+            message: format!("reading a component stopped: {e}"),
+        })??;
+        Ok(self.runtime.load_component(read).await?)
+    }
+
+    /// Activates a component deployed earlier in the namespace.
+    pub async fn activate(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        digest: &str,
+    ) -> Result<Activation, RegistryError> {
+        let loaded = self.stored_component(namespace, digest).await?;
+        self.switch(namespace, aggregate_type, loaded, Action::Activate, None)
+            .await
+    }
+
+    /// Activates the component that was active before the current one.
+    pub async fn rollback(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Result<Activation, RegistryError> {
+        let history = self.component_history(namespace, aggregate_type).await?;
+        let previous = history
+            .last()
+            .and_then(|current| current.previous.clone())
+            .ok_or_else(|| RegistryError::NothingToRollBack(aggregate_type.clone()))?;
+        let loaded = self.stored_component(namespace, &previous).await?;
+        self.switch(namespace, aggregate_type, loaded, Action::Rollback, None)
+            .await
+    }
+
+    /// Re-activates every namespace's active components (on start).
+    pub(super) async fn restore_components(&self, namespace: &Namespace) -> anyhow::Result<()> {
+        let (history, _) = self.registry_history(namespace).await?;
+        let mut active = std::collections::BTreeMap::new();
+        for activation in history {
+            active.insert(activation.aggregate_type.clone(), activation.digest);
+        }
+        for (aggregate_type, digest) in active {
+            let loaded = self
+                .stored_component(namespace, &digest)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("component {digest} of {namespace}/{aggregate_type}: {e}")
+                })?;
+            self.runtime.activate(namespace, &aggregate_type, loaded);
+        }
+        Ok(())
+    }
+
+    /// **Invariant:** a namespace's stored components (every distinct
+    /// digest its registry names, each counted once) never pass its
+    /// `max_stored_component_bytes`; checked under the registry lock, so two
+    /// uploads cannot both squeeze in. A digest already stored costs
+    /// nothing.
+    fn check_component_quota(
+        &self,
+        namespace: &Namespace,
+        history: &[Activation],
+        digest: &Digest,
+        size: usize,
+    ) -> Result<(), RegistryError> {
+        let digest = digest.to_hex();
+        if history.iter().any(|a| a.digest == digest) {
+            return Ok(());
+        }
+        let stored = component_bytes(history);
+        let limit = self
+            .runtime
+            .namespace_limits(namespace)
+            .map_err(|e| StoreError::Unavailable {
+                backend: "components",
+                message: e.to_string(),
+            })?
+            .max_stored_component_bytes;
+        if stored.saturating_add(size as u64) > limit {
+            return Err(RegistryError::StorageQuota {
+                stored,
+                adding: size as u64,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the component's file (on a blocking thread: it can be tens
+    /// of MB, and the async workers serve every tenant).
+    async fn store_component(
+        &self,
+        namespace: &Namespace,
+        digest: &Digest,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<(), RegistryError> {
+        let path = self.component_file(namespace, &digest.to_hex());
+        let written = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                if path.exists() {
+                    return Ok(());
+                }
+                // A write that fails (a full disk) damages nothing: retryable.
+                super::tenants::write_atomically(&path, &bytes).map_err(|e| format!("{e:#}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        written.map_err(|message| {
+            RegistryError::Store(StoreError::Unavailable {
+                backend: "components",
+                message: format!("storing the component in {}: {message}", path.display()),
+            })
+        })
+    }
+
+    /// Records the change, then switches the runtime to `loaded`. A new
+    /// upload's `bytes` are stored first, within the namespace's
+    /// `max_stored_component_bytes`.
+    async fn switch(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        loaded: Arc<LoadedComponent>,
+        action: Action,
+        bytes: Option<Arc<Vec<u8>>>,
+    ) -> Result<Activation, RegistryError> {
+        let _one_change_at_a_time = self.registry_lock.lock().await;
+        let (history, version) = self.registry_history(namespace).await?;
+        if let Some(bytes) = bytes {
+            self.check_component_quota(namespace, &history, loaded.digest(), bytes.len())?;
+            self.store_component(namespace, loaded.digest(), bytes)
+                .await?;
+        }
+        let previous = history
+            .iter()
+            .rev()
+            .find(|a| &a.aggregate_type == aggregate_type)
+            .map(|a| a.digest.clone());
+        let mut activation = Activation {
+            aggregate_type: aggregate_type.clone(),
+            digest: loaded.digest().to_hex(),
+            previous,
+            action,
+            state_schema: loaded.state_schema().map(str::to_owned),
+            size: loaded.size(),
+            at_ms: 0,
+        };
+        let data = serde_json::to_vec(&activation).map_err(|e| StoreError::Unavailable {
+            backend: "registry",
+            message: e.to_string(),
+        })?;
+        let timestamp_ms = now_ms();
+        let appended = self
+            .runtime
+            .store()
+            .append(AppendRequest {
+                stream: registry_stream(namespace),
+                expected: ExpectedVersion::Exact(version),
+                events: vec![NewEvent::json(ACTIVATED, data)],
+                metadata: EventMetadata::default(),
+                timestamp_ms,
+            })
+            .await;
+        match appended {
+            Ok(_) => {}
+            Err(AppendError::Conflict(conflict)) => return Err(conflict.into()),
+            Err(AppendError::Store(store)) => return Err(store.into()),
+            Err(AppendError::Invalid(message)) => {
+                return Err(StoreError::Unavailable {
+                    backend: "registry",
+                    message,
+                }
+                .into());
+            }
+        }
+        self.runtime.activate(namespace, aggregate_type, loaded);
+        activation.at_ms = timestamp_ms;
+        Ok(activation)
+    }
+}
+
+/// Bytes of the distinct components a registry history names.
+fn component_bytes(history: &[Activation]) -> u64 {
+    let mut sizes = std::collections::BTreeMap::new();
+    for activation in history {
+        sizes.insert(activation.digest.as_str(), activation.size as u64);
+    }
+    sizes.values().sum()
+}

@@ -1,0 +1,322 @@
+//! The node's tenants: namespaces, their token hashes and limit overrides,
+//! kept in `<data dir>/node.json`.
+//!
+//! The file is rewritten whole on every change (written to a temporary file,
+//! synced, renamed over the old one, then the directory synced), so a crash
+//! leaves either the old or the new file, never a torn one.
+//!
+//! **Invariant:** a change is all or nothing. It is made on a copy of the
+//! state, the copy is saved, and only a saved copy replaces the state in
+//! memory ([`Tenants::commit`]); a failed save (a full disk) leaves the node
+//! exactly as it was, so retrying the request works.
+//!
+//! **Invariant:** no token is ever written in clear; only its hash.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::access::{Principal, Token, TokenHash};
+use super::limits::LimitOverrides;
+use aether_core::namespace::Namespace;
+
+/// The format of `node.json` this build reads and writes.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeState {
+    format: u32,
+    admin: Option<TokenHash>,
+    namespaces: BTreeMap<Namespace, NamespaceRecord>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceRecord {
+    created_ms: u64,
+    tokens: Vec<TokenHash>,
+    limits: LimitOverrides,
+}
+
+/// Why a tenant operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The namespace was never created.
+    #[error("namespace `{0}` does not exist")]
+    UnknownNamespace(Namespace),
+    /// The namespace already exists.
+    #[error("namespace `{0}` already exists")]
+    Exists(Namespace),
+    /// The namespace has no token with this id (never issued, or revoked).
+    #[error("namespace `{0}` has no token with id `{1}`")]
+    UnknownToken(Namespace, String),
+    /// Writing the state file failed.
+    #[error(transparent)]
+    Io(#[from] anyhow::Error),
+}
+
+/// The node's tenants, loaded from and saved to its data directory.
+pub struct Tenants {
+    file: PathBuf,
+    state: Mutex<NodeState>,
+}
+
+impl Tenants {
+    /// Loads `<data_dir>/node.json` (a new node starts with none).
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let file = data_dir.join("node.json");
+        let state = match fs::read(&file) {
+            Ok(bytes) => {
+                let state: NodeState = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("{} is not a valid node state file", file.display())
+                })?;
+                anyhow::ensure!(
+                    state.format == FORMAT,
+                    "{} has format {}, this build reads format {FORMAT}",
+                    file.display(),
+                    state.format
+                );
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeState {
+                format: FORMAT,
+                ..NodeState::default()
+            },
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        Ok(Self {
+            file,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Makes `token` the admin token if given; otherwise keeps the stored
+    /// one, or, on a node that has none, generates one and returns it (to
+    /// be shown once).
+    pub fn ensure_admin(&self, token: Option<&str>) -> Result<Option<Token>> {
+        if let Some(token) = token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "the admin token must be at least 16 characters long"
+            );
+            let hash = TokenHash::of(token);
+            // Unchanged: nothing to write (a node restarted with the same
+            // AETHER_ADMIN_TOKEN starts on a full disk too).
+            if self.lock().admin.as_ref() == Some(&hash) {
+                return Ok(None);
+            }
+            self.commit::<anyhow::Error>(|state| {
+                state.admin = Some(hash);
+                Ok(())
+            })?;
+            return Ok(None);
+        }
+        if self.lock().admin.is_some() {
+            return Ok(None);
+        }
+        let token = Token::generate()?;
+        self.commit::<anyhow::Error>(|state| {
+            state.admin = Some(token.hash());
+            Ok(())
+        })?;
+        Ok(Some(token))
+    }
+
+    /// Who presents `token`, if anyone.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let presented = TokenHash::of(token);
+        let state = self.lock();
+        if state.admin.as_ref() == Some(&presented) {
+            return Some(Principal::Admin);
+        }
+        state
+            .namespaces
+            .iter()
+            .find(|(_, record)| record.tokens.contains(&presented))
+            .map(|(namespace, _)| Principal::Tenant(namespace.clone()))
+    }
+
+    /// Creates a namespace and its first token.
+    pub fn create(
+        &self,
+        namespace: &Namespace,
+        limits: LimitOverrides,
+        created_ms: u64,
+    ) -> Result<Token, TenantError> {
+        let token = Token::generate().map_err(anyhow::Error::from)?;
+        self.commit(|state| {
+            if state.namespaces.contains_key(namespace) {
+                return Err(TenantError::Exists(namespace.clone()));
+            }
+            state.namespaces.insert(
+                namespace.clone(),
+                NamespaceRecord {
+                    created_ms,
+                    tokens: vec![token.hash()],
+                    limits,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// Issues another token for an existing namespace.
+    pub fn issue_token(&self, namespace: &Namespace) -> Result<Token, TenantError> {
+        let token = Token::generate().map_err(anyhow::Error::from)?;
+        self.update(namespace, |record| {
+            record.tokens.push(token.hash());
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// The ids of the namespace's tokens ([`TokenHash::id`]), in issue order.
+    pub fn token_ids(&self, namespace: &Namespace) -> Result<Vec<String>, TenantError> {
+        self.lock()
+            .namespaces
+            .get(namespace)
+            .map(|r| r.tokens.iter().map(TokenHash::id).collect())
+            .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))
+    }
+
+    /// Revokes the namespace's token with this id: from now on it
+    /// authenticates nobody. The namespace's other tokens keep working.
+    pub fn revoke_token(&self, namespace: &Namespace, id: &str) -> Result<(), TenantError> {
+        self.update(namespace, |record| {
+            let before = record.tokens.len();
+            record.tokens.retain(|hash| hash.id() != id);
+            if record.tokens.len() == before {
+                return Err(TenantError::UnknownToken(namespace.clone(), id.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the namespace exists.
+    pub fn exists(&self, namespace: &Namespace) -> bool {
+        self.lock().namespaces.contains_key(namespace)
+    }
+
+    /// Every namespace, in name order.
+    pub fn namespaces(&self) -> Vec<Namespace> {
+        self.lock().namespaces.keys().cloned().collect()
+    }
+
+    /// The namespace's limit overrides.
+    pub fn limits(&self, namespace: &Namespace) -> Result<LimitOverrides, TenantError> {
+        self.lock()
+            .namespaces
+            .get(namespace)
+            .map(|r| r.limits.clone())
+            .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))
+    }
+
+    /// Replaces the namespace's limit overrides.
+    pub fn set_limits(
+        &self,
+        namespace: &Namespace,
+        limits: LimitOverrides,
+    ) -> Result<(), TenantError> {
+        self.update(namespace, |record| {
+            record.limits = limits;
+            Ok(())
+        })
+    }
+
+    /// Changes one namespace's record ([`Tenants::commit`]).
+    fn update(
+        &self,
+        namespace: &Namespace,
+        change: impl FnOnce(&mut NamespaceRecord) -> Result<(), TenantError>,
+    ) -> Result<(), TenantError> {
+        self.commit(|state| {
+            let record = state
+                .namespaces
+                .get_mut(namespace)
+                .ok_or_else(|| TenantError::UnknownNamespace(namespace.clone()))?;
+            change(record)
+        })
+    }
+
+    /// Makes `change` on a copy of the state, saves the copy, and only then
+    /// makes it the state: a refused change or a failed save changes
+    /// nothing. Holding the lock throughout keeps changes in order.
+    fn commit<E: From<anyhow::Error>>(
+        &self,
+        change: impl FnOnce(&mut NodeState) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut state = self.lock();
+        let mut next = state.clone();
+        change(&mut next)?;
+        let json = serde_json::to_vec_pretty(&next).map_err(anyhow::Error::from)?;
+        write_atomically(&self.file, &json)?;
+        *state = next;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NodeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one: temporary file, sync, rename, sync the directory.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a file path has a parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary = path.with_extension("tmp");
+    let mut file = fs::File::create(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_survive_a_reopen_and_keep_no_token_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let bank: Namespace = "bank".parse().unwrap();
+        let (admin, token) = {
+            let tenants = Tenants::open(dir.path()).unwrap();
+            let admin = tenants
+                .ensure_admin(None)
+                .unwrap()
+                .expect("a new admin token");
+            let token = tenants.create(&bank, LimitOverrides::default(), 1).unwrap();
+            assert!(matches!(
+                tenants.create(&bank, LimitOverrides::default(), 2),
+                Err(TenantError::Exists(_))
+            ));
+            (admin, token)
+        };
+        let tenants = Tenants::open(dir.path()).unwrap();
+        assert!(
+            tenants.ensure_admin(None).unwrap().is_none(),
+            "kept, not replaced"
+        );
+        assert_eq!(tenants.authenticate(admin.as_str()), Some(Principal::Admin));
+        assert_eq!(
+            tenants.authenticate(token.as_str()),
+            Some(Principal::Tenant(bank.clone()))
+        );
+        assert_eq!(tenants.authenticate("aether_wrong"), None);
+        let file = fs::read_to_string(dir.path().join("node.json")).unwrap();
+        assert!(!file.contains(admin.as_str()) && !file.contains(token.as_str()));
+    }
+}

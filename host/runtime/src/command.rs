@@ -1,0 +1,619 @@
+//! The command path and the read path of the runtime.
+
+use aether_core::clock::now_ms;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use aether_core::namespace::{AggregateId, AggregateType, Namespace};
+use aether_store::{
+    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError, StreamId, VersionConflict,
+};
+
+use super::error::CommandError;
+use super::limits::SandboxLimits;
+use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
+use super::storage::StoredBytes;
+use super::{LoadedComponent, Runtime};
+
+/// The content type of JSON payloads, the default on the wire.
+pub const JSON: &str = "application/json";
+
+/// A command for one aggregate. Its serde form (used to forward it to
+/// another node) leaves `data` out: the payload travels as raw bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRequest {
+    /// The aggregate the command is for.
+    pub stream: StreamId,
+    /// The command's type, e.g. `Withdraw`.
+    pub command_type: String,
+    /// How `data` is encoded; [`JSON`] by default.
+    pub content_type: String,
+    /// The command's payload.
+    #[serde(skip)]
+    pub data: Vec<u8>,
+    /// If set, the command is carried out only if the aggregate is at this
+    /// version; otherwise it fails with a conflict.
+    pub expected_version: Option<u64>,
+    /// Makes retries idempotent: a command id already stored for this
+    /// aggregate is not stored again.
+    pub command_id: Option<String>,
+    /// Recorded in the events' metadata.
+    pub correlation_id: Option<String>,
+    /// Recorded in the events' metadata.
+    pub causation_id: Option<String>,
+}
+
+impl CommandRequest {
+    /// A JSON command of `command_type` with `data` as its payload.
+    pub fn json(stream: StreamId, command_type: impl Into<String>, data: &impl Serialize) -> Self {
+        Self {
+            stream,
+            command_type: command_type.into(),
+            content_type: JSON.to_string(),
+            data: serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec()),
+            expected_version: None,
+            command_id: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// Requires the aggregate to be at `version`.
+    pub fn expecting(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Sets the command id for idempotent retries.
+    pub fn with_command_id(mut self, id: impl Into<String>) -> Self {
+        self.command_id = Some(id.into());
+        self
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    /// The events it stored (none if the aggregate decided nothing changes).
+    pub events: Vec<RecordedEvent>,
+    /// The aggregate's version afterwards.
+    pub version: u64,
+    /// True if the command id had already been stored: `events` are the
+    /// ones stored the first time (and `version` the version they reached),
+    /// and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// An aggregate's derived state, as its component renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateState {
+    /// The version the state was derived at (0: no events yet).
+    pub version: u64,
+    /// The component's JSON view of the state.
+    pub view: serde_json::Value,
+}
+
+impl From<PartitionStopped> for CommandError {
+    fn from(_: PartitionStopped) -> Self {
+        CommandError::Stopped
+    }
+}
+
+/// How many times one request decides again after its live copy turned
+/// out to be behind the store (another writer appended): a command without
+/// an expected version, a rejection or a state read is never answered from
+/// a stale copy, and a stream that keeps moving faster than that gets a
+/// retryable error (or, for a command, the conflict it keeps meeting).
+const REFRESH_LIMIT: usize = 3;
+
+/// A read-only call on a live aggregate: its answer and the version it
+/// was made at.
+type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
+
+/// How a replay into an activating aggregate ended.
+enum Replayed {
+    /// The whole stream is applied. `last_timestamp` is its last event's
+    /// when the replay did not apply that event itself (the activation
+    /// started from a snapshot at the stream's version).
+    Whole { last_timestamp: Option<u64> },
+    /// The aggregate lost its instance meanwhile (a guest failure in the
+    /// same instance, or new limits): decide again from the store.
+    Lost,
+}
+
+/// What one decision by the live aggregate came to.
+enum Decided {
+    /// An answer to give as it is.
+    Done(CommandOutcome),
+    /// The live copy was stale, or lost with its instance: decide again
+    /// from the store.
+    Refresh,
+}
+
+impl Runtime {
+    /// Carries out one command: see the module docs of [`crate`].
+    ///
+    /// **Invariant:** every definite answer is true of the stream at some
+    /// instant during the call. Events stored by this call are fenced by
+    /// the append's expected version. A rejection, a conflict found on the
+    /// live version, and a command that changes nothing are only answered
+    /// once the store confirms the live version is the stream's version;
+    /// otherwise the aggregate is rebuilt and decides again. A conflict is
+    /// never answered for a command whose command id is stored: its first
+    /// outcome is. A command without an expected version that meets a
+    /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
+    pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        if request.command_type.is_empty() {
+            return Err(CommandError::Malformed("the command type is empty".into()));
+        }
+        let stream = request.stream.clone();
+        let lane = self.inner.lanes.lane(&stream.namespace);
+        let limits = lane.limits();
+        limits.check_command(request.data.len())?;
+        let _admitted = lane.admit(&limits)?;
+        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
+        let partition = lane.partition(&stream)?;
+        let _turn = self.inner.locks.lock(&stream).await;
+        // Dropped before the turn: no eviction between this command's jobs.
+        let _pin = partition.pin(&stream);
+
+        if let Some(outcome) = self.stored_outcome(&request).await? {
+            // A retry of a command already carried out: its first outcome,
+            // without asking the aggregate again.
+            return Ok(outcome);
+        }
+        let mut refreshed = 0;
+        loop {
+            let decided = self
+                .decide_and_append(&request, &partition, &component, (&limits, lane.stored()))
+                .await;
+            match decided {
+                Ok(Decided::Done(outcome)) => return Ok(outcome),
+                Ok(Decided::Refresh) if refreshed < REFRESH_LIMIT => refreshed += 1,
+                Ok(Decided::Refresh) => {
+                    return Err(CommandError::Store(StoreError::Unavailable {
+                        backend: "runtime",
+                        message: format!(
+                            "{stream} kept changing while the command was decided ({REFRESH_LIMIT} refreshes)"
+                        ),
+                    }));
+                }
+                Err(CommandError::Conflict(conflict)) => {
+                    if let Some(outcome) = self.stored_outcome(&request).await? {
+                        // Stored meanwhile by another attempt of the same
+                        // command (a cluster resend): that is its outcome.
+                        return Ok(outcome);
+                    }
+                    if request.expected_version.is_some() || refreshed >= REFRESH_LIMIT {
+                        return Err(CommandError::Conflict(conflict));
+                    }
+                    // No expected version: the conflict is the live copy's,
+                    // not the caller's. Decide again on the newer state.
+                    refreshed += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The outcome stored for the request's command id, if any.
+    async fn stored_outcome(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        let Some(command_id) = &request.command_id else {
+            return Ok(None);
+        };
+        let Some(events) = self
+            .inner
+            .store
+            .command_events(&request.stream, command_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let version = events.last().map_or(0, |e| e.version);
+        Ok(Some(CommandOutcome {
+            events,
+            version,
+            duplicate: true,
+        }))
+    }
+
+    /// One decision: activate, check the expected version, handle, and
+    /// either append what was decided or confirm the live version before
+    /// answering from it.
+    async fn decide_and_append(
+        &self,
+        request: &CommandRequest,
+        partition: &PartitionHandle,
+        component: &Arc<LoadedComponent>,
+        (limits, stored): (&SandboxLimits, &StoredBytes),
+    ) -> Result<Decided, CommandError> {
+        let stream = &request.stream;
+        let Some(live) = self.ensure_live(partition, stream, component).await? else {
+            return Ok(Decided::Refresh);
+        };
+        let version = live.version;
+        if let Some(expected) = request.expected_version
+            && expected != version
+        {
+            if !self.confirm_current(partition, stream, version).await? {
+                return Ok(Decided::Refresh);
+            }
+            return Err(VersionConflict {
+                stream: stream.clone(),
+                expected,
+                actual: version,
+            }
+            .into());
+        }
+        // Timestamps never go backwards within a stream, whatever the
+        // clock of the node that wrote the previous event said.
+        let timestamp_ms = now_ms().max(live.last_timestamp_ms);
+        let (s, req) = (stream.clone(), request.clone());
+        let decided = partition
+            .call(move |p| {
+                let command = (
+                    req.command_type.as_str(),
+                    req.content_type.as_str(),
+                    &req.data[..],
+                );
+                p.handle(&s, command, timestamp_ms)
+            })
+            .await?;
+        let decision = match decided {
+            Ok(decision) => decision,
+            // Pinned, so only a dropped instance takes it away: again.
+            Err(CallError::NotLive) => return Ok(Decided::Refresh),
+            Err(CallError::Guest(failure)) => return Err(failure.into()),
+        };
+        let new_events = match decision {
+            Ok(events) => events,
+            Err(rejection) => {
+                if !self.confirm_current(partition, stream, version).await? {
+                    return Ok(Decided::Refresh);
+                }
+                return Err(CommandError::Rejected(rejection));
+            }
+        };
+        limits.check_decision(
+            new_events
+                .iter()
+                .map(|e| (e.event_type.as_str(), e.data.len())),
+        )?;
+        if new_events.is_empty() {
+            if !self.confirm_current(partition, stream, version).await? {
+                return Ok(Decided::Refresh);
+            }
+            return Ok(Decided::Done(CommandOutcome {
+                events: Vec::new(),
+                version,
+                duplicate: false,
+            }));
+        }
+
+        let adding: u64 = new_events.iter().map(|e| e.data.len() as u64).sum();
+        stored
+            .check(
+                &*self.inner.store,
+                &stream.namespace,
+                adding,
+                limits.max_stored_event_bytes,
+            )
+            .await?;
+        let append = AppendRequest {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Exact(version),
+            events: new_events
+                .into_iter()
+                .map(|e| NewEvent {
+                    event_type: e.event_type,
+                    content_type: e.content_type,
+                    data: e.data,
+                })
+                .collect(),
+            metadata: EventMetadata {
+                command_id: request.command_id.clone(),
+                correlation_id: request.correlation_id.clone(),
+                causation_id: request.causation_id.clone(),
+                component_digest: Some(component.digest().to_hex()),
+            },
+            timestamp_ms,
+        };
+        let outcome = match self.inner.store.append(append).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The live state may be behind the store now: rebuild it next time.
+                let s = stream.clone();
+                partition.call(move |p| p.passivate(&s)).await?;
+                return Err(match error {
+                    AppendError::Conflict(conflict) => CommandError::Conflict(conflict),
+                    AppendError::Invalid(message) => CommandError::Malformed(message),
+                    AppendError::Store(store) => CommandError::Store(store),
+                });
+            }
+        };
+
+        let s = stream.clone();
+        let version = if outcome.duplicate {
+            // Stored by an earlier attempt: the live state is rebuilt from the store.
+            partition.call(move |p| p.passivate(&s)).await?;
+            outcome.events.last().map_or(version, |e| e.version)
+        } else {
+            let events = outcome.events.clone();
+            match partition.call(move |p| p.apply(&s, &events)).await? {
+                Ok(new_version) => {
+                    self.snapshot_if_due(partition, stream, component, version, new_version)
+                        .await;
+                    new_version
+                }
+                Err(error) => {
+                    // The events are stored; only the live copy is lost. The
+                    // next command replays them.
+                    tracing::warn!(%stream, ?error, "applying stored events failed; the aggregate will be replayed");
+                    outcome.events.last().map_or(version, |e| e.version)
+                }
+            }
+        };
+        if !outcome.duplicate {
+            stored.add(adding);
+            self.inner.sink.publish(&outcome.events);
+        }
+        Ok(Decided::Done(CommandOutcome {
+            events: outcome.events,
+            version,
+            duplicate: outcome.duplicate,
+        }))
+    }
+
+    /// Whether the live `version` of `stream` is still the stream's version
+    /// in the store. If not, the live copy is passivated (its next use
+    /// rebuilds it) and the caller decides again. A store that answers with
+    /// an older version than the live one cannot be trusted now: a
+    /// retryable error.
+    async fn confirm_current(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        version: u64,
+    ) -> Result<bool, CommandError> {
+        let stored = self.inner.store.stream_version(stream).await?;
+        if stored == version {
+            return Ok(true);
+        }
+        let s = stream.clone();
+        partition.call(move |p| p.passivate(&s)).await?;
+        if stored < version {
+            return Err(CommandError::Store(StoreError::Unavailable {
+                backend: "runtime",
+                message: format!(
+                    "the store reports version {stored} of {stream}, behind the {version} already applied here"
+                ),
+            }));
+        }
+        tracing::debug!(%stream, live = version, stored, "the live copy was stale; rebuilding it");
+        Ok(false)
+    }
+
+    /// Derives the aggregate's state by activating it (if not live) and
+    /// asking its component for the view.
+    pub async fn state(&self, stream: &StreamId) -> Result<AggregateState, CommandError> {
+        let (view, version) = self.read_live(stream, |p, s| p.view(s)).await?;
+        Ok(AggregateState {
+            version,
+            view: view?,
+        })
+    }
+
+    /// [`Runtime::state`] with the view as compact JSON bytes (what
+    /// `serde_json::to_vec` makes of [`AggregateState::view`]), written on
+    /// the namespace's own partition thread: the version and the bytes.
+    pub async fn state_json(&self, stream: &StreamId) -> Result<(u64, Vec<u8>), CommandError> {
+        let (view, version) = self.read_live(stream, |p, s| p.view_json(s)).await?;
+        Ok((version, view?))
+    }
+
+    /// The component's snapshot of the aggregate (activating it if not
+    /// live) and the version it was taken at; for tests and tools.
+    pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {
+        self.read_live(stream, |p, s| p.snapshot(s)).await
+    }
+
+    /// Runs a read-only call on the live aggregate, activating it first,
+    /// in the aggregate's turn. The answer is given only once the store
+    /// confirms the live version is the stream's version (a read is never
+    /// older than the store at some instant during the call).
+    async fn read_live<R: Send + 'static>(
+        &self,
+        stream: &StreamId,
+        read: LiveRead<R>,
+    ) -> Result<(R, u64), CommandError> {
+        let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
+        let partition = self.inner.lanes.lane(&stream.namespace).partition(stream)?;
+        let _turn = self.inner.locks.lock(stream).await;
+        // Dropped before the turn: no eviction between this read's jobs.
+        let _pin = partition.pin(stream);
+        let mut refreshed = 0;
+        loop {
+            let live = self.ensure_live(&partition, stream, &component).await?;
+            let answer = match live {
+                Some(_) => {
+                    let s = stream.clone();
+                    match partition.call(move |p| read(p, &s)).await? {
+                        Ok((value, version)) => Some((value, version)),
+                        // Pinned, so only a dropped instance takes it away.
+                        Err(CallError::NotLive) => None,
+                        Err(CallError::Guest(failure)) => return Err(failure.into()),
+                    }
+                }
+                None => None,
+            };
+            if let Some((value, version)) = answer
+                && self.confirm_current(&partition, stream, version).await?
+            {
+                return Ok((value, version));
+            }
+            refreshed += 1;
+            if refreshed > REFRESH_LIMIT {
+                return Err(CommandError::Store(StoreError::Unavailable {
+                    backend: "runtime",
+                    message: format!(
+                        "{stream} kept changing while its state was read ({REFRESH_LIMIT} refreshes)"
+                    ),
+                }));
+            }
+        }
+    }
+
+    /// Passivates an aggregate: its next use rebuilds it from the store.
+    pub async fn passivate(&self, stream: &StreamId) -> Result<(), CommandError> {
+        let lane = self.inner.lanes.lane(&stream.namespace);
+        // A stopped lane has nothing live: no need to start it.
+        let Some(partition) = lane.running_partition(stream) else {
+            return Ok(());
+        };
+        let _turn = self.inner.locks.lock(stream).await;
+        let s = stream.clone();
+        partition.call(move |p| p.passivate(&s)).await?;
+        Ok(())
+    }
+
+    fn component_for(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Result<Arc<LoadedComponent>, CommandError> {
+        self.inner
+            .registry
+            .active(namespace, aggregate_type)
+            .ok_or_else(|| CommandError::UnknownAggregateType {
+                namespace: namespace.clone(),
+                aggregate_type: aggregate_type.clone(),
+            })
+    }
+
+    /// The newest snapshot of `stream` made by `component`, if any. A
+    /// snapshot that cannot be read is skipped (full replay), never fatal.
+    async fn starting_point(
+        &self,
+        stream: &StreamId,
+        component: &LoadedComponent,
+    ) -> StartingPoint {
+        match self
+            .inner
+            .store
+            .load_snapshot(stream, &component.snapshot_key())
+            .await
+        {
+            Ok(snapshot) => snapshot.map(|s| (s.version, s.state)),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "cannot load the snapshot; replaying in full");
+                None
+            }
+        }
+    }
+
+    /// Makes the aggregate live under `component` and returns its
+    /// position: already live, or activated from its newest snapshot by
+    /// the same component (if any) and the events after it, replayed in
+    /// batches. The caller holds the aggregate's lock and its pin, so the
+    /// LRU cannot evict it meanwhile; `None` if it lost its instance
+    /// (another aggregate's guest failure, new limits): decide again.
+    ///
+    /// All or nothing: the aggregate becomes live only once the whole
+    /// stream is applied; a failed read or apply passivates it and returns
+    /// the error (a cancelled call leaves it incomplete, which its next use
+    /// discards), so no answer is ever derived from part of a stream.
+    async fn ensure_live(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        component: &Arc<LoadedComponent>,
+    ) -> Result<Option<LivePosition>, CommandError> {
+        let (s, digest) = (stream.clone(), component.digest().clone());
+        if let Some(live) = partition.call(move |p| p.live_version(&s, &digest)).await? {
+            return Ok(Some(live));
+        }
+        let snapshot = self.starting_point(stream, component).await;
+        let (s, c) = (stream.clone(), component.clone());
+        let start = partition
+            .call(move |p| p.activate(&s, &c, snapshot))
+            .await??;
+        match self.replay(partition, stream, start).await {
+            Ok(Replayed::Whole { last_timestamp }) => {
+                let s = stream.clone();
+                Ok(partition
+                    .call(move |p| p.complete(&s, last_timestamp))
+                    .await?)
+            }
+            Ok(Replayed::Lost) => Ok(None),
+            Err(error) => {
+                let s = stream.clone();
+                partition.call(move |p| p.passivate(&s)).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies the stream's events after version `start` to the aggregate
+    /// being activated.
+    async fn replay(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        start: u64,
+    ) -> Result<Replayed, CommandError> {
+        let batch = self.inner.config.replay_batch.max(1);
+        let mut version = start;
+        loop {
+            let events = self
+                .inner
+                .store
+                .read_stream(stream, version + 1, batch)
+                .await?;
+            let Some(last) = events.last() else {
+                if version > start || version == 0 {
+                    return Ok(Replayed::Whole {
+                        last_timestamp: None,
+                    });
+                }
+                // From a snapshot, with nothing after it: its last event's
+                // timestamp still bounds the next one's.
+                let last = self.inner.store.read_stream(stream, version, 1).await?;
+                return Ok(Replayed::Whole {
+                    last_timestamp: last.first().map(|e| e.timestamp_ms),
+                });
+            };
+            let full = events.len() == batch;
+            let last_version = last.version;
+            let s = stream.clone();
+            match partition.call(move |p| p.apply(&s, &events)).await? {
+                Ok(v) => version = v,
+                Err(CallError::NotLive) => return Ok(Replayed::Lost),
+                Err(CallError::Guest(failure)) => return Err(failure.into()),
+            }
+            debug_assert_eq!(version, last_version);
+            if !full {
+                return Ok(Replayed::Whole {
+                    last_timestamp: None,
+                });
+            }
+        }
+    }
+}
+
+/// Builds a stream id from unvalidated names, for callers at the edge.
+pub fn stream_id(
+    namespace: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<StreamId, CommandError> {
+    Ok(StreamId::new(
+        Namespace::new(namespace)?,
+        AggregateType::new(aggregate_type)?,
+        AggregateId::new(aggregate_id)?,
+    ))
+}

@@ -1,0 +1,311 @@
+//! The Aggregate Runtime: runs aggregate components and drives the command
+//! path.
+//!
+//! ```text
+//! execute(command)
+//!   ├─ registry: which component serves (namespace, aggregate type)
+//!   ├─ locks: wait for this aggregate's turn (strict order per aggregate)
+//!   ├─ partition: activate if not live (constructor + batched replay; live
+//!   │             only once the whole stream is applied)
+//!   ├─ partition: handle → new events, or a rejection (nothing stored)
+//!   ├─ store: rejection / no change → confirm the live version is the stream's
+//!   ├─ store: append(expected = live version)  — conflict → passivate; the
+//!   │         command's stored outcome, or decide again, or return it
+//!   ├─ partition: apply the stored events to the live state
+//!   ├─ bus: publish (never blocks)
+//!   └─ reply with the stored events and the new version
+//! ```
+//!
+//! Guest code runs on partition threads ([`partition`]); the async side
+//! never calls a guest itself. A guest failure drops the guest's instance
+//! and fails only the command that caused it.
+//!
+//! **Architecture invariant:** the live state is only ever advanced by
+//! applying events the store has acknowledged, in version order, so it
+//! always equals a replay of the stream. When in doubt (a conflict, a store
+//! error, a failed apply) the aggregate is passivated and rebuilt by replay.
+
+mod background;
+mod bindings;
+mod cache;
+mod command;
+mod component;
+mod config;
+mod direct;
+mod engine;
+mod error;
+mod instance;
+mod lanes;
+mod limits;
+mod locks;
+mod partition;
+mod registry;
+mod sandbox;
+pub mod scenario;
+mod snapshot;
+mod storage;
+
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use aether_core::clock::{CLOCK_SKEW_ENV, now_ms};
+pub use aether_core::event::{EventSink, NoSink};
+pub use cache::CompiledFrom;
+pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
+pub use component::{
+    Digest, HANDLER_EXPORT, LoadError, LoadedComponent, STATE_SCHEMA_SECTION, with_custom_section,
+};
+pub use config::RuntimeConfig;
+pub use direct::DirectAggregate;
+pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
+pub use limits::{
+    EffectiveLimits, InvalidLimits, LimitInfo, LimitOverrides, LimitValue, SandboxLimits, limits,
+};
+pub use snapshot::SnapshotPolicy;
+
+use aether_core::namespace::{AggregateType, Namespace};
+use aether_store::{EventStore, StreamId};
+use engine::EpochTicker;
+use lanes::Lanes;
+use locks::AggregateLocks;
+use registry::Registry;
+use sandbox::HostState;
+use snapshot::SnapshotPolicies;
+
+/// Runs aggregate components against an event store. Cheap to clone; all
+/// clones share the same engine, partitions and registry.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compile_cache: Option<cache::CompileCache>,
+    config: Arc<RuntimeConfig>,
+    store: Arc<dyn EventStore>,
+    registry: Registry,
+    lanes: Lanes,
+    locks: AggregateLocks,
+    sink: Arc<dyn EventSink>,
+    snapshot_policies: SnapshotPolicies,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Starts a runtime on `store`: builds the engine and starts the epoch
+    /// ticker. Each namespace's partition threads start on its first command
+    /// or read, and stop when it has been idle for
+    /// [`RuntimeConfig::lane_idle_timeout`].
+    pub fn new(store: Arc<dyn EventStore>, config: RuntimeConfig) -> anyhow::Result<Self> {
+        Self::with_sink(store, config, Arc::new(NoSink))
+    }
+
+    /// [`Runtime::new`], publishing every stored event to `sink` (the
+    /// node's event bus).
+    pub fn with_sink(
+        store: Arc<dyn EventStore>,
+        config: RuntimeConfig,
+        sink: Arc<dyn EventSink>,
+    ) -> anyhow::Result<Self> {
+        config
+            .limits
+            .check(config.memory_ceiling_bytes, config.fuel_metering)
+            .map_err(|e| anyhow::anyhow!("the default sandbox limits: {e}"))?;
+        let config = Arc::new(config);
+        background::lower_compile_pool_priority();
+        let engine = engine::build_engine(&config)
+            .map_err(|e| anyhow::anyhow!("building the wasm engine: {e:#}"))?;
+        let linker = component::sandbox_linker(&engine)
+            .map_err(|e| anyhow::anyhow!("linking the sandbox: {e:#}"))?;
+        let lanes = Lanes::new(engine.clone(), config.clone())?;
+        let ticker = EpochTicker::start(&engine)?;
+        let compile_cache = config
+            .compile_cache
+            .as_deref()
+            .map(|dir| cache::CompileCache::new(dir, &engine));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                compile_cache,
+                config,
+                store,
+                registry: Registry::default(),
+                lanes,
+                locks: AggregateLocks::default(),
+                sink,
+                snapshot_policies: SnapshotPolicies::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The event store the runtime writes to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// Where every stored event is published.
+    pub fn sink(&self) -> &Arc<dyn EventSink> {
+        &self.inner.sink
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compiles and checks `bytes` as an aggregate component without
+    /// deploying it. Compiling takes a while for large components; it runs
+    /// on a thread of its own at a lower CPU priority than commands
+    /// (`background.rs`).
+    pub async fn load_component(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.load_shared_component(Arc::new(bytes)).await
+    }
+
+    /// [`Runtime::load_component`] for bytes the caller keeps too (a node
+    /// stores them once they are accepted): nothing is copied. Hashing and
+    /// compiling both happen off the async workers.
+    pub async fn load_shared_component(
+        &self,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(DeployError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let inner = self.inner.clone();
+        let loaded = background::run_niced("aether-compile", move || {
+            let digest = Digest::of(&bytes);
+            if let Some(loaded) = inner.registry.compiled(&digest) {
+                return Ok(loaded);
+            }
+            component::load(
+                &inner.engine,
+                &inner.linker,
+                (&bytes, digest),
+                inner.compile_cache.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
+        Ok(loaded)
+    }
+
+    /// Deploys a component for `aggregate_type` in `namespace`: new commands
+    /// use it from now on. Returns its digest.
+    pub async fn deploy(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        bytes: Vec<u8>,
+    ) -> Result<Digest, DeployError> {
+        let loaded = self.load_component(bytes).await?;
+        let digest = loaded.digest().clone();
+        self.inner
+            .registry
+            .activate(namespace.clone(), aggregate_type.clone(), loaded);
+        tracing::info!(%namespace, %aggregate_type, digest = %digest.short(), "component deployed");
+        Ok(digest)
+    }
+
+    /// Makes `component` (already loaded with [`Runtime::load_component`])
+    /// the one that serves `aggregate_type` in `namespace`: new commands use
+    /// it at once; commands already running finish on the one they started
+    /// with; live aggregates re-activate under it on their next command
+    /// (from a snapshot with the same snapshot key, else by replay).
+    pub fn activate(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        component: Arc<LoadedComponent>,
+    ) {
+        let digest = component.digest().short();
+        self.inner
+            .registry
+            .activate(namespace.clone(), aggregate_type.clone(), component);
+        tracing::info!(%namespace, %aggregate_type, %digest, "component activated");
+    }
+
+    /// The component serving `aggregate_type` in `namespace`, if any.
+    pub fn active_component(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Option<Arc<LoadedComponent>> {
+        self.inner.registry.active(namespace, aggregate_type)
+    }
+
+    /// Every deployed (namespace, aggregate type) with its active digest.
+    pub fn deployments(&self) -> Vec<(Namespace, AggregateType, Digest)> {
+        self.inner.registry.list()
+    }
+
+    /// Puts `namespace` under `limits` instead of the defaults
+    /// ([`RuntimeConfig::limits`]). Its live aggregates are passivated and
+    /// come back under the new limits on their next use.
+    pub async fn set_namespace_limits(
+        &self,
+        namespace: &Namespace,
+        limits: SandboxLimits,
+    ) -> Result<(), InvalidLimits> {
+        self.inner.lanes.set_limits(namespace, limits).await
+    }
+
+    /// The limits `namespace` runs under.
+    pub fn namespace_limits(&self, namespace: &Namespace) -> Result<SandboxLimits, CommandError> {
+        Ok((*self.inner.lanes.lane(namespace).limits()).clone())
+    }
+
+    /// Passivates every live aggregate `matches` selects, in all
+    /// namespaces; returns how many. The caller makes sure no command of
+    /// those aggregates is in flight (a cluster node drains a shard first).
+    pub async fn passivate_where(
+        &self,
+        matches: Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>,
+    ) -> usize {
+        let mut total = 0;
+        for lane in self.inner.lanes.all() {
+            for partition in lane.running_partitions() {
+                let matches = matches.clone();
+                total += partition
+                    .call(move |p| p.passivate_where(&*matches))
+                    .await
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// How many aggregates are live across all namespaces.
+    pub async fn live_aggregates(&self) -> usize {
+        let mut total = 0;
+        for lane in self.inner.lanes.all() {
+            for partition in lane.running_partitions() {
+                total += partition.call(|p| p.live_count()).await.unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// How many namespaces have their partition threads running (the
+    /// others are idle: see [`RuntimeConfig::lane_idle_timeout`]).
+    pub fn running_lanes(&self) -> usize {
+        self.inner
+            .lanes
+            .all()
+            .iter()
+            .filter(|lane| lane.is_running())
+            .count()
+    }
+}

@@ -1,0 +1,587 @@
+//! Partitions: where guest code runs.
+//!
+//! A partition is one OS thread of one namespace's lane
+//! ([`super::lanes`]) that owns, for each component digest it has seen, one
+//! guest instance in its own wasmtime `Store`, and an LRU of the live
+//! aggregates (guest resources) in those instances. One instance can hold
+//! every aggregate the LRU admits: its store's handle cap is sized from the
+//! same capacity ([`super::instance::HANDLE_HEADROOM`]). Aggregates are hashed
+//! to a partition, so different aggregates run in parallel across cores
+//! while each instance is only ever touched by its own thread. The async command path sends closures to the partition and
+//! awaits their answer ([`PartitionHandle::call`]).
+//!
+//! Lifecycle of a live aggregate: *activating* (constructor, then its
+//! events applied in batches), *live* once the activation is
+//! [`Partition::complete`]d, *used* (handle, apply, view), and *passivated*
+//! (its resource dropped) when the LRU is full, when a newer component is
+//! active for its type, or when its command conflicted.
+//!
+//! **Invariant:** an aggregate is *pinned* while a command or read holds
+//! its lock ([`PartitionHandle::pin`]): the LRU never evicts a pinned
+//! aggregate (the partition holds more than its capacity for a while
+//! instead), and passivating by predicate (a hand-off) waits until it is
+//! unpinned. So the partition jobs of one command never lose their
+//! aggregate between them. Only a dropped instance (a guest failure, new
+//! limits) can still take a pinned aggregate away; the command then fails
+//! with a retryable error, having stored nothing.
+//!
+//! **Invariant:** activation is all or nothing. An aggregate whose
+//! activation did not complete (a store read failed, its caller was
+//! cancelled) is never used: `handle`, `view` and `snapshot` answer
+//! [`CallError::NotLive`] for it and [`Partition::live_version`] passivates
+//! it, so its next use activates it again from the store.
+//!
+//! Failure: a trap, a deadline or a memory overrun poisons the whole
+//! instance. It is dropped with every live aggregate in it; they re-activate
+//! by replay on their next command. Nothing else in the partition is
+//! affected.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use lru::LruCache;
+use wasmtime::Engine;
+use wasmtime::component::ResourceAny;
+
+use super::CommandError;
+use super::component::{Digest, LoadedComponent};
+use super::error::{GuestFailure, GuestFailureKind};
+use super::instance::{Decision, GuestInstance};
+use super::limits::SandboxLimits;
+use aether_core::namespace::Namespace;
+use aether_store::{RecordedEvent, StreamId};
+
+type Job = Box<dyn FnOnce(&mut Partition) + Send>;
+
+/// The async side's handle to a partition thread.
+#[derive(Clone)]
+pub(crate) struct PartitionHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The partition thread has stopped (the runtime is shutting down).
+#[derive(Debug)]
+pub(crate) struct PartitionStopped;
+
+impl PartitionHandle {
+    /// Starts partition `index` of `namespace`'s lane on its own thread.
+    pub(crate) fn spawn(
+        namespace: &Namespace,
+        index: usize,
+        engine: Engine,
+        sizing: PartitionSizing,
+    ) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("aether-{namespace}-{index}"))
+            .spawn(move || {
+                let mut partition = Partition::new(engine, sizing);
+                while let Ok(job) = queue.recv() {
+                    // A bug in a job must not take the partition down: the
+                    // caller sees its reply channel closed, others carry on.
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
+                        tracing::error!(partition = index, "a partition job panicked");
+                    }
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Pins `stream` in the partition until the returned guard is dropped
+    /// (see the module's invariant). The caller holds the aggregate's lock;
+    /// the pin is queued before any of its calls, and the unpin after them.
+    pub(crate) fn pin(&self, stream: &StreamId) -> Pin {
+        let s = stream.clone();
+        // A stopped partition has nothing to pin; the calls will say so.
+        let _ = self.jobs.send(Box::new(move |p: &mut Partition| p.pin(s)));
+        Pin {
+            jobs: self.jobs.clone(),
+            stream: Some(stream.clone()),
+        }
+    }
+
+    /// Runs `f` on the partition thread and returns its result.
+    pub(crate) async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Partition) -> R + Send + 'static,
+    ) -> Result<R, PartitionStopped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |partition| {
+            let _ = reply.send(f(partition));
+        });
+        self.jobs.send(job).map_err(|_| PartitionStopped)?;
+        answer.await.map_err(|_| PartitionStopped)
+    }
+}
+
+/// Keeps an aggregate pinned in its partition; dropping it unpins.
+pub(crate) struct Pin {
+    jobs: mpsc::Sender<Job>,
+    stream: Option<StreamId>,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = self
+                .jobs
+                .send(Box::new(move |p: &mut Partition| p.unpin(&stream)));
+        }
+    }
+}
+
+/// Which instance an aggregate lives in.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct InstanceKey {
+    namespace: Namespace,
+    digest: Digest,
+}
+
+struct LiveAggregate {
+    instance: InstanceKey,
+    resource: ResourceAny,
+    version: u64,
+    /// False until the activation has applied the whole stream.
+    complete: bool,
+    /// The timestamp of the event at `version` (0 while unknown): the next
+    /// event of the stream is never stamped earlier.
+    last_timestamp_ms: u64,
+}
+
+/// A live aggregate's position: its version and the timestamp of its last
+/// event (0 when it has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LivePosition {
+    pub(crate) version: u64,
+    pub(crate) last_timestamp_ms: u64,
+}
+
+/// Why a call on a live aggregate did not happen or did not finish.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The aggregate is not live (never activated, passivated, or its
+    /// instance was dropped): activate it and try again.
+    NotLive,
+    /// The guest failed; its instance has been dropped.
+    Guest(GuestFailure),
+}
+
+impl From<GuestFailure> for CallError {
+    fn from(failure: GuestFailure) -> Self {
+        CallError::Guest(failure)
+    }
+}
+
+/// A parsed view, or why there is none to return.
+pub(crate) type ViewResult = Result<serde_json::Value, CommandError>;
+
+/// A snapshot to start an activation from: (version, state bytes).
+pub(crate) type StartingPoint = Option<(u64, Vec<u8>)>;
+
+/// What a partition is sized by: its namespace's limits, how many
+/// partitions share them, and the guest output cap.
+#[derive(Clone)]
+pub(crate) struct PartitionSizing {
+    pub(crate) limits: Arc<SandboxLimits>,
+    pub(crate) partitions: usize,
+    pub(crate) output_limit: usize,
+}
+
+impl PartitionSizing {
+    fn live_capacity(&self) -> NonZeroUsize {
+        NonZeroUsize::new(self.limits.live_aggregates_per_partition(self.partitions))
+            .unwrap_or(NonZeroUsize::MIN)
+    }
+}
+
+/// The state of one partition thread.
+pub(crate) struct Partition {
+    engine: Engine,
+    sizing: PartitionSizing,
+    instances: HashMap<InstanceKey, GuestInstance>,
+    /// Live aggregates, most recently used first. Unbounded: `capacity`
+    /// is kept by [`Partition::make_room`], which never evicts a pinned one.
+    live: LruCache<StreamId, LiveAggregate>,
+    capacity: usize,
+    /// How many holders pin each aggregate (normally one: its lock's).
+    pins: HashMap<StreamId, usize>,
+    /// Pinned aggregates to passivate once they are unpinned.
+    passivate_on_unpin: HashSet<StreamId>,
+}
+
+impl Partition {
+    fn new(engine: Engine, sizing: PartitionSizing) -> Self {
+        let capacity = sizing.live_capacity().get();
+        Self {
+            engine,
+            sizing,
+            instances: HashMap::new(),
+            live: LruCache::unbounded(),
+            capacity,
+            pins: HashMap::new(),
+            passivate_on_unpin: HashSet::new(),
+        }
+    }
+
+    /// Puts the partition under new limits: every live aggregate is
+    /// passivated and every instance dropped, so all of them come back
+    /// under the new limits (by replay) on their next use.
+    pub(crate) fn set_limits(&mut self, limits: Arc<SandboxLimits>) {
+        while let Some((_, aggregate)) = self.live.pop_lru() {
+            self.drop_resource(aggregate);
+        }
+        self.instances.clear();
+        self.sizing.limits = limits;
+        self.capacity = self.sizing.live_capacity().get();
+    }
+
+    fn pin(&mut self, stream: StreamId) {
+        *self.pins.entry(stream).or_default() += 1;
+    }
+
+    fn unpin(&mut self, stream: &StreamId) {
+        let Some(count) = self.pins.get_mut(stream) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.pins.remove(stream);
+        if self.passivate_on_unpin.remove(stream) {
+            self.passivate(stream);
+        }
+        self.make_room(0);
+    }
+
+    fn is_pinned(&self, stream: &StreamId) -> bool {
+        self.pins.contains_key(stream)
+    }
+
+    /// Evicts least recently used aggregates that are not pinned until
+    /// `extra` more fit within the capacity (or only pinned ones are left).
+    fn make_room(&mut self, extra: usize) {
+        while self.live.len() + extra > self.capacity {
+            let Some(victim) = self
+                .live
+                .iter()
+                .rev()
+                .map(|(stream, _)| stream)
+                .find(|stream| !self.pins.contains_key(*stream))
+                .cloned()
+            else {
+                return;
+            };
+            self.passivate(&victim);
+        }
+    }
+
+    /// The position of `stream` if it is live under `component`. A live
+    /// aggregate made by another component (a newer component was
+    /// deployed), or whose activation never completed, is passivated
+    /// first, so the caller activates it again.
+    pub(crate) fn live_version(
+        &mut self,
+        stream: &StreamId,
+        component: &Digest,
+    ) -> Option<LivePosition> {
+        let live = self.live.get(stream)?;
+        if live.complete && &live.instance.digest == component {
+            return Some(LivePosition {
+                version: live.version,
+                last_timestamp_ms: live.last_timestamp_ms,
+            });
+        }
+        self.passivate(stream);
+        None
+    }
+
+    /// Ends the activation of `stream`: from now on it is live. `timestamp`
+    /// fills in its last event's timestamp if the replay did not see it
+    /// (activated from a snapshot). `None` if it is no longer there (the LRU
+    /// evicted it meanwhile): activate again.
+    pub(crate) fn complete(
+        &mut self,
+        stream: &StreamId,
+        timestamp: Option<u64>,
+    ) -> Option<LivePosition> {
+        let live = self.live.get_mut(stream)?;
+        live.complete = true;
+        if let Some(timestamp) = timestamp {
+            live.last_timestamp_ms = live.last_timestamp_ms.max(timestamp);
+        }
+        Some(LivePosition {
+            version: live.version,
+            last_timestamp_ms: live.last_timestamp_ms,
+        })
+    }
+
+    /// Creates the aggregate's resource under `component`, instantiating
+    /// the component first if this partition has no instance of it for the
+    /// namespace, and restores `snapshot` into it if given. Returns the
+    /// version the aggregate is at: the snapshot's, or 0. A snapshot the
+    /// guest refuses is skipped (logged): the caller then replays in full.
+    pub(crate) fn activate(
+        &mut self,
+        stream: &StreamId,
+        component: &Arc<LoadedComponent>,
+        snapshot: StartingPoint,
+    ) -> Result<u64, GuestFailure> {
+        self.passivate(stream);
+        let key = InstanceKey {
+            namespace: stream.namespace.clone(),
+            digest: component.digest().clone(),
+        };
+        if !self.instances.contains_key(&key) {
+            let label: Arc<str> = format!("{}@{}", key.namespace, key.digest.short()).into();
+            let instance = GuestInstance::new(
+                &self.engine,
+                self.sizing.limits.clone(),
+                self.sizing.live_capacity().get(),
+                self.sizing.output_limit,
+                component,
+                label,
+            )?;
+            self.instances.insert(key.clone(), instance);
+        }
+        let resource = self.with_instance(&key, |instance| instance.create(stream))?;
+        let mut version = 0;
+        let mut resource = resource;
+        if let Some((at, state)) = snapshot {
+            let restored = self.with_instance(&key, |instance| {
+                instance.restore(stream, resource, at, &state)
+            })?;
+            match restored {
+                Ok(()) => version = at,
+                Err(message) => {
+                    tracing::warn!(%stream, at, "snapshot refused by the component ({message}); replaying in full");
+                    self.with_instance(&key, |instance| instance.drop_resource(resource))?;
+                    resource = self.with_instance(&key, |instance| instance.create(stream))?;
+                }
+            }
+        }
+        self.make_room(1);
+        self.live.put(
+            stream.clone(),
+            LiveAggregate {
+                instance: key,
+                resource,
+                version,
+                complete: false,
+                last_timestamp_ms: 0,
+            },
+        );
+        Ok(version)
+    }
+
+    /// Applies stored events, which must continue the live version without
+    /// a gap, and returns the new version.
+    pub(crate) fn apply(
+        &mut self,
+        stream: &StreamId,
+        events: &[RecordedEvent],
+    ) -> Result<u64, CallError> {
+        let (key, resource, version) = self.live_entry(stream)?;
+        let Some(first) = events.first() else {
+            return Ok(version);
+        };
+        if events
+            .iter()
+            .enumerate()
+            .any(|(i, e)| e.version != version + 1 + i as u64)
+        {
+            self.passivate(stream);
+            return Err(CallError::Guest(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!(
+                    "events for {stream} do not continue version {version} (got {}..{}): the aggregate was passivated",
+                    first.version,
+                    first.version + events.len() as u64 - 1
+                ),
+            )));
+        }
+        let applied =
+            self.with_instance(&key, |instance| instance.apply(stream, resource, events))?;
+        if let Err((failed, message)) = applied {
+            self.passivate(stream);
+            return Err(CallError::Guest(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!(
+                    "the component could not apply event version {failed} of {stream}: {message}"
+                ),
+            )));
+        }
+        let new_version = version + events.len() as u64;
+        if let Some(live) = self.live.get_mut(stream) {
+            live.version = new_version;
+            let last = events.last().map_or(0, |e| e.timestamp_ms);
+            live.last_timestamp_ms = live.last_timestamp_ms.max(last);
+        }
+        Ok(new_version)
+    }
+
+    /// Asks the guest to decide a command (type, content type, data).
+    pub(crate) fn handle(
+        &mut self,
+        stream: &StreamId,
+        command: (&str, &str, &[u8]),
+        timestamp_ms: u64,
+    ) -> Result<Decision, CallError> {
+        let (key, resource, version) = self.complete_entry(stream)?;
+        Ok(self.with_instance(&key, |instance| {
+            instance.handle(stream, resource, version, command, timestamp_ms)
+        })?)
+    }
+
+    /// The guest's JSON view of the aggregate, parsed, and its version; or
+    /// why the view cannot be returned (larger than the namespace's
+    /// `max_view_bytes`, or not JSON).
+    ///
+    /// **Invariant:** a view is measured and parsed here, on the
+    /// namespace's own partition thread, never on the node's shared async
+    /// workers: a tenant's large views cost only its own lane's time, and
+    /// no view larger than its namespace's limit leaves the partition.
+    pub(crate) fn view(&mut self, stream: &StreamId) -> Result<(ViewResult, u64), CallError> {
+        let (key, resource, version) = self.complete_entry(stream)?;
+        let view = self.with_instance(&key, |instance| instance.view(stream, resource, version))?;
+        let parsed = self.sizing.limits.check_view(view.len()).and_then(|()| {
+            serde_json::from_str(&view).map_err(|e| {
+                CommandError::Guest(GuestFailure::new(
+                    GuestFailureKind::Trap,
+                    format!("the component's view is not JSON: {e}"),
+                ))
+            })
+        });
+        Ok((parsed, version))
+    }
+
+    /// [`Partition::view`] written out again as compact JSON, here on the
+    /// namespace's own thread, so that the node's shared async workers
+    /// only copy the bytes into the answer.
+    pub(crate) fn view_json(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(Result<Vec<u8>, CommandError>, u64), CallError> {
+        let (view, version) = self.view(stream)?;
+        let json = view.and_then(|view| {
+            serde_json::to_vec(&view).map_err(|e| {
+                CommandError::Guest(GuestFailure::new(
+                    GuestFailureKind::Trap,
+                    format!("the component's view cannot be written as JSON: {e}"),
+                ))
+            })
+        });
+        Ok((json, version))
+    }
+
+    /// The guest's snapshot of the aggregate, and its version.
+    pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
+        let (key, resource, version) = self.complete_entry(stream)?;
+        let state = self.with_instance(&key, |instance| {
+            instance.snapshot(stream, resource, version)
+        })?;
+        Ok((state, version))
+    }
+
+    /// Drops the live aggregate, if any: its next use re-activates it.
+    pub(crate) fn passivate(&mut self, stream: &StreamId) {
+        if let Some(aggregate) = self.live.pop(stream) {
+            self.drop_resource(aggregate);
+        }
+    }
+
+    /// Drops every live aggregate `matches` selects; returns how many. A
+    /// pinned one is dropped when it is unpinned (its command finishes
+    /// first).
+    pub(crate) fn passivate_where(&mut self, matches: &dyn Fn(&StreamId) -> bool) -> usize {
+        let streams: Vec<StreamId> = self
+            .live
+            .iter()
+            .map(|(stream, _)| stream)
+            .filter(|stream| matches(stream))
+            .cloned()
+            .collect();
+        for stream in &streams {
+            if self.is_pinned(stream) {
+                self.passivate_on_unpin.insert(stream.clone());
+            } else {
+                self.passivate(stream);
+            }
+        }
+        streams.len()
+    }
+
+    /// How many aggregates are live in this partition.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The aggregate being activated or live (apply takes both).
+    fn live_entry(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
+        let live = self.live.get(stream).ok_or(CallError::NotLive)?;
+        Ok((live.instance.clone(), live.resource, live.version))
+    }
+
+    /// The aggregate if its activation completed: only a whole stream is
+    /// ever asked to decide or to render its state.
+    fn complete_entry(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(InstanceKey, ResourceAny, u64), CallError> {
+        match self.live.get(stream) {
+            Some(live) if live.complete => Ok((live.instance.clone(), live.resource, live.version)),
+            _ => Err(CallError::NotLive),
+        }
+    }
+
+    fn drop_resource(&mut self, aggregate: LiveAggregate) {
+        let dropped = self.with_instance(&aggregate.instance, |instance| {
+            instance.drop_resource(aggregate.resource)
+        });
+        if let Err(failure) = dropped {
+            tracing::warn!(%failure, "dropping a live aggregate failed; its instance was dropped");
+        }
+    }
+
+    /// Runs `f` on an instance; if the guest fails, drops the instance with
+    /// every live aggregate in it.
+    fn with_instance<R>(
+        &mut self,
+        key: &InstanceKey,
+        f: impl FnOnce(&mut GuestInstance) -> Result<R, GuestFailure>,
+    ) -> Result<R, GuestFailure> {
+        let Some(instance) = self.instances.get_mut(key) else {
+            return Err(GuestFailure::new(
+                GuestFailureKind::Trap,
+                "the instance is gone".into(),
+            ));
+        };
+        let result = f(instance);
+        if let Err(failure) = &result {
+            tracing::warn!(namespace = %key.namespace, digest = %key.digest.short(), kind = ?failure.kind,
+                "guest failed: {}; dropping its instance", failure.message);
+            self.drop_instance(key);
+        }
+        result
+    }
+
+    /// Drops an instance and forgets every live aggregate in it.
+    fn drop_instance(&mut self, key: &InstanceKey) {
+        self.instances.remove(key);
+        let orphans: Vec<StreamId> = self
+            .live
+            .iter()
+            .filter(|(_, live)| &live.instance == key)
+            .map(|(stream, _)| stream.clone())
+            .collect();
+        for stream in orphans {
+            self.live.pop(&stream);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Reading events and snapshots from the tables, inside a read transaction
+//! (the [`EventStore`](crate::EventStore) reads) or the writer's write
+//! transaction (a duplicate command's original events).
+//!
+//! Every record is verified as it is read (its checksum, and that it is the
+//! event the index promised: same stream and version, or same namespace and
+//! position), so damaged data turns into [`StoreError::Corrupt`] instead of
+//! being served.
+
+use std::path::Path;
+
+use redb::ReadableTable;
+
+use super::codec;
+use super::errors::{InFile, corrupt};
+use crate::{RecordedEvent, Snapshot, StoreError, StreamId};
+
+/// The events table, in either kind of transaction.
+pub(super) trait EventsTable: ReadableTable<u64, &'static [u8]> {}
+impl<T: ReadableTable<u64, &'static [u8]>> EventsTable for T {}
+
+/// The per-stream index or a namespace's log (both map (name, number) to a
+/// log sequence), in either kind of transaction.
+pub(super) trait IndexTable: ReadableTable<(&'static str, u64), u64> {}
+impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
+
+/// Where a record stored under the log sequence `sequence` is, in errors.
+pub(super) fn at_sequence(sequence: u64) -> String {
+    format!("event at log sequence {sequence}")
+}
+
+/// The event stored under the log sequence `sequence`, verified.
+pub(super) fn event_at(
+    path: &Path,
+    events: &impl EventsTable,
+    sequence: u64,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let Some(record) = events.get(sequence).in_file(path)? else {
+        return Ok(None);
+    };
+    codec::decode_event(sequence, record.value())
+        .map(Some)
+        .map_err(|message| corrupt(path, at_sequence(sequence), message))
+}
+
+/// Events of `stream` from version `from` (at least 1), at most `limit`.
+/// The versions read must be consecutive, and each one must point at an event
+/// of this stream with that version.
+pub(super) fn stream_events(
+    path: &Path,
+    index: &impl IndexTable,
+    events: &impl EventsTable,
+    stream: &StreamId,
+    key: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let from = from.max(1);
+    let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
+    let mut out = Vec::new();
+    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
+        let (entry_key, sequence) = entry.in_file(path)?;
+        let (version, sequence) = (entry_key.value().1, sequence.value());
+        let at = || format!("stream {stream} version {expected}");
+        if version != expected {
+            return Err(corrupt(
+                path,
+                at(),
+                format!(
+                    "the stream index skips from version {} to {version}",
+                    expected - 1
+                ),
+            ));
+        }
+        let event = event_at(path, events, sequence)?.ok_or_else(|| {
+            corrupt(
+                path,
+                at(),
+                format!("the stream index points at log sequence {sequence}, which holds no event"),
+            )
+        })?;
+        if event.stream != *stream || event.version != version {
+            return Err(corrupt(
+                path,
+                at(),
+                format!(
+                    "the stream index points at log sequence {sequence}, which holds {} version {}",
+                    event.stream, event.version
+                ),
+            ));
+        }
+        out.push(event);
+    }
+    Ok(out)
+}
+
+/// The events the command `command_id` recorded on `stream`, verified to
+/// be all there; `None` if no such command was recorded.
+pub(super) fn command_events(
+    path: &Path,
+    commands: &impl ReadableTable<(&'static str, &'static str), (u64, u64)>,
+    index: &impl IndexTable,
+    events: &impl EventsTable,
+    stream: &StreamId,
+    key: &str,
+    command_id: &str,
+) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+    let Some(range) = commands.get((key, command_id)).in_file(path)? else {
+        return Ok(None);
+    };
+    let (first, last) = range.value();
+    let damaged = |message: String| {
+        corrupt(
+            path,
+            format_args!("command {command_id:?} of {stream}"),
+            message,
+        )
+    };
+    if first == 0 || last < first {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}"
+        )));
+    }
+    let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+    let recorded = stream_events(path, index, events, stream, key, first, count)?;
+    if recorded.len() != count {
+        return Err(damaged(format!(
+            "the command is recorded as versions {first}..={last}, but only {} of them are stored",
+            recorded.len()
+        )));
+    }
+    Ok(Some(recorded))
+}
+
+/// The log of `namespace` from position `from` (at least 1), at most
+/// `limit`: an index range scan of the namespace log. The positions read
+/// must be consecutive, and each one must point at an event of this
+/// namespace with that position.
+pub(super) fn log_events(
+    path: &Path,
+    log: &impl IndexTable,
+    events: &impl EventsTable,
+    namespace: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let from = from.max(1);
+    let range = log
+        .range((namespace, from)..=(namespace, u64::MAX))
+        .in_file(path)?;
+    let mut out = Vec::new();
+    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
+        let (entry_key, sequence) = entry.in_file(path)?;
+        let (position, sequence) = (entry_key.value().1, sequence.value());
+        let at = || format!("namespace {namespace} position {expected}");
+        if position != expected {
+            return Err(corrupt(
+                path,
+                at(),
+                format!(
+                    "the namespace log skips from position {} to {position}",
+                    expected - 1
+                ),
+            ));
+        }
+        let event = event_at(path, events, sequence)?.ok_or_else(|| {
+            corrupt(
+                path,
+                at(),
+                format!(
+                    "the namespace log points at log sequence {sequence}, which holds no event"
+                ),
+            )
+        })?;
+        if event.stream.namespace.as_str() != namespace || event.position != position {
+            return Err(corrupt(
+                path,
+                at(),
+                format!(
+                    "the namespace log points at log sequence {sequence}, which holds {} position {}",
+                    event.stream.namespace, event.position
+                ),
+            ));
+        }
+        out.push(event);
+    }
+    Ok(out)
+}
+
+/// The last position of `namespace`'s log; 0 when it has no events.
+pub(super) fn namespace_head(
+    path: &Path,
+    log: &impl IndexTable,
+    namespace: &str,
+) -> Result<u64, StoreError> {
+    let mut range = log
+        .range((namespace, 0)..=(namespace, u64::MAX))
+        .in_file(path)?;
+    match range.next_back() {
+        Some(entry) => Ok(entry.in_file(path)?.0.value().1),
+        None => Ok(0),
+    }
+}
+
+/// The last log sequence of the store (across namespaces); 0 when empty.
+pub(super) fn last_sequence(path: &Path, events: &impl EventsTable) -> Result<u64, StoreError> {
+    Ok(events
+        .last()
+        .in_file(path)?
+        .map_or(0, |(sequence, _)| sequence.value()))
+}
+
+/// The stored snapshot of (stream, digest), verified.
+pub(super) fn snapshot(
+    path: &Path,
+    snapshots: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    stream: &StreamId,
+    key: &str,
+    snapshot_key: &str,
+) -> Result<Option<Snapshot>, StoreError> {
+    let Some(record) = snapshots.get((key, snapshot_key)).in_file(path)? else {
+        return Ok(None);
+    };
+    codec::decode_snapshot(stream, snapshot_key, record.value())
+        .map(Some)
+        .map_err(|message| {
+            corrupt(
+                path,
+                format_args!("snapshot of {stream} by {snapshot_key}"),
+                message,
+            )
+        })
+}

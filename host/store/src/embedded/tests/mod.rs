@@ -1,0 +1,320 @@
+//! Unit tests of the embedded store beyond the shared contract: durability
+//! across reopen, group commit, refusal of foreign and damaged files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::EmbeddedStore;
+use crate::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
+    StoreError, StreamId,
+};
+use aether_core::namespace::Namespace;
+
+mod corruption;
+mod io_errors;
+mod tamper;
+
+fn stream(id: &str) -> StreamId {
+    StreamId::new(
+        "bank".parse().unwrap(),
+        "bank-account".parse().unwrap(),
+        id.parse().unwrap(),
+    )
+}
+
+fn request(stream: &StreamId, expected: ExpectedVersion, payloads: &[String]) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events: payloads
+            .iter()
+            .map(|p| NewEvent::json("happened", p.as_bytes().to_vec()))
+            .collect(),
+        metadata: EventMetadata::default(),
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+fn snapshot(stream: &StreamId, version: u64, state: &str) -> Snapshot {
+    Snapshot {
+        stream: stream.clone(),
+        version,
+        snapshot_key: "blake3:test".into(),
+        state: state.as_bytes().to_vec(),
+        timestamp_ms: 5,
+    }
+}
+
+fn bank() -> Namespace {
+    "bank".parse().unwrap()
+}
+
+/// The log of the `bank` namespace, which every stream of [`stream`] is in.
+async fn everything(store: &EmbeddedStore) -> Vec<RecordedEvent> {
+    store.read_log(&bank(), 0, usize::MAX).await.unwrap()
+}
+
+fn assert_names_file(error: &StoreError, path: &Path) {
+    let text = error.to_string();
+    assert!(
+        text.contains(&path.display().to_string()),
+        "the error must name {}: {text}",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn reopen_keeps_events_snapshots_and_command_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let acc = stream("acc-1");
+    let mut with_command = request(&acc, ExpectedVersion::Exact(0), &["1".into(), "2".into()]);
+    with_command.metadata.command_id = Some("cmd-1".into());
+    let (first, before) = {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let first = store.append(with_command.clone()).await.unwrap();
+        store
+            .append(request(
+                &stream("acc-2"),
+                ExpectedVersion::Any,
+                &["3".into()],
+            ))
+            .await
+            .unwrap();
+        store.save_snapshot(snapshot(&acc, 2, "two")).await.unwrap();
+        (first, everything(&store).await)
+    };
+    assert_eq!(before.len(), 3);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(
+        everything(&store).await,
+        before,
+        "the log survives a reopen"
+    );
+    assert_eq!(store.stream_version(&acc).await.unwrap(), 2);
+    assert_eq!(
+        store.load_snapshot(&acc, "blake3:test").await.unwrap(),
+        Some(snapshot(&acc, 2, "two"))
+    );
+    let retry = store.append(with_command).await.unwrap();
+    assert!(retry.duplicate, "command ids survive a reopen");
+    assert_eq!(retry.events, first.events);
+    let next = store
+        .append(request(&acc, ExpectedVersion::Exact(2), &["4".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.events[0].version, next.events[0].position),
+        (3, 4),
+        "versions and positions continue from the stored heads"
+    );
+    assert!(
+        format!("{store:?}").contains("events_at_open: 3"),
+        "{store:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let appends = 400;
+    let tasks: Vec<_> = (0..appends)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let acc = stream(&format!("acc-{}", i % 50));
+                store
+                    .append(request(&acc, ExpectedVersion::Any, &[format!("{i}")]))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let commits = store.writer.commits();
+    assert!(
+        commits < appends / 2,
+        "{appends} concurrent appends took {commits} commits: group commit is not batching"
+    );
+    let positions: Vec<u64> = everything(&store)
+        .await
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions, (1..=appends).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn conflicts_in_one_batch_are_answered_separately() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let acc = stream("acc-1");
+    // Queued together, so the writer is likely to take them in one batch;
+    // the outcome must be the same as if they ran one after the other.
+    let (a, b, c) = tokio::join!(
+        store.append(request(&acc, ExpectedVersion::Exact(0), &["a".into()])),
+        store.append(request(&acc, ExpectedVersion::Exact(0), &["b".into()])),
+        store.append(request(&acc, ExpectedVersion::Exact(1), &["c".into()])),
+    );
+    assert_eq!(a.unwrap().last_version(), 1);
+    let conflict = b.unwrap_err();
+    let conflict = conflict.as_conflict().unwrap();
+    assert_eq!((conflict.expected, conflict.actual), (0, 1));
+    assert_eq!(c.unwrap().last_version(), 2);
+    assert_eq!(store.head_position(&bank()).await.unwrap(), 2);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = EmbeddedStore::open(dir.path()).unwrap();
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+    assert_names_file(&error, &dir.path().join("events.redb"));
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EmbeddedStore::open(dir.path()).unwrap());
+    let path = dir.path().join("events.redb");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert(super::tables::FORMAT_VERSION_KEY, 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    assert!(error.to_string().contains("format version 99"), "{error}");
+}
+
+/// A file of format version 1 (one global log, before the logs per
+/// namespace) is refused with the versions named, not misread.
+#[test]
+fn a_format_version_1_file_is_refused_with_both_versions_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    {
+        // What version 1 wrote: its tables (no namespace_log), one event
+        // under its global position, and the version stamp.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert(super::tables::FORMAT_VERSION_KEY, 1)
+            .unwrap();
+        txn.open_table(super::tables::EVENTS)
+            .unwrap()
+            .insert(1, [1u8; 64].as_slice())
+            .unwrap();
+        txn.open_table(super::tables::STREAM_INDEX)
+            .unwrap()
+            .insert(("bank/bank-account/acc-1", 1), 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    let text = error.to_string();
+    assert!(
+        text.contains("on-disk format version 1 (one log for all namespaces)")
+            && text.contains(&format!(
+                "reads only version {}",
+                super::tables::FORMAT_VERSION
+            )),
+        "{text}"
+    );
+    let again = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert_eq!(again.to_string(), text, "nothing was converted");
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(super::tables::META).unwrap();
+    let stamped = meta.get(super::tables::FORMAT_VERSION_KEY).unwrap();
+    assert_eq!(stamped.map(|v| v.value()), Some(1), "still version 1");
+}
+
+/// Each namespace numbers its events from 1, and both logs continue from
+/// their own heads after a reopen.
+#[tokio::test]
+async fn namespace_positions_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let other: Namespace = "other".parse().unwrap();
+    let elsewhere = StreamId::new(
+        other.clone(),
+        "bank-account".parse().unwrap(),
+        "acc-1".parse().unwrap(),
+    );
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let payloads = ["1".to_owned(), "2".to_owned()];
+        let acc = stream("acc-1");
+        store
+            .append(request(&acc, ExpectedVersion::Any, &payloads))
+            .await
+            .unwrap();
+        store
+            .append(request(&elsewhere, ExpectedVersion::Any, &payloads[..1]))
+            .await
+            .unwrap();
+        store
+            .append(request(&acc, ExpectedVersion::Any, &payloads[..1]))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.head_position(&bank()).await.unwrap(), 3);
+    assert_eq!(store.head_position(&other).await.unwrap(), 1);
+    let next = store
+        .append(request(
+            &elsewhere,
+            ExpectedVersion::Exact(1),
+            &["3".into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((next.events[0].version, next.events[0].position), (2, 2));
+    let log = store.read_log(&other, 1, usize::MAX).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.position, e.version))
+            .collect::<Vec<_>>(),
+        [(1, 1), (2, 2)]
+    );
+    assert!(log.iter().all(|e| e.stream == elsewhere));
+    assert!(
+        format!("{store:?}").contains("events_at_open: 4"),
+        "{store:?}"
+    );
+}
+
+#[test]
+fn another_applications_redb_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: redb::TableDefinition<'_, &str, &str> = redb::TableDefinition::new("users");
+        txn.open_table(table)
+            .unwrap()
+            .insert("ada", "admin")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_names_file(&error, &path);
+    assert!(
+        error.to_string().contains("not an Aether event store"),
+        "{error}"
+    );
+}

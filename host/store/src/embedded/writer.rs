@@ -1,0 +1,340 @@
+//! The writer thread: the only code that opens a write transaction (after
+//! `open`), so the only place where versions and positions are assigned
+//! (by [`super::apply`], on this thread).
+//!
+//! Lifecycle: [`Writer::spawn`] starts the thread when the store opens; it
+//! takes every job queued on its channel (up to [`MAX_BATCH_JOBS`] jobs or
+//! [`MAX_BATCH_BYTES`] of payload), applies them in ONE write transaction,
+//! commits it with immediate durability (fsync, 2-phase), records the new
+//! head in the [watermark](super::watermark), and only then replies to each
+//! job. Dropping the [`Writer`] closes the channel; the thread
+//! finishes the jobs already queued and exits, and the drop waits for it. If
+//! the thread dies (redb panicked), every later write fails as unavailable.
+//!
+//! Each job is checked on its own against the state including the earlier
+//! jobs of its batch: a conflict or a duplicate writes nothing and gets its
+//! own reply while the rest of the batch commits. Any redb error while writing
+//! aborts the whole transaction and fails every job of the batch, so a batch
+//! is committed entirely or not at all.
+//!
+//! Recovery: a batch that fails with an I/O error (a full disk, EIO) leaves
+//! the writer *broken*: redb refuses everything on that database from then
+//! on. Before its next batch, or when readiness asks ([`Job::Probe`]), the
+//! writer reopens the file ([`super::slot`]): closes it once the reads in
+//! flight are done, opens and verifies it again, and checks it against the
+//! watermark, so a recovered store continues exactly after the last
+//! acknowledged commit. Until a commit succeeds again the store is not
+//! [writable](super::slot::DbSlot::writable); every write in between fails
+//! as [`StoreError::Unavailable`], and nothing acknowledged is lost or
+//! reordered (a failed batch was never acknowledged).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use redb::ReadableTable;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::{self, Answer, Work};
+use super::errors::{InFile, unavailable};
+use super::faults::WriteFaults;
+use super::slot::DbSlot;
+use super::tables::META;
+use super::watermark::Watermark;
+use crate::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
+
+/// Most jobs applied in one transaction.
+pub(super) const MAX_BATCH_JOBS: usize = 1024;
+/// Once a batch holds this many payload bytes, it is committed.
+pub(super) const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Jobs that may wait for the writer; further appends wait to be queued.
+const QUEUE: usize = 4096;
+
+type AppendReply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
+type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
+
+/// A write for the writer thread, with the channel its answer goes back on.
+pub(super) enum Job {
+    Append(AppendRequest, AppendReply),
+    Snapshot(Snapshot, SnapshotReply),
+    /// Are writes going through? If they were failing, the writer reopens
+    /// the file and tries a small commit first.
+    Probe(SnapshotReply),
+}
+
+/// The META key the probe commit writes (a counter; nothing reads it).
+const PROBE_KEY: &str = "write_probe";
+
+/// The handle of the writer thread.
+pub(super) struct Writer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    /// Transactions committed so far (each one fsync'd batch).
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `db`; it records each new head in
+    /// `watermark` before acknowledging the batch that reached it.
+    pub(super) fn spawn(
+        slot: Arc<DbSlot>,
+        path: Arc<Path>,
+        reopen: Reopen,
+        watermark: Watermark,
+    ) -> Result<Writer, StoreError> {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let mut state = State {
+            slot,
+            path: Arc::clone(&path),
+            reopen,
+            broken: false,
+            probes: Vec::new(),
+            watermark,
+            commits: Arc::clone(&commits),
+        };
+        let thread = std::thread::Builder::new()
+            .name("aether-redb-writer".into())
+            .spawn(move || state.run(queue))
+            .map_err(|e| unavailable(&path, format_args!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            commits,
+        })
+    }
+
+    /// Transactions committed so far; fewer than the writes when group
+    /// commit is batching.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Queues a job; gives it back if the writer thread is gone.
+    pub(super) async fn send(&self, job: Job) -> Result<(), Job> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).await.map_err(|error| error.0),
+            None => Err(job),
+        }
+    }
+
+    /// Asks the writer to try recovering, without waiting for it (a read
+    /// failed while writes were failing: the file may need reopening).
+    pub(super) fn nudge(&self) {
+        if let Some(jobs) = &self.jobs {
+            let (reply, _) = oneshot::channel();
+            let _ = jobs.try_send(Job::Probe(reply));
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            // Waits for the queued jobs to commit, so that the file is closed
+            // (and can be reopened) once the store is gone. A panic of the
+            // thread was already reported to the jobs it dropped.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How the writer opens the file again after an I/O error.
+pub(super) struct Reopen {
+    /// The store's directory.
+    pub(super) dir: PathBuf,
+    /// Writes that fail on demand (the store's tests).
+    pub(super) faults: Option<Arc<WriteFaults>>,
+}
+
+/// What the writer thread owns.
+struct State {
+    slot: Arc<DbSlot>,
+    path: Arc<Path>,
+    reopen: Reopen,
+    /// A write failed on the database in the slot: reopen before writing.
+    broken: bool,
+    /// Probes that arrived with a batch, answered after it.
+    probes: Vec<SnapshotReply>,
+    watermark: Watermark,
+    commits: Arc<AtomicU64>,
+}
+
+impl State {
+    fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.blocking_recv() {
+            if let Job::Probe(reply) = first {
+                let _ = reply.send(self.probe());
+                continue;
+            }
+            let mut bytes = payload_bytes(&first);
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_JOBS && bytes < MAX_BATCH_BYTES {
+                let Ok(job) = queue.try_recv() else { break };
+                if let Job::Probe(reply) = job {
+                    // The batch's commit answers the question.
+                    self.probes.push(reply);
+                    continue;
+                }
+                bytes += payload_bytes(&job);
+                batch.push(job);
+            }
+            self.commit_batch(batch);
+            let answer = self.probe();
+            self.probes
+                .drain(..)
+                .for_each(|reply| drop(reply.send(answer.clone())));
+        }
+    }
+
+    /// Reopens the file if a write failed on it. On failure the slot may be
+    /// left empty (reads answer "unavailable"); the next job tries again.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        if !self.broken {
+            return Ok(());
+        }
+        self.slot.close(&self.path)?;
+        let opened = super::open::open(&self.reopen.dir, self.reopen.faults.as_ref())?;
+        self.watermark = opened.watermark;
+        self.slot.put(opened.db);
+        self.broken = false;
+        tracing::info!(path = %self.path.display(), "reopened the event store after an I/O error");
+        Ok(())
+    }
+
+    /// Whether writes go through: if they were failing, reopen and commit
+    /// a one-key transaction to find out.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        if self.slot.writable() {
+            return Ok(());
+        }
+        self.recover()?;
+        let path = &*self.path;
+        let db = self.slot.get(path)?;
+        let committed = (|| {
+            let mut txn = db.begin_write().in_file(path)?;
+            txn.set_two_phase_commit(true);
+            {
+                let mut meta = txn.open_table(META).in_file(path)?;
+                let count = meta.get(PROBE_KEY).in_file(path)?.map_or(0, |v| v.value());
+                meta.insert(PROBE_KEY, count + 1).in_file(path)?;
+            }
+            txn.commit().in_file(path)
+        })();
+        match committed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "the event store accepts writes again");
+                self.slot.set_writable(true);
+                Ok(())
+            }
+            Err(error) => {
+                self.broken = true;
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies and commits one batch, records the new head, then answers
+    /// every job.
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        let (mut work, mut replies) = (Vec::new(), Vec::new());
+        for job in batch {
+            match job {
+                Job::Append(request, reply) => {
+                    work.push(Work::Append(request));
+                    replies.push(Reply::Append(reply));
+                }
+                Job::Snapshot(snapshot, reply) => {
+                    work.push(Work::Snapshot(snapshot));
+                    replies.push(Reply::Snapshot(reply));
+                }
+                Job::Probe(reply) => self.probes.push(reply),
+            }
+        }
+        if let Err(error) = self.recover() {
+            replies
+                .into_iter()
+                .for_each(|reply| reply.send(Err(&error)));
+            return;
+        }
+        let path = &*self.path;
+        let committed = (|| {
+            let db = self.slot.get(path)?;
+            let mut txn = db.begin_write().in_file(path)?;
+            // 2-phase commit: the primary commit slot is then always valid,
+            // so redb reports a damaged newest commit instead of silently
+            // falling back to the one before (losing acknowledged events).
+            txn.set_two_phase_commit(true);
+            let answers = apply::apply_all(&txn, path, work)?;
+            txn.commit().in_file(path)?;
+            Ok(answers)
+        })();
+        match committed {
+            Ok((answers, head)) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.slot.set_writable(true);
+                if let Err(error) = self.watermark.record(head) {
+                    // The batch is durable; only the rollback check of the
+                    // next open is weaker.
+                    let watermark = self.watermark.path().display();
+                    tracing::warn!(%error, %watermark, head, "cannot record the head watermark");
+                }
+                let answered = replies.into_iter().zip(answers);
+                answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
+            }
+            Err(error) => {
+                tracing::error!(%error, "the event store could not commit a batch of writes");
+                if matches!(error, StoreError::Unavailable { .. }) {
+                    // redb latched the I/O error: reopen before the next write.
+                    self.broken = true;
+                    self.slot.set_writable(false);
+                }
+                // Nothing of this batch is stored: every job in it fails.
+                replies
+                    .into_iter()
+                    .for_each(|reply| reply.send(Err(&error)));
+            }
+        }
+    }
+}
+
+fn payload_bytes(job: &Job) -> usize {
+    match job {
+        Job::Append(request, _) => request.events.iter().map(|e| e.data.len() + 64).sum(),
+        Job::Snapshot(snapshot, _) => snapshot.state.len() + 64,
+        Job::Probe(_) => 0,
+    }
+}
+
+/// Where a job's answer goes.
+enum Reply {
+    Append(AppendReply),
+    Snapshot(SnapshotReply),
+}
+
+impl Reply {
+    /// Sends the answer of a committed batch, or the batch's failure. A caller
+    /// that stopped waiting no longer needs it, so a closed channel is fine.
+    fn send(self, answer: Result<Answer, &StoreError>) {
+        let answer = answer.map_err(StoreError::clone);
+        match (self, answer) {
+            (Reply::Append(reply), Ok(Answer::Append(result))) => drop(reply.send(result)),
+            (Reply::Snapshot(reply), Ok(Answer::Snapshot(result))) => drop(reply.send(result)),
+            (Reply::Append(reply), other) => drop(reply.send(Err(failed(other).into()))),
+            (Reply::Snapshot(reply), other) => drop(reply.send(Err(failed(other)))),
+        }
+    }
+}
+
+/// The batch's error, or (never expected) an answer of the wrong kind.
+fn failed(answer: Result<Answer, StoreError>) -> StoreError {
+    match answer {
+        Err(error) => error,
+        Ok(_) => StoreError::Unavailable {
+            backend: super::errors::BACKEND,
+            message: "the writer mixed up two answers; nothing was written".into(),
+        },
+    }
+}

@@ -1,0 +1,226 @@
+//! How events and snapshots are laid out in JetStream messages and KV
+//! values.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::StreamMessage;
+
+use super::{BACKEND, unavailable};
+use crate::{
+    AppendError, EventMetadata, RecordedEvent, Snapshot, StoreError, StreamId, VersionConflict,
+};
+use aether_core::namespace::layout::{parse_store_subject, stream_key};
+
+const VERSION: &str = "Aether-Version";
+const EVENT_ID: &str = "Aether-Event-Id";
+const EVENT_TYPE: &str = "Aether-Event-Type";
+const CONTENT_TYPE: &str = "Aether-Content-Type";
+const TIMESTAMP: &str = "Aether-Timestamp-Ms";
+const COMMAND: &str = "Aether-Command-Id";
+const CORRELATION: &str = "Aether-Correlation-Id";
+const CAUSATION: &str = "Aether-Causation-Id";
+const DIGEST: &str = "Aether-Component-Digest";
+
+/// Marks an append JetStream reported as a duplicate (internal).
+pub(super) const DUPLICATE: &str = "duplicate message id";
+
+/// Starts the message of a publish that reached no stream, or that its
+/// stream got only part of: nothing was stored, and the same publish may
+/// succeed a moment later. That happens right after a namespace's stream
+/// is created, until every server routes its subjects to it.
+const NOT_ROUTED: &str = "the namespace's stream did not get the publish (yet)";
+
+/// A publish that stored nothing because it did not (fully) reach its
+/// stream; see [`NOT_ROUTED`].
+pub(super) fn not_routed(detail: impl std::fmt::Display) -> AppendError {
+    unavailable(format!("{NOT_ROUTED}: {detail}")).into()
+}
+
+/// Whether an append failed as [`not_routed`], so trying again is safe
+/// and may succeed.
+pub(super) fn is_not_routed(error: &AppendError) -> bool {
+    matches!(error, AppendError::Store(StoreError::Unavailable { message, .. })
+        if message.starts_with(NOT_ROUTED))
+}
+
+/// The headers that carry everything of `event` but its data.
+pub(super) fn headers(event: &RecordedEvent) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(VERSION, event.version.to_string().as_str());
+    headers.insert(EVENT_ID, event.id.to_string().as_str());
+    headers.insert(EVENT_TYPE, event.event_type.as_str());
+    headers.insert(CONTENT_TYPE, event.content_type.as_str());
+    headers.insert(TIMESTAMP, event.timestamp_ms.to_string().as_str());
+    let metadata = &event.metadata;
+    for (name, value) in [
+        (COMMAND, &metadata.command_id),
+        (CORRELATION, &metadata.correlation_id),
+        (CAUSATION, &metadata.causation_id),
+        (DIGEST, &metadata.component_digest),
+    ] {
+        if let Some(value) = value {
+            headers.insert(name, value.as_str());
+        }
+    }
+    headers
+}
+
+fn header<'a>(message: &'a StreamMessage, name: &str) -> Option<&'a str> {
+    message.headers.get(name).map(|v| v.as_str())
+}
+
+fn damaged(message: &StreamMessage, what: String) -> StoreError {
+    StoreError::Corrupt {
+        location: format!(
+            "{BACKEND} sequence {} ({})",
+            message.sequence, message.subject
+        ),
+        message: what,
+    }
+}
+
+/// The version an event message carries.
+pub(super) fn version(message: &StreamMessage) -> Result<u64, StoreError> {
+    header(message, VERSION)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))
+}
+
+/// The event in `message`, of `stream`.
+pub(super) fn decode(
+    stream: &StreamId,
+    message: &StreamMessage,
+) -> Result<RecordedEvent, StoreError> {
+    let text = |name: &str| header(message, name).map(str::to_owned);
+    let id = header(message, EVENT_ID)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| damaged(message, format!("no valid {EVENT_ID} header")))?;
+    Ok(RecordedEvent {
+        id,
+        stream: stream.clone(),
+        version: version(message)?,
+        position: message.sequence,
+        event_type: text(EVENT_TYPE)
+            .ok_or_else(|| damaged(message, format!("no {EVENT_TYPE} header")))?,
+        content_type: text(CONTENT_TYPE).unwrap_or_else(|| crate::JSON_CONTENT_TYPE.to_owned()),
+        data: message.payload.to_vec(),
+        metadata: EventMetadata {
+            command_id: text(COMMAND),
+            correlation_id: text(CORRELATION),
+            causation_id: text(CAUSATION),
+            component_digest: text(DIGEST),
+        },
+        timestamp_ms: header(message, TIMESTAMP)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// The event in `message`, whichever stream its subject names.
+pub(super) fn decode_any(
+    prefix: &str,
+    message: &StreamMessage,
+) -> Result<RecordedEvent, StoreError> {
+    let stream = parse_store_subject(prefix, message.subject.as_str())
+        .ok_or_else(|| damaged(message, "the subject names no stream".into()))?;
+    decode(&stream, message)
+}
+
+/// The `Nats-Msg-Id` of a command on a stream.
+pub(super) fn message_id(stream_key: &str, command_id: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(stream_key.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(command_id.as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Whether JetStream refused a publish because the subject moved on
+/// (error codes 10071 and 10164).
+pub(super) fn is_conflict(error: &PublishError) -> bool {
+    error.kind() == PublishErrorKind::WrongLastSequence
+        || error.to_string().contains("10164")
+        || error.to_string().contains("10071")
+}
+
+/// The answer to a batch's commit: the last sequence, or a conflict.
+pub(super) fn batch_ack(
+    payload: &[u8],
+    stream: &StreamId,
+    current: u64,
+) -> Result<u64, AppendError> {
+    let reply: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| unavailable(format!("the batch commit's answer is not JSON: {e}")))?;
+    if let Some(error) = reply.get("error") {
+        let code = error["err_code"].as_u64().unwrap_or(0);
+        if code == 10071 || code == 10164 {
+            return Err(VersionConflict {
+                stream: stream.clone(),
+                expected: current,
+                actual: current + 1,
+            }
+            .into());
+        }
+        // A missing or incomplete batch: the stream got the commit but not
+        // every message before it (its subjects were being routed to it
+        // while the batch went out), so it stored none of them.
+        if code == 10175 || code == 10176 {
+            return Err(not_routed(format!("the batch was refused: {error}")));
+        }
+        return Err(unavailable(format!("the batch was refused: {error}")).into());
+    }
+    if reply["duplicate"].as_bool() == Some(true) {
+        return Err(AppendError::Invalid(DUPLICATE.into()));
+    }
+    reply["seq"].as_u64().ok_or_else(|| {
+        unavailable(format!(
+            "the batch commit's answer has no sequence: {reply}"
+        ))
+        .into()
+    })
+}
+
+/// The KV key of a snapshot: a digest, since stream keys hold characters
+/// KV keys may not.
+pub(super) fn snapshot_key(stream: &StreamId, component_key: &str) -> String {
+    message_id(&stream_key(stream), component_key)
+}
+
+/// A snapshot as a KV value: its version (8 bytes, big endian), its
+/// timestamp (8 bytes), then the state.
+pub(super) fn encode_snapshot(snapshot: &Snapshot) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(16 + snapshot.state.len());
+    out.extend_from_slice(&snapshot.version.to_be_bytes());
+    out.extend_from_slice(&snapshot.timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&snapshot.state);
+    out.into()
+}
+
+/// The version a stored snapshot value holds (0 if it is too short).
+pub(super) fn snapshot_version(value: &[u8]) -> u64 {
+    value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// A stored snapshot value, back.
+pub(super) fn decode_snapshot(
+    stream: &StreamId,
+    component_key: &str,
+    value: &[u8],
+) -> Result<Snapshot, StoreError> {
+    if value.len() < 16 {
+        return Err(StoreError::Corrupt {
+            location: format!("{BACKEND} snapshot of {stream}"),
+            message: format!("{} bytes, shorter than its 16-byte header", value.len()),
+        });
+    }
+    Ok(Snapshot {
+        stream: stream.clone(),
+        version: snapshot_version(value),
+        snapshot_key: component_key.to_owned(),
+        state: value[16..].to_vec(),
+        timestamp_ms: u64::from_be_bytes(value[8..16].try_into().unwrap_or_default()),
+    })
+}
