@@ -247,6 +247,25 @@ pub(crate) async fn single(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
         report.push(params(throughput));
         report.push(params(Metric::new(&format!("{name}_p50"), p50, "ms")));
         report.push(params(Metric::new(&format!("{name}_p99"), p99, "ms")));
+        if backend == Backend::Embedded && !ctx.smoke {
+            // Physics: one writer, one command at a time, each acknowledged
+            // only after a sync, cannot beat one command per fdatasync.
+            let sync_ms = super::machine::fdatasync_p50_ms(ctx)?;
+            let ceiling = 1000.0 / sync_ms;
+            report.push(
+                Metric::new(&format!("{name}_fsync_ceiling"), ceiling, "commands/s")
+                    .param(
+                        "what",
+                        "1000 / fdatasync p50 (ms), probed right after the runs",
+                    )
+                    .param("fdatasync_p50_ms", sync_ms),
+            );
+            report.push(
+                Metric::new(&format!("{name}_of_ceiling"), rate / ceiling, "fraction")
+                    .param("what", "commands_embedded_single / its fsync ceiling")
+                    .target(Target::AtLeast(0.5)),
+            );
+        }
     }
     Ok(())
 }

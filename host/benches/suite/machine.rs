@@ -82,3 +82,10 @@ fn fdatasync_latencies(ctx: &Ctx) -> anyhow::Result<Vec<f64>> {
     }
     Ok(latencies)
 }
+
+/// The median latency of one `fdatasync` on the durable stores' disk, in
+/// ms, probed now: the physical ceiling of a writer that must wait for one
+/// sync per acknowledged command is `1000 / this` commands a second.
+pub(crate) fn fdatasync_p50_ms(ctx: &Ctx) -> anyhow::Result<f64> {
+    Ok(percentile(&mut fdatasync_latencies(ctx)?, 50.0))
+}

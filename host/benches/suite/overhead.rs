@@ -5,10 +5,14 @@
 //! Each command is timed on its own; building the recorded event between
 //! the two calls (the store's job on the real path) is left out of the
 //! time. The metric is the median over every command of every run.
+//!
+//! `command_overhead_fuel` is the same load on a runtime with fuel
+//! metering on, and `command_overhead_fuel_ratio` what metering costs: the
+//! median over runs of the two runs' medians, the runs taken in turn.
 
 use std::time::{Duration, Instant};
 
-use aether_host::runtime::{DirectAggregate, JSON, Runtime, RuntimeConfig};
+use aether_host::runtime::{DirectAggregate, JSON, Runtime, RuntimeConfig, SandboxLimits};
 use aether_host::store::{EventMetadata, MemoryStore, NewEvent, RecordedEvent, StreamId};
 use anyhow::{bail, ensure};
 use uuid::Uuid;
@@ -22,43 +26,49 @@ const RUNS: usize = 5;
 const TIMESTAMP_MS: u64 = 1_700_000_000_000;
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
-    let runtime = Runtime::new(
-        std::sync::Arc::new(MemoryStore::new()),
-        RuntimeConfig::default(),
-    )?;
-    let component = runtime.load_component(ctx.component.clone()).await?;
-    let stream = fixture::stream(fixture::ACCOUNT, "commanded")?;
-    let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
-    command(&mut aggregate, &stream, "Open", br#"{"owner":"Ada"}"#)?;
+    // The same load twice, on two runtimes: without fuel metering (the
+    // default) and with it (every guest call metered, with fuel to spare),
+    // run by run in turn so both see the same machine.
+    let mut plain = Measured::start(ctx, RuntimeConfig::default()).await?;
+    let metered_config = RuntimeConfig {
+        fuel_metering: true,
+        limits: SandboxLimits {
+            fuel_per_call: Some(FUEL_PER_CALL),
+            ..SandboxLimits::default()
+        },
+        ..RuntimeConfig::default()
+    };
+    let mut metered = Measured::start(ctx, metered_config).await?;
     let (commands, warmup, runs) = (
         ctx.size(COMMANDS, 200),
         ctx.size(WARMUP, 1),
         ctx.size(RUNS, 1),
     );
 
-    let (mut total, mut handle, mut apply) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fuel_ratios = Vec::new();
     for run in 0..warmup + runs {
-        for _ in 0..commands {
-            let (h, a) = command(&mut aggregate, &stream, "Deposit", br#"{"amount":1}"#)?;
-            if run >= warmup {
-                total.push(micros(h + a));
-                handle.push(micros(h));
-                apply.push(micros(a));
-            }
+        let counted = run >= warmup;
+        let plain_run = plain.run(commands, counted)?;
+        let metered_run = metered.run(commands, counted)?;
+        if counted {
+            fuel_ratios.push(metered_run / plain_run);
         }
     }
-    let view: serde_json::Value = serde_json::from_str(&aggregate.view()?)?;
-    let deposits = ((warmup + runs) * commands) as u64;
-    ensure!(
-        fixture::balance(&view)? == deposits,
-        "the balance is not the {deposits} deposited: {view}"
-    );
+    for measured in [&mut plain, &mut metered] {
+        measured.check((warmup + runs) * commands)?;
+    }
 
     let params = |m: Metric| {
         m.param("commands_per_run", commands as u64)
             .param("runs", runs as u64)
             .param("command", "Deposit")
     };
+    let Measured {
+        mut total,
+        mut handle,
+        mut apply,
+        ..
+    } = plain;
     report.push(
         params(Metric::new("command_overhead", median(&mut total), "µs"))
             .target(Target::AtMost(5.0)),
@@ -78,7 +88,90 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         median(&mut apply),
         "µs",
     )));
+    let mut metered_total = metered.total;
+    report.push(
+        params(Metric::new(
+            "command_overhead_fuel",
+            median(&mut metered_total),
+            "µs",
+        ))
+        .param("fuel_per_call", FUEL_PER_CALL),
+    );
+    report.push(
+        params(Metric::new(
+            "command_overhead_fuel_ratio",
+            median(&mut fuel_ratios),
+            "fuel/no fuel",
+        ))
+        .param(
+            "what",
+            "median per run of (fuel metering on) / (off), same load, runs taken in turn",
+        ),
+    );
     Ok(())
+}
+
+/// Fuel per guest call with metering on: far more than a deposit needs, so
+/// it only measures the metering.
+const FUEL_PER_CALL: u64 = 1 << 40;
+
+/// One runtime's aggregate under the command loop, and its timings (µs).
+struct Measured {
+    _runtime: Runtime,
+    aggregate: DirectAggregate,
+    stream: StreamId,
+    total: Vec<f64>,
+    handle: Vec<f64>,
+    apply: Vec<f64>,
+}
+
+impl Measured {
+    async fn start(ctx: &Ctx, config: RuntimeConfig) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(std::sync::Arc::new(MemoryStore::new()), config)?;
+        let component = runtime.load_component(ctx.component.clone()).await?;
+        let stream = fixture::stream(fixture::ACCOUNT, "commanded")?;
+        let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
+        command(&mut aggregate, &stream, "Open", br#"{"owner":"Ada"}"#)?;
+        Ok(Self {
+            _runtime: runtime,
+            aggregate,
+            stream,
+            total: Vec::new(),
+            handle: Vec::new(),
+            apply: Vec::new(),
+        })
+    }
+
+    /// `commands` deposits; keeps their timings if `counted`. Returns the
+    /// run's median command time.
+    fn run(&mut self, commands: usize, counted: bool) -> anyhow::Result<f64> {
+        let mut this_run = Vec::with_capacity(commands);
+        for _ in 0..commands {
+            let (h, a) = command(
+                &mut self.aggregate,
+                &self.stream,
+                "Deposit",
+                br#"{"amount":1}"#,
+            )?;
+            this_run.push(micros(h + a));
+            if counted {
+                self.total.push(micros(h + a));
+                self.handle.push(micros(h));
+                self.apply.push(micros(a));
+            }
+        }
+        Ok(median(&mut this_run))
+    }
+
+    /// The balance is every deposit made.
+    fn check(&mut self, deposits: usize) -> anyhow::Result<()> {
+        let view: serde_json::Value = serde_json::from_str(&self.aggregate.view()?)?;
+        ensure!(
+            fixture::balance(&view)? == deposits as u64,
+            "the balance is not the {deposits} deposited: {view}"
+        );
+        Ok(())
+    }
 }
 
 /// Decides one command and applies the one event it decides; returns the
