@@ -108,6 +108,28 @@ impl From<PartitionStopped> for CommandError {
 /// retryable error (or, for a command, the conflict it keeps meeting).
 const REFRESH_LIMIT: usize = 3;
 
+/// How many times one command or read activates its aggregate again after
+/// losing it with its instance. The aggregate is pinned while its lock is
+/// held, so only a dropped instance takes it away: another aggregate's
+/// guest failed in the same instance (a tenant whose guests keep trapping
+/// can do that many times over: with several of its aggregates trapping
+/// at once, each one's next activation can be lost to the others again and
+/// again), or the namespace got new limits. High, so that only a guest that
+/// never gets to run its own command is refused (retryable); low enough
+/// that nothing loops forever.
+const LOST_LIMIT: usize = 1_000;
+
+/// The retryable answer when an aggregate kept losing its instance.
+fn instances_kept_failing(stream: &StreamId) -> CommandError {
+    CommandError::Store(StoreError::Unavailable {
+        backend: "runtime",
+        message: format!(
+            "{stream} lost its guest instance {LOST_LIMIT} times to other aggregates' failures \
+             while this request ran; nothing was stored"
+        ),
+    })
+}
+
 /// A read-only call on a live aggregate: its answer and the version it
 /// was made at.
 type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
@@ -127,9 +149,12 @@ enum Replayed {
 enum Decided {
     /// An answer to give as it is.
     Done(CommandOutcome),
-    /// The live copy was stale, or lost with its instance: decide again
-    /// from the store.
+    /// The live copy was stale: decide again from the store.
     Refresh,
+    /// The live copy was lost with its instance (another aggregate's guest
+    /// failed in the same instance, or the namespace got new limits):
+    /// activate it again and decide again.
+    Lost,
 }
 
 impl Runtime {
@@ -164,13 +189,15 @@ impl Runtime {
             // without asking the aggregate again.
             return Ok(outcome);
         }
-        let mut refreshed = 0;
+        let (mut refreshed, mut lost) = (0, 0);
         loop {
             let decided = self
                 .decide_and_append(&request, &partition, &component, (&limits, lane.stored()))
                 .await;
             match decided {
                 Ok(Decided::Done(outcome)) => return Ok(outcome),
+                Ok(Decided::Lost) if lost < LOST_LIMIT => lost += 1,
+                Ok(Decided::Lost) => return Err(instances_kept_failing(&stream)),
                 Ok(Decided::Refresh) if refreshed < REFRESH_LIMIT => refreshed += 1,
                 Ok(Decided::Refresh) => {
                     return Err(CommandError::Store(StoreError::Unavailable {
@@ -234,7 +261,7 @@ impl Runtime {
     ) -> Result<Decided, CommandError> {
         let stream = &request.stream;
         let Some(live) = self.ensure_live(partition, stream, component).await? else {
-            return Ok(Decided::Refresh);
+            return Ok(Decided::Lost);
         };
         let version = live.version;
         if let Some(expected) = request.expected_version
@@ -266,8 +293,8 @@ impl Runtime {
             .await?;
         let decision = match decided {
             Ok(decision) => decision,
-            // Pinned, so only a dropped instance takes it away: again.
-            Err(CallError::NotLive) => return Ok(Decided::Refresh),
+            // Pinned, so only a dropped instance takes it away.
+            Err(CallError::NotLive) => return Ok(Decided::Lost),
             Err(CallError::Guest(failure)) => return Err(failure.into()),
         };
         let new_events = match decision {
@@ -436,7 +463,7 @@ impl Runtime {
         let _turn = self.inner.locks.lock(stream).await;
         // Dropped before the turn: no eviction between this read's jobs.
         let _pin = partition.pin(stream);
-        let mut refreshed = 0;
+        let (mut refreshed, mut lost) = (0, 0);
         loop {
             let live = self.ensure_live(&partition, stream, &component).await?;
             let answer = match live {
@@ -451,9 +478,14 @@ impl Runtime {
                 }
                 None => None,
             };
-            if let Some((value, version)) = answer
-                && self.confirm_current(&partition, stream, version).await?
-            {
+            let Some((value, version)) = answer else {
+                lost += 1;
+                if lost > LOST_LIMIT {
+                    return Err(instances_kept_failing(stream));
+                }
+                continue;
+            };
+            if self.confirm_current(&partition, stream, version).await? {
                 return Ok((value, version));
             }
             refreshed += 1;

@@ -43,6 +43,9 @@ pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Open
         )
     })?;
     let path = dir.join(FILE_NAME);
+    if faults.is_none() && !path.exists() {
+        create_new(dir, &path)?;
+    }
     // redb would initialise an empty file as a new database, silently
     // turning a store truncated to nothing into an empty one.
     if std::fs::metadata(&path).is_ok_and(|file| file.len() == 0) {
@@ -73,6 +76,30 @@ pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Open
         verified,
         watermark,
     })
+}
+
+/// Creates a new, empty store as one step: built and committed under a
+/// temporary name, then renamed into place and the directory synced.
+///
+/// **Invariant:** a crash while a store is created leaves no data file,
+/// only the temporary one (which the next open replaces), so a store that
+/// never acknowledged anything never opens as corrupt.
+fn create_new(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let fresh = path.with_extension("redb.new");
+    // What a crashed creation left behind.
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(unavailable(&fresh, error)),
+    }
+    {
+        let db = Builder::new().create(&fresh).in_file(&fresh)?;
+        init_format(&db, &fresh)?;
+    }
+    std::fs::rename(&fresh, path).map_err(|error| unavailable(path, error))?;
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| unavailable(dir, format_args!("cannot sync the directory: {error}")))
 }
 
 fn open_file(

@@ -176,6 +176,35 @@ fn a_second_open_of_the_same_directory_is_refused() {
     assert_names_file(&error, &dir.path().join("events.redb"));
 }
 
+/// A process killed while it created a store leaves only the half-made
+/// temporary file: the next open replaces it and opens an empty store,
+/// instead of refusing a half-written `events.redb` as corrupt.
+#[tokio::test]
+async fn a_store_killed_while_it_was_created_opens_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let half_made = dir.path().join("events.redb.new");
+    std::fs::write(&half_made, b"redb\x1a\x0a\xa9\x0d").unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert!(
+        !half_made.exists(),
+        "the leftover is replaced and renamed away"
+    );
+    assert!(dir.path().join("events.redb").exists());
+    assert!(everything(&store).await.is_empty());
+    store
+        .append(request(
+            &stream("acc-1"),
+            ExpectedVersion::Exact(0),
+            &["{}".into()],
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(everything(&reopened).await.len(), 1);
+    assert!(!half_made.exists());
+}
+
 #[test]
 fn another_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
