@@ -56,10 +56,16 @@ class Variant {
       throw new TypeError(`${kind} ${name}: a field cannot be named \`type\` (it holds the ${kind}'s name)`);
     }
     this.strict = !this.unit && this.type.strictNumbers;
+    this.fast = this.unit ? undefined : this.type.fastReader(name);
   }
 
-  /** `{ type, ...fields }` from UTF-8 JSON bytes; throws WireError. */
-  decode(data) {
+  /**
+   * `{ type, ...fields }` from UTF-8 JSON bytes; throws WireError.
+   * `strict` also refuses `1.0` and `1e3` in integer fields; events (which
+   * the SDK wrote itself) are read without that check, which costs a
+   * regular expression per event.
+   */
+  decode(data, strict = true) {
     const text = utf8(data);
     if (this.unit) {
       if (!blank(text)) {
@@ -71,7 +77,12 @@ class Variant {
       return { type: this.name };
     }
     let value = parse(text);
-    if (this.strict && NOT_PLAIN_NUMBER.test(text)) value = parseExact(text, value);
+    if (strict && this.strict && NOT_PLAIN_NUMBER.test(text)) {
+      value = parseExact(text, value);
+    } else if (this.fast !== undefined) {
+      const read = this.fast(value);
+      if (read !== undefined) return read;
+    }
     try {
       return this.type.read(value, { type: this.name });
     } catch (error) {
@@ -190,7 +201,7 @@ export class AggregateDefinition {
       return `cannot apply event: unknown type "${eventType}", expected one of ${this.eventNames}`;
     }
     try {
-      variant.decode(data);
+      variant.decode(data, false);
     } catch (error) {
       if (error instanceof WireError) return `cannot apply event: invalid data for "${eventType}": ${error.message}`;
       throw error;
@@ -203,7 +214,7 @@ export class AggregateDefinition {
     const variant = isJson(contentType) ? this.events.get(eventType) : undefined;
     if (variant === undefined) return undefined;
     try {
-      return variant.decode(data);
+      return variant.decode(data, false);
     } catch (error) {
       if (error instanceof WireError) return undefined;
       throw error;

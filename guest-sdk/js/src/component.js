@@ -58,7 +58,7 @@ export function resourceClass(definition) {
         let value;
         if (variant !== undefined) {
           try {
-            value = variant.decode(event.data);
+            value = variant.decode(event.data, false);
           } catch (error) {
             if (!(error instanceof WireError)) throw error;
           }

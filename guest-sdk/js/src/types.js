@@ -11,7 +11,11 @@
 // - `describe`: a stable description, hashed into the state schema;
 // - `strictNumbers`: whether it holds an integer whose JSON text must be
 //   checked for a fraction or an exponent (`1.0`, `1e3`) that `JSON.parse`
-//   would let through as an integer.
+//   would let through as an integer;
+// - `inline` (scalars, and `optional` of them): `(name, bind) => [test,
+//   value]`, JavaScript expressions that check the parsed value in the
+//   variable `name` and convert it, from which `record` generates a fast
+//   reader (see `fastReader`).
 
 import { ExactNumber, NEED_EXACT, WireError, stringify } from './json.js';
 
@@ -34,6 +38,7 @@ function fail(expected, value) {
 export const string = {
   describe: 'string',
   strictNumbers: false,
+  inline: (v) => [`typeof ${v} === 'string'`, v],
   read(value) {
     if (typeof value !== 'string') fail('a string', value);
     return value;
@@ -48,6 +53,7 @@ export const string = {
 export const boolean = {
   describe: 'boolean',
   strictNumbers: false,
+  inline: (v) => [`typeof ${v} === 'boolean'`, v],
   read(value) {
     if (typeof value !== 'boolean') fail('a boolean', value);
     return value;
@@ -62,6 +68,7 @@ export const boolean = {
 export const number = {
   describe: 'number',
   strictNumbers: false,
+  inline: (v) => [`typeof ${v} === 'number'`, v],
   read(value) {
     if (typeof value === 'number') return value;
     if (value instanceof ExactNumber) return Number(value.text);
@@ -84,6 +91,7 @@ export function integer(low, high, name = `int[${low},${high}]`) {
   return {
     describe: name,
     strictNumbers: true,
+    inline: (v) => [`typeof ${v} === 'number' && ${v} >= ${low} && ${v} <= ${high} && ${v} % 1 === 0`, v],
     read(value) {
       if (typeof value === 'number') {
         if (Number.isSafeInteger(value)) {
@@ -115,9 +123,14 @@ export function integer(low, high, name = `int[${low},${high}]`) {
 export function bigInteger(low, high, name) {
   const expected = low === 0n ? `an unsigned integer up to ${high}` : `an integer from ${low} to ${high}`;
   const safeLow = low < BigInt(Number.MIN_SAFE_INTEGER) ? Number.MIN_SAFE_INTEGER : Number(low);
+  const safeHigh = high > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(high);
   return {
     describe: name,
     strictNumbers: true,
+    inline: (v) => [
+      `typeof ${v} === 'number' && ${v} >= ${safeLow} && ${v} <= ${safeHigh} && ${v} % 1 === 0`,
+      `BigInt(${v})`,
+    ],
     read(value) {
       if (typeof value === 'number') {
         // Every safe integer is within u64's and i64's bounds but for the sign.
@@ -193,6 +206,7 @@ export function oneOf(...choices) {
   return {
     describe: choices.map((choice) => JSON.stringify(choice)).join('|'),
     strictNumbers: false,
+    inline: (v, bind) => [`${bind(allowed)}.has(${v})`, v],
     read(value) {
       if (value instanceof ExactNumber) value = Number(value.text);
       if (!allowed.has(value)) fail(`one of ${listed}`, value);
@@ -212,6 +226,12 @@ export function optional(type) {
     describe: `optional<${inner.describe}>`,
     strictNumbers: inner.strictNumbers,
     optional: true,
+    inline:
+      inner.inline &&
+      ((v, bind) => {
+        const [test, value] = inner.inline(v, bind);
+        return [`(${v} === undefined || ${v} === null || (${test}))`, `(${v} === undefined || ${v} === null ? null : ${value})`];
+      }),
     read(value) {
       return value === null ? null : inner.read(value);
     },
@@ -308,6 +328,13 @@ export function record(fields, name = 'the record') {
     describe: `{${entries.map(({ key, type }) => `${key}:${type.describe}`).join(',')}}`,
     strictNumbers: entries.some(({ type }) => type.strictNumbers),
     fields: entries,
+    /**
+     * A reader generated for these fields (plus `type: typeName` first),
+     * for values from a plain `JSON.parse`: the object, or `undefined`
+     * when anything is off (then `read` says what). Undefined itself when
+     * a field's type has no inline form or the engine refuses `new Function`.
+     */
+    fastReader: (typeName) => fastReader(entries, typeName),
     /** Reads the fields into `out` (a new object by default). */
     read(value, out = {}) {
       if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof ExactNumber) {
@@ -337,7 +364,7 @@ export function record(fields, name = 'the record') {
       let text = '';
       for (let index = 0; index < entries.length; index++) {
         const field = entries[index];
-        let member = value[field.key];
+        let member = field.inherited && !Object.hasOwn(value, field.key) ? undefined : value[field.key];
         if (member === undefined) {
           if (!field.optional) throw new TypeError(`${name}: the field \`${field.key}\` is missing`);
           member = null;
@@ -348,6 +375,37 @@ export function record(fields, name = 'the record') {
     },
   };
   return type;
+}
+
+function fastReader(entries, typeName) {
+  if (!entries.every(({ type }) => typeof type.inline === 'function')) return undefined;
+  const bound = [];
+  const bind = (value) => {
+    bound.push(value);
+    return `c${bound.length - 1}`;
+  };
+  const lines = [`if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;`];
+  const members = [`type: ${JSON.stringify(typeName)}`];
+  entries.forEach(({ key, type, inherited }, index) => {
+    const name = `a${index}`;
+    const quoted = JSON.stringify(key);
+    lines.push(
+      inherited
+        ? `const ${name} = Object.hasOwn(v, ${quoted}) ? v[${quoted}] : undefined;`
+        : `const ${name} = v[${quoted}];`,
+    );
+    const [test, value] = type.inline(name, bind);
+    lines.push(`if (!(${test})) return undefined;`);
+    members.push(`${quoted}: ${value}`);
+  });
+  lines.push(`return { ${members.join(', ')} };`);
+  const names = bound.map((_, index) => `c${index}`);
+  try {
+    // eslint-disable-next-line no-new-func
+    return new Function(...names, `return function read(v) {\n${lines.join('\n')}\n};`)(...bound);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A field type as given (a type, or a plain object of fields as a record). */

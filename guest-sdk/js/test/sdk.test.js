@@ -251,3 +251,34 @@ test('the state schema goes into a custom section at the end of the component', 
   const out = withCustomSection(new Uint8Array([1, 2]), 'aether:state-schema', 'js-1');
   assert.deepEqual([...out], [1, 2, 0, 24, 19, ...encoder.encode('aether:state-schema'), ...encoder.encode('js-1')]);
 });
+
+test('the generated fast reader agrees with the checked reader, and defers to it on anything odd', () => {
+  const Mixed = defineAggregate({
+    initial: {},
+    commands: { C: null },
+    events: { E: { s: string, n: u32, b: u64, o: optional(string), k: oneOf('x', 'y'), toString: optional(u8) } },
+    handle: () => [],
+    apply() {},
+  });
+  const variant = Mixed.events.get('E');
+  assert.equal(typeof variant.fast, 'function');
+  const good = [
+    { s: 'a', n: 0, b: 0, k: 'x' },
+    { s: 'é', n: 4294967295, b: 9007199254740991, o: null, k: 'y', toString: 255, extra: 1 },
+  ];
+  for (const value of good) {
+    assert.deepEqual(variant.fast(value), variant.type.read(value, { type: 'E' }));
+  }
+  const odd = [
+    [], null, 'x', { s: 1, n: 0, b: 0, k: 'x' }, { s: 'a', n: -1, b: 0, k: 'x' }, { s: 'a', n: 0.5, b: 0, k: 'x' },
+    { s: 'a', n: 0, b: 2 ** 53, k: 'x' }, { s: 'a', n: 0, b: -1, k: 'x' }, { s: 'a', n: 0, b: 0, k: 'z' },
+    { s: 'a', n: 0, b: 0, k: 'x', toString: 256 }, { n: 0, b: 0, k: 'x' },
+  ];
+  for (const value of odd) assert.equal(variant.fast(value), undefined, JSON.stringify(value));
+  // A big integer the fast reader refuses is read exactly by the checked path.
+  const [[, text]] = Mixed.encodeEvents({ type: 'E', s: 'a', n: 1, b: 2n ** 64n - 1n, k: 'x' });
+  assert.equal(variant.decode(encoder.encode(text), false).b, 2n ** 64n - 1n);
+  // Events are read without the fraction check (the SDK never writes one); commands with it.
+  assert.equal(variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), false).n, 1);
+  assert.throws(() => variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), true), WireError);
+});
