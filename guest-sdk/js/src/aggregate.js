@@ -57,6 +57,7 @@ class Variant {
     }
     this.strict = !this.unit && this.type.strictNumbers;
     this.fast = this.unit ? undefined : this.type.fastReader(name);
+    this.fastWrite = this.unit ? undefined : this.type.fastWriter();
   }
 
   /**
@@ -93,7 +94,12 @@ class Variant {
 
   /** Compact JSON text of a value's fields (`null` without fields). */
   write(value) {
-    return this.unit ? 'null' : this.type.write(value);
+    if (this.unit) return 'null';
+    if (this.fastWrite !== undefined) {
+      const text = this.fastWrite(value);
+      if (text !== undefined) return text;
+    }
+    return this.type.write(value);
   }
 }
 

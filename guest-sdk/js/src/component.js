@@ -39,6 +39,20 @@ export function resourceClass(definition) {
   // type name -> Variant, for the apply loop's fast path.
   const events = definition.events;
 
+  /** The WIT `new-event`s for what `handle` returned (see `encodeEvents`, which also words the errors). */
+  function newEvents(decided) {
+    if (decided === undefined || decided === null) return [];
+    const list = Array.isArray(decided) ? decided : [decided];
+    const out = new Array(list.length);
+    for (let index = 0; index < list.length; index++) {
+      const event = list[index];
+      const variant = event !== null && typeof event === 'object' ? events.get(event.type) : undefined;
+      if (variant === undefined) definition.encodeEvents([event]); // throws: not one of its events
+      out[index] = { eventType: variant.name, contentType: CONTENT_TYPE, data: encoder.encode(variant.write(event)) };
+    }
+    return out;
+  }
+
   function rejected(rejection) {
     return new Err({ code: rejection.code, message: rejection.message });
   }
@@ -89,11 +103,7 @@ export function resourceClass(definition) {
         throw error;
       }
       if (decided instanceof Rejection) throw rejected(decided);
-      return definition.encodeEvents(decided).map(([eventType, text]) => ({
-        eventType,
-        contentType: CONTENT_TYPE,
-        data: encoder.encode(text),
-      }));
+      return newEvents(decided);
     }
 
     /** The state's JSON, fields in declaration order. */

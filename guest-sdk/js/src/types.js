@@ -39,6 +39,7 @@ export const string = {
   describe: 'string',
   strictNumbers: false,
   inline: (v) => [`typeof ${v} === 'string'`, v],
+  inlineWrite: (v) => [`typeof ${v} === 'string'`, `JSON.stringify(${v})`],
   read(value) {
     if (typeof value !== 'string') fail('a string', value);
     return value;
@@ -54,6 +55,7 @@ export const boolean = {
   describe: 'boolean',
   strictNumbers: false,
   inline: (v) => [`typeof ${v} === 'boolean'`, v],
+  inlineWrite: (v) => [`typeof ${v} === 'boolean'`, `(${v} ? 'true' : 'false')`],
   read(value) {
     if (typeof value !== 'boolean') fail('a boolean', value);
     return value;
@@ -69,6 +71,7 @@ export const number = {
   describe: 'number',
   strictNumbers: false,
   inline: (v) => [`typeof ${v} === 'number'`, v],
+  inlineWrite: (v) => [`typeof ${v} === 'number' && Number.isFinite(${v})`, `JSON.stringify(${v})`],
   read(value) {
     if (typeof value === 'number') return value;
     if (value instanceof ExactNumber) return Number(value.text);
@@ -92,6 +95,7 @@ export function integer(low, high, name = `int[${low},${high}]`) {
     describe: name,
     strictNumbers: true,
     inline: (v) => [`typeof ${v} === 'number' && ${v} >= ${low} && ${v} <= ${high} && ${v} % 1 === 0`, v],
+    inlineWrite: (v) => [`typeof ${v} === 'number' && ${v} >= ${low} && ${v} <= ${high} && ${v} % 1 === 0`, `('' + ${v})`],
     read(value) {
       if (typeof value === 'number') {
         if (Number.isSafeInteger(value)) {
@@ -131,6 +135,7 @@ export function bigInteger(low, high, name) {
       `typeof ${v} === 'number' && ${v} >= ${safeLow} && ${v} <= ${safeHigh} && ${v} % 1 === 0`,
       `BigInt(${v})`,
     ],
+    inlineWrite: (v, bind) => [`typeof ${v} === 'bigint' && ${v} >= ${bind(low)} && ${v} <= ${bind(high)}`, `('' + ${v})`],
     read(value) {
       if (typeof value === 'number') {
         // Every safe integer is within u64's and i64's bounds but for the sign.
@@ -207,6 +212,7 @@ export function oneOf(...choices) {
     describe: choices.map((choice) => JSON.stringify(choice)).join('|'),
     strictNumbers: false,
     inline: (v, bind) => [`${bind(allowed)}.has(${v})`, v],
+    inlineWrite: (v, bind) => [`${bind(allowed)}.has(${v})`, `JSON.stringify(${v})`],
     read(value) {
       if (value instanceof ExactNumber) value = Number(value.text);
       if (!allowed.has(value)) fail(`one of ${listed}`, value);
@@ -231,6 +237,12 @@ export function optional(type) {
       ((v, bind) => {
         const [test, value] = inner.inline(v, bind);
         return [`(${v} === undefined || ${v} === null || (${test}))`, `(${v} === undefined || ${v} === null ? null : ${value})`];
+      }),
+    inlineWrite:
+      inner.inlineWrite &&
+      ((v, bind) => {
+        const [test, text] = inner.inlineWrite(v, bind);
+        return [`(${v} === undefined || ${v} === null || (${test}))`, `(${v} === undefined || ${v} === null ? 'null' : ${text})`];
       }),
     read(value) {
       return value === null ? null : inner.read(value);
@@ -335,6 +347,8 @@ export function record(fields, name = 'the record') {
      * a field's type has no inline form or the engine refuses `new Function`.
      */
     fastReader: (typeName) => fastReader(entries, typeName),
+    /** A writer generated for these fields: the JSON text, or `undefined` when a value is off (then `write` says what). */
+    fastWriter: () => fastWriter(entries),
     /** Reads the fields into `out` (a new object by default). */
     read(value, out = {}) {
       if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof ExactNumber) {
@@ -377,16 +391,27 @@ export function record(fields, name = 'the record') {
   return type;
 }
 
-function fastReader(entries, typeName) {
-  if (!entries.every(({ type }) => typeof type.inline === 'function')) return undefined;
+/** Compiles `lines` into `function name(v)` with the `bound` values in scope, or undefined if the engine refuses. */
+function compile(lines, bound) {
+  const names = bound.map((_, index) => `c${index}`);
+  try {
+    // eslint-disable-next-line no-new-func
+    return new Function(...names, `return function generated(v) {\n${lines.join('\n')}\n};`)(...bound);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Code and constants shared by the generated readers and writers. */
+function generate(entries, form, each) {
+  if (!entries.every(({ type }) => typeof type[form] === 'function')) return undefined;
   const bound = [];
   const bind = (value) => {
     bound.push(value);
     return `c${bound.length - 1}`;
   };
-  const lines = [`if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;`];
-  const members = [`type: ${JSON.stringify(typeName)}`];
-  entries.forEach(({ key, type, inherited }, index) => {
+  const lines = [];
+  const parts = entries.map(({ key, type, inherited }, index) => {
     const name = `a${index}`;
     const quoted = JSON.stringify(key);
     lines.push(
@@ -394,18 +419,32 @@ function fastReader(entries, typeName) {
         ? `const ${name} = Object.hasOwn(v, ${quoted}) ? v[${quoted}] : undefined;`
         : `const ${name} = v[${quoted}];`,
     );
-    const [test, value] = type.inline(name, bind);
+    const [test, result] = type[form](name, bind);
     lines.push(`if (!(${test})) return undefined;`);
-    members.push(`${quoted}: ${value}`);
+    return each(quoted, result, index);
   });
-  lines.push(`return { ${members.join(', ')} };`);
-  const names = bound.map((_, index) => `c${index}`);
-  try {
-    // eslint-disable-next-line no-new-func
-    return new Function(...names, `return function read(v) {\n${lines.join('\n')}\n};`)(...bound);
-  } catch {
-    return undefined;
-  }
+  return { lines, parts, bound };
+}
+
+function fastReader(entries, typeName) {
+  const code = generate(entries, 'inline', (quoted, value) => `${quoted}: ${value}`);
+  if (code === undefined) return undefined;
+  const { lines, parts, bound } = code;
+  lines.unshift(`if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;`);
+  lines.push(`return { type: ${JSON.stringify(typeName)}, ${parts.join(', ')} };`);
+  return compile(lines, bound);
+}
+
+function fastWriter(entries) {
+  if (entries.length === 0) return undefined;
+  const code = generate(entries, 'inlineWrite', (quoted, text, index) =>
+    `${JSON.stringify(`${index === 0 ? '{' : ','}${quoted}:`)} + ${text}`,
+  );
+  if (code === undefined) return undefined;
+  const { lines, parts, bound } = code;
+  lines.unshift(`if (typeof v !== 'object' || v === null) return undefined;`);
+  lines.push(`return ${parts.join(' + ')} + '}';`);
+  return compile(lines, bound);
 }
 
 /** A field type as given (a type, or a plain object of fields as a record). */

@@ -275,6 +275,20 @@ test('the generated fast reader agrees with the checked reader, and defers to it
     { s: 'a', n: 0, b: 0, k: 'x', toString: 256 }, { n: 0, b: 0, k: 'x' },
   ];
   for (const value of odd) assert.equal(variant.fast(value), undefined, JSON.stringify(value));
+  // The generated writer writes what the checked writer writes, and leaves anything else to it.
+  assert.equal(typeof variant.fastWrite, 'function');
+  for (const value of [
+    { s: 'a"\n\u0001é', n: 7, b: 18446744073709551615n, o: 'x', k: 'y', toString: 3 },
+    { s: '', n: 0, b: 0n, k: 'x' },
+  ]) {
+    assert.equal(variant.fastWrite(value), variant.type.write(value));
+  }
+  assert.equal(variant.fastWrite({ s: 'a', n: 0, b: 5, k: 'x' }), undefined);
+  assert.equal(variant.write({ s: 'a', n: 0, b: 5, k: 'x' }), '{"s":"a","n":0,"b":5,"o":null,"k":"x","toString":null}');
+  for (const bad of [{ s: 'a', n: -1, b: 0n, k: 'x' }, { s: 'a', n: 0, b: -1n, k: 'x' }, { s: 'a', n: 0, b: 0n, k: 'q' }, {}]) {
+    assert.equal(variant.fastWrite(bad), undefined);
+    assert.throws(() => variant.write(bad), TypeError);
+  }
   // A big integer the fast reader refuses is read exactly by the checked path.
   const [[, text]] = Mixed.encodeEvents({ type: 'E', s: 'a', n: 1, b: 2n ** 64n - 1n, k: 'x' });
   assert.equal(variant.decode(encoder.encode(text), false).b, 2n ** 64n - 1n);
