@@ -45,6 +45,7 @@ test('zero amounts, overflows and overdrafts are rejected', () => {
     openWith(70n).when({ type, amount: 0n }).thenRejected('invalid-amount', 'the amount must be more than 0');
   }
   openWith(U64_MAX).when({ type: 'Deposit', amount: 1n }).thenRejected('invalid-amount');
+  openWith(70n).when({ type: 'Withdraw', amount: 71n }).thenRejected('insufficient-funds');
   openWith(70n)
     .when({ type: 'Withdraw', amount: 200n })
     .thenRejected('insufficient-funds', 'cannot withdraw 200: the balance is 70')
