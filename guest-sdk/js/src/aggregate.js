@@ -3,7 +3,7 @@
 // decoders and encoders, the state's type, snapshots and the state schema.
 
 import { NEED_EXACT, WireError, parse, parseExact, stringify, utf8 } from './json.js';
-import { derive, record, show, typeOf } from './types.js';
+import { derive, show, typeOf } from './types.js';
 
 /** The content type of every payload the SDK writes, and the one it reads. */
 export const CONTENT_TYPE = 'application/json';
@@ -309,4 +309,3 @@ export function defineAggregate(options) {
   return new AggregateDefinition(options);
 }
 
-export { record };

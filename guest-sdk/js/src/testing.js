@@ -20,7 +20,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 
-import { CONTENT_TYPE, Rejection } from './aggregate.js';
+import { CONTENT_TYPE } from './aggregate.js';
 import { definitionOf, resourceClass } from './component.js';
 import { parseLossless, stringify } from './json.js';
 
@@ -238,4 +238,3 @@ export function testScenarios(aggregate, directory) {
   }
 }
 
-export { Rejection };
