@@ -71,9 +71,9 @@ const OUTPUT_DIR: &str = "target/guest-components";
 /// The oldest Node.js major version known to work.
 const MIN_NODE_MAJOR: u32 = 20;
 
-/// Builds each of `guests` that is out of date and returns the components' paths.
 /// Runs the SDK's native tests, then installs, tests and builds each of
-/// `guests` (see the module docs for what is skipped when current).
+/// `guests` (see the module docs for what is skipped when current), and
+/// returns the components' paths.
 pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
     check_node()?;
     node_tests(root, SDK_DIR)?;
