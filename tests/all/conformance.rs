@@ -1,6 +1,7 @@
 //! The same conformance scenarios against the bank-account component in
-//! Rust, Python and JavaScript: every scenario passes in each, and all three
-//! produce identical events and rejections.
+//! Rust, Python and JavaScript, and against the order in Python and
+//! JavaScript: every scenario passes in each, and the languages produce
+//! identical events and rejections.
 
 use std::path::Path;
 
@@ -24,17 +25,42 @@ fn comparable(expected: &Outcome, actual: Outcome) -> Outcome {
 
 #[tokio::test]
 async fn bank_account_behaves_the_same_in_rust_python_and_javascript() {
-    let scenarios = scenario::load_scenarios(Path::new(SCENARIOS)).unwrap();
+    same_everywhere(
+        SCENARIOS,
+        "bank-account",
+        &[
+            ("rust", artifacts::BANK_ACCOUNT),
+            ("python", artifacts::BANK_ACCOUNT_PY),
+            ("javascript", artifacts::BANK_ACCOUNT_JS),
+        ],
+    )
+    .await;
+}
+
+/// The order examples (Python SDK, JavaScript SDK).
+#[tokio::test]
+async fn the_order_behaves_the_same_in_python_and_javascript() {
+    same_everywhere(
+        ORDER_SCENARIOS,
+        "order",
+        &[
+            ("python", artifacts::ORDER_PY),
+            ("javascript", artifacts::ORDER_JS),
+        ],
+    )
+    .await;
+}
+
+/// Runs every scenario in `dir` against each component: each must pass,
+/// and all must give the same outcomes as the first.
+async fn same_everywhere(dir: &str, aggregate_type: &str, components: &[(&str, &str)]) {
+    let scenarios = scenario::load_scenarios(Path::new(dir)).unwrap();
     assert!(scenarios.len() >= 16);
     let runtime = memory_runtime(test_config());
-    let target = stream("conformance", "bank-account", "scenario");
+    let target = stream("conformance", aggregate_type, "scenario");
 
     let mut results: Vec<(&str, Vec<Outcome>)> = Vec::new();
-    for (language, path) in [
-        ("rust", artifacts::BANK_ACCOUNT),
-        ("python", artifacts::BANK_ACCOUNT_PY),
-        ("javascript", artifacts::BANK_ACCOUNT_JS),
-    ] {
+    for &(language, path) in components {
         assert!(
             Path::new(path).exists(),
             "the {language} component is missing at {path}: `cargo xtask test` builds it"
@@ -43,7 +69,6 @@ async fn bank_account_behaves_the_same_in_rust_python_and_javascript() {
             .load_component(component(path))
             .await
             .unwrap_or_else(|e| panic!("{language}: {e}"));
-        let mut outcomes = Vec::new();
         // Guest calls block (WASI's sync bindings): off the async workers.
         let actuals = {
             let (scenarios, runtime, target) = (scenarios.clone(), runtime.clone(), target.clone());
@@ -56,6 +81,7 @@ async fn bank_account_behaves_the_same_in_rust_python_and_javascript() {
             .await
             .unwrap()
         };
+        let mut outcomes = Vec::new();
         for (scenario, actual) in scenarios.iter().zip(actuals) {
             assert!(
                 scenario.accepts(&actual),
@@ -77,37 +103,5 @@ async fn bank_account_behaves_the_same_in_rust_python_and_javascript() {
                 scenario.name
             );
         }
-    }
-}
-
-/// The order example (Python SDK) passes its scenarios.
-#[tokio::test]
-async fn the_python_order_passes_its_scenarios() {
-    let scenarios = scenario::load_scenarios(Path::new(ORDER_SCENARIOS)).unwrap();
-    assert!(scenarios.len() >= 16);
-    let path = artifacts::ORDER_PY;
-    assert!(
-        Path::new(path).exists(),
-        "the Python order component is missing at {path}: `cargo xtask test` builds it"
-    );
-    let runtime = memory_runtime(test_config());
-    let target = stream("conformance", "order", "scenario");
-    let loaded = runtime.load_component(component(path)).await.unwrap();
-    let actuals = tokio::task::spawn_blocking(move || {
-        scenarios
-            .iter()
-            .map(|s| (s.clone(), s.run(&runtime, &loaded, &target)))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    for (scenario, actual) in actuals {
-        assert!(
-            scenario.accepts(&actual),
-            "{} ({})\n{}",
-            scenario.name,
-            scenario.file.display(),
-            scenario::diff(&scenario.then, &actual)
-        );
     }
 }

@@ -32,6 +32,7 @@ const XTASK_GUESTS: &[(&str, &str)] = &[
     ("bank_account_py.wasm", "BANK_ACCOUNT_PY"),
     ("order_py.wasm", "ORDER_PY"),
     ("bank_account_js.wasm", "BANK_ACCOUNT_JS"),
+    ("order_js.wasm", "ORDER_JS"),
     ("probe_py.wasm", "PROBE_PY"),
     ("probe_js.wasm", "PROBE_JS"),
 ];

@@ -1,16 +1,27 @@
 //! Builds the JavaScript guests into `target/guest-components/` with
-//! componentize-js: the bank account (`examples/bank-account-js`,
-//! `bank_account_js.wasm`) and the WASI probe (`tests/programs/probe-js`,
-//! `probe_js.wasm`).
+//! componentize-js: the examples written on the JavaScript SDK
+//! (`guest-sdk/js`, package `@aether/guest`) — the bank account
+//! (`examples/bank-account-js`, `bank_account_js.wasm`) and the order
+//! (`examples/order-js`, `order_js.wasm`) — and the WASI probe
+//! (`tests/programs/probe-js`, `probe_js.wasm`), which uses the bindings
+//! directly.
 //!
 //! Each guest folder holds a `package.json`, a `package-lock.json` and a
-//! `build.mjs`. Steps, each skipped when its output is current:
+//! `build.mjs`; an SDK guest depends on the SDK through a `file:` link
+//! (`"@aether/guest": "file:../../guest-sdk/js"`), which `npm ci` makes a
+//! symlink, so the SDK's sources are used as they are. Steps:
 //! 1. `npm ci` in the guest folder, when `node_modules` is missing or
 //!    older than `package-lock.json` (the lock file pins componentize-js
 //!    and everything it pulls in, from the npm registry only);
-//! 2. `node build.mjs <out>`, when the component is missing or older than
+//! 2. the native tests under plain Node, every time: the SDK's
+//!    (`node --test test/` in `guest-sdk/js`, no dependencies) and each
+//!    SDK guest's; a failure stops the build;
+//! 3. `node build.mjs <out>`, when the component is missing or older than
 //!    any of its sources: `src/`, `build.mjs`, `package.json`,
-//!    `package-lock.json` and the workspace's `wit/`.
+//!    `package-lock.json`, the workspace's `wit/` and, for an SDK guest,
+//!    the SDK's `src/` and `package.json`. The SDK's build bundles the
+//!    module with rolldown, runs componentize-js and writes the state
+//!    schema into the component.
 //!
 //! Needs Node.js 20 or newer and npm on `PATH`; nothing else (componentize-js
 //! brings the JS engine and its own `wizer` binary as npm packages).
@@ -26,6 +37,9 @@ use anyhow::{Context, Result, bail};
 pub(crate) struct Guest {
     /// The folder, relative to the workspace root.
     pub(crate) dir: &'static str,
+    /// Whether the guest is written on the SDK (`@aether/guest`), with
+    /// native tests in `test/`.
+    pub(crate) sdk: bool,
     /// The component's file name in `target/guest-components`.
     pub(crate) output: &'static str,
 }
@@ -33,23 +47,56 @@ pub(crate) struct Guest {
 /// The bank-account example.
 pub(crate) const BANK_ACCOUNT: Guest = Guest {
     dir: "examples/bank-account-js",
+    sdk: true,
     output: "bank_account_js.wasm",
+};
+/// The order example.
+pub(crate) const ORDER: Guest = Guest {
+    dir: "examples/order-js",
+    sdk: true,
+    output: "order_js.wasm",
 };
 /// The aggregate that reaches for files, sockets, clocks and randomness.
 pub(crate) const PROBE: Guest = Guest {
     dir: "tests/programs/probe-js",
+    sdk: false,
     output: "probe_js.wasm",
 };
+
+/// The JavaScript SDK's folder.
+const SDK_DIR: &str = "guest-sdk/js";
 
 /// Where the components are written, relative to the workspace root.
 const OUTPUT_DIR: &str = "target/guest-components";
 /// The oldest Node.js major version known to work.
 const MIN_NODE_MAJOR: u32 = 20;
 
-/// Builds each of `guests` that is out of date and returns the components' paths.
+/// Runs the SDK's native tests, then installs, tests and builds each of
+/// `guests` (see the module docs for what is skipped when current), and
+/// returns the components' paths.
 pub(crate) fn build(root: &Path, guests: &[Guest]) -> Result<Vec<PathBuf>> {
     check_node()?;
+    node_tests(root, SDK_DIR)?;
     guests.iter().map(|guest| build_one(root, guest)).collect()
+}
+
+/// Runs `node --test test/` in `dir` (relative to `root`); fails if a test does.
+fn node_tests(root: &Path, dir: &str) -> Result<()> {
+    eprintln!("xtask: {dir}: native tests (node --test)");
+    let output = Command::new("node")
+        .args(["--test", "--test-reporter=dot", "test/"])
+        .current_dir(root.join(dir))
+        .output()
+        .context("starting `node --test`")?;
+    if !output.status.success() {
+        bail!(
+            "the native tests of {dir} failed ({}):\n{}{}\nrun `node --test test/` there to see them",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
 }
 
 fn build_one(root: &Path, guest: &Guest) -> Result<PathBuf> {
@@ -83,13 +130,21 @@ fn build_one(root: &Path, guest: &Guest) -> Result<PathBuf> {
         }
     }
 
-    let sources = [
+    if guest.sdk {
+        node_tests(root, name)?;
+    }
+
+    let mut sources = vec![
         dir.join("src"),
         dir.join("build.mjs"),
         dir.join("package.json"),
         lock,
         root.join("wit"),
     ];
+    if guest.sdk {
+        sources.push(root.join(SDK_DIR).join("src"));
+        sources.push(root.join(SDK_DIR).join("package.json"));
+    }
     let built = modified(&output)?;
     let mut stale = built.is_none();
     for source in &sources {

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 /// Builds every non-Rust guest the tests and benchmarks use: the bank
-/// accounts and the WASI probes, in Python and in JavaScript, and the
-/// Python order (running the Python SDK's and examples' native tests first).
+/// accounts, the orders and the WASI probes, in Python and in JavaScript
+/// (running the SDKs' and examples' native tests first).
 pub(crate) fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = python::build(root, &[python::BANK_ACCOUNT, python::ORDER, python::PROBE])?;
-    built.extend(js::build(root, &[js::BANK_ACCOUNT, js::PROBE])?);
+    built.extend(js::build(root, &[js::BANK_ACCOUNT, js::ORDER, js::PROBE])?);
     Ok(built)
 }

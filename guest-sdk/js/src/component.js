@@ -1,0 +1,152 @@
+// The componentize-js glue: the WIT resource `aggregate` (interface
+// `aether:aggregate/handler@0.1.0`) around an aggregate's definition.
+//
+// componentize-js conventions this relies on:
+// - the exported interface `handler` is the app module's named export
+//   `handler`, and its resource the class `Aggregate` on it;
+// - records are objects with camelCase fields (`eventType`, `contentType`),
+//   `list<u8>` is a Uint8Array and `u64` a BigInt;
+// - a method returning `result<T, E>` returns T for `ok`; throwing a value
+//   with an own `payload` property makes `err(payload)`; anything else
+//   thrown traps (a guest bug: the host drops the instance).
+//
+// The class uses nothing from the bindings, so the very code the component
+// runs also runs under plain Node (`@aether/guest/testing` uses it).
+//
+// Lifecycle: the host constructs one resource per aggregate id it
+// activates, calls `restore` (if it has a snapshot) and `apply` with the
+// stored events in batches, then `handle` per command followed by `apply`
+// of the events it stored. Failure modes, as in the Rust SDK: a payload
+// that does not decode is a value (an `apply-error`, or the rejection
+// `malformed-command`); any other exception is a trap.
+
+import { AggregateDefinition, CONTENT_TYPE, Rejection } from './aggregate.js';
+import { WireError } from './json.js';
+
+/** The `err` side of a WIT `result`. */
+class Err {
+  constructor(payload) {
+    this.payload = payload;
+  }
+}
+
+const encoder = new TextEncoder();
+const DEFINITION = Symbol('aether aggregate definition');
+
+/** The class of the WIT resource for `definition`. */
+export function resourceClass(definition) {
+  const { initial, handle: decide, apply: fold } = definition;
+  // type name -> Variant, for the apply loop's fast path.
+  const events = definition.events;
+
+  /** The WIT `new-event`s for what `handle` returned (see `encodeEvents`, which also words the errors). */
+  function newEvents(decided) {
+    if (decided === undefined || decided === null) return [];
+    const list = Array.isArray(decided) ? decided : [decided];
+    const out = new Array(list.length);
+    for (let index = 0; index < list.length; index++) {
+      const event = list[index];
+      const variant = event !== null && typeof event === 'object' ? events.get(event.type) : undefined;
+      if (variant === undefined) definition.encodeEvents([event]); // throws: not one of its events
+      out[index] = { eventType: variant.name, contentType: CONTENT_TYPE, data: encoder.encode(variant.write(event)) };
+    }
+    return out;
+  }
+
+  function rejected(rejection) {
+    return new Err({ code: rejection.code, message: rejection.message });
+  }
+
+  return class Aggregate {
+    /** The id names the stream; the state does not depend on it, so replay stays pure. */
+    constructor(_id) {
+      this.state = initial();
+    }
+
+    /** Applies stored events in order; stops at the first one that does not decode. */
+    apply(batch) {
+      let state = this.state;
+      for (let index = 0; index < batch.length; index++) {
+        const event = batch[index];
+        const variant = event.contentType === CONTENT_TYPE ? events.get(event.eventType) : undefined;
+        let value;
+        if (variant !== undefined) {
+          try {
+            value = variant.decode(event.data, false);
+          } catch (error) {
+            if (!(error instanceof WireError)) throw error;
+          }
+        }
+        if (value === undefined) {
+          value = definition.decodeEvent(event.eventType, event.contentType, event.data);
+          if (value === undefined) {
+            // The events before it stay applied, none after it is.
+            this.state = state;
+            const message = definition.applyError(event.eventType, event.contentType, event.data);
+            throw new Err({ version: event.version, message });
+          }
+        }
+        const next = fold(state, value);
+        if (next !== undefined) state = next;
+      }
+      this.state = state;
+    }
+
+    /** Decides a command against the current state without changing it. */
+    handle(command) {
+      let decided;
+      try {
+        const value = definition.decodeCommand(command.commandType, command.contentType, command.data);
+        decided = decide(this.state, value);
+      } catch (error) {
+        if (error instanceof Rejection) throw rejected(error);
+        throw error;
+      }
+      if (decided instanceof Rejection) throw rejected(decided);
+      return newEvents(decided);
+    }
+
+    /** The state's JSON, fields in declaration order. */
+    snapshot() {
+      return encoder.encode(definition.snapshot(this.state));
+    }
+
+    /** Replaces the state with a snapshot's; on a bad snapshot the state is left unchanged. */
+    restore(bytes) {
+      let restored;
+      try {
+        restored = definition.restore(bytes);
+      } catch (error) {
+        if (error instanceof WireError) throw new Err(`cannot restore the snapshot: ${error.message}`);
+        throw error;
+      }
+      this.state = restored;
+    }
+
+    /** The view, JSON with sorted keys. */
+    view() {
+      return definition.view(this.state);
+    }
+  };
+}
+
+/**
+ * Makes `definition` the component's aggregate, like the Rust SDK's
+ * `export_aggregate!`: export what it returns as `handler` from the module
+ * the component is built from:
+ *
+ *     export const handler = exportAggregate(BankAccount);
+ */
+export function exportAggregate(definition) {
+  if (!(definition instanceof AggregateDefinition)) {
+    throw new TypeError('exportAggregate takes what defineAggregate returned');
+  }
+  const handler = { Aggregate: resourceClass(definition) };
+  Object.defineProperty(handler, DEFINITION, { value: definition });
+  return handler;
+}
+
+/** The definition behind an exported `handler` (for the build and the tests), or undefined. */
+export function definitionOf(handler) {
+  return handler?.[DEFINITION];
+}

@@ -1,0 +1,298 @@
+// The SDK under plain Node: `node --test test/` in guest-sdk/js.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  Rejection,
+  WireError,
+  defineAggregate,
+  exportAggregate,
+  list,
+  map,
+  number,
+  oneOf,
+  optional,
+  parseLossless,
+  string,
+  stringify,
+  u8,
+  u32,
+  u64,
+  i64,
+  any,
+} from '../src/index.js';
+import { withCustomSection } from '../src/build.js';
+import { definitionOf } from '../src/component.js';
+import { given, givenRaw, givenState } from '../src/testing.js';
+
+const Counter = defineAggregate({
+  name: 'Counter',
+  initial: { value: 0n, tags: [] },
+  state: { value: u64, tags: list(string) },
+  commands: { Add: { amount: u64, tag: optional(string) }, Reset: null },
+  events: { Added: { amount: u64, tag: optional(string) }, Reset: null },
+  handle(state, command) {
+    if (command.type === 'Reset') return { type: 'Reset' };
+    if (command.amount === 0n) return new Rejection('invalid-amount', 'add more than 0');
+    return [{ type: 'Added', amount: command.amount, tag: command.tag }];
+  },
+  apply(state, event) {
+    if (event.type === 'Reset') return { value: 0n, tags: [] };
+    state.value += event.amount;
+    if (event.tag !== null) state.tags.push(event.tag);
+  },
+});
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+test('commands and events cross the wire as { type, ...fields } with exact u64', () => {
+  given(Counter, { type: 'Added', amount: 2n ** 63n })
+    .when({ type: 'Add', amount: 5n, tag: 'x' })
+    .thenEvents({ type: 'Added', amount: 5n, tag: 'x' })
+    .thenState({ value: 2n ** 63n + 5n, tags: ['x'] })
+    .thenView({ tags: ['x'], value: 2n ** 63n + 5n });
+});
+
+test('a returned or thrown Rejection is the WIT rejection', () => {
+  given(Counter).when({ type: 'Add', amount: 0n }).thenRejected('invalid-amount', 'add more than 0');
+  const Thrower = defineAggregate({
+    initial: {},
+    commands: { Go: null },
+    events: { Went: null },
+    handle() {
+      throw new Rejection('nope', 'not today');
+    },
+    apply() {},
+  });
+  given(Thrower).when({ type: 'Go' }).thenRejected('nope', 'not today');
+});
+
+test('apply may return the new state; one event may be returned without an array', () => {
+  given(Counter, { type: 'Added', amount: 3n, tag: 'a' })
+    .when({ type: 'Reset' })
+    .thenEvents({ type: 'Reset' })
+    .thenState({ value: 0n, tags: [] });
+});
+
+test('a variant without fields is null on the wire and also reads {} and empty data', () => {
+  const resource = new (exportAggregate(Counter).Aggregate)('c');
+  for (const data of ['null', '{}', '', ' ']) {
+    resource.apply([{ version: 1n, eventType: 'Reset', contentType: 'application/json', data: encoder.encode(data), timestampMs: 0n }]);
+  }
+  assert.deepEqual(Counter.encodeEvents({ type: 'Reset' }), [['Reset', 'null']]);
+  assert.throws(() => givenRaw(Counter, [['Reset', '[1]']]), /do not apply/);
+});
+
+test('malformed commands say what is wrong', () => {
+  const cases = [
+    ['{"amount":-1}', /field `amount`: expected an unsigned integer up to 18446744073709551615, got -1/],
+    ['{"amount":18446744073709551616}', /got 18446744073709551616/],
+    ['{"amount":1.0}', /expected an unsigned integer.*got 1\.0/],
+    ['{"amount":2e3}', /got 2e3/],
+    ['{"amount":"1"}', /got "1"/],
+    ['{"tag":"x"}', /missing field `amount`/],
+    ['{"amount":1,"tag":5}', /field `tag`: expected a string, got 5/],
+    ['[1]', /expected an object with the fields of command Add/],
+    ['{"amount":1', /invalid JSON/],
+  ];
+  for (const [data, message] of cases) {
+    const outcome = given(Counter).whenRaw('Add', data).thenRejected('malformed-command').outcome;
+    assert.match(outcome.err.message, message, data);
+  }
+  const unknown = given(Counter).whenRaw('Sub', '{}').thenRejected('malformed-command').outcome;
+  assert.match(unknown.err.message, /unknown type "Sub", expected one of "Add", "Reset"/);
+  given(Counter).whenRaw('Add', '{"amount":1}', 'application/JSON; charset=utf-8').thenEvents({ type: 'Added', amount: 1n, tag: null });
+  given(Counter).whenRaw('Add', '{"amount":1}', 'text/json').thenRejected('unsupported-content-type');
+  given(Counter).whenRaw('Add', new Uint8Array([0x7b, 0xff, 0x7d])).thenRejected('malformed-command');
+});
+
+test('unknown members are ignored, and a string that looks like a number stays a string', () => {
+  given(Counter)
+    .whenRaw('Add', '{"tag":"1.5e3 9007199254740993","amount":9007199254740993,"extra":[1.5,{"a":null}]}')
+    .thenEvents({ type: 'Added', amount: 9007199254740993n, tag: '1.5e3 9007199254740993' });
+});
+
+test('an event that does not read is an apply-error naming its version; the events before it stay applied', () => {
+  const resource = new (exportAggregate(Counter).Aggregate)('c');
+  const event = (version, eventType, data, contentType = 'application/json') => ({
+    version, eventType, contentType, data: encoder.encode(data), timestampMs: 0n,
+  });
+  for (const [bad, message] of [
+    [event(2n, 'Added', '{"amount":"x"}'), /cannot apply event: invalid data for "Added": field `amount`/],
+    [event(2n, 'Subtracted', '{}'), /cannot apply event: unknown type "Subtracted"/],
+    [event(2n, 'Added', '{"amount":1}', 'text/plain'), /unsupported content type "text\/plain"/],
+  ]) {
+    resource.state = Counter.initial();
+    try {
+      resource.apply([event(1n, 'Added', '{"amount":7}'), bad, event(3n, 'Added', '{"amount":1}')]);
+      assert.fail('apply accepted a bad event');
+    } catch (error) {
+      assert.equal(error.payload.version, 2n);
+      assert.match(error.payload.message, message);
+    }
+    assert.equal(resource.state.value, 7n);
+  }
+});
+
+test('a bug in the aggregate traps instead of becoming a value', () => {
+  const Buggy = defineAggregate({
+    initial: {},
+    commands: { Go: null },
+    events: { Went: null },
+    handle: () => [{ type: 'Gone' }],
+    apply() {},
+  });
+  const resource = new (exportAggregate(Buggy).Aggregate)('b');
+  assert.throws(
+    () => resource.handle({ commandType: 'Go', contentType: 'application/json', data: encoder.encode('null') }),
+    (error) => error instanceof TypeError && !Object.hasOwn(error, 'payload'),
+  );
+});
+
+test('handle must not change the state (the test helpers check)', () => {
+  const Sneaky = defineAggregate({
+    initial: { n: 0 },
+    state: { n: number },
+    commands: { Go: null },
+    events: { Went: null },
+    handle(state) {
+      state.n += 1;
+      return [];
+    },
+    apply() {},
+  });
+  assert.throws(() => given(Sneaky).when({ type: 'Go' }), /handle changed the state/);
+});
+
+test('snapshots are the state in field order and restore exactly; a bad one is refused', () => {
+  const state = { value: 18446744073709551615n, tags: ['a', 'é"'] };
+  const restored = givenState(Counter, state);
+  assert.equal(decoder.decode(restored.resource.snapshot()), '{"value":18446744073709551615,"tags":["a","é\\""]}');
+  assert.deepEqual(restored.resource.state, state);
+  for (const bad of ['{"value":-1,"tags":[]}', '{"tags":[]}', 'nope']) {
+    assert.throws(
+      () => restored.resource.restore(encoder.encode(bad)),
+      (error) => /^cannot restore the snapshot: /.test(error.payload),
+    );
+  }
+});
+
+test('the state schema is derived from the state types, or declared', () => {
+  assert.match(Counter.stateSchema, /^js-[0-9a-f]{16}$/);
+  const same = defineAggregate({ ...optionsOf(), state: { value: u64, tags: list(string) } });
+  const other = defineAggregate({ ...optionsOf(), state: { value: i64, tags: list(string) } });
+  const derived = defineAggregate({ ...optionsOf(), state: undefined });
+  assert.equal(same.stateSchema, Counter.stateSchema);
+  assert.notEqual(other.stateSchema, Counter.stateSchema);
+  // `initial` alone gives u64 for a non-negative BigInt, list<any> for an empty array.
+  assert.match(derived.stateSchema, /^js-/);
+  assert.notEqual(derived.stateSchema, Counter.stateSchema);
+  assert.equal(defineAggregate({ ...optionsOf(), stateSchema: '2' }).stateSchema, '2');
+  assert.throws(() => defineAggregate({ ...optionsOf(), stateSchema: 'has space' }), /printable ASCII/);
+});
+
+function optionsOf() {
+  return {
+    initial: () => ({ value: 0n, tags: [] }),
+    commands: { Add: { amount: u64 } },
+    events: { Added: { amount: u64 } },
+    handle: () => [],
+    apply() {},
+  };
+}
+
+test('definitions are checked when defined', () => {
+  assert.throws(() => defineAggregate({ ...optionsOf(), handle: undefined }), /`handle` must be a function/);
+  assert.throws(() => defineAggregate({ ...optionsOf(), events: {} }), /has no events/);
+  assert.throws(() => defineAggregate({ ...optionsOf(), events: { A: { type: string } } }), /cannot be named `type`/);
+  assert.throws(() => defineAggregate({ ...optionsOf(), events: { A: { x: 'string' } } }), /not a field type/);
+  assert.throws(() => defineAggregate({ ...optionsOf(), initial: () => ({ f: () => 1 }) }), /cannot be written as JSON/);
+  assert.throws(() => exportAggregate({}), /defineAggregate/);
+  assert.equal(definitionOf(exportAggregate(Counter)), Counter);
+});
+
+test('field types read and write what they say', () => {
+  const Shape = defineAggregate({
+    initial: {},
+    commands: {
+      All: { small: u8, big: u32, ratio: number, kind: oneOf('a', 'b'), counts: map(u64), anything: any, nested: list({ x: u8 }) },
+    },
+    events: { E: null },
+    handle: (_, command) => {
+      assert.deepEqual(command, {
+        type: 'All', small: 255, big: 4294967295, ratio: 0.5, kind: 'b', counts: { a: 18446744073709551615n },
+        anything: { n: 9007199254740993n, f: 1.5, s: 'x' }, nested: [{ x: 1 }],
+      });
+      return [];
+    },
+    apply() {},
+  });
+  given(Shape)
+    .whenRaw('All', '{"small":255,"big":4294967295,"ratio":0.5,"kind":"b","counts":{"a":18446744073709551615},"anything":{"n":9007199254740993,"f":1.5,"s":"x"},"nested":[{"x":1}]}')
+    .thenEvents();
+  for (const bad of ['"small":256', '"big":-1', '"kind":"c"', '"counts":{"a":-1}', '"nested":[{"x":"1"}]', '"ratio":"x"']) {
+    const data = `{"small":1,"big":1,"ratio":1,"kind":"a","counts":{},"anything":null,"nested":[],${bad}}`;
+    given(Shape).whenRaw('All', data).thenRejected('malformed-command');
+  }
+});
+
+test('the lossless JSON helpers keep big integers and write BigInts as numbers', () => {
+  assert.deepEqual(parseLossless('{"a":[18446744073709551615,1.5,"9007199254740993",-3]}'), {
+    a: [18446744073709551615n, 1.5, '9007199254740993', -3],
+  });
+  assert.equal(stringify({ b: 1n, a: [null, true, 'x'] }, true), '{"a":[null,true,"x"],"b":1}');
+  assert.throws(() => stringify({ f() {} }), TypeError);
+  assert.ok(new WireError('x') instanceof Error);
+});
+
+test('the state schema goes into a custom section at the end of the component', () => {
+  const out = withCustomSection(new Uint8Array([1, 2]), 'aether:state-schema', 'js-1');
+  assert.deepEqual([...out], [1, 2, 0, 24, 19, ...encoder.encode('aether:state-schema'), ...encoder.encode('js-1')]);
+});
+
+test('the generated fast reader agrees with the checked reader, and defers to it on anything odd', () => {
+  const Mixed = defineAggregate({
+    initial: {},
+    commands: { C: null },
+    events: { E: { s: string, n: u32, b: u64, o: optional(string), k: oneOf('x', 'y'), toString: optional(u8) } },
+    handle: () => [],
+    apply() {},
+  });
+  const variant = Mixed.events.get('E');
+  assert.equal(typeof variant.fast, 'function');
+  const good = [
+    { s: 'a', n: 0, b: 0, k: 'x' },
+    { s: 'é', n: 4294967295, b: 9007199254740991, o: null, k: 'y', toString: 255, extra: 1 },
+  ];
+  for (const value of good) {
+    assert.deepEqual(variant.fast(value), variant.type.read(value, { type: 'E' }));
+  }
+  const odd = [
+    [], null, 'x', { s: 1, n: 0, b: 0, k: 'x' }, { s: 'a', n: -1, b: 0, k: 'x' }, { s: 'a', n: 0.5, b: 0, k: 'x' },
+    { s: 'a', n: 0, b: 2 ** 53, k: 'x' }, { s: 'a', n: 0, b: -1, k: 'x' }, { s: 'a', n: 0, b: 0, k: 'z' },
+    { s: 'a', n: 0, b: 0, k: 'x', toString: 256 }, { n: 0, b: 0, k: 'x' },
+  ];
+  for (const value of odd) assert.equal(variant.fast(value), undefined, JSON.stringify(value));
+  // The generated writer writes what the checked writer writes, and leaves anything else to it.
+  assert.equal(typeof variant.fastWrite, 'function');
+  for (const value of [
+    { s: 'a"\n\u0001é', n: 7, b: 18446744073709551615n, o: 'x', k: 'y', toString: 3 },
+    { s: '', n: 0, b: 0n, k: 'x' },
+  ]) {
+    assert.equal(variant.fastWrite(value), variant.type.write(value));
+  }
+  assert.equal(variant.fastWrite({ s: 'a', n: 0, b: 5, k: 'x' }), undefined);
+  assert.equal(variant.write({ s: 'a', n: 0, b: 5, k: 'x' }), '{"s":"a","n":0,"b":5,"o":null,"k":"x","toString":null}');
+  for (const bad of [{ s: 'a', n: -1, b: 0n, k: 'x' }, { s: 'a', n: 0, b: -1n, k: 'x' }, { s: 'a', n: 0, b: 0n, k: 'q' }, {}]) {
+    assert.equal(variant.fastWrite(bad), undefined);
+    assert.throws(() => variant.write(bad), TypeError);
+  }
+  // A big integer the fast reader refuses is read exactly by the checked path.
+  const [[, text]] = Mixed.encodeEvents({ type: 'E', s: 'a', n: 1, b: 2n ** 64n - 1n, k: 'x' });
+  assert.equal(variant.decode(encoder.encode(text), false).b, 2n ** 64n - 1n);
+  // Events are read without the fraction check (the SDK never writes one); commands with it.
+  assert.equal(variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), false).n, 1);
+  assert.throws(() => variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), true), WireError);
+});

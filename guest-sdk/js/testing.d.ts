@@ -1,0 +1,30 @@
+// Types of `@aether/guest/testing` (src/testing.js).
+
+import type { AggregateDefinition, Handler } from './index.js';
+
+type Aggregate = AggregateDefinition<any, any, any> | Handler;
+type Data = string | Uint8Array | unknown;
+
+/** An aggregate after its given events; each `when` runs on a fresh copy. */
+export interface Given {
+  when(command: { type: string; [field: string]: unknown }): Then;
+  whenRaw(commandType: string, data: Data, contentType?: string): Then;
+}
+
+/** The outcome of one command; each assertion returns `this`. */
+export interface Then {
+  /** What the resource returned: `{ ok: new events }` or `{ err: rejection }`. */
+  readonly outcome: { ok?: { eventType: string; contentType: string; data: Uint8Array }[]; err?: { code: string; message: string } };
+  /** The decided events as `{ type, data }`, the data parsed losslessly. */
+  readonly rawEvents: { type: string; data: unknown }[];
+  thenEvents(...expected: { type: string; [field: string]: unknown }[]): Then;
+  thenRejected(code: string, message?: string): Then;
+  thenState(expected: unknown | ((state: any) => unknown)): Then;
+  thenView(expected: unknown): Then;
+}
+
+export function given(aggregate: Aggregate, ...events: { type: string; [field: string]: unknown }[]): Given;
+export function givenRaw(aggregate: Aggregate, events: [eventType: string, data: Data, contentType?: string][]): Given;
+export function givenState(aggregate: Aggregate, state: unknown): Given;
+/** One `node:test` test per `*.json` conformance scenario in `directory`. */
+export function testScenarios(aggregate: Aggregate, directory: string | URL): void;
