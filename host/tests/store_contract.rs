@@ -298,3 +298,284 @@ mod jetstream_layout {
         });
     }
 }
+
+/// How the JetStream store reads an aggregate's events: in batches of
+/// direct gets, each stream longer than one batch, with other aggregates'
+/// messages in between; damaged messages are still refused.
+mod jetstream_reads {
+    use aether_host::store::{
+        AppendRequest, EventMetadata, EventStore, ExpectedVersion, JetStreamConfig, JetStreamStore,
+        NewEvent, RecordedEvent, StoreError, StreamId,
+    };
+    use aether_nats_harness::{NatsCluster, NatsServer};
+
+    /// Longer than the store's direct get batch (1 024), and not a
+    /// multiple of it.
+    const LONG: u64 = 2_600;
+    /// Appends of this many events (JetStream's atomic batches hold at most
+    /// 1 000 messages).
+    const CHUNK: u64 = 400;
+
+    fn block_on<F: Future>(test: F) -> F::Output {
+        aether_host::store::contract::block_on(test)
+    }
+
+    fn stream(id: &str) -> StreamId {
+        StreamId::new(
+            "bank".parse().unwrap(),
+            "bank-account".parse().unwrap(),
+            id.parse().unwrap(),
+        )
+    }
+
+    fn data(stream: &StreamId, version: u64) -> Vec<u8> {
+        format!("{{\"stream\":\"{stream}\",\"version\":{version}}}").into_bytes()
+    }
+
+    /// Appends versions `first..=last` of `stream`, `CHUNK` at a time, each
+    /// chunk followed by one event of `other` (so the aggregate's messages
+    /// are not contiguous in the namespace's stream).
+    async fn append(store: &JetStreamStore, stream: &StreamId, other: &StreamId, last: u64) {
+        let mut version = store.stream_version(stream).await.unwrap();
+        while version < last {
+            let end = (version + CHUNK).min(last);
+            let request = AppendRequest {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(version),
+                events: (version + 1..=end)
+                    .map(|v| NewEvent::json("deposited", data(stream, v)))
+                    .collect(),
+                metadata: EventMetadata::default(),
+                timestamp_ms: 1,
+            };
+            version = store.append(request).await.unwrap().last_version();
+            let noise = AppendRequest {
+                stream: other.clone(),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent::json("noise", b"{}".to_vec())],
+                metadata: EventMetadata::default(),
+                timestamp_ms: 1,
+            };
+            store.append(noise).await.unwrap();
+        }
+    }
+
+    /// `events` are exactly versions `from..from + len` of `stream`, with
+    /// their data, in order, at growing positions.
+    fn check(events: &[RecordedEvent], stream: &StreamId, from: u64, len: u64) {
+        assert_eq!(events.len() as u64, len, "from {from}");
+        for (event, version) in events.iter().zip(from..) {
+            assert_eq!(event.stream, *stream);
+            assert_eq!(event.version, version);
+            assert_eq!(event.data, data(stream, version), "version {version}");
+        }
+        assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    }
+
+    async fn connect(server: &NatsServer) -> JetStreamStore {
+        JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1))
+            .await
+            .unwrap()
+    }
+
+    /// Reads from every kind of starting point: version 1, right after a
+    /// read (where it ended), far into the stream (found by a search), and
+    /// a little into it (read past), each bounded by `limit`.
+    #[test]
+    fn a_stream_longer_than_a_batch_reads_every_event_in_order() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, LONG).await;
+
+            let all = store.read_stream(&long, 1, usize::MAX).await.unwrap();
+            check(&all, &long, 1, LONG);
+            check(
+                &store.read_stream(&long, 0, 10).await.unwrap(),
+                &long,
+                1,
+                10,
+            );
+
+            // As activation reads it: batches of 1 024, each after the last.
+            let mut version = 0;
+            loop {
+                let batch = store.read_stream(&long, version + 1, 1_024).await.unwrap();
+                check(&batch, &long, version + 1, batch.len() as u64);
+                version += batch.len() as u64;
+                if batch.len() < 1_024 {
+                    break;
+                }
+            }
+            assert_eq!(version, LONG);
+
+            // A store that has read nothing yet: no hint of where versions
+            // are, from far in (a search) and from near the start.
+            for (from, limit, len) in [
+                (2_000, 100, 100),
+                (2_001, usize::MAX, LONG - 2_000),
+                (LONG, 5, 1),
+                (1_500, 1, 1),
+                (600, 1_200, 1_200),
+                (2, 3, 3),
+                (LONG + 1, 10, 0),
+                (LONG + 500, 10, 0),
+            ] {
+                let fresh = connect(&server).await;
+                let events = fresh.read_stream(&long, from, limit).await.unwrap();
+                check(&events, &long, from, len);
+                let again = store.read_stream(&long, from, limit).await.unwrap();
+                check(&again, &long, from, len);
+            }
+            assert!(store.read_stream(&long, 1, 0).await.unwrap().is_empty());
+            assert!(
+                store
+                    .read_stream(&stream("never-written"), 1, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+
+            // The other aggregate's events are its own.
+            let noise = store.read_stream(&other, 1, usize::MAX).await.unwrap();
+            assert_eq!(noise.len() as u64, LONG.div_ceil(CHUNK));
+            assert!(noise.iter().all(|e| e.event_type == "noise"));
+
+            // What is appended after a read is read too.
+            append(&store, &long, &other, LONG + 30).await;
+            let tail = store.read_stream(&long, LONG + 1, 1_024).await.unwrap();
+            check(&tail, &long, LONG + 1, 30);
+        });
+    }
+
+    /// A message published around the store on the aggregate's subject,
+    /// after more than one batch of good events: reading over it is
+    /// `Corrupt`, naming its sequence; reading before it is fine.
+    #[test]
+    fn a_damaged_message_past_the_first_batch_is_corrupt() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+            let (jumps, bare, other) = (stream("jumps"), stream("bare"), stream("other"));
+            let good = 1_100;
+            append(&store, &jumps, &other, good).await;
+            append(&store, &bare, &other, good).await;
+
+            // A well-formed event whose version skips one.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Aether-Version", (good + 2).to_string().as_str());
+            headers.insert("Aether-Event-Id", uuid::Uuid::now_v7().to_string().as_str());
+            headers.insert("Aether-Event-Type", "deposited");
+            let ack = js
+                .publish_with_headers(
+                    "aether.events.bank.bank-account.jumps",
+                    headers,
+                    data(&jumps, good + 2).into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            // A message with none of the event's headers.
+            let bare_ack = js
+                .publish("aether.events.bank.bank-account.bare", "{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+
+            for from in [1, good - 5, good + 1] {
+                let error = store
+                    .read_stream(&jumps, from, usize::MAX)
+                    .await
+                    .expect_err("a gap in the versions must not be read over");
+                match error {
+                    StoreError::Corrupt { location, message } => {
+                        assert!(
+                            location.ends_with(&format!("sequence {}", ack.sequence)),
+                            "{location}"
+                        );
+                        assert!(
+                            message.contains(&format!(
+                                "jumps to version {} where {} was expected",
+                                good + 2,
+                                good + 1
+                            )),
+                            "{message}"
+                        );
+                    }
+                    other => panic!("expected Corrupt, got {other}"),
+                }
+                let error = store
+                    .read_stream(&bare, from, usize::MAX)
+                    .await
+                    .expect_err("a message without an event must not be read");
+                match error {
+                    StoreError::Corrupt { location, .. } => assert!(
+                        location.contains(&format!("sequence {}", bare_ack.sequence)),
+                        "{location}"
+                    ),
+                    other => panic!("expected Corrupt, got {other}"),
+                }
+            }
+            let before = store.read_stream(&jumps, 1, good as usize).await.unwrap();
+            check(&before, &jumps, 1, good);
+            let before = store.read_stream(&bare, 1, good as usize).await.unwrap();
+            check(&before, &bare, 1, good);
+        });
+    }
+
+    /// On a 3-node cluster (R3), where any of the three servers may answer
+    /// a direct get from its own copy: every read right after an append
+    /// has the events that append stored, from a store that has read
+    /// before and from one that has not.
+    #[test]
+    fn on_three_servers_a_read_right_after_an_append_has_it() {
+        block_on(async {
+            let cluster = NatsCluster::start(3);
+            let config = || JetStreamConfig::new(cluster.urls(), 3);
+            let store = JetStreamStore::connect(config()).await.unwrap();
+            let (long, other) = (stream("long"), stream("other"));
+            let mut last = 0;
+            while last < 1_500 {
+                last += 250;
+                append(&store, &long, &other, last).await;
+                let all = store.read_stream(&long, 1, usize::MAX).await.unwrap();
+                check(&all, &long, 1, last);
+                let fresh = JetStreamStore::connect(config()).await.unwrap();
+                let tail = fresh.read_stream(&long, last - 99, 1_024).await.unwrap();
+                check(&tail, &long, last - 99, 100);
+            }
+        });
+    }
+
+    /// A namespace stream made without direct gets (`allow_direct` off):
+    /// no server answers them, and the store reads from the leader.
+    #[test]
+    fn a_stream_without_direct_gets_is_read_from_the_leader() {
+        block_on(async {
+            let server = NatsServer::start();
+            let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+            js.create_stream(async_nats::jetstream::stream::Config {
+                name: "AETHER_EVENTS_bank".into(),
+                subjects: vec!["aether.events.bank.>".into()],
+                allow_atomic_publish: true,
+                allow_direct: false,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let store = connect(&server).await;
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, 1_500).await;
+            let all = store.read_stream(&long, 1, usize::MAX).await.unwrap();
+            check(&all, &long, 1, 1_500);
+            let tail = store.read_stream(&long, 1_200, 50).await.unwrap();
+            check(&tail, &long, 1_200, 50);
+        });
+    }
+}

@@ -32,6 +32,10 @@
 //!   retry inside JetStream's duplicate window stores nothing; the command
 //!   id is also in each event's headers, so a retry after the window is
 //!   found by [`EventStore::command_events`].
+//! - reads of an aggregate's events: its last message from the stream
+//!   leader (what the read must return), then the messages in batched
+//!   direct gets, up to 1 024 a request, from any server that has them all
+//!   (see `reads.rs`).
 //! - snapshots: in the KV bucket `<PREFIX>_SNAPSHOTS`, keyed by a digest of
 //!   (stream, snapshot key), replaced only by a newer version (compare and
 //!   set on the revision).
@@ -47,6 +51,7 @@
 //! memory for the number of namespaces plus one (`aether-system`).
 
 mod codec;
+mod reads;
 mod streams;
 
 use crate::request::AppendRequestExt;
@@ -115,6 +120,8 @@ pub struct JetStreamStore {
     snapshots: kv::Store,
     prefix: String,
     replicas: usize,
+    /// Where recent reads of each stream ended (see `reads.rs`).
+    hints: reads::Hints,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -186,6 +193,7 @@ impl JetStreamStore {
             snapshots,
             prefix: config.prefix,
             replicas: config.replicas,
+            hints: reads::Hints::default(),
         })
     }
 
@@ -231,65 +239,6 @@ impl JetStreamStore {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(actual)
-    }
-
-    /// The message of `events` at or after `sequence` on `subject` (`None`:
-    /// past the end).
-    async fn next_on(
-        events: &stream::Stream,
-        subject: &str,
-        sequence: u64,
-    ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-        let found = events
-            .raw_message_builder()
-            .sequence(sequence)
-            .next_by_subject(subject.to_owned())
-            .send()
-            .await;
-        match found {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(unavailable(format!("reading {subject}: {e}"))),
-        }
-    }
-
-    /// Every event of `stream` from version `from`, at most `limit`.
-    async fn events_of(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(events) = self.find_stream(&stream.namespace).await? else {
-            return Ok(Vec::new());
-        };
-        let subject = self.subject(stream);
-        let (mut out, mut sequence) = (Vec::new(), 1);
-        while out.len() < limit {
-            let Some(message) = Self::next_on(&events, &subject, sequence).await? else {
-                break;
-            };
-            sequence = message.sequence + 1;
-            let event = codec::decode(stream, &message)?;
-            if event.version >= from_version.max(1) {
-                let expected = from_version.max(1) + out.len() as u64;
-                if event.version != expected {
-                    return Err(StoreError::Corrupt {
-                        location: format!(
-                            "{} sequence {}",
-                            events.cached_info().config.name,
-                            message.sequence
-                        ),
-                        message: format!(
-                            "{stream} jumps to version {} where {expected} was expected",
-                            event.version
-                        ),
-                    });
-                }
-                out.push(event);
-            }
-        }
-        Ok(out)
     }
 
     async fn publish_batch(
