@@ -57,6 +57,7 @@ scenarios! {
     bus_fanout => "bus_fanout_p99",
     languages => "replay_py",
     activation => "activation_snapshot",
+    activation_jetstream => "activation_jetstream",
     single => "commands_embedded_single",
     noisy_neighbour => "noisy_neighbour_p99_ratio",
     tenant_abuse => "tenant_abuse_p99_ratio",

@@ -36,10 +36,10 @@ const SNAPSHOTTED: &str = "account-snapshotted";
 
 /// How long the history is and how often it is activated.
 #[derive(Clone, Copy)]
-struct Sizes {
-    events: usize,
-    warmup: usize,
-    runs: usize,
+pub(super) struct Sizes {
+    pub(super) events: usize,
+    pub(super) warmup: usize,
+    pub(super) runs: usize,
 }
 
 pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
@@ -68,7 +68,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut results, mut reads) = (Vec::new(), Vec::new());
     for aggregate_type in [REPLAYED, SNAPSHOTTED] {
         let stream = fixture::stream(aggregate_type, "long-lived")?;
-        write_history(&runtime, &stream, sizes.events).await?;
+        write_history(&runtime, &stream, sizes.events, APPEND_CHUNK).await?;
         let snapshot = runtime.store().load_snapshot(&stream, &digest).await?;
         let snapshot_version = snapshot.map(|s| s.version);
         let expected = if aggregate_type == SNAPSHOTTED {
@@ -128,12 +128,18 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stores `Opened` and `events - 2` deposits directly, then deposits once
-/// more through the runtime, which snapshots if the type's policy says so.
-async fn write_history(runtime: &Runtime, stream: &StreamId, events: usize) -> anyhow::Result<()> {
+/// Stores `Opened` and `events - 2` deposits directly, in appends of
+/// `chunk` events, then deposits once more through the runtime, which
+/// snapshots if the type's policy says so.
+pub(super) async fn write_history(
+    runtime: &Runtime,
+    stream: &StreamId,
+    events: usize,
+    chunk: usize,
+) -> anyhow::Result<()> {
     let history = fixture::account_history(events - 1)?;
     let mut version = 0;
-    for chunk in history.chunks(APPEND_CHUNK) {
+    for chunk in history.chunks(chunk) {
         let request = AppendRequest {
             stream: stream.clone(),
             expected: ExpectedVersion::Exact(version),
@@ -157,7 +163,7 @@ async fn write_history(runtime: &Runtime, stream: &StreamId, events: usize) -> a
 
 /// Passivates and re-activates `stream` `sizes.runs` times (after a
 /// warm-up); the time of each activation, in ms.
-async fn activations(
+pub(super) async fn activations(
     runtime: &Runtime,
     stream: &StreamId,
     sizes: Sizes,
@@ -187,7 +193,7 @@ async fn activations(
 
 /// Reads the whole stream the way activation does (batches of `batch`),
 /// without a guest, `sizes.runs` times; the time of each read, in ms.
-async fn store_reads(
+pub(super) async fn store_reads(
     runtime: &Runtime,
     stream: &StreamId,
     batch: usize,

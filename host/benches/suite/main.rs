@@ -28,6 +28,7 @@
 
 mod abuse;
 mod activation;
+mod activation_jetstream;
 mod clock;
 mod density;
 mod durable;
@@ -55,13 +56,14 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-pub(crate) const SCENARIOS: [&str; 12] = [
+pub(crate) const SCENARIOS: [&str; 13] = [
     "density",
     "replay",
     "overhead",
     "bus_fanout",
     "languages",
     "activation",
+    "activation_jetstream",
     "single",
     "noisy_neighbour",
     "tenant_abuse",
@@ -83,8 +85,8 @@ const DURABLE: [&str; 6] = [
 const USAGE: &str =
     "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>] [--smoke]
-scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation, single,
-       noisy_neighbour, tenant_abuse, reload, commands_jetstream, many";
+scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation,
+       activation_jetstream, single, noisy_neighbour, tenant_abuse, reload, commands_jetstream, many";
 
 struct Args {
     component: PathBuf,
@@ -179,6 +181,7 @@ fn run(ctx: &Ctx, only: &[String]) -> anyhow::Result<Report> {
                     "many" => durable::many(ctx, &mut report).await,
                     "single" => durable::single(ctx, &mut report).await,
                     "activation" => activation::run(ctx, &mut report).await,
+                    "activation_jetstream" => activation_jetstream::run(ctx, &mut report).await,
                     "noisy_neighbour" => noisy::run(ctx, &mut report).await,
                     "tenant_abuse" => abuse::run(ctx, &mut report).await,
                     "reload" => reload::run(ctx, &mut report).await,
