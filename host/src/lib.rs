@@ -22,4 +22,5 @@ pub use aether_cluster as cluster;
 pub use aether_core::namespace;
 pub use aether_node as node;
 pub use aether_runtime as runtime;
+pub use aether_service as service;
 pub use aether_store as store;

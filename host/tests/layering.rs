@@ -13,6 +13,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("aether-runtime", &["aether-core", "aether-store"]),
     ("aether-bus", &["aether-core", "aether-store"]),
     (
+        "aether-service",
+        &["aether-core", "aether-store", "aether-runtime"],
+    ),
+    (
         "aether-cluster",
         &["aether-core", "aether-store", "aether-runtime"],
     ),
@@ -23,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "aether-store",
             "aether-runtime",
             "aether-bus",
+            "aether-service",
             "aether-cluster",
         ],
     ),

@@ -98,9 +98,13 @@ pub(crate) fn main() -> ExitCode {
 /// Exit codes: 0 success, 1 failure, 2 usage (clap), 3 the aggregate
 /// rejected the command, 4 version conflict.
 fn exit_code(error: &anyhow::Error) -> ExitCode {
-    match error.downcast_ref::<client::ApiFailure>() {
-        Some(failure) if failure.code == "rejected" => ExitCode::from(3),
-        Some(failure) if failure.code == "version_conflict" => ExitCode::from(4),
+    use aether_host::service::ErrorCode;
+    let code = error
+        .downcast_ref::<client::ApiFailure>()
+        .and_then(|failure| failure.code.parse::<ErrorCode>().ok());
+    match code {
+        Some(ErrorCode::Rejected) => ExitCode::from(3),
+        Some(ErrorCode::VersionConflict) => ExitCode::from(4),
         _ => ExitCode::FAILURE,
     }
 }

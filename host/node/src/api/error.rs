@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use aether_core::namespace::InvalidName;
-use aether_runtime::{CommandError, DeployError, GuestFailureKind, InvalidLimits};
+use aether_runtime::{CommandError, DeployError, InvalidLimits};
+use aether_service::{ErrorCode, ServiceError};
 use aether_store::StoreError;
 
 use super::super::registry::RegistryError;
@@ -100,21 +101,12 @@ impl ApiError {
         .with("limit", json!(limit))
     }
 
-    /// The outcome label of this error in the metrics.
+    /// The outcome label of this error in the metrics (its
+    /// [`ErrorCode::outcome`]).
     pub fn outcome(&self) -> &'static str {
-        match self.code {
-            "rejected" => "rejected",
-            "version_conflict" => "conflict",
-            code if guest_failure_code(code) => "guest_failure",
-            "quota_exceeded"
-            | "payload_too_large"
-            | "decision_over_limit"
-            | "view_too_large"
-            | "storage_quota_exceeded"
-            | "too_many_uploads"
-            | "too_many_streams" => "refused",
-            _ => "error",
-        }
+        self.code
+            .parse::<ErrorCode>()
+            .map_or("error", ErrorCode::outcome)
     }
 }
 
@@ -134,36 +126,43 @@ impl IntoResponse for ApiError {
     }
 }
 
-const GUEST_FAILURE_CODES: [&str; 6] = [
-    "component_trapped",
-    "deadline_exceeded",
-    "memory_limit_exceeded",
-    "fuel_exhausted",
-    "apply_failed",
-    "instantiate_failed",
-];
-
 /// Whether `code` is one of a guest failure's codes.
 pub fn guest_failure_code(code: &str) -> bool {
-    GUEST_FAILURE_CODES.contains(&code)
+    code.parse::<ErrorCode>()
+        .is_ok_and(ErrorCode::is_guest_failure)
 }
 
-impl From<InvalidName> for ApiError {
-    fn from(error: InvalidName) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_name", error.to_string())
-            .with("kind", json!(error.kind().to_string()))
+/// The service's errors, with the status their code has everywhere.
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        Self {
+            status: StatusCode::from_u16(error.http_status())
+                .expect("every error code has a valid HTTP status"),
+            code: error.code.as_str(),
+            message: error.message,
+            details: error.details,
+        }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let code = match error {
-            StoreError::Corrupt { .. } => "store_corrupt",
-            _ => "store_unavailable",
-        };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, error.to_string())
-    }
+/// The errors of the layers below, mapped once in `aether-service`.
+macro_rules! through_the_service {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                ServiceError::from(error).into()
+            }
+        }
+    )*};
 }
+
+through_the_service!(
+    InvalidName,
+    StoreError,
+    InvalidLimits,
+    DeployError,
+    CommandError
+);
 
 impl From<TenantError> for ApiError {
     fn from(error: TenantError) -> Self {
@@ -185,25 +184,6 @@ impl From<TenantError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 format!("{e:#}"),
-            ),
-        }
-    }
-}
-
-impl From<InvalidLimits> for ApiError {
-    fn from(error: InvalidLimits) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_limits", error.to_string())
-    }
-}
-
-impl From<DeployError> for ApiError {
-    fn from(error: DeployError) -> Self {
-        match error {
-            DeployError::TooLarge { .. } => Self::too_large(error.to_string()),
-            DeployError::Load(load) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_component",
-                load.to_string(),
             ),
         }
     }
@@ -246,74 +226,10 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-impl From<CommandError> for ApiError {
-    fn from(error: CommandError) -> Self {
-        let message = error.to_string();
-        match error {
-            CommandError::UnknownAggregateType { aggregate_type, .. } => {
-                Self::new(StatusCode::NOT_FOUND, "unknown_aggregate_type", message)
-                    .with("aggregate_type", json!(aggregate_type.as_str()))
-            }
-            CommandError::InvalidName(name) => name.into(),
-            CommandError::Malformed(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "malformed_command", message)
-            }
-            CommandError::CommandTooLarge { size, limit } => Self::too_large(message)
-                .with("size", json!(size))
-                .with("limit", json!(limit)),
-            CommandError::DecisionTooLarge(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "decision_over_limit",
-                message,
-            ),
-            CommandError::ViewTooLarge { size, limit } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "view_too_large", message)
-                    .with("size", json!(size))
-                    .with("limit", json!(limit))
-            }
-            CommandError::QuotaExceeded { .. } => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
-            }
-            CommandError::StorageQuotaExceeded {
-                stored,
-                adding,
-                limit,
-                ..
-            } => Self::storage_quota(message, stored, adding, limit),
-            CommandError::Rejected(rejection) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", message)
-                    .with("rejection", json!(rejection))
-            }
-            CommandError::Conflict(conflict) => {
-                Self::new(StatusCode::CONFLICT, "version_conflict", message)
-                    .with("expected", json!(conflict.expected))
-                    .with("actual", json!(conflict.actual))
-            }
-            CommandError::Guest(failure) => {
-                let code = match failure.kind {
-                    GuestFailureKind::DeadlineExceeded => "deadline_exceeded",
-                    GuestFailureKind::MemoryLimit => "memory_limit_exceeded",
-                    GuestFailureKind::FuelExhausted => "fuel_exhausted",
-                    GuestFailureKind::ApplyFailed => "apply_failed",
-                    GuestFailureKind::Instantiate => "instantiate_failed",
-                    _ => "component_trapped",
-                };
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
-            }
-            CommandError::Store(store) => store.into(),
-            CommandError::Stopped => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the node is shutting down: retry on another node or after it restarts",
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aether_runtime::GuestFailure;
+    use aether_runtime::{GuestFailure, GuestFailureKind};
     use aether_store::VersionConflict;
 
     #[test]
