@@ -26,6 +26,9 @@ struct FaultyStore {
     /// node" (straight into `inner`), so the runtime's own append meets a
     /// conflict for a command that is stored.
     race_next_command: AtomicBool,
+    /// While set, another node deposits 1 right before every
+    /// `stream_version` answer: the stream moves on every check.
+    move_on_every_check: AtomicBool,
 }
 
 impl FaultyStore {
@@ -34,6 +37,7 @@ impl FaultyStore {
             inner: Arc::new(EmbeddedStore::open(dir).expect("the store opens")),
             fail_reads: AtomicBool::new(false),
             race_next_command: AtomicBool::new(false),
+            move_on_every_check: AtomicBool::new(false),
         })
     }
 
@@ -71,6 +75,9 @@ impl EventStore for FaultyStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        if self.move_on_every_check.load(Ordering::SeqCst) {
+            append_elsewhere(self, stream, deposited(1), 1).await;
+        }
         self.inner.stream_version(stream).await
     }
 
@@ -268,6 +275,42 @@ async fn a_stored_command_is_answered_with_its_outcome_not_a_conflict() {
     let events = store.inner.read_stream(&acc, 1, 100).await.unwrap();
     assert_eq!(events.len(), 2, "stored once");
     assert_eq!(runtime.state(&acc).await.unwrap().view["balance"], json!(7));
+}
+
+/// A stream that moves on every check never turns a command with an
+/// expected version into a retryable error: the store's version, read after
+/// the live one, is not the expected one, so the conflict is true then.
+#[tokio::test]
+async fn a_command_with_an_expected_version_gets_its_conflict_however_fast_the_stream_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FaultyStore::on_disk(dir.path());
+    let runtime = bank_on(&store).await;
+    let acc = stream("bank", "bank-account", "acc-5");
+    send(&runtime, &acc, "Open", json!({"owner": "Ed"}))
+        .await
+        .unwrap();
+    store.move_on_every_check.store(true, Ordering::SeqCst);
+
+    // The live copy (version 1) is behind the version the caller expects.
+    append_elsewhere(&store, &acc, deposited(1), 1).await;
+    let behind = CommandRequest::json(acc.clone(), "Deposit", &json!({"amount": 1})).expecting(2);
+    match runtime.execute(behind).await {
+        Err(CommandError::Conflict(c)) => assert_eq!((c.expected, c.actual), (2, 3)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // A rejection decided at the expected version, the stream having moved
+    // on meanwhile: the conflict, not the rejection nor a retryable error.
+    store.move_on_every_check.store(false, Ordering::SeqCst);
+    assert_eq!(runtime.state(&acc).await.unwrap().version, 3);
+    store.move_on_every_check.store(true, Ordering::SeqCst);
+    let too_much =
+        CommandRequest::json(acc.clone(), "Withdraw", &json!({"amount": 1_000})).expecting(3);
+    match runtime.execute(too_much).await {
+        Err(CommandError::Conflict(c)) => assert_eq!((c.expected, c.actual), (3, 4)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    store.move_on_every_check.store(false, Ordering::SeqCst);
+    assert_eq!(store.inner.stream_version(&acc).await.unwrap(), 4);
 }
 
 #[tokio::test]

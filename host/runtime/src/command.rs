@@ -130,6 +130,21 @@ fn instances_kept_failing(stream: &StreamId) -> CommandError {
     })
 }
 
+/// What a decision made on a stale live copy comes to, the store being at
+/// `stored`: with an expected version (which the live version matched, so
+/// `stored` does not), a conflict that is true now; without, decide again.
+fn stale(request: &CommandRequest, stored: u64) -> Result<Decided, CommandError> {
+    match request.expected_version {
+        Some(expected) => Err(VersionConflict {
+            stream: request.stream.clone(),
+            expected,
+            actual: stored,
+        }
+        .into()),
+        None => Ok(Decided::Refresh),
+    }
+}
+
 /// A read-only call on a live aggregate: its answer and the version it
 /// was made at.
 type LiveRead<R> = fn(&mut super::partition::Partition, &StreamId) -> Result<(R, u64), CallError>;
@@ -162,10 +177,12 @@ impl Runtime {
     ///
     /// **Invariant:** every definite answer is true of the stream at some
     /// instant during the call. Events stored by this call are fenced by
-    /// the append's expected version. A rejection, a conflict found on the
-    /// live version, and a command that changes nothing are only answered
-    /// once the store confirms the live version is the stream's version;
-    /// otherwise the aggregate is rebuilt and decides again. A conflict is
+    /// the append's expected version. A rejection and a command that
+    /// changes nothing are only answered once the store confirms the live
+    /// version is the stream's version; otherwise the aggregate is rebuilt
+    /// and decides again, or, for a command with an expected version, gets
+    /// the conflict with the store's version (read after the live one, so
+    /// true then, however fast the stream moves). A conflict is
     /// never answered for a command whose command id is stored: its first
     /// outcome is. A command without an expected version that meets a
     /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
@@ -267,13 +284,17 @@ impl Runtime {
         if let Some(expected) = request.expected_version
             && expected != version
         {
-            if !self.confirm_current(partition, stream, version).await? {
+            // The conflict is true if the store's version, read now, is not
+            // the expected one either (however often the stream moves); only
+            // a live copy behind a store at the expected version decides again.
+            let stored = self.stored_version(partition, stream, version).await?;
+            if stored == expected {
                 return Ok(Decided::Refresh);
             }
             return Err(VersionConflict {
                 stream: stream.clone(),
                 expected,
-                actual: version,
+                actual: stored,
             }
             .into());
         }
@@ -300,8 +321,9 @@ impl Runtime {
         let new_events = match decision {
             Ok(events) => events,
             Err(rejection) => {
-                if !self.confirm_current(partition, stream, version).await? {
-                    return Ok(Decided::Refresh);
+                let stored = self.stored_version(partition, stream, version).await?;
+                if stored != version {
+                    return stale(request, stored);
                 }
                 return Err(CommandError::Rejected(rejection));
             }
@@ -312,8 +334,9 @@ impl Runtime {
                 .map(|e| (e.event_type.as_str(), e.data.len())),
         )?;
         if new_events.is_empty() {
-            if !self.confirm_current(partition, stream, version).await? {
-                return Ok(Decided::Refresh);
+            let stored = self.stored_version(partition, stream, version).await?;
+            if stored != version {
+                return stale(request, stored);
             }
             return Ok(Decided::Done(CommandOutcome {
                 events: Vec::new(),
@@ -397,19 +420,29 @@ impl Runtime {
     }
 
     /// Whether the live `version` of `stream` is still the stream's version
-    /// in the store. If not, the live copy is passivated (its next use
-    /// rebuilds it) and the caller decides again. A store that answers with
-    /// an older version than the live one cannot be trusted now: a
-    /// retryable error.
+    /// in the store: see [`Runtime::stored_version`].
     async fn confirm_current(
         &self,
         partition: &PartitionHandle,
         stream: &StreamId,
         version: u64,
     ) -> Result<bool, CommandError> {
+        Ok(self.stored_version(partition, stream, version).await? == version)
+    }
+
+    /// The stream's version in the store, read now. If it is not the live
+    /// `version`, the live copy is passivated (its next use rebuilds it).
+    /// A store that answers with an older version than the live one cannot
+    /// be trusted now: a retryable error.
+    async fn stored_version(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        version: u64,
+    ) -> Result<u64, CommandError> {
         let stored = self.inner.store.stream_version(stream).await?;
         if stored == version {
-            return Ok(true);
+            return Ok(stored);
         }
         let s = stream.clone();
         partition.call(move |p| p.passivate(&s)).await?;
@@ -422,7 +455,7 @@ impl Runtime {
             }));
         }
         tracing::debug!(%stream, live = version, stored, "the live copy was stale; rebuilding it");
-        Ok(false)
+        Ok(stored)
     }
 
     /// Derives the aggregate's state by activating it (if not live) and
