@@ -18,7 +18,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "aether-cluster",
-        &["aether-core", "aether-store", "aether-runtime"],
+        &[
+            "aether-core",
+            "aether-store",
+            "aether-runtime",
+            "aether-service",
+        ],
     ),
     (
         "aether-node",

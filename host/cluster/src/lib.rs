@@ -358,7 +358,8 @@ impl Drop for Cluster {
 }
 
 /// Commands sent by NATS clients to the submit subject: routed like
-/// commands from HTTP; the reply is the [`Reply`] as JSON.
+/// commands from HTTP; the reply is the status and body the HTTP API would
+/// answer (`aether_service::Envelope`, `{"status": …, "body": …}`).
 async fn serve_submissions(
     client: async_nats::Client,
     mut submit: async_nats::Subscriber,
@@ -371,7 +372,8 @@ async fn serve_submissions(
                 return;
             };
             let reply = router.submitted(&message).await;
-            let bytes = serde_json::to_vec(&reply).expect("a reply encodes");
+            let envelope = aether_service::Envelope::from(&reply);
+            let bytes = serde_json::to_vec(&envelope).expect("a reply encodes");
             let _ = client.publish(reply_to, bytes.into()).await;
         });
     }

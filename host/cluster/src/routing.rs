@@ -10,8 +10,10 @@
 //! ```
 //!
 //! Only the owner subscribes to a shard's subject, and only while its gate
-//! is open. The owner answers with the same HTTP status and JSON body a
-//! single node would give, and the entry node passes them on unchanged.
+//! is open. The owner answers with the typed answer or error a single node
+//! would give ([`Reply`]), and the entry node passes it on unchanged; the
+//! cluster's own errors are `aether_service::ServiceError`s too (no HTTP
+//! status is built here: the transport that carries the reply out does).
 //!
 //! A node that was paused (SIGSTOP, a long GC-like stall of the machine)
 //! or cut off from NATS may still be subscribed when it resumes, next to
@@ -41,13 +43,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::gate::ShardGate;
 use super::health::Health;
 use super::placement::ShardMap;
 use aether_runtime::CommandRequest;
+use aether_service::{Answered, ErrorCode, ServiceError};
 use aether_store::StreamId;
 
 /// What a node forwards to a shard's owner.
@@ -96,44 +98,22 @@ impl Routed {
     }
 }
 
-/// The answer to a routed request: an HTTP status and JSON body, exactly
-/// as the API gives them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
-    /// The HTTP status.
-    pub status: u16,
-    /// The JSON body.
-    pub body: Value,
+/// The answer to a routed request: the typed answer or error a single
+/// node would give.
+pub type Reply = Result<Answered, ServiceError>;
+
+/// Whether `reply` is a command's success that stored events (true
+/// whoever answered it: the store's version check fences a stale writer).
+fn stored_events(reply: &Reply) -> bool {
+    reply.as_ref().is_ok_and(Answered::stored_events)
 }
 
-impl Reply {
-    /// An error reply in the API's format (`error`, `message`).
-    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: json!({ "error": code, "message": message.into() }),
-        }
-    }
-}
-
-impl Reply {
-    /// Whether this is a command's success that stored events (HTTP 200
-    /// with a non-empty `events` array): true whoever answered it, since
-    /// the store's version check fences a stale writer.
-    pub fn stored_events(&self) -> bool {
-        self.status == 200
-            && self.body["events"]
-                .as_array()
-                .is_some_and(|events| !events.is_empty())
-    }
-
-    fn lapsed(shard: u32) -> Self {
-        Reply::error(
-            503,
-            "shard_unavailable",
-            format!("ownership of shard {shard} lapsed while answering: retry"),
-        )
-    }
+/// The answer when `shard`'s ownership lapsed while this node worked on it.
+fn lapsed(shard: u32) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::ShardUnavailable,
+        format!("ownership of shard {shard} lapsed while answering: retry"),
+    )
 }
 
 /// What an owner sends back.
@@ -156,7 +136,7 @@ enum Answer {
 /// map, unless the reply stored events.
 fn trusted(current: Option<&ShardMap>, shard: u32, epoch: u64, node: &str, reply: &Reply) -> bool {
     let Some(current) = current else { return true };
-    reply.stored_events() || epoch >= current.epoch || current.owner(shard) == Some(node)
+    stored_events(reply) || epoch >= current.epoch || current.owner(shard) == Some(node)
 }
 
 /// What the cluster needs from the node it runs in.
@@ -167,7 +147,7 @@ pub trait ShardHost: Send + Sync + 'static {
 
     /// Whether the holder of `token` may send `routed` (NATS submissions
     /// carry the same bearer tokens as HTTP requests).
-    fn admit(&self, token: Option<&str>, routed: &Routed) -> Result<(), Reply>;
+    fn admit(&self, token: Option<&str>, routed: &Routed) -> Result<(), ServiceError>;
 
     /// Passivates the live aggregates `matches` selects (a shard is leaving
     /// or arriving: its cached state may be stale).
@@ -210,10 +190,10 @@ impl Router {
         loop {
             if let Some(pass) = self.gate.enter(shard) {
                 let reply = self.host.run(routed).await;
-                return if pass.still_owned() || reply.stored_events() {
+                return if pass.still_owned() || stored_events(&reply) {
                     reply
                 } else {
-                    Reply::lapsed(shard)
+                    Err(lapsed(shard))
                 };
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -237,25 +217,23 @@ impl Router {
                     }
                     Ok(Answer::NotServing) => {}
                     Err(error) => {
-                        return Reply::error(
-                            502,
-                            "cluster_error",
+                        return Err(ServiceError::new(
+                            ErrorCode::ClusterError,
                             format!("shard {shard}'s owner sent an unreadable answer: {error}"),
-                        );
+                        ));
                     }
                 },
                 Err(error)
                     if error.kind() == async_nats::RequestErrorKind::TimedOut
                         && attempt >= remaining =>
                 {
-                    return Reply::error(
-                        504,
-                        "owner_timeout",
+                    return Err(ServiceError::new(
+                        ErrorCode::OwnerTimeout,
                         format!(
                             "shard {shard}'s owner did not answer within {:?}; the command may or may not have been carried out: retry it with the same command_id",
                             self.timeout
                         ),
-                    );
+                    ));
                 }
                 // No responders: nobody serves the shard yet, so nobody
                 // got it. Try again until the deadline.
@@ -264,25 +242,23 @@ impl Router {
                 // left): the owner may have the request. Only what may be
                 // carried out twice is sent again.
                 Err(error) if matches!(&routed, Routed::Command(c) if c.command_id.is_none()) => {
-                    return Reply::error(
-                        504,
-                        "owner_timeout",
+                    return Err(ServiceError::new(
+                        ErrorCode::OwnerTimeout,
                         format!(
                             "the request to shard {shard}'s owner failed ({error}); the command may or may not have been carried out: send commands with a command_id to retry them safely"
                         ),
-                    );
+                    ));
                 }
                 Err(_) => {}
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
-                return Reply::error(
-                    503,
-                    "shard_unavailable",
+                return Err(ServiceError::new(
+                    ErrorCode::ShardUnavailable,
                     format!(
                         "no node served shard {shard} within {:?} (a node joined or left and the shard is moving): retry",
                         self.timeout
                     ),
-                );
+                ));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
@@ -318,13 +294,11 @@ impl Router {
         };
         let reply = match Routed::decode(payload) {
             Ok(routed) => self.host.run(routed).await,
-            Err(error) => Reply::error(
-                400,
-                "malformed_request",
-                format!("unreadable routed request: {error}"),
-            ),
+            Err(error) => Err(ServiceError::malformed(format!(
+                "unreadable routed request: {error}"
+            ))),
         };
-        if !pass.still_owned() && !reply.stored_events() {
+        if !pass.still_owned() && !stored_events(&reply) {
             tracing::warn!(shard, "ownership lapsed while answering: no answer sent");
             return None;
         }
@@ -341,11 +315,9 @@ impl Router {
         let routed = match Routed::decode(&message.payload) {
             Ok(routed) => routed,
             Err(error) => {
-                return Reply::error(
-                    400,
-                    "malformed_request",
-                    format!("unreadable request: {error}"),
-                );
+                return Err(ServiceError::malformed(format!(
+                    "unreadable request: {error}"
+                )));
             }
         };
         let token = message
@@ -353,9 +325,7 @@ impl Router {
             .as_ref()
             .and_then(|h| h.get("Authorization"))
             .and_then(|v| v.as_str().strip_prefix("Bearer "));
-        if let Err(reply) = self.host.admit(token, &routed) {
-            return reply;
-        }
+        self.host.admit(token, &routed)?;
         self.route(routed).await
     }
 
@@ -422,6 +392,7 @@ impl ShardServer {
 mod tests {
     use super::*;
     use aether_core::namespace::{AggregateId, AggregateType, Namespace};
+    use serde_json::json;
 
     #[test]
     fn a_command_travels_with_its_raw_payload() {
@@ -452,38 +423,58 @@ mod tests {
     }
 
     fn stored() -> Reply {
-        Reply {
-            status: 200,
-            body: json!({"version": 4, "duplicate": false, "events": [{"version": 4}]}),
+        Ok(Answered::Command(aether_service::CommandAnswer {
+            duplicate: false,
+            events: vec![event(4)],
+            version: 4,
+        }))
+    }
+
+    fn event(version: u64) -> aether_service::EventJson {
+        aether_service::EventJson {
+            content_type: "application/json".into(),
+            data: json!({"amount": 1}),
+            event_type: "Deposited".into(),
+            id: "0190".into(),
+            metadata: Default::default(),
+            position: version,
+            stream: "bank/account/a-1".into(),
+            timestamp_ms: 1,
+            version,
         }
+    }
+
+    fn read() -> Reply {
+        Ok(Answered::State(aether_service::StateAnswer {
+            state: b"{}".to_vec(),
+            stream: "bank/account/a-1".into(),
+            version: 2,
+        }))
+    }
+
+    fn rejected() -> Reply {
+        Err(ServiceError::new(ErrorCode::Rejected, "insufficient funds"))
     }
 
     #[test]
     fn only_commands_that_stored_events_count_as_stored() {
-        assert!(stored().stored_events());
-        let none = Reply {
-            status: 200,
-            body: json!({"version": 4, "duplicate": true, "events": []}),
-        };
-        assert!(!none.stored_events(), "a duplicate stored nothing");
-        let read = Reply {
-            status: 200,
-            body: json!({"version": 4, "state": {}}),
-        };
-        assert!(!read.stored_events());
-        assert!(!Reply::error(409, "rejected", "insufficient funds").stored_events());
-        assert!(!Reply::lapsed(3).stored_events());
-        assert_eq!(Reply::lapsed(3).status, 503);
+        assert!(stored_events(&stored()));
+        let none = Ok(Answered::Command(aether_service::CommandAnswer {
+            duplicate: true,
+            events: vec![],
+            version: 4,
+        }));
+        assert!(!stored_events(&none), "a duplicate stored nothing");
+        assert!(!stored_events(&read()));
+        assert!(!stored_events(&rejected()));
+        assert!(!stored_events(&Err(lapsed(3))));
+        assert_eq!(lapsed(3).http_status(), 503);
     }
 
     #[test]
     fn a_former_owner_answering_from_an_older_map_is_not_trusted() {
         let current = map_of(7, "b");
-        let read = Reply {
-            status: 200,
-            body: json!({"version": 2, "state": {}}),
-        };
-        let rejected = Reply::error(409, "rejected", "insufficient funds");
+        let (read, rejected) = (read(), rejected());
         // "a" owned shard 0 at epoch 6; "b" owns it at 7.
         assert!(!trusted(Some(&current), 0, 6, "a", &read));
         assert!(!trusted(Some(&current), 0, 6, "a", &rejected));
@@ -502,15 +493,22 @@ mod tests {
 
     #[test]
     fn an_answer_names_its_node_and_epoch_on_the_wire() {
-        let answer = Answer::Done {
-            epoch: 9,
-            node: "node-2".into(),
-            reply: stored(),
-        };
-        let bytes = serde_json::to_vec(&answer).unwrap();
-        let Answer::Done { epoch, node, reply } = serde_json::from_slice(&bytes).unwrap() else {
-            panic!("not done")
-        };
-        assert_eq!((epoch, node.as_str(), reply), (9, "node-2", stored()));
+        for reply in [stored(), read(), rejected()] {
+            let answer = Answer::Done {
+                epoch: 9,
+                node: "node-2".into(),
+                reply: reply.clone(),
+            };
+            let bytes = serde_json::to_vec(&answer).unwrap();
+            let Answer::Done {
+                epoch,
+                node,
+                reply: decoded,
+            } = serde_json::from_slice(&bytes).unwrap()
+            else {
+                panic!("not done")
+            };
+            assert_eq!((epoch, node.as_str(), decoded), (9, "node-2", reply));
+        }
     }
 }

@@ -173,28 +173,6 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
-impl RecordedEvent {
-    /// The event as JSON for people and scripts: a JSON payload is shown as
-    /// JSON, any other as text (lossy UTF-8). The form `aether events --json`
-    /// prints and the node's API returns.
-    pub fn to_json(&self) -> serde_json::Value {
-        let data = serde_json::from_slice::<serde_json::Value>(&self.data).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&self.data).into_owned())
-        });
-        serde_json::json!({
-            "id": self.id.to_string(),
-            "stream": self.stream.to_string(),
-            "version": self.version,
-            "position": self.position,
-            "event_type": self.event_type,
-            "content_type": self.content_type,
-            "data": data,
-            "metadata": self.metadata,
-            "timestamp_ms": self.timestamp_ms,
-        })
-    }
-}
-
 impl AppendOutcome {
     /// The stream version after the append (the last event's version); 0 if
     /// there are no events.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use anyhow::{Result, bail};
 
 use super::Node;
-use super::api::{self, ApiError};
 use aether_cluster::{Cluster, ClusterConfig, Reply, Routed, ShardHost, StreamFilter};
+use aether_service::{Answered, ServiceError};
 
 impl Node {
     /// Joins the cluster `config` describes; from then on commands and
@@ -26,43 +26,27 @@ impl Node {
 /// owns the cluster.
 struct NodeShards(Weak<Node>);
 
-fn stopped() -> Reply {
-    Reply::error(503, "shutting_down", "the node is shutting down")
-}
-
-fn reply(result: Result<serde_json::Value, ApiError>) -> Reply {
-    match result {
-        Ok(body) => Reply { status: 200, body },
-        Err(error) => Reply {
-            status: error.status.as_u16(),
-            body: error.body(),
-        },
-    }
+fn stopped() -> ServiceError {
+    ServiceError::shutting_down("the node is shutting down")
 }
 
 #[async_trait::async_trait]
 impl ShardHost for NodeShards {
     async fn run(&self, routed: Routed) -> Reply {
         let Some(node) = self.0.upgrade() else {
-            return stopped();
+            return Err(stopped());
         };
         match routed {
-            Routed::Command(command) => reply(api::run_command(&node, command).await),
-            Routed::State { stream } => reply(api::read_state(&node, &stream).await),
+            Routed::Command(command) => node.run_command(command).await.map(Answered::Command),
+            Routed::State { stream } => node.read_state(&stream).await.map(Answered::State),
         }
     }
 
-    fn admit(&self, token: Option<&str>, routed: &Routed) -> Result<(), Reply> {
-        let Some(node) = self.0.upgrade() else {
-            return Err(stopped());
-        };
-        let check = || -> Result<(), ApiError> {
-            let principal = token
-                .and_then(|t| node.tenants().authenticate(t.trim()))
-                .ok_or_else(ApiError::unauthorized)?;
-            api::may_use(&node, &principal, &routed.stream().namespace)
-        };
-        check().map_err(|error| reply(Err(error)))
+    fn admit(&self, token: Option<&str>, routed: &Routed) -> Result<(), ServiceError> {
+        let node = self.0.upgrade().ok_or_else(stopped)?;
+        let token = token.ok_or_else(ServiceError::unauthorized)?;
+        let principal = node.authenticate(token.trim())?;
+        node.may_use(&principal, &routed.stream().namespace)
     }
 
     async fn passivate(&self, matches: StreamFilter) {

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{Request, Response, header};
 use axum::response::IntoResponse;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -49,6 +49,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::api::ApiError;
+use aether_service::ErrorCode;
 
 /// The endpoints a connection from the operations reserve may use.
 const OPERATIONS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -254,8 +255,7 @@ fn request_service(
             let in_flight = InFlight::begin(activity);
             if operations_only && !OPERATIONS.contains(&request.uri().path()) {
                 let mut refused = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    ErrorCode::Overloaded,
                     format!(
                         "the node has {} connections open, its limit: retry later \
                          (only /healthz, /readyz and /metrics are served on this connection)",

@@ -28,6 +28,7 @@ mod limits;
 pub mod metrics;
 pub mod registry;
 mod serve;
+pub mod service;
 mod slots;
 mod tenants;
 pub mod verify;

@@ -35,17 +35,8 @@ pub use aether_core::namespace::layout::SYSTEM_NAMESPACE;
 /// The event type of a registry change.
 const ACTIVATED: &str = "ComponentActivated";
 
-/// Why the registry changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// A component was uploaded and activated.
-    Deploy,
-    /// A component deployed before was activated again.
-    Activate,
-    /// The component active before the current one was activated again.
-    Rollback,
-}
+/// Why the registry changed (stored in its events as `action`).
+pub use aether_service::Action;
 
 /// One change of the active component of an aggregate type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

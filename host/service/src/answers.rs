@@ -239,6 +239,26 @@ pub struct AggregateTypesAnswer {
     pub aggregate_types: Vec<AggregateTypeAnswer>,
 }
 
+/// The answer to a request routed to a shard's owner: what a single node
+/// would have answered, typed. The cluster carries it (or the
+/// [`ServiceError`]) between nodes as it is and never builds HTTP statuses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answered {
+    /// A command carried out.
+    Command(CommandAnswer),
+    /// An aggregate's state.
+    State(StateAnswer),
+}
+
+impl Answered {
+    /// Whether it is a command's success that stored events: true whoever
+    /// answered it, since the store's version check fences a stale writer.
+    pub fn stored_events(&self) -> bool {
+        matches!(self, Answered::Command(answer) if answer.stored_events())
+    }
+}
+
 /// The reply to a request on the NATS submit subject: the status and body
 /// the HTTP API would answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,12 +287,21 @@ impl Envelope {
     }
 }
 
+impl From<&Result<Answered, crate::ServiceError>> for Envelope {
+    fn from(reply: &Result<Answered, crate::ServiceError>) -> Self {
+        match reply {
+            Ok(Answered::Command(answer)) => Envelope::ok(answer),
+            Ok(Answered::State(answer)) => Envelope::ok(answer),
+            Err(error) => Envelope::error(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use aether_core::namespace::layout::parse_stream_key;
     use aether_store::{EventMetadata, RecordedEvent};
-    use serde_json::json;
 
     fn event() -> RecordedEvent {
         RecordedEvent {
@@ -297,17 +326,24 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The API's bytes for [`event`] (as `RecordedEvent::to_json` wrote
+    /// them before the typed answers replaced it).
+    const EVENT: &str = r#"{"content_type":"application/json","data":{"amount":5,"note":"x"},"event_type":"Deposited","id":"0190b3c2-7d7e-7a6b-9c1d-2e3f4a5b6c7d","metadata":{"causation_id":"k","command_id":"c-1","component_digest":"d","correlation_id":null},"position":9,"stream":"bank/account/a-1","timestamp_ms":1700000000000,"version":3}"#;
+
     #[test]
-    fn an_event_is_written_as_record_to_json_writes_it() {
+    fn an_event_has_the_apis_bytes() {
         let event = event();
         let typed = serde_json::to_string(&EventJson::from(&event)).unwrap();
-        assert_eq!(typed, serde_json::to_string(&event.to_json()).unwrap());
+        assert_eq!(typed, EVENT);
         let text = RecordedEvent {
             data: b"not json".to_vec(),
             ..event
         };
         let typed = serde_json::to_string(&EventJson::from(&text)).unwrap();
-        assert_eq!(typed, serde_json::to_string(&text.to_json()).unwrap());
+        assert_eq!(
+            typed,
+            EVENT.replace(r#"{"amount":5,"note":"x"}"#, r#""not json""#)
+        );
     }
 
     #[test]
@@ -318,16 +354,9 @@ mod tests {
             events: vec![EventJson::from(&event)],
             version: 3,
         };
-        let old = json!({
-            "version": 3,
-            "duplicate": false,
-            "events": [event.to_json()],
-        });
-        assert_eq!(
-            serde_json::to_string(&answer).unwrap(),
-            serde_json::to_string(&old).unwrap()
-        );
-        let back: CommandAnswer = serde_json::from_value(old).unwrap();
+        let bytes = format!(r#"{{"duplicate":false,"events":[{EVENT}],"version":3}}"#);
+        assert_eq!(serde_json::to_string(&answer).unwrap(), bytes);
+        let back: CommandAnswer = serde_json::from_str(&bytes).unwrap();
         assert_eq!(back, answer);
     }
 

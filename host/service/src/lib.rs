@@ -25,8 +25,8 @@ pub mod ops;
 mod requests;
 
 pub use answers::{
-    Action, ActivationAnswer, AggregateTypeAnswer, AggregateTypesAnswer, CommandAnswer, Envelope,
-    EventJson, EventsPage, HistoryAnswer, MetadataJson, StateAnswer,
+    Action, ActivationAnswer, AggregateTypeAnswer, AggregateTypesAnswer, Answered, CommandAnswer,
+    Envelope, EventJson, EventsPage, HistoryAnswer, MetadataJson, StateAnswer,
 };
 pub use code::ErrorCode;
 pub use error::ServiceError;

@@ -5,6 +5,8 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use ureq::Agent;
 
@@ -64,6 +66,31 @@ impl Client {
             request = request.header("Authorization", auth);
         }
         answer(request.call(), &self.base)
+    }
+
+    /// `GET path`, answering one of the API's typed answers
+    /// (`aether_service`'s types, the node's own).
+    pub(crate) fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(auth) = self.auth() {
+            request = request.header("Authorization", auth);
+        }
+        typed(&answer_text(request.call(), &self.base)?)
+    }
+
+    /// `POST path` with `body` as JSON, answering a typed answer.
+    pub(crate) fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        let bytes = serde_json::to_vec(body).context("encoding the request")?;
+        let mut request = self.agent.post(self.url(path));
+        if let Some(auth) = self.auth() {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.content_type("application/json").send(bytes);
+        typed(&answer_text(response, &self.base)?)
     }
 
     /// `DELETE path`, answering JSON.
@@ -204,6 +231,15 @@ fn answer(
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     base: &str,
 ) -> Result<Value> {
+    let text = answer_text(response, base)?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The text of a successful answer, or the node's error as [`ApiFailure`].
+fn answer_text(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    base: &str,
+) -> Result<String> {
     let mut response = response.map_err(|e| unreachable_node(e, base))?;
     let status = response.status().as_u16();
     let text = response
@@ -212,9 +248,19 @@ fn answer(
         .limit(256 << 20)
         .read_to_string()
         .context("reading the node's answer")?;
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status < 400 {
-        return Ok(body);
+        return Ok(text);
     }
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Err(failure(status, body).into())
+}
+
+/// A typed answer from its JSON text.
+fn typed<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).with_context(|| {
+        format!(
+            "the node's answer is not what this CLI expects (another version?): {}",
+            text.chars().take(200).collect::<String>()
+        )
+    })
 }

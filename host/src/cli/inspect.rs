@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use aether_host::runtime::{DirectAggregate, Runtime, RuntimeConfig, stream_id};
-use aether_host::store::{EmbeddedStore, EventStore, RecordedEvent, StreamId};
+use aether_host::service::{EventsQuery, ops};
+use aether_host::store::{EmbeddedStore, EventStore, StreamId};
 
 use super::client::Connection;
 use super::remote;
@@ -53,8 +54,8 @@ pub(crate) struct StateArgs {
     component: Option<PathBuf>,
 }
 
-/// Events read per round trip to the store.
-const PAGE: usize = 4096;
+/// Events read per round trip to the store (a page of the API's).
+const PAGE: usize = aether_host::service::MAX_PAGE;
 /// Replays longer than this many events show a progress bar.
 const PROGRESS_AFTER: u64 = 20_000;
 
@@ -76,29 +77,36 @@ pub(crate) async fn events(args: EventsArgs) -> Result<()> {
     let mut count = 0u64;
     let mut all = Vec::new();
     loop {
-        let page = store.read_stream(&stream, from, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        from = last.version + 1;
-        count += page.len() as u64;
+        // The service's read, as a node's `GET …/events` makes it.
+        let query = EventsQuery {
+            from: Some(from),
+            limit: Some(PAGE),
+        };
+        let page = ops::events(&*store, &stream, &query).await?;
+        if page.events.is_empty() {
+            break;
+        }
+        from = page.next_version;
+        count += page.events.len() as u64;
         if args.target.json {
-            all.extend(page.iter().map(RecordedEvent::to_json));
-        } else {
-            if count == page.len() as u64 {
-                println!(
-                    "{:>6}  {:>8}  {:<24}  {:<20}  data",
-                    "version", "position", "recorded", "type"
-                );
-            }
-            for event in &page {
-                println!(
-                    "{:>6}  {:>8}  {:<24}  {:<20}  {}",
-                    event.version,
-                    event.position,
-                    format_timestamp(event.timestamp_ms),
-                    event.event_type,
-                    String::from_utf8_lossy(&event.data)
-                );
-            }
+            all.extend(page.events);
+            continue;
+        }
+        if count == page.events.len() as u64 {
+            println!(
+                "{:>6}  {:>8}  {:<24}  {:<20}  data",
+                "version", "position", "recorded", "type"
+            );
+        }
+        for event in &page.events {
+            println!(
+                "{:>6}  {:>8}  {:<24}  {:<20}  {}",
+                event.version,
+                event.position,
+                format_timestamp(event.timestamp_ms),
+                event.event_type,
+                event.data
+            );
         }
     }
     if args.target.json {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, Connection};
 use super::time::format_timestamp;
+use aether_service::{CommandAnswer, EventJson, EventsPage, SendCommand, StateAnswer};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NamespaceCommand {
@@ -170,7 +171,7 @@ pub(crate) struct TailArgs {
     json: bool,
 }
 
-fn print_json(value: &Value) -> Result<()> {
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -417,32 +418,34 @@ pub(crate) fn send(args: SendArgs) -> Result<()> {
         Some(text) => serde_json::from_str(text).context("the command data is not JSON")?,
         None => Value::Null,
     };
-    let mut body = json!({ "type": args.command_type, "data": data });
-    if let Some(version) = args.expected_version {
-        body["expected_version"] = json!(version);
-    }
-    if let Some(id) = &args.command_id {
-        body["command_id"] = json!(id);
-    }
+    let command = SendCommand {
+        command_type: args.command_type.clone(),
+        data,
+        expected_version: args.expected_version,
+        command_id: args.command_id.clone(),
+        correlation_id: None,
+        causation_id: None,
+    };
     let path = format!(
         "/v1/namespaces/{}/aggregates/{}/{}/commands",
         args.namespace, args.aggregate_type, args.aggregate_id
     );
-    let answer = Client::new(&args.connection).send_json("POST", &path, Some(&body))?;
+    let answer: CommandAnswer = Client::new(&args.connection).post_as(&path, &command)?;
     if args.json {
         return print_json(&answer);
     }
-    let events = answer["events"].as_array().cloned().unwrap_or_default();
-    let version = answer["version"].as_u64().unwrap_or(0);
-    let what = if answer["duplicate"] == json!(true) {
+    let what = if answer.duplicate {
         "already carried out (same command id); nothing new stored"
-    } else if events.is_empty() {
+    } else if answer.events.is_empty() {
         "accepted; no events"
     } else {
         "accepted"
     };
-    println!("{}: {what}; now at version {version}", args.aggregate_id);
-    for event in &events {
+    println!(
+        "{}: {what}; now at version {}",
+        args.aggregate_id, answer.version
+    );
+    for event in &answer.events {
         print_event(event);
     }
     Ok(())
@@ -458,18 +461,17 @@ pub(crate) fn events(
     let client = Client::new(connection);
     let (mut from, mut all) = (from.max(1), Vec::new());
     loop {
-        let page = client.get(&format!(
+        let page: EventsPage = client.get_as(&format!(
             "/v1/namespaces/{namespace}/aggregates/{aggregate_type}/{aggregate_id}/events?from={from}"
         ))?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        if events.is_empty() {
+        if page.events.is_empty() {
             break;
         }
-        from = page["next_version"].as_u64().unwrap_or(u64::MAX);
-        all.extend(events);
+        from = page.next_version;
+        all.extend(page.events);
     }
     if json {
-        return print_json(&Value::Array(all));
+        return print_json(&all);
     }
     let stream = format!("{namespace}/{aggregate_type}/{aggregate_id}");
     if all.is_empty() {
@@ -489,18 +491,15 @@ pub(crate) fn state(
     (namespace, aggregate_type, aggregate_id): (&str, &str, &str),
     json: bool,
 ) -> Result<()> {
-    let answer = Client::new(connection).get(&format!(
+    let answer: StateAnswer = Client::new(connection).get_as(&format!(
         "/v1/namespaces/{namespace}/aggregates/{aggregate_type}/{aggregate_id}"
     ))?;
     if json {
-        return print_json(&answer);
+        // Through a `Value`: the view pretty-printed with the rest.
+        return print_json(&serde_json::to_value(&answer)?);
     }
-    println!(
-        "{} at version {}",
-        answer["stream"].as_str().unwrap_or("?"),
-        answer["version"]
-    );
-    print_json(&answer["state"])
+    println!("{} at version {}", answer.stream, answer.version);
+    print_json(&answer.view().context("the node's view is not JSON")?)
 }
 
 /// `aether tail`
@@ -535,7 +534,7 @@ pub(crate) fn tail(args: TailArgs) -> Result<()> {
         match event {
             "error" => anyhow::bail!("{data}"),
             _ if args.json => println!("{data}"),
-            _ => match serde_json::from_str::<Value>(data) {
+            _ => match serde_json::from_str::<EventJson>(data) {
                 Ok(event) => print_event(&event),
                 Err(_) => println!("{data}"),
             },
@@ -547,13 +546,13 @@ pub(crate) fn tail(args: TailArgs) -> Result<()> {
 }
 
 /// One event on one line: stream, version, time, type, data.
-fn print_event(event: &Value) {
+fn print_event(event: &EventJson) {
     println!(
         "{:<32} v{:<5} {}  {:<20} {}",
-        event["stream"].as_str().unwrap_or("?"),
-        event["version"],
-        format_timestamp(event["timestamp_ms"].as_u64().unwrap_or(0)),
-        event["event_type"].as_str().unwrap_or("?"),
-        event["data"]
+        event.stream,
+        event.version,
+        format_timestamp(event.timestamp_ms),
+        event.event_type,
+        event.data
     );
 }

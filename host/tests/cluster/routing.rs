@@ -1,9 +1,10 @@
 //! Routing: any node takes any command, the owner of the aggregate's shard
 //! carries it out, and the caller sees what a single node would answer.
 
-use aether_host::cluster::{Reply, Routed, shard_of};
+use aether_host::cluster::{Routed, shard_of};
 use aether_host::namespace::{AggregateId, AggregateType, Namespace};
 use aether_host::runtime::CommandRequest;
+use aether_host::service::Envelope;
 use aether_host::store::StreamId;
 use serde_json::{Value, json};
 
@@ -148,7 +149,7 @@ fn any_node_takes_a_command_and_the_shards_owner_carries_it_out() {
                     .request_with_headers("aether.cluster.submit", headers, payload.into())
                     .await
                     .unwrap();
-                serde_json::from_slice::<Reply>(&answer.payload).unwrap()
+                serde_json::from_slice::<Envelope>(&answer.payload).unwrap()
             }
         };
         let reply = submit(Some(&cluster.token)).await;

@@ -13,6 +13,7 @@ use aether_host::cluster::{
     Cluster, ClusterConfig, Reply, Routed, ShardHost, StreamFilter, shard_of,
 };
 use aether_host::namespace::{AggregateId, AggregateType, Namespace};
+use aether_host::service::{Answered, Envelope, ServiceError, StateAnswer};
 use aether_host::store::StreamId;
 use aether_nats_harness::NatsServer;
 
@@ -27,13 +28,14 @@ struct Host {
 #[async_trait::async_trait]
 impl ShardHost for Host {
     async fn run(&self, _routed: Routed) -> Reply {
-        Reply {
-            status: 200,
-            body: serde_json::json!({"version": 1, "state": {}}),
-        }
+        Ok(Answered::State(StateAnswer {
+            state: b"{}".to_vec(),
+            stream: "bank/account/a".into(),
+            version: 1,
+        }))
     }
 
-    fn admit(&self, _token: Option<&str>, _routed: &Routed) -> Result<(), Reply> {
+    fn admit(&self, _token: Option<&str>, _routed: &Routed) -> Result<(), ServiceError> {
         Ok(())
     }
 
@@ -102,7 +104,7 @@ fn a_panic_in_the_coordinator_stops_the_node_serving_at_once() {
         let read = || Routed::State {
             stream: kept.clone(),
         };
-        assert_eq!(solo.route(read()).await.status, 200);
+        assert_eq!(Envelope::from(&solo.route(read()).await).status, 200);
         assert!(solo.failed().is_none(), "sound at first");
 
         let other = Cluster::join(config("other", &nats.url()), host(usize::MAX))
@@ -122,9 +124,9 @@ fn a_panic_in_the_coordinator_stops_the_node_serving_at_once() {
         // coordinator died before it could say otherwise) and its
         // ownership deadline is 30 s away, yet solo serves it no more.
         assert!(solo.status().serving > 0);
-        let reply = solo.route(read()).await;
+        let reply = Envelope::from(&solo.route(read()).await);
         assert_ne!(reply.status, 200, "{reply:?}");
-        let reply = other.route(read()).await;
+        let reply = Envelope::from(&other.route(read()).await);
         assert_ne!(reply.status, 200, "{reply:?}");
         other.leave().await;
     });

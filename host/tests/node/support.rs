@@ -13,6 +13,7 @@ use aether_host::namespace::Namespace;
 use aether_host::namespace::layout::SYSTEM_NAMESPACE;
 use aether_host::node::{Node, NodeConfig, api};
 use aether_host::runtime::SandboxLimits;
+use aether_host::service::{CommandAnswer, ServiceError};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -240,14 +241,24 @@ impl Http {
         body["digest"].as_str().unwrap().to_owned()
     }
 
-    /// Sends a command; the status and answer.
+    /// Sends a command; the status and answer. Every answer is checked to
+    /// be the shared type's JSON: a [`CommandAnswer`] or an error whose code
+    /// and status are an `ErrorCode`'s.
     pub(crate) fn send(&self, stream: &str, command: Value) -> (u16, Value) {
         let (ns, rest) = stream.split_once('/').unwrap();
         let (ty, id) = rest.split_once('/').unwrap();
-        self.post_json(
+        let (status, body) = self.post_json(
             &format!("/v1/namespaces/{ns}/aggregates/{ty}/{id}/commands"),
             &command,
-        )
+        );
+        if status == 200 {
+            let answer: CommandAnswer = serde_json::from_value(body.clone())
+                .unwrap_or_else(|e| panic!("not a command answer ({e}): {body}"));
+            assert_eq!(serde_json::to_value(&answer).unwrap(), body);
+        } else {
+            assert_service_error(status, &body);
+        }
+        (status, body)
     }
 }
 
@@ -448,8 +459,18 @@ impl InProcess {
 pub(crate) fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"], json!(code), "{body}");
+    assert_service_error(status, body);
     assert!(
         body["message"].as_str().is_some_and(|m| m.len() > 10),
         "an error needs a message a person can act on: {body}"
     );
+}
+
+/// Asserts that `body` is a [`ServiceError`]'s body with a code of the one
+/// table (`ErrorCode`) and the status that code has everywhere.
+pub(crate) fn assert_service_error(status: u16, body: &Value) {
+    let error = ServiceError::from_body(body)
+        .unwrap_or_else(|| panic!("not an error body with a known code: {body}"));
+    assert_eq!(error.code.http_status(), status, "{body}");
+    assert_eq!(&error.body(), body, "the body is the error's, key for key");
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use aether_host::node::api::error::guest_failure_code;
+use aether_host::service::ErrorCode;
 use serde_json::json;
 
 use super::attacks::Kind;
@@ -96,5 +96,10 @@ impl Tally {
 /// (tenant B's own component failing at its limits is a 500).
 fn expected(status: u16, outcome: &str) -> bool {
     let code = outcome.split_once(' ').map_or("", |(_, code)| code);
-    status < 500 || status == 503 || status == 507 || guest_failure_code(code)
+    status < 500
+        || status == 503
+        || status == 507
+        || code
+            .parse::<ErrorCode>()
+            .is_ok_and(ErrorCode::is_guest_failure)
 }

@@ -1,4 +1,6 @@
 //! Aggregates: deploy a component, send a command, read state and events.
+//! Each handler reads the request, calls the node's service
+//! (`crate::service`) and writes its typed answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,73 +9,29 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{ApiError, authorize, body};
-use crate::Node;
-use crate::registry::Activation;
-use aether_cluster::{Reply, Routed};
-use aether_core::namespace::{AggregateId, AggregateType, Namespace};
-use aether_runtime::{CommandRequest, JSON};
-use aether_store::{RecordedEvent, StreamId};
-
-/// Events a page of `GET …/events` holds at most.
-const MAX_PAGE: usize = 10_000;
-
-/// The longest command, correlation or causation id accepted.
-const MAX_ID_BYTES: usize = 128;
-
-/// The body of `POST …/commands`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SendCommand {
-    /// The command's type, e.g. `Deposit`.
-    #[serde(rename = "type")]
-    command_type: String,
-    /// The command's JSON payload (default `null`).
-    #[serde(default)]
-    data: Value,
-    /// Carry the command out only at this version (else 409).
-    expected_version: Option<u64>,
-    /// Makes retries idempotent.
-    command_id: Option<String>,
-    correlation_id: Option<String>,
-    causation_id: Option<String>,
-}
-
-/// The query of `GET …/events`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EventsQuery {
-    /// The first version to return (default 1).
-    from: Option<u64>,
-    /// At most this many events (default and maximum 10 000).
-    limit: Option<usize>,
-}
-
-/// The aggregate types deployed in `namespace`, with their digests.
-pub(super) fn deployed(node: &Node, namespace: &Namespace) -> Vec<Value> {
-    node.runtime()
-        .deployments()
-        .into_iter()
-        .filter(|(ns, _, _)| ns == namespace)
-        .map(|(_, ty, digest)| json!({ "aggregate_type": ty, "digest": digest.to_hex() }))
-        .collect()
-}
+use super::{ApiError, body, principal};
+use crate::service::Verify;
+use crate::{Node, Principal};
+use aether_core::namespace::{AggregateType, Namespace};
+use aether_service::{
+    ActivationAnswer, AggregateRef, AggregateTypesAnswer, CommandAnswer, EventsPage, EventsQuery,
+    HistoryAnswer, SendCommand,
+};
 
 /// `GET /v1/namespaces/{ns}/aggregates`.
 pub(super) async fn types(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     ns: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let namespace = authorize(&node, &headers, &body::path(ns)?)?;
-    Ok(Json(
-        json!({ "aggregate_types": deployed(&node, &namespace) }),
-    ))
+) -> Result<Json<AggregateTypesAnswer>, ApiError> {
+    let principal = principal(&node, &headers)?;
+    let namespace = node.namespace_for(&principal, &body::path(ns)?)?;
+    Ok(Json(node.aggregate_types(&principal, &namespace)?))
 }
 
 /// The query of a deploy: `?verify=all` or `?verify=<n>` replays the
@@ -83,6 +41,23 @@ pub(super) async fn types(
 #[serde(deny_unknown_fields)]
 pub(super) struct DeployQuery {
     verify: Option<String>,
+}
+
+impl DeployQuery {
+    fn verify(&self) -> Result<Verify, ApiError> {
+        match self.verify.as_deref() {
+            None => Ok(Verify::No),
+            Some("all") => Ok(Verify::All),
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Verify::Sample)
+                .ok_or_else(|| {
+                    ApiError::malformed("`verify` is `all` or a number of streams to sample")
+                }),
+        }
+    }
 }
 
 /// `PUT /v1/namespaces/{ns}/aggregates/{type}/component`: deploys the
@@ -96,16 +71,8 @@ pub(super) async fn deploy(
     query: Result<Query<DeployQuery>, QueryRejection>,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
-    let sample = match body::query(query)?.verify.as_deref() {
-        None => None,
-        Some("all") => Some(None),
-        Some(n) => Some(Some(
-            n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ApiError::malformed("`verify` is `all` or a number of streams to sample")
-            })?,
-        )),
-    };
+    let (principal, namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
+    let verify = body::query(query)?.verify()?;
     body::require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
     let limit = node.runtime().config().max_component_bytes;
     body::refuse_declared_over(&headers, limit)?;
@@ -120,26 +87,26 @@ pub(super) async fn deploy(
         .open(&namespace, uploads)
         .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
     let bytes = body::read_upload(&headers, request, limit).await?;
-    let Some(sample) = sample else {
-        let activation = node.deploy(&namespace, &aggregate_type, bytes).await?;
-        drop(upload);
-        return Ok(Json(activation_json(&namespace, &activation)).into_response());
-    };
     let wants_progress = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
-    if !wants_progress {
-        let (activation, report) = node
-            .deploy_verified(&namespace, &aggregate_type, bytes, sample, |_, _| {})
+    if verify == Verify::No || !wants_progress {
+        let answer = node
+            .deploy_component(
+                &principal,
+                &namespace,
+                &aggregate_type,
+                bytes,
+                verify,
+                |_, _| {},
+            )
             .await?;
         drop(upload);
-        let mut answer = activation_json(&namespace, &activation);
-        answer["verification"] = json!(report);
         return Ok(Json(answer).into_response());
     }
     // Progress lines, then one line with the outcome (or the error).
-    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     tokio::spawn(async move {
         let progress = {
             let lines = lines.clone();
@@ -147,22 +114,19 @@ pub(super) async fn deploy(
                 let _ = lines.send(json!({"progress": {"done": done, "total": total}}));
             }
         };
-        let outcome = node
-            .deploy_verified(&namespace, &aggregate_type, bytes, sample, progress)
-            .await;
-        let last = match outcome {
-            Ok((activation, report)) => {
-                let mut answer = activation_json(&namespace, &activation);
-                answer["verification"] = json!(report);
-                json!({ "result": answer })
-            }
-            Err(error) => {
-                let error = ApiError::from(error);
-                let mut body = json!(error.details);
-                body["error"] = json!(error.code);
-                body["message"] = json!(error.message);
-                json!({ "error": body, "status": error.status.as_u16() })
-            }
+        let last = match node
+            .deploy_component(
+                &principal,
+                &namespace,
+                &aggregate_type,
+                bytes,
+                verify,
+                progress,
+            )
+            .await
+        {
+            Ok(answer) => json!({ "result": answer }),
+            Err(error) => json!({ "error": error.body(), "status": error.http_status() }),
         };
         let _ = lines.send(last);
         drop(upload);
@@ -181,37 +145,18 @@ pub(super) async fn deploy(
         .into_response())
 }
 
-fn activation_json(namespace: &Namespace, activation: &Activation) -> Value {
-    json!({
-        "namespace": namespace,
-        "aggregate_type": activation.aggregate_type,
-        "digest": activation.digest,
-        "previous": activation.previous,
-        "action": activation.action,
-        "state_schema": activation.state_schema,
-        "size": activation.size,
-        "at_ms": activation.at_ms,
-    })
-}
-
 /// `GET …/aggregates/{type}/components`: the type's deployment history,
 /// oldest first, and the active digest.
 pub(super) async fn history(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
-    let history = node.component_history(&namespace, &aggregate_type).await?;
-    let active = node
-        .runtime()
-        .active_component(&namespace, &aggregate_type)
-        .map(|c| c.digest().to_hex());
-    Ok(Json(json!({
-        "aggregate_type": aggregate_type,
-        "active": active,
-        "history": history.iter().map(|a| activation_json(&namespace, a)).collect::<Vec<_>>(),
-    })))
+) -> Result<Json<HistoryAnswer>, ApiError> {
+    let (principal, namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
+    Ok(Json(
+        node.history(&principal, &namespace, &aggregate_type)
+            .await?,
+    ))
 }
 
 /// The body of `POST …/aggregates/{type}/activate`.
@@ -228,13 +173,13 @@ pub(super) async fn activate(
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
     request: Body,
-) -> Result<Json<Value>, ApiError> {
-    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
+) -> Result<Json<ActivationAnswer>, ApiError> {
+    let (principal, namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
     let request: ActivateComponent = body::json(&headers, request).await?;
-    let activation = node
-        .activate(&namespace, &aggregate_type, &request.digest)
+    let answer = node
+        .activate_component(&principal, &namespace, &aggregate_type, &request.digest)
         .await?;
-    Ok(Json(activation_json(&namespace, &activation)))
+    Ok(Json(answer))
 }
 
 /// `POST …/aggregates/{type}/rollback`: activates the component that was
@@ -243,52 +188,38 @@ pub(super) async fn rollback(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let (namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
-    let activation = node.rollback(&namespace, &aggregate_type).await?;
-    Ok(Json(activation_json(&namespace, &activation)))
+) -> Result<Json<ActivationAnswer>, ApiError> {
+    let (principal, namespace, aggregate_type) = aggregate_type(&node, &headers, params)?;
+    Ok(Json(
+        node.roll_back(&principal, &namespace, &aggregate_type)
+            .await?,
+    ))
 }
 
-/// The (namespace, aggregate type) of a `…/{ns}/aggregates/{type}/…`
-/// path, once the token is authorised for the namespace.
+/// The caller, and the (namespace, aggregate type) of a
+/// `…/{ns}/aggregates/{type}/…` path once the caller is authorised for the
+/// namespace.
 fn aggregate_type(
     node: &Node,
     headers: &HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(Namespace, AggregateType), ApiError> {
+) -> Result<(Principal, Namespace, AggregateType), ApiError> {
     let (ns, ty) = body::path(params)?;
-    let namespace = authorize(node, headers, &ns)?;
-    Ok((namespace, AggregateType::new(ty)?))
+    let principal = principal(node, headers)?;
+    let namespace = node.namespace_for(&principal, &ns)?;
+    Ok((principal, namespace, AggregateType::new(ty)?))
 }
 
-/// The aggregate of a `…/{ns}/aggregates/{type}/{id}…` path, once the
-/// token is authorised for the namespace.
-fn aggregate(
-    node: &Node,
-    headers: &HeaderMap,
+/// The aggregate a `…/{ns}/aggregates/{type}/{id}…` path names.
+fn aggregate_ref(
     params: Result<Path<(String, String, String)>, PathRejection>,
-) -> Result<StreamId, ApiError> {
-    let (ns, ty, id) = body::path(params)?;
-    let namespace = authorize(node, headers, &ns)?;
-    stream(namespace, ty, id)
-}
-
-fn stream(namespace: Namespace, ty: String, id: String) -> Result<StreamId, ApiError> {
-    Ok(StreamId::new(
+) -> Result<AggregateRef, ApiError> {
+    let (namespace, aggregate_type, id) = body::path(params)?;
+    Ok(AggregateRef {
         namespace,
-        AggregateType::new(ty)?,
-        AggregateId::new(id)?,
-    ))
-}
-
-fn check_id(field: &str, id: &Option<String>) -> Result<(), ApiError> {
-    let Some(id) = id else { return Ok(()) };
-    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-        return Err(ApiError::malformed(format!(
-            "`{field}` must be 1 to {MAX_ID_BYTES} bytes without control characters"
-        )));
-    }
-    Ok(())
+        aggregate_type,
+        id,
+    })
 }
 
 /// `POST …/{type}/{id}/commands`: carries out a command (in a cluster, on
@@ -298,11 +229,12 @@ pub(super) async fn send(
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
     request: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CommandAnswer>, ApiError> {
     let started = Instant::now();
-    let (ns, ty, id) = body::path(params)?;
-    let namespace = authorize(&node, &headers, &ns)?;
-    let command = match read_command(&node, &headers, namespace.clone(), ty, id, request).await {
+    let aggregate = aggregate_ref(params)?;
+    let principal = principal(&node, &headers)?;
+    let namespace = node.namespace_for(&principal, &aggregate.namespace)?;
+    let command = match read_command(&node, &headers, &namespace, request).await {
         Ok(command) => command,
         Err(error) => {
             node.metrics()
@@ -310,117 +242,41 @@ pub(super) async fn send(
             return Err(error);
         }
     };
-    Ok(match node.cluster() {
-        Some(cluster) => routed(cluster.route(Routed::Command(command)).await),
-        None => Json(run_command(&node, command).await?).into_response(),
-    })
+    Ok(Json(node.send(&principal, &aggregate, command).await?))
 }
 
-/// A routed request's answer, as the owner gave it.
-fn routed(reply: Reply) -> Response {
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    (status, Json(reply.body)).into_response()
-}
-
-/// Reads and checks a command's body.
+/// Reads and parses a command's body, of at most the namespace's command
+/// size limit (and its envelope).
 async fn read_command(
     node: &Node,
     headers: &HeaderMap,
-    namespace: Namespace,
-    ty: String,
-    id: String,
+    namespace: &Namespace,
     request: Body,
-) -> Result<CommandRequest, ApiError> {
-    let limits = node.runtime().namespace_limits(&namespace)?;
+) -> Result<SendCommand, ApiError> {
+    let limits = node.runtime().namespace_limits(namespace)?;
     body::require_content_type(headers, &["application/json"])?;
     let limit = body::MAX_JSON_BODY.max(limits.max_command_bytes.saturating_add(64 << 10));
-    let command: SendCommand = body::parse(&body::read(request, limit).await?)?;
-    let stream = stream(namespace, ty, id)?;
-    check_id("command_id", &command.command_id)?;
-    check_id("correlation_id", &command.correlation_id)?;
-    check_id("causation_id", &command.causation_id)?;
-    let data = serde_json::to_vec(&command.data)
-        .map_err(|e| ApiError::malformed(format!("the command data cannot be encoded: {e}")))?;
-    Ok(CommandRequest {
-        stream,
-        command_type: command.command_type,
-        content_type: JSON.to_owned(),
-        data,
-        expected_version: command.expected_version,
-        command_id: command.command_id,
-        correlation_id: command.correlation_id,
-        causation_id: command.causation_id,
-    })
-}
-
-/// Carries out a command on this node and counts it in the metrics.
-pub(crate) async fn run_command(node: &Node, command: CommandRequest) -> Result<Value, ApiError> {
-    let started = Instant::now();
-    let namespace = command.stream.namespace.clone();
-    let result = node
-        .runtime()
-        .execute(command)
-        .await
-        .map_err(ApiError::from)
-        .map(|outcome| {
-            json!({
-                "version": outcome.version,
-                "duplicate": outcome.duplicate,
-                "events": outcome.events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
-            })
-        });
-    let (outcome, failure) = match &result {
-        Ok(value) if value["duplicate"] == json!(true) => ("duplicate", None),
-        Ok(_) => ("ok", None),
-        Err(error) => {
-            let outcome = error.outcome();
-            (outcome, (outcome == "guest_failure").then_some(error.code))
-        }
-    };
-    node.metrics()
-        .command(&namespace, outcome, failure, started.elapsed());
-    result
+    body::parse(&body::read(request, limit).await?)
 }
 
 /// `GET …/{type}/{id}`: the aggregate's state (its component's view) and
-/// version (in a cluster, from the node that owns its shard).
+/// version (in a cluster, from the node that owns its shard). The view's
+/// JSON was written on the tenant's own lane and is sent as it is: a large
+/// view costs the shared async workers a copy, not a parse and a
+/// serialisation.
 pub(super) async fn state(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let stream = aggregate(&node, &headers, params)?;
-    Ok(match node.cluster() {
-        Some(cluster) => routed(cluster.route(Routed::State { stream }).await),
-        None => state_answer(&node, &stream).await?,
-    })
-}
-
-/// The aggregate's state from this node's runtime, as the bytes
-/// `Json(read_state(…))` would send (keys in order, compact), with the view
-/// written on the tenant's own lane: a large view costs the shared async
-/// workers a copy, not a parse and a serialisation.
-async fn state_answer(node: &Node, stream: &StreamId) -> Result<Response, ApiError> {
-    let (version, view) = node.runtime().state_json(stream).await?;
-    let name = serde_json::to_vec(&stream.to_string())
-        .map_err(|e| ApiError::malformed(format!("the stream name cannot be written: {e}")))?;
-    let mut body = Vec::with_capacity(view.len() + name.len() + 48);
-    body.extend_from_slice(b"{\"state\":");
-    body.extend_from_slice(&view);
-    body.extend_from_slice(b",\"stream\":");
-    body.extend_from_slice(&name);
-    body.extend_from_slice(format!(",\"version\":{version}}}").as_bytes());
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// The aggregate's state, from this node's runtime.
-pub(crate) async fn read_state(node: &Node, stream: &StreamId) -> Result<Value, ApiError> {
-    let state = node.runtime().state(stream).await?;
-    Ok(json!({
-        "stream": stream.to_string(),
-        "version": state.version,
-        "state": state.view,
-    }))
+    let aggregate = aggregate_ref(params)?;
+    let principal = principal(&node, &headers)?;
+    let answer = node.state(&principal, &aggregate).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.to_json_bytes(),
+    )
+        .into_response())
 }
 
 /// `GET …/{type}/{id}/events?from=&limit=`: the aggregate's events.
@@ -429,24 +285,10 @@ pub(super) async fn events(
     headers: HeaderMap,
     params: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let stream = aggregate(&node, &headers, params)?;
+) -> Result<Json<EventsPage>, ApiError> {
+    let aggregate = aggregate_ref(params)?;
+    let principal = principal(&node, &headers)?;
+    node.namespace_for(&principal, &aggregate.namespace)?;
     let query = body::query(query)?;
-    let from = body::start_point("`from`", query.from.unwrap_or(1))?.max(1);
-    let limit = query.limit.unwrap_or(MAX_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::malformed(format!(
-            "`limit` must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let store = node.runtime().store();
-    let events = store.read_stream(&stream, from, limit).await?;
-    let version = store.stream_version(&stream).await?;
-    let next = events.last().map_or(from, |e| e.version + 1);
-    Ok(Json(json!({
-        "stream": stream.to_string(),
-        "version": version,
-        "next_version": next,
-        "events": events.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(node.events(&principal, &aggregate, &query).await?))
 }

@@ -6,10 +6,11 @@
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use aether_service::ErrorCode;
 
 /// The largest JSON body the API reads (commands are limited further by
 /// their namespace's `max_command_bytes`).
@@ -27,8 +28,7 @@ pub(super) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Re
     }
     let given = if given.is_empty() { "none" } else { given };
     Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_content_type",
+        ErrorCode::UnsupportedContentType,
         format!(
             "the content type is {given}; send {}",
             accepted.join(" or ")
@@ -117,11 +117,7 @@ where
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(error) = cause {
             if let Some(slow) = error.downcast_ref::<crate::BodyTooSlow>() {
-                return ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    slow.to_string(),
-                );
+                return ApiError::new(ErrorCode::RequestTimeout, slow.to_string());
             }
             cause = error.source();
         }
@@ -179,10 +175,7 @@ pub(super) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiErro
 /// since no event can come after it and "the next one" would not fit.
 pub(super) fn start_point(parameter: &str, value: u64) -> Result<u64, ApiError> {
     if value == u64::MAX {
-        return Err(ApiError::malformed(format!(
-            "{parameter} is {value}, past any version or log position: it must be at most {}",
-            u64::MAX - 1
-        )));
+        return Err(aether_service::past_any(parameter, value).into());
     }
     Ok(value)
 }

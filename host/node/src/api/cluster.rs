@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde_json::Value;
 
 use super::{ApiError, admin};
 use crate::Node;
+use aether_service::ErrorCode;
 
 /// `GET /v1/cluster`: this node's view: members, leader, epoch and the
 /// shards per node; needs the admin token.
@@ -19,8 +20,7 @@ pub(super) async fn status(
     admin(&node, &headers)?;
     let cluster = node.cluster().ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_clustered",
+            ErrorCode::NotClustered,
             "this node runs alone (start it with --cluster to join a cluster)",
         )
     })?;

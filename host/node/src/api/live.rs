@@ -10,7 +10,8 @@
 //! after that position.
 //!
 //! Each event is an SSE message `event: event`, `id: <log position>`, whose
-//! data is the event's JSON ([`aether_store::RecordedEvent::to_json`]).
+//! data is the event's JSON ([`aether_service::EventJson`], as every
+//! other answer shows events).
 //! It is a [`aether_bus::catchup::CatchUp`] subscription: history first,
 //! then live, no gap, never cut off for being slow. The stream ends when
 //! the node shuts down.
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -37,6 +38,7 @@ use crate::slots::Slot;
 use aether_bus::catchup::{CatchUp, CatchUpError, StartFrom};
 use aether_bus::{Filter, IdPattern};
 use aether_core::namespace::AggregateType;
+use aether_service::ErrorCode;
 
 /// Which events of the namespace to stream, from where.
 #[derive(Debug, Deserialize)]
@@ -134,8 +136,7 @@ pub(super) async fn tail(
         .open(&namespace, limit)
         .map_err(|full| {
             ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
+                ErrorCode::TooManyStreams,
                 format!(
                     "namespace `{namespace}` already has {} live event streams open on this node (max_live_streams): close one, or retry later",
                     full.limit
@@ -188,7 +189,7 @@ impl Tail {
                 Event::default()
                     .event("event")
                     .id(event.position.to_string())
-                    .data(event.to_json().to_string()),
+                    .data(event_json(&event)),
             ),
             Err(error) => {
                 self.ended = true;
@@ -196,4 +197,9 @@ impl Tail {
             }
         }
     }
+}
+
+/// An event's JSON, as every answer shows it.
+fn event_json(event: &aether_store::RecordedEvent) -> String {
+    serde_json::to_string(&aether_service::EventJson::from(event)).expect("an event encodes")
 }

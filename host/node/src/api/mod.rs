@@ -23,9 +23,14 @@
 //! | `GET /v1/namespaces/{ns}/events/live` | ns | new events as server-sent events |
 //! | `GET /v1/cluster` | admin | members, leader, epoch, shards per node (`--cluster`) |
 //!
+//! The handlers read the request (path, query, body: their sizes, content
+//! types and timeouts are the transport's part), call the node's service
+//! (`crate::service`) and write its typed answer or error.
+//!
 //! **Invariant:** every handler that takes a namespace calls [`authorize`]
-//! before it reads or writes anything of it; a tenant's token on another
-//! namespace gets 403 whether that namespace exists or not.
+//! (or the service does) before it reads or writes anything of it; a
+//! tenant's token on another namespace gets 403 whether that namespace
+//! exists or not.
 
 mod aggregates;
 mod body;
@@ -43,7 +48,6 @@ use axum::routing::{delete, get, post, put};
 
 use super::{Node, Principal};
 use aether_core::namespace::Namespace;
-pub(crate) use aggregates::{read_state, run_command};
 pub use error::ApiError;
 
 /// The API's router over `node`.
@@ -112,9 +116,7 @@ fn principal(node: &Node, headers: &HeaderMap) -> Result<Principal, ApiError> {
         .ok()
         .and_then(bearer_token)
         .ok_or_else(ApiError::unauthorized)?;
-    node.tenants()
-        .authenticate(token)
-        .ok_or_else(ApiError::unauthorized)
+    Ok(node.authenticate(token)?)
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is
@@ -137,32 +139,10 @@ fn admin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Validates `namespace` and requires a token that may use it, then
-/// requires the namespace to exist.
+/// requires the namespace to exist ([`Node::namespace_for`]).
 fn authorize(node: &Node, headers: &HeaderMap, namespace: &str) -> Result<Namespace, ApiError> {
     let principal = principal(node, headers)?;
-    let namespace = Namespace::new(namespace)?;
-    may_use(node, &principal, &namespace)?;
-    Ok(namespace)
-}
-
-/// Requires `principal` to be allowed `namespace`, and the namespace to
-/// exist.
-pub(crate) fn may_use(
-    node: &Node,
-    principal: &Principal,
-    namespace: &Namespace,
-) -> Result<(), ApiError> {
-    if !principal.may_use(namespace) {
-        return Err(ApiError::forbidden(format!(
-            "this token does not give access to namespace `{namespace}`"
-        )));
-    }
-    if !node.tenants().exists(namespace) {
-        return Err(ApiError::from(super::TenantError::UnknownNamespace(
-            namespace.clone(),
-        )));
-    }
-    Ok(())
+    Ok(node.namespace_for(&principal, namespace)?)
 }
 
 #[cfg(test)]

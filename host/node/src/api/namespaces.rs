@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::{ApiError, admin, authorize, body};
 use crate::{EffectiveLimits, LimitOverrides, Node};
 use aether_core::namespace::Namespace;
+use aether_service::ErrorCode;
 
 /// The body of `POST /v1/namespaces`.
 #[derive(Debug, Deserialize)]
@@ -39,8 +40,7 @@ pub(super) async fn create(
     let namespace = Namespace::new(request.name)?;
     if namespace == crate::registry::SYSTEM_NAMESPACE {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("namespace `{namespace}` is reserved for the node itself: choose another name"),
         ));
     }
@@ -92,7 +92,7 @@ pub(super) async fn show(
         "limits": effective(&node, &overrides),
         "overrides": overrides,
         "usage": usage,
-        "aggregate_types": super::aggregates::deployed(&node, &namespace),
+        "aggregate_types": node.deployed(&namespace).aggregate_types,
     })))
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use super::{ApiError, admin};
 use crate::Node;
 use aether_core::namespace::Namespace;
 use aether_core::namespace::layout::SYSTEM_NAMESPACE;
+use aether_service::ErrorCode;
 
 /// `GET /healthz`: the process is up and answering.
 pub(super) async fn health() -> Json<serde_json::Value> {
@@ -29,17 +30,12 @@ pub(super) async fn ready(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if node.shutting_down() {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the node is shutting down",
         ));
     }
     if let Some(failure) = node.cluster().and_then(|c| c.failed()) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster_failed",
-            failure,
-        ));
+        return Err(ApiError::new(ErrorCode::ClusterFailed, failure));
     }
     let system = Namespace::new(SYSTEM_NAMESPACE).expect("the system namespace is valid");
     let store = node.runtime().store();
@@ -148,8 +144,7 @@ pub(super) async fn not_found() -> ApiError {
 /// A known path with a method it does not take.
 pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this path does not take that method: see docs/api.md",
     )
 }
