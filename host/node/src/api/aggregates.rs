@@ -91,30 +91,18 @@ pub(super) async fn deploy(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
-    if verify == Verify::No || !wants_progress {
+    // With progress: lines while the replays run, then one line with the
+    // outcome (or the error).
+    let lines = (verify != Verify::No && wants_progress)
+        .then(tokio::sync::mpsc::unbounded_channel::<serde_json::Value>);
+    let sender = lines.as_ref().map(|(sender, _)| sender.clone());
+    let progress = move |done: usize, total: usize| {
+        if let Some(sender) = &sender {
+            let _ = sender.send(json!({"progress": {"done": done, "total": total}}));
+        }
+    };
+    let deployed = async move {
         let answer = node
-            .deploy_component(
-                &principal,
-                &namespace,
-                &aggregate_type,
-                bytes,
-                verify,
-                |_, _| {},
-            )
-            .await?;
-        drop(upload);
-        return Ok(Json(answer).into_response());
-    }
-    // Progress lines, then one line with the outcome (or the error).
-    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    tokio::spawn(async move {
-        let progress = {
-            let lines = lines.clone();
-            move |done: usize, total: usize| {
-                let _ = lines.send(json!({"progress": {"done": done, "total": total}}));
-            }
-        };
-        let last = match node
             .deploy_component(
                 &principal,
                 &namespace,
@@ -123,13 +111,19 @@ pub(super) async fn deploy(
                 verify,
                 progress,
             )
-            .await
-        {
+            .await;
+        drop(upload);
+        answer
+    };
+    let Some((lines, receiver)) = lines else {
+        return Ok(Json(deployed.await?).into_response());
+    };
+    tokio::spawn(async move {
+        let last = match deployed.await {
             Ok(answer) => json!({ "result": answer }),
             Err(error) => json!({ "error": error.body(), "status": error.http_status() }),
         };
         let _ = lines.send(last);
-        drop(upload);
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let line = receiver.recv().await?;
