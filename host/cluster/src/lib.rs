@@ -50,6 +50,7 @@ pub mod membership;
 pub mod placement;
 pub mod routing;
 pub mod settings;
+mod spill;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -235,6 +236,7 @@ impl Cluster {
         let members = open("MEMBERS", config.lease_ttl).await?;
         let leader = open("LEADER", config.lease_ttl).await?;
         let shards = open("SHARDS", Duration::ZERO).await?;
+        let spill = spill::Spill::open(&client, &context, &config).await?;
         let gate = gate::ShardGate::new(config.shards);
         let health = health::Health::new(gate.clone());
         let router = Arc::new(routing::Router {
@@ -248,6 +250,7 @@ impl Cluster {
             attempt_timeout: config.lease_ttl,
             map: Mutex::new(None),
             health: health.clone(),
+            spill,
         });
         let status = Arc::new(Mutex::new(ClusterStatus {
             node_id: config.node_id.clone(),
@@ -288,7 +291,7 @@ impl Cluster {
             health.spawn("the coordinator", coordinator.run(stopped)),
             health.spawn(
                 "the submit server",
-                serve_submissions(client, submit, router.clone()),
+                serve_submissions(submit, router.clone()),
             ),
         ];
         tracing::info!(node = %config.node_id, shards = config.shards, "joined the cluster");
@@ -359,14 +362,11 @@ impl Drop for Cluster {
 
 /// Commands sent by NATS clients to the submit subject: routed like
 /// commands from HTTP; the reply is the status and body the HTTP API would
-/// answer (`aether_service::Envelope`, `{"status": …, "body": …}`).
-async fn serve_submissions(
-    client: async_nats::Client,
-    mut submit: async_nats::Subscriber,
-    router: Arc<routing::Router>,
-) {
+/// answer (`aether_service::Envelope`, `{"status": …, "body": …}`), spilled
+/// like an owner's answer when too large for one message.
+async fn serve_submissions(mut submit: async_nats::Subscriber, router: Arc<routing::Router>) {
     while let Some(message) = submit.next().await {
-        let (client, router) = (client.clone(), router.clone());
+        let router = router.clone();
         tokio::spawn(async move {
             let Some(reply_to) = message.reply.clone() else {
                 return;
@@ -374,7 +374,7 @@ async fn serve_submissions(
             let reply = router.submitted(&message).await;
             let envelope = aether_service::Envelope::from(&reply);
             let bytes = serde_json::to_vec(&envelope).expect("a reply encodes");
-            let _ = client.publish(reply_to, bytes.into()).await;
+            router.send_answer(reply_to, bytes.into()).await;
         });
     }
 }

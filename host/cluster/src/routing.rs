@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 use super::gate::ShardGate;
 use super::health::Health;
 use super::placement::ShardMap;
+use super::spill::{Outgoing, Spill};
 use aether_runtime::CommandRequest;
 use aether_service::{Answered, ErrorCode, ServiceError};
 use aether_store::StreamId;
@@ -174,6 +175,8 @@ pub(crate) struct Router {
     pub(crate) map: std::sync::Mutex<Option<ShardMap>>,
     /// Where a panicking shard server reports.
     pub(crate) health: Arc<Health>,
+    /// Where requests and answers too large for one NATS message go.
+    pub(crate) spill: Spill,
 }
 
 /// How long to wait before asking again when no node serves a shard.
@@ -183,9 +186,20 @@ impl Router {
     /// Has `routed` carried out by its shard's owner, waiting up to the
     /// route timeout for a shard that is moving or whose owner died.
     pub(crate) async fn route(&self, routed: Routed) -> Reply {
+        // The request as sent (spilled, if too large, on the first send),
+        // kept for the attempts that follow and deleted at the end.
+        let mut sent = None;
+        let reply = self.attempts(routed, &mut sent).await;
+        if let Some(Outgoing { object, .. }) = sent {
+            self.spill.forget(object).await;
+        }
+        reply
+    }
+
+    /// [`Router::route`]'s attempts; `sent` keeps the request as sent.
+    async fn attempts(&self, routed: Routed, sent: &mut Option<Outgoing>) -> Reply {
         let shard = super::shard_of(routed.stream(), self.shards);
         let subject = aether_core::namespace::layout::cluster_shard_subject(&self.prefix, shard);
-        let payload = Bytes::from(routed.encode());
         let deadline = Instant::now() + self.timeout;
         loop {
             if let Some(pass) = self.gate.enter(shard) {
@@ -204,11 +218,18 @@ impl Router {
                 Routed::Command(c) if c.command_id.is_none() => remaining,
                 _ => remaining.min(self.attempt_timeout),
             };
-            let request = async_nats::Request::new()
-                .payload(payload.clone())
+            let outgoing = match sent {
+                Some(outgoing) => outgoing,
+                None => sent.insert(self.spill.outgoing(Bytes::from(routed.encode())).await?),
+            };
+            let mut request = async_nats::Request::new()
+                .payload(outgoing.payload.clone())
                 .timeout(Some(attempt.max(Duration::from_millis(10))));
+            if let Some(headers) = &outgoing.headers {
+                request = request.headers(headers.clone());
+            }
             match self.client.send_request(subject.clone(), request).await {
-                Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
+                Ok(message) => match self.read_answer(&message).await {
                     Ok(Answer::Done { epoch, node, reply }) => {
                         if self.trusts(shard, epoch, &node, &reply) {
                             return reply;
@@ -219,7 +240,9 @@ impl Router {
                     Err(error) => {
                         return Err(ServiceError::new(
                             ErrorCode::ClusterError,
-                            format!("shard {shard}'s owner sent an unreadable answer: {error}"),
+                            format!(
+                                "shard {shard}'s owner sent an unreadable answer ({error:#}); a command may or may not have been carried out: retry it with the same command_id"
+                            ),
                         ));
                     }
                 },
@@ -264,6 +287,15 @@ impl Router {
         }
     }
 
+    /// An owner's answer, read from the message or from the bucket it was
+    /// spilled to (then deleted there).
+    async fn read_answer(&self, message: &async_nats::Message) -> anyhow::Result<Answer> {
+        let (payload, object) = self.spill.incoming(message).await?;
+        let answer = serde_json::from_slice::<Answer>(&payload);
+        self.spill.forget(object).await;
+        Ok(answer?)
+    }
+
     /// Whether to take `reply`, answered for `shard` by `node` at `epoch`,
     /// judged by the newest map this node holds ([`trusted`]).
     fn trusts(&self, shard: u32, epoch: u64, node: &str, reply: &Reply) -> bool {
@@ -288,15 +320,22 @@ impl Router {
     /// The answer to a request of `shard` that reached this node: `None`
     /// when this node must not answer at all (its ownership lapsed before
     /// or during the work: the shard may have another owner by now).
-    async fn answer(&self, shard: u32, payload: &[u8]) -> Option<Answer> {
+    async fn answer(&self, shard: u32, message: &async_nats::Message) -> Option<Answer> {
         let Some(pass) = self.gate.enter(shard) else {
             return (!self.gate.lapsed()).then_some(Answer::NotServing);
         };
-        let reply = match Routed::decode(payload) {
-            Ok(routed) => self.host.run(routed).await,
-            Err(error) => Err(ServiceError::malformed(format!(
-                "unreadable routed request: {error}"
-            ))),
+        let reply = match self.spill.incoming(message).await {
+            // The sender deletes a spilled request: it may send it again.
+            Ok((payload, _)) => match Routed::decode(&payload) {
+                Ok(routed) => self.host.run(routed).await,
+                Err(error) => Err(ServiceError::malformed(format!(
+                    "unreadable routed request: {error}"
+                ))),
+            },
+            Err(error) => Err(ServiceError::new(
+                ErrorCode::StoreUnavailable,
+                format!("the routed request cannot be read: {error:#}: nothing was carried out"),
+            )),
         };
         if !pass.still_owned() && !stored_events(&reply) {
             tracing::warn!(shard, "ownership lapsed while answering: no answer sent");
@@ -310,9 +349,24 @@ impl Router {
     }
 
     /// A command a NATS client sent to the submit subject: its payload is
-    /// a routed request, its `Authorization` header a bearer token.
+    /// a routed request (or, too large for a message, spilled: see
+    /// [`super::spill`]), its `Authorization` header a bearer token.
     pub(crate) async fn submitted(&self, message: &async_nats::Message) -> Reply {
-        let routed = match Routed::decode(&message.payload) {
+        let (payload, object) = match self.spill.incoming(message).await {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                return Err(ServiceError::malformed(format!(
+                    "the spilled request cannot be read: {error:#}"
+                )));
+            }
+        };
+        let reply = self.submitted_request(message, &payload).await;
+        self.spill.forget(object).await;
+        reply
+    }
+
+    async fn submitted_request(&self, message: &async_nats::Message, payload: &[u8]) -> Reply {
+        let routed = match Routed::decode(payload) {
             Ok(routed) => routed,
             Err(error) => {
                 return Err(ServiceError::malformed(format!(
@@ -329,6 +383,30 @@ impl Router {
         self.route(routed).await
     }
 
+    /// Publishes an answer (spilled if too large for a message). One that
+    /// cannot be sent is not sent at all: the sender's attempt times out
+    /// and says the outcome is unknown, which is true.
+    pub(crate) async fn send_answer(&self, reply_to: async_nats::Subject, bytes: Bytes) {
+        let outgoing = match self.spill.outgoing(bytes).await {
+            Ok(outgoing) => outgoing,
+            Err(error) => {
+                tracing::warn!(%error, "cannot answer a routed request");
+                return;
+            }
+        };
+        let sent = match outgoing.headers {
+            Some(headers) => {
+                self.client
+                    .publish_with_headers(reply_to, headers, outgoing.payload)
+                    .await
+            }
+            None => self.client.publish(reply_to, outgoing.payload).await,
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot answer a routed request");
+        }
+    }
+
     /// Starts answering requests of `shard` (its gate must be open).
     pub(crate) async fn serve(self: &Arc<Self>, shard: u32) -> anyhow::Result<ShardServer> {
         let subject = aether_core::namespace::layout::cluster_shard_subject(&self.prefix, shard);
@@ -339,16 +417,14 @@ impl Router {
             let answer = |message: async_nats::Message| {
                 let router = router.clone();
                 tokio::spawn(async move {
-                    let Some(reply_to) = message.reply else {
+                    let Some(reply_to) = message.reply.clone() else {
                         return;
                     };
-                    let Some(answer) = router.answer(shard, &message.payload).await else {
+                    let Some(answer) = router.answer(shard, &message).await else {
                         return;
                     };
                     let bytes = serde_json::to_vec(&answer).expect("an answer encodes");
-                    if let Err(error) = router.client.publish(reply_to, bytes.into()).await {
-                        tracing::warn!(shard, %error, "cannot answer a routed request");
-                    }
+                    router.send_answer(reply_to, bytes.into()).await;
                 });
             };
             loop {

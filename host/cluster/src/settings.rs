@@ -147,7 +147,7 @@ pub(crate) async fn open_or_create(
     };
     let setup = format!("opening or creating the bucket {name}");
     Ok(aether_store::retrying(&setup, || async {
-        if exists(context, &name).await? {
+        if exists(context, &format!("KV_{name}")).await? {
             return Ok::<_, anyhow::Error>(context.get_key_value(&name).await?);
         }
         // If another node created it meanwhile with other settings, this
@@ -157,9 +157,11 @@ pub(crate) async fn open_or_create(
     .await?)
 }
 
-async fn exists(context: &jetstream::Context, bucket: &str) -> Result<bool> {
+/// Whether the JetStream stream `stream` (a bucket's, e.g. `KV_<bucket>`)
+/// exists.
+pub(crate) async fn exists(context: &jetstream::Context, stream: &str) -> Result<bool> {
     use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
-    match context.get_stream(format!("KV_{bucket}")).await {
+    match context.get_stream(stream).await {
         Ok(_) => Ok(true),
         Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
             Ok(false)

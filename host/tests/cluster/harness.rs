@@ -39,7 +39,17 @@ impl Cluster {
     /// As [`Cluster::start`], with the wall clocks of some nodes shifted:
     /// `(node index, milliseconds)`.
     pub(crate) fn start_with_clock_skews(size: usize, clock_skews: &[(usize, i64)]) -> Cluster {
-        let nats = NatsCluster::start(3);
+        Self::start_on(NatsCluster::start(3), size, clock_skews)
+    }
+
+    /// As [`Cluster::start`], on NATS servers whose `max_payload` (the
+    /// largest message) is `max_payload` bytes.
+    pub(crate) fn start_with_max_payload(size: usize, max_payload: usize) -> Cluster {
+        let nats = NatsCluster::start_with_max_payload(3, Some(max_payload));
+        Self::start_on(nats, size, &[])
+    }
+
+    fn start_on(nats: NatsCluster, size: usize, clock_skews: &[(usize, i64)]) -> Cluster {
         let mut cluster = Cluster {
             nats,
             nodes: Vec::new(),

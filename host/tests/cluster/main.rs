@@ -4,7 +4,8 @@
 //! acknowledged command's event is stored exactly once and versions are
 //! gapless; a paused owner that resumes gives no stale answer; a node that
 //! disagrees on the cluster's settings is refused; a panic in the
-//! coordinator stops the node serving; and the fault suite
+//! coordinator stops the node serving; commands and answers larger than a
+//! NATS message are routed; and the fault suite
 //! (`fault_suite`), which checks a whole client history against the store
 //! after each of six faults. The tests run one at a time (each starts ~7
 //! processes).
@@ -14,6 +15,7 @@ mod fault_suite;
 mod faults;
 mod handoff;
 mod harness;
+mod large;
 mod load;
 mod pause;
 mod routing;

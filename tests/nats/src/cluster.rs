@@ -36,6 +36,12 @@ impl NatsCluster {
     /// not formed within [`READY_TIMEOUT`]; the message holds the tail of
     /// every server's log.
     pub fn start(size: usize) -> Self {
+        Self::start_with_max_payload(size, None)
+    }
+
+    /// As [`NatsCluster::start`], with every server's `max_payload` (the
+    /// largest message a client may publish) set when given.
+    pub fn start_with_max_payload(size: usize, max_payload: Option<usize>) -> Self {
         assert!(size > 0, "a cluster needs at least one server");
         let dir = tempfile::Builder::new()
             .prefix("aether-nats-cluster-")
@@ -45,7 +51,9 @@ impl NatsCluster {
             .map(|i| {
                 let name = format!("nats-{i}");
                 let server_dir = dir.path().join(&name);
-                NatsServer::new(name, server_dir)
+                let mut server = NatsServer::new(name, server_dir);
+                server.set_max_payload(max_payload);
+                server
             })
             .collect();
         let mut cluster = Self { servers, _dir: dir };

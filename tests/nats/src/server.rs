@@ -32,6 +32,9 @@ pub struct NatsServer {
     dir: PathBuf,
     ports: Ports,
     cluster: Option<ClusterRoutes>,
+    /// The largest message a client may publish (`max_payload`), if not
+    /// the server's default (1 MiB).
+    max_payload: Option<usize>,
     child: Option<Child>,
     /// The log's length when the running process started.
     log_start: u64,
@@ -96,12 +99,19 @@ impl NatsServer {
     /// server exits or is not ready within [`READY_TIMEOUT`]; the message
     /// holds the tail of its log.
     pub fn start() -> Self {
+        Self::start_with_max_payload(None)
+    }
+
+    /// As [`NatsServer::start`], with `max_payload` (the largest message a
+    /// client may publish) set when given.
+    pub fn start_with_max_payload(max_payload: Option<usize>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("aether-nats-")
             .tempdir()
             .unwrap_or_else(|e| panic!("creating a temporary directory for nats-server: {e}"));
         let mut server = Self::new("nats-0".to_owned(), dir.path().to_owned());
         server._own_dir = Some(dir);
+        server.max_payload = max_payload;
         let mut attempt = 1;
         loop {
             let [client, monitor] = ports::pick(2)[..] else {
@@ -139,6 +149,7 @@ impl NatsServer {
                 cluster: None,
             },
             cluster: None,
+            max_payload: None,
             child: None,
             log_start: 0,
             _own_dir: None,
@@ -277,6 +288,11 @@ impl NatsServer {
         }
     }
 
+    /// Sets `max_payload` for the next configuration (cluster members).
+    pub(crate) fn set_max_payload(&mut self, max_payload: Option<usize>) {
+        self.max_payload = max_payload;
+    }
+
     pub(crate) fn ports(&self) -> Ports {
         self.ports
     }
@@ -302,6 +318,9 @@ impl NatsServer {
             self.ports.monitor,
             quoted(&self.store_dir().to_string_lossy()),
         );
+        if let Some(bytes) = self.max_payload {
+            let _ = writeln!(config, "max_payload: {bytes}");
+        }
         if let (Some(cluster), Some(port)) = (&self.cluster, self.ports.cluster) {
             let routes: Vec<String> = cluster
                 .routes
