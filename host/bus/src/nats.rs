@@ -55,6 +55,11 @@ impl NatsBus {
         })
     }
 
+    /// The NATS connection (shared with the node's other NATS users).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     /// Forwards every event `local` publishes to NATS, until `local` is
     /// dropped or the connection closes.
     pub fn forward(&self, local: &LocalBus) -> JoinHandle<()> {

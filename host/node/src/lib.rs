@@ -118,12 +118,22 @@ pub struct Node {
     nats_bus: Option<(aether_bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
     /// With `--cluster`: this node's membership (set once, by `serve`).
     cluster: std::sync::OnceLock<Arc<aether_cluster::Cluster>>,
+    /// With `--nats`: the tasks that follow the shared tenants bucket.
+    tenant_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some((_, forwarder)) = &self.nats_bus {
             forwarder.abort();
+        }
+        for task in self
+            .tenant_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            task.abort();
         }
     }
 }
@@ -160,6 +170,12 @@ impl Node {
         };
         let tenants = Tenants::open(dir)?;
         let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
+        if let (Some(nats), Some((bus, _))) = (&config.nats, &nats_bus) {
+            let shared = tenants::Shared::open(bus.client().clone(), &nats.prefix, nats.replicas)
+                .await
+                .context("opening the shared tenants")?;
+            tenants.share(shared).await?;
+        }
         let node = Arc::new(Node {
             data_dir: dir.clone(),
             registry_lock: tokio::sync::Mutex::new(()),
@@ -173,8 +189,10 @@ impl Node {
             shutdown: tokio::sync::watch::channel(false).0,
             nats_bus,
             cluster: std::sync::OnceLock::new(),
+            tenant_tasks: std::sync::Mutex::new(Vec::new()),
         });
         node.restore().await?;
+        node.follow_tenants();
         Ok((node, new_admin))
     }
 
@@ -248,6 +266,46 @@ impl Node {
         self.runtime
             .set_namespace_limits(namespace, self.limits_with(overrides))
             .await
+    }
+
+    /// With shared tenants: follows the bucket, so a namespace created,
+    /// given new limits or tokens on another node holds here too (within
+    /// moments: the bucket's watch pushes each change). A lost watch is
+    /// opened again; it replays every namespace's record, which changes
+    /// nothing here that is already known.
+    fn follow_tenants(self: &Arc<Self>) {
+        let Some(shared) = self.tenants.shared().cloned() else {
+            return;
+        };
+        let (changes, mut received) = tokio::sync::mpsc::channel(256);
+        let watcher = tokio::spawn(async move {
+            while let Err(error) = shared.follow(changes.clone()).await {
+                tracing::warn!(error = %format!("{error:#}"), "following the shared tenants again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        let node = Arc::downgrade(self);
+        let applier = tokio::spawn(async move {
+            while let Some((namespace, record)) = received.recv().await {
+                let Some(node) = node.upgrade() else { return };
+                match node.tenants.apply(&namespace, record) {
+                    tenants::Applied::Limits(overrides) => {
+                        if let Err(error) = node.apply_limits(&namespace, &overrides).await {
+                            tracing::warn!(%namespace, %error, "the shared limits cannot be applied here");
+                        }
+                        tracing::info!(%namespace, "namespace created or re-limited on another node");
+                    }
+                    tenants::Applied::Removed => {
+                        tracing::warn!(%namespace, "namespace removed from the shared tenants");
+                    }
+                    tenants::Applied::Tokens | tenants::Applied::Nothing => {}
+                }
+            }
+        });
+        self.tenant_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([watcher, applier]);
     }
 
     /// Re-applies every namespace's limits and re-activates its active

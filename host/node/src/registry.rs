@@ -283,12 +283,22 @@ impl Node {
             active.insert(activation.aggregate_type.clone(), activation.digest);
         }
         for (aggregate_type, digest) in active {
-            let loaded = self
-                .stored_component(namespace, &digest)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("component {digest} of {namespace}/{aggregate_type}: {e}")
-                })?;
+            let loaded = match self.stored_component(namespace, &digest).await {
+                Ok(loaded) => loaded,
+                // Deployed through another node of a shared store: its bytes
+                // are not here. The type is not served by this node until
+                // it is deployed here (or the file is copied).
+                Err(RegistryError::UnknownComponent(_)) => {
+                    tracing::warn!(
+                        %namespace, %aggregate_type, %digest,
+                        "the active component is not in this node's components directory: deploy it here to serve the type"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    anyhow::bail!("component {digest} of {namespace}/{aggregate_type}: {e}")
+                }
+            };
             self.runtime.activate(namespace, &aggregate_type, loaded);
         }
         Ok(())

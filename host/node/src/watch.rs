@@ -358,7 +358,7 @@ impl Watched {
             .limits_with(&overrides)
             .check(config.memory_ceiling_bytes, config.fuel_metering)
             .map_err(|e| e.to_string())?;
-        let token = match tenants.create(namespace, overrides.clone(), now_ms()) {
+        let token = match tenants.create(namespace, overrides.clone(), now_ms()).await {
             Ok(token) => token,
             // Created through the API meanwhile.
             Err(TenantError::Exists(_)) => return Ok(()),

@@ -5,7 +5,8 @@
 //! gapless; a paused owner that resumes gives no stale answer; a node that
 //! disagrees on the cluster's settings is refused; a panic in the
 //! coordinator stops the node serving; commands and answers larger than a
-//! NATS message are routed; and the fault suite
+//! NATS message are routed; tenants made on one node hold on all; and
+//! the fault suite
 //! (`fault_suite`), which checks a whole client history against the store
 //! after each of six faults. The tests run one at a time (each starts ~7
 //! processes).
@@ -24,6 +25,7 @@ mod supervision;
 #[path = "../node/support.rs"]
 #[allow(dead_code)]
 mod support;
+mod tenants;
 
 use std::sync::{Mutex, MutexGuard};
 

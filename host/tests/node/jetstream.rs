@@ -14,6 +14,23 @@ const ACCOUNTS: usize = 2;
 const CLIENTS_PER_NODE: usize = 3;
 const ATTEMPTS: usize = 25;
 
+/// Namespace `bank`, created on `node_1`; its token, once `node_2` (which
+/// shares the tenants through NATS) knows it too.
+fn shared_namespace(node_1: &NodeProcess, node_2: &NodeProcess) -> String {
+    let token = node_1
+        .client(Some(ADMIN))
+        .create_namespace("bank", json!({}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while node_2.client(Some(&token)).get("/v1/namespaces/bank").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 knows the namespace within 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    token
+}
+
 #[test]
 fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
     let cluster = NatsCluster::start(3);
@@ -22,9 +39,10 @@ fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
     let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let node_1 = NodeProcess::start(dir_1.path(), &nats);
     let node_2 = NodeProcess::start(dir_2.path(), &nats);
+    let token = shared_namespace(&node_1, &node_2);
     let mut clients = Vec::new();
     for node in [&node_1, &node_2] {
-        let token = node.client(Some(ADMIN)).create_namespace("bank", json!({}));
+        // Components are not shared yet: deployed on each node.
         let client = node.client(Some(&token));
         client.deploy("bank", "bank-account", BANK);
         clients.push(client);
@@ -134,12 +152,8 @@ fn a_tail_on_one_node_follows_events_stored_by_another() {
         NodeProcess::start(dir_1.path(), &nats),
         NodeProcess::start(dir_2.path(), &nats),
     );
-    let token_1 = node_1
-        .client(Some(ADMIN))
-        .create_namespace("bank", json!({}));
-    let token_2 = node_2
-        .client(Some(ADMIN))
-        .create_namespace("bank", json!({}));
+    let token_1 = shared_namespace(&node_1, &node_2);
+    let token_2 = token_1.clone();
     let writer = node_1.client(Some(&token_1));
     writer.deploy("bank", "bank-account", BANK);
     writer.send(

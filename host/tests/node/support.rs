@@ -173,8 +173,11 @@ impl Http {
         let url = format!("{}{path}", self.base);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let response = match (method, body) {
-            ("GET", _) => {
-                let mut r = self.agent.get(&url);
+            (method @ ("GET" | "DELETE"), _) => {
+                let mut r = match method {
+                    "GET" => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
                 if let Some(a) = &auth {
                     r = r.header("Authorization", a);
                 }

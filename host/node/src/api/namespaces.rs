@@ -49,9 +49,10 @@ pub(super) async fn create(
         node.runtime().config().memory_ceiling_bytes,
         node.runtime().config().fuel_metering,
     )?;
-    let token =
-        node.tenants()
-            .create(&namespace, request.limits.clone(), aether_runtime::now_ms())?;
+    let token = node
+        .tenants()
+        .create(&namespace, request.limits.clone(), aether_runtime::now_ms())
+        .await?;
     node.apply_limits(&namespace, &request.limits).await?;
     tracing::info!(%namespace, "namespace created");
     Ok((
@@ -108,7 +109,9 @@ pub(super) async fn set_limits(
     let namespace = authorize(&node, &headers, &body::path(ns)?)?;
     let overrides: LimitOverrides = body::json(&headers, request).await?;
     node.apply_limits(&namespace, &overrides).await?;
-    node.tenants().set_limits(&namespace, overrides.clone())?;
+    node.tenants()
+        .set_limits(&namespace, overrides.clone())
+        .await?;
     Ok(Json(json!({
         "namespace": namespace,
         "limits": effective(&node, &overrides),
@@ -125,7 +128,7 @@ pub(super) async fn issue_token(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin(&node, &headers)?;
     let namespace = authorize(&node, &headers, &body::path(ns)?)?;
-    let token = node.tenants().issue_token(&namespace)?;
+    let token = node.tenants().issue_token(&namespace).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -162,7 +165,7 @@ pub(super) async fn revoke_token(
     admin(&node, &headers)?;
     let (ns, id) = body::path(params)?;
     let namespace = authorize(&node, &headers, &ns)?;
-    node.tenants().revoke_token(&namespace, &id)?;
+    node.tenants().revoke_token(&namespace, &id).await?;
     tracing::info!(%namespace, token_id = %id, "token revoked");
     Ok(Json(json!({ "namespace": namespace, "revoked": id })))
 }

@@ -1,5 +1,7 @@
 //! The node's tenants: namespaces, their token hashes and limit overrides,
-//! kept in `<data dir>/node.json`.
+//! kept in `<data dir>/node.json`, or, with `--nats`, in a KV bucket every
+//! node shares ([`shared`]; `node.json` then keeps the admin token, and
+//! the namespaces it had before, which were copied to the bucket).
 //!
 //! The file is rewritten whole on every change (written to a temporary file,
 //! synced, renamed over the old one, then the directory synced), so a crash
@@ -25,6 +27,10 @@ use super::access::{Principal, Token, TokenHash};
 use super::limits::LimitOverrides;
 use aether_core::namespace::Namespace;
 
+mod shared;
+
+pub(crate) use shared::Shared;
+
 /// The format of `node.json` this build reads and writes.
 const FORMAT: u32 = 1;
 
@@ -36,9 +42,10 @@ struct NodeState {
     namespaces: BTreeMap<Namespace, NamespaceRecord>,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// One namespace: when it was created, its token hashes and its limits.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NamespaceRecord {
+pub(crate) struct NamespaceRecord {
     created_ms: u64,
     tokens: Vec<TokenHash>,
     limits: LimitOverrides,
@@ -65,6 +72,22 @@ pub enum TenantError {
 pub struct Tenants {
     file: PathBuf,
     state: Mutex<NodeState>,
+    /// With `--nats`: where namespaces live (set once, at start).
+    shared: std::sync::OnceLock<Shared>,
+}
+
+/// What a change of the shared bucket did to this node's tenants.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Applied {
+    /// Nothing this node did not know.
+    Nothing,
+    /// A namespace this node did not have, or new limits for one: the
+    /// runtime must take its limits.
+    Limits(LimitOverrides),
+    /// Only its tokens changed.
+    Tokens,
+    /// It was removed.
+    Removed,
 }
 
 impl Tenants {
@@ -93,7 +116,61 @@ impl Tenants {
         Ok(Self {
             file,
             state: Mutex::new(state),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on, namespaces live in `shared`: the namespaces of this
+    /// node's file that the bucket lacks are stored there first (a node
+    /// that ran alone brings its tenants to the cluster), then the
+    /// bucket's namespaces replace this node's.
+    pub(crate) async fn share(&self, shared: Shared) -> Result<()> {
+        let known: std::collections::BTreeSet<Namespace> = shared
+            .all()
+            .await?
+            .into_iter()
+            .map(|(namespace, _)| namespace)
+            .collect();
+        let local = self.lock().namespaces.clone();
+        for (namespace, record) in local {
+            if known.contains(&namespace) {
+                continue;
+            }
+            match shared.create(&namespace, &record).await {
+                Ok(()) | Err(TenantError::Exists(_)) => {}
+                Err(error) => return Err(anyhow::anyhow!("{error:#}")),
+            }
+        }
+        let all = shared.all().await?;
+        self.lock().namespaces = all.into_iter().collect();
+        self.shared
+            .set(shared)
+            .map_err(|_| anyhow::anyhow!("the tenants are already shared"))?;
+        Ok(())
+    }
+
+    /// The shared bucket, if the tenants are shared.
+    pub(crate) fn shared(&self) -> Option<&Shared> {
+        self.shared.get()
+    }
+
+    /// Takes a namespace's record as the shared bucket has it now (`None`:
+    /// removed) and says what changed here.
+    pub(crate) fn apply(&self, namespace: &Namespace, record: Option<NamespaceRecord>) -> Applied {
+        let mut state = self.lock();
+        let Some(record) = record else {
+            return match state.namespaces.remove(namespace) {
+                Some(_) => Applied::Removed,
+                None => Applied::Nothing,
+            };
+        };
+        let applied = match state.namespaces.get(namespace) {
+            Some(known) if *known == record => Applied::Nothing,
+            Some(known) if known.limits == record.limits => Applied::Tokens,
+            _ => Applied::Limits(record.limits.clone()),
+        };
+        state.namespaces.insert(namespace.clone(), record);
+        applied
     }
 
     /// Makes `token` the admin token if given; otherwise keeps the stored
@@ -143,13 +220,23 @@ impl Tenants {
     }
 
     /// Creates a namespace and its first token.
-    pub fn create(
+    pub async fn create(
         &self,
         namespace: &Namespace,
         limits: LimitOverrides,
         created_ms: u64,
     ) -> Result<Token, TenantError> {
         let token = Token::generate().map_err(anyhow::Error::from)?;
+        if let Some(shared) = self.shared() {
+            let record = NamespaceRecord {
+                created_ms,
+                tokens: vec![token.hash()],
+                limits,
+            };
+            shared.create(namespace, &record).await?;
+            self.apply(namespace, Some(record));
+            return Ok(token);
+        }
         self.commit(|state| {
             if state.namespaces.contains_key(namespace) {
                 return Err(TenantError::Exists(namespace.clone()));
@@ -168,12 +255,13 @@ impl Tenants {
     }
 
     /// Issues another token for an existing namespace.
-    pub fn issue_token(&self, namespace: &Namespace) -> Result<Token, TenantError> {
+    pub async fn issue_token(&self, namespace: &Namespace) -> Result<Token, TenantError> {
         let token = Token::generate().map_err(anyhow::Error::from)?;
         self.update(namespace, |record| {
             record.tokens.push(token.hash());
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(token)
     }
 
@@ -188,7 +276,7 @@ impl Tenants {
 
     /// Revokes the namespace's token with this id: from now on it
     /// authenticates nobody. The namespace's other tokens keep working.
-    pub fn revoke_token(&self, namespace: &Namespace, id: &str) -> Result<(), TenantError> {
+    pub async fn revoke_token(&self, namespace: &Namespace, id: &str) -> Result<(), TenantError> {
         self.update(namespace, |record| {
             let before = record.tokens.len();
             record.tokens.retain(|hash| hash.id() != id);
@@ -197,6 +285,7 @@ impl Tenants {
             }
             Ok(())
         })
+        .await
     }
 
     /// Whether the namespace exists.
@@ -219,23 +308,30 @@ impl Tenants {
     }
 
     /// Replaces the namespace's limit overrides.
-    pub fn set_limits(
+    pub async fn set_limits(
         &self,
         namespace: &Namespace,
         limits: LimitOverrides,
     ) -> Result<(), TenantError> {
         self.update(namespace, |record| {
-            record.limits = limits;
+            record.limits = limits.clone();
             Ok(())
         })
+        .await
     }
 
-    /// Changes one namespace's record ([`Tenants::commit`]).
-    fn update(
+    /// Changes one namespace's record: in the shared bucket (then here),
+    /// or here and in the file ([`Tenants::commit`]).
+    async fn update(
         &self,
         namespace: &Namespace,
-        change: impl FnOnce(&mut NamespaceRecord) -> Result<(), TenantError>,
+        change: impl Fn(&mut NamespaceRecord) -> Result<(), TenantError>,
     ) -> Result<(), TenantError> {
+        if let Some(shared) = self.shared() {
+            let record = shared.update(namespace, change).await?;
+            self.apply(namespace, Some(record));
+            return Ok(());
+        }
         self.commit(|state| {
             let record = state
                 .namespaces
@@ -288,8 +384,8 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tenants_survive_a_reopen_and_keep_no_token_in_clear() {
+    #[tokio::test]
+    async fn tenants_survive_a_reopen_and_keep_no_token_in_clear() {
         let dir = tempfile::tempdir().unwrap();
         let bank: Namespace = "bank".parse().unwrap();
         let (admin, token) = {
@@ -298,9 +394,12 @@ mod tests {
                 .ensure_admin(None)
                 .unwrap()
                 .expect("a new admin token");
-            let token = tenants.create(&bank, LimitOverrides::default(), 1).unwrap();
+            let token = tenants
+                .create(&bank, LimitOverrides::default(), 1)
+                .await
+                .unwrap();
             assert!(matches!(
-                tenants.create(&bank, LimitOverrides::default(), 2),
+                tenants.create(&bank, LimitOverrides::default(), 2).await,
                 Err(TenantError::Exists(_))
             ));
             (admin, token)

@@ -1,0 +1,142 @@
+//! One control plane for tenants: a namespace created, given a token or
+//! new limits, or a token revoked through any node holds on every node
+//! (the shared KV bucket `<P>_TENANTS`), and two nodes creating one
+//! namespace at once give one 201 and one 409.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::Cluster;
+use crate::support::{ADMIN, Http};
+
+/// Polls `check` on every node until it holds everywhere (at most 15 s);
+/// how long the slowest node took.
+fn everywhere(what: &str, check: impl Fn(usize) -> bool) -> Duration {
+    let started = Instant::now();
+    for node in 0..3 {
+        while !check(node) {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{what} on node {node} within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    started.elapsed()
+}
+
+fn as_client(cluster: &Cluster, node: usize, token: &str) -> Http {
+    cluster.node(node).client(Some(token))
+}
+
+#[test]
+fn tenants_made_on_one_node_hold_on_every_node() {
+    let _serial = crate::serial();
+    let cluster = Cluster::start(3);
+
+    // Created on node 1: its token works on nodes 2 and 3.
+    let (status, created) = cluster
+        .admin(0)
+        .post_json("/v1/namespaces", &json!({ "name": "shop", "limits": {} }));
+    assert_eq!(status, 201, "{created}");
+    let first = created["token"].as_str().unwrap().to_owned();
+    let first_id = created["token_id"].as_str().unwrap().to_owned();
+    let spread = everywhere("the new namespace's token", |node| {
+        as_client(&cluster, node, &first)
+            .get("/v1/namespaces/shop")
+            .0
+            == 200
+    });
+    eprintln!("a new namespace reached every node in {spread:?}");
+    for node in 0..3 {
+        let (status, listed) = cluster.admin(node).get("/v1/namespaces");
+        assert_eq!(status, 200, "{listed}");
+        assert!(
+            listed["namespaces"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("shop")),
+            "node {node}: {listed}"
+        );
+    }
+
+    // A second token, issued on node 2, works everywhere.
+    let (status, issued) = cluster
+        .admin(1)
+        .post_json("/v1/namespaces/shop/tokens", &json!({}));
+    assert_eq!(status, 201, "{issued}");
+    let second = issued["token"].as_str().unwrap().to_owned();
+    everywhere("the second token", |node| {
+        as_client(&cluster, node, &second)
+            .get("/v1/namespaces/shop")
+            .0
+            == 200
+    });
+
+    // New limits set on node 3 hold in every node's runtime: a command
+    // over them is refused for aggregates of every shard (so by every
+    // owner), whichever node takes it.
+    let (status, body) = cluster.admin(2).call(
+        "PUT",
+        "/v1/namespaces/shop/limits",
+        "application/json",
+        Some(json!({ "max_command_bytes": 512 }).to_string().into_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    everywhere("the new limits", |node| {
+        let (_, shown) = as_client(&cluster, node, &second).get("/v1/namespaces/shop");
+        shown["limits"]["max_command_bytes"] == json!(512)
+    });
+    let big = json!({"type": "Note", "data": {"text": "x".repeat(2_000)}});
+    for id in 0..12 {
+        let node = id % 3;
+        let (status, body): (u16, Value) =
+            as_client(&cluster, node, &second).send(&format!("shop/cart/c-{id}"), big.clone());
+        assert_eq!(
+            (status, body["error"].clone()),
+            (413, json!("payload_too_large")),
+            "c-{id} through node {node}: {body}"
+        );
+    }
+
+    // Revoked on node 3: refused everywhere, the other token unharmed.
+    let (status, body) = cluster.admin(2).call(
+        "DELETE",
+        &format!("/v1/namespaces/shop/tokens/{first_id}"),
+        "",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let spread = everywhere("the revocation", |node| {
+        as_client(&cluster, node, &first)
+            .get("/v1/namespaces/shop")
+            .0
+            == 401
+    });
+    eprintln!("a revocation reached every node in {spread:?}");
+    for node in 0..3 {
+        assert_eq!(
+            as_client(&cluster, node, &second)
+                .get("/v1/namespaces/shop")
+                .0,
+            200
+        );
+    }
+
+    // Two nodes creating one namespace at once: one wins.
+    let racers: Vec<_> = [0, 1]
+        .into_iter()
+        .map(|node| {
+            let admin = cluster.node(node).client(Some(ADMIN));
+            std::thread::spawn(move || {
+                admin
+                    .post_json("/v1/namespaces", &json!({ "name": "race", "limits": {} }))
+                    .0
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+}
