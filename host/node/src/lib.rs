@@ -23,6 +23,7 @@
 pub mod access;
 pub mod api;
 mod cluster;
+mod components;
 mod connections;
 mod limits;
 pub mod metrics;
@@ -118,8 +119,12 @@ pub struct Node {
     nats_bus: Option<(aether_bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
     /// With `--cluster`: this node's membership (set once, by `serve`).
     cluster: std::sync::OnceLock<Arc<aether_cluster::Cluster>>,
-    /// With `--nats`: the tasks that follow the shared tenants bucket.
+    /// With `--nats`: the tasks that follow the shared tenants and
+    /// components buckets.
     tenant_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// With `--nats`: component bytes and registry changes every node
+    /// shares.
+    shared_components: Option<components::SharedComponents>,
 }
 
 impl Drop for Node {
@@ -176,6 +181,18 @@ impl Node {
                 .context("opening the shared tenants")?;
             tenants.share(shared).await?;
         }
+        let shared_components = match (&config.nats, &nats_bus) {
+            (Some(nats), Some((bus, _))) => Some(
+                components::SharedComponents::open(
+                    bus.client().clone(),
+                    &nats.prefix,
+                    nats.replicas,
+                )
+                .await
+                .context("opening the shared components")?,
+            ),
+            _ => None,
+        };
         let node = Arc::new(Node {
             data_dir: dir.clone(),
             registry_lock: tokio::sync::Mutex::new(()),
@@ -190,9 +207,11 @@ impl Node {
             nats_bus,
             cluster: std::sync::OnceLock::new(),
             tenant_tasks: std::sync::Mutex::new(Vec::new()),
+            shared_components,
         });
         node.restore().await?;
         node.follow_tenants();
+        node.follow_components();
         Ok((node, new_admin))
     }
 
@@ -306,6 +325,60 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend([watcher, applier]);
+    }
+
+    /// The shared component buckets, with `--nats`.
+    pub(crate) fn shared_components(&self) -> Option<&components::SharedComponents> {
+        self.shared_components.as_ref()
+    }
+
+    /// With shared components: follows the announcements of registry
+    /// changes, so a deploy, activation or rollback through another node
+    /// switches this node too (fetched and compiled first).
+    fn follow_components(self: &Arc<Self>) {
+        let Some(shared) = self.shared_components.clone() else {
+            return;
+        };
+        let (announced, mut received) = tokio::sync::mpsc::channel(256);
+        let watcher = tokio::spawn(async move {
+            while let Err(error) = shared.follow(announced.clone()).await {
+                tracing::warn!(error = %format!("{error:#}"), "following the active components again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        let node = Arc::downgrade(self);
+        let follower = tokio::spawn(async move {
+            while let Some((namespace, aggregate_type, digest)) = received.recv().await {
+                let Some(node) = node.upgrade() else { return };
+                let current = node
+                    .runtime
+                    .active_component(&namespace, &aggregate_type)
+                    .map(|c| c.digest().to_hex());
+                if current.as_deref() == Some(digest.as_str()) {
+                    continue;
+                }
+                // The registry event may not be readable yet the moment it
+                // is announced: look again for a while (a newer
+                // announcement is queued behind this one anyway).
+                for _ in 0..40 {
+                    if let Err(error) = node.follow_registry(&namespace).await {
+                        tracing::warn!(%namespace, error = %format!("{error:#}"), "cannot switch to another node's component");
+                    }
+                    let now = node
+                        .runtime
+                        .active_component(&namespace, &aggregate_type)
+                        .map(|c| c.digest().to_hex());
+                    if now.as_deref() == Some(digest.as_str()) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
+        self.tenant_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([watcher, follower]);
     }
 
     /// Re-applies every namespace's limits and re-activates its active

@@ -218,6 +218,7 @@ impl Node {
         );
         // Reading and hashing tens of MB: on a blocking thread, not on the
         // async workers that serve every tenant.
+        self.fetch_shared_component(namespace, &wanted).await?;
         let read = tokio::task::spawn_blocking(move || {
             let bytes = match std::fs::read(&path) {
                 Ok(bytes) => bytes,
@@ -245,6 +246,102 @@ impl Node {
             message: format!("reading a component stopped: {e}"),
         })??;
         Ok(self.runtime.load_component(read).await?)
+    }
+
+    /// With shared components: copies component `digest` from the shared
+    /// bucket into this node's directory if it is not there yet (deployed
+    /// through another node). Nothing if the bucket does not have it
+    /// either: the caller finds no file.
+    async fn fetch_shared_component(
+        &self,
+        namespace: &Namespace,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let Some(shared) = self.shared_components() else {
+            return Ok(());
+        };
+        if self.component_file(namespace, digest).exists() {
+            return Ok(());
+        }
+        let unavailable = |e: anyhow::Error| {
+            RegistryError::Store(StoreError::Unavailable {
+                backend: "components",
+                message: format!("{e:#}"),
+            })
+        };
+        let Some(bytes) = shared.get(digest).await.map_err(unavailable)? else {
+            return Ok(());
+        };
+        let digest = Digest::of(&bytes);
+        self.store_component(namespace, &digest, Arc::new(bytes))
+            .await
+    }
+
+    /// With shared components: puts the component's bytes in the shared
+    /// bucket (if they are not there yet) before the registry names it,
+    /// so every node can fetch what the registry says is active.
+    async fn share_component(
+        &self,
+        namespace: &Namespace,
+        digest: &str,
+        bytes: Option<Arc<Vec<u8>>>,
+    ) -> Result<(), RegistryError> {
+        let Some(shared) = self.shared_components() else {
+            return Ok(());
+        };
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => {
+                let path = self.component_file(namespace, digest);
+                let read = tokio::task::spawn_blocking(move || std::fs::read(path))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|read| read);
+                Arc::new(read.map_err(|e| {
+                    RegistryError::Store(StoreError::Unavailable {
+                        backend: "components",
+                        message: format!("reading component {digest}: {e}"),
+                    })
+                })?)
+            }
+        };
+        shared.put(digest, &bytes).await.map_err(|e| {
+            RegistryError::Store(StoreError::Unavailable {
+                backend: "components",
+                message: format!("{e:#}"),
+            })
+        })
+    }
+
+    /// Switches the runtime to what `namespace`'s registry makes active,
+    /// for the types whose active component differs here (another node
+    /// changed the registry): each new component is fetched and compiled
+    /// before its type switches, so commands never wait on it.
+    pub(crate) async fn follow_registry(&self, namespace: &Namespace) -> anyhow::Result<()> {
+        let _one_change_at_a_time = self.registry_lock.lock().await;
+        let (history, _) = self.registry_history(namespace).await?;
+        let mut active = std::collections::BTreeMap::new();
+        for activation in history {
+            active.insert(activation.aggregate_type.clone(), activation.digest);
+        }
+        for (aggregate_type, digest) in active {
+            let current = self
+                .runtime
+                .active_component(namespace, &aggregate_type)
+                .map(|c| c.digest().to_hex());
+            if current.as_deref() == Some(digest.as_str()) {
+                continue;
+            }
+            let loaded = self
+                .stored_component(namespace, &digest)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("component {digest} of {namespace}/{aggregate_type}: {e}")
+                })?;
+            self.runtime.activate(namespace, &aggregate_type, loaded);
+            tracing::info!(%namespace, %aggregate_type, %digest, "switched to the component another node activated");
+        }
+        Ok(())
     }
 
     /// Activates a component deployed earlier in the namespace.
@@ -381,11 +478,13 @@ impl Node {
     ) -> Result<Activation, RegistryError> {
         let _one_change_at_a_time = self.registry_lock.lock().await;
         let (history, version) = self.registry_history(namespace).await?;
-        if let Some(bytes) = bytes {
+        if let Some(bytes) = &bytes {
             self.check_component_quota(namespace, &history, loaded.digest(), bytes.len())?;
-            self.store_component(namespace, loaded.digest(), bytes)
+            self.store_component(namespace, loaded.digest(), bytes.clone())
                 .await?;
         }
+        self.share_component(namespace, &loaded.digest().to_hex(), bytes)
+            .await?;
         let previous = history
             .iter()
             .rev()
@@ -429,6 +528,16 @@ impl Node {
             }
         }
         self.runtime.activate(namespace, aggregate_type, loaded);
+        if let Some(shared) = self.shared_components() {
+            // Other nodes switch on this; one that misses it switches on
+            // its next start (the registry is the truth).
+            if let Err(error) = shared
+                .announce(namespace, aggregate_type, &activation.digest)
+                .await
+            {
+                tracing::warn!(%namespace, %aggregate_type, error = %format!("{error:#}"), "other nodes were not told of the switch");
+            }
+        }
         activation.at_ms = timestamp_ms;
         Ok(activation)
     }

@@ -268,6 +268,7 @@ impl Node {
     ) -> Result<CommandAnswer, ServiceError> {
         let started = Instant::now();
         let namespace = command.stream.namespace.clone();
+        self.follow_if_unknown(&command.stream).await;
         let result = ops::execute(self.runtime(), command).await;
         let (outcome, failure) = match &result {
             Ok(answer) if answer.duplicate => ("duplicate", None),
@@ -285,7 +286,27 @@ impl Node {
     /// The aggregate's state from this node's runtime (a shard owner's
     /// part of [`Node::state`]).
     pub(crate) async fn read_state(&self, stream: &StreamId) -> Result<StateAnswer, ServiceError> {
+        self.follow_if_unknown(stream).await;
         ops::state(self.runtime(), stream).await
+    }
+
+    /// With shared components, when this node has no component for the
+    /// stream's aggregate type: follows the shared registry first (the type
+    /// may have been deployed through another node moments ago), so that
+    /// `unknown_aggregate_type` is only answered when the registry agrees.
+    async fn follow_if_unknown(&self, stream: &StreamId) {
+        if self.shared_components().is_none()
+            || self
+                .runtime()
+                .active_component(&stream.namespace, &stream.aggregate_type)
+                .is_some()
+        {
+            return;
+        }
+        if let Err(error) = self.follow_registry(&stream.namespace).await {
+            let namespace = &stream.namespace;
+            tracing::warn!(%namespace, error = %format!("{error:#}"), "cannot follow the shared registry");
+        }
     }
 }
 

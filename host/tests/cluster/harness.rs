@@ -86,6 +86,16 @@ impl Cluster {
         index
     }
 
+    /// Starts one more node on an empty data directory: all it is given is
+    /// the NATS servers and its node id.
+    pub(crate) fn add_empty_node(&mut self) -> usize {
+        self.dirs.push(tempfile::tempdir().unwrap());
+        self.nodes.push(None);
+        let index = self.nodes.len() - 1;
+        self.restart(index);
+        index
+    }
+
     /// Starts node `index` again on its data directory.
     pub(crate) fn restart(&mut self, index: usize) {
         assert!(self.nodes[index].is_none(), "node {index} is running");

@@ -140,3 +140,143 @@ fn tenants_made_on_one_node_hold_on_every_node() {
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409]);
 }
+
+/// `bytes` (a component) with a custom section named `tag` appended: the
+/// same component under another digest.
+fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let mut section = vec![tag.len() as u8];
+    section.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0); // a custom section
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
+fn deploy(client: &Http, bytes: Vec<u8>) -> String {
+    let (status, body) = client.call(
+        "PUT",
+        "/v1/namespaces/shop/aggregates/account/component",
+        "application/wasm",
+        Some(bytes),
+    );
+    assert_eq!(status, 200, "deploy: {body}");
+    body["digest"].as_str().unwrap().to_owned()
+}
+
+/// Components in NATS: a type deployed through node 1 serves commands
+/// through node 3 right after (on every shard's owner); a new version
+/// deployed through node 2 under a load spread over all nodes fails no
+/// command, and every owner decides with it within moments (the spread
+/// is printed); a fourth node started with nothing but the NATS servers
+/// and its id serves the namespace's aggregates.
+#[test]
+fn components_deployed_through_any_node_serve_on_every_node() {
+    let _serial = crate::serial();
+    let mut cluster = Cluster::start(3);
+    let token = cluster.admin(0).create_namespace("shop", json!({}));
+    let first = deploy(
+        &cluster.node(0).client(Some(&token)),
+        std::fs::read(crate::support::BANK).unwrap(),
+    );
+    let client = |node: usize| cluster.node(node).client(Some(&token));
+    everywhere("the namespace", |node| {
+        client(node).get("/v1/namespaces/shop").0 == 200
+    });
+    const ACCOUNTS: usize = 12;
+    for id in 0..ACCOUNTS {
+        let (status, body) = client(2).send(
+            &format!("shop/account/a-{id}"),
+            json!({"type": "Open", "data": {"owner": "S"}}),
+        );
+        assert_eq!(status, 200, "a-{id} right after the deploy: {body}");
+        assert_eq!(
+            body["events"][0]["metadata"]["component_digest"],
+            json!(first)
+        );
+    }
+
+    // A load on every node while node 2 deploys a new version.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|node| {
+            let (client, stop) = (client(node), stop.clone());
+            std::thread::spawn(move || {
+                let (mut sent, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let id = sent % ACCOUNTS;
+                    let (status, body) = client.send(
+                        &format!("shop/account/a-{id}"),
+                        json!({"type": "Deposit", "data": {"amount": 1}}),
+                    );
+                    if status != 200 {
+                        failed.push(body);
+                    }
+                    sent += 1;
+                }
+                (sent, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = deploy(
+        &client(1),
+        tagged(&std::fs::read(crate::support::BANK).unwrap(), "v2"),
+    );
+    assert_ne!(first, second);
+    let answered = Instant::now();
+    // Every aggregate's owner decides with the new version.
+    for id in 0..ACCOUNTS {
+        loop {
+            let (status, body) = client(id % 3).send(
+                &format!("shop/account/a-{id}"),
+                json!({"type": "Deposit", "data": {"amount": 1}}),
+            );
+            assert_eq!(status, 200, "{body}");
+            if body["events"][0]["metadata"]["component_digest"] == json!(second) {
+                break;
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(15),
+                "a-{id}'s owner switches within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    eprintln!(
+        "every owner decided with the new version {:?} after the deploy's answer",
+        answered.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for thread in load {
+        let (sent, failed) = thread.join().unwrap();
+        assert!(sent > 0);
+        assert!(
+            failed.is_empty(),
+            "failed commands during the reload: {failed:?}"
+        );
+    }
+
+    // A node with an empty data directory serves the namespace.
+    let fourth = cluster.add_empty_node();
+    cluster.wait_stable(4);
+    let client = |node: usize| cluster.node(node).client(Some(&token));
+    for id in 0..ACCOUNTS {
+        let (status, body) = client(fourth).send(
+            &format!("shop/account/a-{id}"),
+            json!({"type": "Deposit", "data": {"amount": 1}}),
+        );
+        assert_eq!(status, 200, "a-{id} through the new node: {body}");
+        assert_eq!(
+            body["events"][0]["metadata"]["component_digest"],
+            json!(second)
+        );
+    }
+    let (status, body) = client(fourth).get("/v1/namespaces/shop/aggregates");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["aggregate_types"][0]["digest"],
+        json!(second),
+        "{body}"
+    );
+}
