@@ -2,9 +2,11 @@
 //! component's bytes go to the object store bucket `<P>_COMPONENTS`
 //! (named by their digest: content-addressed, and checked against it on
 //! read), and each change of a registry is announced in the KV bucket
-//! `<P>_ACTIVE` (`<namespace>.<aggregate type>` → digest), which every node
-//! follows to switch to what the registry (the source of truth, in the
-//! shared event store) now says.
+//! `<P>_ACTIVE` (`active.<namespace>.<aggregate type>` → digest), which
+//! every node follows to switch to what the registry (the source of truth,
+//! in the shared event store) now says. In a cluster each node confirms a
+//! switch (`serving.<node>.<namespace>.<aggregate type>` → digest), and the
+//! node that made the change answers once every member has confirmed it.
 //!
 //! A node fetches a component it does not have from the bucket into its
 //! `components/` directory before it loads it, so a node started with an
@@ -121,12 +123,48 @@ impl SharedComponents {
     ) -> Result<()> {
         self.active
             .put(
-                format!("{namespace}.{aggregate_type}"),
+                format!("active.{namespace}.{aggregate_type}"),
                 digest.to_owned().into(),
             )
             .await
             .context("announcing a registry change")?;
         Ok(())
+    }
+
+    /// Records that `node` now decides `namespace`'s `aggregate_type` with
+    /// `digest`.
+    pub(crate) async fn confirm(
+        &self,
+        node: &str,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        digest: &str,
+    ) -> Result<()> {
+        self.active
+            .put(
+                serving_key(node, namespace, aggregate_type),
+                digest.to_owned().into(),
+            )
+            .await
+            .context("confirming a switch")?;
+        Ok(())
+    }
+
+    /// The digest `node` last confirmed for the type, if any.
+    pub(crate) async fn confirmed(
+        &self,
+        node: &str,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+    ) -> Result<Option<String>> {
+        let entry = self
+            .active
+            .entry(serving_key(node, namespace, aggregate_type))
+            .await
+            .context("reading a confirmation")?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
     }
 
     /// Every announcement, starting with the latest of each type, sent to
@@ -137,7 +175,7 @@ impl SharedComponents {
     ) -> Result<()> {
         let mut watch = self
             .active
-            .watch_with_history(">")
+            .watch_with_history("active.>")
             .await
             .context("watching the active components")?;
         while let Some(entry) = watch.next().await {
@@ -145,7 +183,8 @@ impl SharedComponents {
             if entry.operation != kv::Operation::Put {
                 continue;
             }
-            let Some((namespace, aggregate_type)) = entry.key.split_once('.') else {
+            let key = entry.key.strip_prefix("active.").unwrap_or_default();
+            let Some((namespace, aggregate_type)) = key.split_once('.') else {
                 continue;
             };
             let (Ok(namespace), Ok(aggregate_type)) = (
@@ -165,4 +204,19 @@ impl SharedComponents {
         }
         anyhow::bail!("the watch of the active components ended")
     }
+}
+
+/// The key of `node`'s confirmation (the node id made key-safe).
+fn serving_key(node: &str, namespace: &Namespace, aggregate_type: &AggregateType) -> String {
+    let node: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("serving.{node}.{namespace}.{aggregate_type}")
 }

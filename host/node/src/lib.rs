@@ -355,6 +355,8 @@ impl Node {
                     .active_component(&namespace, &aggregate_type)
                     .map(|c| c.digest().to_hex());
                 if current.as_deref() == Some(digest.as_str()) {
+                    node.confirm_switch(&namespace, &aggregate_type, &digest)
+                        .await;
                     continue;
                 }
                 // The registry event may not be readable yet the moment it
@@ -369,6 +371,8 @@ impl Node {
                         .active_component(&namespace, &aggregate_type)
                         .map(|c| c.digest().to_hex());
                     if now.as_deref() == Some(digest.as_str()) {
+                        node.confirm_switch(&namespace, &aggregate_type, &digest)
+                            .await;
                         break;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

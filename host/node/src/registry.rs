@@ -56,7 +56,16 @@ pub struct Activation {
     /// When, in milliseconds since the Unix epoch (filled in from the event).
     #[serde(default)]
     pub at_ms: u64,
+    /// In a cluster: the members that did not confirm within
+    /// [`SWITCH_WAIT`] that they decide with the new component (not part
+    /// of the stored event).
+    #[serde(skip)]
+    pub unconfirmed: Vec<String>,
 }
+
+/// How long a change of the registry waits, in a cluster, for every member
+/// to confirm it switched before it is answered anyway.
+pub const SWITCH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Why a registry change was refused. What was active stays active.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +322,64 @@ impl Node {
         })
     }
 
+    /// In a cluster: records that this node decides the type with `digest`.
+    pub(crate) async fn confirm_switch(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        digest: &str,
+    ) {
+        let (Some(cluster), Some(shared)) = (self.cluster(), self.shared_components()) else {
+            return;
+        };
+        let node = &cluster.config().node_id;
+        if let Err(error) = shared
+            .confirm(node, namespace, aggregate_type, digest)
+            .await
+        {
+            tracing::warn!(%namespace, %aggregate_type, error = %format!("{error:#}"), "cannot confirm a switch");
+        }
+    }
+
+    /// In a cluster: waits until every member confirms it decides the type
+    /// with `digest` (at most [`SWITCH_WAIT`]), so that once a change is
+    /// answered no member decides with the previous component; the members
+    /// that did not confirm.
+    async fn await_members(
+        &self,
+        namespace: &Namespace,
+        aggregate_type: &AggregateType,
+        digest: &str,
+    ) -> Vec<String> {
+        let (Some(cluster), Some(shared)) = (self.cluster(), self.shared_components()) else {
+            return Vec::new();
+        };
+        let deadline = tokio::time::Instant::now() + SWITCH_WAIT;
+        let mut waiting: Vec<String> = cluster
+            .status()
+            .members
+            .iter()
+            .map(|m| m.node_id.clone())
+            .collect();
+        loop {
+            let mut still = Vec::new();
+            for node in waiting {
+                match shared.confirmed(&node, namespace, aggregate_type).await {
+                    Ok(Some(confirmed)) if confirmed == digest => {}
+                    _ => still.push(node),
+                }
+            }
+            if still.is_empty() || tokio::time::Instant::now() >= deadline {
+                if !still.is_empty() {
+                    tracing::warn!(%namespace, %aggregate_type, ?still, "members did not confirm the switch in time");
+                }
+                return still;
+            }
+            waiting = still;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Switches the runtime to what `namespace`'s registry makes active,
     /// for the types whose active component differs here (another node
     /// changed the registry): each new component is fetched and compiled
@@ -498,6 +565,7 @@ impl Node {
             state_schema: loaded.state_schema().map(str::to_owned),
             size: loaded.size(),
             at_ms: 0,
+            unconfirmed: Vec::new(),
         };
         let data = serde_json::to_vec(&activation).map_err(|e| StoreError::Unavailable {
             backend: "registry",
@@ -537,6 +605,11 @@ impl Node {
             {
                 tracing::warn!(%namespace, %aggregate_type, error = %format!("{error:#}"), "other nodes were not told of the switch");
             }
+            self.confirm_switch(namespace, aggregate_type, &activation.digest)
+                .await;
+            activation.unconfirmed = self
+                .await_members(namespace, aggregate_type, &activation.digest)
+                .await;
         }
         activation.at_ms = timestamp_ms;
         Ok(activation)

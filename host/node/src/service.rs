@@ -325,6 +325,7 @@ fn activation_answer(
         previous: activation.previous.clone(),
         size: activation.size,
         state_schema: activation.state_schema.clone(),
+        unconfirmed_nodes: activation.unconfirmed.clone(),
         verification: report.map(|r| serde_json::to_value(r).expect("a report encodes")),
     }
 }

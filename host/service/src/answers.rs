@@ -207,6 +207,10 @@ pub struct ActivationAnswer {
     pub size: usize,
     /// The component's declared state schema, if any.
     pub state_schema: Option<String>,
+    /// In a cluster: the members that did not confirm, within the wait,
+    /// that they decide with the new component (none: every member does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed_nodes: Vec<String>,
     /// A verified deploy's report (`?verify=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Value>,

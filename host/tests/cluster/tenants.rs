@@ -167,8 +167,9 @@ fn deploy(client: &Http, bytes: Vec<u8>) -> String {
 /// Components in NATS: a type deployed through node 1 serves commands
 /// through node 3 right after (on every shard's owner); a new version
 /// deployed through node 2 under a load spread over all nodes fails no
-/// command, and every owner decides with it within moments (the spread
-/// is printed); a fourth node started with nothing but the NATS servers
+/// command, is answered once every member decides with it, and no command
+/// sent after that answer is decided by the old version on any node; a
+/// fourth node started with nothing but the NATS servers
 /// and its id serves the namespace's aggregates.
 #[test]
 fn components_deployed_through_any_node_serve_on_every_node() {
@@ -202,58 +203,80 @@ fn components_deployed_through_any_node_serve_on_every_node() {
         .map(|node| {
             let (client, stop) = (client(node), stop.clone());
             std::thread::spawn(move || {
-                let (mut sent, mut failed) = (0, Vec::new());
+                let (mut sent, mut failed, mut decided) = (0, Vec::new(), Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let id = sent % ACCOUNTS;
+                    let at = Instant::now();
                     let (status, body) = client.send(
                         &format!("shop/account/a-{id}"),
                         json!({"type": "Deposit", "data": {"amount": 1}}),
                     );
                     if status != 200 {
                         failed.push(body);
+                    } else {
+                        let digest = body["events"][0]["metadata"]["component_digest"].clone();
+                        decided.push((at, digest));
                     }
                     sent += 1;
                 }
-                (sent, failed)
+                (sent, failed, decided)
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let second = deploy(
-        &client(1),
-        tagged(&std::fs::read(crate::support::BANK).unwrap(), "v2"),
+    let asked = Instant::now();
+    let (status, body) = client(1).call(
+        "PUT",
+        "/v1/namespaces/shop/aggregates/account/component",
+        "application/wasm",
+        Some(tagged(&std::fs::read(crate::support::BANK).unwrap(), "v2")),
     );
-    assert_ne!(first, second);
     let answered = Instant::now();
-    // Every aggregate's owner decides with the new version.
-    for id in 0..ACCOUNTS {
-        loop {
-            let (status, body) = client(id % 3).send(
-                &format!("shop/account/a-{id}"),
-                json!({"type": "Deposit", "data": {"amount": 1}}),
-            );
-            assert_eq!(status, 200, "{body}");
-            if body["events"][0]["metadata"]["component_digest"] == json!(second) {
-                break;
-            }
-            assert!(
-                answered.elapsed() < Duration::from_secs(15),
-                "a-{id}'s owner switches within 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    eprintln!(
-        "every owner decided with the new version {:?} after the deploy's answer",
-        answered.elapsed()
+    assert_eq!(status, 200, "deploy: {body}");
+    assert_eq!(
+        body.get("unconfirmed_nodes"),
+        None,
+        "every member confirmed: {body}"
     );
+    let second = body["digest"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    eprintln!(
+        "the deploy was answered {:?} after it was sent, every member serving it",
+        answered - asked
+    );
+    // Every aggregate's owner decides with the new version at once.
+    for id in 0..ACCOUNTS {
+        let (status, body) = client(id % 3).send(
+            &format!("shop/account/a-{id}"),
+            json!({"type": "Deposit", "data": {"amount": 1}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["events"][0]["metadata"]["component_digest"],
+            json!(second),
+            "a-{id}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for thread in load {
-        let (sent, failed) = thread.join().unwrap();
+        let (sent, failed, decided) = thread.join().unwrap();
         assert!(sent > 0);
         assert!(
             failed.is_empty(),
             "failed commands during the reload: {failed:?}"
+        );
+        let stale = decided
+            .iter()
+            .filter(|(at, digest)| *at > answered && *digest != json!(second))
+            .count();
+        assert_eq!(
+            stale, 0,
+            "commands sent after the deploy's answer decided by the old version"
+        );
+        assert!(
+            decided.iter().any(|(at, _)| *at > answered),
+            "the load went on after the deploy"
         );
     }
 

@@ -83,7 +83,7 @@ pub(crate) enum Applied {
     Nothing,
     /// A namespace this node did not have, or new limits for one: the
     /// runtime must take its limits.
-    Limits(LimitOverrides),
+    Limits(Box<LimitOverrides>),
     /// Only its tokens changed.
     Tokens,
     /// It was removed.
@@ -167,7 +167,7 @@ impl Tenants {
         let applied = match state.namespaces.get(namespace) {
             Some(known) if *known == record => Applied::Nothing,
             Some(known) if known.limits == record.limits => Applied::Tokens,
-            _ => Applied::Limits(record.limits.clone()),
+            _ => Applied::Limits(Box::new(record.limits.clone())),
         };
         state.namespaces.insert(namespace.clone(), record);
         applied

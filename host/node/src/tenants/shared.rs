@@ -78,10 +78,9 @@ impl Shared {
             let Some(namespace) = namespace_of(&key) else {
                 continue;
             };
-            if let Some(entry) = self.kv.entry(key.clone()).await? {
-                if let Some(record) = decode(&entry)? {
-                    all.push((namespace, record));
-                }
+            let entry = self.kv.entry(key.clone()).await?;
+            if let Some(record) = entry.as_ref().map(decode).transpose()?.flatten() {
+                all.push((namespace, record));
             }
         }
         Ok(all)
