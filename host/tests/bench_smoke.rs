@@ -62,6 +62,7 @@ scenarios! {
     noisy_neighbour => "noisy_neighbour_p99_ratio",
     tenant_abuse => "tenant_abuse_p99_ratio",
     reload => "reload_failed_commands",
+    cluster_reload => "cluster_reload_spread",
     commands_jetstream => "commands_jetstream_r3",
     many => "commands_embedded_many",
 }

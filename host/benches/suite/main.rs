@@ -30,6 +30,7 @@ mod abuse;
 mod activation;
 mod activation_jetstream;
 mod clock;
+mod cluster_reload;
 mod density;
 mod durable;
 mod fanout;
@@ -56,7 +57,7 @@ use report::Report;
 /// other scenarios leave behind does not count against it; `many`, which
 /// writes the most, runs last so the others do not meet a disk it has
 /// just saturated.
-pub(crate) const SCENARIOS: [&str; 13] = [
+pub(crate) const SCENARIOS: [&str; 14] = [
     "density",
     "replay",
     "overhead",
@@ -68,6 +69,7 @@ pub(crate) const SCENARIOS: [&str; 13] = [
     "noisy_neighbour",
     "tenant_abuse",
     "reload",
+    "cluster_reload",
     "commands_jetstream",
     "many",
 ];
@@ -185,6 +187,7 @@ fn run(ctx: &Ctx, only: &[String]) -> anyhow::Result<Report> {
                     "noisy_neighbour" => noisy::run(ctx, &mut report).await,
                     "tenant_abuse" => abuse::run(ctx, &mut report).await,
                     "reload" => reload::run(ctx, &mut report).await,
+                    "cluster_reload" => cluster_reload::run(ctx, &mut report).await,
                     "bus_fanout" => fanout::run(ctx, &mut report).await,
                     "commands_jetstream" => jetstream::run(ctx, &mut report).await,
                     other => bail!("unknown scenario `{other}`\n{USAGE}"),

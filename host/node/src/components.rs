@@ -25,7 +25,16 @@ use aether_runtime::Digest;
 pub(crate) struct SharedComponents {
     bytes: object_store::ObjectStore,
     active: kv::Store,
+    /// The chunk size of stored components: the object store's default,
+    /// or less to fit the servers' `max_payload`.
+    chunk: usize,
 }
+
+/// The object store's default chunk size.
+const MAX_CHUNK: usize = 128 << 10;
+
+/// Room kept in a chunk's message for its subject and headers.
+const ENVELOPE_ROOM: usize = 16 << 10;
 
 /// A registry's change, as announced: the namespace, the type, the digest.
 pub(crate) type Announced = (Namespace, AggregateType, String);
@@ -44,6 +53,11 @@ impl SharedComponents {
         prefix: &str,
         replicas: usize,
     ) -> Result<SharedComponents> {
+        let chunk = client
+            .server_info()
+            .max_payload
+            .saturating_sub(ENVELOPE_ROOM)
+            .clamp(1, MAX_CHUNK);
         let context = jetstream::new(client);
         let (bytes_name, active_name) = (bucket(prefix, "COMPONENTS"), bucket(prefix, "ACTIVE"));
         let bytes = aether_store::retrying(&format!("opening the bucket {bytes_name}"), || async {
@@ -76,7 +90,11 @@ impl SharedComponents {
                 }
             })
             .await?;
-        Ok(SharedComponents { bytes, active })
+        Ok(SharedComponents {
+            bytes,
+            active,
+            chunk,
+        })
     }
 
     /// Stores `bytes` under their digest, unless they are there already.
@@ -84,8 +102,13 @@ impl SharedComponents {
         if self.bytes.info(digest).await.is_ok() {
             return Ok(());
         }
+        let meta = object_store::ObjectMetadata {
+            name: digest.to_owned(),
+            chunk_size: Some(self.chunk),
+            ..Default::default()
+        };
         self.bytes
-            .put(digest, &mut &bytes[..])
+            .put(meta, &mut &bytes[..])
             .await
             .with_context(|| format!("storing component {digest} in the shared bucket"))?;
         Ok(())
