@@ -355,13 +355,17 @@ impl Node {
             return Vec::new();
         };
         let deadline = tokio::time::Instant::now() + SWITCH_WAIT;
-        let mut waiting: Vec<String> = cluster
-            .status()
-            .members
-            .iter()
-            .map(|m| m.node_id.clone())
-            .collect();
+        let members = || -> Vec<String> {
+            let status = cluster.status();
+            status.members.iter().map(|m| m.node_id.clone()).collect()
+        };
+        let mut waiting = members();
         loop {
+            // A member that left (died, or was paused past its lease) is
+            // not waited for: it serves nothing until it rejoins, and a
+            // node that joins restores the registry's components first.
+            let now = members();
+            waiting.retain(|node| now.contains(node));
             let mut still = Vec::new();
             for node in waiting {
                 match shared.confirmed(&node, namespace, aggregate_type).await {
