@@ -232,8 +232,10 @@ impl GuestInstance {
         version: u64,
         call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        let seed = format!("{stream}@{version}");
-        self.store.data().call.set(timestamp_ms, seed.as_bytes());
+        self.store
+            .data()
+            .call
+            .set(timestamp_ms, format_args!("{stream}@{version}"));
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
         self.refuel();
