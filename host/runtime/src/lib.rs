@@ -29,6 +29,7 @@ mod background;
 mod bindings;
 mod cache;
 mod command;
+mod command_ids;
 mod component;
 mod config;
 mod direct;
