@@ -272,7 +272,7 @@ fn decide(
 /// store). Disarmed once the store holds the decision.
 struct Speculative<'a> {
     partition: &'a PartitionHandle,
-    stream: Option<StreamId>,
+    stream: Option<&'a StreamId>,
 }
 
 impl Speculative<'_> {
@@ -284,7 +284,7 @@ impl Speculative<'_> {
 
 impl Drop for Speculative<'_> {
     fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
+        if let Some(stream) = self.stream.take().cloned() {
             self.partition.send(move |p| p.passivate(&stream));
         }
     }
@@ -495,7 +495,7 @@ impl Runtime {
         // ahead of the store: every way out but a stored append passivates it.
         let speculative = Speculative {
             partition,
-            stream: Some(stream.clone()),
+            stream: Some(stream),
         };
 
         let adding: u64 = new_events.iter().map(|e| e.data.len() as u64).sum();
