@@ -306,11 +306,11 @@ impl Runtime {
     /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
     ///
     /// **The lean path:** a command for a live aggregate costs one
-    /// partition round trip ([`decide`]) and the append. Two things make
+    /// partition round trip (`decide`) and the append. Two things make
     /// that safe:
     ///
     /// - *The command id from memory.* The live aggregate remembers the
-    ///   command ids of its events ([`super::command_ids`]); the store is
+    ///   command ids of its events (`command_ids`); the store is
     ///   read for the id only when that memory cannot rule it out (the id
     ///   is there, a false positive, or the aggregate was restored from a
     ///   snapshot). An id the memory rules out is in none of the live
@@ -328,7 +328,7 @@ impl Runtime {
     ///   to do on the partition once they are stored. Until then the
     ///   aggregate is pinned and in this command's turn, so no other job
     ///   sees the ahead-of-the-store copy; if they are not stored (a failed
-    ///   check or append, a duplicate, a cancelled caller), [`Speculative`]
+    ///   check or append, a duplicate, a cancelled caller), `Speculative`
     ///   passivates it before the turn ends.
     pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
         if request.command_type.is_empty() {
