@@ -120,6 +120,11 @@ fn deposit(acc: &StreamId, amount: u64, command_id: &str) -> CommandRequest {
         .with_command_id(command_id)
 }
 
+fn withdraw(acc: &StreamId, amount: u64, command_id: &str) -> CommandRequest {
+    CommandRequest::json(acc.clone(), "Withdraw", &json!({ "amount": amount }))
+        .with_command_id(command_id)
+}
+
 async fn balance(runtime: &Runtime, acc: &StreamId) -> (u64, Value) {
     let state = runtime.state(acc).await.unwrap();
     (state.version, state.view["balance"].clone())
@@ -171,7 +176,17 @@ async fn a_new_command_id_on_a_live_aggregate_needs_no_store_read_and_a_retry_it
     assert_eq!(retry.events.len(), 1);
     assert_eq!(retry.events[0].id, first.events[0].id, "the first outcome");
     assert_eq!(store.reads().0, before.0 + 1, "the retry asked the store");
-    assert_eq!(balance(&runtime, &acc).await, (3, json!(12)), "stored once");
+
+    // A retry the current state would reject (nothing left to withdraw):
+    // answered from the store, not decided again.
+    runtime.execute(withdraw(&acc, 12, "w-1")).await.unwrap();
+    let retry = runtime
+        .execute(withdraw(&acc, 12, "w-1"))
+        .await
+        .expect("its first outcome, not a rejection");
+    assert!(retry.duplicate);
+    assert_eq!(retry.version, 4);
+    assert_eq!(balance(&runtime, &acc).await, (4, json!(0)), "stored once");
 }
 
 #[tokio::test]
@@ -232,18 +247,25 @@ async fn an_aggregate_restored_from_a_snapshot_deduplicates_through_the_store() 
             .await
             .unwrap();
     }
+    runtime.execute(withdraw(&acc, 5, "w-1")).await.unwrap();
     runtime.passivate(&acc).await.unwrap();
 
-    // Restored from the snapshot at version 6: its memory holds no ids
-    // from before, so every id is checked against the store.
+    // Restored from the snapshot at version 6 (and the withdrawal after
+    // it): its memory holds no ids from before, so every id is checked
+    // against the store.
     let before = store.reads().0;
     let retry = runtime.execute(deposit(&acc, 1, "c-1")).await.unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.version, 2);
     assert!(store.reads().0 > before, "the store was asked");
+    let retry = runtime
+        .execute(withdraw(&acc, 5, "w-1"))
+        .await
+        .expect("its first outcome, not a rejection");
+    assert!(retry.duplicate);
     let fresh = runtime.execute(deposit(&acc, 1, "c-6")).await.unwrap();
     assert!(!fresh.duplicate);
-    assert_eq!(balance(&runtime, &acc).await, (7, json!(6)));
+    assert_eq!(balance(&runtime, &acc).await, (8, json!(1)));
 }
 
 #[tokio::test]
@@ -253,6 +275,8 @@ async fn an_aggregate_with_more_ids_than_its_memory_tells_apart_still_deduplicat
     send(&runtime, &acc, "Open", json!({"owner": "Di"}))
         .await
         .unwrap();
+    runtime.execute(deposit(&acc, 1, "d-0")).await.unwrap();
+    runtime.execute(withdraw(&acc, 1, "w-0")).await.unwrap();
     // Far more ids than the filter separates well: many new ids look
     // stored (the store is asked), none is ever taken for a new one.
     let ids = 3_000;
@@ -262,16 +286,20 @@ async fn an_aggregate_with_more_ids_than_its_memory_tells_apart_still_deduplicat
             .await
             .unwrap();
     }
-    for i in [0, 1, ids / 2, ids - 1] {
-        let retry = runtime
-            .execute(deposit(&acc, 1, &format!("c-{i}")))
-            .await
-            .unwrap();
-        assert!(retry.duplicate, "c-{i} is stored");
-        assert_eq!(retry.version, i as u64 + 2);
+    runtime.execute(withdraw(&acc, ids, "w-1")).await.unwrap();
+    // Retries the empty account would reject, and deposits: all duplicates.
+    for (request, version) in [
+        (withdraw(&acc, 1, "w-0"), 3),
+        (withdraw(&acc, ids, "w-1"), ids + 4),
+        (deposit(&acc, 1, "c-0"), 4),
+        (deposit(&acc, 1, &format!("c-{}", ids / 2)), ids / 2 + 4),
+    ] {
+        let retry = runtime.execute(request).await.unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.version, version);
     }
     assert!(store.reads().0 > 4, "saturated: new ids were checked too");
-    assert_eq!(balance(&runtime, &acc).await, (ids as u64 + 1, json!(ids)));
+    assert_eq!(balance(&runtime, &acc).await, (ids + 4, json!(0)));
 }
 
 #[tokio::test]
