@@ -11,5 +11,6 @@ mod determinism;
 mod hostile;
 mod lanes;
 mod languages_sandbox;
+mod lean_path;
 mod snapshots;
 mod truthful_answers;

@@ -11,9 +11,14 @@ use aether_store::{
     StoreError, StreamId, VersionConflict,
 };
 
-use super::error::CommandError;
+use super::bindings::NewEvent as DecidedEvent;
+use super::command_ids::Recall;
+use super::component::Digest;
+use super::error::{CommandError, Rejection};
 use super::limits::SandboxLimits;
-use super::partition::{CallError, LivePosition, PartitionHandle, PartitionStopped, StartingPoint};
+use super::partition::{
+    CallError, LivePosition, Partition, PartitionHandle, PartitionStopped, StartingPoint,
+};
 use super::storage::StoredBytes;
 use super::{LoadedComponent, Runtime};
 
@@ -172,6 +177,119 @@ enum Decided {
     Lost,
 }
 
+/// What one partition job made of a command ([`decide`]).
+enum Turn {
+    /// Not live under the component (never activated, passivated, made by
+    /// another component): activate it, then decide.
+    Inactive,
+    /// The live aggregate's memory cannot rule out that the command id is
+    /// stored: ask the store before deciding.
+    MaybeStored,
+    /// The aggregate went as far as it could without the store.
+    Ready(Ready),
+}
+
+/// A decision on the live aggregate at `version`, still to be stored or
+/// confirmed against the store.
+enum Ready {
+    /// The live version is not the expected one.
+    Mismatch { version: u64 },
+    /// The aggregate refused the command.
+    Rejected { version: u64, rejection: Rejection },
+    /// The command changes nothing.
+    Unchanged { version: u64 },
+    /// The aggregate decided `events`, stamped `timestamp_ms`, and has
+    /// already applied them (`applied`: its new version, or why the live
+    /// copy is lost): they must be stored, or the live copy passivated.
+    Decided {
+        version: u64,
+        timestamp_ms: u64,
+        events: Vec<DecidedEvent>,
+        applied: Result<u64, CallError>,
+    },
+}
+
+/// One command's partition job, the whole warm path in one round trip:
+/// finds the aggregate live under `digest`, asks its memory of command ids
+/// (unless the store was just asked), checks the expected version, has the
+/// guest decide, checks the decision's size, and applies what was decided
+/// ahead of the append (see [`Runtime::execute`] for why that is safe).
+fn decide(
+    p: &mut Partition,
+    request: &CommandRequest,
+    digest: &Digest,
+    limits: &SandboxLimits,
+    ask_memory: bool,
+) -> Result<Turn, CommandError> {
+    let stream = &request.stream;
+    let Some(live) = p.live_version(stream, digest) else {
+        return Ok(Turn::Inactive);
+    };
+    if ask_memory
+        && let Some(command_id) = &request.command_id
+        && p.recall_command(stream, command_id) == Recall::Maybe
+    {
+        return Ok(Turn::MaybeStored);
+    }
+    let version = live.version;
+    if request.expected_version.is_some_and(|e| e != version) {
+        return Ok(Turn::Ready(Ready::Mismatch { version }));
+    }
+    // Timestamps never go backwards within a stream, whatever the clock of
+    // the node that wrote the previous event said.
+    let timestamp_ms = now_ms().max(live.last_timestamp_ms);
+    let command = (
+        request.command_type.as_str(),
+        request.content_type.as_str(),
+        &request.data[..],
+    );
+    let decision = match p.handle(stream, command, timestamp_ms) {
+        Ok(decision) => decision,
+        // Pinned, so only a dropped instance takes it away.
+        Err(CallError::NotLive) => return Ok(Turn::Inactive),
+        Err(CallError::Guest(failure)) => return Err(failure.into()),
+    };
+    let events = match decision {
+        Ok(events) => events,
+        Err(rejection) => return Ok(Turn::Ready(Ready::Rejected { version, rejection })),
+    };
+    limits.check_decision(events.iter().map(|e| (e.event_type.as_str(), e.data.len())))?;
+    if events.is_empty() {
+        return Ok(Turn::Ready(Ready::Unchanged { version }));
+    }
+    let applied = p.apply_decided(stream, &events, timestamp_ms, request.command_id.as_deref());
+    Ok(Turn::Ready(Ready::Decided {
+        version,
+        timestamp_ms,
+        events,
+        applied,
+    }))
+}
+
+/// A live copy that has applied a decision not yet stored: dropped armed,
+/// it passivates the aggregate (queued on its partition before the
+/// command's turn ends, so the next job of the stream rebuilds it from the
+/// store). Disarmed once the store holds the decision.
+struct Speculative<'a> {
+    partition: &'a PartitionHandle,
+    stream: Option<&'a StreamId>,
+}
+
+impl Speculative<'_> {
+    /// The store holds what the live copy applied: keep the live copy.
+    fn stored(mut self) {
+        self.stream = None;
+    }
+}
+
+impl Drop for Speculative<'_> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take().cloned() {
+            self.partition.send(move |p| p.passivate(&stream));
+        }
+    }
+}
+
 impl Runtime {
     /// Carries out one command: see the module docs of [`crate`].
     ///
@@ -186,26 +304,49 @@ impl Runtime {
     /// never answered for a command whose command id is stored: its first
     /// outcome is. A command without an expected version that meets a
     /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
+    ///
+    /// **The lean path:** a command for a live aggregate costs one
+    /// partition round trip (`decide`) and the append. Two things make
+    /// that safe:
+    ///
+    /// - *The command id from memory.* The live aggregate remembers the
+    ///   command ids of its events (`command_ids`); the store is
+    ///   read for the id only when that memory cannot rule it out (the id
+    ///   is there, a false positive, or the aggregate was restored from a
+    ///   snapshot). An id the memory rules out is in none of the live
+    ///   copy's events, so it is not stored whenever the store is at the
+    ///   live version, and every answer that relies on it is given at such
+    ///   an instant: an append succeeds only at the live version (its
+    ///   fence), a rejection or no-op only once the store's version is
+    ///   confirmed to be the live one. A stale live copy (another node
+    ///   appended, perhaps the same command) meets a conflict instead,
+    ///   and a conflict is answered only after the store is asked for the
+    ///   id; a store that finds the id on append answers duplicate.
+    /// - *Applying before the append.* The job applies the decided events
+    ///   to the live copy as the store will record them (the versions after
+    ///   the fenced one, the command's timestamp and id), so nothing is left
+    ///   to do on the partition once they are stored. Until then the
+    ///   aggregate is pinned and in this command's turn, so no other job
+    ///   sees the ahead-of-the-store copy; if they are not stored (a failed
+    ///   check or append, a duplicate, a cancelled caller), `Speculative`
+    ///   passivates it before the turn ends.
     pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
         if request.command_type.is_empty() {
             return Err(CommandError::Malformed("the command type is empty".into()));
         }
-        let stream = request.stream.clone();
+        // Shared with the partition jobs without copying the payload.
+        let request = Arc::new(request);
+        let stream = &request.stream;
         let lane = self.inner.lanes.lane(&stream.namespace);
         let limits = lane.limits();
         limits.check_command(request.data.len())?;
         let _admitted = lane.admit(&limits)?;
         let component = self.component_for(&stream.namespace, &stream.aggregate_type)?;
-        let partition = lane.partition(&stream)?;
-        let _turn = self.inner.locks.lock(&stream).await;
+        let partition = lane.partition(stream)?;
+        let _turn = self.inner.locks.lock(stream).await;
         // Dropped before the turn: no eviction between this command's jobs.
-        let _pin = partition.pin(&stream);
+        let _pin = partition.pin(stream);
 
-        if let Some(outcome) = self.stored_outcome(&request).await? {
-            // A retry of a command already carried out: its first outcome,
-            // without asking the aggregate again.
-            return Ok(outcome);
-        }
         let (mut refreshed, mut lost) = (0, 0);
         loop {
             let decided = self
@@ -214,7 +355,7 @@ impl Runtime {
             match decided {
                 Ok(Decided::Done(outcome)) => return Ok(outcome),
                 Ok(Decided::Lost) if lost < LOST_LIMIT => lost += 1,
-                Ok(Decided::Lost) => return Err(instances_kept_failing(&stream)),
+                Ok(Decided::Lost) => return Err(instances_kept_failing(stream)),
                 Ok(Decided::Refresh) if refreshed < REFRESH_LIMIT => refreshed += 1,
                 Ok(Decided::Refresh) => {
                     return Err(CommandError::Store(StoreError::Unavailable {
@@ -266,84 +407,96 @@ impl Runtime {
         }))
     }
 
-    /// One decision: activate, check the expected version, handle, and
-    /// either append what was decided or confirm the live version before
-    /// answering from it.
+    /// One decision: activate if needed, ask the store for the command id
+    /// if the aggregate's memory cannot rule it out, and either append what
+    /// was decided or confirm the live version before answering from it.
     async fn decide_and_append(
         &self,
-        request: &CommandRequest,
+        request: &Arc<CommandRequest>,
         partition: &PartitionHandle,
         component: &Arc<LoadedComponent>,
-        (limits, stored): (&SandboxLimits, &StoredBytes),
+        (limits, stored): (&Arc<SandboxLimits>, &StoredBytes),
     ) -> Result<Decided, CommandError> {
         let stream = &request.stream;
-        let Some(live) = self.ensure_live(partition, stream, component).await? else {
-            return Ok(Decided::Lost);
-        };
-        let version = live.version;
-        if let Some(expected) = request.expected_version
-            && expected != version
-        {
-            // The conflict is true if the store's version, read now, is not
-            // the expected one either (however often the stream moves); only
-            // a live copy behind a store at the expected version decides again.
-            let stored = self.stored_version(partition, stream, version).await?;
-            if stored == expected {
-                return Ok(Decided::Refresh);
+        let (mut activated, mut ask_memory) = (false, true);
+        let ready = loop {
+            let (req, digest, lim) = (request.clone(), component.digest().clone(), limits.clone());
+            let turn = partition
+                .call(move |p| decide(p, &req, &digest, &lim, ask_memory))
+                .await??;
+            match turn {
+                Turn::Ready(ready) => break ready,
+                // Pinned, so only a dropped instance takes it away.
+                Turn::Inactive if activated => return Ok(Decided::Lost),
+                Turn::Inactive => {
+                    if self
+                        .activate_live(partition, stream, component)
+                        .await?
+                        .is_none()
+                    {
+                        return Ok(Decided::Lost);
+                    }
+                    activated = true;
+                }
+                Turn::MaybeStored => {
+                    if let Some(outcome) = self.stored_outcome(request).await? {
+                        // A retry of a command already carried out: its
+                        // first outcome, without asking the aggregate again.
+                        return Ok(Decided::Done(outcome));
+                    }
+                    ask_memory = false;
+                }
             }
-            return Err(VersionConflict {
-                stream: stream.clone(),
-                expected,
-                actual: stored,
-            }
-            .into());
-        }
-        // Timestamps never go backwards within a stream, whatever the
-        // clock of the node that wrote the previous event said.
-        let timestamp_ms = now_ms().max(live.last_timestamp_ms);
-        let (s, req) = (stream.clone(), request.clone());
-        let decided = partition
-            .call(move |p| {
-                let command = (
-                    req.command_type.as_str(),
-                    req.content_type.as_str(),
-                    &req.data[..],
-                );
-                p.handle(&s, command, timestamp_ms)
-            })
-            .await?;
-        let decision = match decided {
-            Ok(decision) => decision,
-            // Pinned, so only a dropped instance takes it away.
-            Err(CallError::NotLive) => return Ok(Decided::Lost),
-            Err(CallError::Guest(failure)) => return Err(failure.into()),
         };
-        let new_events = match decision {
-            Ok(events) => events,
-            Err(rejection) => {
+        let (version, timestamp_ms, new_events, applied) = match ready {
+            Ready::Mismatch { version } => {
+                let expected = request.expected_version.unwrap_or(version);
+                // The conflict is true if the store's version, read now, is
+                // not the expected one either (however often the stream
+                // moves); only a live copy behind a store at the expected
+                // version decides again.
+                let stored = self.stored_version(partition, stream, version).await?;
+                if stored == expected {
+                    return Ok(Decided::Refresh);
+                }
+                return Err(VersionConflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: stored,
+                }
+                .into());
+            }
+            Ready::Rejected { version, rejection } => {
                 let stored = self.stored_version(partition, stream, version).await?;
                 if stored != version {
                     return stale(request, stored);
                 }
                 return Err(CommandError::Rejected(rejection));
             }
-        };
-        limits.check_decision(
-            new_events
-                .iter()
-                .map(|e| (e.event_type.as_str(), e.data.len())),
-        )?;
-        if new_events.is_empty() {
-            let stored = self.stored_version(partition, stream, version).await?;
-            if stored != version {
-                return stale(request, stored);
+            Ready::Unchanged { version } => {
+                let stored = self.stored_version(partition, stream, version).await?;
+                if stored != version {
+                    return stale(request, stored);
+                }
+                return Ok(Decided::Done(CommandOutcome {
+                    events: Vec::new(),
+                    version,
+                    duplicate: false,
+                }));
             }
-            return Ok(Decided::Done(CommandOutcome {
-                events: Vec::new(),
+            Ready::Decided {
                 version,
-                duplicate: false,
-            }));
-        }
+                timestamp_ms,
+                events,
+                applied,
+            } => (version, timestamp_ms, events, applied),
+        };
+        // From here until the store holds the events, the live copy is
+        // ahead of the store: every way out but a stored append passivates it.
+        let speculative = Speculative {
+            partition,
+            stream: Some(stream),
+        };
 
         let adding: u64 = new_events.iter().map(|e| e.data.len() as u64).sum();
         stored
@@ -369,53 +522,50 @@ impl Runtime {
                 command_id: request.command_id.clone(),
                 correlation_id: request.correlation_id.clone(),
                 causation_id: request.causation_id.clone(),
-                component_digest: Some(component.digest().to_hex()),
+                component_digest: Some(component.digest_hex().to_owned()),
             },
             timestamp_ms,
         };
         let outcome = match self.inner.store.append(append).await {
             Ok(outcome) => outcome,
-            Err(error) => {
-                // The live state may be behind the store now: rebuild it next time.
-                let s = stream.clone();
-                partition.call(move |p| p.passivate(&s)).await?;
-                return Err(match error {
-                    AppendError::Conflict(conflict) => CommandError::Conflict(conflict),
-                    AppendError::Invalid(message) => CommandError::Malformed(message),
-                    AppendError::Store(store) => CommandError::Store(store),
-                });
-            }
+            // The live copy applied what was not stored: `speculative`
+            // passivates it, and the next decision rebuilds it.
+            Err(AppendError::Conflict(conflict)) => return Err(CommandError::Conflict(conflict)),
+            Err(AppendError::Invalid(message)) => return Err(CommandError::Malformed(message)),
+            Err(AppendError::Store(store)) => return Err(CommandError::Store(store)),
         };
-
-        let s = stream.clone();
-        let version = if outcome.duplicate {
-            // Stored by an earlier attempt: the live state is rebuilt from the store.
-            partition.call(move |p| p.passivate(&s)).await?;
-            outcome.events.last().map_or(version, |e| e.version)
-        } else {
-            let events = outcome.events.clone();
-            match partition.call(move |p| p.apply(&s, &events)).await? {
-                Ok(new_version) => {
-                    self.snapshot_if_due(partition, stream, component, version, new_version)
-                        .await;
-                    new_version
-                }
-                Err(error) => {
-                    // The events are stored; only the live copy is lost. The
-                    // next command replays them.
-                    tracing::warn!(%stream, ?error, "applying stored events failed; the aggregate will be replayed");
-                    outcome.events.last().map_or(version, |e| e.version)
-                }
-            }
-        };
-        if !outcome.duplicate {
-            stored.add(adding);
-            self.inner.sink.publish(&outcome.events);
+        let stored_version = outcome.events.last().map_or(version, |e| e.version);
+        if outcome.duplicate {
+            // Stored by an earlier attempt: the live copy applied this
+            // attempt's decision instead, so `speculative` passivates it and
+            // the next command rebuilds it from the store.
+            return Ok(Decided::Done(CommandOutcome {
+                events: outcome.events,
+                version: stored_version,
+                duplicate: true,
+            }));
         }
+        let version = match applied {
+            Ok(new_version) => {
+                debug_assert_eq!(new_version, stored_version);
+                speculative.stored();
+                self.snapshot_if_due(partition, stream, component, version, new_version)
+                    .await;
+                new_version
+            }
+            Err(error) => {
+                // The events are stored; only the live copy is lost. The
+                // next command replays them.
+                tracing::warn!(%stream, ?error, "applying the decided events failed; the aggregate will be replayed");
+                stored_version
+            }
+        };
+        stored.add(adding);
+        self.inner.sink.publish(&outcome.events);
         Ok(Decided::Done(CommandOutcome {
             events: outcome.events,
             version,
-            duplicate: outcome.duplicate,
+            duplicate: false,
         }))
     }
 
@@ -602,6 +752,17 @@ impl Runtime {
         if let Some(live) = partition.call(move |p| p.live_version(&s, &digest)).await? {
             return Ok(Some(live));
         }
+        self.activate_live(partition, stream, component).await
+    }
+
+    /// The activation half of [`Runtime::ensure_live`], for an aggregate
+    /// known not to be live under `component` (same contract).
+    async fn activate_live(
+        &self,
+        partition: &PartitionHandle,
+        stream: &StreamId,
+        component: &Arc<LoadedComponent>,
+    ) -> Result<Option<LivePosition>, CommandError> {
         let snapshot = self.starting_point(stream, component).await;
         let (s, c) = (stream.clone(), component.clone());
         let start = partition

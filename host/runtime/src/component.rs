@@ -112,6 +112,8 @@ pub const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
 /// A compiled, checked and linked aggregate component, ready to instantiate.
 pub struct LoadedComponent {
     digest: Digest,
+    /// `digest` in hex, written once: every event it decides carries it.
+    digest_hex: String,
     state_schema: Option<String>,
     size: usize,
     compiled_from: CompiledFrom,
@@ -122,6 +124,12 @@ impl LoadedComponent {
     /// The component's digest.
     pub fn digest(&self) -> &Digest {
         &self.digest
+    }
+
+    /// The component's digest as 64 lowercase hex characters
+    /// ([`Digest::to_hex`]), kept from loading.
+    pub fn digest_hex(&self) -> &str {
+        &self.digest_hex
     }
 
     /// The state-schema version the component declares
@@ -215,6 +223,7 @@ pub(crate) fn load(
     }
     tracing::debug!(digest = %digest.short(), size = bytes.len(), ?compiled_from, "component loaded");
     Ok(Arc::new(LoadedComponent {
+        digest_hex: digest.to_hex(),
         digest,
         state_schema,
         size: bytes.len(),

@@ -103,9 +103,6 @@ impl GuestInstance {
         resource: ResourceAny,
         events: &[RecordedEvent],
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let Some(first) = events.first() else {
-            return Ok(Ok(()));
-        };
         let batch: Vec<Event<'_>> = events
             .iter()
             .map(|e| Event {
@@ -116,6 +113,43 @@ impl GuestInstance {
                 timestamp_ms: e.timestamp_ms,
             })
             .collect();
+        self.apply_batch(stream, resource, &batch)
+    }
+
+    /// Applies the events the aggregate just decided at `version`, as the
+    /// store will record them: versions from `version + 1`, all stamped
+    /// `timestamp_ms`.
+    pub(crate) fn apply_decided(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        version: u64,
+        events: &[NewEvent],
+        timestamp_ms: u64,
+    ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
+        let batch: Vec<Event<'_>> = (version + 1..)
+            .zip(events)
+            .map(|(version, e)| Event {
+                version,
+                event_type: &e.event_type,
+                content_type: &e.content_type,
+                data: &e.data,
+                timestamp_ms,
+            })
+            .collect();
+        self.apply_batch(stream, resource, &batch)
+    }
+
+    /// Applies a batch in one call; the clock reads its first timestamp.
+    fn apply_batch(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        batch: &[Event<'_>],
+    ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
+        let Some(first) = batch.first() else {
+            return Ok(Ok(()));
+        };
         let applied = self.call(
             stream,
             first.timestamp_ms,
@@ -124,7 +158,7 @@ impl GuestInstance {
                 exports
                     .aether_aggregate_handler()
                     .aggregate()
-                    .call_apply(store, resource, &batch)
+                    .call_apply(store, resource, batch)
             },
         )?;
         Ok(applied.map_err(|e| (e.version, e.message)))
@@ -232,8 +266,10 @@ impl GuestInstance {
         version: u64,
         call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        let seed = format!("{stream}@{version}");
-        self.store.data().call.set(timestamp_ms, seed.as_bytes());
+        self.store
+            .data()
+            .call
+            .set(timestamp_ms, format_args!("{stream}@{version}"));
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
         self.refuel();

@@ -5,13 +5,17 @@
 //! execute(command)
 //!   ├─ registry: which component serves (namespace, aggregate type)
 //!   ├─ locks: wait for this aggregate's turn (strict order per aggregate)
-//!   ├─ partition: activate if not live (constructor + batched replay; live
-//!   │             only once the whole stream is applied)
-//!   ├─ partition: handle → new events, or a rejection (nothing stored)
+//!   ├─ partition: one job for a live aggregate — command id ruled out by
+//!   │             its memory? expected version? handle → new events
+//!   │             (applied to the live copy ahead of the append) or a
+//!   │             rejection (nothing stored)
+//!   ├─ partition: not live → activate (constructor + batched replay; live
+//!   │             only once the whole stream is applied), then the job
+//!   ├─ store: command id not ruled out → its stored outcome, if any
 //!   ├─ store: rejection / no change → confirm the live version is the stream's
-//!   ├─ store: append(expected = live version)  — conflict → passivate; the
-//!   │         command's stored outcome, or decide again, or return it
-//!   ├─ partition: apply the stored events to the live state
+//!   ├─ store: append(expected = live version)  — not stored → passivate;
+//!   │         conflict → the command's stored outcome, or decide again,
+//!   │         or return it
 //!   ├─ bus: publish (never blocks)
 //!   └─ reply with the stored events and the new version
 //! ```
@@ -20,15 +24,20 @@
 //! never calls a guest itself. A guest failure drops the guest's instance
 //! and fails only the command that caused it.
 //!
-//! **Architecture invariant:** the live state is only ever advanced by
-//! applying events the store has acknowledged, in version order, so it
-//! always equals a replay of the stream. When in doubt (a conflict, a store
+//! **Architecture invariant:** every job but the one that decided sees a
+//! live state equal to a replay of the stream: it is advanced only by
+//! applying stored events in version order, or, in the deciding command's
+//! own job, by the events it decided, applied as the store will record
+//! them while the command holds the aggregate's turn and pin; unless the
+//! append then stores them, the aggregate is passivated before the turn
+//! ends (`command::Speculative`). When in doubt (a conflict, a store
 //! error, a failed apply) the aggregate is passivated and rebuilt by replay.
 
 mod background;
 mod bindings;
 mod cache;
 mod command;
+mod command_ids;
 mod component;
 mod config;
 mod direct;

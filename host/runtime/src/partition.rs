@@ -47,6 +47,8 @@ use wasmtime::Engine;
 use wasmtime::component::ResourceAny;
 
 use super::CommandError;
+use super::bindings::NewEvent;
+use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind};
 use super::instance::{Decision, GuestInstance};
@@ -103,6 +105,14 @@ impl PartitionHandle {
         }
     }
 
+    /// Queues `f` on the partition thread without waiting for it: it runs
+    /// before every job queued after it (a partition runs its jobs in
+    /// order), so the caller's next call sees what it did.
+    pub(crate) fn send(&self, f: impl FnOnce(&mut Partition) + Send + 'static) {
+        // A stopped partition has nothing left to change.
+        let _ = self.jobs.send(Box::new(f));
+    }
+
     /// Runs `f` on the partition thread and returns its result.
     pub(crate) async fn call<R: Send + 'static>(
         &self,
@@ -149,6 +159,8 @@ struct LiveAggregate {
     /// The timestamp of the event at `version` (0 while unknown): the next
     /// event of the stream is never stamped earlier.
     last_timestamp_ms: u64,
+    /// The command ids of the events applied to it.
+    command_ids: CommandIds,
 }
 
 /// A live aggregate's position: its version and the timestamp of its last
@@ -372,6 +384,7 @@ impl Partition {
                 version,
                 complete: false,
                 last_timestamp_ms: 0,
+                command_ids: CommandIds::starting_at(version),
             },
         );
         Ok(version)
@@ -419,8 +432,64 @@ impl Partition {
             live.version = new_version;
             let last = events.last().map_or(0, |e| e.timestamp_ms);
             live.last_timestamp_ms = live.last_timestamp_ms.max(last);
+            for command_id in events
+                .iter()
+                .filter_map(|e| e.metadata.command_id.as_deref())
+            {
+                live.command_ids.insert(command_id);
+            }
         }
         Ok(new_version)
+    }
+
+    /// Applies the events the aggregate just decided, before they are
+    /// stored, as the store will record them: versions after the live one,
+    /// all stamped `timestamp_ms`, carrying `command_id`. Returns the new
+    /// version. The caller appends them fenced by the old version and
+    /// passivates the aggregate unless the append stores them (see
+    /// `Runtime::execute`); until then the aggregate is pinned and in its
+    /// command's turn, so nothing else sees it.
+    pub(crate) fn apply_decided(
+        &mut self,
+        stream: &StreamId,
+        events: &[NewEvent],
+        timestamp_ms: u64,
+        command_id: Option<&str>,
+    ) -> Result<u64, CallError> {
+        let (key, resource, version) = self.complete_entry(stream)?;
+        if events.is_empty() {
+            return Ok(version);
+        }
+        let applied = self.with_instance(&key, |instance| {
+            instance.apply_decided(stream, resource, version, events, timestamp_ms)
+        })?;
+        if let Err((failed, message)) = applied {
+            self.passivate(stream);
+            return Err(CallError::Guest(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!(
+                    "the component could not apply event version {failed} of {stream}: {message}"
+                ),
+            )));
+        }
+        let new_version = version + events.len() as u64;
+        if let Some(live) = self.live.get_mut(stream) {
+            live.version = new_version;
+            live.last_timestamp_ms = live.last_timestamp_ms.max(timestamp_ms);
+            if let Some(command_id) = command_id {
+                live.command_ids.insert(command_id);
+            }
+        }
+        Ok(new_version)
+    }
+
+    /// Whether `command_id` may be stored in the live aggregate's stream
+    /// (see [`super::command_ids`]); `Maybe` if it is not live.
+    pub(crate) fn recall_command(&mut self, stream: &StreamId, command_id: &str) -> Recall {
+        match self.live.peek(stream) {
+            Some(live) if live.complete => live.command_ids.recall(command_id),
+            _ => Recall::Maybe,
+        }
     }
 
     /// Asks the guest to decide a command (type, content type, data).

@@ -151,19 +151,39 @@ pub(crate) struct CallContext(Arc<CallInner>);
 #[derive(Default)]
 struct CallInner {
     now_ns: AtomicU64,
-    random: Mutex<Option<blake3::OutputReader>>,
+    random: Mutex<Random>,
+}
+
+/// The guest's random numbers in one call: only its seed until the guest
+/// asks for some (most calls never do), then the stream derived from it.
+#[derive(Default)]
+enum Random {
+    /// Before the first call: zeros.
+    #[default]
+    Unset,
+    Seed(Vec<u8>),
+    Reader(blake3::OutputReader),
 }
 
 impl CallContext {
-    /// Freezes the clocks at `timestamp_ms` and seeds random from `seed`.
-    pub(crate) fn set(&self, timestamp_ms: u64, seed: &[u8]) {
+    /// Freezes the clocks at `timestamp_ms` and seeds random from `seed`
+    /// (written into a buffer the calls reuse).
+    pub(crate) fn set(&self, timestamp_ms: u64, seed: std::fmt::Arguments<'_>) {
+        use std::io::Write;
         self.0
             .now_ns
             .store(timestamp_ms.saturating_mul(1_000_000), Ordering::Relaxed);
-        let reader = blake3::Hasher::new_derive_key("aether guest random v1")
-            .update(seed)
-            .finalize_xof();
-        *self.0.random.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+        let mut random = self.0.random.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = match std::mem::take(&mut *random) {
+            Random::Seed(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            Random::Unset | Random::Reader(_) => Vec::new(),
+        };
+        // Writing into a Vec cannot fail.
+        let _ = buffer.write_fmt(seed);
+        *random = Random::Seed(buffer);
     }
 
     fn now_ns(&self) -> u64 {
@@ -172,9 +192,15 @@ impl CallContext {
 
     fn fill(&self, buf: &mut [u8]) {
         let mut random = self.0.random.lock().unwrap_or_else(|e| e.into_inner());
-        match random.as_mut() {
-            Some(reader) => reader.fill(buf),
-            None => buf.fill(0),
+        if let Random::Seed(seed) = &*random {
+            let reader = blake3::Hasher::new_derive_key("aether guest random v1")
+                .update(seed)
+                .finalize_xof();
+            *random = Random::Reader(reader);
+        }
+        match &mut *random {
+            Random::Reader(reader) => reader.fill(buf),
+            _ => buf.fill(0),
         }
     }
 }
