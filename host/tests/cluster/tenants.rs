@@ -168,8 +168,9 @@ fn deploy(client: &Http, bytes: Vec<u8>) -> String {
 /// through node 3 right after (on every shard's owner); a new version
 /// deployed through node 2 under a load spread over all nodes fails no
 /// command, is answered once every member decides with it, and no command
-/// sent after that answer is decided by the old version on any node; a
-/// fourth node started with nothing but the NATS servers
+/// sent after that answer is decided by the old version on any node (nor,
+/// after a rollback through node 3 or an activation through node 1, by
+/// the version they replaced); a fourth node started with nothing but the NATS servers
 /// and its id serves the namespace's aggregates.
 #[test]
 fn components_deployed_through_any_node_serve_on_every_node() {
@@ -278,6 +279,40 @@ fn components_deployed_through_any_node_serve_on_every_node() {
             decided.iter().any(|(at, _)| *at > answered),
             "the load went on after the deploy"
         );
+    }
+
+    // A rollback through node 3 is served by every node once answered,
+    // and so is activating the new version again through node 1.
+    for (through, path, body, expected) in [
+        (2, "rollback", None, &first),
+        (
+            0,
+            "activate",
+            Some(json!({ "digest": second }).to_string().into_bytes()),
+            &second,
+        ),
+    ] {
+        let (status, answer) = client(through).call(
+            "POST",
+            &format!("/v1/namespaces/shop/aggregates/account/{path}"),
+            "application/json",
+            body,
+        );
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(answer["digest"], json!(expected), "{path}: {answer}");
+        assert_eq!(answer.get("unconfirmed_nodes"), None, "{path}: {answer}");
+        for id in 0..ACCOUNTS {
+            let (status, body) = client(id % 3).send(
+                &format!("shop/account/a-{id}"),
+                json!({"type": "Deposit", "data": {"amount": 1}}),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                body["events"][0]["metadata"]["component_digest"],
+                json!(expected),
+                "a-{id} after the {path}"
+            );
+        }
     }
 
     // A node with an empty data directory serves the namespace.

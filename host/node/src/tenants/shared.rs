@@ -93,17 +93,43 @@ impl Shared {
         record: &NamespaceRecord,
     ) -> Result<(), TenantError> {
         let bytes = serde_json::to_vec(record).map_err(anyhow::Error::from)?;
-        match self.kv.create(key(namespace), bytes.into()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(TenantError::Exists(namespace.clone()))
+        let mut last_error = None;
+        // Whether the key, found, holds this very record: an earlier
+        // attempt whose answer was lost stored it (its token hash is new,
+        // so no other creation holds the same record).
+        let ours = |entry: &kv::Entry| decode(entry).ok().flatten().as_ref() == Some(record);
+        for attempt in 0..CAS_ATTEMPTS {
+            match self.kv.create(key(namespace), bytes.clone().into()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists && attempt == 0 => {
+                    return Err(TenantError::Exists(namespace.clone()));
+                }
+                Err(e) => last_error = Some(e),
             }
-            Err(e) => Err(anyhow::Error::from(e)
-                .context(format!(
-                    "storing namespace `{namespace}` in the tenants bucket"
-                ))
-                .into()),
+            // Another node created it at the same moment (the write fails
+            // on the key's sequence, and the read that would say so may
+            // reach a replica that has not seen the winner yet), the bucket
+            // is not ready yet (just created), or an earlier attempt stored
+            // it: look, then try again.
+            if let Ok(Some(entry)) = self.kv.entry(key(namespace)).await
+                && entry.operation == kv::Operation::Put
+            {
+                if ours(&entry) {
+                    return Ok(());
+                }
+                return Err(TenantError::Exists(namespace.clone()));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let error = last_error.map_or_else(
+            || anyhow::anyhow!("no attempt was made"),
+            anyhow::Error::from,
+        );
+        Err(error
+            .context(format!(
+                "storing namespace `{namespace}` in the tenants bucket"
+            ))
+            .into())
     }
 
     /// Makes `change` to `namespace`'s latest record and stores it at that
@@ -114,25 +140,34 @@ impl Shared {
         namespace: &Namespace,
         change: impl Fn(&mut NamespaceRecord) -> Result<(), TenantError>,
     ) -> Result<NamespaceRecord, TenantError> {
-        for _ in 0..CAS_ATTEMPTS {
+        let mut unseen = 0;
+        for _ in 0..CAS_ATTEMPTS * 2 {
             let entry = self
                 .kv
                 .entry(key(namespace))
                 .await
                 .map_err(anyhow::Error::from)?;
-            let (mut record, revision) = match entry {
-                Some(entry) => match decode(&entry)? {
-                    Some(record) => (record, entry.revision),
-                    None => return Err(TenantError::UnknownNamespace(namespace.clone())),
-                },
-                None => return Err(TenantError::UnknownNamespace(namespace.clone())),
+            let found = match &entry {
+                Some(entry) => decode(entry)?.map(|record| (record, entry.revision)),
+                None => None,
+            };
+            let Some((mut record, revision)) = found else {
+                // A replica may answer before it has seen a namespace
+                // created moments ago on another node: look again before
+                // saying it does not exist.
+                unseen += 1;
+                if unseen >= CAS_ATTEMPTS {
+                    return Err(TenantError::UnknownNamespace(namespace.clone()));
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
             };
             change(&mut record)?;
             let bytes = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
             match self.kv.update(key(namespace), bytes.into(), revision).await {
                 Ok(_) => return Ok(record),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
                 }
                 Err(e) => {
                     return Err(anyhow::Error::from(e)
@@ -143,10 +178,7 @@ impl Shared {
                 }
             }
         }
-        Err(anyhow::anyhow!(
-            "namespace `{namespace}` kept changing on other nodes ({CAS_ATTEMPTS} tries): retry"
-        )
-        .into())
+        Err(anyhow::anyhow!("namespace `{namespace}` kept changing on other nodes: retry").into())
     }
 
     /// Every change of the bucket, starting with each namespace's current
