@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
-use aether_host::runtime::{DirectAggregate, Runtime, RuntimeConfig, stream_id};
+use aether_host::runtime::{Runtime, RuntimeConfig, stream_id};
 use aether_host::service::{EventsQuery, ops};
 use aether_host::store::{EmbeddedStore, EventStore, StreamId};
 
@@ -145,62 +145,27 @@ pub(crate) async fn state(args: StateArgs) -> Result<()> {
     };
     let runtime = Runtime::new(store.clone(), config)?;
     let component = runtime.load_component(bytes).await?;
-    // Guest calls block (WASI's sync bindings use Tokio): `guest` runs them
-    // outside the async context.
-    let mut aggregate = guest(|| DirectAggregate::new(&runtime, &component, stream.clone()))?;
-
-    let snapshot = store
-        .load_snapshot(&stream, &component.digest().to_hex())
-        .await?;
-    let mut from_snapshot = None;
-    if let Some(snapshot) = snapshot {
-        match guest(|| aggregate.restore(snapshot.version, &snapshot.state)) {
-            Ok(()) => from_snapshot = Some(snapshot.version),
-            Err(e) => {
-                eprintln!(
-                    "warning: the snapshot at version {} was refused ({e}); replaying in full",
-                    snapshot.version
-                );
-                aggregate = guest(|| DirectAggregate::new(&runtime, &component, stream.clone()))?;
-            }
-        }
-    }
+    runtime.activate(&stream.namespace, &stream.aggregate_type, component.clone());
+    // The service's state read, as a node makes it: the runtime activates
+    // the aggregate (from its snapshot for this component, if one is
+    // valid, then the events after it) and asks the component for its view.
     let head = store.stream_version(&stream).await?;
-    let progress = progress_bar(head.saturating_sub(aggregate.version()));
-    while aggregate.version() < head {
-        let batch = store
-            .read_stream(
-                &stream,
-                aggregate.version() + 1,
-                runtime.config().replay_batch,
-            )
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        guest(|| aggregate.apply(&batch))?;
-        progress.inc(batch.len() as u64);
-    }
+    let progress = replaying(head);
+    let answer = ops::state(&runtime, &stream).await?;
     progress.finish_and_clear();
-
-    let view: Value = serde_json::from_str(&guest(|| aggregate.view())?)
-        .context("the component's view is not JSON")?;
+    let view: Value = answer.view().context("the component's view is not JSON")?;
     if args.target.json {
         let out = json!({
-            "stream": stream.to_string(),
-            "version": aggregate.version(),
+            "stream": answer.stream,
+            "version": answer.version,
             "component": component.digest().to_hex(),
-            "from_snapshot": from_snapshot,
             "view": view,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let origin = from_snapshot.map_or("full replay".to_string(), |v| {
-            format!("snapshot at v{v} + tail")
-        });
         println!(
-            "{stream} at version {} (component {}, {origin})",
-            aggregate.version(),
+            "{stream} at version {} (component {})",
+            answer.version,
             component.digest().short()
         );
         println!("{}", serde_json::to_string_pretty(&view)?);
@@ -234,21 +199,13 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Arc<dyn EventStore>> {
     Ok(Arc::new(store))
 }
 
-/// Runs a guest call on this thread outside the async context, as WASI's
-/// sync bindings require.
-fn guest<R>(call: impl FnOnce() -> R) -> R {
-    tokio::task::block_in_place(call)
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    if total < PROGRESS_AFTER {
+/// A spinner while a stream of `events` events is replayed, if it is long.
+fn replaying(events: u64) -> ProgressBar {
+    if events < PROGRESS_AFTER {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "replaying {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("replaying {events} events"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
 }
