@@ -46,6 +46,7 @@ mod error;
 mod instance;
 mod lanes;
 mod limits;
+mod live;
 mod locks;
 mod partition;
 mod registry;
