@@ -153,6 +153,28 @@ fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
+/// A deposit into each of `accounts` accounts, through node `id % 3`, is
+/// decided by component `digest` (after `change`).
+fn every_owner_decides_with(
+    client: &dyn Fn(usize) -> Http,
+    accounts: usize,
+    digest: &str,
+    change: &str,
+) {
+    for id in 0..accounts {
+        let (status, body) = client(id % 3).send(
+            &format!("shop/account/a-{id}"),
+            json!({"type": "Deposit", "data": {"amount": 1}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["events"][0]["metadata"]["component_digest"],
+            json!(digest),
+            "a-{id} after the {change}"
+        );
+    }
+}
+
 fn deploy(client: &Http, bytes: Vec<u8>) -> String {
     let (status, body) = client.call(
         "PUT",
@@ -246,18 +268,7 @@ fn components_deployed_through_any_node_serve_on_every_node() {
         answered - asked
     );
     // Every aggregate's owner decides with the new version at once.
-    for id in 0..ACCOUNTS {
-        let (status, body) = client(id % 3).send(
-            &format!("shop/account/a-{id}"),
-            json!({"type": "Deposit", "data": {"amount": 1}}),
-        );
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(
-            body["events"][0]["metadata"]["component_digest"],
-            json!(second),
-            "a-{id}"
-        );
-    }
+    every_owner_decides_with(&client, ACCOUNTS, &second, "the deploy");
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for thread in load {
@@ -301,18 +312,7 @@ fn components_deployed_through_any_node_serve_on_every_node() {
         assert_eq!(status, 200, "{path}: {answer}");
         assert_eq!(answer["digest"], json!(expected), "{path}: {answer}");
         assert_eq!(answer.get("unconfirmed_nodes"), None, "{path}: {answer}");
-        for id in 0..ACCOUNTS {
-            let (status, body) = client(id % 3).send(
-                &format!("shop/account/a-{id}"),
-                json!({"type": "Deposit", "data": {"amount": 1}}),
-            );
-            assert_eq!(status, 200, "{body}");
-            assert_eq!(
-                body["events"][0]["metadata"]["component_digest"],
-                json!(expected),
-                "a-{id} after the {path}"
-            );
-        }
+        every_owner_decides_with(&client, ACCOUNTS, expected, path);
     }
 
     // A node with an empty data directory serves the namespace.
