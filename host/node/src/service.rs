@@ -268,8 +268,10 @@ impl Node {
     ) -> Result<CommandAnswer, ServiceError> {
         let started = Instant::now();
         let namespace = command.stream.namespace.clone();
-        self.follow_if_unknown(&command.stream).await;
-        let result = ops::execute(self.runtime(), command).await;
+        let result = match self.follow_if_unknown(&command.stream).await {
+            Ok(()) => ops::execute(self.runtime(), command).await,
+            Err(error) => Err(error),
+        };
         let (outcome, failure) = match &result {
             Ok(answer) if answer.duplicate => ("duplicate", None),
             Ok(_) => ("ok", None),
@@ -286,7 +288,7 @@ impl Node {
     /// The aggregate's state from this node's runtime (a shard owner's
     /// part of [`Node::state`]).
     pub(crate) async fn read_state(&self, stream: &StreamId) -> Result<StateAnswer, ServiceError> {
-        self.follow_if_unknown(stream).await;
+        self.follow_if_unknown(stream).await?;
         ops::state(self.runtime(), stream).await
     }
 
@@ -294,19 +296,28 @@ impl Node {
     /// stream's aggregate type: follows the shared registry first (the type
     /// may have been deployed through another node moments ago), so that
     /// `unknown_aggregate_type` is only answered when the registry agrees.
-    async fn follow_if_unknown(&self, stream: &StreamId) {
+    /// A registry this node cannot read or follow now gives a retryable
+    /// error instead: it cannot know whether the type is deployed.
+    async fn follow_if_unknown(&self, stream: &StreamId) -> Result<(), ServiceError> {
         if self.shared_components().is_none()
             || self
                 .runtime()
                 .active_component(&stream.namespace, &stream.aggregate_type)
                 .is_some()
         {
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.follow_registry(&stream.namespace).await {
-            let namespace = &stream.namespace;
-            tracing::warn!(%namespace, error = %format!("{error:#}"), "cannot follow the shared registry");
-        }
+        self.follow_registry(&stream.namespace)
+            .await
+            .map_err(|error| {
+                ServiceError::new(
+                    ErrorCode::StoreUnavailable,
+                    format!(
+                        "namespace `{}`'s shared registry cannot be followed here now ({error:#}): retry",
+                        stream.namespace
+                    ),
+                )
+            })
     }
 }
 
