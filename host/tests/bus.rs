@@ -1,6 +1,7 @@
 //! The event bus across nodes, over a real `nats-server`: two local buses
 //! (two "nodes") joined by the NATS bus; scopes, filters, the
-//! cross-namespace opt-in and a slow subscriber.
+//! cross-namespace opt-in and a slow subscriber; and, with the JetStream
+//! store, the store's streams as the bus.
 
 use std::time::Duration;
 
@@ -231,4 +232,108 @@ async fn both_buses_keep_the_same_contract_behind_one_interface() {
             assert_eq!(event.event_type, "Deposited", "{name}");
         }
     }
+}
+
+/// With the JetStream store, the namespace's stream is the bus: a feed
+/// subscriber and a catch-up subscription on "node B" see what "node A"
+/// stores, with nothing published on any bus (B's in-process bus stays
+/// silent), in position order; a feed follows one namespace only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_the_stores_streams_are_the_bus() {
+    use std::sync::Arc;
+
+    use aether_host::bus::catchup::{CatchUp, StartFrom};
+    use aether_host::bus::feed::StoreFeed;
+    use aether_host::bus::{Bus, BusError};
+    use aether_host::store::{JetStreamConfig, JetStreamStore};
+
+    let server = NatsServer::start();
+    let connect = || JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1));
+    let node_a = connect().await.unwrap();
+    let node_b: Arc<dyn EventStore> = Arc::new(connect().await.unwrap());
+    let append = |id: &'static str, event_type: &'static str| {
+        let stream = StreamId::new(
+            "bank".parse().unwrap(),
+            "account".parse().unwrap(),
+            id.parse().unwrap(),
+        );
+        node_a.append(AppendRequest {
+            stream,
+            expected: ExpectedVersion::Any,
+            events: vec![NewEvent::json(event_type, b"{}".to_vec())],
+            metadata: EventMetadata::default(),
+            timestamp_ms: 0,
+        })
+    };
+    append("vip-1", "Opened").await.unwrap(); // history, position 1
+
+    let silent = LocalBus::default();
+    let mut catch_up = CatchUp::start(
+        node_b.clone(),
+        &silent,
+        &Namespace::new("bank").unwrap(),
+        Filter::default(),
+        None,
+        StartFrom::Beginning,
+    )
+    .await
+    .unwrap();
+    let feed = StoreFeed::new(node_b.clone());
+    let filter = Filter {
+        event_types: Some(["Deposited".to_owned()].into()),
+        aggregate_type: None,
+        aggregate_id: Some(IdPattern::new("vip-*").unwrap()),
+    };
+    let mut deposits = feed
+        .subscribe(&Namespace::new("bank").unwrap(), filter)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            feed.subscribe_to(
+                Scope::AllNamespaces {
+                    reason: "test".into()
+                },
+                Filter::default()
+            )
+            .await
+            .err(),
+            Some(BusError::Refused(_))
+        ),
+        "a feed follows one namespace"
+    );
+
+    for (id, event_type) in [
+        ("acc-1", "Deposited"),
+        ("vip-1", "Deposited"),
+        ("vip-1", "Withdrawn"),
+    ] {
+        append(id, event_type).await.unwrap();
+    }
+    let got = within(deposits.recv()).await.unwrap();
+    assert_eq!(
+        (
+            got.stream.to_string(),
+            got.event_type,
+            got.position,
+            got.version
+        ),
+        (
+            "bank/account/vip-1".to_owned(),
+            "Deposited".to_owned(),
+            3,
+            2
+        ),
+        "only what the filter matches, stored after the subscription"
+    );
+    let mut positions = Vec::new();
+    for _ in 0..4 {
+        positions.push(within(catch_up.next()).await.unwrap().position);
+    }
+    assert_eq!(
+        positions,
+        [1, 2, 3, 4],
+        "history then live, from the store's stream"
+    );
+    assert_eq!(silent.cut_off_subscribers(), 0);
 }

@@ -26,6 +26,11 @@
 //!                                   node stored in a shared store)
 //! ```
 //!
+//! A store that has a feed of its own ([`EventStore::follow_log`]: the
+//! JetStream store, shared by every node) is followed instead of the bus:
+//! its follower reads history and then each event as any node stores it,
+//! in one stream, with no polling and no second publish of the events.
+//!
 //! Events come out in log order (so in version order per stream), each at
 //! least once across restarts: a named subscriber's checkpoint is the last
 //! position it [`CatchUp::commit`]ted, kept in the store (as the
@@ -46,7 +51,7 @@ use tokio::sync::broadcast;
 use super::{Filter, LocalBus, Scope};
 use aether_core::namespace::layout::subscriber_stream;
 use aether_core::namespace::{InvalidName, Namespace};
-use aether_store::{EventStore, RecordedEvent, Snapshot, StoreError, StreamId};
+use aether_store::{EventStore, LogFollower, RecordedEvent, Snapshot, StoreError, StreamId};
 
 /// Events read from the log per round trip.
 const PAGE: usize = 1024;
@@ -93,6 +98,9 @@ pub enum CatchUpError {
 pub struct CatchUp {
     store: Arc<dyn EventStore>,
     live: broadcast::Receiver<Arc<RecordedEvent>>,
+    /// The store's own feed of the namespace's log, when it has one: then
+    /// the bus, the pages and the polling below are not used.
+    feed: Option<Box<dyn LogFollower>>,
     /// The namespace followed; `scope` is always `Scope::Namespace` of it.
     namespace: Namespace,
     scope: Scope,
@@ -138,9 +146,11 @@ impl CatchUp {
                 saved.map_or(0, |s| s.version)
             }
         };
+        let feed = store.follow_log(namespace, last).await?;
         Ok(CatchUp {
             store,
             live,
+            feed,
             namespace: namespace.clone(),
             scope: Scope::Namespace(namespace.clone()),
             filter,
@@ -163,6 +173,15 @@ impl CatchUp {
 
     /// The next matching event, from the log or live.
     pub async fn next(&mut self) -> Result<RecordedEvent, CatchUpError> {
+        if let Some(feed) = &mut self.feed {
+            loop {
+                let event = feed.next().await?;
+                self.last = event.position;
+                if self.scope.contains(&event) && self.filter.matches(&event) {
+                    return Ok(event);
+                }
+            }
+        }
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);

@@ -14,12 +14,15 @@
 //!
 //! Durable subscriptions that start from a checkpoint and read history
 //! before live events are in [`catchup`]; fan-out across nodes over NATS,
-//! with the same scopes and filters, in [`nats`].
+//! with the same scopes and filters, in [`nats`] (for a store without a
+//! feed of its own) and [`feed`] (the JetStream store's streams, which are
+//! the bus when events live in JetStream).
 //!
 //! **Architecture invariant:** `publish` is called only after the store has
 //! acknowledged the events, and never waits for a subscriber.
 
 pub mod catchup;
+pub mod feed;
 mod filter;
 pub mod nats;
 
@@ -60,6 +63,9 @@ pub enum BusError {
     /// The bus was shut down.
     #[error("the bus is closed")]
     Closed,
+    /// The subscription cannot be made, for the reason given.
+    #[error("subscription refused: {0}")]
+    Refused(String),
 }
 
 impl LocalBus {

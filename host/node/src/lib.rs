@@ -115,8 +115,6 @@ pub struct Node {
     uploads: Arc<slots::NamespaceSlots>,
     defaults: SandboxLimits,
     shutdown: tokio::sync::watch::Sender<bool>,
-    /// With `--nats`: the NATS bus this node's events are forwarded to.
-    nats_bus: Option<(aether_bus::nats::NatsBus, tokio::task::JoinHandle<()>)>,
     /// With `--cluster`: this node's membership (set once, by `serve`).
     cluster: std::sync::OnceLock<Arc<aether_cluster::Cluster>>,
     /// With `--nats`: the tasks that follow the shared tenants and
@@ -129,9 +127,6 @@ pub struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some((_, forwarder)) = &self.nats_bus {
-            forwarder.abort();
-        }
         for task in self
             .tenant_tasks
             .lock()
@@ -150,46 +145,40 @@ impl Node {
     pub async fn open(config: &NodeConfig) -> Result<(Arc<Node>, Option<Token>)> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let store: Arc<dyn EventStore> = match &config.nats {
-            None => Arc::new(
-                EmbeddedStore::open(dir)
-                    .with_context(|| format!("opening the event store in {}", dir.display()))?,
+        // With NATS, the JetStream store's streams are the bus across nodes
+        // (nothing publishes the events a second time), and the store's
+        // connection also carries the shared tenants and components.
+        let (store, nats_client): (Arc<dyn EventStore>, _) = match &config.nats {
+            None => (
+                Arc::new(
+                    EmbeddedStore::open(dir)
+                        .with_context(|| format!("opening the event store in {}", dir.display()))?,
+                ),
+                None,
             ),
-            Some(nats) => Arc::new(
-                JetStreamStore::connect(nats.clone())
+            Some(nats) => {
+                let store = JetStreamStore::connect(nats.clone())
                     .await
-                    .context("opening the JetStream event store")?,
-            ),
+                    .context("opening the JetStream event store")?;
+                let client = store.client().clone();
+                (Arc::new(store), Some(client))
+            }
         };
         let bus = Arc::new(LocalBus::default());
         let runtime = Runtime::with_sink(store, config.runtime.clone(), bus.clone())?;
-        // With NATS, every event this node stores is also published on its
-        // subject, so services and other nodes can follow it there.
-        let nats_bus = match &config.nats {
-            None => None,
-            Some(nats) => {
-                let nats = aether_bus::nats::NatsBus::connect(&nats.urls).await?;
-                let forwarder = nats.forward(&bus);
-                Some((nats, forwarder))
-            }
-        };
         let tenants = Tenants::open(dir)?;
         let new_admin = tenants.ensure_admin(config.admin_token.as_deref())?;
-        if let (Some(nats), Some((bus, _))) = (&config.nats, &nats_bus) {
-            let shared = tenants::Shared::open(bus.client().clone(), &nats.prefix, nats.replicas)
+        if let (Some(nats), Some(client)) = (&config.nats, &nats_client) {
+            let shared = tenants::Shared::open(client.clone(), &nats.prefix, nats.replicas)
                 .await
                 .context("opening the shared tenants")?;
             tenants.share(shared).await?;
         }
-        let shared_components = match (&config.nats, &nats_bus) {
-            (Some(nats), Some((bus, _))) => Some(
-                components::SharedComponents::open(
-                    bus.client().clone(),
-                    &nats.prefix,
-                    nats.replicas,
-                )
-                .await
-                .context("opening the shared components")?,
+        let shared_components = match (&config.nats, &nats_client) {
+            (Some(nats), Some(client)) => Some(
+                components::SharedComponents::open(client.clone(), &nats.prefix, nats.replicas)
+                    .await
+                    .context("opening the shared components")?,
             ),
             _ => None,
         };
@@ -204,7 +193,6 @@ impl Node {
             uploads: Arc::default(),
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
-            nats_bus,
             cluster: std::sync::OnceLock::new(),
             tenant_tasks: std::sync::Mutex::new(Vec::new()),
             shared_components,
@@ -228,11 +216,6 @@ impl Node {
     /// The node's tenants.
     pub fn tenants(&self) -> &Tenants {
         &self.tenants
-    }
-
-    /// The NATS bus the node forwards its events to, if it runs on NATS.
-    pub fn nats_bus(&self) -> Option<&aether_bus::nats::NatsBus> {
-        self.nats_bus.as_ref().map(|(bus, _)| bus)
     }
 
     /// The cluster this node is part of, if any.

@@ -176,6 +176,34 @@ pub trait EventStore: Send + Sync + 'static {
     async fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// A follower of `namespace`'s log from position `after + 1` on: every
+    /// event stored in the namespace by any process sharing this store,
+    /// in position order, history first, then each new event as it is
+    /// stored. `None` (the default) when this backend has no such feed:
+    /// its events are stored only through this process, whose bus carries
+    /// them (a catch-up subscription then reads the log and follows the
+    /// bus). The JetStream store follows the namespace's stream, so events
+    /// cross NATS once.
+    async fn follow_log(
+        &self,
+        namespace: &Namespace,
+        after: u64,
+    ) -> Result<Option<Box<dyn LogFollower>>, StoreError> {
+        let _ = (namespace, after);
+        Ok(None)
+    }
+}
+
+/// Follows one namespace's log as it grows ([`EventStore::follow_log`]).
+#[async_trait::async_trait]
+pub trait LogFollower: Send + Sync {
+    /// The next event of the log (the position after the previous one),
+    /// waiting for it to be stored. A follower rides out a backend that is
+    /// unreachable for a while (it waits and keeps its place); an error
+    /// means the log cannot be followed truthfully (e.g. it skipped a
+    /// position) and the follower is done.
+    async fn next(&mut self) -> Result<RecordedEvent, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -236,5 +264,13 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn check_writable(&self) -> Result<(), StoreError> {
         (**self).check_writable().await
+    }
+
+    async fn follow_log(
+        &self,
+        namespace: &Namespace,
+        after: u64,
+    ) -> Result<Option<Box<dyn LogFollower>>, StoreError> {
+        (**self).follow_log(namespace, after).await
     }
 }

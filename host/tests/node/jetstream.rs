@@ -138,7 +138,9 @@ fn two_nodes_on_one_jetstream_cluster_never_both_win_a_version() {
 }
 
 /// A subscriber on one node follows events another node stores in the
-/// shared JetStream store: its history, then new ones as they come.
+/// shared JetStream store: its history, then new ones as they come. The
+/// events cross NATS once, in the store's stream: nothing is published on
+/// the NATS bus's subjects (`aether.bus.>`) a second time.
 #[test]
 fn a_tail_on_one_node_follows_events_stored_by_another() {
     use std::io::{BufRead, BufReader};
@@ -146,6 +148,14 @@ fn a_tail_on_one_node_follows_events_stored_by_another() {
 
     let server = aether_nats_harness::NatsServer::start();
     let url = server.url();
+    let watcher = tokio::runtime::Runtime::new().unwrap();
+    let (mut bus_subjects, mut store_subjects) = watcher.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let bus = client.subscribe("aether.bus.>").await.unwrap();
+        let store = client.subscribe("aether.events.bank.>").await.unwrap();
+        client.flush().await.unwrap();
+        (bus, store)
+    });
     let nats = ["--nats", url.as_str()];
     let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (node_1, node_2) = (
@@ -188,4 +198,29 @@ fn a_tail_on_one_node_follows_events_stored_by_another() {
     );
     let _ = tail.kill();
     let _ = tail.wait();
+
+    let (on_bus, in_store) = watcher.block_on(async {
+        (
+            received(&mut bus_subjects).await,
+            received(&mut store_subjects).await,
+        )
+    });
+    assert!(
+        in_store >= 2,
+        "the watcher sees the store's publishes ({in_store}), so it would see the bus's"
+    );
+    assert_eq!(on_bus, 0, "and not published again on the bus's subjects");
+}
+
+/// How many messages `subscriber` receives until it has been quiet for
+/// half a second.
+async fn received(subscriber: &mut async_nats::Subscriber) -> usize {
+    use futures_util::StreamExt;
+    let mut seen = 0;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), subscriber.next()).await
+    {
+        seen += 1;
+    }
+    seen
 }

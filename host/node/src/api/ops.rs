@@ -79,14 +79,6 @@ pub(super) async fn metrics(
             "aether_component_uploads{{namespace=\"{namespace}\"}} {open}\n"
         ));
     }
-    if let Some(nats) = node.nats_bus() {
-        text.push_str("# HELP aether_nats_bus_cut_off_total NATS bus subscribers and forwarders that fell behind.\n");
-        text.push_str("# TYPE aether_nats_bus_cut_off_total counter\n");
-        text.push_str(&format!(
-            "aether_nats_bus_cut_off_total {}\n",
-            nats.cut_off_subscribers()
-        ));
-    }
     if let Some(cluster) = node.cluster() {
         text.push_str(&cluster_metrics(&cluster.status()));
     }

@@ -51,6 +51,7 @@
 //! memory for the number of namespaces plus one (`aether-system`).
 
 mod codec;
+mod follow;
 mod reads;
 mod streams;
 
@@ -195,6 +196,12 @@ impl JetStreamStore {
             replicas: config.replicas,
             hints: reads::Hints::default(),
         })
+    }
+
+    /// The store's NATS connection, for a node's other uses of the same
+    /// servers (one connection instead of one per use).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     fn subject(&self, stream: &StreamId) -> String {
@@ -509,6 +516,19 @@ impl EventStore for JetStreamStore {
             Some(events) => streams::stored_bytes(&events).await,
             None => Ok(0),
         }
+    }
+
+    async fn follow_log(
+        &self,
+        namespace: &Namespace,
+        after: u64,
+    ) -> Result<Option<Box<dyn super::LogFollower>>, StoreError> {
+        Ok(Some(Box::new(follow::Follower::new(
+            self.context.clone(),
+            self.prefix.clone(),
+            namespace.clone(),
+            after,
+        ))))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
