@@ -123,6 +123,10 @@ pub struct Node {
     /// With `--nats`: component bytes and registry changes every node
     /// shares.
     shared_components: Option<components::SharedComponents>,
+    /// The active components this node could not find when it started
+    /// (`namespace/type (digest)`); it joins a cluster only once there are
+    /// none (see `join_cluster`).
+    missing_components: std::sync::Mutex<Vec<(Namespace, String)>>,
 }
 
 impl Drop for Node {
@@ -196,6 +200,7 @@ impl Node {
             cluster: std::sync::OnceLock::new(),
             tenant_tasks: std::sync::Mutex::new(Vec::new()),
             shared_components,
+            missing_components: std::sync::Mutex::default(),
         });
         node.restore().await?;
         node.follow_tenants();
@@ -371,6 +376,7 @@ impl Node {
     /// Re-applies every namespace's limits and re-activates its active
     /// components.
     async fn restore(&self) -> Result<()> {
+        let mut missing = Vec::new();
         for namespace in self.tenants.namespaces() {
             let overrides = self.tenants.limits(&namespace)?;
             if overrides != LimitOverrides::default() {
@@ -378,8 +384,14 @@ impl Node {
                     .await
                     .with_context(|| format!("the stored limits of namespace `{namespace}`"))?;
             }
-            self.restore_components(&namespace).await?;
+            for what in self.restore_components(&namespace).await? {
+                missing.push((namespace.clone(), what));
+            }
         }
+        *self
+            .missing_components
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = missing;
         Ok(())
     }
 }

@@ -443,33 +443,51 @@ impl Node {
             .await
     }
 
-    /// Re-activates every namespace's active components (on start).
-    pub(super) async fn restore_components(&self, namespace: &Namespace) -> anyhow::Result<()> {
+    /// Re-activates every namespace's active components (on start), and
+    /// returns the types whose active component it cannot find (neither
+    /// in this node's directory nor in the shared bucket), as
+    /// `namespace/type (digest)`. With shared components, a component this
+    /// node has that the shared bucket lacks (deployed before components
+    /// were shared, perhaps on this node alone) is put there, so every
+    /// node can fetch it.
+    pub(super) async fn restore_components(
+        &self,
+        namespace: &Namespace,
+    ) -> anyhow::Result<Vec<String>> {
         let (history, _) = self.registry_history(namespace).await?;
         let mut active = std::collections::BTreeMap::new();
         for activation in history {
             active.insert(activation.aggregate_type.clone(), activation.digest);
         }
+        let mut missing = Vec::new();
         for (aggregate_type, digest) in active {
             let loaded = match self.stored_component(namespace, &digest).await {
                 Ok(loaded) => loaded,
-                // Deployed through another node of a shared store: its bytes
-                // are not here. The type is not served by this node until
-                // it is deployed here (or the file is copied).
+                // Deployed through another node, and not in the shared
+                // bucket (or there is none): this node cannot serve the
+                // type until it is deployed again.
                 Err(RegistryError::UnknownComponent(_)) => {
                     tracing::warn!(
                         %namespace, %aggregate_type, %digest,
-                        "the active component is not in this node's components directory: deploy it here to serve the type"
+                        "the active component is neither in this node's components directory nor in the shared bucket: deploy it again to serve the type"
                     );
+                    missing.push(format!("{namespace}/{aggregate_type} ({digest})"));
                     continue;
                 }
                 Err(e) => {
                     anyhow::bail!("component {digest} of {namespace}/{aggregate_type}: {e}")
                 }
             };
+            self.share_component(namespace, &digest, None)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "sharing component {digest} of {namespace}/{aggregate_type}: {e}"
+                    )
+                })?;
             self.runtime.activate(namespace, &aggregate_type, loaded);
         }
-        Ok(())
+        Ok(missing)
     }
 
     /// **Invariant:** a namespace's stored components (every distinct

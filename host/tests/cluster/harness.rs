@@ -2,9 +2,9 @@
 //! and N `aether serve --cluster` nodes on random loopback ports.
 //!
 //! Namespaces and components are set up once on the first node; the
-//! others start from a copy of its `node.json` and `components/` (the
-//! cluster shares events, the registry and the shard map through NATS, but
-//! not the tenants file or component bytes).
+//! others start from a copy of its `node.json` and `components/` (which
+//! the cluster shares through NATS too), or with an empty data directory
+//! (`add_empty_node`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -94,6 +94,33 @@ impl Cluster {
         let index = self.nodes.len() - 1;
         self.restart(index);
         index
+    }
+
+    /// Starts one more node on an empty data directory, on a thread of its
+    /// own: a node that is not ready (it waits for something before it
+    /// joins) does not hold the test up. Give the node to
+    /// [`Cluster::adopt`] once the thread returns it.
+    pub(crate) fn add_empty_node_in_background(
+        &mut self,
+    ) -> (usize, std::thread::JoinHandle<NodeProcess>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        self.dirs.push(dir);
+        self.nodes.push(None);
+        let index = self.nodes.len() - 1;
+        let flags = self.flags(index, &[]);
+        let starting = std::thread::spawn(move || {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            NodeProcess::start_with_env(&path, &flags, &[])
+        });
+        (index, starting)
+    }
+
+    /// Takes node `index`, started by
+    /// [`Cluster::add_empty_node_in_background`], into the cluster.
+    pub(crate) fn adopt(&mut self, index: usize, node: NodeProcess) {
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        self.nodes[index] = Some(node);
     }
 
     /// Starts node `index` again on its data directory.

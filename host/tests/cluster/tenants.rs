@@ -338,3 +338,71 @@ fn components_deployed_through_any_node_serve_on_every_node() {
         "{body}"
     );
 }
+
+/// A node takes no shards it cannot serve: while the active component of a
+/// namespace is neither in its (empty) directory nor in the shared bucket
+/// (deployed before components were shared, say), it does not join. The
+/// node that has the component puts it in the bucket when it starts; the
+/// new node then fetches it, joins, and serves its shards with it.
+#[test]
+fn a_node_joins_only_once_it_has_every_active_component() {
+    let _serial = crate::serial();
+    let mut cluster = Cluster::start(1);
+    let (status, types) = cluster
+        .node(0)
+        .client(Some(&cluster.token))
+        .get("/v1/namespaces/bank/aggregates");
+    assert_eq!(status, 200, "{types}");
+    let digest = types["aggregate_types"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The bank account's bytes leave the shared bucket.
+    let url = cluster.nats.urls()[0].clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let bucket = js.get_object_store("AETHER_COMPONENTS").await.unwrap();
+        bucket.delete(&digest).await.unwrap();
+        assert!(bucket.get(&digest).await.is_err(), "deleted");
+    });
+
+    let (new, starting) = cluster.add_empty_node_in_background();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !starting.is_finished(),
+        "the new node is not ready while it cannot serve bank/bank-account"
+    );
+    let status = cluster.status(0);
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(1),
+        "it has not joined: {status}"
+    );
+    assert_eq!(
+        status["shards_per_node"]["node-1"],
+        json!(crate::harness::SHARDS)
+    );
+
+    // Node 1 restarts and brings its component back to the bucket.
+    cluster.terminate(0);
+    cluster.restart(0);
+    let node = starting.join().unwrap();
+    cluster.adopt(new, node);
+    let stable = cluster.wait_stable(2);
+    let owned = stable["shards_per_node"][Cluster::node_id(new)]
+        .as_u64()
+        .unwrap();
+    assert!(owned > 0, "the new node owns shards: {stable}");
+    let client = cluster.node(new).client(Some(&cluster.token));
+    for id in 0..8 {
+        let (status, body) = client.send(
+            &format!("bank/bank-account/joined-{id}"),
+            json!({"type": "Open", "data": {"owner": "J"}}),
+        );
+        assert_eq!(status, 200, "joined-{id} through the new node: {body}");
+        assert_eq!(
+            body["events"][0]["metadata"]["component_digest"],
+            json!(digest)
+        );
+    }
+}
