@@ -70,17 +70,50 @@ pub(super) fn encode_event(sequence: u64, event: &RecordedEvent) -> Result<Vec<u
 /// Decodes and verifies the event record stored under the log sequence
 /// `sequence`.
 pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent, String> {
+    decode_event_with(sequence, record, |r| {
+        Ok(Some(StreamId::new(
+            Namespace::new(r.text()?).map_err(|e| e.to_string())?,
+            AggregateType::new(r.text()?).map_err(|e| e.to_string())?,
+            AggregateId::new(r.text()?).map_err(|e| e.to_string())?,
+        )))
+    })
+    .map(|event| event.expect("the stream is always given"))
+}
+
+/// As [`decode_event`], for a record the stream index says is of `stream`:
+/// its names are compared with the stream's (the bytes, verified by the
+/// checksum) instead of copied and validated again. `None` if the record
+/// is of another stream (the caller reports that as damage).
+pub(super) fn decode_stream_event(
+    stream: &StreamId,
+    sequence: u64,
+    record: &[u8],
+) -> Result<Option<RecordedEvent>, String> {
+    decode_event_with(sequence, record, |r| {
+        let same = r.bytes()? == stream.namespace.as_str().as_bytes();
+        let same = r.bytes()? == stream.aggregate_type.as_str().as_bytes() && same;
+        let same = r.bytes()? == stream.aggregate_id.as_str().as_bytes() && same;
+        Ok(same.then(|| stream.clone()))
+    })
+}
+
+/// Decodes and verifies an event record, reading its three names with
+/// `names` (`None`: not the stream the caller expected; nothing more is
+/// decoded).
+fn decode_event_with(
+    sequence: u64,
+    record: &[u8],
+    names: impl FnOnce(&mut Reader<'_>) -> Result<Option<StreamId>, String>,
+) -> Result<Option<RecordedEvent>, String> {
     let mut r = Reader::open(record, &event_key(sequence), EVENT_RECORD_VERSION)?;
     let id = Uuid::from_bytes(r.array()?);
     let version = r.u64()?;
     let stored_sequence = r.u64()?;
     let position = r.u64()?;
     let timestamp_ms = r.u64()?;
-    let stream = StreamId::new(
-        Namespace::new(r.text()?).map_err(|e| e.to_string())?,
-        AggregateType::new(r.text()?).map_err(|e| e.to_string())?,
-        AggregateId::new(r.text()?).map_err(|e| e.to_string())?,
-    );
+    let Some(stream) = names(&mut r)? else {
+        return Ok(None);
+    };
     let event_type = r.text()?;
     let content_type = r.text()?;
     let mut optional = || -> Result<Option<String>, String> {
@@ -103,7 +136,7 @@ pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent
             "the record says log sequence {stored_sequence} but is stored under {sequence}"
         ));
     }
-    Ok(RecordedEvent {
+    Ok(Some(RecordedEvent {
         id,
         stream,
         version,
@@ -113,7 +146,7 @@ pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent
         data,
         metadata,
         timestamp_ms,
-    })
+    }))
 }
 
 /// Encodes a snapshot; its stream and digest are the key it is stored under.
@@ -149,8 +182,8 @@ pub(super) fn decode_snapshot(
     })
 }
 
-fn event_key(sequence: u64) -> Vec<u8> {
-    sequence.to_le_bytes().to_vec()
+fn event_key(sequence: u64) -> [u8; 8] {
+    sequence.to_le_bytes()
 }
 
 fn snapshot_key(stream: &StreamId, component_key: &str) -> Result<Vec<u8>, TooLarge> {

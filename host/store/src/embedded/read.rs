@@ -46,6 +46,10 @@ pub(super) fn event_at(
 /// Events of `stream` from version `from` (at least 1), at most `limit`.
 /// The versions read must be consecutive, and each one must point at an event
 /// of this stream with that version.
+///
+/// The index is read first; then the records, a run of consecutive log
+/// sequences (the events of one append, or of an aggregate written alone)
+/// with one range scan of the events table instead of a lookup each.
 pub(super) fn stream_events(
     path: &Path,
     index: &impl IndexTable,
@@ -57,41 +61,89 @@ pub(super) fn stream_events(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let from = from.max(1);
     let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
         let (entry_key, sequence) = entry.in_file(path)?;
-        let (version, sequence) = (entry_key.value().1, sequence.value());
-        let at = || format!("stream {stream} version {expected}");
+        let version = entry_key.value().1;
         if version != expected {
             return Err(corrupt(
                 path,
-                at(),
+                format!("stream {stream} version {expected}"),
                 format!(
                     "the stream index skips from version {} to {version}",
                     expected - 1
                 ),
             ));
         }
-        let event = event_at(path, events, sequence)?.ok_or_else(|| {
-            corrupt(
+        wanted.push((version, sequence.value()));
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for run in wanted.chunk_by(|a, b| b.1 == a.1 + 1) {
+        let (first, last) = (run[0].1, run[run.len() - 1].1);
+        if run.len() == 1 {
+            let record = events.get(first).in_file(path)?;
+            out.push(indexed_event(
                 path,
-                at(),
-                format!("the stream index points at log sequence {sequence}, which holds no event"),
-            )
-        })?;
-        if event.stream != *stream || event.version != version {
-            return Err(corrupt(
-                path,
-                at(),
-                format!(
-                    "the stream index points at log sequence {sequence}, which holds {} version {}",
-                    event.stream, event.version
-                ),
-            ));
+                stream,
+                run[0],
+                record.as_ref().map(|r| r.value()),
+            )?);
+            continue;
         }
-        out.push(event);
+        let mut records = events.range(first..=last).in_file(path)?;
+        for &(version, sequence) in run {
+            let record = match records.next() {
+                Some(entry) => Some(entry.in_file(path)?),
+                None => None,
+            };
+            let value = match &record {
+                Some((stored, value)) if stored.value() == sequence => Some(value.value()),
+                // The table skips this sequence: it holds no event.
+                _ => None,
+            };
+            // (A missing record is an error: the rest of the run is not read.)
+            out.push(indexed_event(path, stream, (version, sequence), value)?);
+        }
     }
     Ok(out)
+}
+
+/// The event the stream index entry (`version`, `sequence`) of `stream`
+/// points at, whose record is `record` (`None`: there is none), verified.
+fn indexed_event(
+    path: &Path,
+    stream: &StreamId,
+    (version, sequence): (u64, u64),
+    record: Option<&[u8]>,
+) -> Result<RecordedEvent, StoreError> {
+    let at = || format!("stream {stream} version {version}");
+    let Some(record) = record else {
+        return Err(corrupt(
+            path,
+            at(),
+            format!("the stream index points at log sequence {sequence}, which holds no event"),
+        ));
+    };
+    let decoded = codec::decode_stream_event(stream, sequence, record)
+        .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
+    let holds = match decoded {
+        Some(event) if event.version == version => return Ok(event),
+        Some(event) => (event.stream, event.version),
+        // Another stream's event: decoded in full to say whose.
+        None => {
+            let event = codec::decode_event(sequence, record)
+                .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
+            (event.stream, event.version)
+        }
+    };
+    Err(corrupt(
+        path,
+        at(),
+        format!(
+            "the stream index points at log sequence {sequence}, which holds {} version {}",
+            holds.0, holds.1
+        ),
+    ))
 }
 
 /// The events the command `command_id` recorded on `stream`, verified to
