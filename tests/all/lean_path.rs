@@ -229,8 +229,13 @@ async fn a_command_id_stored_by_another_node_is_its_first_outcome_not_a_second_o
     assert_eq!(balance(&runtime, &acc).await, (5, json!(109)));
 }
 
+/// An aggregate restored from a snapshot has the command ids of the events
+/// before it too (saved with the snapshot, at the same version): a new id
+/// needs no store read, a stored one is answered with its first outcome.
+/// Without that saved filter (an older snapshot, or one whose filter
+/// failed to save) every id is checked against the store.
 #[tokio::test]
-async fn an_aggregate_restored_from_a_snapshot_deduplicates_through_the_store() {
+async fn an_aggregate_restored_from_a_snapshot_still_tells_new_ids_from_stored_ones() {
     let (store, runtime) = bank().await;
     runtime.set_snapshot_policy(
         &Namespace::new("bank").unwrap(),
@@ -249,11 +254,21 @@ async fn an_aggregate_restored_from_a_snapshot_deduplicates_through_the_store() 
     }
     runtime.execute(withdraw(&acc, 5, "w-1")).await.unwrap();
     runtime.passivate(&acc).await.unwrap();
+    let saved = store
+        .inner
+        .load_snapshot(&acc, "command-ids")
+        .await
+        .unwrap()
+        .expect("the command ids are saved with the snapshot");
+    assert_eq!(saved.version, 6);
 
     // Restored from the snapshot at version 6 (and the withdrawal after
-    // it): its memory holds no ids from before, so every id is checked
-    // against the store.
+    // it): a new id is known to be new without the store.
     let before = store.reads().0;
+    let fresh = runtime.execute(deposit(&acc, 1, "c-6")).await.unwrap();
+    assert!(!fresh.duplicate);
+    assert_eq!(store.reads().0, before, "no store read for a new id");
+    // A stored id before the snapshot and one after it: their first outcomes.
     let retry = runtime.execute(deposit(&acc, 1, "c-1")).await.unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.version, 2);
@@ -263,9 +278,29 @@ async fn an_aggregate_restored_from_a_snapshot_deduplicates_through_the_store() 
         .await
         .expect("its first outcome, not a rejection");
     assert!(retry.duplicate);
-    let fresh = runtime.execute(deposit(&acc, 1, "c-6")).await.unwrap();
-    assert!(!fresh.duplicate);
     assert_eq!(balance(&runtime, &acc).await, (8, json!(1)));
+
+    // A filter of another version than the state's is not used: every id
+    // goes to the store, and stored ones are still found.
+    runtime.passivate(&acc).await.unwrap();
+    store
+        .inner
+        .save_snapshot(Snapshot {
+            stream: acc.clone(),
+            version: 100,
+            snapshot_key: "command-ids".into(),
+            state: vec![1],
+            timestamp_ms: 1,
+        })
+        .await
+        .unwrap();
+    let before = store.reads().0;
+    let fresh = runtime.execute(deposit(&acc, 1, "c-7")).await.unwrap();
+    assert!(!fresh.duplicate);
+    assert!(store.reads().0 > before, "the store was asked");
+    let retry = runtime.execute(deposit(&acc, 1, "c-2")).await.unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(balance(&runtime, &acc).await, (9, json!(2)));
 }
 
 #[tokio::test]

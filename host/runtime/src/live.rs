@@ -9,8 +9,9 @@ use aether_core::namespace::{AggregateType, Namespace};
 use aether_store::{StoreError, StreamId};
 
 use super::command::{AggregateState, LOST_LIMIT, REFRESH_LIMIT, instances_kept_failing};
+use super::command_ids::{self, CommandIds};
 use super::error::CommandError;
-use super::partition::{CallError, LivePosition, PartitionHandle, StartingPoint};
+use super::partition::{CallError, LivePosition, PartitionHandle, Snapshotted, StartingPoint};
 use super::{LoadedComponent, Runtime};
 
 /// A read-only call on a live aggregate: its answer and the version it
@@ -89,7 +90,10 @@ impl Runtime {
     /// The component's snapshot of the aggregate (activating it if not
     /// live) and the version it was taken at; for tests and tools.
     pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {
-        self.read_live(stream, |p, s| p.snapshot(s)).await
+        self.read_live(stream, |p, s| {
+            p.snapshot(s).map(|(state, version, _)| (state, version))
+        })
+        .await
     }
 
     /// Runs a read-only call on the live aggregate, activating it first,
@@ -170,25 +174,38 @@ impl Runtime {
             })
     }
 
-    /// The newest snapshot of `stream` made by `component`, if any. A
-    /// snapshot that cannot be read is skipped (full replay), never fatal.
+    /// The newest snapshot of `stream` made by `component`, if any, with
+    /// the command-id filter saved at the same version. A snapshot that
+    /// cannot be read is skipped (full replay), never fatal; a filter that
+    /// cannot be read, or is of another version, is not used.
     async fn starting_point(
         &self,
         stream: &StreamId,
         component: &LoadedComponent,
     ) -> StartingPoint {
-        match self
-            .inner
-            .store
-            .load_snapshot(stream, &component.snapshot_key())
-            .await
-        {
-            Ok(snapshot) => snapshot.map(|s| (s.version, s.state)),
+        let store = &self.inner.store;
+        let snapshot = match store.load_snapshot(stream, &component.snapshot_key()).await {
+            Ok(snapshot) => snapshot?,
             Err(error) => {
                 tracing::warn!(%stream, %error, "cannot load the snapshot; replaying in full");
+                return None;
+            }
+        };
+        let command_ids = match store.load_snapshot(stream, command_ids::SNAPSHOT_KEY).await {
+            Ok(Some(saved)) if saved.version == snapshot.version => {
+                CommandIds::from_bytes(&saved.state)
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%stream, %error, "cannot load the command ids saved with the snapshot");
                 None
             }
-        }
+        };
+        Some(Snapshotted {
+            version: snapshot.version,
+            state: snapshot.state,
+            command_ids,
+        })
     }
 
     /// Makes the aggregate live under `component` and returns its

@@ -191,7 +191,15 @@ impl From<GuestFailure> for CallError {
 pub(crate) type ViewResult = Result<serde_json::Value, CommandError>;
 
 /// A snapshot to start an activation from: (version, state bytes).
-pub(crate) type StartingPoint = Option<(u64, Vec<u8>)>;
+pub(crate) type StartingPoint = Option<Snapshotted>;
+
+/// A snapshot to activate from: the state at `version`, and the command-id
+/// filter saved with it (if it was, at the same version).
+pub(crate) struct Snapshotted {
+    pub(crate) version: u64,
+    pub(crate) state: Vec<u8>,
+    pub(crate) command_ids: Option<CommandIds>,
+}
 
 /// What a partition is sized by: its namespace's limits, how many
 /// partitions share them, and the guest output cap.
@@ -362,12 +370,21 @@ impl Partition {
         let resource = self.with_instance(&key, |instance| instance.create(stream))?;
         let mut version = 0;
         let mut resource = resource;
-        if let Some((at, state)) = snapshot {
+        let mut command_ids = CommandIds::starting_at(0);
+        if let Some(Snapshotted {
+            version: at,
+            state,
+            command_ids: saved,
+        }) = snapshot
+        {
             let restored = self.with_instance(&key, |instance| {
                 instance.restore(stream, resource, at, &state)
             })?;
             match restored {
-                Ok(()) => version = at,
+                Ok(()) => {
+                    version = at;
+                    command_ids = saved.unwrap_or_else(|| CommandIds::starting_at(at));
+                }
                 Err(message) => {
                     tracing::warn!(%stream, at, "snapshot refused by the component ({message}); replaying in full");
                     self.with_instance(&key, |instance| instance.drop_resource(resource))?;
@@ -384,7 +401,7 @@ impl Partition {
                 version,
                 complete: false,
                 last_timestamp_ms: 0,
-                command_ids: CommandIds::starting_at(version),
+                command_ids,
             },
         );
         Ok(version)
@@ -547,12 +564,21 @@ impl Partition {
     }
 
     /// The guest's snapshot of the aggregate, and its version.
-    pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<(Vec<u8>, u64), CallError> {
+    /// The live aggregate's state as the guest saves it, its version, and
+    /// its command-id filter as saved next to it (if complete).
+    pub(crate) fn snapshot(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(Vec<u8>, u64, Option<Vec<u8>>), CallError> {
         let (key, resource, version) = self.complete_entry(stream)?;
         let state = self.with_instance(&key, |instance| {
             instance.snapshot(stream, resource, version)
         })?;
-        Ok((state, version))
+        let command_ids = self
+            .live
+            .peek(stream)
+            .and_then(|live| live.command_ids.to_bytes());
+        Ok((state, version, command_ids))
     }
 
     /// Drops the live aggregate, if any: its next use re-activates it.

@@ -126,7 +126,7 @@ impl Runtime {
             }
             Err(_) => return,
         };
-        let (state, version) = taken;
+        let (state, version, command_ids) = taken;
         let snapshot = Snapshot {
             stream: stream.clone(),
             version,
@@ -136,6 +136,24 @@ impl Runtime {
         };
         if let Err(error) = self.inner.store.save_snapshot(snapshot).await {
             tracing::warn!(%stream, %error, "saving a snapshot failed");
+            return;
+        }
+        // The command ids of the events up to the same version, so an
+        // aggregate activated from this snapshot still tells a new id from
+        // a stored one without the store. Saved after the state: one that
+        // is missing or of another version is not used.
+        let Some(command_ids) = command_ids else {
+            return;
+        };
+        let saved = Snapshot {
+            stream: stream.clone(),
+            version,
+            snapshot_key: super::command_ids::SNAPSHOT_KEY.into(),
+            state: command_ids,
+            timestamp_ms: now_ms(),
+        };
+        if let Err(error) = self.inner.store.save_snapshot(saved).await {
+            tracing::warn!(%stream, %error, "saving the command ids with a snapshot failed");
         }
     }
 }

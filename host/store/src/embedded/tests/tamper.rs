@@ -333,23 +333,13 @@ async fn reads_refuse_a_namespace_log_pointing_into_another_namespace() {
 async fn a_stream_read_of_a_run_refuses_a_missing_or_misplaced_record() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path()).await;
-    let acc = stream("acc-1");
-    let key = "bank/bank-account/acc-1";
-    {
-        let path = dir.path().join("events.redb");
-        let db = Database::open(&path).unwrap();
-        let txn = db.begin_read().unwrap();
-        let (events, index) = (
-            txn.open_table(EVENTS).unwrap(),
-            txn.open_table(STREAM_INDEX).unwrap(),
-        );
-        let intact = read::stream_events(&path, &index, &events, &acc, key, 1, 10).unwrap();
-        assert_eq!(
-            intact.iter().map(|e| e.version).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert_eq!(intact[1].data, b"\"b\"");
-    }
+    let intact = read_acc_1(dir.path(), 1).unwrap();
+    assert_eq!(
+        intact.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(intact[1].data, b"\"b\"");
+
     // Versions 2 and 3 point at sequences 1 and 2: a run, whose records
     // are versions 1 and 2.
     tampered(dir.path(), |txn| {
@@ -357,40 +347,40 @@ async fn a_stream_read_of_a_run_refuses_a_missing_or_misplaced_record() {
         index.insert(("bank/bank-account/acc-1", 2), 1).unwrap();
         index.insert(("bank/bank-account/acc-1", 3), 2).unwrap();
     });
-    let path = dir.path().join("events.redb");
-    {
-        let db = Database::open(&path).unwrap();
-        let txn = db.begin_read().unwrap();
-        let (events, index) = (
-            txn.open_table(EVENTS).unwrap(),
-            txn.open_table(STREAM_INDEX).unwrap(),
-        );
-        let error = read::stream_events(&path, &index, &events, &acc, key, 2, 10).unwrap_err();
-        assert!(
-            error.to_string().contains(
-                "points at log sequence 1, which holds bank/bank-account/acc-1 version 1"
-            ),
-            "{error}"
-        );
-    }
+    let error = read_acc_1(dir.path(), 2).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("points at log sequence 1, which holds bank/bank-account/acc-1 version 1"),
+        "{error}"
+    );
+
+    // Versions 1, 2, 3 at sequences 1, 2, 3: one run, sequence 2 gone.
     tampered(dir.path(), |txn| {
         let mut index = txn.open_table(STREAM_INDEX).unwrap();
         index.insert(("bank/bank-account/acc-1", 2), 2).unwrap();
         index.insert(("bank/bank-account/acc-1", 3), 3).unwrap();
         txn.open_table(EVENTS).unwrap().remove(2).unwrap();
     });
-    let db = Database::open(&path).unwrap();
-    let txn = db.begin_read().unwrap();
-    let (events, index) = (
-        txn.open_table(EVENTS).unwrap(),
-        txn.open_table(STREAM_INDEX).unwrap(),
-    );
-    // Versions 1, 2, 3 at sequences 1, 2, 3: one run, sequence 2 gone.
-    let error = read::stream_events(&path, &index, &events, &acc, key, 1, 10).unwrap_err();
+    let error = read_acc_1(dir.path(), 1).unwrap_err();
     assert!(
         error.to_string().contains(
             "version 2): the stream index points at log sequence 2, which holds no event"
         ),
         "{error}"
     );
+}
+
+/// The sample's bank acc-1 from version `from`, read from its tables
+/// directly (no open, which would refuse the tampered file).
+fn read_acc_1(dir: &Path, from: u64) -> Result<Vec<crate::RecordedEvent>, StoreError> {
+    let path = dir.join("events.redb");
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let (events, index) = (
+        txn.open_table(EVENTS).unwrap(),
+        txn.open_table(STREAM_INDEX).unwrap(),
+    );
+    let key = "bank/bank-account/acc-1";
+    read::stream_events(&path, &index, &events, &stream("acc-1"), key, from, 10)
 }
