@@ -13,6 +13,7 @@ use aether_core::namespace::Namespace;
 
 mod corruption;
 mod io_errors;
+mod power_loss;
 mod tamper;
 
 fn stream(id: &str) -> StreamId {
