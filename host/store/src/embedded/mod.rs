@@ -42,9 +42,9 @@
 //! applies them in ONE write transaction (each checked on its own, against the
 //! state including the earlier jobs of the batch, see [`apply`]), commits once
 //! with immediate durability (one fsync, see **Commits** below), records the
-//! new head in the watermark, and only then replies. An append's future therefore resolves `Ok` only once its
-//! events are on disk, and concurrent appends share the fsyncs: the more
-//! writers wait, the bigger the batch. Namespace positions (and the
+//! new head in the watermark, and only then replies. An append's future
+//! therefore resolves `Ok` only once its events are on disk, and concurrent
+//! appends share the fsyncs: the more writers wait, the bigger the batch. Namespace positions (and the
 //! internal log sequences) are assigned only in [`apply`], which is what
 //! keeps them gapless (the invariant is stated there).
 //!
@@ -88,11 +88,13 @@
 //! Until 2026-12-03 the store used redb's 2-phase commit (two fsyncs per
 //! commit: the pages and the new slot, then the header bit) so that redb
 //! itself would report a damaged newest commit; the watermark already did
-//! that, so the second fsync bought only the last-second window above.
-//! `tests/power_loss.rs` rebuilds what a power loss at every sync can leave
-//! on disk (including torn writes) and checks the first three points;
-//! `tests/corruption.rs` flips bits in the newest commit; the `tests/crash`
-//! crate kills a writer process ≥ 100 times mid-append.
+//! that, so the second fsync bought only the last-second window above (and
+//! closed the theoretical attack just described). `tests/power_loss.rs`
+//! rebuilds what a power loss at every sync can leave on disk (including
+//! torn writes) and checks the first two points and that the watermark never
+//! runs ahead; `tests/corruption.rs` flips bits in the newest commit of a
+//! crashed store (the third point); the `tests/crash` crate kills a writer
+//! process ≥ 100 times mid-append.
 //!
 //! Reads run on Tokio's blocking pool, each in its own redb read transaction
 //! (a consistent snapshot), and never wait for the writer. Dropping the store
