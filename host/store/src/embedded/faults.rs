@@ -5,12 +5,17 @@
 //!   a failing disk does;
 //! - [`WriteFaults::full`]: whatever would grow the file fails (`ENOSPC`),
 //!   as a full disk does; overwriting what the file already holds works.
+//!
+//! It can also keep a journal of every write, resize and sync
+//! ([`WriteFaults::start_journal`]), from which a test rebuilds what a power
+//! loss at any sync could leave on disk (`tests/power_loss.rs`).
 
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
@@ -21,6 +26,28 @@ pub(super) struct WriteFaults {
     failing: AtomicBool,
     full: AtomicBool,
     refused: AtomicU64,
+    journal: Mutex<Option<Journal>>,
+}
+
+/// What the data file went through, in order.
+#[derive(Debug)]
+struct Journal {
+    ops: Vec<JournalOp>,
+    /// The watermark file, read at every sync.
+    watermark: PathBuf,
+}
+
+/// One operation on the data file, as the journal records it.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Debug)]
+pub(super) enum JournalOp {
+    /// A write that went through.
+    Write { offset: u64, data: Vec<u8> },
+    /// A resize that went through.
+    SetLen(u64),
+    /// A sync was asked for (recorded before it runs), with the bytes the
+    /// watermark file held then (`None`: no watermark file yet).
+    Sync { watermark: Option<Vec<u8>> },
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -42,6 +69,38 @@ impl WriteFaults {
     /// How many writes were refused so far.
     pub(super) fn refused(&self) -> u64 {
         self.refused.load(Ordering::SeqCst)
+    }
+
+    /// From now on, records every write, resize and sync of the data file,
+    /// and at each sync the bytes of the watermark file `watermark`.
+    pub(super) fn start_journal(&self, watermark: PathBuf) {
+        *self.lock_journal() = Some(Journal {
+            ops: Vec::new(),
+            watermark,
+        });
+    }
+
+    /// How many operations the journal holds.
+    pub(super) fn journal_len(&self) -> usize {
+        self.lock_journal().as_ref().map_or(0, |j| j.ops.len())
+    }
+
+    /// The operations recorded so far.
+    pub(super) fn journal_ops(&self) -> Vec<JournalOp> {
+        self.lock_journal()
+            .as_ref()
+            .map_or_else(Vec::new, |j| j.ops.clone())
+    }
+
+    fn lock_journal(&self) -> std::sync::MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, op: impl FnOnce(&Journal) -> JournalOp) {
+        if let Some(journal) = self.lock_journal().as_mut() {
+            let op = op(journal);
+            journal.ops.push(op);
+        }
     }
 
     /// Refuses the operation if the faults say so; `grows`: it needs more
@@ -84,10 +143,15 @@ impl StorageBackend for FaultyFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.faults.check(len > self.file.len()?)?;
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        self.faults.record(|_| JournalOp::SetLen(len));
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.faults.record(|journal| JournalOp::Sync {
+            watermark: std::fs::read(&journal.watermark).ok(),
+        });
         self.faults.check(false)?;
         self.file.sync_data()
     }
@@ -95,7 +159,12 @@ impl StorageBackend for FaultyFile {
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.faults
             .check(offset + data.len() as u64 > self.file.len()?)?;
-        self.file.write(offset, data)
+        self.file.write(offset, data)?;
+        self.faults.record(|_| JournalOp::Write {
+            offset,
+            data: data.to_vec(),
+        });
+        Ok(())
     }
 
     fn close(&self) -> io::Result<()> {

@@ -41,18 +41,60 @@
 //! the reply. The writer takes every job queued (up to 1 024 jobs or 16 MiB),
 //! applies them in ONE write transaction (each checked on its own, against the
 //! state including the earlier jobs of the batch, see [`apply`]), commits once
-//! with immediate durability, records the new head in the watermark, and only
-//! then replies. An append's future therefore resolves `Ok` only once its
-//! events are on disk, and concurrent appends share the fsyncs: the more
-//! writers wait, the bigger the batch. Namespace positions (and the
+//! with immediate durability (one fsync, see **Commits** below), records the
+//! new head in the watermark, and only then replies. An append's future
+//! therefore resolves `Ok` only once its events are on disk, and concurrent
+//! appends share the fsyncs: the more writers wait, the bigger the batch. Namespace positions (and the
 //! internal log sequences) are assigned only in [`apply`], which is what
 //! keeps them gapless (the invariant is stated there).
 //!
-//! Commits are redb's 2-phase commits: two fsyncs instead of one, so that a
-//! damaged newest commit is reported instead of silently replaced by the one
-//! before it (redb's 1-phase commit falls back to the previous commit when
-//! the newest does not verify, which after bit rot would drop acknowledged
-//! events). Group commit amortises the second fsync like the first.
+//! **Commits** are redb's default 1-phase commits with checksums: redb
+//! writes the new pages and the new commit slot (whose checksums cover the
+//! roots of the new trees), flips the header bit that picks the primary
+//! slot, then makes ONE `fdatasync` of the data file. The guarantee, and
+//! what enforces each part:
+//!
+//! - **An acknowledged append survives `kill -9` and power loss.** A batch
+//!   is acknowledged only after that fsync returned ([`writer`]), and it
+//!   covers every page and the header of the commit. `kill -9` loses nothing
+//!   that was written (the page cache survives the process).
+//! - **A torn commit is detected, and is never half there.** A commit cut
+//!   by a crash or power loss before its fsync returned can leave any part of
+//!   its writes on disk. On the next open redb checks the primary slot's
+//!   checksums (the open always runs that check, see
+//!   `set_check_integrity_on_open` in `open.rs`); if they fail it falls back to
+//!   the other slot, the previous commit, which is complete: its fsync
+//!   returned before this commit began, and a commit never overwrites the
+//!   pages of the commit before it. Either the whole batch is there or none
+//!   of it, and it was never acknowledged.
+//! - **A damaged acknowledged commit is reported, not rolled back.** redb
+//!   cannot tell bit rot in the newest commit from a torn one, so it falls
+//!   back the same way, silently. The head watermark `events.head`
+//!   ([`watermark`]) catches it: `open` refuses a file whose last log
+//!   sequence is below the watermark. The watermark is written after the
+//!   commit's fsync returned (never ahead of durable data, so a power loss
+//!   that takes an unacknowledged commit cannot make the store refuse to
+//!   open) and synced at most a second later, so this holds except for
+//!   damage to a commit of the last second before a power loss.
+//!
+//! redb's design notes one more difference: 1-phase commit trusts XXH3
+//! page checksums to spot a torn commit, so an attacker who controls the
+//! payloads, the order in which the disk flushes pages, and when the machine
+//! crashes could in theory forge a partial commit that verifies. Here that
+//! commit would also have to pass the store's own verification on open
+//! (blake3 record checksums, gapless sequences, positions and versions,
+//! indexes and heads that agree).
+//!
+//! Until 2026-12-03 the store used redb's 2-phase commit (two fsyncs per
+//! commit: the pages and the new slot, then the header bit) so that redb
+//! itself would report a damaged newest commit; the watermark already did
+//! that, so the second fsync bought only the last-second window above (and
+//! closed the theoretical attack just described). `tests/power_loss.rs`
+//! rebuilds what a power loss at every sync can leave on disk (including
+//! torn writes) and checks the first two points and that the watermark never
+//! runs ahead; `tests/corruption.rs` flips bits in the newest commit of a
+//! crashed store (the third point); the `tests/crash` crate kills a writer
+//! process ≥ 100 times mid-append.
 //!
 //! Reads run on Tokio's blocking pool, each in its own redb read transaction
 //! (a consistent snapshot), and never wait for the writer. Dropping the store

@@ -142,8 +142,7 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
     if is_complete(db, path)? {
         return Ok(());
     }
-    let mut txn = db.begin_write().in_file(path)?;
-    txn.set_two_phase_commit(true);
+    let txn = db.begin_write().in_file(path)?;
     let existing: Vec<String> = txn
         .list_tables()
         .in_file(path)?

@@ -14,13 +14,22 @@
 //! Format of `events.head`: bytes 0..8 the last log sequence (`u64` LE), bytes
 //! 8..16 the first 8 bytes of blake3(`"aether events.head v1"` ‖ bytes 0..8).
 //!
-//! The writer rewrites it after every commit, before it acknowledges the
-//! batch, without fsync: the watermark never runs ahead of what is durable (it
-//! is written after the commit's fsync), and after a power loss it may lag
-//! behind, which only makes the check weaker for that one open. `open` fails
-//! when the store's head is below the watermark, and then records the head.
-//! Deleting the file accepts the data file as it is (e.g. after restoring a
-//! backup on purpose).
+//! Commits are redb's 1-phase commits (see "Commits" in the module docs of
+//! `embedded`), so this file is also what turns a damaged *newest* commit
+//! into an error: redb itself would fall back to the commit before it.
+//!
+//! **Invariant: the watermark never runs ahead of what is durable.** The
+//! writer rewrites it after every commit, once the commit's fsync returned
+//! and before it acknowledges the batch, without an fsync of its own (a
+//! `write(2)`: it survives `kill -9`, which loses nothing of the page cache).
+//! It makes it durable after a reply at most once a second, and when the
+//! store closes (`open` syncs it too). So after a power loss the watermark may
+//! lag behind by up to a second of commits, which only makes the check
+//! weaker for that one open, and it can never claim a commit that the power
+//! loss took (such a commit was not synced, so it was never recorded here).
+//! `open` fails when the store's head is below the watermark, and then
+//! records the head. Deleting the file accepts the data file as it is (e.g.
+//! after restoring a backup on purpose).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -83,10 +92,16 @@ impl Watermark {
         Ok(watermark)
     }
 
-    /// Records a new head after a commit (no fsync, see the module docs).
+    /// Records a new head after a commit's fsync returned (no fsync of its
+    /// own, see the module docs).
     pub(super) fn record(&mut self, head: u64) -> std::io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
         self.file.write_all(&encode(head))
+    }
+
+    /// Makes the recorded head durable.
+    pub(super) fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 
     /// The watermark file.

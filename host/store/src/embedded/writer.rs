@@ -5,9 +5,10 @@
 //! Lifecycle: [`Writer::spawn`] starts the thread when the store opens; it
 //! takes every job queued on its channel (up to [`MAX_BATCH_JOBS`] jobs or
 //! [`MAX_BATCH_BYTES`] of payload), applies them in ONE write transaction,
-//! commits it with immediate durability (fsync, 2-phase), records the new
-//! head in the [watermark](super::watermark), and only then replies to each
-//! job. Dropping the [`Writer`] closes the channel; the thread
+//! commits it with immediate durability (redb's 1-phase commit: one fsync),
+//! records the new head in the [watermark](super::watermark), and only then
+//! replies to each job; at most once a second it then syncs the watermark
+//! (see "Commits" in the module docs of `embedded`). Dropping the [`Writer`] closes the channel; the thread
 //! finishes the jobs already queued and exits, and the drop waits for it. If
 //! the thread dies (redb panicked), every later write fails as unavailable.
 //!
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
@@ -50,6 +52,9 @@ pub(super) const MAX_BATCH_JOBS: usize = 1024;
 pub(super) const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Jobs that may wait for the writer; further appends wait to be queued.
 const QUEUE: usize = 4096;
+/// The watermark is made durable (fsync) at most this often, after a reply,
+/// and when the store closes; see [`super::watermark`].
+const WATERMARK_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 type AppendReply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
@@ -92,6 +97,7 @@ impl Writer {
             broken: false,
             probes: Vec::new(),
             watermark,
+            watermark_synced: Instant::now(),
             commits: Arc::clone(&commits),
         };
         let thread = std::thread::Builder::new()
@@ -159,11 +165,34 @@ struct State {
     /// Probes that arrived with a batch, answered after it.
     probes: Vec<SnapshotReply>,
     watermark: Watermark,
+    /// When the watermark was last made durable.
+    watermark_synced: Instant,
     commits: Arc<AtomicU64>,
 }
 
 impl State {
     fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
+        self.serve(&mut queue);
+        // The store closes: the last head reaches the disk now.
+        self.sync_watermark(true);
+    }
+
+    /// Makes the watermark durable if it was last synced more than
+    /// [`WATERMARK_SYNC_INTERVAL`] ago (or `now`). A failure is logged: the
+    /// data is durable, only the rollback check of an open after a power
+    /// loss is weaker.
+    fn sync_watermark(&mut self, now: bool) {
+        if !now && self.watermark_synced.elapsed() < WATERMARK_SYNC_INTERVAL {
+            return;
+        }
+        self.watermark_synced = Instant::now();
+        if let Err(error) = self.watermark.sync() {
+            let watermark = self.watermark.path().display();
+            tracing::warn!(%error, %watermark, "cannot sync the head watermark");
+        }
+    }
+
+    fn serve(&mut self, queue: &mut mpsc::Receiver<Job>) {
         while let Some(first) = queue.blocking_recv() {
             if let Job::Probe(reply) = first {
                 let _ = reply.send(self.probe());
@@ -214,8 +243,7 @@ impl State {
         let path = &*self.path;
         let db = self.slot.get(path)?;
         let committed = (|| {
-            let mut txn = db.begin_write().in_file(path)?;
-            txn.set_two_phase_commit(true);
+            let txn = db.begin_write().in_file(path)?;
             {
                 let mut meta = txn.open_table(META).in_file(path)?;
                 let count = meta.get(PROBE_KEY).in_file(path)?.map_or(0, |v| v.value());
@@ -262,11 +290,11 @@ impl State {
         let path = &*self.path;
         let committed = (|| {
             let db = self.slot.get(path)?;
-            let mut txn = db.begin_write().in_file(path)?;
-            // 2-phase commit: the primary commit slot is then always valid,
-            // so redb reports a damaged newest commit instead of silently
-            // falling back to the one before (losing acknowledged events).
-            txn.set_two_phase_commit(true);
+            // redb's default 1-phase commit: ONE fsync, after which the
+            // batch is durable. A commit cut by a crash fails its checksums
+            // and redb opens the one before; the batch was never
+            // acknowledged. See "Commits" in the module docs of `embedded`.
+            let txn = db.begin_write().in_file(path)?;
             let answers = apply::apply_all(&txn, path, work)?;
             txn.commit().in_file(path)?;
             Ok(answers)
@@ -275,6 +303,8 @@ impl State {
             Ok((answers, head)) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.slot.set_writable(true);
+                // Only now, after the commit's fsync returned: the watermark
+                // never runs ahead of what is durable.
                 if let Err(error) = self.watermark.record(head) {
                     // The batch is durable; only the rollback check of the
                     // next open is weaker.
@@ -283,6 +313,8 @@ impl State {
                 }
                 let answered = replies.into_iter().zip(answers);
                 answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
+                // Off the acknowledgement's path: the next batch waits for it.
+                self.sync_watermark(false);
             }
             Err(error) => {
                 tracing::error!(%error, "the event store could not commit a batch of writes");

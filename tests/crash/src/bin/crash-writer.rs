@@ -6,11 +6,14 @@
 //! last saw; after a conflict it re-reads the version. On start it continues
 //! from whatever the store holds. Each ack line is written with one
 //! `write(2)` on a file opened for appending, right after the append's
-//! future resolved `Ok`.
+//! future resolved `Ok`. After the first acknowledged append of this process
+//! it prints `appending` on stdout, so that the test kills it while appends
+//! are in flight (not while it opens the store).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +24,9 @@ use aether_host::store::{
 use anyhow::{Context, bail};
 
 const TASKS: u64 = 16;
+
+/// Whether `appending` was printed yet.
+static APPENDING: AtomicBool = AtomicBool::new(false);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -108,7 +114,13 @@ async fn append_forever(
                     .map_err(|_| anyhow::anyhow!("the ack log lock is poisoned"))?;
                 file.write_all(line.as_bytes())
                     .context("write the ack log")?;
+                drop(file);
                 versions.insert(index, outcome.last_version());
+                if !APPENDING.swap(true, Ordering::SeqCst) {
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "appending").context("tell the test")?;
+                    stdout.flush().context("tell the test")?;
+                }
             }
             Err(AppendError::Conflict(_)) => {
                 // Another task appended first: read the version again.

@@ -239,11 +239,11 @@ async fn flipped_bits_in_a_closed_store_are_refused_or_caught_never_served() {
     flip_each(&original.closed, &original).await;
 }
 
-/// After a crash redb must choose between its two commit slots. With
-/// 1-phase commits a damaged newest commit would be silently replaced by the
-/// one before it, losing acknowledged events; the store's 2-phase commits make
-/// that damage an error instead. The last append's payloads are among the
-/// flipped bytes.
+/// After a crash redb must choose between its two commit slots. With its
+/// 1-phase commits (the store's) a damaged newest commit is silently replaced
+/// by the one before it, losing acknowledged events; the head watermark the
+/// crash left next to the file makes that damage an error instead. The last
+/// append's payloads are among the flipped bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_bits_in_a_crashed_store_are_refused_or_caught_never_served() {
     let source = tempfile::tempdir().unwrap();

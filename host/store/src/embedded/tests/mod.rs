@@ -13,6 +13,7 @@ use aether_core::namespace::Namespace;
 
 mod corruption;
 mod io_errors;
+mod power_loss;
 mod tamper;
 
 fn stream(id: &str) -> StreamId {
@@ -345,5 +346,36 @@ fn another_applications_redb_file_is_refused() {
     assert!(
         error.to_string().contains("not an Aether event store"),
         "{error}"
+    );
+}
+
+/// Where a single writer's time goes: one-event appends, one at a time, on a
+/// real file (run it under `strace -f -c -e trace=fdatasync,pwrite64` to
+/// count syncs and writes per commit). Ignored: it measures, it does not
+/// check; `cargo test --release -p aether-store -- --ignored --nocapture
+/// sequential_appends`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn sequential_appends() {
+    const APPENDS: u64 = 2_000;
+    // `AETHER_MEASURE_DIR`: a directory on the disk to measure (the
+    // temporary directory may be a tmpfs, where fsync is free).
+    let dir = match std::env::var_os("AETHER_MEASURE_DIR") {
+        Some(base) => tempfile::tempdir_in(base).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let id = stream("acc-1");
+    let started = std::time::Instant::now();
+    for version in 0..APPENDS {
+        let payload = format!(r#"{{"deposited":{version}}}"#);
+        let req = request(&id, ExpectedVersion::Exact(version), &[payload]);
+        store.append(req).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{APPENDS} sequential appends in {elapsed:?}: {:.1} µs each, {} commits",
+        elapsed.as_secs_f64() * 1e6 / APPENDS as f64,
+        store.writer.commits()
     );
 }
