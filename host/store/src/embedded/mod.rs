@@ -175,8 +175,8 @@
 //! Verifying everything on open costs one pass over the file, linear in its
 //! size: about 160 ms per 100 000 small events in a release build (1.4 s in a
 //! debug build) on the 2-core machine it was written on, and two `u64`s of
-//! memory per event while it runs (`measure_open_time` in the unit tests
-//! prints the numbers for a machine).
+//! memory per event while it runs (measured when this was written; the
+//! test that printed them is gone).
 //!
 //! [redb]: https://www.redb.org
 
