@@ -694,3 +694,88 @@ mod jetstream_follow {
         });
     }
 }
+
+/// Command ids on the JetStream store across two stores (two nodes): each
+/// store remembers the ids of the events it has read and reads only what
+/// was stored since, so an id the other store recorded after that is
+/// still found, an id recorded before it too, and a new one is not.
+mod jetstream_commands {
+    use aether_host::store::{
+        AppendRequest, EventMetadata, EventStore, ExpectedVersion, JetStreamConfig, JetStreamStore,
+        NewEvent, StreamId,
+    };
+    use aether_nats_harness::NatsServer;
+
+    fn append(stream: &StreamId, events: usize, command_id: Option<&str>) -> AppendRequest {
+        AppendRequest {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Any,
+            events: (0..events)
+                .map(|i| NewEvent::json("noted", format!("{{\"i\":{i}}}").into_bytes()))
+                .collect(),
+            metadata: EventMetadata {
+                command_id: command_id.map(str::to_owned),
+                ..EventMetadata::default()
+            },
+            timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_command_id_recorded_by_another_store_is_found_before_and_after_it_was_read() {
+        aether_host::store::contract::block_on(async {
+            let server = NatsServer::start();
+            let connect = || JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1));
+            let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+            let s = StreamId::new(
+                "bank".parse().unwrap(),
+                "account".parse().unwrap(),
+                "acc-1".parse().unwrap(),
+            );
+            a.append(append(&s, 2, Some("c-1"))).await.unwrap();
+            let versions = |found: Option<Vec<aether_host::store::RecordedEvent>>| {
+                found.map(|events| events.iter().map(|e| e.version).collect::<Vec<_>>())
+            };
+            // B reads the stream once (versions 1 and 2).
+            assert_eq!(
+                versions(b.command_events(&s, "c-1").await.unwrap()),
+                Some(vec![1, 2])
+            );
+
+            // A records more; B finds it in what was stored since.
+            a.append(append(&s, 1, Some("c-2"))).await.unwrap();
+            a.append(append(&s, 1, None)).await.unwrap();
+            assert_eq!(
+                versions(b.command_events(&s, "c-2").await.unwrap()),
+                Some(vec![3])
+            );
+            assert_eq!(versions(b.command_events(&s, "c-9").await.unwrap()), None);
+            assert_eq!(
+                versions(b.command_events(&s, "c-1").await.unwrap()),
+                Some(vec![1, 2]),
+                "an id from before, found again"
+            );
+
+            // An append through B of a command A recorded is its first
+            // outcome, whether B had read it yet or not.
+            let again = b.append(append(&s, 1, Some("c-2"))).await.unwrap();
+            assert!(again.duplicate);
+            assert_eq!(again.events[0].version, 3);
+            a.append(append(&s, 2, Some("c-3"))).await.unwrap();
+            let again = b.append(append(&s, 2, Some("c-3"))).await.unwrap();
+            assert!(again.duplicate);
+            assert_eq!(
+                again.events.iter().map(|e| e.version).collect::<Vec<_>>(),
+                [5, 6]
+            );
+            assert_eq!(
+                a.stream_version(&s).await.unwrap(),
+                6,
+                "nothing stored twice"
+            );
+            let fresh = b.append(append(&s, 1, Some("c-4"))).await.unwrap();
+            assert!(!fresh.duplicate);
+            assert_eq!(fresh.events[0].version, 7);
+        });
+    }
+}

@@ -31,7 +31,10 @@
 //! - idempotency: `Nats-Msg-Id` is derived from (stream, command id), so a
 //!   retry inside JetStream's duplicate window stores nothing; the command
 //!   id is also in each event's headers, so a retry after the window is
-//!   found by [`EventStore::command_events`].
+//!   found by [`EventStore::command_events`], which every append with a
+//!   command id asks first. It remembers the command ids of the events it
+//!   has read, per stream, and reads only the events stored since
+//!   (`commands.rs`), instead of the whole stream each time.
 //! - reads of an aggregate's events: its last message from the stream
 //!   leader (what the read must return), then the messages in batched
 //!   direct gets, up to 1 024 a request, from any server that has them all
@@ -51,6 +54,7 @@
 //! memory for the number of namespaces plus one (`aether-system`).
 
 mod codec;
+mod commands;
 mod follow;
 mod reads;
 mod streams;
@@ -123,6 +127,8 @@ pub struct JetStreamStore {
     replicas: usize,
     /// Where recent reads of each stream ended (see `reads.rs`).
     hints: reads::Hints,
+    /// The command ids of streams' events read so far (see `commands.rs`).
+    commands: commands::CommandIndex,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -195,6 +201,7 @@ impl JetStreamStore {
             prefix: config.prefix,
             replicas: config.replicas,
             hints: reads::Hints::default(),
+            commands: commands::CommandIndex::default(),
         })
     }
 
@@ -368,18 +375,20 @@ fn check_version(version: &str) -> Result<(), StoreError> {
 impl EventStore for JetStreamStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.check()?;
+        let events = self.stream_for_append(&request.stream.namespace).await?;
+        let mut last = self.last_of(&events, &request.stream).await?;
         if let Some(command) = &request.metadata.command_id
-            && let Some(events) = self.command_events(&request.stream, command).await?
+            && let Some(events) = self
+                .recorded_by(&request.stream, command, last.map_or(0, |(_, v)| v))
+                .await?
         {
             return Ok(AppendOutcome {
                 events,
                 duplicate: true,
             });
         }
-        let events = self.stream_for_append(&request.stream.namespace).await?;
         let routed_by = tokio::time::Instant::now() + ROUTING_DEADLINE;
         loop {
-            let last = self.last_of(&events, &request.stream).await?;
             let current = last.map_or(0, |(_, version)| version);
             request.expected.check(&request.stream, current)?;
             match self.publish_batch(&request, last, current).await {
@@ -397,6 +406,7 @@ impl EventStore for JetStreamStore {
                     });
                 }
                 Err(AppendError::Conflict(_)) if request.expected == ExpectedVersion::Any => {
+                    last = self.last_of(&events, &request.stream).await?;
                     continue;
                 }
                 Err(AppendError::Conflict(_)) => {
@@ -417,6 +427,7 @@ impl EventStore for JetStreamStore {
                     if codec::is_not_routed(&error) && tokio::time::Instant::now() < routed_by =>
                 {
                     tokio::time::sleep(Duration::from_millis(25)).await;
+                    last = self.last_of(&events, &request.stream).await?;
                     continue;
                 }
                 Err(other) => return Err(other),
@@ -462,12 +473,11 @@ impl EventStore for JetStreamStore {
         stream: &StreamId,
         command_id: &str,
     ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let all = self.events_of(stream, 1, usize::MAX).await?;
-        let found: Vec<RecordedEvent> = all
-            .into_iter()
-            .filter(|e| e.metadata.command_id.as_deref() == Some(command_id))
-            .collect();
-        Ok((!found.is_empty()).then_some(found))
+        let Some(events) = self.find_stream(&stream.namespace).await? else {
+            return Ok(None);
+        };
+        let current = self.last_of(&events, stream).await?.map_or(0, |(_, v)| v);
+        self.recorded_by(stream, command_id, current).await
     }
 
     async fn read_log(
