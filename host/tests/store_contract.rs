@@ -778,4 +778,53 @@ mod jetstream_commands {
             assert_eq!(fresh.events[0].version, 7);
         });
     }
+
+    /// A store that appends at the version it last saw publishes without
+    /// asking the leader first; when another store moved the stream on
+    /// meanwhile, JetStream refuses that publish and the append is a
+    /// conflict naming the real version, with nothing stored.
+    #[test]
+    fn an_append_at_a_version_another_store_moved_past_is_a_conflict() {
+        aether_host::store::contract::block_on(async {
+            let server = NatsServer::start();
+            let connect = || JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1));
+            let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+            let s = StreamId::new(
+                "bank".parse().unwrap(),
+                "account".parse().unwrap(),
+                "acc-2".parse().unwrap(),
+            );
+            let exact = |version: u64, command_id: Option<&str>| AppendRequest {
+                expected: ExpectedVersion::Exact(version),
+                ..append(&s, 1, command_id)
+            };
+            a.append(exact(0, None)).await.unwrap();
+            a.append(exact(1, None)).await.unwrap(); // A last saw version 2
+            b.append(exact(2, Some("b-1"))).await.unwrap(); // B moves it to 3
+            let error = a.append(exact(2, None)).await.unwrap_err();
+            match error {
+                aether_host::store::AppendError::Conflict(conflict) => {
+                    assert_eq!((conflict.expected, conflict.actual), (2, 3));
+                }
+                other => panic!("a conflict, not {other:?}"),
+            }
+            // The command B stored is its outcome through A too, at any
+            // expected version.
+            let again = a.append(exact(2, Some("b-1"))).await.unwrap();
+            assert!(again.duplicate);
+            assert_eq!(again.events[0].version, 3);
+            let next = a.append(exact(3, None)).await.unwrap();
+            assert_eq!(next.events[0].version, 4);
+            assert_eq!(
+                b.stream_version(&s).await.unwrap(),
+                4,
+                "nothing else stored"
+            );
+            let read = b.read_stream(&s, 1, 10).await.unwrap();
+            assert_eq!(
+                read.iter().map(|e| e.version).collect::<Vec<_>>(),
+                [1, 2, 3, 4]
+            );
+        });
+    }
 }

@@ -58,6 +58,7 @@ mod commands;
 mod follow;
 mod reads;
 mod streams;
+mod tails;
 
 use crate::request::AppendRequestExt;
 pub use streams::retrying;
@@ -129,6 +130,8 @@ pub struct JetStreamStore {
     hints: reads::Hints,
     /// The command ids of streams' events read so far (see `commands.rs`).
     commands: commands::CommandIndex,
+    /// The last messages of streams seen so far (see `tails.rs`).
+    tails: tails::Tails,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -202,6 +205,7 @@ impl JetStreamStore {
             replicas: config.replicas,
             hints: reads::Hints::default(),
             commands: commands::CommandIndex::default(),
+            tails: tails::Tails::default(),
         })
     }
 
@@ -226,7 +230,11 @@ impl JetStreamStore {
             .get_last_raw_message_by_subject(&self.subject(stream))
             .await
         {
-            Ok(message) => Ok(Some((message.sequence, codec::version(&message)?))),
+            Ok(message) => {
+                let version = codec::version(&message)?;
+                self.tails.note(stream, message.sequence, version);
+                Ok(Some((message.sequence, version)))
+            }
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(unavailable(format!(
                 "reading the last event of {stream}: {e}"
@@ -376,7 +384,18 @@ impl EventStore for JetStreamStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.check()?;
         let events = self.stream_for_append(&request.stream.namespace).await?;
-        let mut last = self.last_of(&events, &request.stream).await?;
+        // Expecting the version this store last saw: publish at once (see
+        // `tails.rs`); else ask the leader where the aggregate is.
+        let remembered = match request.expected {
+            ExpectedVersion::Exact(version) if version > 0 => {
+                self.tails.at(&request.stream, version)
+            }
+            _ => None,
+        };
+        let mut last = match remembered {
+            Some(last) => Some(last),
+            None => self.last_of(&events, &request.stream).await?,
+        };
         if let Some(command) = &request.metadata.command_id
             && let Some(events) = self
                 .recorded_by(&request.stream, command, last.map_or(0, |(_, v)| v))
@@ -400,6 +419,10 @@ impl EventStore for JetStreamStore {
                     for (event, position) in recorded.iter_mut().zip(first..) {
                         event.position = position;
                     }
+                    if let Some(event) = recorded.last() {
+                        self.tails
+                            .note(&request.stream, last_sequence, event.version);
+                    }
                     return Ok(AppendOutcome {
                         events: recorded,
                         duplicate: false,
@@ -410,6 +433,21 @@ impl EventStore for JetStreamStore {
                     continue;
                 }
                 Err(AppendError::Conflict(_)) => {
+                    // The command may have been stored since the look-up
+                    // above (by another node): then that is its outcome,
+                    // whatever the expected version.
+                    if let Some(command) = &request.metadata.command_id {
+                        let now = self.last_of(&events, &request.stream).await?;
+                        if let Some(events) = self
+                            .recorded_by(&request.stream, command, now.map_or(0, |(_, v)| v))
+                            .await?
+                        {
+                            return Ok(AppendOutcome {
+                                events,
+                                duplicate: true,
+                            });
+                        }
+                    }
                     let actual = self
                         .version_after(&events, &request.stream, current)
                         .await?;
