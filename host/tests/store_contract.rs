@@ -559,6 +559,156 @@ mod jetstream_reads {
         });
     }
 
+    /// `log` is exactly positions `from..from + len` of the `bank`
+    /// namespace, each the event `all` (the whole log) has there.
+    fn check_log(log: &[RecordedEvent], all: &[RecordedEvent], from: u64, len: u64) {
+        assert_eq!(log.len() as u64, len, "from {from}");
+        for (event, position) in log.iter().zip(from..) {
+            assert_eq!(event.position, position);
+            assert_eq!(event.stream.namespace.as_str(), "bank");
+            let stored = &all[position as usize - 1];
+            assert_eq!(event.id, stored.id, "position {position}");
+            assert_eq!(event.data, stored.data, "position {position}");
+        }
+    }
+
+    /// Reads the log of a store with more events than one direct get
+    /// batch: from the start, from mid-log, near and past the head, with
+    /// limits below and above a batch, from a store that has read before
+    /// and from a fresh one; the events are those the aggregates' reads
+    /// give, and another namespace's never show.
+    async fn read_the_log_in_batches(urls: Vec<String>, replicas: usize) {
+        let config = || JetStreamConfig::new(urls.clone(), replicas);
+        let store = JetStreamStore::connect(config()).await.unwrap();
+        let (long, other) = (stream("long"), stream("other"));
+        let elsewhere = StreamId::new(
+            "elsewhere".parse().unwrap(),
+            "bank-account".parse().unwrap(),
+            "long".parse().unwrap(),
+        );
+        append(&store, &long, &other, 1_300).await;
+        append(&store, &elsewhere, &elsewhere, 40).await;
+        append(&store, &long, &other, LONG).await;
+
+        let head = store.head_position(&"bank".parse().unwrap()).await.unwrap();
+        assert!(head > LONG + 2, "head {head}");
+        let noise = head - LONG;
+        let bank = "bank".parse().unwrap();
+        let all = store.read_log(&bank, 1, usize::MAX).await.unwrap();
+        assert_eq!(all.len() as u64, head);
+        for (event, position) in all.iter().zip(1..) {
+            assert_eq!(event.position, position);
+        }
+        let of_long: Vec<_> = all.iter().filter(|e| e.stream == long).cloned().collect();
+        check(&of_long, &long, 1, LONG);
+        let of_other = all.iter().filter(|e| e.stream == other).count() as u64;
+        assert_eq!(of_other, noise);
+
+        for (from, limit, len) in [
+            (0, 10, 10),
+            (1, 1_024, 1_024),
+            (1, 1_025, 1_025),
+            (1_300, 1_200, 1_200),
+            (1_023, usize::MAX, head - 1_022),
+            (head - 5, 100, 6),
+            (head, 1, 1),
+            (head + 1, 10, 0),
+            (head + 500, usize::MAX, 0),
+            (7, 0, 0),
+        ] {
+            let events = store.read_log(&bank, from, limit).await.unwrap();
+            check_log(&events, &all, from.max(1), len);
+            let fresh = JetStreamStore::connect(config()).await.unwrap();
+            let events = fresh.read_log(&bank, from, limit).await.unwrap();
+            check_log(&events, &all, from.max(1), len);
+        }
+        let theirs = store
+            .read_log(&"elsewhere".parse().unwrap(), 1, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(theirs.len(), 41);
+        assert!(theirs.iter().all(|e| e.stream == elsewhere));
+        assert!(
+            store
+                .read_log(&"nowhere".parse().unwrap(), 1, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Right after an append, a read from a store that has not read
+        // before (any server may answer its direct gets) has it.
+        for round in 1..=3_u64 {
+            append(&store, &long, &other, LONG + round * 300).await;
+            let head = store.head_position(&bank).await.unwrap();
+            let fresh = JetStreamStore::connect(config()).await.unwrap();
+            let tail = fresh
+                .read_log(&bank, head - 1_099, usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(tail.len(), 1_100, "round {round}");
+            assert_eq!(tail.last().map(|e| e.position), Some(head));
+            assert!(tail.windows(2).all(|w| w[1].position == w[0].position + 1));
+        }
+    }
+
+    #[test]
+    fn a_log_longer_than_a_batch_is_read_in_batches() {
+        block_on(async {
+            let server = NatsServer::start();
+            read_the_log_in_batches(vec![server.url()], 1).await;
+        });
+    }
+
+    #[test]
+    fn on_three_servers_a_log_longer_than_a_batch_is_read_in_batches() {
+        block_on(async {
+            let cluster = NatsCluster::start(3);
+            read_the_log_in_batches(cluster.urls(), 3).await;
+        });
+    }
+
+    /// A message without an event, published around the store after more
+    /// than a batch of events: reading the log over it is `Corrupt`,
+    /// naming its sequence; reading before it is fine.
+    #[test]
+    fn a_damaged_message_in_the_log_is_corrupt() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, 1_100).await;
+            let bare = js
+                .publish("aether.events.bank.bank-account.bare", "{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            append(&store, &long, &other, 1_200).await;
+            let bank = "bank".parse().unwrap();
+            for from in [1, bare.sequence - 3, bare.sequence] {
+                match store.read_log(&bank, from, usize::MAX).await {
+                    Err(StoreError::Corrupt { location, .. }) => assert!(
+                        location.contains(&format!("sequence {}", bare.sequence)),
+                        "{location}"
+                    ),
+                    other => panic!("expected Corrupt, got {other:?}"),
+                }
+            }
+            let before = store
+                .read_log(&bank, 1, bare.sequence as usize - 1)
+                .await
+                .unwrap();
+            assert_eq!(before.len() as u64, bare.sequence - 1);
+            let after = store
+                .read_log(&bank, bare.sequence + 1, usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(after.first().map(|e| e.position), Some(bare.sequence + 1));
+        });
+    }
+
     /// A namespace stream made without direct gets (`allow_direct` off):
     /// no server answers them, and the store reads from the leader.
     #[test]
@@ -584,6 +734,11 @@ mod jetstream_reads {
             check(&all, &long, 1, 1_500);
             let tail = store.read_stream(&long, 1_200, 50).await.unwrap();
             check(&tail, &long, 1_200, 50);
+            let bank = "bank".parse().unwrap();
+            let log = store.read_log(&bank, 1, usize::MAX).await.unwrap();
+            assert_eq!(log.len() as u64, 1_500 + 1_500_u64.div_ceil(CHUNK));
+            let mid = store.read_log(&bank, 1_100, 300).await.unwrap();
+            check_log(&mid, &log, 1_100, 300);
         });
     }
 }
