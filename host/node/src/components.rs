@@ -100,7 +100,12 @@ impl SharedComponents {
     /// Stores `bytes` under their digest, unless they are there already.
     pub(crate) async fn put(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         // (A deleted object still has its info, marked deleted.)
-        if self.bytes.info(digest).await.is_ok_and(|info| !info.deleted) {
+        if self
+            .bytes
+            .info(digest)
+            .await
+            .is_ok_and(|info| !info.deleted)
+        {
             return Ok(());
         }
         let meta = object_store::ObjectMetadata {
