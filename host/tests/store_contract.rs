@@ -457,6 +457,71 @@ mod jetstream_reads {
         });
     }
 
+    /// Activation's reads ask for the next batch as a full one ends, and
+    /// skip the leader when an earlier read showed the batch is full: the
+    /// reads that follow, with the batch asked for or another, after more
+    /// appends or not, from the same sequence or elsewhere, read what the
+    /// stream has.
+    #[test]
+    fn reads_after_a_batch_asked_for_early_have_what_the_stream_has() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, LONG).await;
+            // Learn where the stream ends.
+            check(
+                &store.read_stream(&long, 1, usize::MAX).await.unwrap(),
+                &long,
+                1,
+                LONG,
+            );
+
+            // The next batch asked for early, then more appended: the read
+            // that takes it and the ones after have every event.
+            check(
+                &store.read_stream(&long, 1, 1_024).await.unwrap(),
+                &long,
+                1,
+                1_024,
+            );
+            append(&store, &long, &other, LONG + 700).await;
+            let mut version = 1_024;
+            loop {
+                let batch = store.read_stream(&long, version + 1, 1_024).await.unwrap();
+                check(&batch, &long, version + 1, batch.len() as u64);
+                version += batch.len() as u64;
+                if batch.len() < 1_024 {
+                    break;
+                }
+            }
+            assert_eq!(version, LONG + 700);
+
+            // Asked for early, but the next read wants another batch, or
+            // starts elsewhere.
+            for (first, then_from, then_limit, len) in [
+                (1, 1_025, 500, 500),
+                (1, 1_025, 2_000, 2_000),
+                (1, 30, 1_024, 1_024),
+                (1_025, 3_000, 1_024, LONG + 700 - 2_999),
+                (2_049, 3_073, 1_024, LONG + 700 - 3_072),
+                (1_025, 2_049, 1_024, 1_024),
+            ] {
+                check(
+                    &store.read_stream(&long, first, 1_024).await.unwrap(),
+                    &long,
+                    first,
+                    1_024,
+                );
+                let events = store
+                    .read_stream(&long, then_from, then_limit)
+                    .await
+                    .unwrap();
+                check(&events, &long, then_from, len);
+            }
+        });
+    }
+
     /// A message published around the store on the aggregate's subject,
     /// after more than one batch of good events: reading over it is
     /// `Corrupt`, naming its sequence; reading before it is fine.
