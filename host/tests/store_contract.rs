@@ -620,6 +620,20 @@ mod jetstream_reads {
                 let fresh = JetStreamStore::connect(config()).await.unwrap();
                 let tail = fresh.read_stream(&long, last - 99, 1_024).await.unwrap();
                 check(&tail, &long, last - 99, 100);
+                // As activation reads (each batch asked for as the one
+                // before ends, from any server), by both stores.
+                for reader in [&store, &fresh] {
+                    let mut version = 0;
+                    loop {
+                        let batch = reader.read_stream(&long, version + 1, 256).await.unwrap();
+                        check(&batch, &long, version + 1, batch.len() as u64);
+                        version += batch.len() as u64;
+                        if batch.len() < 256 {
+                            break;
+                        }
+                    }
+                    assert_eq!(version, last);
+                }
             }
         });
     }
