@@ -457,6 +457,71 @@ mod jetstream_reads {
         });
     }
 
+    /// Activation's reads ask for the next batch as a full one ends, and
+    /// skip the leader when an earlier read showed the batch is full: the
+    /// reads that follow, with the batch asked for or another, after more
+    /// appends or not, from the same sequence or elsewhere, read what the
+    /// stream has.
+    #[test]
+    fn reads_after_a_batch_asked_for_early_have_what_the_stream_has() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, LONG).await;
+            // Learn where the stream ends.
+            check(
+                &store.read_stream(&long, 1, usize::MAX).await.unwrap(),
+                &long,
+                1,
+                LONG,
+            );
+
+            // The next batch asked for early, then more appended: the read
+            // that takes it and the ones after have every event.
+            check(
+                &store.read_stream(&long, 1, 1_024).await.unwrap(),
+                &long,
+                1,
+                1_024,
+            );
+            append(&store, &long, &other, LONG + 700).await;
+            let mut version = 1_024;
+            loop {
+                let batch = store.read_stream(&long, version + 1, 1_024).await.unwrap();
+                check(&batch, &long, version + 1, batch.len() as u64);
+                version += batch.len() as u64;
+                if batch.len() < 1_024 {
+                    break;
+                }
+            }
+            assert_eq!(version, LONG + 700);
+
+            // Asked for early, but the next read wants another batch, or
+            // starts elsewhere.
+            for (first, then_from, then_limit, len) in [
+                (1, 1_025, 500, 500),
+                (1, 1_025, 2_000, 2_000),
+                (1, 30, 1_024, 1_024),
+                (1_025, 3_000, 1_024, LONG + 700 - 2_999),
+                (2_049, 3_073, 1_024, LONG + 700 - 3_072),
+                (1_025, 2_049, 1_024, 1_024),
+            ] {
+                check(
+                    &store.read_stream(&long, first, 1_024).await.unwrap(),
+                    &long,
+                    first,
+                    1_024,
+                );
+                let events = store
+                    .read_stream(&long, then_from, then_limit)
+                    .await
+                    .unwrap();
+                check(&events, &long, then_from, len);
+            }
+        });
+    }
+
     /// A message published around the store on the aggregate's subject,
     /// after more than one batch of good events: reading over it is
     /// `Corrupt`, naming its sequence; reading before it is fine.
@@ -555,7 +620,171 @@ mod jetstream_reads {
                 let fresh = JetStreamStore::connect(config()).await.unwrap();
                 let tail = fresh.read_stream(&long, last - 99, 1_024).await.unwrap();
                 check(&tail, &long, last - 99, 100);
+                // As activation reads (each batch asked for as the one
+                // before ends, from any server), by both stores.
+                for reader in [&store, &fresh] {
+                    let mut version = 0;
+                    loop {
+                        let batch = reader.read_stream(&long, version + 1, 256).await.unwrap();
+                        check(&batch, &long, version + 1, batch.len() as u64);
+                        version += batch.len() as u64;
+                        if batch.len() < 256 {
+                            break;
+                        }
+                    }
+                    assert_eq!(version, last);
+                }
             }
+        });
+    }
+
+    /// `log` is exactly positions `from..from + len` of the `bank`
+    /// namespace, each the event `all` (the whole log) has there.
+    fn check_log(log: &[RecordedEvent], all: &[RecordedEvent], from: u64, len: u64) {
+        assert_eq!(log.len() as u64, len, "from {from}");
+        for (event, position) in log.iter().zip(from..) {
+            assert_eq!(event.position, position);
+            assert_eq!(event.stream.namespace.as_str(), "bank");
+            let stored = &all[position as usize - 1];
+            assert_eq!(event.id, stored.id, "position {position}");
+            assert_eq!(event.data, stored.data, "position {position}");
+        }
+    }
+
+    /// Reads the log of a store with more events than one direct get
+    /// batch: from the start, from mid-log, near and past the head, with
+    /// limits below and above a batch, from a store that has read before
+    /// and from a fresh one; the events are those the aggregates' reads
+    /// give, and another namespace's never show.
+    async fn read_the_log_in_batches(urls: Vec<String>, replicas: usize) {
+        let config = || JetStreamConfig::new(urls.clone(), replicas);
+        let store = JetStreamStore::connect(config()).await.unwrap();
+        let (long, other) = (stream("long"), stream("other"));
+        let elsewhere = StreamId::new(
+            "elsewhere".parse().unwrap(),
+            "bank-account".parse().unwrap(),
+            "long".parse().unwrap(),
+        );
+        append(&store, &long, &other, 1_300).await;
+        append(&store, &elsewhere, &elsewhere, 40).await;
+        append(&store, &long, &other, LONG).await;
+
+        let head = store.head_position(&"bank".parse().unwrap()).await.unwrap();
+        assert!(head > LONG + 2, "head {head}");
+        let noise = head - LONG;
+        let bank = "bank".parse().unwrap();
+        let all = store.read_log(&bank, 1, usize::MAX).await.unwrap();
+        assert_eq!(all.len() as u64, head);
+        for (event, position) in all.iter().zip(1..) {
+            assert_eq!(event.position, position);
+        }
+        let of_long: Vec<_> = all.iter().filter(|e| e.stream == long).cloned().collect();
+        check(&of_long, &long, 1, LONG);
+        let of_other = all.iter().filter(|e| e.stream == other).count() as u64;
+        assert_eq!(of_other, noise);
+
+        for (from, limit, len) in [
+            (0, 10, 10),
+            (1, 1_024, 1_024),
+            (1, 1_025, 1_025),
+            (1_300, 1_200, 1_200),
+            (1_023, usize::MAX, head - 1_022),
+            (head - 5, 100, 6),
+            (head, 1, 1),
+            (head + 1, 10, 0),
+            (head + 500, usize::MAX, 0),
+            (7, 0, 0),
+        ] {
+            let events = store.read_log(&bank, from, limit).await.unwrap();
+            check_log(&events, &all, from.max(1), len);
+            let fresh = JetStreamStore::connect(config()).await.unwrap();
+            let events = fresh.read_log(&bank, from, limit).await.unwrap();
+            check_log(&events, &all, from.max(1), len);
+        }
+        let theirs = store
+            .read_log(&"elsewhere".parse().unwrap(), 1, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(theirs.len(), 41);
+        assert!(theirs.iter().all(|e| e.stream == elsewhere));
+        assert!(
+            store
+                .read_log(&"nowhere".parse().unwrap(), 1, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Right after an append, a read from a store that has not read
+        // before (any server may answer its direct gets) has it.
+        for round in 1..=3_u64 {
+            append(&store, &long, &other, LONG + round * 300).await;
+            let head = store.head_position(&bank).await.unwrap();
+            let fresh = JetStreamStore::connect(config()).await.unwrap();
+            let tail = fresh
+                .read_log(&bank, head - 1_099, usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(tail.len(), 1_100, "round {round}");
+            assert_eq!(tail.last().map(|e| e.position), Some(head));
+            assert!(tail.windows(2).all(|w| w[1].position == w[0].position + 1));
+        }
+    }
+
+    #[test]
+    fn a_log_longer_than_a_batch_is_read_in_batches() {
+        block_on(async {
+            let server = NatsServer::start();
+            read_the_log_in_batches(vec![server.url()], 1).await;
+        });
+    }
+
+    #[test]
+    fn on_three_servers_a_log_longer_than_a_batch_is_read_in_batches() {
+        block_on(async {
+            let cluster = NatsCluster::start(3);
+            read_the_log_in_batches(cluster.urls(), 3).await;
+        });
+    }
+
+    /// A message without an event, published around the store after more
+    /// than a batch of events: reading the log over it is `Corrupt`,
+    /// naming its sequence; reading before it is fine.
+    #[test]
+    fn a_damaged_message_in_the_log_is_corrupt() {
+        block_on(async {
+            let server = NatsServer::start();
+            let store = connect(&server).await;
+            let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+            let (long, other) = (stream("long"), stream("other"));
+            append(&store, &long, &other, 1_100).await;
+            let bare = js
+                .publish("aether.events.bank.bank-account.bare", "{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            append(&store, &long, &other, 1_200).await;
+            let bank = "bank".parse().unwrap();
+            for from in [1, bare.sequence - 3, bare.sequence] {
+                match store.read_log(&bank, from, usize::MAX).await {
+                    Err(StoreError::Corrupt { location, .. }) => assert!(
+                        location.contains(&format!("sequence {}", bare.sequence)),
+                        "{location}"
+                    ),
+                    other => panic!("expected Corrupt, got {other:?}"),
+                }
+            }
+            let before = store
+                .read_log(&bank, 1, bare.sequence as usize - 1)
+                .await
+                .unwrap();
+            assert_eq!(before.len() as u64, bare.sequence - 1);
+            let after = store
+                .read_log(&bank, bare.sequence + 1, usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(after.first().map(|e| e.position), Some(bare.sequence + 1));
         });
     }
 
@@ -584,6 +813,11 @@ mod jetstream_reads {
             check(&all, &long, 1, 1_500);
             let tail = store.read_stream(&long, 1_200, 50).await.unwrap();
             check(&tail, &long, 1_200, 50);
+            let bank = "bank".parse().unwrap();
+            let log = store.read_log(&bank, 1, usize::MAX).await.unwrap();
+            assert_eq!(log.len() as u64, 1_500 + 1_500_u64.div_ceil(CHUNK));
+            let mid = store.read_log(&bank, 1_100, 300).await.unwrap();
+            check_log(&mid, &log, 1_100, 300);
         });
     }
 }

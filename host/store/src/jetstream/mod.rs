@@ -36,9 +36,18 @@
 //!   has read, per stream, and reads only the events stored since
 //!   (`commands.rs`), instead of the whole stream each time.
 //! - reads of an aggregate's events: its last message from the stream
-//!   leader (what the read must return), then the messages in batched
-//!   direct gets, up to 1 024 a request, from any server that has them all
-//!   (see `reads.rs`).
+//!   leader (what the read must return; skipped when an earlier read
+//!   showed the leader had all this read wants), then the messages in
+//!   batched direct gets, up to 1 024 a request, from any server that has
+//!   them all; activation's next batch is asked for as the previous read
+//!   ends (see `reads.rs`).
+//! - reads of a namespace's log: the stream's last sequence from the
+//!   leader, then batched direct gets by sequence over the whole stream.
+//!   Positions are the stream's sequences, and they are gapless: the
+//!   stream denies deletes and purges and has no limits, and a publish
+//!   JetStream refuses (expected-sequence conflict, rejected batch,
+//!   duplicate message id) takes no sequence. So every sequence up to the
+//!   head holds an event of this namespace.
 //! - snapshots: in the KV bucket `<PREFIX>_SNAPSHOTS`, keyed by a digest of
 //!   (stream, snapshot key), replaced only by a newer version (compare and
 //!   set on the revision).
@@ -132,6 +141,8 @@ pub struct JetStreamStore {
     commands: commands::CommandIndex,
     /// The last messages of streams seen so far (see `tails.rs`).
     tails: tails::Tails,
+    /// Batches asked for before the reads that want them (see `reads.rs`).
+    prefetches: reads::Prefetches,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -206,6 +217,7 @@ impl JetStreamStore {
             hints: reads::Hints::default(),
             commands: commands::CommandIndex::default(),
             tails: tails::Tails::default(),
+            prefetches: reads::Prefetches::default(),
         })
     }
 
@@ -524,32 +536,7 @@ impl EventStore for JetStreamStore {
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(events) = self.find_stream(namespace).await? else {
-            return Ok(Vec::new());
-        };
-        let head = last_sequence(&events).await?;
-        let mut out = Vec::new();
-        // Positions are the stream's sequences, and they are gapless: the
-        // stream denies deletes and purges and has no limits, and a
-        // publish JetStream refuses (expected-sequence conflict, rejected
-        // batch, duplicate message id) takes no sequence. So every
-        // sequence up to the head holds an event of this namespace.
-        let mut sequence = from_position.max(1);
-        while sequence <= head && out.len() < limit {
-            let message = events.get_raw_message(sequence).await.map_err(|e| {
-                unavailable(format!("reading {namespace} position {sequence}: {e}"))
-            })?;
-            let event = codec::decode_any(&self.prefix, &message)?;
-            if event.stream.namespace != *namespace {
-                return Err(StoreError::Corrupt {
-                    location: format!("{} sequence {sequence}", events.cached_info().config.name),
-                    message: format!("holds an event of {}", event.stream),
-                });
-            }
-            out.push(event);
-            sequence += 1;
-        }
-        Ok(out)
+        self.log_of(namespace, from_position, limit).await
     }
 
     async fn head_position(&self, namespace: &Namespace) -> Result<u64, StoreError> {

@@ -1,4 +1,5 @@
-//! Reading an aggregate's events in batches (activation, command look-ups).
+//! Reading an aggregate's events (activation, command look-ups) and a
+//! namespace's log in batches.
 //!
 //! A read first asks the stream leader for the aggregate's last message
 //! (its sequence and version): that fixes what the read must return, the
@@ -14,6 +15,24 @@
 //! after [`LAGGING_RETRIES`] the rest is read from the leader one message at
 //! a time, as it is when the stream has no direct get responders. So a read
 //! never returns less than the leader had when it began.
+//!
+//! A read needs not ask the leader when an earlier read found the leader
+//! already had the last version this one wants (`from + limit - 1`): it
+//! gets a full batch, the same events whatever the leader has now (a
+//! version's message never changes). Activation's batches but the last
+//! are such reads. And when a read ends with a full batch of `limit` (at
+//! most [`BATCH`]) and the leader had more, the direct get for the next
+//! batch (`limit` more from the next sequence) is sent at once, so the
+//! server fills it while the runtime replays this one; the next read
+//! takes its answers if it asks for exactly that batch (the same checks
+//! as any batch: a short one is asked again), else drops it. At most one
+//! such batch per stream, for at most [`MAX_PREFETCHES`] streams.
+//!
+//! A namespace's log is read the same way: its head (the stream's last
+//! sequence) from the leader, then batched direct gets by sequence over
+//! the whole stream (every sequence is an event of the namespace, see
+//! [`crate::EventStore::read_log`]), each checked: in position order
+//! with no gap (a gap is [`StoreError::Corrupt`]), of the namespace.
 //!
 //! Where a read starts: right after the last event of the latest read of
 //! the aggregate when that was an earlier version (a version's sequence
@@ -33,10 +52,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream;
-use async_nats::{Message, StatusCode};
+use async_nats::{Message, StatusCode, Subscriber};
 use futures_util::StreamExt;
 
+use super::streams::last_sequence;
 use super::{JetStreamStore, RecordedEvent, StoreError, StreamId, codec, unavailable};
+use aether_core::namespace::Namespace;
+use aether_core::namespace::layout::store_namespace_subjects;
 
 /// The most messages one direct get asks for (the runtime replays in
 /// batches of 1 024 by default).
@@ -59,11 +81,22 @@ const END_OF_BATCH: u16 = 204;
 const NUM_PENDING: &str = "Nats-Num-Pending";
 const LAST_SEQUENCE: &str = "Nats-Last-Sequence";
 
-/// The version and sequence of the last event the latest read of each
-/// stream returned, so the next read of the stream (activation's next
-/// batch) starts right after it. Bounded: forgotten all at once when full.
+/// What the latest read of each stream learnt, so the next read of the
+/// stream (activation's next batch) starts right after it and, when it is
+/// known to get a full batch, skips the leader. Bounded: forgotten all at
+/// once when full.
 #[derive(Default)]
-pub(super) struct Hints(Mutex<HashMap<StreamId, (u64, u64)>>);
+pub(super) struct Hints(Mutex<HashMap<StreamId, Hint>>);
+
+#[derive(Clone, Copy)]
+struct Hint {
+    /// The version and sequence of the last event the read returned.
+    read: (u64, u64),
+    /// The version and sequence of the aggregate's last event on the
+    /// leader, as the read found it (a lower bound of what it has now:
+    /// the streams deny deletes and purges).
+    last: (u64, u64),
+}
 
 impl Hints {
     /// A sequence at or before version `from` of `stream`, and the version
@@ -71,17 +104,63 @@ impl Hints {
     fn start(&self, stream: &StreamId, from: u64) -> Option<(u64, u64)> {
         let hints = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match hints.get(stream) {
-            Some(&(version, sequence)) if version < from => Some((sequence + 1, version)),
+            Some(&Hint {
+                read: (version, sequence),
+                ..
+            }) if version < from => Some((sequence + 1, version)),
             _ => None,
         }
     }
 
-    fn note(&self, stream: &StreamId, version: u64, sequence: u64) {
+    /// The version and sequence of a last event of `stream` the leader
+    /// had (it may have more now).
+    fn last(&self, stream: &StreamId) -> Option<(u64, u64)> {
+        let hints = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        hints.get(stream).map(|hint| hint.last)
+    }
+
+    fn note(&self, stream: &StreamId, read: (u64, u64), last: (u64, u64)) {
         let mut hints = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if hints.len() >= MAX_HINTS && !hints.contains_key(stream) {
             hints.clear();
         }
-        hints.insert(stream.clone(), (version, sequence));
+        let last = match hints.get(stream) {
+            Some(known) if known.last.0 > last.0 => known.last,
+            _ => last,
+        };
+        hints.insert(stream.clone(), Hint { read, last });
+    }
+}
+
+/// A batched direct get sent before the read that wants it (activation's
+/// next batch, asked for as the previous read ends, so the server fills
+/// it while the runtime replays the previous one), at most one per
+/// stream. Bounded like [`Hints`].
+#[derive(Default)]
+pub(super) struct Prefetches(Mutex<HashMap<StreamId, Prefetch>>);
+
+struct Prefetch {
+    /// The sequence and batch size it asked for.
+    next: u64,
+    batch: usize,
+    replies: Subscriber,
+}
+
+/// How many streams [`Prefetches`] holds a batch for at once.
+const MAX_PREFETCHES: usize = 64;
+
+impl Prefetches {
+    fn take(&self, stream: &StreamId) -> Option<Prefetch> {
+        let mut prefetches = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        prefetches.remove(stream)
+    }
+
+    fn put(&self, stream: &StreamId, prefetch: Prefetch) {
+        let mut prefetches = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if prefetches.len() >= MAX_PREFETCHES && !prefetches.contains_key(stream) {
+            prefetches.clear();
+        }
+        prefetches.insert(stream.clone(), prefetch);
     }
 }
 
@@ -103,13 +182,31 @@ struct Reading<'a> {
     out: Vec<RecordedEvent>,
 }
 
-impl Reading<'_> {
+/// What batched direct gets (or, failing them, the leader's reads) fill:
+/// an aggregate's events ([`Reading`]) or a namespace's log
+/// ([`LogReading`]).
+trait Gather {
+    /// The sequence to read from next.
+    fn next(&self) -> u64;
+    /// Whether the read has all it needs.
+    fn done(&self) -> bool;
+    /// How many messages the next batch asks for (1 to [`BATCH`]).
+    fn batch(&self) -> usize;
+    /// Takes the next message (in sequence order; one already taken, or
+    /// past what the read needs, is passed over).
+    fn push(&mut self, message: &StreamMessage) -> Result<(), StoreError>;
+}
+
+impl Gather for Reading<'_> {
+    fn next(&self) -> u64 {
+        self.next
+    }
+
     fn done(&self) -> bool {
         self.out.len() >= self.limit || self.next > self.last_sequence
     }
 
-    /// How many messages the next batch asks for: the events still wanted
-    /// and those still to pass before `from`.
+    /// The events still wanted and those still to pass before `from`.
     fn batch(&self) -> usize {
         let left = self.limit - self.out.len();
         let before = usize::try_from(self.from.saturating_sub(self.seen + 1)).unwrap_or(BATCH);
@@ -144,6 +241,67 @@ impl Reading<'_> {
     }
 }
 
+/// A read of a namespace's log in progress: every sequence of the
+/// namespace's stream is the event at that position (see
+/// [`crate::EventStore::read_log`]).
+struct LogReading<'a> {
+    prefix: &'a str,
+    namespace: &'a Namespace,
+    /// The JetStream stream's name, for errors.
+    name: &'a str,
+    limit: usize,
+    /// The stream's last sequence when the read began (from the leader):
+    /// the read ends there.
+    head: u64,
+    /// The position to read next.
+    next: u64,
+    out: Vec<RecordedEvent>,
+}
+
+impl Gather for LogReading<'_> {
+    fn next(&self) -> u64 {
+        self.next
+    }
+
+    fn done(&self) -> bool {
+        self.out.len() >= self.limit || self.next > self.head
+    }
+
+    fn batch(&self) -> usize {
+        let left = self.limit - self.out.len();
+        let to_head = usize::try_from(self.head.saturating_sub(self.next) + 1).unwrap_or(BATCH);
+        left.min(to_head).clamp(1, BATCH)
+    }
+
+    /// Takes the message at the next position; one further on means the
+    /// log has a gap, which it never has unless it is damaged.
+    fn push(&mut self, message: &StreamMessage) -> Result<(), StoreError> {
+        if message.sequence < self.next || self.done() {
+            return Ok(());
+        }
+        if message.sequence > self.next {
+            return Err(StoreError::Corrupt {
+                location: format!("{} sequence {}", self.name, message.sequence),
+                message: format!(
+                    "the log skipped from position {} to {}",
+                    self.next - 1,
+                    message.sequence
+                ),
+            });
+        }
+        let event = codec::decode_any(self.prefix, message)?;
+        if event.stream.namespace != *self.namespace {
+            return Err(StoreError::Corrupt {
+                location: format!("{} sequence {}", self.name, message.sequence),
+                message: format!("holds an event of {}", event.stream),
+            });
+        }
+        self.next = message.sequence + 1;
+        self.out.push(event);
+        Ok(())
+    }
+}
+
 /// How a direct get batch ended.
 enum Batch {
     /// The read has what it needs.
@@ -174,27 +332,39 @@ impl JetStreamStore {
             return Ok(Vec::new());
         };
         let subject = self.subject(stream);
-        let last = match events.get_last_raw_message_by_subject(&subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                return Ok(Vec::new());
-            }
-            Err(e) => {
-                return Err(unavailable(format!(
-                    "reading the last event of {stream}: {e}"
-                )));
-            }
+        // A read known to get `limit` events (the leader had version
+        // `from + limit - 1` when an earlier read began) need not ask the
+        // leader: the events it returns are those, whatever it has now.
+        let full = self.hints.last(stream).filter(|&(version, _)| {
+            u64::try_from(limit)
+                .ok()
+                .and_then(|limit| from.checked_add(limit - 1))
+                .is_some_and(|end| end <= version)
+        });
+        let (last_sequence, last_version) = match full {
+            Some((version, sequence)) => (sequence, Some(version)),
+            None => match events.get_last_raw_message_by_subject(&subject).await {
+                // A last message without a version (damaged) is reported
+                // when the read reaches it, in order, as any other damaged
+                // message.
+                Ok(last) => (last.sequence, codec::version(&last).ok()),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    return Ok(Vec::new());
+                }
+                Err(e) => {
+                    return Err(unavailable(format!(
+                        "reading the last event of {stream}: {e}"
+                    )));
+                }
+            },
         };
-        // A last message without a version (damaged) is reported when the
-        // read reaches it, in order, as any other damaged message.
-        let last_version = codec::version(&last).ok();
         if last_version.is_some_and(|version| version < from) {
             return Ok(Vec::new());
         }
         let name = events.cached_info().config.name.clone();
         let (next, seen) = match last_version {
             Some(_) => {
-                self.start_of(&events, stream, &subject, from, last.sequence)
+                self.start_of(&events, stream, &subject, from, last_sequence)
                     .await?
             }
             None => (1, 0),
@@ -207,17 +377,100 @@ impl JetStreamStore {
             name: &name,
             from,
             limit,
-            last_sequence: last.sequence,
+            last_sequence,
             next,
             seen,
             out: Vec::with_capacity(wanted),
         };
+        let prefetched = self.prefetches.take(stream);
+        self.gather(&events, &name, &subject, &mut reading, prefetched)
+            .await?;
+        let Some(event) = reading.out.last() else {
+            return Ok(reading.out);
+        };
+        let read = (event.version, event.position);
+        let leader = last_version.map_or(read, |version| (version, last_sequence));
+        self.hints.note(stream, read, leader);
+        // A full batch with more after it: activation will ask for the
+        // next one right after replaying this one, so ask for it now.
+        if reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
+            let next = read.1 + 1;
+            if let Ok(replies) = self.request_batch(&name, &subject, next, limit).await {
+                self.prefetches.put(
+                    stream,
+                    Prefetch {
+                        next,
+                        batch: limit,
+                        replies,
+                    },
+                );
+            }
+        }
+        Ok(reading.out)
+    }
+
+    /// The events of `namespace`'s log from position `from`, at most
+    /// `limit`, as the stream leader had them when the read began: the
+    /// stream's last sequence from the leader, then batched direct gets
+    /// over the whole stream (every sequence is an event of the
+    /// namespace), as [`JetStreamStore::events_of`] reads an aggregate's.
+    pub(super) async fn log_of(
+        &self,
+        namespace: &Namespace,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = from.max(1);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(events) = self.find_stream(namespace).await? else {
+            return Ok(Vec::new());
+        };
+        let head = last_sequence(&events).await?;
+        if from > head {
+            return Ok(Vec::new());
+        }
+        let name = events.cached_info().config.name.clone();
+        let filter = store_namespace_subjects(&self.prefix, namespace);
+        let wanted = usize::try_from(head - from + 1).map_or(limit, |n| n.min(limit));
+        let mut reading = LogReading {
+            prefix: &self.prefix,
+            namespace,
+            name: &name,
+            limit,
+            head,
+            next: from,
+            out: Vec::with_capacity(wanted),
+        };
+        self.gather(&events, &name, &filter, &mut reading, None)
+            .await?;
+        Ok(reading.out)
+    }
+
+    /// Fills `reading` from the messages of `events` (named `name`) on
+    /// `subject` (a filter) with batched direct gets; a batch that a
+    /// lagging server answered short is asked again, and after
+    /// [`LAGGING_RETRIES`] (or when no server answers direct gets) the rest
+    /// comes from the leader one message at a time.
+    async fn gather(
+        &self,
+        events: &stream::Stream,
+        name: &str,
+        subject: &str,
+        reading: &mut impl Gather,
+        mut prefetched: Option<Prefetch>,
+    ) -> Result<(), StoreError> {
         let mut short = 0;
         while !reading.done() {
-            let before = reading.next;
-            match self.direct_batch(&subject, &mut reading).await? {
+            let before = reading.next();
+            let replies = match prefetched.take() {
+                Some(p) if p.next == before && p.batch == reading.batch() => Some(p.replies),
+                _ => None,
+            };
+            match self.direct_batch(name, subject, reading, replies).await? {
                 Batch::Done => {}
-                Batch::More if reading.next > before => {}
+                Batch::More if reading.next() > before => {}
                 // An answer that moved the read on by nothing is as good
                 // as a short one.
                 Batch::More | Batch::Short if short < LAGGING_RETRIES => {
@@ -225,15 +478,11 @@ impl JetStreamStore {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Batch::More | Batch::Short | Batch::Unanswered => {
-                    Self::leader_reads(&events, &subject, &mut reading).await?;
-                    break;
+                    return Self::leader_reads(events, subject, reading).await;
                 }
             }
         }
-        if let Some(last) = reading.out.last() {
-            self.hints.note(stream, last.version, last.position);
-        }
-        Ok(reading.out)
+        Ok(())
     }
 
     /// Where a read of `stream` from version `from` starts: (a sequence at
@@ -274,33 +523,57 @@ impl JetStreamStore {
         Ok((low, seen))
     }
 
-    /// One batched direct get of the aggregate's messages from
-    /// `reading.next`, into `reading`.
-    async fn direct_batch(
+    /// Asks for a batch of up to `batch` messages of the stream `name` on
+    /// `subject` from sequence `next`; the answers come to the subscriber.
+    async fn request_batch(
         &self,
+        name: &str,
         subject: &str,
-        reading: &mut Reading<'_>,
-    ) -> Result<Batch, StoreError> {
+        next: u64,
+        batch: usize,
+    ) -> Result<Subscriber, StoreError> {
         let failed = |e: &dyn std::fmt::Display| unavailable(format!("reading {subject}: {e}"));
         let inbox = self.client.new_inbox();
-        let mut replies = self
+        let replies = self
             .client
             .subscribe(inbox.clone())
             .await
             .map_err(|e| failed(&e))?;
         let request = serde_json::json!({
-            "seq": reading.next,
+            "seq": next,
             "next_by_subj": subject,
-            "batch": reading.batch(),
+            "batch": batch,
         });
         self.client
             .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", reading.name),
+                format!("$JS.API.DIRECT.GET.{name}"),
                 inbox,
                 request.to_string().into(),
             )
             .await
             .map_err(|e| failed(&e))?;
+        Ok(replies)
+    }
+
+    /// One batched direct get of the messages of the stream `name` on
+    /// `subject` from `reading.next()`, into `reading`: the answers to
+    /// `replies` (a request sent earlier for the same sequence and batch
+    /// size), else to a request sent now.
+    async fn direct_batch(
+        &self,
+        name: &str,
+        subject: &str,
+        reading: &mut impl Gather,
+        replies: Option<Subscriber>,
+    ) -> Result<Batch, StoreError> {
+        let failed = |e: &dyn std::fmt::Display| unavailable(format!("reading {subject}: {e}"));
+        let mut replies = match replies {
+            Some(replies) => replies,
+            None => {
+                self.request_batch(name, subject, reading.next(), reading.batch())
+                    .await?
+            }
+        };
         // Each message names the sequence of the one sent before it in the
         // batch (0 for the first): a message lost on the way shows.
         let mut previous = 0;
@@ -372,10 +645,10 @@ impl JetStreamStore {
     async fn leader_reads(
         events: &stream::Stream,
         subject: &str,
-        reading: &mut Reading<'_>,
+        reading: &mut impl Gather,
     ) -> Result<(), StoreError> {
         while !reading.done() {
-            let Some(message) = Self::next_on(events, subject, reading.next).await? else {
+            let Some(message) = Self::next_on(events, subject, reading.next()).await? else {
                 break;
             };
             reading.push(&message)?;
