@@ -91,7 +91,7 @@ impl Runtime {
     /// live) and the version it was taken at; for tests and tools.
     pub async fn snapshot_bytes(&self, stream: &StreamId) -> Result<(Vec<u8>, u64), CommandError> {
         self.read_live(stream, |p, s| {
-            p.snapshot(s).map(|(state, version, _)| (state, version))
+            p.snapshot(s).map(|taken| (taken.state, taken.version))
         })
         .await
     }

@@ -193,6 +193,14 @@ pub(crate) type ViewResult = Result<serde_json::Value, CommandError>;
 /// A snapshot to start an activation from: (version, state bytes).
 pub(crate) type StartingPoint = Option<Snapshotted>;
 
+/// A live aggregate's snapshot, as taken: the guest's state at
+/// `version`, and the command-id filter to save next to it (if complete).
+pub(crate) struct TakenSnapshot {
+    pub(crate) state: Vec<u8>,
+    pub(crate) version: u64,
+    pub(crate) command_ids: Option<Vec<u8>>,
+}
+
 /// A snapshot to activate from: the state at `version`, and the command-id
 /// filter saved with it (if it was, at the same version).
 pub(crate) struct Snapshotted {
@@ -566,10 +574,7 @@ impl Partition {
     /// The guest's snapshot of the aggregate, and its version.
     /// The live aggregate's state as the guest saves it, its version, and
     /// its command-id filter as saved next to it (if complete).
-    pub(crate) fn snapshot(
-        &mut self,
-        stream: &StreamId,
-    ) -> Result<(Vec<u8>, u64, Option<Vec<u8>>), CallError> {
+    pub(crate) fn snapshot(&mut self, stream: &StreamId) -> Result<TakenSnapshot, CallError> {
         let (key, resource, version) = self.complete_entry(stream)?;
         let state = self.with_instance(&key, |instance| {
             instance.snapshot(stream, resource, version)
@@ -578,7 +583,11 @@ impl Partition {
             .live
             .peek(stream)
             .and_then(|live| live.command_ids.to_bytes());
-        Ok((state, version, command_ids))
+        Ok(TakenSnapshot {
+            state,
+            version,
+            command_ids,
+        })
     }
 
     /// Drops the live aggregate, if any: its next use re-activates it.

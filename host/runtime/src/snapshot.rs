@@ -126,7 +126,11 @@ impl Runtime {
             }
             Err(_) => return,
         };
-        let (state, version, command_ids) = taken;
+        let super::partition::TakenSnapshot {
+            state,
+            version,
+            command_ids,
+        } = taken;
         let snapshot = Snapshot {
             stream: stream.clone(),
             version,
