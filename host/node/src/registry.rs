@@ -478,13 +478,11 @@ impl Node {
                     anyhow::bail!("component {digest} of {namespace}/{aggregate_type}: {e}")
                 }
             };
-            self.share_component(namespace, &digest, None)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "sharing component {digest} of {namespace}/{aggregate_type}: {e}"
-                    )
-                })?;
+            // Best effort: this node serves the type either way; a node
+            // that cannot fetch it waits (and logs) until some node puts it.
+            if let Err(error) = self.share_component(namespace, &digest, None).await {
+                tracing::warn!(%namespace, %aggregate_type, %digest, %error, "cannot put the active component in the shared bucket");
+            }
             self.runtime.activate(namespace, &aggregate_type, loaded);
         }
         Ok(missing)

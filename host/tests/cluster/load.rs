@@ -83,7 +83,7 @@ impl Load {
         }
     }
 
-    /// Stops sending to `url`.
+    /// Stops sending to `url`; returns once no request to it is in flight.
     pub(crate) fn remove_target(&self, url: &str) {
         self.targets.write().unwrap().retain(|t| t != url);
     }
@@ -154,13 +154,17 @@ impl Worker {
         let body = json!({"type": kind, "data": data, "command_id": command_id});
         let first = Instant::now();
         loop {
-            let target = {
-                let targets = self.targets.read().unwrap();
-                self.next_target = (self.next_target + 1) % targets.len();
-                targets[self.next_target].clone()
-            };
+            // The target list stays read-locked while the request is out,
+            // so `remove_target` returns only once no request to the
+            // removed node is in flight (the test may stop it then).
+            let targets = self.targets.clone();
+            let targets = targets.read().unwrap();
+            self.next_target = (self.next_target + 1) % targets.len();
+            let target = targets[self.next_target].clone();
             let sent = Instant::now();
-            match self.send(&target, account, &body) {
+            let result = self.send(&target, account, &body);
+            drop(targets);
+            match result {
                 Ok(version) => {
                     // From the first attempt: what the client waited in all.
                     self.record.lock().unwrap().acks.push(Ack {

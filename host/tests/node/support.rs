@@ -77,16 +77,20 @@ impl NodeProcess {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}; log:\n{}", log.lock().unwrap()))
-            .to_owned();
+        let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+            // The node ended before it listened: wait for it, so its whole
+            // log (why it stopped) is in the message.
+            let status = child.wait();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            panic!("no address in {line:?} (the node exited: {status:?}); log:\n{log}");
+        };
+        let url = url.to_owned();
         NodeProcess { child, url, log }
     }
 
