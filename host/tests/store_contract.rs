@@ -380,6 +380,20 @@ mod jetstream_reads {
         assert!(events.windows(2).all(|w| w[0].position < w[1].position));
     }
 
+    /// Reads `stream` as activation does, in batches of `batch`, each
+    /// right after the one before, checking each; how many it read.
+    async fn read_as_activation(store: &JetStreamStore, stream: &StreamId, batch: usize) -> u64 {
+        let mut version = 0;
+        loop {
+            let events = store.read_stream(stream, version + 1, batch).await.unwrap();
+            check(&events, stream, version + 1, events.len() as u64);
+            version += events.len() as u64;
+            if events.len() < batch {
+                return version;
+            }
+        }
+    }
+
     async fn connect(server: &NatsServer) -> JetStreamStore {
         JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1))
             .await
@@ -407,16 +421,7 @@ mod jetstream_reads {
             );
 
             // As activation reads it: batches of 1 024, each after the last.
-            let mut version = 0;
-            loop {
-                let batch = store.read_stream(&long, version + 1, 1_024).await.unwrap();
-                check(&batch, &long, version + 1, batch.len() as u64);
-                version += batch.len() as u64;
-                if batch.len() < 1_024 {
-                    break;
-                }
-            }
-            assert_eq!(version, LONG);
+            assert_eq!(read_as_activation(&store, &long, 1_024).await, LONG);
 
             // A store that has read nothing yet: no hint of where versions
             // are, from far in (a search) and from near the start.
@@ -623,16 +628,7 @@ mod jetstream_reads {
                 // As activation reads (each batch asked for as the one
                 // before ends, from any server), by both stores.
                 for reader in [&store, &fresh] {
-                    let mut version = 0;
-                    loop {
-                        let batch = reader.read_stream(&long, version + 1, 256).await.unwrap();
-                        check(&batch, &long, version + 1, batch.len() as u64);
-                        version += batch.len() as u64;
-                        if batch.len() < 256 {
-                            break;
-                        }
-                    }
-                    assert_eq!(version, last);
+                    assert_eq!(read_as_activation(reader, &long, 256).await, last);
                 }
             }
         });
