@@ -951,17 +951,27 @@ mod jetstream_commands {
         }
     }
 
+    /// A store on `server` (one "node"; each call is another).
+    async fn connect(server: &NatsServer) -> JetStreamStore {
+        JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1))
+            .await
+            .unwrap()
+    }
+
+    fn account(id: &str) -> StreamId {
+        StreamId::new(
+            "bank".parse().unwrap(),
+            "account".parse().unwrap(),
+            id.parse().unwrap(),
+        )
+    }
+
     #[test]
     fn a_command_id_recorded_by_another_store_is_found_before_and_after_it_was_read() {
         aether_host::store::contract::block_on(async {
             let server = NatsServer::start();
-            let connect = || JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1));
-            let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
-            let s = StreamId::new(
-                "bank".parse().unwrap(),
-                "account".parse().unwrap(),
-                "acc-1".parse().unwrap(),
-            );
+            let (a, b) = (connect(&server).await, connect(&server).await);
+            let s = account("acc-1");
             a.append(append(&s, 2, Some("c-1"))).await.unwrap();
             let versions = |found: Option<Vec<aether_host::store::RecordedEvent>>| {
                 found.map(|events| events.iter().map(|e| e.version).collect::<Vec<_>>())
@@ -1017,13 +1027,8 @@ mod jetstream_commands {
     fn an_append_at_a_version_another_store_moved_past_is_a_conflict() {
         aether_host::store::contract::block_on(async {
             let server = NatsServer::start();
-            let connect = || JetStreamStore::connect(JetStreamConfig::new(vec![server.url()], 1));
-            let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
-            let s = StreamId::new(
-                "bank".parse().unwrap(),
-                "account".parse().unwrap(),
-                "acc-2".parse().unwrap(),
-            );
+            let (a, b) = (connect(&server).await, connect(&server).await);
+            let s = account("acc-2");
             let exact = |version: u64, command_id: Option<&str>| AppendRequest {
                 expected: ExpectedVersion::Exact(version),
                 ..append(&s, 1, command_id)
