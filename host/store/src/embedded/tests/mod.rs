@@ -349,33 +349,43 @@ fn another_applications_redb_file_is_refused() {
     );
 }
 
-/// Where a single writer's time goes: one-event appends, one at a time, on a
-/// real file (run it under `strace -f -c -e trace=fdatasync,pwrite64` to
-/// count syncs and writes per commit). Ignored: it measures, it does not
-/// check; `cargo test --release -p aether-store -- --ignored --nocapture
-/// sequential_appends`.
+/// Appends one at a time are one commit each (nothing to group), and each
+/// is read back as stored. Also where a single writer's time goes: with
+/// `AETHER_MEASURE_APPENDS=2000` (and `AETHER_MEASURE_DIR` on the disk to
+/// measure, since the temporary directory may be a tmpfs where fsync is
+/// free) it prints the time per append; run it under `strace -f -c -e
+/// trace=fdatasync,pwrite64` to count syncs and writes per commit:
+/// `cargo test --release -p aether-store -- --nocapture sequential_appends`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement"]
 async fn sequential_appends() {
-    const APPENDS: u64 = 2_000;
-    // `AETHER_MEASURE_DIR`: a directory on the disk to measure (the
-    // temporary directory may be a tmpfs, where fsync is free).
+    let appends: u64 = std::env::var("AETHER_MEASURE_APPENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
     let dir = match std::env::var_os("AETHER_MEASURE_DIR") {
         Some(base) => tempfile::tempdir_in(base).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let id = stream("acc-1");
+    let commits_before = store.writer.commits();
     let started = std::time::Instant::now();
-    for version in 0..APPENDS {
+    for version in 0..appends {
         let payload = format!(r#"{{"deposited":{version}}}"#);
         let req = request(&id, ExpectedVersion::Exact(version), &[payload]);
         store.append(req).await.unwrap();
     }
     let elapsed = started.elapsed();
+    let commits = store.writer.commits() - commits_before;
     println!(
-        "{APPENDS} sequential appends in {elapsed:?}: {:.1} µs each, {} commits",
-        elapsed.as_secs_f64() * 1e6 / APPENDS as f64,
-        store.writer.commits()
+        "{appends} sequential appends in {elapsed:?}: {:.1} µs each, {commits} commits",
+        elapsed.as_secs_f64() * 1e6 / appends as f64,
+    );
+    assert_eq!(commits, appends, "one commit per append made alone");
+    let stored = store.read_stream(&id, 1, usize::MAX).await.unwrap();
+    assert_eq!(stored.len() as u64, appends);
+    assert_eq!(
+        stored.last().unwrap().data,
+        format!(r#"{{"deposited":{}}}"#, appends - 1).into_bytes()
     );
 }
