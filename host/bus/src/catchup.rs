@@ -94,13 +94,22 @@ pub enum CatchUpError {
     Closed,
 }
 
+/// Where a catch-up subscription's events come from once it has read
+/// history.
+enum Source {
+    /// Every event this process publishes (listened to before history was
+    /// read), with the log read again for what it misses.
+    Bus(broadcast::Receiver<Arc<RecordedEvent>>),
+    /// The store's own feed of the namespace's log (history too): the bus,
+    /// the pages and the polling are not used.
+    Feed(Box<dyn LogFollower>),
+}
+
 /// A catch-up subscription; see the module docs.
 pub struct CatchUp {
     store: Arc<dyn EventStore>,
-    live: broadcast::Receiver<Arc<RecordedEvent>>,
-    /// The store's own feed of the namespace's log, when it has one: then
-    /// the bus, the pages and the polling below are not used.
-    feed: Option<Box<dyn LogFollower>>,
+    /// Where events come from after history.
+    source: Source,
     /// The namespace followed; `scope` is always `Scope::Namespace` of it.
     namespace: Namespace,
     scope: Scope,
@@ -146,11 +155,13 @@ impl CatchUp {
                 saved.map_or(0, |s| s.version)
             }
         };
-        let feed = store.follow_log(namespace, last).await?;
+        let source = match store.follow_log(namespace, last).await? {
+            Some(feed) => Source::Feed(feed),
+            None => Source::Bus(live),
+        };
         Ok(CatchUp {
             store,
-            live,
-            feed,
+            source,
             namespace: namespace.clone(),
             scope: Scope::Namespace(namespace.clone()),
             filter,
@@ -173,15 +184,16 @@ impl CatchUp {
 
     /// The next matching event, from the log or live.
     pub async fn next(&mut self) -> Result<RecordedEvent, CatchUpError> {
-        if let Some(feed) = &mut self.feed {
-            loop {
+        let live = match &mut self.source {
+            Source::Bus(live) => live,
+            Source::Feed(feed) => loop {
                 let event = feed.next().await?;
                 self.last = event.position;
-                if self.scope.contains(&event) && self.filter.matches(&event) {
+                if wants(&self.scope, &self.filter, &event) {
                     return Ok(event);
                 }
-            }
-        }
+            },
+        };
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
@@ -197,7 +209,7 @@ impl CatchUp {
                 }
                 for event in page {
                     self.last = event.position;
-                    if self.wants(&event) {
+                    if wants(&self.scope, &self.filter, &event) {
                         self.pending.push_back(event);
                     }
                 }
@@ -206,7 +218,7 @@ impl CatchUp {
             // Events stored by other nodes (a shared JetStream store) never
             // reach this node's bus: look at the log whenever the bus has
             // been quiet about this namespace for a while.
-            let received = tokio::time::timeout_at(self.quiet_until, self.live.recv()).await;
+            let received = tokio::time::timeout_at(self.quiet_until, live.recv()).await;
             let Ok(received) = received else {
                 self.following = false;
                 continue;
@@ -218,7 +230,7 @@ impl CatchUp {
                 Ok(event) if event.position == self.last + 1 => {
                     self.last = event.position;
                     self.quiet_until = tokio::time::Instant::now() + QUIET_POLL;
-                    if self.wants(&event) {
+                    if wants(&self.scope, &self.filter, &event) {
                         return Ok((*event).clone());
                     }
                 }
@@ -247,8 +259,9 @@ impl CatchUp {
             })
             .await
     }
+}
 
-    fn wants(&self, event: &RecordedEvent) -> bool {
-        self.scope.contains(event) && self.filter.matches(event)
-    }
+/// Whether a subscription of `scope` with `filter` hands `event` out.
+fn wants(scope: &Scope, filter: &Filter, event: &RecordedEvent) -> bool {
+    scope.contains(event) && filter.matches(event)
 }
