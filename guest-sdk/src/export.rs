@@ -2,7 +2,8 @@
 //!
 //! Lifecycle: the host calls the constructor once per aggregate id it
 //! activates, then `restore` (if it has a snapshot) and `apply` with the
-//! stored events in batches, then `handle` per command followed by `apply`
+//! stored events in batches (one buffer each, read in place by
+//! [`crate::batch`]), then `handle` per command followed by `apply`
 //! of the events it stored. Dropping the resource passivates the aggregate.
 //!
 //! Failure modes: a payload the aggregate cannot decode is a value (an
@@ -13,7 +14,7 @@
 use std::cell::RefCell;
 
 use crate::bindings::exports::aether::aggregate::handler as wit;
-use crate::{Aggregate, wire};
+use crate::{Aggregate, batch, wire};
 
 /// One live aggregate inside the component: the state of `A`, kept in guest
 /// memory between calls. The WIT methods take `&self`, hence the `RefCell`;
@@ -31,14 +32,23 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
         }
     }
 
-    fn apply(&self, events: Vec<wit::Event>) -> Result<(), wit::ApplyError> {
+    fn apply(&self, events: Vec<u8>) -> Result<(), wit::ApplyError> {
         let mut state = self.state.borrow_mut();
-        for event in events {
+        let mut last_version = 0;
+        for event in batch::events(&events) {
+            let event = event.map_err(|malformed| wit::ApplyError {
+                version: last_version + 1,
+                message: format!(
+                    "the host sent a malformed batch (byte {}): {}",
+                    malformed.offset, malformed.reason
+                ),
+            })?;
+            last_version = event.version;
             let failed = |message: String| wit::ApplyError {
                 version: event.version,
                 message,
             };
-            if !wire::is_json(&event.content_type) {
+            if !wire::is_json(event.content_type) {
                 return Err(failed(format!(
                     "unsupported content type \"{}\" for event \"{}\": expected {}",
                     event.content_type,
@@ -46,7 +56,7 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
                     wire::CONTENT_TYPE
                 )));
             }
-            let decoded = wire::decode::<A::Event>(&event.event_type, &event.data)
+            let decoded = wire::decode::<A::Event>(event.event_type, event.data)
                 .map_err(|error| failed(format!("cannot apply event: {error}")))?;
             state.apply(decoded);
         }

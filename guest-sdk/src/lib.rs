@@ -113,6 +113,7 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod batch;
 mod export;
 pub mod log;
 pub mod testing;
@@ -127,7 +128,9 @@ pub use aggregate::{Aggregate, Rejection};
 #[allow(missing_docs, unreachable_pub, unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // The current version only; the frozen ones under `wit/deps/`
+        // are the host's business.
+        path: "../wit/aggregate.wit",
         world: "aggregate-component",
         pub_export_macro: true,
         export_macro_name: "__export_aggregate_component",

@@ -14,3 +14,4 @@ mod languages_sandbox;
 mod lean_path;
 mod snapshots;
 mod truthful_answers;
+mod wit_versions;

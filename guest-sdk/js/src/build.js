@@ -103,7 +103,9 @@ export async function buildComponent({ entry, out, wit, tools, features = [] }) 
     const { component } = await componentize({
       sourcePath,
       witPath: path(wit),
-      worldName: 'aggregate-component',
+      // The SDK's glue implements the frozen 0.1.0 interface (`apply` takes a
+      // `list<event>`), which the host keeps serving.
+      worldName: 'aether:aggregate/aggregate-component@0.1.0',
       disableFeatures: ['http', 'fetch-event', ...features],
     });
     const bytes = withCustomSection(component, STATE_SCHEMA_SECTION, definition.stateSchema);

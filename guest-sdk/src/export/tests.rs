@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Resource, wit};
+use crate::batch::{self, BatchEvent};
 use crate::{Aggregate, Rejection};
 use wit::GuestAggregate as _;
 
@@ -39,13 +40,12 @@ impl Aggregate for Tally {
     }
 }
 
-fn event(version: u64, event_type: &str, data: &str) -> wit::Event {
-    wit::Event {
+fn event(version: u64, event_type: &'static str, data: &'static str) -> BatchEvent<'static> {
+    BatchEvent {
         version,
-        event_type: event_type.into(),
-        content_type: "application/json".into(),
-        data: data.into(),
-        timestamp_ms: 0,
+        event_type,
+        content_type: "application/json",
+        data: data.as_bytes(),
     }
 }
 
@@ -64,10 +64,10 @@ fn resource() -> Resource<Tally> {
 #[test]
 fn apply_folds_a_batch_into_the_state() {
     let tally = resource();
-    let batch = vec![
+    let batch = batch::write(&[
         event(1, "Added", r#"{"n":2}"#),
         event(2, "Added", r#"{"n":3}"#),
-    ];
+    ]);
     tally.apply(batch).unwrap();
     assert_eq!(tally.view(), r#"{"total":5}"#);
 }
@@ -75,11 +75,11 @@ fn apply_folds_a_batch_into_the_state() {
 #[test]
 fn apply_reports_the_version_that_failed() {
     let tally = resource();
-    let batch = vec![
+    let batch = batch::write(&[
         event(1, "Added", r#"{"n":2}"#),
         event(2, "Removed", r#"{"n":3}"#),
         event(3, "Added", r#"{"n":4}"#),
-    ];
+    ]);
     let error = tally.apply(batch).unwrap_err();
     assert_eq!(error.version, 2);
     assert_eq!(
@@ -91,11 +91,29 @@ fn apply_reports_the_version_that_failed() {
 }
 
 #[test]
+fn apply_reports_a_malformed_batch_at_the_version_after_the_last_good_one() {
+    let tally = resource();
+    let mut bytes = batch::write(&[
+        event(1, "Added", r#"{"n":2}"#),
+        event(2, "Added", r#"{"n":3}"#),
+    ]);
+    bytes.truncate(bytes.len() - 1);
+    let error = tally.apply(bytes).unwrap_err();
+    assert_eq!(error.version, 2);
+    assert!(
+        error.message.starts_with("the host sent a malformed batch"),
+        "{}",
+        error.message
+    );
+    assert_eq!(tally.view(), r#"{"total":2}"#);
+}
+
+#[test]
 fn apply_refuses_other_content_types() {
     let tally = resource();
     let mut cbor = event(7, "Added", "");
-    cbor.content_type = "application/cbor".into();
-    let error = tally.apply(vec![cbor]).unwrap_err();
+    cbor.content_type = "application/cbor";
+    let error = tally.apply(batch::write(&[cbor])).unwrap_err();
     assert_eq!(error.version, 7);
     assert!(
         error
@@ -156,7 +174,9 @@ fn handle_rejects_malformed_commands() {
 #[test]
 fn snapshot_and_restore_round_trip_the_state() {
     let tally = resource();
-    tally.apply(vec![event(1, "Added", r#"{"n":9}"#)]).unwrap();
+    tally
+        .apply(batch::write(&[event(1, "Added", r#"{"n":9}"#)]))
+        .unwrap();
     let snapshot = tally.snapshot();
     assert_eq!(snapshot, br#"{"total":9}"#);
 

@@ -4,8 +4,13 @@
 //! **Architecture invariant:** an aggregate component imports only WASI p2
 //! (0.2.x: cli, clocks, filesystem, io, random, sockets — all served by the
 //! capability-free context of [`super::sandbox`]) and this project's
-//! `aether:aggregate` interfaces. Anything else, `wasi:http` included, is
-//! refused here, before the component can run, with the import's name.
+//! `aether:aggregate` interfaces (0.1.x or 0.2.x). Anything else,
+//! `wasi:http` included, is refused here, before the component can run,
+//! with the import's name.
+//!
+//! A component exports `aether:aggregate/handler` at 0.2.x (the current
+//! version) or 0.1.x (frozen, still served); [`ComponentPre`] remembers
+//! which, and each call is made through that version's bindings.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,12 +18,16 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::bindings::{AggregateComponentPre, log};
+use super::bindings::{v1, v2};
 use super::cache::{CompileCache, CompiledFrom};
 use super::sandbox::HostState;
 
-/// The WIT interface every aggregate component must export.
-pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.1.0";
+/// The WIT interface every aggregate component must export, at its current
+/// version; 0.1.x (frozen) is served too.
+pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.2.0";
+
+/// The `aether:aggregate` versions the host serves: 0.2.x and the frozen 0.1.x.
+const SERVED_VERSIONS: &[&str] = &["0.2.", "0.1."];
 
 /// WASI p2 packages a guest may import (any 0.2.x version).
 const ALLOWED_WASI: &[&str] = &["cli", "clocks", "filesystem", "io", "random", "sockets"];
@@ -91,7 +100,10 @@ pub enum LoadError {
     /// The component does not export the aggregate interface. Export it
     /// with the guest SDK (`export_aggregate!`) or target the
     /// `aggregate-component` world.
-    #[error("component does not export `{HANDLER_EXPORT}`: it exports [{found}]")]
+    #[error(
+        "component does not export `{HANDLER_EXPORT}` (or the frozen `aether:aggregate/handler@0.1.0`): \
+         it exports [{found}]"
+    )]
     WrongWorld {
         /// What the component exports instead, comma-separated.
         found: String,
@@ -117,7 +129,18 @@ pub struct LoadedComponent {
     state_schema: Option<String>,
     size: usize,
     compiled_from: CompiledFrom,
-    pub(crate) pre: AggregateComponentPre<HostState>,
+    /// The handler interface it exports, e.g. `aether:aggregate/handler@0.2.0`.
+    handler_export: String,
+    pub(crate) pre: ComponentPre,
+}
+
+/// A component ready to instantiate, through the bindings of the
+/// `aether:aggregate` version it exports.
+pub(crate) enum ComponentPre {
+    /// Exports `aether:aggregate/handler@0.1.x`: `apply` takes a `list<event>`.
+    V1(v1::AggregateComponentPre<HostState>),
+    /// Exports `aether:aggregate/handler@0.2.x`: `apply` takes an `event-batch`.
+    V2(v2::AggregateComponentPre<HostState>),
 }
 
 impl LoadedComponent {
@@ -154,6 +177,12 @@ impl LoadedComponent {
         self.size
     }
 
+    /// The `aether:aggregate/handler` interface it exports, with its
+    /// version, e.g. `aether:aggregate/handler@0.2.0`.
+    pub fn handler_export(&self) -> &str {
+        &self.handler_export
+    }
+
     /// Whether its machine code was compiled now or read from the cache.
     pub fn compiled_from(&self) -> CompiledFrom {
         self.compiled_from
@@ -174,7 +203,14 @@ impl fmt::Debug for LoadedComponent {
 pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    v2::aether::aggregate0_2_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |state| state,
+    )?;
+    v1::aether::aggregate0_1_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |state| state,
+    )?;
     Ok(linker)
 }
 
@@ -215,7 +251,19 @@ pub(crate) fn load(
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    let pre = AggregateComponentPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+    // The newest version it exports is the one it is called through.
+    let handler_export = SERVED_VERSIONS
+        .iter()
+        .find_map(|v| exports.iter().find(|name| exports_version(name, v)))
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    let v2_export = exports_version(&handler_export, "0.2.");
+    let pre = if v2_export {
+        v2::AggregateComponentPre::new(instance_pre).map(ComponentPre::V2)
+    } else {
+        v1::AggregateComponentPre::new(instance_pre).map(ComponentPre::V1)
+    }
+    .map_err(|e| LoadError::WrongWorld {
         found: format!("{} ({e:#})", exports.join(", ")),
     })?;
     if let (Some(cache), CompiledFrom::Compiled) = (cache, compiled_from) {
@@ -228,6 +276,7 @@ pub(crate) fn load(
         state_schema,
         size: bytes.len(),
         compiled_from,
+        handler_export,
         pre,
     }))
 }
@@ -291,7 +340,7 @@ pub fn with_custom_section(bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
 }
 
 /// Whether an import name is in the allowed set. Names look like
-/// `wasi:cli/environment@0.2.3` or `aether:aggregate/log@0.1.0`.
+/// `wasi:cli/environment@0.2.3` or `aether:aggregate/log@0.2.0`.
 fn import_allowed(name: &str) -> bool {
     let (path, version) = name.split_once('@').unwrap_or((name, ""));
     let Some((package, _interface)) = path.split_once('/') else {
@@ -301,13 +350,19 @@ fn import_allowed(name: &str) -> bool {
         Some(("wasi", wasi_package)) => {
             ALLOWED_WASI.contains(&wasi_package) && version.starts_with("0.2.")
         }
-        Some(("aether", "aggregate")) => version.starts_with("0.1."),
+        Some(("aether", "aggregate")) => SERVED_VERSIONS.iter().any(|v| version.starts_with(v)),
         _ => false,
     }
 }
 
 fn export_matches(name: &str) -> bool {
-    name == HANDLER_EXPORT || name.strip_prefix("aether:aggregate/handler@0.1.").is_some()
+    SERVED_VERSIONS.iter().any(|v| exports_version(name, v))
+}
+
+/// Whether `name` is the handler interface at a version starting with `prefix`.
+fn exports_version(name: &str, prefix: &str) -> bool {
+    name.strip_prefix("aether:aggregate/handler@")
+        .is_some_and(|version| version.starts_with(prefix))
 }
 
 #[cfg(test)]
@@ -322,9 +377,22 @@ mod tests {
             "wasi:sockets/tcp@0.2.3",
             "wasi:filesystem/preopens@0.2.6",
             "aether:aggregate/log@0.1.0",
+            "aether:aggregate/log@0.2.0",
         ] {
             assert!(import_allowed(name), "{name} should be allowed");
         }
+    }
+
+    #[test]
+    fn both_served_handler_versions_are_recognised() {
+        assert!(export_matches("aether:aggregate/handler@0.2.0"));
+        assert!(export_matches("aether:aggregate/handler@0.1.0"));
+        assert!(export_matches("aether:aggregate/handler@0.1.3"));
+        assert!(!export_matches("aether:aggregate/handler@0.3.0"));
+        assert!(!export_matches("aether:aggregate/handler"));
+        assert!(!export_matches("acme:aggregate/handler@0.2.0"));
+        assert!(exports_version("aether:aggregate/handler@0.2.1", "0.2."));
+        assert!(!exports_version("aether:aggregate/handler@0.1.0", "0.2."));
     }
 
     #[test]
@@ -334,7 +402,8 @@ mod tests {
             "wasi:cli/environment@0.3.0",
             "wasi:keyvalue/store@0.2.0",
             "acme:exfiltrate/upload@1.0.0",
-            "aether:aggregate/log@0.2.0",
+            "aether:aggregate/log@0.3.0",
+            "aether:aggregate/log@1.0.0",
             "env",
             "wasi:cli/environment",
         ] {

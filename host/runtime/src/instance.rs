@@ -8,6 +8,12 @@
 //! aggregates it may hold plus [`HANDLE_HEADROOM`], so a partition can keep
 //! its namespace's share of `max_live_aggregates` live in one instance.
 //!
+//! The component exports `aether:aggregate/handler` at 0.2.x or at the
+//! frozen 0.1.x ([`Exports`]); the two differ only in how `apply` receives
+//! a batch (one `event-batch` buffer, or a `list<event>`), so only
+//! [`GuestInstance::apply`] and [`GuestInstance::apply_decided`] look at
+//! the version.
+//!
 //! Every call sets the
 //! call context first (frozen clock, seeded random), the epoch deadline and
 //! the fuel, and drains the guest's output to the log afterwards. A failed
@@ -19,8 +25,9 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{AggregateComponent, Command, Event, NewEvent};
-use super::component::LoadedComponent;
+use super::batch::EventBatch;
+use super::bindings::{NewEvent, v1, v2};
+use super::component::{ComponentPre, LoadedComponent};
 use super::engine::deadline_ticks;
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::limits::SandboxLimits;
@@ -33,18 +40,48 @@ use aether_store::{RecordedEvent, StreamId};
 /// room it would have in any other host.
 pub(crate) const HANDLE_HEADROOM: usize = 100_000;
 
+/// The batch buffer an instance keeps between batches; one that a larger
+/// batch grew past this is freed afterwards.
+const BATCH_BUFFER_KEPT: usize = 1 << 20;
+
 /// A guest's answer to a command.
 pub(crate) type Decision = Result<Vec<NewEvent>, Rejection>;
 
 /// A guest's refusal to apply an event: (version, message).
 pub(crate) type ApplyRefusal = (u64, String);
 
+/// The instance's exports, through the bindings of the version it targets.
+enum Exports {
+    V1(v1::AggregateComponent),
+    V2(v2::AggregateComponent),
+}
+
+/// Runs `$call` with `$aggregate` bound to the exported `aggregate`
+/// resource's functions of whichever version `$exports` is; for the calls
+/// whose Rust types are the same in both versions.
+macro_rules! on_aggregate {
+    ($exports:expr, |$aggregate:ident| $call:expr) => {
+        match $exports {
+            Exports::V1(exports) => {
+                let $aggregate = exports.aether_aggregate0_1_0_handler().aggregate();
+                $call
+            }
+            Exports::V2(exports) => {
+                let $aggregate = exports.aether_aggregate0_2_0_handler().aggregate();
+                $call
+            }
+        }
+    };
+}
+
 pub(crate) struct GuestInstance {
     store: Store<HostState>,
-    exports: AggregateComponent,
+    exports: Exports,
     limits: Arc<SandboxLimits>,
     /// Whether the engine meters fuel (then every call must be given some).
     metered: bool,
+    /// Reused for every 0.2.x `apply`.
+    batch: EventBatch,
 }
 
 impl GuestInstance {
@@ -69,12 +106,17 @@ impl GuestInstance {
                 .set_fuel(u64::MAX)
                 .map_err(|e| GuestFailure::new(GuestFailureKind::Instantiate, format!("{e:#}")))?;
         }
-        match component.pre.instantiate(&mut store) {
+        let instantiated = match &component.pre {
+            ComponentPre::V1(pre) => pre.instantiate(&mut store).map(Exports::V1),
+            ComponentPre::V2(pre) => pre.instantiate(&mut store).map(Exports::V2),
+        };
+        match instantiated {
             Ok(exports) => Ok(Self {
                 store,
                 exports,
                 limits,
                 metered,
+                batch: EventBatch::default(),
             }),
             Err(e) => Err(GuestFailure::classify(
                 e,
@@ -88,10 +130,7 @@ impl GuestInstance {
     pub(crate) fn create(&mut self, stream: &StreamId) -> Result<ResourceAny, GuestFailure> {
         let id = stream.aggregate_id.as_str();
         self.call(stream, 0, 0, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_constructor(store, id)
+            on_aggregate!(exports, |aggregate| aggregate.call_constructor(store, id))
         })
     }
 
@@ -103,17 +142,38 @@ impl GuestInstance {
         resource: ResourceAny,
         events: &[RecordedEvent],
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let batch: Vec<Event<'_>> = events
-            .iter()
-            .map(|e| Event {
-                version: e.version,
-                event_type: &e.event_type,
-                content_type: &e.content_type,
-                data: &e.data,
-                timestamp_ms: e.timestamp_ms,
-            })
-            .collect();
-        self.apply_batch(stream, resource, &batch)
+        let Some(first) = events.first() else {
+            return Ok(Ok(()));
+        };
+        let clock = (first.timestamp_ms, first.version);
+        if let Exports::V1(_) = self.exports {
+            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = events
+                .iter()
+                .map(|e| v1::aether::aggregate0_1_0::types::Event {
+                    version: e.version,
+                    event_type: &e.event_type,
+                    content_type: &e.content_type,
+                    data: &e.data,
+                    timestamp_ms: e.timestamp_ms,
+                })
+                .collect();
+            return self.apply_list(stream, resource, clock, &batch);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for e in events {
+            batch.push(
+                e.version,
+                e.timestamp_ms,
+                &e.event_type,
+                &e.content_type,
+                &e.data,
+            );
+        }
+        let applied = self.apply_buffer(stream, resource, clock, &batch);
+        batch.shrink(BATCH_BUFFER_KEPT);
+        self.batch = batch;
+        applied
     }
 
     /// Applies the events the aggregate just decided at `version`, as the
@@ -127,40 +187,77 @@ impl GuestInstance {
         events: &[NewEvent],
         timestamp_ms: u64,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let batch: Vec<Event<'_>> = (version + 1..)
-            .zip(events)
-            .map(|(version, e)| Event {
+        if events.is_empty() {
+            return Ok(Ok(()));
+        }
+        let clock = (timestamp_ms, version + 1);
+        if let Exports::V1(_) = self.exports {
+            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = (version + 1..)
+                .zip(events)
+                .map(|(version, e)| v1::aether::aggregate0_1_0::types::Event {
+                    version,
+                    event_type: &e.event_type,
+                    content_type: &e.content_type,
+                    data: &e.data,
+                    timestamp_ms,
+                })
+                .collect();
+            return self.apply_list(stream, resource, clock, &batch);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for (version, e) in (version + 1..).zip(events) {
+            batch.push(
                 version,
-                event_type: &e.event_type,
-                content_type: &e.content_type,
-                data: &e.data,
                 timestamp_ms,
-            })
-            .collect();
-        self.apply_batch(stream, resource, &batch)
+                &e.event_type,
+                &e.content_type,
+                &e.data,
+            );
+        }
+        let applied = self.apply_buffer(stream, resource, clock, &batch);
+        self.batch = batch;
+        applied
     }
 
-    /// Applies a batch in one call; the clock reads its first timestamp.
-    fn apply_batch(
+    /// Applies a 0.2.x `event-batch` in one call; the clock reads
+    /// `clock` (the first event's timestamp and version).
+    fn apply_buffer(
         &mut self,
         stream: &StreamId,
         resource: ResourceAny,
-        batch: &[Event<'_>],
+        (timestamp_ms, version): (u64, u64),
+        batch: &EventBatch,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let Some(first) = batch.first() else {
-            return Ok(Ok(()));
-        };
-        let applied = self.call(
-            stream,
-            first.timestamp_ms,
-            first.version,
-            |exports, store| {
-                exports
-                    .aether_aggregate_handler()
-                    .aggregate()
-                    .call_apply(store, resource, batch)
-            },
-        )?;
+        let applied = self.call(stream, timestamp_ms, version, |exports, store| {
+            let Exports::V2(exports) = exports else {
+                unreachable!("a 0.2 batch for a 0.1 component")
+            };
+            exports
+                .aether_aggregate0_2_0_handler()
+                .aggregate()
+                .call_apply(store, resource, batch.as_bytes())
+        })?;
+        Ok(applied.map_err(|e| (e.version, e.message)))
+    }
+
+    /// Applies a 0.1.x `list<event>` in one call.
+    fn apply_list(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        (timestamp_ms, version): (u64, u64),
+        batch: &[v1::aether::aggregate0_1_0::types::Event<'_>],
+    ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
+        let applied = self.call(stream, timestamp_ms, version, |exports, store| {
+            let Exports::V1(exports) = exports else {
+                unreachable!("a 0.1 batch for a 0.2 component")
+            };
+            exports
+                .aether_aggregate0_1_0_handler()
+                .aggregate()
+                .call_apply(store, resource, batch)
+        })?;
         Ok(applied.map_err(|e| (e.version, e.message)))
     }
 
@@ -175,21 +272,50 @@ impl GuestInstance {
         timestamp_ms: u64,
     ) -> Result<Decision, GuestFailure> {
         let (command_type, content_type, data) = command;
-        let command = Command {
-            command_type,
-            content_type,
-            data,
-        };
-        let decision = self.call(stream, timestamp_ms, version + 1, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_handle(store, resource, command)
-        })?;
-        Ok(decision.map_err(|r| Rejection {
-            code: r.code,
-            message: r.message,
-        }))
+        self.call(stream, timestamp_ms, version + 1, |exports, store| {
+            Ok(match exports {
+                Exports::V2(exports) => {
+                    let command = v2::aether::aggregate0_2_0::types::Command {
+                        command_type,
+                        content_type,
+                        data,
+                    };
+                    exports
+                        .aether_aggregate0_2_0_handler()
+                        .aggregate()
+                        .call_handle(store, resource, command)?
+                        .map_err(|r| Rejection {
+                            code: r.code,
+                            message: r.message,
+                        })
+                }
+                Exports::V1(exports) => {
+                    let command = v1::aether::aggregate0_1_0::types::Command {
+                        command_type,
+                        content_type,
+                        data,
+                    };
+                    let decision = exports
+                        .aether_aggregate0_1_0_handler()
+                        .aggregate()
+                        .call_handle(store, resource, command)?;
+                    match decision {
+                        Ok(events) => Ok(events
+                            .into_iter()
+                            .map(|e| NewEvent {
+                                event_type: e.event_type,
+                                content_type: e.content_type,
+                                data: e.data,
+                            })
+                            .collect()),
+                        Err(r) => Err(Rejection {
+                            code: r.code,
+                            message: r.message,
+                        }),
+                    }
+                }
+            })
+        })
     }
 
     /// The guest's JSON view of the aggregate.
@@ -200,10 +326,7 @@ impl GuestInstance {
         version: u64,
     ) -> Result<String, GuestFailure> {
         self.call(stream, 0, version, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_view(store, resource)
+            on_aggregate!(exports, |aggregate| aggregate.call_view(store, resource))
         })
     }
 
@@ -215,10 +338,8 @@ impl GuestInstance {
         version: u64,
     ) -> Result<Vec<u8>, GuestFailure> {
         self.call(stream, 0, version, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_snapshot(store, resource)
+            on_aggregate!(exports, |aggregate| aggregate
+                .call_snapshot(store, resource))
         })
     }
 
@@ -231,10 +352,8 @@ impl GuestInstance {
         state: &[u8],
     ) -> Result<Result<(), String>, GuestFailure> {
         self.call(stream, 0, version, |exports, store| {
-            exports
-                .aether_aggregate_handler()
-                .aggregate()
-                .call_restore(store, resource, state)
+            on_aggregate!(exports, |aggregate| aggregate
+                .call_restore(store, resource, state))
         })
     }
 
@@ -264,7 +383,7 @@ impl GuestInstance {
         stream: &StreamId,
         timestamp_ms: u64,
         version: u64,
-        call: impl FnOnce(&AggregateComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+        call: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         self.store
             .data()

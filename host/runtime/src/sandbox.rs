@@ -28,7 +28,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::log;
+use super::bindings::v1::aether::aggregate0_1_0::log as v1_log;
+use super::bindings::v2::aether::aggregate0_2_0::log as v2_log;
 
 /// Everything a guest call sees: its WASI context, its resources, its limits.
 pub(crate) struct HostState {
@@ -84,17 +85,31 @@ impl WasiView for HostState {
     }
 }
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+impl v2_log::Host for HostState {
+    fn log(&mut self, level: v2_log::Level, message: String) {
         let message = truncate(&message, 4096);
         let guest = &*self.label;
         match level {
-            log::Level::Trace => tracing::trace!(target: "aether::guest", guest, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "aether::guest", guest, "{message}"),
-            log::Level::Info => tracing::info!(target: "aether::guest", guest, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "aether::guest", guest, "{message}"),
-            log::Level::Error => tracing::error!(target: "aether::guest", guest, "{message}"),
+            v2_log::Level::Trace => tracing::trace!(target: "aether::guest", guest, "{message}"),
+            v2_log::Level::Debug => tracing::debug!(target: "aether::guest", guest, "{message}"),
+            v2_log::Level::Info => tracing::info!(target: "aether::guest", guest, "{message}"),
+            v2_log::Level::Warn => tracing::warn!(target: "aether::guest", guest, "{message}"),
+            v2_log::Level::Error => tracing::error!(target: "aether::guest", guest, "{message}"),
         }
+    }
+}
+
+/// The frozen 0.1.0 `log` is the same function.
+impl v1_log::Host for HostState {
+    fn log(&mut self, level: v1_log::Level, message: String) {
+        let level = match level {
+            v1_log::Level::Trace => v2_log::Level::Trace,
+            v1_log::Level::Debug => v2_log::Level::Debug,
+            v1_log::Level::Info => v2_log::Level::Info,
+            v1_log::Level::Warn => v2_log::Level::Warn,
+            v1_log::Level::Error => v2_log::Level::Error,
+        };
+        v2_log::Host::log(self, level, message);
     }
 }
 

@@ -26,7 +26,8 @@ await import(pathToFileURL(source).href);
 const { component } = await componentize({
   sourcePath: source,
   witPath: resolve(root, 'wit'),
-  worldName: 'aggregate-component',
+  // The frozen 0.1.0 interface (`apply` takes a `list<event>`), as the SDK's glue.
+  worldName: 'aether:aggregate/aggregate-component@0.1.0',
   disableFeatures: ['http', 'fetch-event'],
 });
 

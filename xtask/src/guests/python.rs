@@ -80,7 +80,9 @@ const SDK_PACKAGE: &str = "guest-sdk/python/src/aether_guest";
 /// `STATE_SCHEMA_SECTION`).
 const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
 /// The WIT world the component targets.
-const WORLD: &str = "aggregate-component";
+/// The SDK's glue implements the frozen 0.1.0 interface (`apply` takes a
+/// `list<event>`), which the host keeps serving.
+const WORLD: &str = "aether:aggregate/aggregate-component@0.1.0";
 /// The package `requirements.txt` pins.
 const TOOL: &str = "componentize-py";
 /// Where the components are written, relative to the workspace root.

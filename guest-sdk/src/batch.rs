@@ -1,0 +1,189 @@
+//! Reading the batch `apply` receives (`aether:aggregate@0.2.0`): events
+//! one after another, each a 28-byte little-endian header (version,
+//! timestamp, the lengths of its event type, content type and data)
+//! followed by those three byte strings. The layout is specified on `apply`
+//! in `wit/aggregate.wit`.
+//!
+//! Events are read in place: the type names are borrowed `&str`s and the
+//! data a borrowed slice, so a replay allocates nothing per event here.
+//! The host guarantees the layout; a batch that breaks it (a host bug) is
+//! reported as an `apply-error` rather than read past its end.
+
+/// Bytes of the fixed header in front of each event.
+const HEADER_LEN: usize = 28;
+
+/// One event of a batch, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchEvent<'a> {
+    pub(crate) version: u64,
+    pub(crate) event_type: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) data: &'a [u8],
+}
+
+/// A batch that does not have the documented layout: where it broke (the
+/// byte offset) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    pub(crate) offset: usize,
+    pub(crate) reason: &'static str,
+}
+
+/// The events of `bytes`, in order; stops at the first malformed one.
+pub(crate) fn events(bytes: &[u8]) -> Events<'_> {
+    Events { bytes, offset: 0 }
+}
+
+/// Iterator over a batch's events ([`events`]).
+pub(crate) struct Events<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<BatchEvent<'a>, Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.offset == self.bytes.len() {
+            return None;
+        }
+        let read = self.read();
+        if read.is_err() {
+            // Nothing after a malformed event can be trusted.
+            self.offset = self.bytes.len();
+        }
+        Some(read)
+    }
+}
+
+impl<'a> Events<'a> {
+    fn read(&mut self) -> Result<BatchEvent<'a>, Malformed> {
+        let start = self.offset;
+        let malformed = |reason| Malformed {
+            offset: start,
+            reason,
+        };
+        let rest = &self.bytes[start..];
+        let Some((header, rest)) = rest.split_first_chunk::<HEADER_LEN>() else {
+            return Err(malformed("an event header is cut short"));
+        };
+        let u64_at = |at: usize| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(le)
+        };
+        let len_at = |at: usize| {
+            let mut le = [0u8; 4];
+            le.copy_from_slice(&header[at..at + 4]);
+            u32::from_le_bytes(le) as usize
+        };
+        let version = u64_at(0);
+        let (type_len, content_type_len, data_len) = (len_at(16), len_at(20), len_at(24));
+        let body_len = type_len
+            .checked_add(content_type_len)
+            .and_then(|n| n.checked_add(data_len))
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(|| malformed("an event's lengths run past the end of the batch"))?;
+        let (event_type, rest) = rest.split_at(type_len);
+        let (content_type, data) = rest.split_at(content_type_len);
+        let data = &data[..data_len];
+        let text =
+            |bytes| std::str::from_utf8(bytes).map_err(|_| malformed("a type name is not UTF-8"));
+        let event = BatchEvent {
+            version,
+            event_type: text(event_type)?,
+            content_type: text(content_type)?,
+            data,
+        };
+        self.offset = start + HEADER_LEN + body_len;
+        Ok(event)
+    }
+}
+
+/// Writes a batch as the host does (for tests of the SDK).
+#[cfg(test)]
+pub(crate) fn write(events: &[BatchEvent<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend_from_slice(&event.version.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        for len in [
+            event.event_type.len(),
+            event.content_type.len(),
+            event.data.len(),
+        ] {
+            out.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+        }
+        out.extend_from_slice(event.event_type.as_bytes());
+        out.extend_from_slice(event.content_type.as_bytes());
+        out.extend_from_slice(event.data);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> [BatchEvent<'static>; 3] {
+        [
+            BatchEvent {
+                version: 4,
+                event_type: "Deposited",
+                content_type: "application/json",
+                data: br#"{"amount":70}"#,
+            },
+            BatchEvent {
+                version: 5,
+                event_type: "Closed",
+                content_type: "application/json",
+                data: b"null",
+            },
+            BatchEvent {
+                version: 6,
+                event_type: "Noted",
+                content_type: "text/plain",
+                data: b"",
+            },
+        ]
+    }
+
+    #[test]
+    fn reads_back_what_was_written() {
+        let bytes = write(&sample());
+        let read: Vec<_> = events(&bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, sample());
+        assert_eq!(events(&[]).count(), 0);
+    }
+
+    #[test]
+    fn a_batch_cut_anywhere_is_malformed_never_read_past_its_end() {
+        let bytes = write(&sample());
+        let boundaries = [0, 28 + 9 + 16 + 13, 2 * 28 + 9 + 16 + 13 + 6 + 16 + 4];
+        for cut in 0..bytes.len() {
+            let read: Vec<_> = events(&bytes[..cut]).collect();
+            let whole = read.iter().filter(|e| e.is_ok()).count();
+            if boundaries.contains(&cut) {
+                assert!(read.iter().all(Result::is_ok), "cut at {cut}");
+            } else {
+                let last = read.last().expect("a cut batch yields its error");
+                assert!(last.is_err(), "cut at {cut}: {read:?}");
+                assert_eq!(read.len(), whole + 1, "nothing after the error");
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_that_overflow_or_bad_utf8_are_malformed() {
+        let mut bytes = write(&sample()[..1]);
+        bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = events(&bytes).next().unwrap().unwrap_err();
+        assert_eq!(error.offset, 0);
+        assert!(error.reason.contains("past the end"), "{error:?}");
+
+        let mut bytes = write(&sample()[..1]);
+        bytes[28] = 0xff;
+        let error = events(&bytes).next().unwrap().unwrap_err();
+        assert!(error.reason.contains("UTF-8"), "{error:?}");
+    }
+}

@@ -1,0 +1,119 @@
+//! The host serves both versions of the WIT package: components built
+//! with the Rust SDK export `aether:aggregate/handler@0.2.0` (`apply` takes
+//! a batch as one buffer), those built with the Python and JavaScript SDKs
+//! the frozen 0.1.0 (`apply` takes a `list<event>`). Through either, a
+//! history longer than two replay batches gives the same state, and an
+//! event the guest cannot apply is reported at its own version.
+
+use aether_host::namespace::{AggregateType, Namespace};
+use aether_host::runtime::{CommandError, GuestFailureKind, Runtime};
+use aether_host::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamId};
+use aether_tests::{artifacts, component, memory_runtime, stream, test_config};
+
+/// More than two of the runtime's replay batches (1 024 events).
+const EVENTS: u64 = 2_500;
+
+const COMPONENTS: [(&str, &str, &str); 3] = [
+    (
+        "rust",
+        artifacts::BANK_ACCOUNT,
+        "aether:aggregate/handler@0.2.0",
+    ),
+    (
+        "python",
+        artifacts::BANK_ACCOUNT_PY,
+        "aether:aggregate/handler@0.1.0",
+    ),
+    (
+        "javascript",
+        artifacts::BANK_ACCOUNT_JS,
+        "aether:aggregate/handler@0.1.0",
+    ),
+];
+
+/// `Opened` then deposits of 1..; the event at `odd_one_out`, if any, has
+/// a type the bank account does not know.
+fn history(odd_one_out: Option<u64>) -> Vec<NewEvent> {
+    (1..=EVENTS)
+        .map(|version| match version {
+            1 => NewEvent::json("Opened", br#"{"owner":"Ada"}"#.to_vec()),
+            v if Some(v) == odd_one_out => NewEvent::json("Transmogrified", b"{}".to_vec()),
+            v => NewEvent::json("Deposited", format!(r#"{{"amount":{v}}}"#).into_bytes()),
+        })
+        .collect()
+}
+
+/// Stores `events` for `target` (in appends of 500, straight to the store).
+async fn store_history(runtime: &Runtime, target: &StreamId, events: Vec<NewEvent>) {
+    let mut version = 0;
+    for chunk in events.chunks(500) {
+        let request = AppendRequest {
+            stream: target.clone(),
+            expected: ExpectedVersion::Exact(version),
+            events: chunk.to_vec(),
+            metadata: EventMetadata::default(),
+            timestamp_ms: 1_700_000_000_000,
+        };
+        version = runtime
+            .store()
+            .append(request)
+            .await
+            .unwrap()
+            .last_version();
+    }
+}
+
+/// Each component is compiled once (Python's and JavaScript's take a while
+/// in a debug build) and serves two aggregate types: `account`, whose
+/// history it can apply, and `odd-account`, whose history has an event
+/// type it does not know in the middle of the second batch.
+#[tokio::test]
+async fn each_served_version_replays_long_histories_the_same_way() {
+    let expected_balance: u64 = (2..=EVENTS).sum();
+    // In the second batch, so the version is not the batch's first.
+    let bad = 1_500;
+    let namespace = Namespace::new("versions").unwrap();
+    let mut views = Vec::new();
+    for (language, path, export) in COMPONENTS {
+        let runtime = memory_runtime(test_config());
+        let loaded = runtime.load_component(component(path)).await.unwrap();
+        assert_eq!(loaded.handler_export(), export, "{language}");
+        for aggregate_type in ["account", "odd-account"] {
+            let aggregate_type = AggregateType::new(aggregate_type).unwrap();
+            runtime.activate(&namespace, &aggregate_type, loaded.clone());
+        }
+
+        let good = stream("versions", "account", "long");
+        store_history(&runtime, &good, history(None)).await;
+        let state = runtime.state(&good).await.unwrap();
+        assert_eq!(state.version, EVENTS, "{language}");
+        assert_eq!(
+            state.view["balance"].as_u64(),
+            Some(expected_balance),
+            "{language}: {}",
+            state.view
+        );
+        views.push((language, state.view));
+
+        let odd = stream("versions", "odd-account", "long");
+        store_history(&runtime, &odd, history(Some(bad))).await;
+        let error = runtime.state(&odd).await.unwrap_err();
+        let CommandError::Guest(failure) = &error else {
+            panic!("{language}: {error:?}");
+        };
+        assert_eq!(failure.kind, GuestFailureKind::ApplyFailed, "{language}");
+        for part in [
+            format!("could not apply event version {bad}"),
+            "Transmogrified".to_string(),
+        ] {
+            assert!(
+                failure.message.contains(&part),
+                "{language}: {}",
+                failure.message
+            );
+        }
+    }
+    for (language, view) in &views[1..] {
+        assert_eq!(view, &views[0].1, "{language} against {}", views[0].0);
+    }
+}
