@@ -38,16 +38,15 @@ impl EventBatch {
         let len = |what: &str, n: usize| {
             u32::try_from(n).unwrap_or_else(|_| panic!("an event's {what} longer than 4 GiB"))
         };
+        let mut header = [0u8; HEADER_LEN];
+        header[0..8].copy_from_slice(&version.to_le_bytes());
+        header[8..16].copy_from_slice(&timestamp_ms.to_le_bytes());
+        header[16..20].copy_from_slice(&len("event type", event_type.len()).to_le_bytes());
+        header[20..24].copy_from_slice(&len("content type", content_type.len()).to_le_bytes());
+        header[24..28].copy_from_slice(&len("data", data.len()).to_le_bytes());
         self.bytes
             .reserve(HEADER_LEN + event_type.len() + content_type.len() + data.len());
-        self.bytes.extend_from_slice(&version.to_le_bytes());
-        self.bytes.extend_from_slice(&timestamp_ms.to_le_bytes());
-        self.bytes
-            .extend_from_slice(&len("event type", event_type.len()).to_le_bytes());
-        self.bytes
-            .extend_from_slice(&len("content type", content_type.len()).to_le_bytes());
-        self.bytes
-            .extend_from_slice(&len("data", data.len()).to_le_bytes());
+        self.bytes.extend_from_slice(&header);
         self.bytes.extend_from_slice(event_type.as_bytes());
         self.bytes.extend_from_slice(content_type.as_bytes());
         self.bytes.extend_from_slice(data);

@@ -17,6 +17,10 @@ use super::RuntimeConfig;
 /// How often the epoch advances: the granularity of call deadlines.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Set to `1` to have the engine write a perf map of the guests' machine
+/// code, for profiling guests with `perf` (see BENCHMARKS.md).
+pub const PERF_MAP_ENV: &str = "AETHER_WASM_PERF_MAP";
+
 /// Builds the engine for a runtime with the given limits.
 pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
@@ -33,6 +37,12 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .consume_fuel(config.fuel_metering)
         .cranelift_nan_canonicalization(true)
         .relaxed_simd_deterministic(true);
+    if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1") {
+        // Names the guests' compiled functions in `perf report` (written
+        // to /tmp/perf-<pid>.map when a component is compiled, not when it
+        // is read from the compile cache).
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&wasm)
 }
 

@@ -70,6 +70,7 @@ pub use component::{
 };
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;
+pub use engine::PERF_MAP_ENV;
 pub use error::{CommandError, DeployError, GuestFailure, GuestFailureKind, Rejection};
 pub use limits::{
     EffectiveLimits, InvalidLimits, LimitInfo, LimitOverrides, LimitValue, SandboxLimits, limits,
