@@ -1,34 +1,123 @@
 //! Byte encoding of the checksummed records: events and snapshots (the layout
 //! is documented byte by byte in the [module docs](super)).
 //!
-//! Decoding verifies the checksum before it looks at anything else, so a
-//! damaged record is reported as damaged, never half-parsed into wrong data.
-//! The checksum also covers the record's table key, so a record that ended up
-//! under another key does not verify either.
+//! Decoding verifies the checksum before it parses anything: the only byte
+//! it reads first is the record version, which says which checksum the
+//! record carries (event records of version 2 end in a truncated blake3,
+//! version 3 in a CRC-32) and is itself covered by that checksum. A damaged
+//! version byte therefore names a version this build does not read, or
+//! picks the other checksum, which then does not verify. So a damaged record
+//! is reported as damaged, never half-parsed into wrong data. The checksum
+//! also covers the record's table key, so a record that ended up under
+//! another key does not verify either (and an event record repeats its key,
+//! the log sequence, which is compared as well).
+//!
+//! Why a CRC is enough for event records: the checksum guards against torn
+//! and damaged records (a bug, a bad disk, a crash), not against someone who
+//! writes the file on purpose (they could recompute any unkeyed checksum,
+//! blake3 included). CRC-32 detects every burst of damage up to 32 bits long
+//! (so every flipped bit, every damaged byte) and any other damage except
+//! with probability 2⁻³²; and it is a second line: redb checks its
+//! own page checksums on open and for a torn commit. It costs a few
+//! nanoseconds per record where blake3 cost about a quarter of a stream
+//! read. blake3 stays where a digest must be collision-resistant (component
+//! digests) and in snapshot records, which are read once per activation.
 
 use uuid::Uuid;
 
 use crate::{EventMetadata, RecordedEvent, Snapshot, StreamId};
 use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 
-/// The first byte of every event record written by this build (1 was the
-/// record of format version 1, without a namespace position).
-pub(super) const EVENT_RECORD_VERSION: u8 = 2;
+/// The first byte of every event record written by this build: version 3,
+/// sealed with a CRC-32 ([`Seal::Crc32`]).
+pub(super) const EVENT_RECORD_VERSION: u8 = 3;
 
-/// The first byte of every snapshot record written by this build.
+/// Event records of version 2 (written until 2026-12-03) have the same
+/// fields as version 3 and end in a truncated blake3 ([`Seal::Blake3`]);
+/// they are still read. Version 1 (no namespace position) is refused.
+pub(super) const EVENT_RECORD_VERSION_BLAKE3: u8 = 2;
+
+/// The first byte of every snapshot record written by this build (sealed
+/// with [`Seal::Blake3`]).
 pub(super) const SNAPSHOT_RECORD_VERSION: u8 = 1;
 
-/// Bytes of the truncated blake3 checksum that ends every record.
-pub(super) const CHECKSUM_LEN: usize = 16;
+/// The checksum that ends a record, chosen by its record version. Both
+/// cover the record's key, then every byte of the record before the
+/// checksum (the version byte included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Seal {
+    /// The first 16 bytes of blake3(key ‖ body): event records of version 2,
+    /// snapshot records.
+    Blake3,
+    /// CRC-32 (IEEE, as `crc32fast` and zlib compute it) of key ‖ body,
+    /// 4 bytes little-endian: event records of version 3.
+    Crc32,
+}
+
+impl Seal {
+    /// The checksum's length in bytes.
+    pub(super) const fn len(self) -> usize {
+        match self {
+            Seal::Blake3 => 16,
+            Seal::Crc32 => 4,
+        }
+    }
+
+    /// The seal of an event record of `version`, or why it is not read.
+    fn of_event(version: u8) -> Result<Seal, String> {
+        match version {
+            EVENT_RECORD_VERSION => Ok(Seal::Crc32),
+            EVENT_RECORD_VERSION_BLAKE3 => Ok(Seal::Blake3),
+            other => Err(format!(
+                "record version {other} is not supported (this build reads event records of \
+                 versions {EVENT_RECORD_VERSION_BLAKE3} and {EVENT_RECORD_VERSION})"
+            )),
+        }
+    }
+
+    /// Whether `sum` is this checksum of `key` ‖ `body`.
+    fn verifies(self, key: &[u8], body: &[u8], sum: &[u8]) -> bool {
+        match self {
+            Seal::Blake3 => blake3_sum(key, body) == sum,
+            Seal::Crc32 => crc32_sum(key, body) == sum,
+        }
+    }
+
+    /// Appends this checksum of `key` ‖ `out` to `out`.
+    fn seal(self, out: &mut Vec<u8>, key: &[u8]) {
+        match self {
+            Seal::Blake3 => {
+                let sum = blake3_sum(key, out);
+                out.extend_from_slice(&sum);
+            }
+            Seal::Crc32 => {
+                let sum = crc32_sum(key, out);
+                out.extend_from_slice(&sum);
+            }
+        }
+    }
+}
 
 /// A field longer than a u32 length prefix can describe.
 #[derive(Debug)]
 pub(super) struct TooLarge(pub(super) &'static str);
 
-/// Encodes an event stored under the log sequence `sequence` (its key).
+/// Encodes an event stored under the log sequence `sequence` (its key), as
+/// a record of the current version ([`EVENT_RECORD_VERSION`]).
 pub(super) fn encode_event(sequence: u64, event: &RecordedEvent) -> Result<Vec<u8>, TooLarge> {
+    encode_event_as(sequence, event, EVENT_RECORD_VERSION, Seal::Crc32)
+}
+
+/// Encodes an event as a record of `version` sealed with `seal` (versions 2
+/// and 3 have the same fields; tests write version 2 records with it).
+pub(super) fn encode_event_as(
+    sequence: u64,
+    event: &RecordedEvent,
+    version: u8,
+    seal: Seal,
+) -> Result<Vec<u8>, TooLarge> {
     let mut out = Vec::with_capacity(128 + event.data.len());
-    out.push(EVENT_RECORD_VERSION);
+    out.push(version);
     out.extend_from_slice(event.id.as_bytes());
     for number in [event.version, sequence, event.position, event.timestamp_ms] {
         out.extend_from_slice(&number.to_le_bytes());
@@ -63,7 +152,7 @@ pub(super) fn encode_event(sequence: u64, event: &RecordedEvent) -> Result<Vec<u
         }
     }
     put(&mut out, "event data", &event.data)?;
-    seal(&mut out, &event_key(sequence));
+    seal.seal(&mut out, &event_key(sequence));
     Ok(out)
 }
 
@@ -105,7 +194,7 @@ fn decode_event_with(
     record: &[u8],
     names: impl FnOnce(&mut Reader<'_>) -> Result<Option<StreamId>, String>,
 ) -> Result<Option<RecordedEvent>, String> {
-    let mut r = Reader::open(record, &event_key(sequence), EVENT_RECORD_VERSION)?;
+    let mut r = Reader::open_event(record, &event_key(sequence))?;
     let id = Uuid::from_bytes(r.array()?);
     let version = r.u64()?;
     let stored_sequence = r.u64()?;
@@ -157,7 +246,7 @@ pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, TooLarge> 
     out.extend_from_slice(&snapshot.timestamp_ms.to_le_bytes());
     put(&mut out, "snapshot state", &snapshot.state)?;
     let key = snapshot_key(&snapshot.stream, &snapshot.snapshot_key)?;
-    seal(&mut out, &key);
+    Seal::Blake3.seal(&mut out, &key);
     Ok(out)
 }
 
@@ -168,7 +257,7 @@ pub(super) fn decode_snapshot(
     record: &[u8],
 ) -> Result<Snapshot, String> {
     let key = snapshot_key(stream, component_key).map_err(|TooLarge(what)| what.to_owned())?;
-    let mut r = Reader::open(record, &key, SNAPSHOT_RECORD_VERSION)?;
+    let mut r = Reader::open(record, &key, Seal::Blake3, SNAPSHOT_RECORD_VERSION)?;
     let version = r.u64()?;
     let timestamp_ms = r.u64()?;
     let state = r.bytes()?.to_vec();
@@ -204,17 +293,19 @@ fn put(out: &mut Vec<u8>, what: &'static str, bytes: &[u8]) -> Result<(), TooLar
     Ok(())
 }
 
-fn checksum(key: &[u8], body: &[u8]) -> [u8; CHECKSUM_LEN] {
+fn blake3_sum(key: &[u8], body: &[u8]) -> [u8; 16] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(key).update(body);
-    let mut sum = [0; CHECKSUM_LEN];
-    sum.copy_from_slice(&hasher.finalize().as_bytes()[..CHECKSUM_LEN]);
+    let mut sum = [0; 16];
+    sum.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     sum
 }
 
-fn seal(out: &mut Vec<u8>, key: &[u8]) {
-    let sum = checksum(key, out);
-    out.extend_from_slice(&sum);
+fn crc32_sum(key: &[u8], body: &[u8]) -> [u8; 4] {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(key);
+    hasher.update(body);
+    hasher.finalize().to_le_bytes()
 }
 
 /// A cursor over a verified record body.
@@ -223,17 +314,29 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Verifies the checksum and the record version (`expected`), and
-    /// positions the cursor after the version byte.
-    fn open(record: &'a [u8], key: &[u8], expected: u8) -> Result<Reader<'a>, String> {
-        let Some(split) = record.len().checked_sub(CHECKSUM_LEN) else {
+    /// Verifies an event record: its version (2 or 3) picks the checksum,
+    /// which must verify; positions the cursor after the version byte.
+    fn open_event(record: &'a [u8], key: &[u8]) -> Result<Reader<'a>, String> {
+        let Some(&version) = record.first() else {
+            return Err("the record is empty".to_owned());
+        };
+        // Read before the checksum is verified, but covered by it: see the
+        // module docs.
+        let seal = Seal::of_event(version)?;
+        Reader::open(record, key, seal, version)
+    }
+
+    /// Verifies the checksum `seal` and the record version (`expected`),
+    /// and positions the cursor after the version byte.
+    fn open(record: &'a [u8], key: &[u8], seal: Seal, expected: u8) -> Result<Reader<'a>, String> {
+        let Some(split) = record.len().checked_sub(seal.len()) else {
             return Err(format!(
                 "the record is {} bytes long, shorter than its checksum",
                 record.len()
             ));
         };
         let (body, sum) = record.split_at(split);
-        if checksum(key, body) != sum {
+        if !seal.verifies(key, body, sum) {
             return Err("the record's checksum does not match its bytes".to_owned());
         }
         let mut reader = Reader { body };
@@ -324,7 +427,7 @@ mod tests {
         let event = event();
         let record = encode_event(77, &event).unwrap();
         assert_eq!(decode_event(77, &record).unwrap(), event);
-        assert_eq!(record[0], EVENT_RECORD_VERSION);
+        assert_eq!(record[0], 3, "record version");
         assert_eq!(&record[1..17], event.id.as_bytes());
         assert_eq!(record[17..25], 3u64.to_le_bytes(), "version");
         assert_eq!(record[25..33], 77u64.to_le_bytes(), "log sequence");
@@ -332,15 +435,43 @@ mod tests {
         assert_eq!(record[41..49], 99u64.to_le_bytes(), "timestamp");
         assert_eq!(record[49..53], 4u32.to_le_bytes(), "namespace length");
         assert_eq!(&record[53..57], b"bank");
+        // The data is the last field, then the CRC-32 of key ‖ body.
+        let body = record.len() - 4;
+        let data = b"{\"amount\":10}";
+        assert_eq!(&record[body - data.len()..body], data);
+        assert_eq!(
+            record[body - data.len() - 4..body - data.len()],
+            (data.len() as u32).to_le_bytes(),
+            "data length"
+        );
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&77u64.to_le_bytes());
+        hasher.update(&record[..body]);
+        assert_eq!(record[body..], hasher.finalize().to_le_bytes(), "CRC-32");
+    }
+
+    #[test]
+    fn a_version_2_record_is_the_same_fields_sealed_with_blake3_and_still_reads() {
+        let event = event();
+        let v3 = encode_event(77, &event).unwrap();
+        let v2 = encode_event_as(77, &event, 2, Seal::Blake3).unwrap();
+        assert_eq!(v2[0], 2, "record version");
+        assert_eq!(v2[1..v2.len() - 16], v3[1..v3.len() - 4], "the same fields");
+        let body = v2.len() - 16;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&77u64.to_le_bytes()).update(&v2[..body]);
+        assert_eq!(v2[body..], hasher.finalize().as_bytes()[..16], "blake3");
+        assert_eq!(decode_event(77, &v2).unwrap(), event);
+        assert_eq!(
+            decode_stream_event(&stream(), 77, &v2).unwrap(),
+            Some(event)
+        );
     }
 
     #[test]
     fn a_record_of_format_version_1_is_refused_by_its_version() {
-        let mut record = encode_event(77, &event()).unwrap();
-        record[0] = 1;
-        let body = record.len() - CHECKSUM_LEN;
-        let sum = checksum(&event_key(77), &record[..body]);
-        record[body..].copy_from_slice(&sum);
+        // Version 1 records ended in the truncated blake3 too.
+        let record = encode_event_as(77, &event(), 1, Seal::Blake3).unwrap();
         let error = decode_event(77, &record).unwrap_err();
         assert!(
             error.contains("record version 1 is not supported"),
@@ -349,22 +480,40 @@ mod tests {
     }
 
     #[test]
-    fn every_flipped_bit_of_an_event_is_detected() {
-        let record = encode_event(42, &event()).unwrap();
-        for index in 0..record.len() {
-            for bit in 0..8 {
-                let mut damaged = record.clone();
-                damaged[index] ^= 1 << bit;
-                assert!(
-                    decode_event(42, &damaged).is_err(),
-                    "byte {index} bit {bit}"
-                );
-            }
+    fn a_record_sealed_with_the_other_versions_checksum_is_refused() {
+        let event = event();
+        for (version, seal) in [(3, Seal::Blake3), (2, Seal::Crc32)] {
+            let record = encode_event_as(77, &event, version, seal).unwrap();
+            assert!(decode_event(77, &record).is_err(), "version {version}");
         }
-        assert!(decode_event(42, &record[..record.len() - 1]).is_err());
-        assert!(decode_event(42, &[]).is_err());
-        let moved = decode_event(43, &record).unwrap_err();
-        assert!(moved.contains("checksum"), "{moved}");
+    }
+
+    #[test]
+    fn every_flipped_bit_of_an_event_is_detected() {
+        for (version, seal) in [(3, Seal::Crc32), (2, Seal::Blake3)] {
+            let record = encode_event_as(42, &event(), version, seal).unwrap();
+            assert!(decode_event(42, &record).is_ok());
+            for index in 0..record.len() {
+                for bit in 0..8 {
+                    let mut damaged = record.clone();
+                    damaged[index] ^= 1 << bit;
+                    assert!(
+                        decode_event(42, &damaged).is_err(),
+                        "version {version}: byte {index} bit {bit}"
+                    );
+                    assert!(
+                        decode_stream_event(&stream(), 42, &damaged).is_err(),
+                        "version {version}: byte {index} bit {bit}, read as a stream's"
+                    );
+                }
+            }
+            assert!(decode_event(42, &record[..record.len() - 1]).is_err());
+            assert!(decode_event(42, &[]).is_err());
+            let moved = decode_event(43, &record).unwrap_err();
+            assert!(moved.contains("checksum"), "version {version}: {moved}");
+            let moved = decode_stream_event(&stream(), 43, &record).unwrap_err();
+            assert!(moved.contains("checksum"), "version {version}: {moved}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@
 //! payloads, the order in which the disk flushes pages, and when the machine
 //! crashes could in theory forge a partial commit that verifies. Here that
 //! commit would also have to pass the store's own verification on open
-//! (blake3 record checksums, gapless sequences, positions and versions,
+//! (record checksums, gapless sequences, positions and versions,
 //! indexes and heads that agree).
 //!
 //! Until 2026-12-03 the store used redb's 2-phase commit (two fsyncs per
@@ -135,11 +135,15 @@
 //! never converted or read as if it were the current format.
 //!
 //! An **event record**, integers little-endian, `str` = `u32` length + UTF-8
-//! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`:
+//! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`. Record
+//! version 3 is written; version 2 records (written until 2026-12-03) have
+//! the same fields and differ only in their checksum, and are still read, so
+//! one file can hold both (the file's format version stays 2: the tables
+//! did not change):
 //!
 //! | Offset | Size | Field |
 //! |---|---|---|
-//! | 0 | 1 | record version, 2 |
+//! | 0 | 1 | record version, 3 (or 2) |
 //! | 1 | 16 | event id (UUIDv7, RFC 9562 byte order) |
 //! | 17 | 8 | stream version `u64` |
 //! | 25 | 8 | log sequence `u64` (must equal the key) |
@@ -148,7 +152,28 @@
 //! | 49 | … | `str` namespace, `str` aggregate type, `str` aggregate id, `str` event type, `str` content type |
 //! | … | … | `opt` command id, `opt` correlation id, `opt` causation id, `opt` component digest |
 //! | … | … | event data: `u32` length + bytes |
-//! | end − 16 | 16 | checksum: the first 16 bytes of blake3(key ‖ every preceding byte of the record), where key = the log sequence as `u64` LE |
+//! | end − 4 | 4 | version 3: checksum, CRC-32 (IEEE, zlib's) of key ‖ every preceding byte of the record, `u32` LE, where key = the log sequence as `u64` LE |
+//! | end − 16 | 16 | version 2 instead: the first 16 bytes of blake3(key ‖ every preceding byte of the record) |
+//!
+//! A record of version 1 (no namespace position) or any other version is
+//! refused as [`StoreError::Corrupt`]. The version byte is read before the
+//! checksum is verified, because it says which checksum to verify, but the
+//! checksum covers it: a damaged version byte names an unsupported version
+//! or picks the other checksum, which fails.
+//!
+//! **Why CRC-32 is enough for event records.** The record checksum guards
+//! against torn and damaged records (a bug, a bad disk, a crash), not
+//! against someone who rewrites the file on purpose: they could recompute an
+//! unkeyed blake3 as easily. CRC-32 detects every burst of damage up to 32
+//! bits (every flipped bit, every damaged byte) and any other damage except
+//! with probability 2⁻³², and it is the second line: redb verifies its page
+//! checksums on open and for a torn commit (see **Commits**). Binding the key
+//! into it, and repeating the log sequence in the record, still catches a
+//! record that ended up under another key. Every read verifies every record
+//! it returns, so the checksum is on the read path: blake3 cost about a
+//! quarter of a stream read, the CRC a few percent. blake3 stays where a
+//! digest must resist collisions (component digests, which also key
+//! snapshots) and in snapshot records, read once per activation.
 //!
 //! A **snapshot record**: byte 0 record version (1), bytes 1..9 stream version
 //! `u64`, 9..17 timestamp `u64`, then the state as `u32` length + bytes, then

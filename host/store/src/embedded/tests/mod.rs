@@ -116,6 +116,75 @@ async fn reopen_keeps_events_snapshots_and_command_ids() {
     );
 }
 
+/// A file written before event records went to version 3 (its records are
+/// of version 2, sealed with blake3) opens, verifies and reads as before;
+/// events appended to it are written as version 3, next to the old ones.
+#[tokio::test]
+async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
+    use super::codec::{self, Seal};
+    use super::tables::EVENTS;
+    use redb::{Database, ReadableTable};
+
+    let dir = tempfile::tempdir().unwrap();
+    let acc = stream("acc-1");
+    let payloads = ["1".to_owned(), "2".to_owned(), "3".to_owned()];
+    let before = {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .append(request(&acc, ExpectedVersion::Exact(0), &payloads[..2]))
+            .await
+            .unwrap();
+        store
+            .append(request(
+                &stream("acc-2"),
+                ExpectedVersion::Any,
+                &payloads[2..],
+            ))
+            .await
+            .unwrap();
+        everything(&store).await
+    };
+    let versions = |dir: &Path| -> Vec<u8> {
+        let db = Database::open(dir.join("events.redb")).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let events = txn.open_table(EVENTS).unwrap();
+        let versions = events.iter().unwrap().map(|e| e.unwrap().1.value()[0]);
+        versions.collect()
+    };
+    assert_eq!(versions(dir.path()), [3, 3, 3]);
+    {
+        let db = Database::open(dir.path().join("events.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn.open_table(EVENTS).unwrap();
+            for (event, sequence) in before.iter().zip(1..) {
+                let record = codec::encode_event_as(sequence, event, 2, Seal::Blake3).unwrap();
+                events.insert(sequence, record.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(versions(dir.path()), [2, 2, 2]);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(everything(&store).await, before);
+    assert_eq!(
+        store.read_stream(&acc, 1, 10).await.unwrap(),
+        before[..2].to_vec()
+    );
+    store
+        .append(request(&acc, ExpectedVersion::Exact(2), &["4".into()]))
+        .await
+        .unwrap();
+    let read = store.read_stream(&acc, 1, 10).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[..2], before[..2]);
+    drop(store);
+    assert_eq!(versions(dir.path()), [2, 2, 2, 3]);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_stream(&acc, 1, 10).await.unwrap(), read);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_share_commits() {
     let dir = tempfile::tempdir().unwrap();
