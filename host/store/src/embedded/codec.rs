@@ -156,86 +156,174 @@ pub(super) fn encode_event_as(
     Ok(out)
 }
 
-/// Decodes and verifies the event record stored under the log sequence
-/// `sequence`.
-pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent, String> {
-    decode_event_with(sequence, record, |r| {
-        Ok(Some(StreamId::new(
-            Namespace::new(r.text()?).map_err(|e| e.to_string())?,
-            AggregateType::new(r.text()?).map_err(|e| e.to_string())?,
-            AggregateId::new(r.text()?).map_err(|e| e.to_string())?,
-        )))
-    })
-    .map(|event| event.expect("the stream is always given"))
+/// An event record, verified (checksum, version, every field's length, the
+/// log sequence it repeats) and split into its fields, which are still the
+/// record's bytes: nothing is copied or allocated until the caller knows it
+/// wants the event ([`EventFields::into_event`], [`EventFields::push_onto`]).
+pub(super) struct EventFields<'a> {
+    pub(super) id: Uuid,
+    pub(super) version: u64,
+    pub(super) position: u64,
+    pub(super) timestamp_ms: u64,
+    /// Namespace, aggregate type, aggregate id.
+    names: [&'a [u8]; 3],
+    event_type: &'a [u8],
+    content_type: &'a [u8],
+    /// Command id, correlation id, causation id, component digest.
+    metadata: [Option<&'a [u8]>; 4],
+    data: &'a [u8],
 }
 
-/// As [`decode_event`], for a record the stream index says is of `stream`:
-/// its names are compared with the stream's (the bytes, verified by the
-/// checksum) instead of copied and validated again. `None` if the record
-/// is of another stream (the caller reports that as damage).
-pub(super) fn decode_stream_event(
-    stream: &StreamId,
-    sequence: u64,
-    record: &[u8],
-) -> Result<Option<RecordedEvent>, String> {
-    decode_event_with(sequence, record, |r| {
-        let same = r.bytes()? == stream.namespace.as_str().as_bytes();
-        let same = r.bytes()? == stream.aggregate_type.as_str().as_bytes() && same;
-        let same = r.bytes()? == stream.aggregate_id.as_str().as_bytes() && same;
-        Ok(same.then(|| stream.clone()))
-    })
-}
-
-/// Decodes and verifies an event record, reading its three names with
-/// `names` (`None`: not the stream the caller expected; nothing more is
-/// decoded).
-fn decode_event_with(
-    sequence: u64,
-    record: &[u8],
-    names: impl FnOnce(&mut Reader<'_>) -> Result<Option<StreamId>, String>,
-) -> Result<Option<RecordedEvent>, String> {
+/// Verifies the event record stored under the log sequence `sequence` and
+/// splits it into its fields.
+pub(super) fn event_fields(sequence: u64, record: &[u8]) -> Result<EventFields<'_>, String> {
     let mut r = Reader::open_event(record, &event_key(sequence))?;
     let id = Uuid::from_bytes(r.array()?);
     let version = r.u64()?;
     let stored_sequence = r.u64()?;
     let position = r.u64()?;
     let timestamp_ms = r.u64()?;
-    let Some(stream) = names(&mut r)? else {
-        return Ok(None);
-    };
-    let event_type = r.text()?;
-    let content_type = r.text()?;
-    let mut optional = || -> Result<Option<String>, String> {
+    let names = [r.bytes()?, r.bytes()?, r.bytes()?];
+    let event_type = r.bytes()?;
+    let content_type = r.bytes()?;
+    let mut optional = || -> Result<Option<&[u8]>, String> {
         match r.byte()? {
             0 => Ok(None),
-            1 => r.text().map(Some),
+            1 => r.bytes().map(Some),
             tag => Err(format!("an optional field has tag {tag}, expected 0 or 1")),
         }
     };
-    let metadata = EventMetadata {
-        command_id: optional()?,
-        correlation_id: optional()?,
-        causation_id: optional()?,
-        component_digest: optional()?,
-    };
-    let data = r.bytes()?.to_vec();
+    let metadata = [optional()?, optional()?, optional()?, optional()?];
+    let data = r.bytes()?;
     r.finish()?;
     if stored_sequence != sequence {
         return Err(format!(
             "the record says log sequence {stored_sequence} but is stored under {sequence}"
         ));
     }
-    Ok(Some(RecordedEvent {
+    Ok(EventFields {
         id,
-        stream,
         version,
         position,
+        timestamp_ms,
+        names,
         event_type,
         content_type,
-        data,
         metadata,
-        timestamp_ms,
-    }))
+        data,
+    })
+}
+
+impl EventFields<'_> {
+    /// Whether the record is of `stream` (its names' bytes are the
+    /// stream's; the names in `stream` are valid, so equal bytes are too).
+    pub(super) fn is_of(&self, stream: &StreamId) -> bool {
+        self.names
+            == [
+                stream.namespace.as_str().as_bytes(),
+                stream.aggregate_type.as_str().as_bytes(),
+                stream.aggregate_id.as_str().as_bytes(),
+            ]
+    }
+
+    /// The record's stream, its names validated.
+    pub(super) fn stream(&self) -> Result<StreamId, String> {
+        let [namespace, aggregate_type, aggregate_id] = self.names;
+        Ok(StreamId::new(
+            Namespace::new(text(namespace)?).map_err(|e| e.to_string())?,
+            AggregateType::new(text(aggregate_type)?).map_err(|e| e.to_string())?,
+            AggregateId::new(text(aggregate_id)?).map_err(|e| e.to_string())?,
+        ))
+    }
+
+    /// The event, of `stream` (the caller took it from
+    /// [`EventFields::stream`]).
+    pub(super) fn into_event(self, stream: StreamId) -> Result<RecordedEvent, String> {
+        let strings = self.strings(None)?;
+        Ok(self.event(stream, strings))
+    }
+
+    /// Appends the event, of `stream` (the caller checked
+    /// [`EventFields::is_of`]), to `out`. The event before it in `out`
+    /// lends its event type and content type when they are the same bytes
+    /// (as in most runs of events): a copy of a `String` needs no UTF-8
+    /// check.
+    pub(super) fn push_onto(
+        self,
+        stream: &StreamId,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<(), String> {
+        let previous = out.last();
+        let fields = self.strings(previous)?;
+        // Built in place in `out` (it is not passed through a `Result`).
+        out.push(self.event(stream.clone(), fields));
+        Ok(())
+    }
+
+    /// The event type, content type and metadata, UTF-8 checked (or lent by
+    /// `previous`).
+    fn strings(&self, previous: Option<&RecordedEvent>) -> Result<Strings, String> {
+        let lent = |field: fn(&RecordedEvent) -> &str| previous.map(field);
+        let optional = |field: Option<&[u8]>| field.map(text).transpose();
+        let [command_id, correlation_id, causation_id, component_digest] = self.metadata;
+        Ok(Strings {
+            event_type: same_or_text(lent(|p| &p.event_type), self.event_type)?,
+            content_type: same_or_text(lent(|p| &p.content_type), self.content_type)?,
+            metadata: EventMetadata {
+                command_id: optional(command_id)?,
+                correlation_id: optional(correlation_id)?,
+                causation_id: optional(causation_id)?,
+                component_digest: optional(component_digest)?,
+            },
+        })
+    }
+
+    #[inline(always)]
+    fn event(&self, stream: StreamId, strings: Strings) -> RecordedEvent {
+        RecordedEvent {
+            id: self.id,
+            stream,
+            version: self.version,
+            position: self.position,
+            event_type: strings.event_type,
+            content_type: strings.content_type,
+            data: self.data.to_vec(),
+            metadata: strings.metadata,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// The text fields of an event, checked.
+struct Strings {
+    event_type: String,
+    content_type: String,
+    metadata: EventMetadata,
+}
+
+/// `bytes` as a `String`: a copy of `same` if they are its bytes, else
+/// validated as UTF-8.
+fn same_or_text(same: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+    match same {
+        Some(same) if same.as_bytes() == bytes => Ok(same.to_owned()),
+        _ => text(bytes),
+    }
+}
+
+/// `bytes` (a text field) as a `String`.
+fn text(bytes: &[u8]) -> Result<String, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => Err(format!("a text field is not UTF-8: {e}")),
+    }
+}
+
+/// Decodes and verifies the event record stored under the log sequence
+/// `sequence`.
+pub(super) fn decode_event(sequence: u64, record: &[u8]) -> Result<RecordedEvent, String> {
+    let fields = event_fields(sequence, record)?;
+    let stream = fields.stream()?;
+    fields.into_event(stream)
 }
 
 /// Encodes a snapshot; its stream and digest are the key it is stored under.
@@ -379,11 +467,6 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(len).map_err(|e| e.to_string())?)
     }
 
-    fn text(&mut self) -> Result<String, String> {
-        let bytes = self.bytes()?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| format!("a text field is not UTF-8: {e}"))
-    }
-
     fn finish(self) -> Result<(), String> {
         match self.body.len() {
             0 => Ok(()),
@@ -420,6 +503,73 @@ mod tests {
             timestamp_ms: 99,
         };
         request.record(2, 41).remove(0)
+    }
+
+    /// Decodes as a stream read does: `None` if the record is of another
+    /// stream.
+    fn decode_stream_event(
+        stream: &StreamId,
+        sequence: u64,
+        record: &[u8],
+    ) -> Result<Option<RecordedEvent>, String> {
+        let fields = event_fields(sequence, record)?;
+        if !fields.is_of(stream) {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        fields.push_onto(stream, &mut out)?;
+        Ok(out.pop())
+    }
+
+    #[test]
+    fn a_stream_read_decodes_the_same_event_and_tells_other_streams_apart() {
+        let event = event();
+        let record = encode_event(77, &event).unwrap();
+        assert_eq!(
+            decode_stream_event(&stream(), 77, &record).unwrap(),
+            Some(event.clone())
+        );
+        let other = StreamId::new(
+            "bank".parse().unwrap(),
+            "bank-account".parse().unwrap(),
+            "acc-2".parse().unwrap(),
+        );
+        assert_eq!(decode_stream_event(&other, 77, &record).unwrap(), None);
+        // An event decoded before lends its strings only when they are the
+        // same.
+        let mut previous = event.clone();
+        let read_after = |previous: &RecordedEvent| {
+            let mut out = vec![previous.clone()];
+            event_fields(77, &record)
+                .unwrap()
+                .push_onto(&stream(), &mut out)
+                .unwrap();
+            out.pop().unwrap()
+        };
+        assert_eq!(read_after(&previous), event);
+        previous.event_type = "withdrawn".into();
+        previous.content_type = "application/octet-stream".into();
+        assert_eq!(read_after(&previous), event);
+    }
+
+    #[test]
+    fn a_text_field_that_is_not_utf8_is_refused() {
+        let mut event = event();
+        event.event_type = "dépôt".into();
+        let mut record = encode_event(77, &event).unwrap();
+        // "é" is 0xC3 0xA9: make it an invalid sequence, and seal again.
+        let at = record.windows(2).position(|w| w == [0xC3, 0xA9]).unwrap();
+        record[at + 1] = 0x41;
+        let body = record.len() - 4;
+        record.truncate(body);
+        Seal::Crc32.seal(&mut record, &event_key(77));
+        let error = decode_event(77, &record).unwrap_err();
+        assert!(error.contains("not UTF-8"), "{error}");
+        let error = decode_stream_event(&stream(), 77, &record).unwrap_err();
+        assert!(error.contains("not UTF-8"), "{error}");
+        // Nor does an event decoded before make it pass.
+        let fields = event_fields(77, &record).unwrap();
+        assert!(fields.push_onto(&stream(), &mut vec![event]).is_err());
     }
 
     #[test]

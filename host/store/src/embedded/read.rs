@@ -60,10 +60,19 @@ pub(super) fn stream_events(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let from = from.max(1);
-    let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
-    let mut wanted = Vec::new();
-    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
-        let (entry_key, sequence) = entry.in_file(path)?;
+    let mut range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
+    let mut wanted = Vec::with_capacity(limit.min(4096));
+    for expected in from..=u64::MAX {
+        if wanted.len() == limit {
+            break;
+        }
+        // (Matched here rather than with `in_file`, which would move the
+        // two guards into another `Result`.)
+        let (entry_key, sequence) = match range.next() {
+            Some(Ok(entry)) => entry,
+            Some(Err(error)) => return Err(error).in_file(path),
+            None => break,
+        };
         let version = entry_key.value().1;
         if version != expected {
             return Err(corrupt(
@@ -82,18 +91,17 @@ pub(super) fn stream_events(
         let (first, last) = (run[0].1, run[run.len() - 1].1);
         if run.len() == 1 {
             let record = events.get(first).in_file(path)?;
-            out.push(indexed_event(
-                path,
-                stream,
-                run[0],
-                record.as_ref().map(|r| r.value()),
-            )?);
+            let value = record.as_ref().map(|r| r.value());
+            push_indexed_event(path, stream, run[0], value, &mut out)?;
             continue;
         }
         let mut records = events.range(first..=last).in_file(path)?;
         for &(version, sequence) in run {
+            // (Matched here rather than with `in_file`, which would move the
+            // two guards into another `Result`.)
             let record = match records.next() {
-                Some(entry) => Some(entry.in_file(path)?),
+                Some(Ok(record)) => Some(record),
+                Some(Err(error)) => return Err(error).in_file(path),
                 None => None,
             };
             let value = match &record {
@@ -102,20 +110,25 @@ pub(super) fn stream_events(
                 _ => None,
             };
             // (A missing record is an error: the rest of the run is not read.)
-            out.push(indexed_event(path, stream, (version, sequence), value)?);
+            push_indexed_event(path, stream, (version, sequence), value, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// The event the stream index entry (`version`, `sequence`) of `stream`
-/// points at, whose record is `record` (`None`: there is none), verified.
-fn indexed_event(
+/// Verifies that the stream index entry (`version`, `sequence`) of `stream`
+/// points at `record` (`None`: there is none), an event of this stream with
+/// this version, and appends that event to `out`. The record's fields are
+/// compared with the stream and version before anything is copied out of
+/// them; the event before it in `out` lends its strings where they are the
+/// same ([`codec::EventFields::push_onto`]).
+fn push_indexed_event(
     path: &Path,
     stream: &StreamId,
     (version, sequence): (u64, u64),
     record: Option<&[u8]>,
-) -> Result<RecordedEvent, StoreError> {
+    out: &mut Vec<RecordedEvent>,
+) -> Result<(), StoreError> {
     let at = || format!("stream {stream} version {version}");
     let Some(record) = record else {
         return Err(corrupt(
@@ -124,24 +137,19 @@ fn indexed_event(
             format!("the stream index points at log sequence {sequence}, which holds no event"),
         ));
     };
-    let decoded = codec::decode_stream_event(stream, sequence, record)
-        .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
-    let holds = match decoded {
-        Some(event) if event.version == version => return Ok(event),
-        Some(event) => (event.stream, event.version),
-        // Another stream's event: decoded in full to say whose.
-        None => {
-            let event = codec::decode_event(sequence, record)
-                .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
-            (event.stream, event.version)
-        }
-    };
+    let damaged = |message| corrupt(path, at_sequence(sequence), message);
+    let fields = codec::event_fields(sequence, record).map_err(damaged)?;
+    if fields.is_of(stream) && fields.version == version {
+        return fields.push_onto(stream, out).map_err(damaged);
+    }
+    // Another event: its stream is decoded to say whose.
+    let holds = fields.stream().map_err(damaged)?;
     Err(corrupt(
         path,
         at(),
         format!(
-            "the stream index points at log sequence {sequence}, which holds {} version {}",
-            holds.0, holds.1
+            "the stream index points at log sequence {sequence}, which holds {holds} version {}",
+            fields.version
         ),
     ))
 }
