@@ -244,20 +244,35 @@ impl EventFields<'_> {
     }
 
     /// Appends the event, of `stream` (the caller checked
-    /// [`EventFields::is_of`]), to `out`. The event before it in `out`
+    /// [`EventFields::is_of`] or took it from [`EventFields::stream_like`]),
+    /// to `out`. The event before it in `out`
     /// lends its event type and content type when they are the same bytes
     /// (as in most runs of events): a copy of a `String` needs no UTF-8
     /// check.
     pub(super) fn push_onto(
         self,
-        stream: &StreamId,
+        stream: StreamId,
         out: &mut Vec<RecordedEvent>,
     ) -> Result<(), String> {
         let previous = out.last();
         let fields = self.strings(previous)?;
-        // Built in place in `out` (it is not passed through a `Result`).
-        out.push(self.event(stream.clone(), fields));
+        // Built in `out`'s push, not passed through a `Result`.
+        out.push(self.event(stream, fields));
         Ok(())
+    }
+
+    /// The record's stream: a copy of `previous`'s if the names are the
+    /// same bytes (no validation needed), else [`EventFields::stream`].
+    pub(super) fn stream_like(&self, previous: Option<&StreamId>) -> Result<StreamId, String> {
+        match previous {
+            Some(previous) if self.is_of(previous) => Ok(previous.clone()),
+            _ => self.stream(),
+        }
+    }
+
+    /// The record's namespace (its bytes, not yet validated).
+    pub(super) fn namespace(&self) -> &[u8] {
+        self.names[0]
     }
 
     /// The event type, content type and metadata, UTF-8 checked (or lent by
@@ -517,7 +532,7 @@ mod tests {
             return Ok(None);
         }
         let mut out = Vec::new();
-        fields.push_onto(stream, &mut out)?;
+        fields.push_onto(stream.clone(), &mut out)?;
         Ok(out.pop())
     }
 
@@ -542,7 +557,7 @@ mod tests {
             let mut out = vec![previous.clone()];
             event_fields(77, &record)
                 .unwrap()
-                .push_onto(&stream(), &mut out)
+                .push_onto(stream(), &mut out)
                 .unwrap();
             out.pop().unwrap()
         };
@@ -569,7 +584,7 @@ mod tests {
         assert!(error.contains("not UTF-8"), "{error}");
         // Nor does an event decoded before make it pass.
         let fields = event_fields(77, &record).unwrap();
-        assert!(fields.push_onto(&stream(), &mut vec![event]).is_err());
+        assert!(fields.push_onto(stream(), &mut vec![event]).is_err());
     }
 
     #[test]

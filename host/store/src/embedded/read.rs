@@ -6,6 +6,15 @@
 //! event the index promised: same stream and version, or same namespace and
 //! position), so damaged data turns into [`StoreError::Corrupt`] instead of
 //! being served.
+//!
+//! What a read does per event, and no more: verify the record's checksum,
+//! split it into fields that still borrow the record
+//! ([`codec::event_fields`]), compare them with what the index promised,
+//! then copy them out: one clone of the stream (the caller's, or the one of
+//! the event before it in the batch when the names are the same bytes, so
+//! names are not validated again), the event type and content type (copies
+//! of the event before's when the same bytes, so not UTF-8 checked again),
+//! the metadata and the data.
 
 use std::path::Path;
 
@@ -27,20 +36,6 @@ impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
 /// Where a record stored under the log sequence `sequence` is, in errors.
 pub(super) fn at_sequence(sequence: u64) -> String {
     format!("event at log sequence {sequence}")
-}
-
-/// The event stored under the log sequence `sequence`, verified.
-pub(super) fn event_at(
-    path: &Path,
-    events: &impl EventsTable,
-    sequence: u64,
-) -> Result<Option<RecordedEvent>, StoreError> {
-    let Some(record) = events.get(sequence).in_file(path)? else {
-        return Ok(None);
-    };
-    codec::decode_event(sequence, record.value())
-        .map(Some)
-        .map_err(|message| corrupt(path, at_sequence(sequence), message))
 }
 
 /// Events of `stream` from version `from` (at least 1), at most `limit`.
@@ -140,7 +135,7 @@ fn push_indexed_event(
     let damaged = |message| corrupt(path, at_sequence(sequence), message);
     let fields = codec::event_fields(sequence, record).map_err(damaged)?;
     if fields.is_of(stream) && fields.version == version {
-        return fields.push_onto(stream, out).map_err(damaged);
+        return fields.push_onto(stream.clone(), out).map_err(damaged);
     }
     // Another event: its stream is decoded to say whose.
     let holds = fields.stream().map_err(damaged)?;
@@ -223,26 +218,33 @@ pub(super) fn log_events(
                 ),
             ));
         }
-        let event = event_at(path, events, sequence)?.ok_or_else(|| {
-            corrupt(
+        let Some(record) = events.get(sequence).in_file(path)? else {
+            return Err(corrupt(
                 path,
                 at(),
                 format!(
                     "the namespace log points at log sequence {sequence}, which holds no event"
                 ),
-            )
-        })?;
-        if event.stream.namespace.as_str() != namespace || event.position != position {
+            ));
+        };
+        let damaged = |message| corrupt(path, at_sequence(sequence), message);
+        let fields = codec::event_fields(sequence, record.value()).map_err(damaged)?;
+        // The names are checked before the position is compared (a record
+        // with a damaged name is damaged, whatever it holds).
+        let stream = fields
+            .stream_like(out.last().map(|e: &RecordedEvent| &e.stream))
+            .map_err(damaged)?;
+        if fields.namespace() != namespace.as_bytes() || fields.position != position {
             return Err(corrupt(
                 path,
                 at(),
                 format!(
                     "the namespace log points at log sequence {sequence}, which holds {} position {}",
-                    event.stream.namespace, event.position
+                    stream.namespace, fields.position
                 ),
             ));
         }
-        out.push(event);
+        fields.push_onto(stream, &mut out).map_err(damaged)?;
     }
     Ok(out)
 }
