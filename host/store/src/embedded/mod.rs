@@ -109,9 +109,10 @@
 //! namespace's log is an index from (namespace, position) to that sequence,
 //! so reading one namespace's log is a range scan of its index entries.
 //! Reading a stream scans its index entries, then reads the records they
-//! point at: a run of consecutive log sequences (one append's events, or an
-//! aggregate written alone) with one range scan of the events table, any
-//! other with a lookup each.
+//! point at: a run of log sequences at most 3 records apart (one append's
+//! events, an aggregate written alone, or interleaved with a few others)
+//! with one range scan of the events table that steps over the records in
+//! between, any other with a lookup each.
 //!
 //! Tables (all keys and integers are redb's own encoding of the key types):
 //!

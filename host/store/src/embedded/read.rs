@@ -33,6 +33,11 @@ impl<T: ReadableTable<u64, &'static [u8]>> EventsTable for T {}
 pub(super) trait IndexTable: ReadableTable<(&'static str, u64), u64> {}
 impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
 
+/// At most how many other records a stream read steps over between two
+/// events of the stream in one range scan, instead of looking the next one
+/// up (a step costs less than a lookup, but not several).
+const MAX_SKIP: u64 = 3;
+
 /// Where a record stored under the log sequence `sequence` is, in errors.
 pub(super) fn at_sequence(sequence: u64) -> String {
     format!("event at log sequence {sequence}")
@@ -42,9 +47,10 @@ pub(super) fn at_sequence(sequence: u64) -> String {
 /// The versions read must be consecutive, and each one must point at an event
 /// of this stream with that version.
 ///
-/// The index is read first; then the records, a run of consecutive log
-/// sequences (the events of one append, or of an aggregate written alone)
-/// with one range scan of the events table instead of a lookup each.
+/// The index is read first; then the records: a run of log sequences at
+/// most [`MAX_SKIP`] apart (the events of one append, of an aggregate
+/// written alone, or interleaved with a few others) with one range scan of
+/// the events table instead of a lookup each.
 pub(super) fn stream_events(
     path: &Path,
     index: &impl IndexTable,
@@ -82,7 +88,11 @@ pub(super) fn stream_events(
         wanted.push((version, sequence.value()));
     }
     let mut out = Vec::with_capacity(wanted.len());
-    for run in wanted.chunk_by(|a, b| b.1 == a.1 + 1) {
+    // Runs of log sequences close enough together that one range scan over
+    // them, stepping over the other streams' records in between, is cheaper
+    // than a lookup each.
+    let near = |a: &(u64, u64), b: &(u64, u64)| b.1 > a.1 && b.1 - a.1 <= MAX_SKIP + 1;
+    for run in wanted.chunk_by(near) {
         let (first, last) = (run[0].1, run[run.len() - 1].1);
         if run.len() == 1 {
             let record = events.get(first).in_file(path)?;
@@ -92,12 +102,17 @@ pub(super) fn stream_events(
         }
         let mut records = events.range(first..=last).in_file(path)?;
         for &(version, sequence) in run {
-            // (Matched here rather than with `in_file`, which would move the
-            // two guards into another `Result`.)
-            let record = match records.next() {
-                Some(Ok(record)) => Some(record),
-                Some(Err(error)) => return Err(error).in_file(path),
-                None => None,
+            // The next record at or after `sequence` (others are skipped
+            // without being decoded). Matched here rather than with
+            // `in_file`, which would move the two guards into another
+            // `Result`.
+            let record = loop {
+                match records.next() {
+                    Some(Ok(record)) if record.0.value() < sequence => continue,
+                    Some(Ok(record)) => break Some(record),
+                    Some(Err(error)) => return Err(error).in_file(path),
+                    None => break None,
+                }
             };
             let value = match &record {
                 Some((stored, value)) if stored.value() == sequence => Some(value.value()),
