@@ -172,7 +172,7 @@
 //! into it, and repeating the log sequence in the record, still catches a
 //! record that ended up under another key. Every read verifies every record
 //! it returns, so the checksum is on the read path: blake3 cost about a
-//! quarter of a stream read, the CRC a few percent. blake3 stays where a
+//! quarter of a stream read of small events, the CRC about 3 %. blake3 stays where a
 //! digest must resist collisions (component digests, which also key
 //! snapshots) and in snapshot records, read once per activation.
 //!
