@@ -172,9 +172,14 @@
 //! into it, and repeating the log sequence in the record, still catches a
 //! record that ended up under another key. Every read verifies every record
 //! it returns, so the checksum is on the read path: blake3 cost about a
-//! quarter of a stream read of small events, the CRC about 3 %. blake3 stays where a
-//! digest must resist collisions (component digests, which also key
-//! snapshots) and in snapshot records, read once per activation.
+//! quarter of a stream read of small events, the CRC about 3 %. blake3
+//! stays where a digest must resist collisions (component digests, which
+//! also key snapshots) and in snapshot records, read once per activation.
+//!
+//! A build from before record version 3 refuses a file that holds version 3
+//! records: its open fails as `Corrupt`, naming the first such record
+//! ("record version 3 is not supported (expected 2)"). Once a build of
+//! version 3 has appended, going back to an older build is not possible.
 //!
 //! A **snapshot record**: byte 0 record version (1), bytes 1..9 stream version
 //! `u64`, 9..17 timestamp `u64`, then the state as `u32` length + bytes, then
