@@ -102,7 +102,7 @@
 //! drop blocks until then (one commit, normally a few milliseconds), so
 //! reopening the same directory right after the drop works.
 //!
-//! # On-disk format (format version 2)
+//! # On-disk format (format version 3)
 //!
 //! Events of all namespaces are stored once, in commit order, under an
 //! internal *log sequence* (1, 2, 3… across the store, gapless); each
@@ -124,23 +124,25 @@
 //! | `stream_heads` | stream key `&str` | version `u64` |
 //! | `commands` | (stream key `&str`, command id `&str`) | (first version, last version) `(u64, u64)` |
 //! | `snapshots` | (stream key `&str`, component digest `&str`) | snapshot record (below) |
-//! | `meta` | name `&str` | `u64`; `format_version` → 2 |
+//! | `meta` | name `&str` | `u64`; `format_version` → 3 |
 //!
 //! A stream key is `namespace/aggregate-type/aggregate-id` ([`StreamId`]'s
 //! display form, unambiguous because names never contain `/`).
 //!
 //! Format version 1 (up to the change to per-namespace logs) had one global
-//! log: no `namespace_log`, and the record's position was global. A file of
-//! another format version is refused on open ([`StoreError::Corrupt`] naming
+//! log: no `namespace_log`, and the record's position was global. Format
+//! version 2 had these tables and wrote event records of record version 2
+//! (below); a file of format 2 is read as it is and stamped 3 when opened
+//! (one small write; nothing is converted). A file of any other format
+//! version is refused on open ([`StoreError::Corrupt`] naming
 //! the file, the version found and the version this build reads); it is
 //! never converted or read as if it were the current format.
 //!
 //! An **event record**, integers little-endian, `str` = `u32` length + UTF-8
 //! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`. Record
-//! version 3 is written; version 2 records (written until 2026-12-03) have
-//! the same fields and differ only in their checksum, and are still read, so
-//! one file can hold both (the file's format version stays 2: the tables
-//! did not change):
+//! version 3 is written; version 2 records (written until 2026-12-03, by
+//! format version 2) have the same fields and differ only in their
+//! checksum, and are still read, so one file can hold both:
 //!
 //! | Offset | Size | Field |
 //! |---|---|---|
@@ -176,10 +178,10 @@
 //! stays where a digest must resist collisions (component digests, which
 //! also key snapshots) and in snapshot records, read once per activation.
 //!
-//! A build from before record version 3 refuses a file that holds version 3
-//! records: its open fails as `Corrupt`, naming the first such record
-//! ("record version 3 is not supported (expected 2)"). Once a build of
-//! version 3 has appended, going back to an older build is not possible.
+//! A build from before record version 3 reads only format version 2, so it
+//! refuses a file this build has opened (stamped 3) by its format version,
+//! before it reads a record (whose checksum it could not verify). Going back
+//! to an older build after this one opened the store is not possible.
 //!
 //! A **snapshot record**: byte 0 record version (1), bytes 1..9 stream version
 //! `u64`, 9..17 timestamp `u64`, then the state as `u32` length + bytes, then

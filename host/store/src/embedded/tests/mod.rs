@@ -116,13 +116,14 @@ async fn reopen_keeps_events_snapshots_and_command_ids() {
     );
 }
 
-/// A file written before event records went to version 3 (its records are
-/// of version 2, sealed with blake3) opens, verifies and reads as before;
-/// events appended to it are written as version 3, next to the old ones.
+/// A file written before event records went to version 3 (format version
+/// 2, its records of record version 2, sealed with blake3) opens, verifies
+/// and reads as before, and is stamped format version 3 on open; events
+/// appended to it are written as version 3, next to the old ones.
 #[tokio::test]
 async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
     use super::codec::{self, Seal};
-    use super::tables::EVENTS;
+    use super::tables::{EVENTS, FORMAT_VERSION_KEY, META};
     use redb::{Database, ReadableTable};
 
     let dir = tempfile::tempdir().unwrap();
@@ -144,14 +145,17 @@ async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
             .unwrap();
         everything(&store).await
     };
-    let versions = |dir: &Path| -> Vec<u8> {
+    // (format version, record versions)
+    let versions = |dir: &Path| -> (u64, Vec<u8>) {
         let db = Database::open(dir.join("events.redb")).unwrap();
         let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let format = meta.get(FORMAT_VERSION_KEY).unwrap().unwrap().value();
         let events = txn.open_table(EVENTS).unwrap();
-        let versions = events.iter().unwrap().map(|e| e.unwrap().1.value()[0]);
-        versions.collect()
+        let records = events.iter().unwrap().map(|e| e.unwrap().1.value()[0]);
+        (format, records.collect())
     };
-    assert_eq!(versions(dir.path()), [3, 3, 3]);
+    assert_eq!(versions(dir.path()), (3, vec![3, 3, 3]));
     {
         let db = Database::open(dir.path().join("events.redb")).unwrap();
         let txn = db.begin_write().unwrap();
@@ -161,10 +165,12 @@ async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
                 let record = codec::encode_event_as(sequence, event, 2, Seal::Blake3).unwrap();
                 events.insert(sequence, record.as_slice()).unwrap();
             }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(FORMAT_VERSION_KEY, 2).unwrap();
         }
         txn.commit().unwrap();
     }
-    assert_eq!(versions(dir.path()), [2, 2, 2]);
+    assert_eq!(versions(dir.path()), (2, vec![2, 2, 2]));
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(everything(&store).await, before);
@@ -180,7 +186,7 @@ async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
     assert_eq!(read.len(), 3);
     assert_eq!(read[..2], before[..2]);
     drop(store);
-    assert_eq!(versions(dir.path()), [2, 2, 2, 3]);
+    assert_eq!(versions(dir.path()), (3, vec![2, 2, 2, 3]));
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.read_stream(&acc, 1, 10).await.unwrap(), read);
 }
@@ -396,7 +402,7 @@ fn a_format_version_1_file_is_refused_with_both_versions_named() {
     assert!(
         text.contains("on-disk format version 1 (one log for all namespaces)")
             && text.contains(&format!(
-                "reads only version {}",
+                "reads only versions 2 and {}",
                 super::tables::FORMAT_VERSION
             )),
         "{text}"
