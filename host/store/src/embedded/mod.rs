@@ -82,7 +82,7 @@
 //! payloads, the order in which the disk flushes pages, and when the machine
 //! crashes could in theory forge a partial commit that verifies. Here that
 //! commit would also have to pass the store's own verification on open
-//! (blake3 record checksums, gapless sequences, positions and versions,
+//! (record checksums, gapless sequences, positions and versions,
 //! indexes and heads that agree).
 //!
 //! Until 2026-12-03 the store used redb's 2-phase commit (two fsyncs per
@@ -102,16 +102,17 @@
 //! drop blocks until then (one commit, normally a few milliseconds), so
 //! reopening the same directory right after the drop works.
 //!
-//! # On-disk format (format version 2)
+//! # On-disk format (format version 3)
 //!
 //! Events of all namespaces are stored once, in commit order, under an
 //! internal *log sequence* (1, 2, 3… across the store, gapless); each
 //! namespace's log is an index from (namespace, position) to that sequence,
 //! so reading one namespace's log is a range scan of its index entries.
 //! Reading a stream scans its index entries, then reads the records they
-//! point at: a run of consecutive log sequences (one append's events, or an
-//! aggregate written alone) with one range scan of the events table, any
-//! other with a lookup each.
+//! point at: a run of log sequences at most 3 records apart (one append's
+//! events, an aggregate written alone, or interleaved with a few others)
+//! with one range scan of the events table that steps over the records in
+//! between, any other with a lookup each.
 //!
 //! Tables (all keys and integers are redb's own encoding of the key types):
 //!
@@ -123,23 +124,29 @@
 //! | `stream_heads` | stream key `&str` | version `u64` |
 //! | `commands` | (stream key `&str`, command id `&str`) | (first version, last version) `(u64, u64)` |
 //! | `snapshots` | (stream key `&str`, component digest `&str`) | snapshot record (below) |
-//! | `meta` | name `&str` | `u64`; `format_version` → 2 |
+//! | `meta` | name `&str` | `u64`; `format_version` → 3 |
 //!
 //! A stream key is `namespace/aggregate-type/aggregate-id` ([`StreamId`]'s
 //! display form, unambiguous because names never contain `/`).
 //!
 //! Format version 1 (up to the change to per-namespace logs) had one global
-//! log: no `namespace_log`, and the record's position was global. A file of
-//! another format version is refused on open ([`StoreError::Corrupt`] naming
+//! log: no `namespace_log`, and the record's position was global. Format
+//! version 2 had these tables and wrote event records of record version 2
+//! (below); a file of format 2 is read as it is and stamped 3 when opened
+//! (one small write; nothing is converted). A file of any other format
+//! version is refused on open ([`StoreError::Corrupt`] naming
 //! the file, the version found and the version this build reads); it is
 //! never converted or read as if it were the current format.
 //!
 //! An **event record**, integers little-endian, `str` = `u32` length + UTF-8
-//! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`:
+//! bytes, `opt` = one byte 0 (absent) or 1 followed by a `str`. Record
+//! version 3 is written; version 2 records (written until 2026-12-03, by
+//! format version 2) have the same fields and differ only in their
+//! checksum, and are still read, so one file can hold both:
 //!
 //! | Offset | Size | Field |
 //! |---|---|---|
-//! | 0 | 1 | record version, 2 |
+//! | 0 | 1 | record version, 3 (or 2) |
 //! | 1 | 16 | event id (UUIDv7, RFC 9562 byte order) |
 //! | 17 | 8 | stream version `u64` |
 //! | 25 | 8 | log sequence `u64` (must equal the key) |
@@ -148,7 +155,33 @@
 //! | 49 | … | `str` namespace, `str` aggregate type, `str` aggregate id, `str` event type, `str` content type |
 //! | … | … | `opt` command id, `opt` correlation id, `opt` causation id, `opt` component digest |
 //! | … | … | event data: `u32` length + bytes |
-//! | end − 16 | 16 | checksum: the first 16 bytes of blake3(key ‖ every preceding byte of the record), where key = the log sequence as `u64` LE |
+//! | end − 4 | 4 | version 3: checksum, CRC-32 (IEEE, zlib's) of key ‖ every preceding byte of the record, `u32` LE, where key = the log sequence as `u64` LE |
+//! | end − 16 | 16 | version 2 instead: the first 16 bytes of blake3(key ‖ every preceding byte of the record) |
+//!
+//! A record of version 1 (no namespace position) or any other version is
+//! refused as [`StoreError::Corrupt`]. The version byte is read before the
+//! checksum is verified, because it says which checksum to verify, but the
+//! checksum covers it: a damaged version byte names an unsupported version
+//! or picks the other checksum, which fails.
+//!
+//! **Why CRC-32 is enough for event records.** The record checksum guards
+//! against torn and damaged records (a bug, a bad disk, a crash), not
+//! against someone who rewrites the file on purpose: they could recompute an
+//! unkeyed blake3 as easily. CRC-32 detects every burst of damage up to 32
+//! bits (every flipped bit, every damaged byte) and any other damage except
+//! with probability 2⁻³², and it is the second line: redb verifies its page
+//! checksums on open and for a torn commit (see **Commits**). Binding the key
+//! into it, and repeating the log sequence in the record, still catches a
+//! record that ended up under another key. Every read verifies every record
+//! it returns, so the checksum is on the read path: blake3 cost about a
+//! quarter of a stream read of small events, the CRC about 3 %. blake3
+//! stays where a digest must resist collisions (component digests, which
+//! also key snapshots) and in snapshot records, read once per activation.
+//!
+//! A build from before record version 3 reads only format version 2, so it
+//! refuses a file this build has opened (stamped 3) by its format version,
+//! before it reads a record (whose checksum it could not verify). Going back
+//! to an older build after this one opened the store is not possible.
 //!
 //! A **snapshot record**: byte 0 record version (1), bytes 1..9 stream version
 //! `u64`, 9..17 timestamp `u64`, then the state as `u32` length + bytes, then

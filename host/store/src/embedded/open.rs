@@ -10,8 +10,8 @@ use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
 use super::errors::{InFile, corrupt, unavailable};
 use super::faults::{FaultyFile, WriteFaults};
 use super::tables::{
-    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, META, NAMESPACE_BYTES, NAMESPACE_LOG,
-    SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
+    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, FORMAT_VERSION_READ, META,
+    NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
 };
 use super::verify::{self, Verified};
 use super::watermark::Watermark;
@@ -135,9 +135,11 @@ fn open_file(
 }
 
 /// Checks the format version, or stamps it (and creates every table) in a
-/// new file. Refuses a redb file that is some other application's. A file
-/// that is already a complete store of this format is only read, so a
-/// store opens (and serves reads) on a full disk.
+/// new file, or stamps the current version over [`FORMAT_VERSION_READ`].
+/// Refuses a redb file that is some other application's. A file that is
+/// already a complete store of this format is only read, so a store opens
+/// (and serves reads) on a full disk; a file of the older format needs one
+/// write to be stamped.
 fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
     if is_complete(db, path)? {
         return Ok(());
@@ -156,15 +158,24 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
             .map(|v| v.value());
         match stamped {
             Some(FORMAT_VERSION) => None,
+            // Its records stay as they are (record version 2 is read); the
+            // stamp keeps builds that read only 2 away once version 3
+            // records may be appended (see `FORMAT_VERSION`).
+            Some(FORMAT_VERSION_READ) => {
+                meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
+                    .in_file(path)?;
+                None
+            }
             Some(1) => Some(format!(
                 "the store has on-disk format version 1 (one log for all namespaces), this \
-                 build reads only version {FORMAT_VERSION} (a log per namespace) and does not \
-                 convert it: open it with the Aether version that wrote it, or start an empty \
-                 store in another directory"
+                 build reads only versions {FORMAT_VERSION_READ} and {FORMAT_VERSION} (a log \
+                 per namespace) and does not convert it: open it with the Aether version that \
+                 wrote it, or start an empty store in another directory"
             )),
             Some(other) => Some(format!(
-                "the store has on-disk format version {other}, this build reads only version \
-                 {FORMAT_VERSION}: open it with the Aether version that wrote it"
+                "the store has on-disk format version {other}, this build reads only versions \
+                 {FORMAT_VERSION_READ} and {FORMAT_VERSION}: open it with the Aether version \
+                 that wrote it"
             )),
             None if existing.is_empty() => {
                 meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)

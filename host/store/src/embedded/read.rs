@@ -6,6 +6,15 @@
 //! event the index promised: same stream and version, or same namespace and
 //! position), so damaged data turns into [`StoreError::Corrupt`] instead of
 //! being served.
+//!
+//! What a read does per event, and no more: verify the record's checksum,
+//! split it into fields that still borrow the record
+//! ([`codec::event_fields`]), compare them with what the index promised,
+//! then copy them out: one clone of the stream (the caller's, or the one of
+//! the event before it in the batch when the names are the same bytes, so
+//! names are not validated again), the event type and content type (copies
+//! of the event before's when the same bytes, so not UTF-8 checked again),
+//! the metadata and the data.
 
 use std::path::Path;
 
@@ -24,32 +33,24 @@ impl<T: ReadableTable<u64, &'static [u8]>> EventsTable for T {}
 pub(super) trait IndexTable: ReadableTable<(&'static str, u64), u64> {}
 impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
 
+/// At most how many other records a stream read steps over between two
+/// events of the stream in one range scan, instead of looking the next one
+/// up (a step costs less than a lookup, but not several).
+const MAX_SKIP: u64 = 3;
+
 /// Where a record stored under the log sequence `sequence` is, in errors.
 pub(super) fn at_sequence(sequence: u64) -> String {
     format!("event at log sequence {sequence}")
-}
-
-/// The event stored under the log sequence `sequence`, verified.
-pub(super) fn event_at(
-    path: &Path,
-    events: &impl EventsTable,
-    sequence: u64,
-) -> Result<Option<RecordedEvent>, StoreError> {
-    let Some(record) = events.get(sequence).in_file(path)? else {
-        return Ok(None);
-    };
-    codec::decode_event(sequence, record.value())
-        .map(Some)
-        .map_err(|message| corrupt(path, at_sequence(sequence), message))
 }
 
 /// Events of `stream` from version `from` (at least 1), at most `limit`.
 /// The versions read must be consecutive, and each one must point at an event
 /// of this stream with that version.
 ///
-/// The index is read first; then the records, a run of consecutive log
-/// sequences (the events of one append, or of an aggregate written alone)
-/// with one range scan of the events table instead of a lookup each.
+/// The index is read first; then the records: a run of log sequences at
+/// most [`MAX_SKIP`] apart (the events of one append, of an aggregate
+/// written alone, or interleaved with a few others) with one range scan of
+/// the events table instead of a lookup each.
 pub(super) fn stream_events(
     path: &Path,
     index: &impl IndexTable,
@@ -60,10 +61,19 @@ pub(super) fn stream_events(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let from = from.max(1);
-    let range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
-    let mut wanted = Vec::new();
-    for (expected, entry) in (from..=u64::MAX).zip(range.take(limit)) {
-        let (entry_key, sequence) = entry.in_file(path)?;
+    let mut range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
+    let mut wanted = Vec::with_capacity(limit.min(4096));
+    for expected in from..=u64::MAX {
+        if wanted.len() == limit {
+            break;
+        }
+        // (Matched here rather than with `in_file`, which would move the
+        // two guards into another `Result`.)
+        let (entry_key, sequence) = match range.next() {
+            Some(Ok(entry)) => entry,
+            Some(Err(error)) => return Err(error).in_file(path),
+            None => break,
+        };
         let version = entry_key.value().1;
         if version != expected {
             return Err(corrupt(
@@ -78,23 +88,31 @@ pub(super) fn stream_events(
         wanted.push((version, sequence.value()));
     }
     let mut out = Vec::with_capacity(wanted.len());
-    for run in wanted.chunk_by(|a, b| b.1 == a.1 + 1) {
+    // Runs of log sequences close enough together that one range scan over
+    // them, stepping over the other streams' records in between, is cheaper
+    // than a lookup each.
+    let near = |a: &(u64, u64), b: &(u64, u64)| b.1 > a.1 && b.1 - a.1 <= MAX_SKIP + 1;
+    for run in wanted.chunk_by(near) {
         let (first, last) = (run[0].1, run[run.len() - 1].1);
         if run.len() == 1 {
             let record = events.get(first).in_file(path)?;
-            out.push(indexed_event(
-                path,
-                stream,
-                run[0],
-                record.as_ref().map(|r| r.value()),
-            )?);
+            let value = record.as_ref().map(|r| r.value());
+            push_indexed_event(path, stream, run[0], value, &mut out)?;
             continue;
         }
         let mut records = events.range(first..=last).in_file(path)?;
         for &(version, sequence) in run {
-            let record = match records.next() {
-                Some(entry) => Some(entry.in_file(path)?),
-                None => None,
+            // The next record at or after `sequence` (others are skipped
+            // without being decoded). Matched here rather than with
+            // `in_file`, which would move the two guards into another
+            // `Result`.
+            let record = loop {
+                match records.next() {
+                    Some(Ok(record)) if record.0.value() < sequence => continue,
+                    Some(Ok(record)) => break Some(record),
+                    Some(Err(error)) => return Err(error).in_file(path),
+                    None => break None,
+                }
             };
             let value = match &record {
                 Some((stored, value)) if stored.value() == sequence => Some(value.value()),
@@ -102,20 +120,25 @@ pub(super) fn stream_events(
                 _ => None,
             };
             // (A missing record is an error: the rest of the run is not read.)
-            out.push(indexed_event(path, stream, (version, sequence), value)?);
+            push_indexed_event(path, stream, (version, sequence), value, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// The event the stream index entry (`version`, `sequence`) of `stream`
-/// points at, whose record is `record` (`None`: there is none), verified.
-fn indexed_event(
+/// Verifies that the stream index entry (`version`, `sequence`) of `stream`
+/// points at `record` (`None`: there is none), an event of this stream with
+/// this version, and appends that event to `out`. The record's fields are
+/// compared with the stream and version before anything is copied out of
+/// them; the event before it in `out` lends its strings where they are the
+/// same ([`codec::EventFields::push_onto`]).
+fn push_indexed_event(
     path: &Path,
     stream: &StreamId,
     (version, sequence): (u64, u64),
     record: Option<&[u8]>,
-) -> Result<RecordedEvent, StoreError> {
+    out: &mut Vec<RecordedEvent>,
+) -> Result<(), StoreError> {
     let at = || format!("stream {stream} version {version}");
     let Some(record) = record else {
         return Err(corrupt(
@@ -124,24 +147,19 @@ fn indexed_event(
             format!("the stream index points at log sequence {sequence}, which holds no event"),
         ));
     };
-    let decoded = codec::decode_stream_event(stream, sequence, record)
-        .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
-    let holds = match decoded {
-        Some(event) if event.version == version => return Ok(event),
-        Some(event) => (event.stream, event.version),
-        // Another stream's event: decoded in full to say whose.
-        None => {
-            let event = codec::decode_event(sequence, record)
-                .map_err(|message| corrupt(path, at_sequence(sequence), message))?;
-            (event.stream, event.version)
-        }
-    };
+    let damaged = |message| corrupt(path, at_sequence(sequence), message);
+    let fields = codec::event_fields(sequence, record).map_err(damaged)?;
+    if fields.is_of(stream) && fields.version == version {
+        return fields.push_onto(stream.clone(), out).map_err(damaged);
+    }
+    // Another event: its stream is decoded to say whose.
+    let holds = fields.stream().map_err(damaged)?;
     Err(corrupt(
         path,
         at(),
         format!(
-            "the stream index points at log sequence {sequence}, which holds {} version {}",
-            holds.0, holds.1
+            "the stream index points at log sequence {sequence}, which holds {holds} version {}",
+            fields.version
         ),
     ))
 }
@@ -215,26 +233,33 @@ pub(super) fn log_events(
                 ),
             ));
         }
-        let event = event_at(path, events, sequence)?.ok_or_else(|| {
-            corrupt(
+        let Some(record) = events.get(sequence).in_file(path)? else {
+            return Err(corrupt(
                 path,
                 at(),
                 format!(
                     "the namespace log points at log sequence {sequence}, which holds no event"
                 ),
-            )
-        })?;
-        if event.stream.namespace.as_str() != namespace || event.position != position {
+            ));
+        };
+        let damaged = |message| corrupt(path, at_sequence(sequence), message);
+        let fields = codec::event_fields(sequence, record.value()).map_err(damaged)?;
+        // The names are checked before the position is compared (a record
+        // with a damaged name is damaged, whatever it holds).
+        let stream = fields
+            .stream_like(out.last().map(|e: &RecordedEvent| &e.stream))
+            .map_err(damaged)?;
+        if fields.namespace() != namespace.as_bytes() || fields.position != position {
             return Err(corrupt(
                 path,
                 at(),
                 format!(
                     "the namespace log points at log sequence {sequence}, which holds {} position {}",
-                    event.stream.namespace, event.position
+                    stream.namespace, fields.position
                 ),
             ));
         }
-        out.push(event);
+        fields.push_onto(stream, &mut out).map_err(damaged)?;
     }
     Ok(out)
 }

@@ -12,8 +12,19 @@ use redb::TableDefinition;
 ///
 /// History: 1 had one global log (the event record's position was global);
 /// 2 gives each namespace its own log ([`NAMESPACE_LOG`], and the record
-/// carries both the log sequence and the namespace position).
-pub(super) const FORMAT_VERSION: u64 = 2;
+/// carries both the log sequence and the namespace position); 3 writes
+/// event records of record version 3 (a CRC-32 instead of a truncated
+/// blake3; the tables are those of 2).
+///
+/// A file of format 2 is still read: its event records (all of record
+/// version 2) are, and the open stamps it 3 before anything is appended
+/// ([`FORMAT_VERSION_READ`]), so a build that reads only 2 refuses it by its
+/// version instead of failing on the first record of version 3.
+pub(super) const FORMAT_VERSION: u64 = 3;
+
+/// The older format version that opening converts, in place, by stamping
+/// [`FORMAT_VERSION`]: nothing else in the file changes.
+pub(super) const FORMAT_VERSION_READ: u64 = 2;
 
 /// The [`META`] key of the format version.
 pub(super) const FORMAT_VERSION_KEY: &str = "format_version";
