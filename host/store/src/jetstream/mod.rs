@@ -143,6 +143,8 @@ pub struct JetStreamStore {
     tails: tails::Tails,
     /// Batches asked for before the reads that want them (see `reads.rs`).
     prefetches: reads::Prefetches,
+    /// Consumers kept between the batches of long reads (see `reads.rs`).
+    cursors: reads::Cursors,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -218,6 +220,7 @@ impl JetStreamStore {
             commands: commands::CommandIndex::default(),
             tails: tails::Tails::default(),
             prefetches: reads::Prefetches::default(),
+            cursors: reads::Cursors::default(),
         })
     }
 

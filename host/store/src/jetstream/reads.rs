@@ -55,6 +55,10 @@ use async_nats::jetstream::stream;
 use async_nats::{Message, StatusCode, Subscriber};
 use futures_util::StreamExt;
 
+mod cursor;
+
+pub(super) use cursor::Cursors;
+
 use super::streams::last_sequence;
 use super::{JetStreamStore, RecordedEvent, StoreError, StreamId, codec, unavailable};
 use aether_core::namespace::Namespace;
@@ -382,9 +386,14 @@ impl JetStreamStore {
             seen,
             out: Vec::with_capacity(wanted),
         };
-        let prefetched = self.prefetches.take(stream);
-        self.gather(&events, &name, &subject, &mut reading, prefetched)
+        let by_consumer = self
+            .read_by_consumer(&events, &name, &subject, &mut reading)
             .await?;
+        let prefetched = self.prefetches.take(stream);
+        if !by_consumer {
+            self.gather(&events, &name, &subject, &mut reading, prefetched)
+                .await?;
+        }
         let Some(event) = reading.out.last() else {
             return Ok(reading.out);
         };
@@ -393,7 +402,7 @@ impl JetStreamStore {
         self.hints.note(stream, read, leader);
         // A full batch with more after it: activation will ask for the
         // next one right after replaying this one, so ask for it now.
-        if reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
+        if !by_consumer && reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
             let next = read.1 + 1;
             if let Ok(replies) = self.request_batch(&name, &subject, next, limit).await {
                 self.prefetches.put(
