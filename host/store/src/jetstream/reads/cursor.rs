@@ -18,10 +18,10 @@
 //! only at `limit` or at the aggregate's last message as the leader had it
 //! when the read began (or an earlier read knew it had), never because the
 //! consumer has nothing more: a consumer that has not caught up (one on a
-//! follower) is waited for, at most [`BATCH_WAIT`] per message. A consumer
-//! that cannot be created, fails or times out hands the rest of the read
-//! to the direct gets, which report an unreachable server as
-//! [`StoreError::Unavailable`].
+//! follower) is waited for, at most [`BATCH_WAIT`] per message, after
+//! which the read fails as [`StoreError::Unavailable`]. A consumer that
+//! cannot be created or otherwise fails (a lost delivery, an error status)
+//! hands the rest of the read to the direct gets.
 //!
 //! A read that ends with a full batch while the aggregate has more keeps
 //! its consumer as a cursor (at most [`MAX_CURSORS`] streams, each for at
@@ -45,7 +45,7 @@ use futures_util::StreamExt;
 
 use super::{BATCH_WAIT, Gather, Reading};
 use crate::StreamId;
-use crate::jetstream::{JetStreamStore, StoreError};
+use crate::jetstream::{JetStreamStore, StoreError, unavailable};
 
 /// The fewest messages a read wants (events, and those it passes before
 /// `from`) for it to open a consumer.
@@ -172,9 +172,10 @@ impl Cursor {
         Ok(())
     }
 
-    /// Fills `reading` with the consumer's messages on `subject`. An error
-    /// is the consumer's (the read may go on without it), but for a
-    /// message the read refuses (damaged, or a version out of order).
+    /// Fills `reading` with the consumer's messages on `subject`. An inner
+    /// error is the consumer's (the read may go on with direct gets); an
+    /// outer one is the read's: a message it refuses (damaged, or a
+    /// version out of order), or no message for [`BATCH_WAIT`].
     async fn fill(
         &mut self,
         client: &async_nats::Client,
@@ -194,10 +195,20 @@ impl Cursor {
                     pull
                 }
             };
+            // No message for that long: the server is gone or too far
+            // behind, and direct gets would wait as long.
             let message = match tokio::time::timeout(BATCH_WAIT, pull.replies.next()).await {
                 Ok(Some(message)) => message,
-                Ok(None) => return Ok(Err("the connection closed during a pull".into())),
-                Err(_) => return Ok(Err(format!("no message within {BATCH_WAIT:?}"))),
+                Ok(None) => {
+                    return Err(unavailable(format!(
+                        "reading {subject}: the connection closed during a pull"
+                    )));
+                }
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "reading {subject}: no message from its consumer within {BATCH_WAIT:?}"
+                    )));
+                }
             };
             if let Some(status) = message.status {
                 if status == StatusCode::IDLE_HEARTBEAT {
