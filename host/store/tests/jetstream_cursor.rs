@@ -132,6 +132,15 @@ async fn a_long_read_has_exactly_the_events_appended_from_anywhere() {
     let (appended, others) = append_interleaved(&store, &long, &other, LONG).await;
     assert_eq!(appended.len() as u64, LONG);
 
+    // A short read stays on direct gets.
+    let short = store.read_stream(&long, 1, 10).await.unwrap();
+    assert_eq!(short, slice(&appended, 1, 10));
+    assert_eq!(
+        consumers(&server).await,
+        0,
+        "a short read opens no consumer"
+    );
+
     // As activation reads it; a consumer is kept between its batches.
     let first = store.read_stream(&long, 1, BATCH).await.unwrap();
     assert_eq!(first, slice(&appended, 1, BATCH));

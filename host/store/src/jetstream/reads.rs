@@ -28,6 +28,12 @@
 //! as any batch: a short one is asked again), else drops it. At most one
 //! such batch per stream, for at most [`MAX_PREFETCHES`] streams.
 //!
+//! A read of an aggregate that wants at least [`cursor::LONG_READ`]
+//! messages takes them from an ephemeral pull consumer instead of direct
+//! gets (which make the server re-encode every message's headers), with
+//! the same bounds and checks, kept between activation's batches; see
+//! [`cursor`].
+//!
 //! A namespace's log is read the same way: its head (the stream's last
 //! sequence) from the leader, then batched direct gets by sequence over
 //! the whole stream (every sequence is an event of the namespace, see
