@@ -86,33 +86,76 @@ pub(super) fn version(message: &StreamMessage) -> Result<u64, StoreError> {
         .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))
 }
 
+/// The event's headers of a message (the first value of each), found in
+/// one pass over its headers: looking each up by name would build (and
+/// allocate) a header name and hash it, ten times per event read.
+#[derive(Default)]
+struct Fields<'a> {
+    version: Option<&'a str>,
+    id: Option<&'a str>,
+    event_type: Option<&'a str>,
+    content_type: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    command: Option<&'a str>,
+    correlation: Option<&'a str>,
+    causation: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(message: &'a StreamMessage) -> Self {
+        let mut fields = Fields::default();
+        for (name, values) in message.headers.iter() {
+            let field = match name.as_ref() {
+                VERSION => &mut fields.version,
+                EVENT_ID => &mut fields.id,
+                EVENT_TYPE => &mut fields.event_type,
+                CONTENT_TYPE => &mut fields.content_type,
+                TIMESTAMP => &mut fields.timestamp,
+                COMMAND => &mut fields.command,
+                CORRELATION => &mut fields.correlation,
+                CAUSATION => &mut fields.causation,
+                DIGEST => &mut fields.digest,
+                _ => continue,
+            };
+            *field = values.first().map(|v| v.as_str());
+        }
+        fields
+    }
+}
+
 /// The event in `message`, of `stream`.
 pub(super) fn decode(
     stream: &StreamId,
     message: &StreamMessage,
 ) -> Result<RecordedEvent, StoreError> {
-    let text = |name: &str| header(message, name).map(str::to_owned);
-    let id = header(message, EVENT_ID)
+    let fields = Fields::of(message);
+    let text = |value: Option<&str>| value.map(str::to_owned);
+    let id = fields
+        .id
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| damaged(message, format!("no valid {EVENT_ID} header")))?;
+    let version = fields
+        .version
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))?;
     Ok(RecordedEvent {
         id,
         stream: stream.clone(),
-        version: version(message)?,
+        version,
         position: message.sequence,
-        event_type: text(EVENT_TYPE)
+        event_type: text(fields.event_type)
             .ok_or_else(|| damaged(message, format!("no {EVENT_TYPE} header")))?,
-        content_type: text(CONTENT_TYPE).unwrap_or_else(|| crate::JSON_CONTENT_TYPE.to_owned()),
+        content_type: text(fields.content_type)
+            .unwrap_or_else(|| crate::JSON_CONTENT_TYPE.to_owned()),
         data: message.payload.to_vec(),
         metadata: EventMetadata {
-            command_id: text(COMMAND),
-            correlation_id: text(CORRELATION),
-            causation_id: text(CAUSATION),
-            component_digest: text(DIGEST),
+            command_id: text(fields.command),
+            correlation_id: text(fields.correlation),
+            causation_id: text(fields.causation),
+            component_digest: text(fields.digest),
         },
-        timestamp_ms: header(message, TIMESTAMP)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        timestamp_ms: fields.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0),
     })
 }
 

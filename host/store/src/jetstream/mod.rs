@@ -40,7 +40,10 @@
 //!   showed the leader had all this read wants), then the messages in
 //!   batched direct gets, up to 1 024 a request, from any server that has
 //!   them all; activation's next batch is asked for as the previous read
-//!   ends (see `reads.rs`).
+//!   ends (see `reads.rs`). A long read (256 messages or more) takes them
+//!   from an ephemeral pull consumer of its own instead, filtered on the
+//!   aggregate's subject, kept between activation's batches, deleted when
+//!   done (see `reads/cursor.rs`).
 //! - reads of a namespace's log: the stream's last sequence from the
 //!   leader, then batched direct gets by sequence over the whole stream.
 //!   Positions are the stream's sequences, and they are gapless: the
@@ -143,6 +146,8 @@ pub struct JetStreamStore {
     tails: tails::Tails,
     /// Batches asked for before the reads that want them (see `reads.rs`).
     prefetches: reads::Prefetches,
+    /// Consumers kept between the batches of long reads (see `reads.rs`).
+    cursors: reads::Cursors,
 }
 
 fn unavailable(message: impl std::fmt::Display) -> StoreError {
@@ -218,6 +223,7 @@ impl JetStreamStore {
             commands: commands::CommandIndex::default(),
             tails: tails::Tails::default(),
             prefetches: reads::Prefetches::default(),
+            cursors: reads::Cursors::default(),
         })
     }
 

@@ -28,6 +28,12 @@
 //! as any batch: a short one is asked again), else drops it. At most one
 //! such batch per stream, for at most [`MAX_PREFETCHES`] streams.
 //!
+//! A read of an aggregate that wants at least [`cursor::LONG_READ`]
+//! messages takes them from an ephemeral pull consumer instead of direct
+//! gets (which make the server re-encode every message's headers), with
+//! the same bounds and checks, kept between activation's batches; see
+//! [`cursor`].
+//!
 //! A namespace's log is read the same way: its head (the stream's last
 //! sequence) from the leader, then batched direct gets by sequence over
 //! the whole stream (every sequence is an event of the namespace, see
@@ -54,6 +60,10 @@ use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream;
 use async_nats::{Message, StatusCode, Subscriber};
 use futures_util::StreamExt;
+
+mod cursor;
+
+pub(super) use cursor::Cursors;
 
 use super::streams::last_sequence;
 use super::{JetStreamStore, RecordedEvent, StoreError, StreamId, codec, unavailable};
@@ -382,9 +392,14 @@ impl JetStreamStore {
             seen,
             out: Vec::with_capacity(wanted),
         };
-        let prefetched = self.prefetches.take(stream);
-        self.gather(&events, &name, &subject, &mut reading, prefetched)
+        let by_consumer = self
+            .read_by_consumer(&events, &name, &subject, &mut reading)
             .await?;
+        let prefetched = self.prefetches.take(stream);
+        if !by_consumer {
+            self.gather(&events, &name, &subject, &mut reading, prefetched)
+                .await?;
+        }
         let Some(event) = reading.out.last() else {
             return Ok(reading.out);
         };
@@ -393,7 +408,7 @@ impl JetStreamStore {
         self.hints.note(stream, read, leader);
         // A full batch with more after it: activation will ask for the
         // next one right after replaying this one, so ask for it now.
-        if reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
+        if !by_consumer && reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
             let next = read.1 + 1;
             if let Ok(replies) = self.request_batch(&name, &subject, next, limit).await {
                 self.prefetches.put(
