@@ -1,6 +1,6 @@
 //! The host serves both versions of the WIT package: components built
-//! with the Rust SDK export `aether:aggregate/handler@0.2.0` (`apply` takes
-//! a batch as one buffer), those built with the Python and JavaScript SDKs
+//! with the Rust and JavaScript SDKs export `aether:aggregate/handler@0.2.0`
+//! (`apply` takes a batch as one buffer), those built with the Python SDK
 //! the frozen 0.1.0 (`apply` takes a `list<event>`). Through either, a
 //! history longer than two replay batches gives the same state, and an
 //! event the guest cannot apply is reported at its own version.
@@ -27,7 +27,7 @@ const COMPONENTS: [(&str, &str, &str); 3] = [
     (
         "javascript",
         artifacts::BANK_ACCOUNT_JS,
-        "aether:aggregate/handler@0.1.0",
+        "aether:aggregate/handler@0.2.0",
     ),
 ];
 
