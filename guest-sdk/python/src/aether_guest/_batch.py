@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import struct
 
-from ._aggregate import CONTENT_TYPE
-
 #: Bytes of the fixed header in front of each event.
 HEADER_LEN = 28
 _HEADER = struct.Struct("<QQIII")
 #: ``LENGTHS(batch, offset)``: the lengths of an event's type, content type and data.
 LENGTHS = struct.Struct("<16xIII").unpack_from
 _VERSION = struct.Struct("<Q").unpack_from
-JSON_BYTES = CONTENT_TYPE.encode()
 
 
 def version_at(batch, offset: int) -> int:

@@ -129,7 +129,6 @@ def _apply_loop(spec, Err, ApplyError):
             raise Err(ApplyError(_batch.version_at(batch, offset), str(error))) from None
 
     namespace = {
-        "_JSON": _batch.JSON_BYTES,
         "_HEADER_LEN": _batch.HEADER_LEN,
         "_LENGTHS": _batch.LENGTHS,
         "_SCAN": _SCAN,
@@ -156,9 +155,13 @@ def _apply_loop(spec, Err, ApplyError):
         "        data_start = start + type_len + content_len\n",
         "        stop = data_start + data_len\n",
         "        if stop > size:\n",
-        "            _broken(batch, prev, at, \"an event's lengths run past the end of the batch\")\n",
-        "        if content_len == 16 and batch.startswith(_JSON, data_start - 16):\n",
-        "            name = batch[start : start + type_len]\n",
+        "            _broken(\n",
+        "                batch, prev, at, \"an event's lengths run past the end of the batch\"\n",
+        "            )\n",
+        # The type and content type, one slice compared with the name of
+        # each event class followed by `application/json` (16 bytes).
+        "        if content_len == 16:\n",
+        "            names = batch[start:data_start]\n",
     ]
     for index, (name, codec) in enumerate(spec.events.items()):
         namespace.update(codec.names)
@@ -173,7 +176,8 @@ def _apply_loop(spec, Err, ApplyError):
         body = codec.body.replace("\n    return ", "\n    value = ")
         if body.startswith("    return "):
             body = "    value = " + body[len("    return ") :]
-        lines.append(f"            {'if' if index == 0 else 'elif'} name == {name.encode()!r}:\n")
+        names = (name + CONTENT_TYPE).encode()
+        lines.append(f"            {'if' if index == 0 else 'elif'} names == {names!r}:\n")
         if codec.canonical is not None:
             lines.append(_canonical_path(codec, index, namespace))
         lines.append("                try:\n")
