@@ -28,3 +28,7 @@ export function givenRaw(aggregate: Aggregate, events: [eventType: string, data:
 export function givenState(aggregate: Aggregate, state: unknown): Given;
 /** One `node:test` test per `*.json` conformance scenario in `directory`. */
 export function testScenarios(aggregate: Aggregate, directory: string | URL): void;
+/** A batch as the host passes it to `apply` (aether:aggregate@0.2.0), from events with versions and timestamps as BigInts or Numbers. */
+export function writeBatch(
+  events: { version: bigint | number; eventType: string; contentType?: string; data?: Uint8Array; timestampMs?: bigint | number }[],
+): Uint8Array;

@@ -1,9 +1,9 @@
-//! The host serves both versions of the WIT package: components built
-//! with the Rust SDK export `aether:aggregate/handler@0.2.0` (`apply` takes
-//! a batch as one buffer), those built with the Python and JavaScript SDKs
-//! the frozen 0.1.0 (`apply` takes a `list<event>`). Through either, a
-//! history longer than two replay batches gives the same state, and an
-//! event the guest cannot apply is reported at its own version.
+//! Components built with each SDK (Rust, Python, JavaScript) export
+//! `aether:aggregate/handler@0.2.0` (`apply` takes a batch as one buffer):
+//! through each, a history longer than two replay batches gives the same
+//! state, and an event the guest cannot apply is reported at its own
+//! version. The frozen 0.1.0 (`apply` takes a `list<event>`), which the
+//! host still serves, is exported by the probes (`languages_sandbox.rs`).
 
 use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, GuestFailureKind, Runtime};
@@ -22,12 +22,12 @@ const COMPONENTS: [(&str, &str, &str); 3] = [
     (
         "python",
         artifacts::BANK_ACCOUNT_PY,
-        "aether:aggregate/handler@0.1.0",
+        "aether:aggregate/handler@0.2.0",
     ),
     (
         "javascript",
         artifacts::BANK_ACCOUNT_JS,
-        "aether:aggregate/handler@0.1.0",
+        "aether:aggregate/handler@0.2.0",
     ),
 ];
 
@@ -68,7 +68,7 @@ async fn store_history(runtime: &Runtime, target: &StreamId, events: Vec<NewEven
 /// history it can apply, and `odd-account`, whose history has an event
 /// type it does not know in the middle of the second batch.
 #[tokio::test]
-async fn each_served_version_replays_long_histories_the_same_way() {
+async fn each_sdk_replays_long_histories_the_same_way() {
     let expected_balance: u64 = (2..=EVENTS).sum();
     // In the second batch, so the version is not the batch's first.
     let bad = 1_500;

@@ -103,9 +103,9 @@ export async function buildComponent({ entry, out, wit, tools, features = [] }) 
     const { component } = await componentize({
       sourcePath,
       witPath: path(wit),
-      // The SDK's glue implements the frozen 0.1.0 interface (`apply` takes a
-      // `list<event>`), which the host keeps serving.
-      worldName: 'aether:aggregate/aggregate-component@0.1.0',
+      // The SDK's glue implements `aether:aggregate@0.2.0` (`apply` takes
+      // the batch as one buffer, read in place by batch.js).
+      worldName: 'aether:aggregate/aggregate-component@0.2.0',
       disableFeatures: ['http', 'fetch-event', ...features],
     });
     const bytes = withCustomSection(component, STATE_SCHEMA_SECTION, definition.stateSchema);

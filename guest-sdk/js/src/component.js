@@ -1,11 +1,12 @@
 // The componentize-js glue: the WIT resource `aggregate` (interface
-// `aether:aggregate/handler@0.1.0`) around an aggregate's definition.
+// `aether:aggregate/handler@0.2.0`) around an aggregate's definition.
 //
 // componentize-js conventions this relies on:
 // - the exported interface `handler` is the app module's named export
 //   `handler`, and its resource the class `Aggregate` on it;
 // - records are objects with camelCase fields (`eventType`, `contentType`),
-//   `list<u8>` is a Uint8Array and `u64` a BigInt;
+//   `list<u8>` is a Uint8Array and `u64` a BigInt (so `apply` gets the
+//   batch as one Uint8Array, read in place by batch.js);
 // - a method returning `result<T, E>` returns T for `ok`; throwing a value
 //   with an own `payload` property makes `err(payload)`; anything else
 //   thrown traps (a guest bug: the host drops the instance).
@@ -21,6 +22,7 @@
 // `malformed-command`); any other exception is a trap.
 
 import { AggregateDefinition, CONTENT_TYPE, Rejection } from './aggregate.js';
+import { HEADER_LEN, byteLookup, isJsonAt, malformed, nameAt } from './batch.js';
 import { WireError } from './json.js';
 
 /** The `err` side of a WIT `result`. */
@@ -36,8 +38,9 @@ const DEFINITION = Symbol('aether aggregate definition');
 /** The class of the WIT resource for `definition`. */
 export function resourceClass(definition) {
   const { initial, handle: decide, apply: fold } = definition;
-  // type name -> Variant, for the apply loop's fast path.
+  // type name -> Variant; and the same looked up by the name's bytes in a batch.
   const events = definition.events;
+  const variantAt = byteLookup(events);
 
   /** The WIT `new-event`s for what `handle` returned (see `encodeEvents`, which also words the errors). */
   function newEvents(decided) {
@@ -63,31 +66,58 @@ export function resourceClass(definition) {
       this.state = initial();
     }
 
-    /** Applies stored events in order; stops at the first one that does not decode. */
+    /**
+     * Applies a batch of stored events (one buffer, see batch.js) in order;
+     * stops at the first one that does not decode, or where the batch
+     * breaks its layout.
+     */
     apply(batch) {
+      const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+      const end = batch.byteLength;
       let state = this.state;
-      for (let index = 0; index < batch.length; index++) {
-        const event = batch[index];
-        const variant = event.contentType === CONTENT_TYPE ? events.get(event.eventType) : undefined;
+      let offset = 0;
+      // Where the last event read starts (its version is read only for an error).
+      let last = -1;
+      // The events before a failed one stay applied, none after it is.
+      const fail = (message, version) => {
+        this.state = state;
+        return new Err({ version: version ?? (last < 0 ? 1n : view.getBigUint64(last, true) + 1n), message });
+      };
+      while (offset < end) {
+        if (end - offset < HEADER_LEN) throw fail(malformed(offset, 'an event header is cut short'));
+        const typeStart = offset + HEADER_LEN;
+        const typeLength = view.getUint32(offset + 16, true);
+        const contentStart = typeStart + typeLength;
+        const contentLength = view.getUint32(offset + 20, true);
+        const dataStart = contentStart + contentLength;
+        const next = dataStart + view.getUint32(offset + 24, true);
+        if (next > end) throw fail(malformed(offset, "an event's lengths run past the end of the batch"));
+        const data = batch.subarray(dataStart, next);
+        const variant = isJsonAt(view, contentStart, contentLength) ? variantAt(batch, typeStart, typeLength) : undefined;
         let value;
         if (variant !== undefined) {
           try {
-            value = variant.decode(event.data, false);
+            value = variant.decode(data, false);
           } catch (error) {
             if (!(error instanceof WireError)) throw error;
           }
         }
         if (value === undefined) {
-          value = definition.decodeEvent(event.eventType, event.contentType, event.data);
+          // The slow path, with the names as text; it also words the apply-error.
+          const eventType = nameAt(batch, typeStart, typeLength);
+          const contentType = nameAt(batch, contentStart, contentLength);
+          if (eventType === undefined || contentType === undefined) {
+            throw fail(malformed(offset, 'a type name is not UTF-8'));
+          }
+          value = definition.decodeEvent(eventType, contentType, data);
           if (value === undefined) {
-            // The events before it stay applied, none after it is.
-            this.state = state;
-            const message = definition.applyError(event.eventType, event.contentType, event.data);
-            throw new Err({ version: event.version, message });
+            throw fail(definition.applyError(eventType, contentType, data), view.getBigUint64(offset, true));
           }
         }
-        const next = fold(state, value);
-        if (next !== undefined) state = next;
+        const folded = fold(state, value);
+        if (folded !== undefined) state = folded;
+        last = offset;
+        offset = next;
       }
       this.state = state;
     }

@@ -21,8 +21,11 @@ import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 
 import { CONTENT_TYPE } from './aggregate.js';
+import { writeBatch } from './batch.js';
 import { definitionOf, resourceClass } from './component.js';
 import { parseLossless, stringify } from './json.js';
+
+export { writeBatch };
 
 const TIMESTAMP_MS = 1_700_000_000_000n;
 const encoder = new TextEncoder();
@@ -100,15 +103,17 @@ export class Given {
   }
 }
 
-/** Applies stored events given as `[eventType, data, contentType?]` to `resource`: `{ ok }` or `{ err }`. */
+/** Applies stored events given as `[eventType, data, contentType?]` to `resource`, as one batch: `{ ok }` or `{ err }`. */
 function applyRaw(resource, events) {
-  const batch = events.map(([eventType, data, contentType = CONTENT_TYPE]) => ({
-    version: ++resource.version,
-    eventType,
-    contentType,
-    data: bytes(data),
-    timestampMs: TIMESTAMP_MS,
-  }));
+  const batch = writeBatch(
+    events.map(([eventType, data, contentType = CONTENT_TYPE]) => ({
+      version: ++resource.version,
+      eventType,
+      contentType,
+      data: bytes(data),
+      timestampMs: TIMESTAMP_MS,
+    })),
+  );
   return call(() => resource.apply(batch));
 }
 

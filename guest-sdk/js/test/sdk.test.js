@@ -24,7 +24,7 @@ import {
 } from '../src/index.js';
 import { withCustomSection } from '../src/build.js';
 import { definitionOf } from '../src/component.js';
-import { given, givenRaw, givenState } from '../src/testing.js';
+import { given, givenRaw, givenState, writeBatch } from '../src/testing.js';
 
 const Counter = defineAggregate({
   name: 'Counter',
@@ -79,7 +79,7 @@ test('apply may return the new state; one event may be returned without an array
 test('a variant without fields is null on the wire and also reads {} and empty data', () => {
   const resource = new (exportAggregate(Counter).Aggregate)('c');
   for (const data of ['null', '{}', '', ' ']) {
-    resource.apply([{ version: 1n, eventType: 'Reset', contentType: 'application/json', data: encoder.encode(data), timestampMs: 0n }]);
+    resource.apply(writeBatch([{ version: 1n, eventType: 'Reset', contentType: 'application/json', data: encoder.encode(data) }]));
   }
   assert.deepEqual(Counter.encodeEvents({ type: 'Reset' }), [['Reset', 'null']]);
   assert.throws(() => givenRaw(Counter, [['Reset', '[1]']]), /do not apply/);
@@ -126,7 +126,7 @@ test('an event that does not read is an apply-error naming its version; the even
   ]) {
     resource.state = Counter.initial();
     try {
-      resource.apply([event(1n, 'Added', '{"amount":7}'), bad, event(3n, 'Added', '{"amount":1}')]);
+      resource.apply(writeBatch([event(1n, 'Added', '{"amount":7}'), bad, event(3n, 'Added', '{"amount":1}')]));
       assert.fail('apply accepted a bad event');
     } catch (error) {
       assert.equal(error.payload.version, 2n);
@@ -134,6 +134,79 @@ test('an event that does not read is an apply-error naming its version; the even
     }
     assert.equal(resource.state.value, 7n);
   }
+});
+
+test('apply reads a batch in place: any offset in its buffer, u64 versions, names matched as bytes', () => {
+  const resource = new (exportAggregate(Counter).Aggregate)('c');
+  const events = [
+    { version: 2n ** 60n, eventType: 'Added', data: encoder.encode('{"amount":18446744073709551615}') },
+    { version: 2n ** 60n + 1n, eventType: 'Reset', contentType: 'application/json', data: new Uint8Array() },
+    { version: 2n ** 60n + 2n, eventType: 'Added', contentType: 'Application/JSON; charset=utf-8', data: encoder.encode('{"amount":3,"tag":"é"}') },
+  ];
+  const batch = writeBatch(events);
+  // The batch as a view into the middle of a larger buffer.
+  const padded = new Uint8Array(batch.length + 7);
+  padded.set(batch, 5);
+  resource.apply(padded.subarray(5, 5 + batch.length));
+  assert.deepEqual(resource.state, { value: 3n, tags: ['é'] });
+  resource.apply(writeBatch(events.slice(0, 1)));
+  assert.equal(resource.state.value, 18446744073709551618n);
+  // An empty batch (the host never sends one) applies nothing.
+  resource.apply(new Uint8Array());
+  assert.equal(resource.state.value, 18446744073709551618n);
+  // A name that only shares the length or a suffix of a known one is unknown.
+  for (const eventType of ['Adder', 'Xdded', 'Added\0']) {
+    resource.state = Counter.initial();
+    const bad = writeBatch([{ version: 9n, eventType, data: encoder.encode('{"amount":1}') }]);
+    const outcome = (() => { try { resource.apply(bad); } catch (error) { return error.payload; } })();
+    assert.equal(outcome.version, 9n);
+    assert.match(outcome.message, /unknown type/);
+  }
+});
+
+test('a malformed batch is an apply-error after the last event read, not a crash', () => {
+  const resource = new (exportAggregate(Counter).Aggregate)('c');
+  const good = (version) => ({ version, eventType: 'Added', data: encoder.encode('{"amount":1}') });
+  const two = writeBatch([good(41n), good(42n)]);
+  const first = two.length / 2;
+  const lengthAt = (batch, at, value) => {
+    const copy = batch.slice();
+    new DataView(copy.buffer).setUint32(at, value, true);
+    return copy;
+  };
+  const notUtf8 = writeBatch([good(41n), good(42n)]);
+  notUtf8[first + 28] = 0xff;
+  for (const [batch, offset, reason] of [
+    [two.subarray(0, first + 27), first, 'an event header is cut short'],
+    [two.subarray(0, two.length - 1), first, "an event's lengths run past the end of the batch"],
+    [lengthAt(two, first + 24, 0xffffffff), first, "an event's lengths run past the end of the batch"],
+    [lengthAt(two, first + 16, 0xfffffff0), first, "an event's lengths run past the end of the batch"],
+    [notUtf8, first, 'a type name is not UTF-8'],
+  ]) {
+    resource.state = Counter.initial();
+    try {
+      resource.apply(batch);
+      assert.fail('apply accepted a malformed batch');
+    } catch (error) {
+      assert.deepEqual(error.payload, {
+        version: 42n,
+        message: `the host sent a malformed batch (byte ${offset}): ${reason}`,
+      });
+    }
+    assert.equal(resource.state.value, 1n, 'the event before it stays applied');
+  }
+  // Cut short at the very first event: the version after none read is 1.
+  resource.state = Counter.initial();
+  try {
+    resource.apply(two.subarray(0, 10));
+    assert.fail('apply accepted a malformed batch');
+  } catch (error) {
+    assert.deepEqual(error.payload, {
+      version: 1n,
+      message: 'the host sent a malformed batch (byte 0): an event header is cut short',
+    });
+  }
+  assert.equal(resource.state.value, 0n);
 });
 
 test('a bug in the aggregate traps instead of becoming a value', () => {

@@ -26,7 +26,8 @@ await import(pathToFileURL(source).href);
 const { component } = await componentize({
   sourcePath: source,
   witPath: resolve(root, 'wit'),
-  // The frozen 0.1.0 interface (`apply` takes a `list<event>`), as the SDK's glue.
+  // The frozen 0.1.0 interface (`apply` takes a `list<event>`): the probe keeps
+  // proving that the host serves it (the SDK's glue targets 0.2.0).
   worldName: 'aether:aggregate/aggregate-component@0.1.0',
   disableFeatures: ['http', 'fetch-event'],
 });

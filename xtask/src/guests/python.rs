@@ -79,10 +79,12 @@ const SDK_PACKAGE: &str = "guest-sdk/python/src/aether_guest";
 /// The custom section the state-schema version goes into (the host's
 /// `STATE_SCHEMA_SECTION`).
 const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
-/// The WIT world the component targets.
-/// The SDK's glue implements the frozen 0.1.0 interface (`apply` takes a
-/// `list<event>`), which the host keeps serving.
-const WORLD: &str = "aether:aggregate/aggregate-component@0.1.0";
+/// The WIT world an SDK guest targets: the SDK's glue implements 0.2.0
+/// (`apply` reads the batch as one buffer).
+const SDK_WORLD: &str = "aether:aggregate/aggregate-component@0.2.0";
+/// The WIT world the probe targets: the frozen 0.1.0 (`apply` takes a
+/// `list<event>`), so the tests keep proving that the host serves it.
+const PROBE_WORLD: &str = "aether:aggregate/aggregate-component@0.1.0";
 /// The package `requirements.txt` pins.
 const TOOL: &str = "componentize-py";
 /// Where the components are written, relative to the workspace root.
@@ -159,12 +161,13 @@ fn build_one(root: &Path, guest: &Guest, tools: &mut Option<Tools>) -> Result<Pa
     // Written beside the output and renamed into place, so a failed build
     // never leaves a component that looks up to date.
     let partial = output_dir.join(format!("{}.partial", guest.output));
+    let world = if guest.sdk { SDK_WORLD } else { PROBE_WORLD };
     let mut componentize = tools.componentize_py();
     componentize
         .arg("--quiet")
         .arg("--wit-path")
         .arg(root.join("wit"))
-        .args(["--world", WORLD, "componentize", guest.module])
+        .args(["--world", world, "componentize", guest.module])
         .arg("--python-path")
         .arg(&app_dir)
         .arg("--output")

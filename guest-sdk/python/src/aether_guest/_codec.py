@@ -647,14 +647,17 @@ def _canonical(fields, hints):
     return re.compile(pattern).fullmatch, kinds
 
 
-def canonical_source(kinds, matcher: str, cls: str, indent: int, finish: str) -> str:
-    """Code that matches ``data`` against a class's canonical form (the
-    ``matcher`` name is bound to the regex's fullmatch, ``cls`` to the class)
-    and, when it matches and every integer is in range, runs ``finish``
-    (lines, with ``{}`` standing for the constructor call). Otherwise it
-    falls through."""
+def canonical_source(
+    kinds, matcher: str, cls: str, indent: int, finish: str, subject: str = "data"
+) -> str:
+    """Code that matches ``subject`` (the arguments of the fullmatch: bytes,
+    and possibly where in them to match) against a class's canonical form
+    (the ``matcher`` name is bound to the regex's fullmatch, ``cls`` to the
+    class) and, when it matches and every integer is in range, runs
+    ``finish`` (lines, with ``{}`` standing for the constructor call).
+    Otherwise it falls through."""
     pad = " " * indent
-    code = f"{pad}m = {matcher}(data)\n{pad}if m is not None:\n"
+    code = f"{pad}m = {matcher}({subject})\n{pad}if m is not None:\n"
     args, checks = [], []
     for position, (kind, low, high) in enumerate(kinds):
         var = f"f{position}"

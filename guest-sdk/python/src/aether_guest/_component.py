@@ -1,5 +1,7 @@
-"""The componentize-py glue: the WIT resource ``aggregate`` around an
-:class:`~aether_guest.Aggregate` subclass.
+"""The componentize-py glue: the WIT resource ``aggregate`` (interface
+``aether:aggregate/handler@0.2.0``) around an
+:class:`~aether_guest.Aggregate` subclass. ``apply`` gets the batch of
+events as one ``bytes`` and reads it in place (see ``_batch``).
 
 :func:`resource_class` is written against stand-ins for the generated
 binding types, so the very code that runs in the component also runs under
@@ -18,6 +20,7 @@ import types
 
 import gc
 
+from . import _batch
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of
 from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
 
@@ -96,49 +99,85 @@ def _indent(code: str, spaces: int) -> str:
 
 
 def _apply_loop(spec, Err, ApplyError):
-    """``apply_events(resource, events)``, the resource's ``apply`` method:
-    decodes each event and passes it to the state's ``apply``. Generated
-    per aggregate, with each
+    """``apply_events(resource, batch)``, the resource's ``apply`` method:
+    reads each event of the batch in place (see ``_batch``), decodes it and
+    passes it to the state's ``apply``. Generated per aggregate, with each
     event class's decoder inlined, since this loop is what replay spends
     its time in. Anything unusual (another content type, an unknown type,
     data that does not decode, JSON with leading whitespace) goes to the
-    general decoder, which also words the apply-error."""
+    general decoder, which also words the apply-error; a batch that breaks
+    its layout is an apply-error too."""
     decode_event = spec.decode_event
 
-    def slow(version, event_type, content_type, data):
+    def broken(batch, previous, offset, reason):
+        raise Err(ApplyError(*_batch.malformed(batch, previous, offset, reason)))
+
+    def slow(batch, previous, offset):
+        type_len, content_len, data_len = _batch.LENGTHS(batch, offset)
+        start = offset + _batch.HEADER_LEN
+        data_start = start + type_len + content_len
+        try:
+            event_type = batch[start : start + type_len].decode()
+            content_type = batch[start + type_len : data_start].decode()
+        except UnicodeDecodeError:
+            broken(batch, previous, offset, "a type name is not UTF-8")
+        data = batch[data_start : data_start + data_len]
         try:
             return decode_event(event_type, content_type, data)
         except ValueError as error:
             # The events before it stay applied, none after it is.
-            raise Err(ApplyError(version, str(error))) from None
+            raise Err(ApplyError(_batch.version_at(batch, offset), str(error))) from None
 
     namespace = {
-        "_JSON": CONTENT_TYPE,
+        "_HEADER_LEN": _batch.HEADER_LEN,
+        "_LENGTHS": _batch.LENGTHS,
         "_SCAN": _SCAN,
         "_WHITESPACE": _WHITESPACE,
+        "_broken": broken,
         "_slow": slow,
         "WireError": WireError,
     }
+    # `at` is where the event starts, `prev` where the one before it did
+    # (-1 for none), `stop` where it ends.
     lines = [
-        "def apply_events(resource, events):\n",
+        "def apply_events(resource, batch):\n",
         "    fold = resource.state.apply\n",
-        "    for version, event_type, content_type, data, _ in events:\n",
-        "        if content_type == _JSON:\n",
+        "    size = len(batch)\n",
+        "    at = -1\n",
+        "    stop = 0\n",
+        "    while stop < size:\n",
+        "        prev = at\n",
+        "        at = stop\n",
+        "        if size - at < _HEADER_LEN:\n",
+        "            _broken(batch, prev, at, 'an event header is cut short')\n",
+        "        type_len, content_len, data_len = _LENGTHS(batch, at)\n",
+        "        start = at + _HEADER_LEN\n",
+        "        data_start = start + type_len + content_len\n",
+        "        stop = data_start + data_len\n",
+        "        if stop > size:\n",
+        "            _broken(\n",
+        "                batch, prev, at, \"an event's lengths run past the end of the batch\"\n",
+        "            )\n",
+        # The type and content type, one slice compared with the name of
+        # each event class followed by `application/json` (16 bytes).
+        "        if content_len == 16:\n",
+        "            names = batch[start:data_start]\n",
     ]
     for index, (name, codec) in enumerate(spec.events.items()):
         namespace.update(codec.names)
         parse = (
-            "text = data.decode()\n"
+            "text = batch[data_start:stop].decode()\n"
             "obj, end = _SCAN(text, 0)\n"
             "if end != len(text) and text[end:].strip(_WHITESPACE):\n"
             "    raise WireError\n"
         )
         if codec.unit:
-            parse = "if data:\n" + _indent(parse, 4) + "else:\n    obj = None\n"
+            parse = "if stop != data_start:\n" + _indent(parse, 4) + "else:\n    obj = None\n"
         body = codec.body.replace("\n    return ", "\n    value = ")
         if body.startswith("    return "):
             body = "    value = " + body[len("    return ") :]
-        lines.append(f"            {'if' if index == 0 else 'elif'} event_type == {name!r}:\n")
+        names = (name + CONTENT_TYPE).encode()
+        lines.append(f"            {'if' if index == 0 else 'elif'} names == {names!r}:\n")
         if codec.canonical is not None:
             lines.append(_canonical_path(codec, index, namespace))
         lines.append("                try:\n")
@@ -146,11 +185,11 @@ def _apply_loop(spec, Err, ApplyError):
         lines.append(_indent(body, 16))
         lines.append(
             "                except (WireError, UnicodeDecodeError, StopIteration, ValueError):\n"
-            "                    value = _slow(version, event_type, content_type, data)\n"
+            "                    value = _slow(batch, prev, at)\n"
             "                fold(value)\n"
             "                continue\n"
         )
-    lines.append("        fold(_slow(version, event_type, content_type, data))\n")
+    lines.append("        fold(_slow(batch, prev, at))\n")
     source = "".join(lines)
     exec(compile(source, f"<aether_guest apply loop of {spec.cls.__name__}>", "exec"), namespace)
     return namespace["apply_events"]
@@ -159,16 +198,13 @@ def _apply_loop(spec, Err, ApplyError):
 def _canonical_path(codec, index: int, namespace: dict) -> str:
     """The fast path of one event class in the apply loop: data in the
     canonical compact form (see `_codec._canonical`) is read with one
-    regular-expression match instead of the JSON scanner."""
+    regular-expression match over the batch instead of the JSON scanner."""
     fullmatch, kinds = codec.canonical
     namespace[f"_fm{index}"] = fullmatch
     namespace[f"_k{index}"] = codec.cls
-    return canonical_source(kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue")
-
-
-def event_record(version, event_type, content_type, data, timestamp_ms):
-    """What the WIT record ``event`` becomes in the guest: a plain tuple."""
-    return (version, event_type, content_type, data, timestamp_ms)
+    return canonical_source(
+        kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue", "batch, data_start, stop"
+    )
 
 
 def command_record(command_type, content_type, data):
@@ -180,12 +216,11 @@ def _fast_records():
     """componentize-py builds each record it hands to the guest by calling
     the class of that name in the generated bindings, which it looks up
     after the app module is imported. The generated classes are dataclasses
-    whose ``__init__`` costs more than the rest of applying a small event;
-    the records the host sends (``event``, ``command``) are only read, so
-    plain tuples built by a one-line function do."""
+    whose ``__init__`` costs more than the rest of handling a small
+    command; the record the host sends (``command``) is only read, so a
+    plain tuple built by a one-line function does."""
     from wit_world.imports import types as wit_types
 
-    wit_types.Event = event_record
     wit_types.Command = command_record
 
 

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of, type_name
 from ._codec import codec_for
-from ._component import command_record, event_record, resource_class
+from ._batch import write_batch
+from ._component import command_record, resource_class
 
-__all__ = ["given", "given_state", "Scenario", "Outcome", "Err"]
+__all__ = ["given", "given_state", "Scenario", "Outcome", "Err", "write_batch"]
 
 TIMESTAMP_MS = 1_700_000_000_000
 
 
-_Event = event_record
 @dataclass
 class _NewEvent:
     event_type: str
@@ -92,8 +92,8 @@ class Scenario:
                 raise AssertionError(f"{event!r} is not an event of {self.cls.__name__}")
             self.version += 1
             data = codec_for(type(event)).to_bytes(event)
-            batch.append(_Event(self.version, name, CONTENT_TYPE, data, TIMESTAMP_MS))
-        self._apply_raw(batch)
+            batch.append((self.version, name, CONTENT_TYPE, data, TIMESTAMP_MS))
+        self._apply_raw(write_batch(batch))
         return self
 
     def apply_raw(self, event_type: str, data, content_type: str = CONTENT_TYPE):
@@ -102,7 +102,9 @@ class Scenario:
         self.version += 1
         data = data.encode() if isinstance(data, str) else bytes(data)
         try:
-            self._apply_raw([_Event(self.version, event_type, content_type, data, TIMESTAMP_MS)])
+            self._apply_raw(
+                write_batch([(self.version, event_type, content_type, data, TIMESTAMP_MS)])
+            )
         except AssertionError as error:
             return error.args[1]
         return None

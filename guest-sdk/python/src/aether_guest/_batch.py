@@ -1,0 +1,49 @@
+"""The batch ``apply`` receives (``aether:aggregate@0.2.0``): events one
+after another, each a 28-byte little-endian header (version u64,
+timestamp-ms u64, then the u32 lengths of its event type, content type and
+data) followed by those three byte strings. The layout is specified on
+``apply`` in ``wit/aggregate.wit``.
+
+The apply loop (``_component``) reads the batch in place: the lengths with
+one ``struct`` call, the names compared as bytes, the canonical data matched
+by a regular expression over the batch itself; only the JSON path copies an
+event's data out. The host guarantees the layout; a batch that breaks it (a
+host bug) is reported as an ``apply-error``, as the Rust SDK does, rather
+than read past its end.
+"""
+
+from __future__ import annotations
+
+import struct
+
+#: Bytes of the fixed header in front of each event.
+HEADER_LEN = 28
+_HEADER = struct.Struct("<QQIII")
+#: ``LENGTHS(batch, offset)``: the lengths of an event's type, content type and data.
+LENGTHS = struct.Struct("<16xIII").unpack_from
+_VERSION = struct.Struct("<Q").unpack_from
+
+
+def version_at(batch, offset: int) -> int:
+    """The version in the header at ``offset``."""
+    return _VERSION(batch, offset)[0]
+
+
+def malformed(batch, previous: int, offset: int, reason: str):
+    """``(version, message)`` of the apply-error for a batch that breaks the
+    layout at ``offset``: the version after the event read before it (at
+    ``previous``, or -1 for none)."""
+    version = 1 if previous < 0 else version_at(batch, previous) + 1
+    return version, f"the host sent a malformed batch (byte {offset}): {reason}"
+
+
+def write_batch(events) -> bytes:
+    """A batch as the host writes it, from ``(version, event_type,
+    content_type, data, timestamp_ms)`` tuples: for tests and the testing
+    helpers."""
+    out = bytearray()
+    for version, event_type, content_type, data, timestamp_ms in events:
+        names = event_type.encode(), content_type.encode()
+        out += _HEADER.pack(version, timestamp_ms, len(names[0]), len(names[1]), len(data))
+        out += names[0] + names[1] + data
+    return bytes(out)
