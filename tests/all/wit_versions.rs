@@ -3,17 +3,20 @@
 //! through each, a history longer than two replay batches gives the same
 //! state, and an event the guest cannot apply is reported at its own
 //! version. The frozen 0.1.0 (`apply` takes a `list<event>`), which the
-//! host still serves, is exported by the probes (`languages_sandbox.rs`).
+//! host still serves, goes through the same checks with `tally-v01`, a
+//! component written against it by hand (`tests/programs/tally-v01`); the
+//! probes (`languages_sandbox.rs`) export 0.1.0 too.
 
 use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, GuestFailureKind, Runtime};
 use aether_host::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamId};
-use aether_tests::{artifacts, component, memory_runtime, stream, test_config};
+use aether_tests::{artifacts, component, memory_runtime, send, stream, test_config};
+use serde_json::json;
 
 /// More than two of the runtime's replay batches (1 024 events).
 const EVENTS: u64 = 2_500;
 
-const COMPONENTS: [(&str, &str, &str); 3] = [
+const COMPONENTS: [(&str, &str, &str); 4] = [
     (
         "rust",
         artifacts::BANK_ACCOUNT,
@@ -28,6 +31,12 @@ const COMPONENTS: [(&str, &str, &str); 3] = [
         "javascript",
         artifacts::BANK_ACCOUNT_JS,
         "aether:aggregate/handler@0.2.0",
+    ),
+    // Its view is only the balance: not compared with the bank accounts'.
+    (
+        "rust on 0.1.0",
+        artifacts::TALLY_V01,
+        "aether:aggregate/handler@0.1.0",
     ),
 ];
 
@@ -68,7 +77,7 @@ async fn store_history(runtime: &Runtime, target: &StreamId, events: Vec<NewEven
 /// history it can apply, and `odd-account`, whose history has an event
 /// type it does not know in the middle of the second batch.
 #[tokio::test]
-async fn each_sdk_replays_long_histories_the_same_way() {
+async fn each_served_version_replays_long_histories_and_decides_the_same_way() {
     let expected_balance: u64 = (2..=EVENTS).sum();
     // In the second batch, so the version is not the batch's first.
     let bad = 1_500;
@@ -93,7 +102,22 @@ async fn each_sdk_replays_long_histories_the_same_way() {
             "{language}: {}",
             state.view
         );
-        views.push((language, state.view));
+        if export.ends_with("@0.2.0") {
+            views.push((language, state.view));
+        }
+
+        // A command: `handle`, then `apply` of the event it decided.
+        let outcome = send(&runtime, &good, "Deposit", json!({"amount": 7}))
+            .await
+            .unwrap_or_else(|e| panic!("{language}: {e}"));
+        assert_eq!(outcome.version, EVENTS + 1, "{language}");
+        let state = runtime.state(&good).await.unwrap();
+        assert_eq!(
+            state.view["balance"].as_u64(),
+            Some(expected_balance + 7),
+            "{language}: {}",
+            state.view
+        );
 
         let odd = stream("versions", "odd-account", "long");
         store_history(&runtime, &odd, history(Some(bad))).await;

@@ -18,6 +18,7 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("counter", "COUNTER"),
     ("bank-account", "BANK_ACCOUNT"),
     ("hostile", "HOSTILE"),
+    ("tally-v01", "TALLY_V01"),
 ];
 
 /// WAT guests under `tests/programs/`: (file, constant name).

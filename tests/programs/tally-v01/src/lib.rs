@@ -1,0 +1,114 @@
+//! A bank-account-shaped tally written against the frozen WIT
+//! `aether:aggregate@0.1.0` (`wit/deps/aggregate-0.1.0/`), where `apply`
+//! receives a `list<event>`, without any SDK: it keeps the host's 0.1.0
+//! bindings under test now that every SDK targets 0.2.0.
+//!
+//! Events: `Opened` (any data) and `Deposited` (`{"amount": n}`, added to
+//! the balance); any other type, or other content, is an `apply-error` at
+//! its version, after the events before it were applied. Commands:
+//! `Deposit` (`{"amount": n}`) decides one `Deposited`. The view is
+//! `{"balance": n}`.
+#![allow(missing_docs, unreachable_pub, unsafe_code)]
+
+use std::cell::Cell;
+
+use serde::Deserialize;
+
+wit_bindgen::generate!({
+    path: "../../../wit/deps/aggregate-0.1.0",
+    world: "aggregate-component",
+});
+
+use aether::aggregate::types::{ApplyError, Command, Event, NewEvent, Rejection};
+use exports::aether::aggregate::handler::{Guest, GuestAggregate};
+
+#[derive(Deserialize)]
+struct Amount {
+    amount: u64,
+}
+
+struct Tally {
+    balance: Cell<u64>,
+}
+
+impl GuestAggregate for Tally {
+    fn new(_id: String) -> Self {
+        Self {
+            balance: Cell::new(0),
+        }
+    }
+
+    fn apply(&self, events: Vec<Event>) -> Result<(), ApplyError> {
+        for event in events {
+            let failed = |message: String| ApplyError {
+                version: event.version,
+                message,
+            };
+            if event.content_type != "application/json" {
+                return Err(failed(format!(
+                    "unsupported content type {}",
+                    event.content_type
+                )));
+            }
+            match event.event_type.as_str() {
+                "Opened" => {}
+                "Deposited" => {
+                    let Amount { amount } = serde_json::from_slice(&event.data)
+                        .map_err(|e| failed(format!("invalid Deposited: {e}")))?;
+                    self.balance.set(self.balance.get().saturating_add(amount));
+                }
+                other => {
+                    return Err(failed(format!(
+                        "cannot apply event: unknown type \"{other}\""
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&self, command: Command) -> Result<Vec<NewEvent>, Rejection> {
+        let rejection = |code: &str, message: String| Rejection {
+            code: code.into(),
+            message,
+        };
+        if command.command_type != "Deposit" {
+            return Err(rejection(
+                "malformed-command",
+                format!("unknown type \"{}\"", command.command_type),
+            ));
+        }
+        let Amount { amount } = serde_json::from_slice(&command.data)
+            .map_err(|e| rejection("malformed-command", e.to_string()))?;
+        Ok(vec![NewEvent {
+            event_type: "Deposited".into(),
+            content_type: "application/json".into(),
+            data: format!("{{\"amount\":{amount}}}").into_bytes(),
+        }])
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.balance.get().to_string().into_bytes()
+    }
+
+    fn restore(&self, state: Vec<u8>) -> Result<(), String> {
+        let balance = std::str::from_utf8(&state)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("not a balance")?;
+        self.balance.set(balance);
+        Ok(())
+    }
+
+    fn view(&self) -> String {
+        format!("{{\"balance\":{}}}", self.balance.get())
+    }
+}
+
+struct Component;
+
+impl Guest for Component {
+    type Aggregate = Tally;
+}
+
+export!(Component);
