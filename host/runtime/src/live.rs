@@ -263,6 +263,12 @@ impl Runtime {
 
     /// Applies the stream's events after version `start` to the aggregate
     /// being activated.
+    ///
+    /// While the partition applies a full batch, the next one is read
+    /// (stored events never change, so reading ahead reads what a read
+    /// after the apply would); the replay still ends at the first batch
+    /// that is not full. A read-ahead that fails matters only if the
+    /// apply succeeded.
     async fn replay(
         &self,
         partition: &PartitionHandle,
@@ -270,13 +276,10 @@ impl Runtime {
         start: u64,
     ) -> Result<Replayed, CommandError> {
         let batch = self.inner.config.replay_batch.max(1);
+        let store = &self.inner.store;
         let mut version = start;
+        let mut events = store.read_stream(stream, version + 1, batch).await?;
         loop {
-            let events = self
-                .inner
-                .store
-                .read_stream(stream, version + 1, batch)
-                .await?;
             let Some(last) = events.last() else {
                 if version > start || version == 0 {
                     return Ok(Replayed::Whole {
@@ -285,7 +288,7 @@ impl Runtime {
                 }
                 // From a snapshot, with nothing after it: its last event's
                 // timestamp still bounds the next one's.
-                let last = self.inner.store.read_stream(stream, version, 1).await?;
+                let last = store.read_stream(stream, version, 1).await?;
                 return Ok(Replayed::Whole {
                     last_timestamp: last.first().map(|e| e.timestamp_ms),
                 });
@@ -293,17 +296,26 @@ impl Runtime {
             let full = events.len() == batch;
             let last_version = last.version;
             let s = stream.clone();
-            match partition.call(move |p| p.apply(&s, &events)).await? {
+            let apply = partition.call(move |p| p.apply(&s, &events));
+            let (applied, next) = if full {
+                let read_ahead = store.read_stream(stream, last_version + 1, batch);
+                let (applied, next) = tokio::join!(apply, read_ahead);
+                (applied, Some(next))
+            } else {
+                (apply.await, None)
+            };
+            match applied? {
                 Ok(v) => version = v,
                 Err(CallError::NotLive) => return Ok(Replayed::Lost),
                 Err(CallError::Guest(failure)) => return Err(failure.into()),
             }
             debug_assert_eq!(version, last_version);
-            if !full {
+            let Some(next) = next else {
                 return Ok(Replayed::Whole {
                     last_timestamp: None,
                 });
-            }
+            };
+            events = next?;
         }
     }
 }
