@@ -56,6 +56,16 @@ enum Exports {
     V2(v2::AggregateComponent),
 }
 
+/// One event of a batch to apply, borrowed from a stored or a just
+/// decided event.
+struct BatchEntry<'e> {
+    version: u64,
+    timestamp_ms: u64,
+    event_type: &'e str,
+    content_type: &'e str,
+    data: &'e [u8],
+}
+
 /// Runs `$call` with `$aggregate` bound to the exported `aggregate`
 /// resource's functions of whichever version `$exports` is; for the calls
 /// whose Rust types are the same in both versions.
@@ -142,38 +152,14 @@ impl GuestInstance {
         resource: ResourceAny,
         events: &[RecordedEvent],
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let Some(first) = events.first() else {
-            return Ok(Ok(()));
-        };
-        let clock = (first.timestamp_ms, first.version);
-        if let Exports::V1(_) = self.exports {
-            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = events
-                .iter()
-                .map(|e| v1::aether::aggregate0_1_0::types::Event {
-                    version: e.version,
-                    event_type: &e.event_type,
-                    content_type: &e.content_type,
-                    data: &e.data,
-                    timestamp_ms: e.timestamp_ms,
-                })
-                .collect();
-            return self.apply_list(stream, resource, clock, &batch);
-        }
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        for e in events {
-            batch.push(
-                e.version,
-                e.timestamp_ms,
-                &e.event_type,
-                &e.content_type,
-                &e.data,
-            );
-        }
-        let applied = self.apply_buffer(stream, resource, clock, &batch);
-        batch.shrink(BATCH_BUFFER_KEPT);
-        self.batch = batch;
-        applied
+        let batch = events.iter().map(|e| BatchEntry {
+            version: e.version,
+            timestamp_ms: e.timestamp_ms,
+            event_type: &e.event_type,
+            content_type: &e.content_type,
+            data: &e.data,
+        });
+        self.apply_entries(stream, resource, batch)
     }
 
     /// Applies the events the aggregate just decided at `version`, as the
@@ -187,35 +173,55 @@ impl GuestInstance {
         events: &[NewEvent],
         timestamp_ms: u64,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        if events.is_empty() {
+        let batch = (version + 1..).zip(events).map(|(version, e)| BatchEntry {
+            version,
+            timestamp_ms,
+            event_type: &e.event_type,
+            content_type: &e.content_type,
+            data: &e.data,
+        });
+        self.apply_entries(stream, resource, batch)
+    }
+
+    /// Applies a batch in one call, in the form the component's version
+    /// takes (a 0.2.x buffer or a 0.1.x `list<event>`); the clock reads the
+    /// first event's timestamp and version.
+    fn apply_entries<'e>(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        entries: impl Iterator<Item = BatchEntry<'e>>,
+    ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
+        let mut entries = entries.peekable();
+        let Some(first) = entries.peek() else {
             return Ok(Ok(()));
-        }
-        let clock = (timestamp_ms, version + 1);
+        };
+        let clock = (first.timestamp_ms, first.version);
         if let Exports::V1(_) = self.exports {
-            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = (version + 1..)
-                .zip(events)
-                .map(|(version, e)| v1::aether::aggregate0_1_0::types::Event {
-                    version,
-                    event_type: &e.event_type,
-                    content_type: &e.content_type,
-                    data: &e.data,
-                    timestamp_ms,
+            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = entries
+                .map(|e| v1::aether::aggregate0_1_0::types::Event {
+                    version: e.version,
+                    event_type: e.event_type,
+                    content_type: e.content_type,
+                    data: e.data,
+                    timestamp_ms: e.timestamp_ms,
                 })
                 .collect();
             return self.apply_list(stream, resource, clock, &batch);
         }
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        for (version, e) in (version + 1..).zip(events) {
+        for e in entries {
             batch.push(
-                version,
-                timestamp_ms,
-                &e.event_type,
-                &e.content_type,
-                &e.data,
+                e.version,
+                e.timestamp_ms,
+                e.event_type,
+                e.content_type,
+                e.data,
             );
         }
         let applied = self.apply_buffer(stream, resource, clock, &batch);
+        batch.shrink(BATCH_BUFFER_KEPT);
         self.batch = batch;
         applied
     }
