@@ -130,3 +130,73 @@ async fn an_idle_lane_stops_and_serves_again_with_the_same_state_and_limits() {
         json!(70)
     );
 }
+
+/// The nice value of this process's thread named `name` (`None` if there
+/// is none), from `/proc/self/task/*/stat`.
+fn nice_of_thread(name: &str) -> Option<i32> {
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        // After the name: state is the 3rd field of the line, nice the 19th.
+        return stat[close + 2..].split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
+    let config = RuntimeConfig {
+        partitions: 1,
+        lane_idle_timeout: Duration::from_secs(1),
+        limits: SandboxLimits {
+            call_deadline: Duration::from_millis(100),
+            ..test_config().limits
+        },
+        ..test_config()
+    };
+    let runtime = memory_runtime(config);
+    deploy(&runtime, "hogx", "hostile", artifacts::HOSTILE).await;
+    deploy(&runtime, "calmx", "bank-account", artifacts::BANK_ACCOUNT).await;
+    let calm = stream("calmx", "bank-account", "acc");
+    send(&runtime, &calm, "Open", json!({"owner": "Ada"}))
+        .await
+        .unwrap();
+    let normal = nice_of_thread("aether-calmx-0").expect("calmx's partition thread");
+
+    // The hog's guest loops to its deadline on every call: its thread is
+    // busy nearly all the time.
+    let hog = stream("hogx", "hostile", "spin");
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        match send(&runtime, &hog, "Loop", json!(null)).await {
+            Err(CommandError::Guest(_)) => {}
+            other => panic!("a loop must hit its deadline: {other:?}"),
+        }
+        send(&runtime, &calm, "Deposit", json!({"amount": 1}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        nice_of_thread("aether-hogx-0"),
+        Some((normal + 5).min(19)),
+        "the busy lane's thread lowered its priority"
+    );
+    assert_eq!(
+        nice_of_thread("aether-calmx-0"),
+        Some(normal),
+        "the light lane's thread kept its priority"
+    );
+
+    // Once the hog's lane has stopped for being idle, its next use starts
+    // a thread at the normal priority again.
+    until_running_lanes(&runtime, 0).await;
+    send(&runtime, &hog, "Record", json!({"note": "calm now"}))
+        .await
+        .unwrap();
+    assert_eq!(nice_of_thread("aether-hogx-0"), Some(normal));
+}

@@ -36,6 +36,7 @@
 mod background;
 mod batch;
 mod bindings;
+mod busy;
 mod cache;
 mod command;
 mod command_ids;

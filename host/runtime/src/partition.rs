@@ -31,6 +31,10 @@
 //! [`CallError::NotLive`] for it and [`Partition::live_version`] passivates
 //! it, so its next use activates it again from the store.
 //!
+//! Priority: a partition thread that stays busy lowers its own CPU
+//! priority, so lighter lanes' jobs run first when threads compete
+//! ([`super::busy`]).
+//!
 //! Failure: a trap, a deadline or a memory overrun poisons the whole
 //! instance. It is dropped with every live aggregate in it; they re-activate
 //! by replay on their next command. Nothing else in the partition is
@@ -41,6 +45,7 @@ use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use lru::LruCache;
 use wasmtime::Engine;
@@ -48,6 +53,7 @@ use wasmtime::component::ResourceAny;
 
 use super::CommandError;
 use super::bindings::NewEvent;
+use super::busy::BusyWatch;
 use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind};
@@ -81,12 +87,15 @@ impl PartitionHandle {
             .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
                 let mut partition = Partition::new(engine, sizing);
+                let mut busy = BusyWatch::new();
                 while let Ok(job) = queue.recv() {
+                    let started = Instant::now();
                     // A bug in a job must not take the partition down: the
                     // caller sees its reply channel closed, others carry on.
                     if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
                         tracing::error!(partition = index, "a partition job panicked");
                     }
+                    busy.job_done(started);
                 }
             })?;
         Ok(Self { jobs })

@@ -1,0 +1,135 @@
+//! A partition thread that stays busy gives way to the lanes that are not.
+//!
+//! Each namespace's guest code runs on its own lane's threads
+//! ([`super::lanes`]), and the OS shares the cores between all of them. A
+//! tenant that keeps its lane busy (a guest that loops to its deadline on
+//! every call, huge views, a flood of commands) would otherwise compete on
+//! equal terms with a tenant whose commands take microseconds, and the
+//! light tenant's latency would grow with every core the busy one keeps.
+//!
+//! So a partition thread watches the share of wall time it spends running
+//! jobs. Once it has been busy for at least [`BUSY_SHARE`] of a
+//! [`WINDOW`], it raises its own nice value by [`BUSY_NICE`]: it still gets
+//! every cycle nobody else wants (nice values only matter when threads
+//! compete), but a light lane's thread, the async workers and the store's
+//! writer, all at the normal priority, now run first when they wake.
+//!
+//! **Invariant:** the lowering is one-way for the thread's life (raising
+//! a nice value needs no privilege, lowering it again does). The thread
+//! ends when its lane has been idle for
+//! [`super::RuntimeConfig::lane_idle_timeout`]; the lane's next use starts
+//! new threads at the normal priority.
+
+use std::time::{Duration, Instant};
+
+use super::background::lower_this_thread_by;
+
+/// The span over which a partition thread's busy share is measured.
+pub(crate) const WINDOW: Duration = Duration::from_millis(500);
+
+/// The share of a [`WINDOW`] spent in jobs from which a thread counts as
+/// busy.
+pub(crate) const BUSY_SHARE: f64 = 0.5;
+
+/// How far a busy partition thread raises its nice value (0 is normal, 19
+/// the lowest): below commands on other lanes, above compiles
+/// ([`super::background::NICE`]).
+pub(crate) const BUSY_NICE: i32 = 5;
+
+/// One partition thread's record of how busy it has been.
+pub(crate) struct BusyWatch {
+    window_start: Instant,
+    busy: Duration,
+    lowered: bool,
+}
+
+impl BusyWatch {
+    pub(crate) fn new() -> Self {
+        Self {
+            window_start: Instant::now(),
+            busy: Duration::ZERO,
+            lowered: false,
+        }
+    }
+
+    /// Records a job that ran from `started` until now, and lowers the
+    /// calling thread's priority once it is busy (see the module).
+    pub(crate) fn job_done(&mut self, started: Instant) {
+        if self.lowered {
+            return;
+        }
+        let now = Instant::now();
+        self.busy += now.saturating_duration_since(started.max(self.window_start));
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < WINDOW {
+            return;
+        }
+        if self.busy.as_secs_f64() >= BUSY_SHARE * elapsed.as_secs_f64() {
+            tracing::debug!(
+                "a partition thread was busy for most of {elapsed:?}: lowering its priority"
+            );
+            lower_this_thread_by(BUSY_NICE);
+            self.lowered = true;
+        }
+        self.window_start = now;
+        self.busy = Duration::ZERO;
+    }
+
+    /// Whether this thread has lowered its priority.
+    #[cfg(test)]
+    pub(crate) fn lowered(&self) -> bool {
+        self.lowered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_jobs_keep_the_normal_priority() {
+        let before = nice_of_this_thread();
+        let mut watch = BusyWatch::new();
+        let end = Instant::now() + WINDOW * 2;
+        while Instant::now() < end {
+            let started = Instant::now();
+            watch.job_done(started);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!watch.lowered());
+        assert_eq!(nice_of_this_thread(), before);
+    }
+
+    #[test]
+    fn a_thread_busy_for_a_window_lowers_its_priority_once() {
+        let before = nice_of_this_thread();
+        let mut watch = BusyWatch::new();
+        let end = Instant::now() + WINDOW + Duration::from_millis(50);
+        while Instant::now() < end {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+            watch.job_done(started);
+        }
+        assert!(watch.lowered());
+        #[cfg(target_os = "linux")]
+        assert_eq!(nice_of_this_thread(), (before + BUSY_NICE).min(19));
+    }
+
+    /// The calling thread's nice value, from `/proc` (0 elsewhere).
+    fn nice_of_this_thread() -> i32 {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `gettid` takes nothing and touches no memory.
+            #[allow(unsafe_code)]
+            let tid = unsafe { libc::gettid() };
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            // Fields after the command name (in parentheses); nice is the 19th field overall.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            after.split(' ').nth(16).unwrap().parse().unwrap()
+        }
+        #[cfg(not(target_os = "linux"))]
+        0
+    }
+}
