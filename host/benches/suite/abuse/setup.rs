@@ -14,9 +14,9 @@ use super::attacks::{HOSTILE, Kind, Plan, TENANT_B};
 use super::node::{self, ADMIN, Conn, NodeProcess};
 use super::tenant_a::Load;
 use super::{
-    ACCOUNTS, CLIENTS, EXTRA_STREAMS, HOSTILE_CALLERS, IDLE_NAMESPACES, MAX_LIVE_STREAMS,
-    MAX_VIEW_BYTES, REDEPLOY_PADDING, SLOW_CONNECTIONS, TENANT_A, UPLOAD_BYTES, UPLOADERS,
-    VIEW_READERS, VIEWS, b_limits,
+    ACCOUNTS, ATTACKER_NICE, CLIENTS, EXTRA_STREAMS, HOSTILE_CALLERS, IDLE_NAMESPACES,
+    MAX_LIVE_STREAMS, MAX_VIEW_BYTES, REDEPLOY_PADDING, SLOW_CONNECTIONS, TENANT_A, UPLOAD_BYTES,
+    UPLOADERS, VIEW_READERS, VIEWS, b_limits,
 };
 
 /// The node with both tenants set up: A's load and B's attack plan.
@@ -88,6 +88,7 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
         component: Arc::new(hostile),
         padding: ctx.size(REDEPLOY_PADDING, 64 << 10),
         slow_connections: ctx.size(SLOW_CONNECTIONS, 30),
+        attacker_nice: attacker_nice()?,
     };
     Ok(Setup {
         load: Load {
@@ -101,6 +102,22 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
         idle_namespaces,
         idle_namespaces_seconds,
     })
+}
+
+/// The attackers' nice steps below the suite: `AETHER_TENANT_ABUSE_ATTACKER_NICE`,
+/// or [`ATTACKER_NICE`].
+fn attacker_nice() -> anyhow::Result<i32> {
+    match std::env::var("AETHER_TENANT_ABUSE_ATTACKER_NICE") {
+        Err(_) => Ok(ATTACKER_NICE),
+        Ok(steps) => steps
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (0..=19).contains(n))
+            .with_context(|| {
+                format!("AETHER_TENANT_ABUSE_ATTACKER_NICE: `{steps}` is not 0 to 19")
+            }),
+    }
 }
 
 /// The attacks named in `AETHER_TENANT_ABUSE_ATTACKS`, or all.
