@@ -5,9 +5,9 @@ data) followed by those three byte strings. The layout is specified on
 ``apply`` in ``wit/aggregate.wit``.
 
 The apply loop (``_component``) reads the batch in place: the lengths with
-one ``struct`` call, the names compared as bytes, the canonical data read
-with slices (one unsigned integer field) or matched by a regular expression
-over the batch itself; only the JSON path decodes an event's data as text. The host guarantees the layout; a batch that breaks it (a
+one ``struct`` call, the names compared as bytes, the canonical data matched
+by a regular expression over the batch itself; only the JSON path copies an
+event's data out. The host guarantees the layout; a batch that breaks it (a
 host bug) is reported as an ``apply-error``, as the Rust SDK does, rather
 than read past its end.
 """

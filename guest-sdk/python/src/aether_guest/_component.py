@@ -15,15 +15,14 @@ drop the whole instance.
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import json
 import sys
 import types
 
+import gc
+
 from . import _batch
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of
-from ._codec import _SCAN, _WHITESPACE, WireError
+from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
 
 # The aggregate classes exported in this interpreter, in order.
 EXPORTED: list = []
@@ -142,9 +141,6 @@ def _apply_loop(spec, Err, ApplyError):
     # (-1 for none), `stop` where it ends.
     lines = [
         "def apply_events(resource, batch):\n",
-        # The fast paths slice the batch and call bytes methods on the slices.
-        "    if batch.__class__ is not bytes:\n",
-        "        batch = bytes(batch)\n",
         "    fold = resource.state.apply\n",
         "    size = len(batch)\n",
         "    at = -1\n",
@@ -201,77 +197,13 @@ def _apply_loop(spec, Err, ApplyError):
 
 def _canonical_path(codec, index: int, namespace: dict) -> str:
     """The fast path of one event class in the apply loop: data in the
-    canonical compact form (see `_codec._canonical`) read without the JSON
-    scanner. A class with one unsigned integer field (`{"amount":70}`) is
-    read with slices of the batch and `bytes.isdigit`, any other with one
-    regular-expression match over the batch. When it matches, the event is
-    built as `cls(...)` would build it (see `_plain_init`) and folded."""
+    canonical compact form (see `_codec._canonical`) is read with one
+    regular-expression match over the batch instead of the JSON scanner."""
     fullmatch, kinds = codec.canonical
-    cls = codec.cls
-    names = [field.name for field in dataclasses.fields(cls)]
     namespace[f"_fm{index}"] = fullmatch
-    namespace[f"_k{index}"] = cls
-    namespace["_new"] = object.__new__
-    pad = " " * 16
-    if _plain_init(cls):
-        build = [f"v = _new(_k{index})"] + [
-            f"v.{name} = f{position}" for position, name in enumerate(names)
-        ]
-    else:
-        build = [f"v = _k{index}({', '.join(f'f{p}' for p in range(len(kinds)))})"]
-    finish = build + ["fold(v)", "continue"]
-    if len(kinds) == 1 and kinds[0][0] == "int" and kinds[0][1] is not None and kinds[0][1] >= 0:
-        # `{"amount":` then 1 to 20 ASCII digits (no leading zero) then `}`:
-        # what the regex below matches, for the commonest event shape.
-        _, low, high = kinds[0]
-        key = b"{" + json.dumps(names[0]).encode() + b":"
-        size = len(key)
-        code = [
-            f"if stop - data_start > {size + 1} and batch[stop - 1] == 125 "
-            f"and batch[data_start:data_start + {size}] == {key!r}:",
-            f"    d = batch[data_start + {size}:stop - 1]",
-            "    if d.isdigit() and len(d) <= 20 and (d[0] != 48 or len(d) == 1):",
-            "        f0 = int(d)",
-            f"        if {low} <= f0 <= {high}:",
-        ] + [" " * 12 + line for line in finish]
-        return "".join(pad + line + "\n" for line in code)
-    code = [f"m = _fm{index}(batch, data_start, stop)", "if m is not None:"]
-    checks = []
-    for position, (kind, low, high) in enumerate(kinds):
-        if kind == "int":
-            code.append(f"    f{position} = int(m[{position + 1}])")
-            if low is not None:
-                checks.append(f"{low} <= f{position} <= {high}")
-        else:
-            code.append(f"    f{position} = m[{position + 1}].decode('ascii')")
-    inner = "    "
-    if checks:
-        code.append(f"    if {' and '.join(checks)}:")
-        inner = "        "
-    code += [inner + line for line in finish]
-    return "".join(pad + line + "\n" for line in code)
-
-
-def _plain_init(cls) -> bool:
-    """Whether `cls(*values)` does nothing but set each field in turn, so
-    `object.__new__(cls)` and setting the attributes builds the same object
-    one Python call cheaper: the `__init__` that `@dataclass` generates
-    (not one written in the class), no `__post_init__`, no `InitVar`, not
-    frozen, and neither `__new__` nor `__setattr__` overridden."""
-    params = getattr(cls, "__dataclass_params__", None)
-    init = cls.__dict__.get("__init__")
-    code = getattr(init, "__code__", None)
-    return (
-        params is not None
-        and params.init
-        and not params.frozen
-        and code is not None
-        and code.co_filename == "<string>"
-        and code.co_argcount == 1 + len(dataclasses.fields(cls))
-        and not code.co_kwonlyargcount
-        and not hasattr(cls, "__post_init__")
-        and cls.__new__ is object.__new__
-        and cls.__setattr__ is object.__setattr__
+    namespace[f"_k{index}"] = codec.cls
+    return canonical_source(
+        kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue", "batch, data_start, stop"
     )
 
 
