@@ -2,6 +2,7 @@
 // aggregate's definition once: the command and event tables with their
 // decoders and encoders, the state's type, snapshots and the state schema.
 
+import { canonicalReader } from './canonical.js';
 import { NEED_EXACT, WireError, parse, parseExact, stringify, utf8 } from './json.js';
 import { derive, show, typeOf } from './types.js';
 
@@ -59,6 +60,8 @@ class Variant {
     this.strict = !this.unit && this.type.strictNumbers;
     this.fast = this.unit ? undefined : this.type.fastReader(name);
     this.fastWrite = this.unit ? undefined : this.type.fastWriter();
+    /** `(bytes, start, end)`: the value from data in the canonical form, or undefined (see canonical.js). */
+    this.canonical = canonicalReader(this);
   }
 
   /**
@@ -198,6 +201,11 @@ export class AggregateDefinition {
     const variant = this.commands.get(commandType);
     if (variant === undefined) {
       throw new Rejection('malformed-command', `unknown type "${commandType}", expected one of ${this.commandNames}`);
+    }
+    // Data as the SDKs write it needs no JSON parse (and is strict: no fraction, no exponent).
+    if (variant.canonical !== undefined && data instanceof Uint8Array) {
+      const value = variant.canonical(data);
+      if (value !== undefined) return value;
     }
     try {
       return variant.decode(data);

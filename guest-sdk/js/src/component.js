@@ -23,6 +23,7 @@
 
 import { AggregateDefinition, CONTENT_TYPE, Rejection } from './aggregate.js';
 import { HEADER_LEN, byteLookup, isJsonAt, malformed, nameAt } from './batch.js';
+import { asText, canonicalEvents } from './canonical.js';
 import { WireError } from './json.js';
 
 /** The `err` side of a WIT `result`. */
@@ -35,12 +36,22 @@ class Err {
 const encoder = new TextEncoder();
 const DEFINITION = Symbol('aether aggregate definition');
 
+/**
+ * The apply-error for a batch that breaks its layout after the event read
+ * at `last` (-1 for none): the version after that event's.
+ */
+function failure(view, last, message) {
+  return new Err({ version: last < 0 ? 1n : view.getBigUint64(last, true) + 1n, message });
+}
+
 /** The class of the WIT resource for `definition`. */
 export function resourceClass(definition) {
   const { initial, handle: decide, apply: fold } = definition;
   // type name -> Variant; and the same looked up by the name's bytes in a batch.
   const events = definition.events;
   const variantAt = byteLookup(events);
+  // The common event read from the batch as text (canonical.js), else undefined.
+  const canonicalAt = canonicalEvents(events.values(), CONTENT_TYPE);
 
   /** The WIT `new-event`s for what `handle` returned (see `encodeEvents`, which also words the errors). */
   function newEvents(decided) {
@@ -72,26 +83,40 @@ export function resourceClass(definition) {
      * breaks its layout.
      */
     apply(batch) {
-      const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
       const end = batch.byteLength;
       let state = this.state;
       let offset = 0;
       // Where the last event read starts (its version is read only for an error).
       let last = -1;
-      // The events before a failed one stay applied, none after it is.
-      const fail = (message, version) => {
-        this.state = state;
-        return new Err({ version: version ?? (last < 0 ? 1n : view.getBigUint64(last, true) + 1n), message });
-      };
+      const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+      // The batch as text, one character per byte, for canonicalAt.
+      const text = canonicalAt === undefined ? undefined : asText(batch);
       while (offset < end) {
-        if (end - offset < HEADER_LEN) throw fail(malformed(offset, 'an event header is cut short'));
+        if (end - offset < HEADER_LEN) {
+          // The events before a failed one stay applied, none after it is.
+          this.state = state;
+          throw failure(view, last, malformed(offset, 'an event header is cut short'));
+        }
         const typeStart = offset + HEADER_LEN;
         const typeLength = view.getUint32(offset + 16, true);
         const contentStart = typeStart + typeLength;
         const contentLength = view.getUint32(offset + 20, true);
         const dataStart = contentStart + contentLength;
         const next = dataStart + view.getUint32(offset + 24, true);
-        if (next > end) throw fail(malformed(offset, "an event's lengths run past the end of the batch"));
+        if (next > end) {
+          this.state = state;
+          throw failure(view, last, malformed(offset, "an event's lengths run past the end of the batch"));
+        }
+        if (canonicalAt !== undefined) {
+          const value = canonicalAt(text, typeStart, typeLength, contentLength, next);
+          if (value !== undefined) {
+            const folded = fold(state, value);
+            if (folded !== undefined) state = folded;
+            last = offset;
+            offset = next;
+            continue;
+          }
+        }
         const data = batch.subarray(dataStart, next);
         const variant = isJsonAt(view, contentStart, contentLength) ? variantAt(batch, typeStart, typeLength) : undefined;
         let value;
@@ -107,11 +132,16 @@ export function resourceClass(definition) {
           const eventType = nameAt(batch, typeStart, typeLength);
           const contentType = nameAt(batch, contentStart, contentLength);
           if (eventType === undefined || contentType === undefined) {
-            throw fail(malformed(offset, 'a type name is not UTF-8'));
+            this.state = state;
+            throw failure(view, last, malformed(offset, 'a type name is not UTF-8'));
           }
           value = definition.decodeEvent(eventType, contentType, data);
           if (value === undefined) {
-            throw fail(definition.applyError(eventType, contentType, data), view.getBigUint64(offset, true));
+            this.state = state;
+            throw new Err({
+              version: view.getBigUint64(offset, true),
+              message: definition.applyError(eventType, contentType, data),
+            });
           }
         }
         const folded = fold(state, value);

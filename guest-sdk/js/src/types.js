@@ -38,6 +38,7 @@ function fail(expected, value) {
 export const string = {
   describe: 'string',
   strictNumbers: false,
+  canonical: { kind: 'string' },
   inline: (v) => [`typeof ${v} === 'string'`, v],
   inlineWrite: (v) => [`typeof ${v} === 'string'`, `JSON.stringify(${v})`],
   read(value) {
@@ -94,6 +95,7 @@ export function integer(low, high, name = `int[${low},${high}]`) {
   return {
     describe: name,
     strictNumbers: true,
+    canonical: { kind: 'integer', low, high, big: false },
     inline: (v) => [`typeof ${v} === 'number' && ${v} >= ${low} && ${v} <= ${high} && ${v} % 1 === 0`, v],
     inlineWrite: (v) => [`typeof ${v} === 'number' && ${v} >= ${low} && ${v} <= ${high} && ${v} % 1 === 0`, `('' + ${v})`],
     read(value) {
@@ -131,6 +133,7 @@ export function bigInteger(low, high, name) {
   return {
     describe: name,
     strictNumbers: true,
+    canonical: { kind: 'integer', low: safeLow, high: safeHigh, big: true },
     inline: (v) => [
       `typeof ${v} === 'number' && ${v} >= ${safeLow} && ${v} <= ${safeHigh} && ${v} % 1 === 0`,
       `BigInt(${v})`,

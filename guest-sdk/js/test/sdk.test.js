@@ -369,3 +369,112 @@ test('the generated fast reader agrees with the checked reader, and defers to it
   assert.equal(variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), false).n, 1);
   assert.throws(() => variant.decode(encoder.encode('{"s":"a","n":1.0,"b":1,"k":"x"}'), true), WireError);
 });
+
+// The canonical readers (canonical.js) against the general path.
+const Canon = defineAggregate({
+  name: 'Canon',
+  initial: () => ({ seen: [] }),
+  state: { seen: list(any) },
+  commands: { Paid: { amount: u64 }, Noted: { text: string, count: u64, small: u8, big: i64 } },
+  events: {
+    Paid: { amount: u64 },
+    Noted: { text: string, count: u64, small: u8, big: i64 },
+    'Pa\u00efd': { amount: u32 },
+    Ping: null,
+    Tagged: { amount: u64, tag: optional(string) },
+  },
+  handle: () => [],
+  apply(state, event) {
+    state.seen.push(event);
+  },
+});
+
+const AMOUNTS = [
+  '{"amount":0}', '{"amount":7}', '{"amount":123456789012345}', '{"amount":1234567890123456}',
+  '{"amount":9007199254740993}', '{"amount":18446744073709551615}', '{"amount":18446744073709551616}',
+  '{"amount":4294967295}', '{"amount":4294967296}',
+  '{"amount":00}', '{"amount":01}', '{"amount":-1}', '{"amount":-0}', '{"amount":+1}', '{"amount":1.0}',
+  '{"amount":1e3}', '{"amount": 1}', '{"amount":1 }', '{"amount":}', '{"amount":"1"}', '{"amount":1}x',
+  '{"amount":1} ', '{"amount":1,"more":2}', '{"amount":1}}', '{"amount":1', '{"amount"', '{"Amount":1}',
+  '{}', '', 'null', '{"amount":1,"tag":null}', '{"amount":1,"tag":"x"}',
+];
+const NOTED = [
+  '{"text":"Ada","count":7,"small":255,"big":3}', '{"text":"","count":0,"small":0,"big":0}',
+  '{"text":"A\\"b","count":1,"small":1,"big":1}', '{"text":"\u00e9t\u00e9","count":1,"small":1,"big":1}',
+  '{"text":"x","count":1,"small":256,"big":1}', '{"text":"x","count":1,"small":1,"big":-5}',
+  '{"text":"x","count":1,"small":1,"big":9223372036854775807}', '{"text":"x\u0001","count":1,"small":1,"big":1}',
+  '{"text":"x","count":1,"small":1}', '{"count":1,"text":"x","small":1,"big":1}', '{"text":"x,"count":1,"small":1,"big":1}',
+  '{"text":"x","count":1,"small":1,"big":1,"more":[1]}', '{"text":"x}","count":1,"small":1,"big":1}',
+];
+const PINGS = ['null', '', '{}', ' null', 'nul', 'nulll', '[]', 'null ', 'NULL'];
+
+test('the canonical readers agree with the general path, event by event and in a batch', () => {
+  const resource = new (exportAggregate(Canon).Aggregate)('c');
+  for (const [eventType, cases] of [['Paid', AMOUNTS], ['Pa\u00efd', AMOUNTS], ['Tagged', AMOUNTS], ['Noted', NOTED], ['Ping', PINGS]]) {
+    const variant = Canon.events.get(eventType);
+    for (const text of cases) {
+      const data = encoder.encode(text);
+      let expected;
+      try {
+        expected = variant.decode(data, false);
+      } catch (error) {
+        if (!(error instanceof WireError)) throw error;
+      }
+      if (variant.canonical !== undefined) {
+        const read = variant.canonical(data);
+        if (read !== undefined) assert.deepEqual(read, expected, `${eventType} ${text}`);
+      }
+      resource.state = Canon.initial();
+      let error;
+      try {
+        resource.apply(writeBatch([{ version: 4n, eventType, contentType: 'application/json', data }]));
+      } catch (thrown) {
+        error = thrown;
+      }
+      if (expected === undefined) {
+        assert.equal(error?.payload?.version, 4n, `${eventType} ${text} applied`);
+        assert.deepEqual(resource.state.seen, []);
+      } else {
+        assert.equal(error, undefined, `${eventType} ${text}: ${error?.payload?.message}`);
+        assert.deepEqual(resource.state.seen, [expected], `${eventType} ${text}`);
+      }
+    }
+  }
+  // The canonical paths are taken for what the SDK writes.
+  assert.deepEqual(Canon.events.get('Paid').canonical(encoder.encode('{"amount":42}')), { type: 'Paid', amount: 42n });
+  assert.deepEqual(Canon.events.get('Ping').canonical(encoder.encode('null')), { type: 'Ping' });
+  assert.equal(Canon.events.get('Tagged').canonical, undefined);
+});
+
+test('commands in the canonical form decode as the general path decodes them, strictly', () => {
+  for (const [commandType, cases] of [['Paid', AMOUNTS], ['Noted', NOTED]]) {
+    for (const text of cases) {
+      const data = encoder.encode(text);
+      let expected;
+      try {
+        expected = Canon.commands.get(commandType).decode(data, true);
+      } catch (error) {
+        if (!(error instanceof WireError)) throw error;
+      }
+      let actual;
+      try {
+        actual = Canon.decodeCommand(commandType, 'application/json', data);
+      } catch (error) {
+        if (!(error instanceof Rejection)) throw error;
+        assert.equal(error.code, 'malformed-command');
+      }
+      assert.deepEqual(actual, expected, `${commandType} ${text}`);
+    }
+  }
+});
+
+test('an event that ends where the next one starts is not read past its end', () => {
+  const resource = new (exportAggregate(Canon).Aggregate)('c');
+  // `{"amount":1` followed by an event whose first bytes would complete it.
+  const batch = writeBatch([
+    { version: 1n, eventType: 'Paid', data: encoder.encode('{"amount":1') },
+    { version: 125n, eventType: 'Paid', data: encoder.encode('{"amount":2}') },
+  ]);
+  assert.throws(() => resource.apply(batch), (error) => error.payload.version === 1n);
+  assert.deepEqual(resource.state.seen, []);
+});
