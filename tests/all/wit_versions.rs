@@ -8,9 +8,13 @@
 //! probes (`languages_sandbox.rs`) export 0.1.0 too.
 
 use aether_host::namespace::{AggregateType, Namespace};
-use aether_host::runtime::{CommandError, GuestFailureKind, Runtime};
-use aether_host::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamId};
-use aether_tests::{artifacts, component, memory_runtime, send, stream, test_config};
+use aether_host::runtime::{CommandError, CommandRequest, GuestFailureKind, Runtime};
+use std::sync::Arc;
+
+use aether_host::store::{
+    AppendRequest, EmbeddedStore, EventMetadata, ExpectedVersion, NewEvent, StreamId,
+};
+use aether_tests::{artifacts, component, memory_runtime, runtime_on, send, stream, test_config};
 use serde_json::json;
 
 /// More than two of the runtime's replay batches (1 024 events).
@@ -52,16 +56,20 @@ fn history(odd_one_out: Option<u64>) -> Vec<NewEvent> {
         .collect()
 }
 
-/// Stores `events` for `target` (in appends of 500, straight to the store).
+/// Stores `events` for `target` (in appends of 500, straight to the store,
+/// each with a command id).
 async fn store_history(runtime: &Runtime, target: &StreamId, events: Vec<NewEvent>) {
     let mut version = 0;
-    for chunk in events.chunks(500) {
+    for (i, chunk) in events.chunks(500).enumerate() {
         let request = AppendRequest {
             stream: target.clone(),
             expected: ExpectedVersion::Exact(version),
             events: chunk.to_vec(),
-            metadata: EventMetadata::default(),
-            timestamp_ms: 1_700_000_000_000,
+            metadata: EventMetadata {
+                command_id: Some(format!("history-{i}")),
+                ..EventMetadata::default()
+            },
+            timestamp_ms: 1_700_000_000_000 + i as u64,
         };
         version = runtime
             .store()
@@ -139,5 +147,59 @@ async fn each_served_version_replays_long_histories_and_decides_the_same_way() {
     }
     for (language, view) in &views[1..] {
         assert_eq!(view, &views[0].1, "{language} against {}", views[0].0);
+    }
+}
+
+/// The embedded store writes an activation's batches straight from its
+/// records (the memory store above builds them from whole events): both
+/// served versions replay them the same way, over several batches, and a
+/// refused event is reported at its own version.
+#[tokio::test]
+async fn both_versions_replay_the_embedded_stores_batches() {
+    let expected_balance: u64 = (2..=EVENTS).sum();
+    let bad = 1_500;
+    let namespace = Namespace::new("versions").unwrap();
+    for (language, path, _) in [&COMPONENTS[0], &COMPONENTS[3]] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let runtime = runtime_on(store, test_config());
+        let loaded = runtime.load_component(component(path)).await.unwrap();
+        for aggregate_type in ["account", "odd-account"] {
+            let aggregate_type = AggregateType::new(aggregate_type).unwrap();
+            runtime.activate(&namespace, &aggregate_type, loaded.clone());
+        }
+        let good = stream("versions", "account", "long");
+        store_history(&runtime, &good, history(None)).await;
+        let state = runtime.state(&good).await.unwrap();
+        assert_eq!(state.version, EVENTS, "{language}");
+        assert_eq!(
+            state.view["balance"].as_u64(),
+            Some(expected_balance),
+            "{language}: {}",
+            state.view
+        );
+        // A command retried with an id the history stored is answered with
+        // what it stored, not decided again.
+        let mut retried = CommandRequest::json(good.clone(), "Deposit", &json!({"amount": 7}));
+        retried.command_id = Some("history-2".into());
+        let outcome = runtime.execute(retried).await.unwrap();
+        assert!(outcome.duplicate, "{language}");
+        assert_eq!(outcome.version, 1_500, "{language}");
+        assert_eq!(runtime.state(&good).await.unwrap().version, EVENTS);
+
+        let odd = stream("versions", "odd-account", "long");
+        store_history(&runtime, &odd, history(Some(bad))).await;
+        let error = runtime.state(&odd).await.unwrap_err();
+        let CommandError::Guest(failure) = &error else {
+            panic!("{language}: {error:?}");
+        };
+        assert_eq!(failure.kind, GuestFailureKind::ApplyFailed, "{language}");
+        assert!(
+            failure
+                .message
+                .contains(&format!("could not apply event version {bad}")),
+            "{language}: {}",
+            failure.message
+        );
     }
 }

@@ -11,7 +11,8 @@
 //! command, so the snapshot is the runtime's own.
 //!
 //! `activation_store_read` (no target) reads the same 10 000 events from the
-//! store in the same batches without a guest: the store's share.
+//! store in the same batches without a guest, as activation reads them
+//! (`read_replay_batch`): the store's share.
 //!
 //! One activation = `Runtime::passivate`, then the timed `Runtime::state`
 //! (activate + the guest's view). "Cold" means not live: the partition's
@@ -111,7 +112,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ))
         .param(
             "what",
-            "read_stream of the same events in replay_batch batches, no guest",
+            "read_replay_batch of the same events in replay_batch batches, no guest",
         )
         .param("batch", batch as u64),
     );
@@ -191,8 +192,8 @@ pub(super) async fn activations(
     Ok(times)
 }
 
-/// Reads the whole stream the way activation does (batches of `batch`),
-/// without a guest, `sizes.runs` times; the time of each read, in ms.
+/// Reads the whole stream the way activation does (replay batches of
+/// `batch` events), without a guest, `sizes.runs` times; the time of each read, in ms.
 pub(super) async fn store_reads(
     runtime: &Runtime,
     stream: &StreamId,
@@ -206,7 +207,7 @@ pub(super) async fn store_reads(
         loop {
             let events = runtime
                 .store()
-                .read_stream(stream, read as u64 + 1, batch)
+                .read_replay_batch(stream, read as u64 + 1, batch)
                 .await?;
             read += events.len();
             if events.len() < batch {

@@ -73,7 +73,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ))
         .param(
             "what",
-            "read_stream of the same events in replay_batch batches, no guest",
+            "read_replay_batch of the same events in replay_batch batches, no guest",
         ),
     );
     drop(runtime);

@@ -2,10 +2,12 @@
 //! names ([`namespace`]: namespace, aggregate type, aggregate id, and how they
 //! map onto files and NATS subjects), the event envelope ([`event`]: a
 //! stream's name, the events an append asks for and the events the store
-//! records) and the wall clock events are stamped with ([`clock`]).
+//! records), the `event-batch` layout a replay hands a guest ([`batch`]) and
+//! the wall clock events are stamped with ([`clock`]).
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod clock;
 pub mod event;
 pub mod namespace;

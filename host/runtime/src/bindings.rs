@@ -3,7 +3,7 @@
 //! (`wit/deps/aggregate-0.1.0/`), which the host keeps serving.
 //!
 //! The two differ only in `apply`: 0.1.0 takes a `list<event>`, 0.2.0 one
-//! `event-batch` buffer ([`super::batch`]). The rest of the runtime uses
+//! `event-batch` buffer ([`aether_store::EventBatch`]). The rest of the runtime uses
 //! 0.2.0's records; [`super::instance`] converts at a 0.1.0 component's
 //! boundary.
 //!

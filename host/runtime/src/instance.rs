@@ -11,8 +11,7 @@
 //! The component exports `aether:aggregate/handler` at 0.2.x or at the
 //! frozen 0.1.x ([`Exports`]); the two differ only in how `apply` receives
 //! a batch (one `event-batch` buffer, or a `list<event>`), so only
-//! [`GuestInstance::apply`] and [`GuestInstance::apply_decided`] look at
-//! the version.
+//! [`GuestInstance::apply_batch`] looks at the version.
 //!
 //! Every call sets the
 //! call context first (frozen clock, seeded random), the epoch deadline and
@@ -25,14 +24,13 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
-use super::batch::EventBatch;
 use super::bindings::{NewEvent, v1, v2};
 use super::component::{ComponentPre, LoadedComponent};
 use super::engine::deadline_ticks;
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::limits::SandboxLimits;
 use super::sandbox::HostState;
-use aether_store::{RecordedEvent, StreamId};
+use aether_store::{BatchEvent, EventBatch, RecordedEvent, StreamId};
 
 /// Component-model handles an instance may hold besides one per live
 /// aggregate: the borrow lent for each call, WASI's streams, and whatever the
@@ -54,16 +52,6 @@ pub(crate) type ApplyRefusal = (u64, String);
 enum Exports {
     V1(v1::AggregateComponent),
     V2(v2::AggregateComponent),
-}
-
-/// One event of a batch to apply, borrowed from a stored or a just
-/// decided event.
-struct BatchEntry<'e> {
-    version: u64,
-    timestamp_ms: u64,
-    event_type: &'e str,
-    content_type: &'e str,
-    data: &'e [u8],
 }
 
 /// Runs `$call` with `$aggregate` bound to the exported `aggregate`
@@ -152,14 +140,14 @@ impl GuestInstance {
         resource: ResourceAny,
         events: &[RecordedEvent],
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let batch = events.iter().map(|e| BatchEntry {
+        let batch = events.iter().map(|e| BatchEvent {
             version: e.version,
             timestamp_ms: e.timestamp_ms,
             event_type: &e.event_type,
             content_type: &e.content_type,
             data: &e.data,
         });
-        self.apply_entries(stream, resource, batch)
+        self.apply_events(stream, resource, batch)
     }
 
     /// Applies the events the aggregate just decided at `version`, as the
@@ -173,32 +161,52 @@ impl GuestInstance {
         events: &[NewEvent],
         timestamp_ms: u64,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let batch = (version + 1..).zip(events).map(|(version, e)| BatchEntry {
+        let batch = (version + 1..).zip(events).map(|(version, e)| BatchEvent {
             version,
             timestamp_ms,
             event_type: &e.event_type,
             content_type: &e.content_type,
             data: &e.data,
         });
-        self.apply_entries(stream, resource, batch)
+        self.apply_events(stream, resource, batch)
     }
 
-    /// Applies a batch in one call, in the form the component's version
-    /// takes (a 0.2.x buffer or a 0.1.x `list<event>`); the clock reads the
-    /// first event's timestamp and version.
-    fn apply_entries<'e>(
+    /// Writes `events` into the instance's reusable batch and applies it.
+    fn apply_events<'e>(
         &mut self,
         stream: &StreamId,
         resource: ResourceAny,
-        entries: impl Iterator<Item = BatchEntry<'e>>,
+        events: impl Iterator<Item = BatchEvent<'e>>,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let mut entries = entries.peekable();
-        let Some(first) = entries.peek() else {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for event in events {
+            batch.push(event);
+        }
+        let applied = self.apply_batch(stream, resource, &batch);
+        batch.shrink(BATCH_BUFFER_KEPT);
+        self.batch = batch;
+        applied
+    }
+
+    /// Applies a batch (already checked to continue the aggregate's
+    /// version) in one call, in the form the component's version takes:
+    /// the buffer itself for 0.2.x (one copy, into guest memory), its
+    /// events read back out as a `list<event>` for 0.1.x. The clock reads
+    /// the first event's timestamp and version.
+    pub(crate) fn apply_batch(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        batch: &EventBatch,
+    ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
+        let Some((version, timestamp_ms)) = batch.first() else {
             return Ok(Ok(()));
         };
-        let clock = (first.timestamp_ms, first.version);
+        let clock = (timestamp_ms, version);
         if let Exports::V1(_) = self.exports {
-            let batch: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = entries
+            let events: Vec<v1::aether::aggregate0_1_0::types::Event<'_>> = batch
+                .events()
                 .map(|e| v1::aether::aggregate0_1_0::types::Event {
                     version: e.version,
                     event_type: e.event_type,
@@ -207,23 +215,9 @@ impl GuestInstance {
                     timestamp_ms: e.timestamp_ms,
                 })
                 .collect();
-            return self.apply_list(stream, resource, clock, &batch);
+            return self.apply_list(stream, resource, clock, &events);
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
-        for e in entries {
-            batch.push(
-                e.version,
-                e.timestamp_ms,
-                e.event_type,
-                e.content_type,
-                e.data,
-            );
-        }
-        let applied = self.apply_buffer(stream, resource, clock, &batch);
-        batch.shrink(BATCH_BUFFER_KEPT);
-        self.batch = batch;
-        applied
+        self.apply_buffer(stream, resource, clock, batch)
     }
 
     /// Applies a 0.2.x `event-batch` in one call; the clock reads

@@ -34,7 +34,6 @@
 //! error, a failed apply) the aggregate is passivated and rebuilt by replay.
 
 mod background;
-mod batch;
 mod bindings;
 mod busy;
 mod cache;

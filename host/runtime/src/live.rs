@@ -262,7 +262,9 @@ impl Runtime {
     }
 
     /// Applies the stream's events after version `start` to the aggregate
-    /// being activated.
+    /// being activated, in batches the store writes in the guest's layout
+    /// ([`aether_store::EventStore::read_replay_batch`]); the partition
+    /// checks that each continues the live version.
     ///
     /// While the partition applies a full batch, the next one is read
     /// (stored events never change, so reading ahead reads what a read
@@ -275,12 +277,12 @@ impl Runtime {
         stream: &StreamId,
         start: u64,
     ) -> Result<Replayed, CommandError> {
-        let batch = self.inner.config.replay_batch.max(1);
+        let limit = self.inner.config.replay_batch.max(1);
         let store = &self.inner.store;
         let mut version = start;
-        let mut events = store.read_stream(stream, version + 1, batch).await?;
+        let mut batch = store.read_replay_batch(stream, version + 1, limit).await?;
         loop {
-            let Some(last) = events.last() else {
+            let Some((last_version, _)) = batch.events().last() else {
                 if version > start || version == 0 {
                     return Ok(Replayed::Whole {
                         last_timestamp: None,
@@ -293,12 +295,11 @@ impl Runtime {
                     last_timestamp: last.first().map(|e| e.timestamp_ms),
                 });
             };
-            let full = events.len() == batch;
-            let last_version = last.version;
+            let full = batch.len() == limit;
             let s = stream.clone();
-            let apply = partition.call(move |p| p.apply(&s, &events));
+            let apply = partition.call(move |p| p.apply(&s, &batch));
             let (applied, next) = if full {
-                let read_ahead = store.read_stream(stream, last_version + 1, batch);
+                let read_ahead = store.read_replay_batch(stream, last_version + 1, limit);
                 let (applied, next) = tokio::join!(apply, read_ahead);
                 (applied, Some(next))
             } else {
@@ -315,7 +316,7 @@ impl Runtime {
                     last_timestamp: None,
                 });
             };
-            events = next?;
+            batch = next?;
         }
     }
 }

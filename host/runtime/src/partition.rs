@@ -60,7 +60,7 @@ use super::error::{GuestFailure, GuestFailureKind};
 use super::instance::{Decision, GuestInstance};
 use super::limits::SandboxLimits;
 use aether_core::namespace::Namespace;
-use aether_store::{RecordedEvent, StreamId};
+use aether_store::{ReplayBatch, StreamId};
 
 type Job = Box<dyn FnOnce(&mut Partition) + Send>;
 
@@ -424,34 +424,36 @@ impl Partition {
         Ok(version)
     }
 
-    /// Applies stored events, which must continue the live version without
-    /// a gap, and returns the new version.
+    /// Applies a batch of stored events, read for this activation, and
+    /// returns the new version.
+    ///
+    /// **Invariant:** the batch continues the live version without a gap
+    /// (its versions are `version + 1`, `version + 2`, …): a batch that
+    /// does not, whatever the store that read it, is refused before the
+    /// guest sees it, and the aggregate is passivated. So is an aggregate
+    /// whose guest refuses an event; the error names that event's version.
     pub(crate) fn apply(
         &mut self,
         stream: &StreamId,
-        events: &[RecordedEvent],
+        batch: &ReplayBatch,
     ) -> Result<u64, CallError> {
         let (key, resource, version) = self.live_entry(stream)?;
-        let Some(first) = events.first() else {
+        let events = batch.events();
+        let Some(((first, _), (last, last_timestamp))) = events.first().zip(events.last()) else {
             return Ok(version);
         };
-        if events
-            .iter()
-            .enumerate()
-            .any(|(i, e)| e.version != version + 1 + i as u64)
-        {
+        if !events.continues(version) {
             self.passivate(stream);
             return Err(CallError::Guest(GuestFailure::new(
                 GuestFailureKind::ApplyFailed,
                 format!(
-                    "events for {stream} do not continue version {version} (got {}..{}): the aggregate was passivated",
-                    first.version,
-                    first.version + events.len() as u64 - 1
+                    "events for {stream} do not continue version {version} (got {first}..{last}): the aggregate was passivated"
                 ),
             )));
         }
-        let applied =
-            self.with_instance(&key, |instance| instance.apply(stream, resource, events))?;
+        let applied = self.with_instance(&key, |instance| {
+            instance.apply_batch(stream, resource, events)
+        })?;
         if let Err((failed, message)) = applied {
             self.passivate(stream);
             return Err(CallError::Guest(GuestFailure::new(
@@ -461,19 +463,14 @@ impl Partition {
                 ),
             )));
         }
-        let new_version = version + events.len() as u64;
         if let Some(live) = self.live.get_mut(stream) {
-            live.version = new_version;
-            let last = events.last().map_or(0, |e| e.timestamp_ms);
-            live.last_timestamp_ms = live.last_timestamp_ms.max(last);
-            for command_id in events
-                .iter()
-                .filter_map(|e| e.metadata.command_id.as_deref())
-            {
+            live.version = last;
+            live.last_timestamp_ms = live.last_timestamp_ms.max(last_timestamp);
+            for command_id in batch.command_ids() {
                 live.command_ids.insert(command_id);
             }
         }
-        Ok(new_version)
+        Ok(last)
     }
 
     /// Applies the events the aggregate just decided, before they are

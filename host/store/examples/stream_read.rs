@@ -1,6 +1,7 @@
 //! Times reading one 10 000-event stream from the embedded store in
-//! batches of 1 024, the way activation replays an aggregate (the store's
-//! share of `activation_store_read`). The store lives in a temporary
+//! batches of 1 024, as owned events (`read_stream`) and the way
+//! activation replays an aggregate (`read_replay_batch`, the store's share
+//! of `activation_store_read`). The store lives in a temporary
 //! directory under the given directory (default: the system's temporary
 //! directory; give one on a real disk, not a tmpfs):
 //!
@@ -8,8 +9,8 @@
 //! cargo run --release -p aether-store --example stream_read -- /some/dir
 //! ```
 //!
-//! Prints the minimum and the median of 50 whole-stream reads, after 3
-//! warm-up reads, and the CPU time of the process (all threads) per read,
+//! Prints, for each kind of read, the minimum and the median of 50
+//! whole-stream reads, after 3 warm-up reads, and the CPU time of the process (all threads) per read,
 //! from `/proc/self/stat` (Linux; 10 ms ticks over all 50 reads), which a
 //! busy machine disturbs less than the wall-clock times.
 
@@ -54,42 +55,55 @@ fn main() {
                 .unwrap();
             version = outcome.last_version();
         }
-        let mut times = Vec::new();
-        let mut cpu_start = None;
-        for run in 0..WARMUP + RUNS {
-            if run == WARMUP {
-                cpu_start = cpu_ticks();
-            }
-            let start = std::time::Instant::now();
-            let mut read = 0;
-            loop {
-                let events = store
-                    .read_stream(&stream, read as u64 + 1, BATCH)
-                    .await
-                    .unwrap();
-                read += events.len();
-                if events.len() < BATCH {
-                    break;
+        for replay in [false, true] {
+            let mut times = Vec::new();
+            let mut cpu_start = None;
+            for run in 0..WARMUP + RUNS {
+                if run == WARMUP {
+                    cpu_start = cpu_ticks();
+                }
+                let start = std::time::Instant::now();
+                let mut read = 0;
+                loop {
+                    let from = read as u64 + 1;
+                    let got = if replay {
+                        store
+                            .read_replay_batch(&stream, from, BATCH)
+                            .await
+                            .unwrap()
+                            .len()
+                    } else {
+                        store.read_stream(&stream, from, BATCH).await.unwrap().len()
+                    };
+                    read += got;
+                    if got < BATCH {
+                        break;
+                    }
+                }
+                let elapsed = start.elapsed().as_secs_f64() * 1e3;
+                assert_eq!(read, EVENTS);
+                if run >= WARMUP {
+                    times.push(elapsed);
                 }
             }
-            let elapsed = start.elapsed().as_secs_f64() * 1e3;
-            assert_eq!(read, EVENTS);
-            if run >= WARMUP {
-                times.push(elapsed);
-            }
+            let cpu = cpu_start
+                .zip(cpu_ticks())
+                .map_or("n/a".to_owned(), |(start, end)| {
+                    format!("{:.2} ms", (end - start) as f64 * 10.0 / RUNS as f64)
+                });
+            times.sort_by(f64::total_cmp);
+            let kind = if replay {
+                "read_replay_batch"
+            } else {
+                "read_stream"
+            };
+            println!(
+                "{kind}: {EVENTS} events in batches of {BATCH}: median {:.3} ms, min {:.3} ms, \
+                 CPU {cpu} per read ({RUNS} runs)",
+                times[RUNS / 2],
+                times[0]
+            );
         }
-        let cpu = cpu_start
-            .zip(cpu_ticks())
-            .map_or("n/a".to_owned(), |(start, end)| {
-                format!("{:.2} ms", (end - start) as f64 * 10.0 / RUNS as f64)
-            });
-        times.sort_by(f64::total_cmp);
-        println!(
-            "read {EVENTS} events in batches of {BATCH}: median {:.3} ms, min {:.3} ms, \
-             CPU {cpu} per read ({RUNS} runs)",
-            times[RUNS / 2],
-            times[0]
-        );
     });
 }
 

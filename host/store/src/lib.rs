@@ -72,12 +72,14 @@ mod error;
 #[cfg(feature = "jetstream")]
 mod jetstream;
 mod memory;
+mod replay;
 mod request;
 
 /// The contract every backend keeps, as a test suite (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod contract;
 
+pub use aether_core::batch::{BatchEvent, EventBatch};
 pub use aether_core::event::{
     AppendOutcome, AppendRequest, EventMetadata, ExpectedVersion, JSON_CONTENT_TYPE, NewEvent,
     RecordedEvent, Snapshot, StreamId,
@@ -88,6 +90,7 @@ pub use error::{AppendError, StoreError, VersionConflict};
 #[cfg(feature = "jetstream")]
 pub use jetstream::{JetStreamConfig, JetStreamStore, retrying};
 pub use memory::MemoryStore;
+pub use replay::ReplayBatch;
 
 /// Durable storage of event streams, with optimistic concurrency.
 ///
@@ -119,6 +122,24 @@ pub trait EventStore: Send + Sync + 'static {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events [`EventStore::read_stream`] reads with the same
+    /// arguments, as an activation replays them: laid out for the guest,
+    /// with their command ids ([`ReplayBatch`]). The same checks and
+    /// errors as `read_stream`.
+    ///
+    /// By default built from `read_stream`; a backend that can write the
+    /// batch straight from what it stores (the embedded store) does, with
+    /// no [`RecordedEvent`] in between.
+    async fn read_replay_batch(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<ReplayBatch, StoreError> {
+        let events = self.read_stream(stream, from_version, limit).await?;
+        Ok(ReplayBatch::from_events(&events))
+    }
 
     /// Current version of a stream; 0 if it has no events.
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
@@ -219,6 +240,17 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         (**self).read_stream(stream, from_version, limit).await
+    }
+
+    async fn read_replay_batch(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<ReplayBatch, StoreError> {
+        (**self)
+            .read_replay_batch(stream, from_version, limit)
+            .await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

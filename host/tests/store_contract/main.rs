@@ -23,8 +23,8 @@ mod keeping {
 
     use aether_host::namespace::Namespace;
     use aether_host::store::{
-        AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError,
-        StreamId,
+        AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, ReplayBatch,
+        Snapshot, StoreError, StreamId,
     };
 
     pub(crate) struct Keeping<G> {
@@ -53,6 +53,17 @@ mod keeping {
             limit: usize,
         ) -> Result<Vec<RecordedEvent>, StoreError> {
             self.store.read_stream(stream, from_version, limit).await
+        }
+
+        async fn read_replay_batch(
+            &self,
+            stream: &StreamId,
+            from_version: u64,
+            limit: usize,
+        ) -> Result<ReplayBatch, StoreError> {
+            self.store
+                .read_replay_batch(stream, from_version, limit)
+                .await
         }
 
         async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -33,6 +33,7 @@ use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 mod append;
 mod concurrency;
 mod read;
+mod replay;
 
 pub use append::{
     any_appends_to_new_and_existing_streams, append_to_new_stream,
@@ -52,6 +53,9 @@ pub use read::{
     read_stream_from_version_with_limit, snapshot_of_other_digest_is_none,
     snapshots_round_trip_by_digest, stored_bytes_count_a_namespaces_payloads,
     unknown_stream_is_empty,
+};
+pub use replay::{
+    read_replay_batch_holds_what_read_stream_reads, read_replay_batch_of_nothing_is_empty,
 };
 
 /// Expands to one `#[test]` per contract case, run against the store built by
@@ -79,6 +83,8 @@ macro_rules! store_contract_tests {
             namespaces_are_isolated,
             read_stream_from_version_with_limit,
             unknown_stream_is_empty,
+            read_replay_batch_holds_what_read_stream_reads,
+            read_replay_batch_of_nothing_is_empty,
             read_log_is_gapless_across_streams,
             read_log_from_position_with_limit,
             head_position_follows_appends,

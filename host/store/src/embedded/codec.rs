@@ -25,7 +25,7 @@
 
 use uuid::Uuid;
 
-use crate::{EventMetadata, RecordedEvent, Snapshot, StreamId};
+use crate::{BatchEvent, EventMetadata, RecordedEvent, ReplayBatch, Snapshot, StreamId};
 use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 
 /// The first byte of every event record written by this build: version 3,
@@ -260,6 +260,30 @@ impl EventFields<'_> {
         Ok(())
     }
 
+    /// Appends the event to a replay batch, of the stream the caller
+    /// checked ([`EventFields::is_of`]): the fields a replay uses, copied
+    /// once, straight from the record. Every text field is UTF-8 checked as
+    /// a read of the whole event would, so a record refused there is
+    /// refused here too.
+    pub(super) fn replay_onto(&self, batch: &mut ReplayBatch) -> Result<(), String> {
+        let [command_id, correlation_id, causation_id, component_digest] = self.metadata;
+        for unused in [correlation_id, causation_id, component_digest]
+            .into_iter()
+            .flatten()
+        {
+            str_of(unused)?;
+        }
+        let event = BatchEvent {
+            version: self.version,
+            timestamp_ms: self.timestamp_ms,
+            event_type: str_of(self.event_type)?,
+            content_type: str_of(self.content_type)?,
+            data: self.data,
+        };
+        batch.push(event, command_id.map(str_of).transpose()?);
+        Ok(())
+    }
+
     /// The record's stream: a copy of `previous`'s if the names are the
     /// same bytes (no validation needed), else [`EventFields::stream`].
     pub(super) fn stream_like(&self, previous: Option<&StreamId>) -> Result<StreamId, String> {
@@ -326,10 +350,12 @@ fn same_or_text(same: Option<&str>, bytes: &[u8]) -> Result<String, String> {
 
 /// `bytes` (a text field) as a `String`.
 fn text(bytes: &[u8]) -> Result<String, String> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(text.to_owned()),
-        Err(e) => Err(format!("a text field is not UTF-8: {e}")),
-    }
+    str_of(bytes).map(str::to_owned)
+}
+
+/// `bytes` (a text field) as a `str`.
+fn str_of(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("a text field is not UTF-8: {e}"))
 }
 
 /// Decodes and verifies the event record stored under the log sequence
@@ -535,6 +561,22 @@ mod tests {
         Ok(out.pop())
     }
 
+    /// Decodes as an activation's read does: into a replay batch.
+    fn decode_replay(sequence: u64, record: &[u8]) -> Result<ReplayBatch, String> {
+        let mut batch = ReplayBatch::default();
+        event_fields(sequence, record)?.replay_onto(&mut batch)?;
+        Ok(batch)
+    }
+
+    #[test]
+    fn a_replay_read_writes_the_event_as_a_batch_of_it_would() {
+        let event = event();
+        let record = encode_event(77, &event).unwrap();
+        let batch = decode_replay(77, &record).unwrap();
+        assert_eq!(batch, ReplayBatch::from_events(&[event]));
+        assert_eq!(batch.command_ids().collect::<Vec<_>>(), ["cmd-1"]);
+    }
+
     #[test]
     fn a_stream_read_decodes_the_same_event_and_tells_other_streams_apart() {
         let event = event();
@@ -580,6 +622,8 @@ mod tests {
         let error = decode_event(77, &record).unwrap_err();
         assert!(error.contains("not UTF-8"), "{error}");
         let error = decode_stream_event(&stream(), 77, &record).unwrap_err();
+        assert!(error.contains("not UTF-8"), "{error}");
+        let error = decode_replay(77, &record).unwrap_err();
         assert!(error.contains("not UTF-8"), "{error}");
         // Nor does an event decoded before make it pass.
         let fields = event_fields(77, &record).unwrap();
@@ -668,6 +712,10 @@ mod tests {
                     assert!(
                         decode_stream_event(&stream(), 42, &damaged).is_err(),
                         "version {version}: byte {index} bit {bit}, read as a stream's"
+                    );
+                    assert!(
+                        decode_replay(42, &damaged).is_err(),
+                        "version {version}: byte {index} bit {bit}, read for a replay"
                     );
                 }
             }

@@ -221,8 +221,8 @@ use redb::{ReadTransaction, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use super::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError,
-    StreamId,
+    AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, ReplayBatch, Snapshot,
+    StoreError, StreamId,
 };
 use aether_core::namespace::Namespace;
 use errors::{InFile, unavailable};
@@ -393,6 +393,23 @@ impl EventStore for EmbeddedStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.clone();
+        self.read(move |path, txn| {
+            let index = txn.open_table(STREAM_INDEX).in_file(path)?;
+            let events = txn.open_table(EVENTS).in_file(path)?;
+            let key = stream_key(&stream);
+            read::stream_events(path, &index, &events, &stream, &key, from_version, limit)
+        })
+        .await
+    }
+
+    /// Written straight from the records into the batch (see [`read`]).
+    async fn read_replay_batch(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<ReplayBatch, StoreError> {
         let stream = stream.clone();
         self.read(move |path, txn| {
             let index = txn.open_table(STREAM_INDEX).in_file(path)?;

@@ -10,11 +10,13 @@
 //! What a read does per event, and no more: verify the record's checksum,
 //! split it into fields that still borrow the record
 //! ([`codec::event_fields`]), compare them with what the index promised,
-//! then copy them out: one clone of the stream (the caller's, or the one of
-//! the event before it in the batch when the names are the same bytes, so
-//! names are not validated again), the event type and content type (copies
-//! of the event before's when the same bytes, so not UTF-8 checked again),
-//! the metadata and the data.
+//! then copy them out. Into a [`RecordedEvent`]: one clone of the stream
+//! (the caller's, or the one of the event before it in the batch when the
+//! names are the same bytes, so names are not validated again), the event
+//! type and content type (copies of the event before's when the same
+//! bytes, so not UTF-8 checked again), the metadata and the data. Into a
+//! [`ReplayBatch`] (an activation's read): the fields a replay uses, each
+//! copied once into the batch's buffer, with no allocation per event.
 
 use std::path::Path;
 
@@ -22,7 +24,7 @@ use redb::ReadableTable;
 
 use super::codec;
 use super::errors::{InFile, corrupt};
-use crate::{RecordedEvent, Snapshot, StoreError, StreamId};
+use crate::{RecordedEvent, ReplayBatch, Snapshot, StoreError, StreamId};
 
 /// The events table, in either kind of transaction.
 pub(super) trait EventsTable: ReadableTable<u64, &'static [u8]> {}
@@ -38,20 +40,54 @@ impl<T: ReadableTable<(&'static str, u64), u64>> IndexTable for T {}
 /// up (a step costs less than a lookup, but not several).
 const MAX_SKIP: u64 = 3;
 
+/// What a stream read puts its events into.
+pub(super) trait ReadInto: Sized {
+    /// Empty, with room for about `events` events.
+    fn with_room_for(events: usize) -> Self;
+
+    /// Appends the event `fields`, checked to be of `stream` and to have
+    /// the version the index promised; an error says how the record is
+    /// damaged.
+    fn push(&mut self, stream: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String>;
+}
+
+impl ReadInto for Vec<RecordedEvent> {
+    fn with_room_for(events: usize) -> Self {
+        Vec::with_capacity(events)
+    }
+
+    fn push(&mut self, stream: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String> {
+        fields.push_onto(stream.clone(), self)
+    }
+}
+
+impl ReadInto for ReplayBatch {
+    fn with_room_for(events: usize) -> Self {
+        /// About what a small event takes in a batch (header, names, data).
+        const EVENT_BYTES: usize = 96;
+        ReplayBatch::with_capacity(events.saturating_mul(EVENT_BYTES))
+    }
+
+    fn push(&mut self, _: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String> {
+        fields.replay_onto(self)
+    }
+}
+
 /// Where a record stored under the log sequence `sequence` is, in errors.
 pub(super) fn at_sequence(sequence: u64) -> String {
     format!("event at log sequence {sequence}")
 }
 
-/// Events of `stream` from version `from` (at least 1), at most `limit`.
-/// The versions read must be consecutive, and each one must point at an event
-/// of this stream with that version.
+/// Events of `stream` from version `from` (at least 1), at most `limit`,
+/// into `O` (owned events, or a replay batch). The versions read must be
+/// consecutive, and each one must point at an event of this stream with
+/// that version.
 ///
 /// The index is read first; then the records: a run of log sequences at
 /// most [`MAX_SKIP`] apart (the events of one append, of an aggregate
 /// written alone, or interleaved with a few others) with one range scan of
 /// the events table instead of a lookup each.
-pub(super) fn stream_events(
+pub(super) fn stream_events<O: ReadInto>(
     path: &Path,
     index: &impl IndexTable,
     events: &impl EventsTable,
@@ -59,7 +95,7 @@ pub(super) fn stream_events(
     key: &str,
     from: u64,
     limit: usize,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<O, StoreError> {
     let from = from.max(1);
     let mut range = index.range((key, from)..=(key, u64::MAX)).in_file(path)?;
     let mut wanted = Vec::with_capacity(limit.min(4096));
@@ -87,7 +123,7 @@ pub(super) fn stream_events(
         }
         wanted.push((version, sequence.value()));
     }
-    let mut out = Vec::with_capacity(wanted.len());
+    let mut out = O::with_room_for(wanted.len());
     // Runs of log sequences close enough together that one range scan over
     // them, stepping over the other streams' records in between, is cheaper
     // than a lookup each.
@@ -130,14 +166,13 @@ pub(super) fn stream_events(
 /// points at `record` (`None`: there is none), an event of this stream with
 /// this version, and appends that event to `out`. The record's fields are
 /// compared with the stream and version before anything is copied out of
-/// them; the event before it in `out` lends its strings where they are the
-/// same ([`codec::EventFields::push_onto`]).
+/// them.
 fn push_indexed_event(
     path: &Path,
     stream: &StreamId,
     (version, sequence): (u64, u64),
     record: Option<&[u8]>,
-    out: &mut Vec<RecordedEvent>,
+    out: &mut impl ReadInto,
 ) -> Result<(), StoreError> {
     let at = || format!("stream {stream} version {version}");
     let Some(record) = record else {
@@ -150,7 +185,7 @@ fn push_indexed_event(
     let damaged = |message| corrupt(path, at_sequence(sequence), message);
     let fields = codec::event_fields(sequence, record).map_err(damaged)?;
     if fields.is_of(stream) && fields.version == version {
-        return fields.push_onto(stream.clone(), out).map_err(damaged);
+        return out.push(stream, fields).map_err(damaged);
     }
     // Another event: its stream is decoded to say whose.
     let holds = fields.stream().map_err(damaged)?;
@@ -192,7 +227,8 @@ pub(super) fn command_events(
         )));
     }
     let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-    let recorded = stream_events(path, index, events, stream, key, first, count)?;
+    let recorded: Vec<RecordedEvent> =
+        stream_events(path, index, events, stream, key, first, count)?;
     if recorded.len() != count {
         return Err(damaged(format!(
             "the command is recorded as versions {first}..={last}, but only {} of them are stored",

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::{assert_names_file, bank, request, snapshot, stream};
 use crate::{
-    EmbeddedStore, EventStore, ExpectedVersion, RecordedEvent, Snapshot, StoreError, StreamId,
+    EmbeddedStore, EventStore, ExpectedVersion, RecordedEvent, ReplayBatch, Snapshot, StoreError,
+    StreamId,
 };
 
 const STREAMS: usize = 12;
@@ -176,6 +177,11 @@ async fn check_copy(dir: &Path, path: &Path, original: &Original, what: &str) ->
     for (id, events) in &original.streams {
         let read = store.read_stream(id, 1, usize::MAX).await;
         check(read.map(|read| &read == events), "read_stream");
+        let batch = store.read_replay_batch(id, 1, usize::MAX).await;
+        check(
+            batch.map(|batch| batch == ReplayBatch::from_events(events)),
+            "read_replay_batch",
+        );
         let version = store.stream_version(id).await;
         check(version.map(|v| v == events.len() as u64), "stream_version");
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::EmbeddedStore;
 use crate::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
-    StoreError, StreamId,
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    ReplayBatch, Snapshot, StoreError, StreamId,
 };
 use aether_core::namespace::Namespace;
 
@@ -228,6 +228,12 @@ async fn a_stream_interleaved_with_others_reads_whole_and_in_order() {
                 .cloned()
                 .collect();
             assert_eq!(read, want, "from {from}, limit {limit}");
+            let batch = store.read_replay_batch(&mine, from, limit).await.unwrap();
+            assert_eq!(
+                batch,
+                ReplayBatch::from_events(&want),
+                "from {from}, limit {limit}"
+            );
         }
     }
     // The 4th event goes missing (log sequence 7, 3 after the 3rd and 4
@@ -248,16 +254,24 @@ async fn a_stream_interleaved_with_others_reads_whole_and_in_order() {
     let events = txn.open_table(EVENTS).unwrap();
     let key = super::tables::stream_key(&mine);
     let path = dir.path().join("events.redb");
-    let error =
-        super::read::stream_events(&path, &index, &events, &mine, &key, 1, 100).unwrap_err();
-    let text = error.to_string();
-    assert!(matches!(error, StoreError::Corrupt { .. }), "{text}");
-    assert!(
-        text.contains(&format!(
-            "version 4): the stream index points at log sequence {missing}, which holds no event"
-        )),
-        "{text}"
-    );
+    let errors = [
+        super::read::stream_events::<Vec<RecordedEvent>>(
+            &path, &index, &events, &mine, &key, 1, 100,
+        )
+        .unwrap_err(),
+        super::read::stream_events::<ReplayBatch>(&path, &index, &events, &mine, &key, 1, 100)
+            .unwrap_err(),
+    ];
+    for error in errors {
+        let text = error.to_string();
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains(&format!(
+                "version 4): the stream index points at log sequence {missing}, which holds no event"
+            )),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

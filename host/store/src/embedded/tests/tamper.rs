@@ -12,8 +12,9 @@ use super::super::tables::{
     COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
 };
 use super::{request, snapshot, stream};
-use crate::StreamId;
-use crate::{EmbeddedStore, EventStore, ExpectedVersion, StoreError};
+use crate::{
+    EmbeddedStore, EventStore, ExpectedVersion, RecordedEvent, ReplayBatch, StoreError, StreamId,
+};
 
 /// Namespace `bank`: acc-1 versions 1, 2 at positions (and log sequences)
 /// 1, 2 and version 3 at 4 (command "cmd-1"), acc-2 version 1 at 3;
@@ -285,16 +286,30 @@ async fn reads_refuse_damaged_records() {
 
     let acc = stream("acc-1");
     let key = "bank/bank-account/acc-1";
-    let error = read::stream_events(&path, &index, &events, &acc, key, 1, 10).unwrap_err();
+    let error = read::stream_events::<Vec<RecordedEvent>>(&path, &index, &events, &acc, key, 1, 10)
+        .unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    // An activation's read refuses it the same way.
+    let replay =
+        read::stream_events::<ReplayBatch>(&path, &index, &events, &acc, key, 1, 10).unwrap_err();
+    assert!(matches!(replay, StoreError::Corrupt { .. }), "{replay}");
+    assert_eq!(replay.to_string(), error.to_string());
+    let intact =
+        read::stream_events::<ReplayBatch>(&path, &index, &events, &acc, key, 3, 10).unwrap();
+    assert_eq!(intact.len(), 1, "undamaged records are still served");
     let other = stream("acc-2");
-    let error = read::stream_events(&path, &index, &events, &other, key, 1, 10).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("which holds bank/bank-account/acc-1"),
-        "{error}"
-    );
+    for error in [
+        read::stream_events::<Vec<RecordedEvent>>(&path, &index, &events, &other, key, 1, 10)
+            .unwrap_err(),
+        read::stream_events::<ReplayBatch>(&path, &index, &events, &other, key, 1, 10).unwrap_err(),
+    ] {
+        assert!(
+            error
+                .to_string()
+                .contains("which holds bank/bank-account/acc-1"),
+            "{error}"
+        );
+    }
 }
 
 /// A namespace log entry that points at another namespace's event is
@@ -333,12 +348,14 @@ async fn reads_refuse_a_namespace_log_pointing_into_another_namespace() {
 async fn a_stream_read_of_a_run_refuses_a_missing_or_misplaced_record() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path()).await;
-    let intact = read_acc_1(dir.path(), 1).unwrap();
+    let intact: Vec<RecordedEvent> = read_acc_1(dir.path(), 1).unwrap();
     assert_eq!(
         intact.iter().map(|e| e.version).collect::<Vec<_>>(),
         [1, 2, 3]
     );
     assert_eq!(intact[1].data, b"\"b\"");
+    let batch: ReplayBatch = read_acc_1(dir.path(), 1).unwrap();
+    assert_eq!(batch, ReplayBatch::from_events(&intact));
 
     // Versions 2 and 3 point at sequences 1 and 2: a run, whose records
     // are versions 1 and 2.
@@ -347,13 +364,17 @@ async fn a_stream_read_of_a_run_refuses_a_missing_or_misplaced_record() {
         index.insert(("bank/bank-account/acc-1", 2), 1).unwrap();
         index.insert(("bank/bank-account/acc-1", 3), 2).unwrap();
     });
-    let error = read_acc_1(dir.path(), 2).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("points at log sequence 1, which holds bank/bank-account/acc-1 version 1"),
-        "{error}"
-    );
+    for error in [
+        read_acc_1::<Vec<RecordedEvent>>(dir.path(), 2).unwrap_err(),
+        read_acc_1::<ReplayBatch>(dir.path(), 2).unwrap_err(),
+    ] {
+        assert!(
+            error.to_string().contains(
+                "points at log sequence 1, which holds bank/bank-account/acc-1 version 1"
+            ),
+            "{error}"
+        );
+    }
 
     // Versions 1, 2, 3 at sequences 1, 2, 3: one run, sequence 2 gone.
     tampered(dir.path(), |txn| {
@@ -362,18 +383,22 @@ async fn a_stream_read_of_a_run_refuses_a_missing_or_misplaced_record() {
         index.insert(("bank/bank-account/acc-1", 3), 3).unwrap();
         txn.open_table(EVENTS).unwrap().remove(2).unwrap();
     });
-    let error = read_acc_1(dir.path(), 1).unwrap_err();
-    assert!(
-        error.to_string().contains(
-            "version 2): the stream index points at log sequence 2, which holds no event"
-        ),
-        "{error}"
-    );
+    for error in [
+        read_acc_1::<Vec<RecordedEvent>>(dir.path(), 1).unwrap_err(),
+        read_acc_1::<ReplayBatch>(dir.path(), 1).unwrap_err(),
+    ] {
+        assert!(
+            error.to_string().contains(
+                "version 2): the stream index points at log sequence 2, which holds no event"
+            ),
+            "{error}"
+        );
+    }
 }
 
 /// The sample's bank acc-1 from version `from`, read from its tables
 /// directly (no open, which would refuse the tampered file).
-fn read_acc_1(dir: &Path, from: u64) -> Result<Vec<crate::RecordedEvent>, StoreError> {
+fn read_acc_1<O: read::ReadInto>(dir: &Path, from: u64) -> Result<O, StoreError> {
     let path = dir.join("events.redb");
     let db = Database::open(&path).unwrap();
     let txn = db.begin_read().unwrap();
