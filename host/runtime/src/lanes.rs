@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
 use super::CommandError;
+use super::busy::RunningThreads;
 use super::config::RuntimeConfig;
 use super::limits::{InvalidLimits, SandboxLimits};
 use super::partition::{PartitionHandle, PartitionSizing};
@@ -47,6 +48,7 @@ pub(crate) struct Lanes {
     engine: Engine,
     config: Arc<RuntimeConfig>,
     lanes: Arc<LaneMap>,
+    threads: RunningThreads,
 }
 
 /// One namespace's partitions (while running) and the limits they run
@@ -55,6 +57,8 @@ pub(crate) struct Lane {
     namespace: Namespace,
     engine: Engine,
     config: Arc<RuntimeConfig>,
+    /// Every lane's running partition threads.
+    threads: RunningThreads,
     limits: RwLock<Arc<SandboxLimits>>,
     pending: AtomicUsize,
     running: Mutex<Option<Running>>,
@@ -99,6 +103,7 @@ impl Lanes {
             engine,
             config,
             lanes,
+            threads: RunningThreads::default(),
         })
     }
 
@@ -116,6 +121,7 @@ impl Lanes {
                     namespace: namespace.clone(),
                     engine: self.engine.clone(),
                     config: self.config.clone(),
+                    threads: self.threads.clone(),
                     limits: RwLock::new(Arc::new(self.config.limits.clone())),
                     pending: AtomicUsize::new(0),
                     running: Mutex::new(None),
@@ -277,6 +283,7 @@ impl Lane {
             limits: self.limits(),
             partitions: count,
             output_limit: self.config.guest_output_limit,
+            running: self.threads.clone(),
         };
         (0..count)
             .map(|i| {

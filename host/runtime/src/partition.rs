@@ -31,9 +31,9 @@
 //! [`CallError::NotLive`] for it and [`Partition::live_version`] passivates
 //! it, so its next use activates it again from the store.
 //!
-//! Priority: a partition thread that stays busy lowers its own CPU
-//! priority, so lighter lanes' jobs run first when threads compete
-//! ([`super::busy`]).
+//! Priority: a partition thread that stays busy while other lanes run
+//! lowers its own CPU priority, so lighter lanes' jobs run first when
+//! threads compete ([`super::busy`]).
 //!
 //! Failure: a trap, a deadline or a memory overrun poisons the whole
 //! instance. It is dropped with every live aggregate in it; they re-activate
@@ -53,7 +53,7 @@ use wasmtime::component::ResourceAny;
 
 use super::CommandError;
 use super::bindings::NewEvent;
-use super::busy::BusyWatch;
+use super::busy::{BusyWatch, RunningThreads};
 use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind};
@@ -86,8 +86,9 @@ impl PartitionHandle {
         std::thread::Builder::new()
             .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
+                let _running = sizing.running.enter();
+                let mut busy = BusyWatch::new(sizing.running.clone(), sizing.partitions);
                 let mut partition = Partition::new(engine, sizing);
-                let mut busy = BusyWatch::new();
                 while let Ok(job) = queue.recv() {
                     let started = Instant::now();
                     // A bug in a job must not take the partition down: the
@@ -225,6 +226,8 @@ pub(crate) struct PartitionSizing {
     pub(crate) limits: Arc<SandboxLimits>,
     pub(crate) partitions: usize,
     pub(crate) output_limit: usize,
+    /// Every lane's running partition threads (see [`super::busy`]).
+    pub(crate) running: RunningThreads,
 }
 
 impl PartitionSizing {
