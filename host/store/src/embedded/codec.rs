@@ -264,23 +264,30 @@ impl EventFields<'_> {
     /// checked ([`EventFields::is_of`]): the fields a replay uses, copied
     /// once, straight from the record. Every text field is UTF-8 checked as
     /// a read of the whole event would, so a record refused there is
-    /// refused here too.
-    pub(super) fn replay_onto(&self, batch: &mut ReplayBatch) -> Result<(), String> {
-        let [command_id, correlation_id, causation_id, component_digest] = self.metadata;
-        for unused in [correlation_id, causation_id, component_digest]
-            .into_iter()
-            .flatten()
-        {
-            str_of(unused)?;
+    /// refused here too; `text` holds the event before's, so a field with
+    /// the same bytes (most runs of events) is not checked again.
+    pub(super) fn replay_onto(
+        &self,
+        batch: &mut ReplayBatch,
+        text: &mut ReplayText,
+    ) -> Result<(), String> {
+        checked(&mut text.event_type, self.event_type)?;
+        checked(&mut text.content_type, self.content_type)?;
+        for (slot, bytes) in text.metadata.iter_mut().zip(self.metadata) {
+            match bytes {
+                Some(bytes) => checked(slot.get_or_insert_default(), bytes)?,
+                None => *slot = None,
+            }
         }
         let event = BatchEvent {
             version: self.version,
             timestamp_ms: self.timestamp_ms,
-            event_type: str_of(self.event_type)?,
-            content_type: str_of(self.content_type)?,
+            event_type: &text.event_type,
+            content_type: &text.content_type,
             data: self.data,
         };
-        batch.push(event, command_id.map(str_of).transpose()?);
+        // The command id is the first of the metadata.
+        batch.push(event, text.metadata[0].as_deref());
         Ok(())
     }
 
@@ -341,6 +348,27 @@ struct Strings {
 
 /// `bytes` as a `String`: a copy of `same` if they are its bytes, else
 /// validated as UTF-8.
+/// The text fields of the event last appended to a replay batch, UTF-8
+/// checked: event type, content type, and the metadata (command id,
+/// correlation id, causation id, component digest).
+#[derive(Debug, Default)]
+pub(super) struct ReplayText {
+    event_type: String,
+    content_type: String,
+    metadata: [Option<String>; 4],
+}
+
+/// Makes `slot` the text of `bytes`, UTF-8 checking them only when they
+/// are not already its bytes.
+fn checked(slot: &mut String, bytes: &[u8]) -> Result<(), String> {
+    if slot.as_bytes() != bytes {
+        let text = str_of(bytes)?;
+        slot.clear();
+        slot.push_str(text);
+    }
+    Ok(())
+}
+
 fn same_or_text(same: Option<&str>, bytes: &[u8]) -> Result<String, String> {
     match same {
         Some(same) if same.as_bytes() == bytes => Ok(same.to_owned()),
@@ -564,7 +592,8 @@ mod tests {
     /// Decodes as an activation's read does: into a replay batch.
     fn decode_replay(sequence: u64, record: &[u8]) -> Result<ReplayBatch, String> {
         let mut batch = ReplayBatch::default();
-        event_fields(sequence, record)?.replay_onto(&mut batch)?;
+        let mut text = ReplayText::default();
+        event_fields(sequence, record)?.replay_onto(&mut batch, &mut text)?;
         Ok(batch)
     }
 
@@ -575,6 +604,39 @@ mod tests {
         let batch = decode_replay(77, &record).unwrap();
         assert_eq!(batch, ReplayBatch::from_events(&[event]));
         assert_eq!(batch.command_ids().collect::<Vec<_>>(), ["cmd-1"]);
+    }
+
+    #[test]
+    fn a_replay_read_of_a_run_checks_text_once_and_follows_every_change() {
+        // Events whose text fields repeat, change, and come and go.
+        let mut events = Vec::new();
+        for (i, (event_type, command_id, digest)) in [
+            ("deposited", Some("cmd-1"), Some("d1")),
+            ("deposited", Some("cmd-1"), Some("d1")),
+            ("withdrawn", Some("cmd-2"), None),
+            ("withdrawn", None, None),
+            ("deposited", Some("cmd-2"), Some("d2")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut e = event();
+            e.version = i as u64 + 1;
+            e.event_type = event_type.into();
+            e.metadata.command_id = command_id.map(str::to_owned);
+            e.metadata.component_digest = digest.map(str::to_owned);
+            events.push(e);
+        }
+        let (mut batch, mut text) = (ReplayBatch::default(), ReplayText::default());
+        for (i, e) in events.iter().enumerate() {
+            let record = encode_event(i as u64 + 1, e).unwrap();
+            event_fields(i as u64 + 1, &record)
+                .unwrap()
+                .replay_onto(&mut batch, &mut text)
+                .unwrap();
+        }
+        assert_eq!(batch, ReplayBatch::from_events(&events));
+        assert_eq!(batch.command_ids().collect::<Vec<_>>(), ["cmd-1", "cmd-2"]);
     }
 
     #[test]
@@ -627,7 +689,18 @@ mod tests {
         assert!(error.contains("not UTF-8"), "{error}");
         // Nor does an event decoded before make it pass.
         let fields = event_fields(77, &record).unwrap();
-        assert!(fields.push_onto(stream(), &mut vec![event]).is_err());
+        assert!(
+            fields
+                .push_onto(stream(), &mut vec![event.clone()])
+                .is_err()
+        );
+        let (mut batch, mut text) = (ReplayBatch::default(), ReplayText::default());
+        let valid = encode_event(76, &event).unwrap();
+        let valid = event_fields(76, &valid).unwrap();
+        valid.replay_onto(&mut batch, &mut text).unwrap();
+        let fields = event_fields(77, &record).unwrap();
+        let error = fields.replay_onto(&mut batch, &mut text).unwrap_err();
+        assert!(error.contains("not UTF-8"), "{error}");
     }
 
     #[test]

@@ -45,10 +45,18 @@ pub(super) trait ReadInto: Sized {
     /// Empty, with room for about `events` events.
     fn with_room_for(events: usize) -> Self;
 
+    /// What one read keeps from event to event besides its output.
+    type Scratch: Default;
+
     /// Appends the event `fields`, checked to be of `stream` and to have
     /// the version the index promised; an error says how the record is
     /// damaged.
-    fn push(&mut self, stream: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String>;
+    fn push(
+        &mut self,
+        stream: &StreamId,
+        fields: codec::EventFields<'_>,
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), String>;
 }
 
 impl ReadInto for Vec<RecordedEvent> {
@@ -56,7 +64,15 @@ impl ReadInto for Vec<RecordedEvent> {
         Vec::with_capacity(events)
     }
 
-    fn push(&mut self, stream: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String> {
+    /// (The event before, in `self`, lends its strings.)
+    type Scratch = ();
+
+    fn push(
+        &mut self,
+        stream: &StreamId,
+        fields: codec::EventFields<'_>,
+        _: &mut (),
+    ) -> Result<(), String> {
         fields.push_onto(stream.clone(), self)
     }
 }
@@ -68,8 +84,15 @@ impl ReadInto for ReplayBatch {
         ReplayBatch::with_capacity(events.saturating_mul(EVENT_BYTES))
     }
 
-    fn push(&mut self, _: &StreamId, fields: codec::EventFields<'_>) -> Result<(), String> {
-        fields.replay_onto(self)
+    type Scratch = codec::ReplayText;
+
+    fn push(
+        &mut self,
+        _: &StreamId,
+        fields: codec::EventFields<'_>,
+        text: &mut codec::ReplayText,
+    ) -> Result<(), String> {
+        fields.replay_onto(self, text)
     }
 }
 
@@ -124,6 +147,7 @@ pub(super) fn stream_events<O: ReadInto>(
         wanted.push((version, sequence.value()));
     }
     let mut out = O::with_room_for(wanted.len());
+    let mut scratch = O::Scratch::default();
     // Runs of log sequences close enough together that one range scan over
     // them, stepping over the other streams' records in between, is cheaper
     // than a lookup each.
@@ -133,7 +157,7 @@ pub(super) fn stream_events<O: ReadInto>(
         if run.len() == 1 {
             let record = events.get(first).in_file(path)?;
             let value = record.as_ref().map(|r| r.value());
-            push_indexed_event(path, stream, run[0], value, &mut out)?;
+            push_indexed_event(path, stream, run[0], value, (&mut out, &mut scratch))?;
             continue;
         }
         let mut records = events.range(first..=last).in_file(path)?;
@@ -156,7 +180,13 @@ pub(super) fn stream_events<O: ReadInto>(
                 _ => None,
             };
             // (A missing record is an error: the rest of the run is not read.)
-            push_indexed_event(path, stream, (version, sequence), value, &mut out)?;
+            push_indexed_event(
+                path,
+                stream,
+                (version, sequence),
+                value,
+                (&mut out, &mut scratch),
+            )?;
         }
     }
     Ok(out)
@@ -167,12 +197,12 @@ pub(super) fn stream_events<O: ReadInto>(
 /// this version, and appends that event to `out`. The record's fields are
 /// compared with the stream and version before anything is copied out of
 /// them.
-fn push_indexed_event(
+fn push_indexed_event<O: ReadInto>(
     path: &Path,
     stream: &StreamId,
     (version, sequence): (u64, u64),
     record: Option<&[u8]>,
-    out: &mut impl ReadInto,
+    (out, scratch): (&mut O, &mut O::Scratch),
 ) -> Result<(), StoreError> {
     let at = || format!("stream {stream} version {version}");
     let Some(record) = record else {
@@ -185,7 +215,7 @@ fn push_indexed_event(
     let damaged = |message| corrupt(path, at_sequence(sequence), message);
     let fields = codec::event_fields(sequence, record).map_err(damaged)?;
     if fields.is_of(stream) && fields.version == version {
-        return out.push(stream, fields).map_err(damaged);
+        return out.push(stream, fields, scratch).map_err(damaged);
     }
     // Another event: its stream is decoded to say whose.
     let holds = fields.stream().map_err(damaged)?;
