@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use aether_core::namespace::{AggregateType, Namespace};
 use aether_store::{StoreError, StreamId};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 
 use super::command::{AggregateState, LOST_LIMIT, REFRESH_LIMIT, instances_kept_failing};
 use super::command_ids::{self, CommandIds};
@@ -266,11 +268,14 @@ impl Runtime {
     /// ([`aether_store::EventStore::read_replay_batch`]); the partition
     /// checks that each continues the live version.
     ///
-    /// While the partition applies a full batch, the next one is read
-    /// (stored events never change, so reading ahead reads what a read
-    /// after the apply would); the replay still ends at the first batch
-    /// that is not full. A read-ahead that fails matters only if the
-    /// apply succeeded.
+    /// Once the first batch comes back full (a long stream), the next
+    /// [`READ_AHEAD`] batches are read while the partition applies the
+    /// current one, each read in flight at once (stored events never
+    /// change, so reading ahead reads what a read after the apply would;
+    /// on a store that reads on blocking threads they run side by side).
+    /// The replay still ends at the first batch that is not full, and the
+    /// reads after it are dropped unread. A read-ahead that fails matters
+    /// only if every batch before it applied.
     async fn replay(
         &self,
         partition: &PartitionHandle,
@@ -281,6 +286,10 @@ impl Runtime {
         let store = &self.inner.store;
         let mut version = start;
         let mut batch = store.read_replay_batch(stream, version + 1, limit).await?;
+        // Reads in flight, in version order; `next_from` is where the next
+        // one to start begins.
+        let mut ahead = FuturesOrdered::new();
+        let mut next_from = version + 1 + batch.len() as u64;
         loop {
             let Some((last_version, _)) = batch.events().last() else {
                 if version > start || version == 0 {
@@ -296,12 +305,17 @@ impl Runtime {
                 });
             };
             let full = batch.len() == limit;
+            if full {
+                while ahead.len() < READ_AHEAD {
+                    ahead.push_back(store.read_replay_batch(stream, next_from, limit));
+                    next_from += limit as u64;
+                }
+            }
             let s = stream.clone();
             let apply = partition.call(move |p| p.apply(&s, &batch));
             let (applied, next) = if full {
-                let read_ahead = store.read_replay_batch(stream, last_version + 1, limit);
-                let (applied, next) = tokio::join!(apply, read_ahead);
-                (applied, Some(next))
+                let (applied, next) = tokio::join!(apply, ahead.next());
+                (applied, next)
             } else {
                 (apply.await, None)
             };
@@ -320,3 +334,8 @@ impl Runtime {
         }
     }
 }
+
+/// How many batches a long replay reads ahead of the one being applied:
+/// two keep both cores of a small machine busy (two reads and the guest's
+/// apply), and cost at most two reads past the end of the stream.
+const READ_AHEAD: usize = 2;
