@@ -5,8 +5,8 @@
 //! [`EventStore::read_replay_batch`](crate::EventStore::read_replay_batch)
 //! reads one. By default it is built from
 //! [`read_stream`](crate::EventStore::read_stream) ([`ReplayBatch::from_events`]);
-//! the embedded store writes it straight from its records, with no owned
-//! event in between.
+//! the embedded store writes it straight from its records (the JetStream
+//! store from its messages), with no owned event in between.
 
 use aether_core::batch::{BatchEvent, EventBatch};
 

@@ -2,7 +2,8 @@
 //! kept between activation's batches (`jetstream/reads/cursor.rs`): they
 //! return exactly the events appended, from anywhere in the stream, with
 //! other aggregates' events in between, after appends made while a
-//! consumer was kept, and fail as retryable when the server is gone. Each
+//! consumer was kept, and fail as retryable when the server is gone; replay
+//! batches (`read_replay_batch`) hold exactly what `read_stream` reads. Each
 //! test runs its own `nats-server` (the harness's, on a random port).
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use aether_nats_harness::NatsServer;
 use aether_store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, JetStreamConfig, JetStreamStore,
-    NewEvent, RecordedEvent, StoreError, StreamId,
+    NewEvent, RecordedEvent, ReplayBatch, StoreError, StreamId,
 };
 
 /// More than two batches of 1 024, and not a multiple of it.
@@ -291,4 +292,127 @@ async fn a_read_with_the_server_gone_is_unavailable() {
     }
     assert_eq!(all, appended);
     assert_eq!(read_as_activation(&store, &long, 1).await, appended);
+}
+
+/// Reads `stream` from version `from` as activation does, in replay
+/// batches of `BATCH` until a short one; each batch as read.
+async fn replay_as_activation(
+    store: &JetStreamStore,
+    stream: &StreamId,
+    from: u64,
+) -> Vec<ReplayBatch> {
+    let mut batches = Vec::new();
+    let mut next = from;
+    loop {
+        let batch = store.read_replay_batch(stream, next, BATCH).await.unwrap();
+        assert!(batch.len() <= BATCH);
+        let short = batch.len() < BATCH;
+        next += batch.len() as u64;
+        batches.push(batch);
+        if short {
+            return batches;
+        }
+    }
+}
+
+/// Replay batches (written straight from the messages, through the kept
+/// consumer or direct gets) hold exactly what `read_stream` reads, batch
+/// by batch, across batch boundaries, from anywhere, with command ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_batches_hold_exactly_the_events_appended() {
+    let server = NatsServer::start();
+    let store = connect(&server).await;
+    let (long, other) = (stream("long"), stream("other"));
+    let (appended, others) = append_interleaved(&store, &long, &other, LONG).await;
+    let fresh = connect(&server).await;
+    for reader in [&store, &fresh] {
+        for from in [1, 2, 1_000, 1_025, 2_999, LONG, LONG + 1] {
+            let batches = replay_as_activation(reader, &long, from).await;
+            let mut next = from;
+            for batch in &batches {
+                let expected = slice(&appended, next, BATCH);
+                assert_eq!(*batch, ReplayBatch::from_events(expected), "from {next}");
+                next += batch.len() as u64;
+            }
+            assert_eq!(next, LONG + 1, "read from {from} to the end");
+        }
+        // Short reads (direct gets) and odd limits.
+        for (from, limit) in [
+            (1, 10),
+            (7, 255),
+            (300, 256),
+            (1_500, 2_000),
+            (1, usize::MAX),
+        ] {
+            let batch = reader.read_replay_batch(&long, from, limit).await.unwrap();
+            assert_eq!(
+                batch,
+                ReplayBatch::from_events(slice(&appended, from, limit)),
+                "from {from}, at most {limit}"
+            );
+        }
+    }
+    let of_other: Vec<_> = replay_as_activation(&store, &other, 1).await;
+    let read: usize = of_other.iter().map(ReplayBatch::len).sum();
+    assert_eq!(read, others.len());
+    assert!(
+        store
+            .read_replay_batch(&stream("nobody"), 1, BATCH)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    no_consumers_left(&server).await;
+}
+
+/// A replay read racing appends to the same aggregate: every batch holds
+/// exactly the events at its versions (never a gap, never another's),
+/// and a read after the appends has them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_batches_racing_appends_hold_the_events_at_their_versions() {
+    let server = NatsServer::start();
+    let store = std::sync::Arc::new(connect(&server).await);
+    let (long, other) = (stream("long"), stream("other"));
+    let (mut appended, _) = append_interleaved(&store, &long, &other, 2 * BATCH as u64).await;
+    let writer = {
+        let (store, long) = (store.clone(), long.clone());
+        tokio::spawn(async move {
+            let mut more = Vec::new();
+            for _ in 0..10 {
+                more.extend(append(&store, &long, 150).await);
+            }
+            more
+        })
+    };
+    let mut read = Vec::new();
+    for _ in 0..5 {
+        read.push(replay_as_activation(&store, &long, 1).await);
+    }
+    appended.extend(writer.await.unwrap());
+    for batches in read {
+        let mut next = 1;
+        for batch in &batches {
+            assert_eq!(
+                *batch,
+                ReplayBatch::from_events(slice(&appended, next, batch.len())),
+                "from {next}"
+            );
+            next += batch.len() as u64;
+        }
+        assert!(
+            next > 2 * BATCH as u64,
+            "read at least what was there first"
+        );
+    }
+    let all = replay_as_activation(&store, &long, 1).await;
+    let total: usize = all.iter().map(ReplayBatch::len).sum();
+    assert_eq!(total, appended.len());
+    let mut next = 1;
+    for batch in &all {
+        assert_eq!(
+            *batch,
+            ReplayBatch::from_events(slice(&appended, next, batch.len()))
+        );
+        next += batch.len() as u64;
+    }
 }

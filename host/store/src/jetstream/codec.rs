@@ -7,7 +7,8 @@ use async_nats::jetstream::message::StreamMessage;
 
 use super::{BACKEND, unavailable};
 use crate::{
-    AppendError, EventMetadata, RecordedEvent, Snapshot, StoreError, StreamId, VersionConflict,
+    AppendError, BatchEvent, EventMetadata, RecordedEvent, Snapshot, StoreError, StreamId,
+    VersionConflict,
 };
 use aether_core::namespace::layout::{parse_store_subject, stream_key};
 
@@ -90,7 +91,7 @@ pub(super) fn version(message: &StreamMessage) -> Result<u64, StoreError> {
 /// one pass over its headers: looking each up by name would build (and
 /// allocate) a header name and hash it, ten times per event read.
 #[derive(Default)]
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     version: Option<&'a str>,
     id: Option<&'a str>,
     event_type: Option<&'a str>,
@@ -103,7 +104,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(message: &'a StreamMessage) -> Self {
+    pub(super) fn of(message: &'a StreamMessage) -> Self {
         let mut fields = Fields::default();
         for (name, values) in message.headers.iter() {
             let field = match name.as_ref() {
@@ -122,6 +123,27 @@ impl<'a> Fields<'a> {
         }
         fields
     }
+
+    /// The checks every decoded event passes, whatever it is decoded
+    /// into: (its id, its version, its type).
+    fn checked(&self, message: &StreamMessage) -> Result<(uuid::Uuid, u64, &'a str), StoreError> {
+        let id = self
+            .id
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| damaged(message, format!("no valid {EVENT_ID} header")))?;
+        let version = self
+            .version
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))?;
+        let event_type = self
+            .event_type
+            .ok_or_else(|| damaged(message, format!("no {EVENT_TYPE} header")))?;
+        Ok((id, version, event_type))
+    }
+
+    fn timestamp_ms(&self) -> u64 {
+        self.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
 }
 
 /// The event in `message`, of `stream`.
@@ -130,22 +152,14 @@ pub(super) fn decode(
     message: &StreamMessage,
 ) -> Result<RecordedEvent, StoreError> {
     let fields = Fields::of(message);
+    let (id, version, event_type) = fields.checked(message)?;
     let text = |value: Option<&str>| value.map(str::to_owned);
-    let id = fields
-        .id
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| damaged(message, format!("no valid {EVENT_ID} header")))?;
-    let version = fields
-        .version
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))?;
     Ok(RecordedEvent {
         id,
         stream: stream.clone(),
         version,
         position: message.sequence,
-        event_type: text(fields.event_type)
-            .ok_or_else(|| damaged(message, format!("no {EVENT_TYPE} header")))?,
+        event_type: event_type.to_owned(),
         content_type: text(fields.content_type)
             .unwrap_or_else(|| crate::JSON_CONTENT_TYPE.to_owned()),
         data: message.payload.to_vec(),
@@ -155,8 +169,26 @@ pub(super) fn decode(
             causation_id: text(fields.causation),
             component_digest: text(fields.digest),
         },
-        timestamp_ms: fields.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0),
+        timestamp_ms: fields.timestamp_ms(),
     })
+}
+
+/// The event in `message` as a replay batch holds it (see
+/// [`crate::ReplayBatch`]), with its command id: the same checks as
+/// [`decode`], and the same fields, without building a [`RecordedEvent`].
+pub(super) fn decode_replay<'a>(
+    message: &'a StreamMessage,
+) -> Result<(BatchEvent<'a>, Option<&'a str>), StoreError> {
+    let fields = Fields::of(message);
+    let (_, version, event_type) = fields.checked(message)?;
+    let event = BatchEvent {
+        version,
+        timestamp_ms: fields.timestamp_ms(),
+        event_type,
+        content_type: fields.content_type.unwrap_or(crate::JSON_CONTENT_TYPE),
+        data: &message.payload,
+    };
+    Ok((event, fields.command))
 }
 
 /// The event in `message`, whichever stream its subject names.

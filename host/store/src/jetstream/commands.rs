@@ -96,7 +96,7 @@ impl JetStreamStore {
         let whole = known.covered == 0;
         let mut found = Vec::new();
         if known.covered < current {
-            let newer = self
+            let newer: Vec<RecordedEvent> = self
                 .events_of(
                     stream,
                     known.covered + 1,
@@ -123,7 +123,7 @@ impl JetStreamStore {
         }
         // Stored earlier (or a hash that collides): read its events.
         let found: Vec<RecordedEvent> = self
-            .events_of(stream, 1, current as usize)
+            .events_of::<Vec<RecordedEvent>>(stream, 1, current as usize)
             .await?
             .into_iter()
             .filter(|event| event.metadata.command_id.as_deref() == Some(command_id))

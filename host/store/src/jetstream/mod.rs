@@ -89,7 +89,7 @@ use bytes::Bytes;
 
 use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, RecordedEvent,
-    Snapshot, StoreError, StreamId, VersionConflict,
+    ReplayBatch, Snapshot, StoreError, StreamId, VersionConflict,
 };
 use aether_core::namespace::Namespace;
 use aether_core::namespace::layout::{store_snapshot_bucket, store_subject, stream_key};
@@ -511,6 +511,18 @@ impl EventStore for JetStreamStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.events_of(stream, from_version, limit).await
+    }
+
+    /// Written straight from the messages, as `read_stream` reads them,
+    /// with the same checks and errors, and no [`RecordedEvent`] in
+    /// between.
+    async fn read_replay_batch(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<ReplayBatch, StoreError> {
         self.events_of(stream, from_version, limit).await
     }
 

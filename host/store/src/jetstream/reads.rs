@@ -67,6 +67,7 @@ pub(super) use cursor::Cursors;
 
 use super::streams::last_sequence;
 use super::{JetStreamStore, RecordedEvent, StoreError, StreamId, codec, unavailable};
+use crate::{BatchEvent, ReplayBatch};
 use aether_core::namespace::Namespace;
 use aether_core::namespace::layout::store_namespace_subjects;
 
@@ -174,8 +175,75 @@ impl Prefetches {
     }
 }
 
+/// What a read of an aggregate's events fills: the events themselves
+/// ([`JetStreamStore::read_stream`](crate::EventStore::read_stream)), or
+/// a replay batch of them, written straight from the messages
+/// ([`JetStreamStore::read_replay_batch`](crate::EventStore::read_replay_batch)).
+/// Both decode every message with the same checks ([`codec`]).
+pub(super) trait Collect: Default {
+    /// A message decoded, before it is taken.
+    type Decoded<'m>;
+    /// The event in `message` (of `stream`) and its version, checked.
+    fn decode<'m>(
+        stream: &StreamId,
+        message: &'m StreamMessage,
+    ) -> Result<(u64, Self::Decoded<'m>), StoreError>;
+    /// Takes the next event.
+    fn take(&mut self, event: Self::Decoded<'_>);
+    /// How many events it holds.
+    fn count(&self) -> usize;
+    /// Room for `events` events.
+    fn reserve(&mut self, events: usize);
+}
+
+impl Collect for Vec<RecordedEvent> {
+    type Decoded<'m> = RecordedEvent;
+
+    fn decode<'m>(
+        stream: &StreamId,
+        message: &'m StreamMessage,
+    ) -> Result<(u64, RecordedEvent), StoreError> {
+        let event = codec::decode(stream, message)?;
+        Ok((event.version, event))
+    }
+
+    fn take(&mut self, event: RecordedEvent) {
+        self.push(event);
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn reserve(&mut self, events: usize) {
+        Vec::reserve(self, events);
+    }
+}
+
+impl Collect for ReplayBatch {
+    type Decoded<'m> = (BatchEvent<'m>, Option<&'m str>);
+
+    fn decode<'m>(
+        _: &StreamId,
+        message: &'m StreamMessage,
+    ) -> Result<(u64, Self::Decoded<'m>), StoreError> {
+        let (event, command) = codec::decode_replay(message)?;
+        Ok((event.version, (event, command)))
+    }
+
+    fn take(&mut self, (event, command): Self::Decoded<'_>) {
+        self.push(event, command);
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn reserve(&mut self, _: usize) {}
+}
+
 /// A read in progress: what it has, and where it goes on.
-struct Reading<'a> {
+struct Reading<'a, O> {
     stream: &'a StreamId,
     /// The JetStream stream's name, for errors.
     name: &'a str,
@@ -189,7 +257,9 @@ struct Reading<'a> {
     /// The version of the last message read (before `from`: how many are
     /// still to pass).
     seen: u64,
-    out: Vec<RecordedEvent>,
+    /// The version and sequence of the last event taken.
+    last_read: Option<(u64, u64)>,
+    out: O,
 }
 
 /// What batched direct gets (or, failing them, the leader's reads) fill:
@@ -207,18 +277,18 @@ trait Gather {
     fn push(&mut self, message: &StreamMessage) -> Result<(), StoreError>;
 }
 
-impl Gather for Reading<'_> {
+impl<O: Collect> Gather for Reading<'_, O> {
     fn next(&self) -> u64 {
         self.next
     }
 
     fn done(&self) -> bool {
-        self.out.len() >= self.limit || self.next > self.last_sequence
+        self.out.count() >= self.limit || self.next > self.last_sequence
     }
 
     /// The events still wanted and those still to pass before `from`.
     fn batch(&self) -> usize {
-        let left = self.limit - self.out.len();
+        let left = self.limit - self.out.count();
         let before = usize::try_from(self.from.saturating_sub(self.seen + 1)).unwrap_or(BATCH);
         left.saturating_add(before).clamp(1, BATCH)
     }
@@ -229,23 +299,24 @@ impl Gather for Reading<'_> {
             return Ok(());
         }
         self.next = message.sequence + 1;
-        if message.sequence > self.last_sequence || self.out.len() >= self.limit {
+        if message.sequence > self.last_sequence || self.out.count() >= self.limit {
             return Ok(());
         }
-        let event = codec::decode(self.stream, message)?;
-        self.seen = event.version;
-        if event.version >= self.from {
-            let expected = self.from + self.out.len() as u64;
-            if event.version != expected {
+        let (version, event) = O::decode(self.stream, message)?;
+        self.seen = version;
+        if version >= self.from {
+            let expected = self.from + self.out.count() as u64;
+            if version != expected {
                 return Err(StoreError::Corrupt {
                     location: format!("{} sequence {}", self.name, message.sequence),
                     message: format!(
-                        "{} jumps to version {} where {expected} was expected",
-                        self.stream, event.version
+                        "{} jumps to version {version} where {expected} was expected",
+                        self.stream
                     ),
                 });
             }
-            self.out.push(event);
+            self.out.take(event);
+            self.last_read = Some((version, message.sequence));
         }
         Ok(())
     }
@@ -328,18 +399,18 @@ enum Batch {
 impl JetStreamStore {
     /// Every event of `stream` from version `from_version`, at most
     /// `limit`, as the stream leader had them when the read began.
-    pub(super) async fn events_of(
+    pub(super) async fn events_of<O: Collect>(
         &self,
         stream: &StreamId,
         from_version: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    ) -> Result<O, StoreError> {
         let from = from_version.max(1);
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(O::default());
         }
         let Some(events) = self.find_stream(&stream.namespace).await? else {
-            return Ok(Vec::new());
+            return Ok(O::default());
         };
         let subject = self.subject(stream);
         // A read known to get `limit` events (the leader had version
@@ -359,7 +430,7 @@ impl JetStreamStore {
                 // message.
                 Ok(last) => (last.sequence, codec::version(&last).ok()),
                 Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    return Ok(Vec::new());
+                    return Ok(O::default());
                 }
                 Err(e) => {
                     return Err(unavailable(format!(
@@ -369,7 +440,7 @@ impl JetStreamStore {
             },
         };
         if last_version.is_some_and(|version| version < from) {
-            return Ok(Vec::new());
+            return Ok(O::default());
         }
         let name = events.cached_info().config.name.clone();
         let (next, seen) = match last_version {
@@ -382,6 +453,8 @@ impl JetStreamStore {
         let wanted = last_version.map_or(BATCH, |version| {
             usize::try_from(version - from + 1).map_or(limit, |n| n.min(limit))
         });
+        let mut out = O::default();
+        out.reserve(wanted);
         let mut reading = Reading {
             stream,
             name: &name,
@@ -390,7 +463,8 @@ impl JetStreamStore {
             last_sequence,
             next,
             seen,
-            out: Vec::with_capacity(wanted),
+            last_read: None,
+            out,
         };
         let by_consumer = self
             .read_by_consumer(&events, &name, &subject, &mut reading)
@@ -400,15 +474,14 @@ impl JetStreamStore {
             self.gather(&events, &name, &subject, &mut reading, prefetched)
                 .await?;
         }
-        let Some(event) = reading.out.last() else {
+        let Some(read) = reading.last_read else {
             return Ok(reading.out);
         };
-        let read = (event.version, event.position);
         let leader = last_version.map_or(read, |version| (version, last_sequence));
         self.hints.note(stream, read, leader);
         // A full batch with more after it: activation will ask for the
         // next one right after replaying this one, so ask for it now.
-        if !by_consumer && reading.out.len() == limit && limit <= BATCH && leader.0 > read.0 {
+        if !by_consumer && reading.out.count() == limit && limit <= BATCH && leader.0 > read.0 {
             let next = read.1 + 1;
             if let Ok(replies) = self.request_batch(&name, &subject, next, limit).await {
                 self.prefetches.put(

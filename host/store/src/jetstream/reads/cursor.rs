@@ -43,7 +43,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{StatusCode, Subscriber};
 use futures_util::StreamExt;
 
-use super::{BATCH_WAIT, Gather, Reading};
+use super::{BATCH_WAIT, Collect, Gather, Reading};
 use crate::StreamId;
 use crate::jetstream::{JetStreamStore, StoreError, unavailable};
 
@@ -176,11 +176,11 @@ impl Cursor {
     /// error is the consumer's (the read may go on with direct gets); an
     /// outer one is the read's: a message it refuses (damaged, or a
     /// version out of order), or no message for [`BATCH_WAIT`].
-    async fn fill(
+    async fn fill<O: Collect>(
         &mut self,
         client: &async_nats::Client,
         subject: &str,
-        reading: &mut Reading<'_>,
+        reading: &mut Reading<'_, O>,
     ) -> Result<Result<(), String>, StoreError> {
         while !reading.done() {
             let pull = match &mut self.pull {
@@ -262,12 +262,12 @@ impl JetStreamStore {
     /// else a new consumer if the read is long. Whether it read all the
     /// read needs (else the caller reads the rest with direct gets, from
     /// where this one stopped).
-    pub(super) async fn read_by_consumer(
+    pub(super) async fn read_by_consumer<O: Collect>(
         &self,
         events: &stream::Stream,
         name: &str,
         subject: &str,
-        reading: &mut Reading<'_>,
+        reading: &mut Reading<'_, O>,
     ) -> Result<bool, StoreError> {
         let mut cursor = match self.cursors.take(reading.stream, reading.next) {
             Some(cursor) => cursor,
@@ -297,8 +297,8 @@ impl JetStreamStore {
     /// batch and the aggregate has more (as far as the read knows), asking
     /// it for that batch now if it owes none; else drops it (deleting its
     /// consumer).
-    async fn keep(&self, mut cursor: Cursor, reading: &Reading<'_>) {
-        let more = reading.out.len() == reading.limit && reading.next <= reading.last_sequence;
+    async fn keep<O: Collect>(&self, mut cursor: Cursor, reading: &Reading<'_, O>) {
+        let more = reading.out.count() == reading.limit && reading.next <= reading.last_sequence;
         let full_next = reading.limit.min(super::BATCH);
         if !more || full_next < LONG_READ {
             return;
