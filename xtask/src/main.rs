@@ -165,8 +165,13 @@ fn cargo_command(args: &[&str]) -> Command {
     cmd.args(args).current_dir(workspace_root());
     if args.contains(&"wasm32-wasip2") {
         // Guests ship without debug info: smaller components compile faster.
+        // One codegen unit with LTO lets LLVM inline across the SDK, serde
+        // and serde_json before Cranelift sees the code: replay_wasm 1.93 →
+        // 2.12 M events/s, ratio 2.89 → 2.54 (medians of 4 alternating runs).
         cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .env("CARGO_PROFILE_RELEASE_LTO", "true")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     }
     cmd
 }
