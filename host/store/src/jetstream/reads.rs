@@ -199,9 +199,9 @@ pub(super) trait Collect: Default {
 impl Collect for Vec<RecordedEvent> {
     type Decoded<'m> = RecordedEvent;
 
-    fn decode<'m>(
+    fn decode(
         stream: &StreamId,
-        message: &'m StreamMessage,
+        message: &StreamMessage,
     ) -> Result<(u64, RecordedEvent), StoreError> {
         let event = codec::decode(stream, message)?;
         Ok((event.version, event))
