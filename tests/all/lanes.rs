@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use aether_host::namespace::Namespace;
-use aether_host::runtime::{CommandError, Runtime, RuntimeConfig, SandboxLimits};
+use aether_host::runtime::{
+    CommandError, GuestFailureKind, Runtime, RuntimeConfig, SandboxLimits,
+};
 use aether_tests::{artifacts, deploy, memory_runtime, send, stream, test_config};
 use serde_json::json;
 
@@ -131,9 +133,10 @@ async fn an_idle_lane_stops_and_serves_again_with_the_same_state_and_limits() {
     );
 }
 
-/// The nice value of this process's thread named `name` (`None` if there
-/// is none), from `/proc/self/task/*/stat`.
-fn nice_of_thread(name: &str) -> Option<i32> {
+/// Field `n` (numbered from 1, as in proc(5), from the 3rd on) of the
+/// `stat` of this process's thread named `name`, with its thread id
+/// (`None` if there is no such thread).
+fn stat_of_thread(name: &str, n: usize) -> Option<(i32, i32)> {
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue; // the thread ended meanwhile
@@ -142,10 +145,53 @@ fn nice_of_thread(name: &str) -> Option<i32> {
         if &stat[open + 1..close] != name {
             continue;
         }
-        // After the name: state is the 3rd field of the line, nice the 19th.
-        return stat[close + 2..].split(' ').nth(16)?.parse().ok();
+        // After the name comes the 3rd field (the state).
+        let field = stat[close + 2..].split(' ').nth(n - 3)?.parse().ok()?;
+        let tid = stat[..open].trim().parse().ok()?;
+        return Some((tid, field));
     }
     None
+}
+
+/// The nice value (the 19th field) of the thread named `name`.
+fn nice_of_thread(name: &str) -> Option<i32> {
+    stat_of_thread(name, 19).map(|(_, nice)| nice)
+}
+
+/// The scheduling policy (the 41st field) of the thread named `name`.
+fn policy_of_thread(name: &str) -> Option<i32> {
+    stat_of_thread(name, 41).map(|(_, policy)| policy)
+}
+
+/// The thread id of the thread named `name`.
+fn tid_of_thread(name: &str) -> Option<i32> {
+    stat_of_thread(name, 19).map(|(tid, _)| tid)
+}
+
+/// Linux's scheduling policies, as `/proc` reports them.
+const SCHED_OTHER: i32 = 0;
+const SCHED_IDLE: i32 = 5;
+
+/// Keeps the hostile guest of `hog` looping to its deadline, and the calm
+/// aggregate `calm` busy with deposits, until the hog's partition thread
+/// `thread` has given way (panics after 10 s).
+async fn until_the_hog_gives_way(
+    runtime: &Runtime,
+    hog: &aether_host::store::StreamId,
+    calm: &aether_host::store::StreamId,
+    thread: &str,
+) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while policy_of_thread(thread) != Some(SCHED_IDLE) {
+        assert!(Instant::now() < give_up, "the hog never gave way");
+        match send(runtime, hog, "Loop", json!(null)).await {
+            Err(CommandError::Guest(_)) => {}
+            other => panic!("a loop must hit its deadline: {other:?}"),
+        }
+        send(runtime, calm, "Deposit", json!({"amount": 1}))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,28 +215,27 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
     let normal = nice_of_thread("aether-calmx-0").expect("calmx's partition thread");
 
     // The hog's guest loops to its deadline on every call: its thread is
-    // busy nearly all the time.
+    // busy nearly all the time, and gives way.
     let hog = stream("hogx", "hostile", "spin");
-    let until = Instant::now() + Duration::from_millis(1_500);
-    while Instant::now() < until {
-        match send(&runtime, &hog, "Loop", json!(null)).await {
-            Err(CommandError::Guest(_)) => {}
-            other => panic!("a loop must hit its deadline: {other:?}"),
-        }
-        send(&runtime, &calm, "Deposit", json!({"amount": 1}))
-            .await
-            .unwrap();
-    }
+    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogx-0").await;
     assert_eq!(
         nice_of_thread("aether-hogx-0"),
-        Some((normal + 5).min(19)),
-        "the busy lane's thread lowered its priority"
+        Some(normal),
+        "giving way moves the thread to SCHED_IDLE, its nice value unchanged"
     );
     assert_eq!(
-        nice_of_thread("aether-calmx-0"),
-        Some(normal),
+        policy_of_thread("aether-calmx-0"),
+        Some(SCHED_OTHER),
         "the light lane's thread kept its priority"
     );
+    assert_eq!(nice_of_thread("aether-calmx-0"), Some(normal));
+    // A loop is still stopped at its deadline (now counted in CPU time).
+    match send(&runtime, &hog, "Loop", json!(null)).await {
+        Err(CommandError::Guest(failure)) => {
+            assert_eq!(failure.kind, GuestFailureKind::DeadlineExceeded)
+        }
+        other => panic!("a loop must hit its deadline: {other:?}"),
+    }
 
     // Once the hog's lane has stopped for being idle, its next use starts
     // a thread at the normal priority again.
@@ -198,5 +243,84 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
     send(&runtime, &hog, "Record", json!({"note": "calm now"}))
         .await
         .unwrap();
+    assert_eq!(policy_of_thread("aether-hogx-0"), Some(SCHED_OTHER));
     assert_eq!(nice_of_thread("aether-hogx-0"), Some(normal));
+}
+
+/// Pins the thread `tid` (0: the calling thread) to the first CPU.
+fn pin_to_first_cpu(tid: i32) {
+    // SAFETY: `cpu_set_t` is plain data that `CPU_ZERO`/`CPU_SET` fill;
+    // `sched_setaffinity` reads it and changes only thread `tid`'s
+    // affinity, a thread of this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut cpus: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut cpus);
+        libc::CPU_SET(0, &mut cpus);
+        let status = libc::sched_setaffinity(tid, std::mem::size_of_val(&cpus), &cpus);
+        assert_eq!(status, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_gave_way_is_slowed_down_not_failed() {
+    let deadline = Duration::from_millis(200);
+    let config = RuntimeConfig {
+        partitions: 1,
+        lane_idle_timeout: Duration::from_secs(30),
+        limits: SandboxLimits {
+            call_deadline: deadline,
+            ..test_config().limits
+        },
+        ..test_config()
+    };
+    let runtime = memory_runtime(config);
+    deploy(&runtime, "hogy", "hostile", artifacts::HOSTILE).await;
+    deploy(&runtime, "calmy", "bank-account", artifacts::BANK_ACCOUNT).await;
+    let calm = stream("calmy", "bank-account", "acc");
+    send(&runtime, &calm, "Open", json!({"owner": "Ada"}))
+        .await
+        .unwrap();
+    let hog = stream("hogy", "hostile", "spin");
+    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogy-0").await;
+
+    // A command whose work takes about a fifth of the deadline, measured
+    // on the hog's thread while no one competes with it.
+    let probe = 2_000_000u64;
+    let started = Instant::now();
+    send(&runtime, &hog, "Spin", json!({"iterations": probe}))
+        .await
+        .unwrap();
+    let per_iteration = started.elapsed().as_secs_f64() / probe as f64;
+    let iterations = (deadline.as_secs_f64() / 5.0 / per_iteration) as u64;
+
+    // The hog's thread and a spinning thread at the normal priority share
+    // one CPU: the hog, at SCHED_IDLE, waits while the spinner runs, for
+    // three deadlines of wall-clock time.
+    let tid = tid_of_thread("aether-hogy-0").expect("the hog's thread");
+    pin_to_first_cpu(tid);
+    let spin = {
+        let (runtime, hog) = (runtime.clone(), hog.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = send(&runtime, &hog, "Spin", json!({"iterations": iterations})).await;
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let spinner = std::thread::spawn(move || {
+        pin_to_first_cpu(0);
+        let until = Instant::now() + deadline * 3;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    });
+    let (outcome, took) = spin.await.unwrap();
+    spinner.join().unwrap();
+    assert!(
+        took > deadline,
+        "the call waited past its wall-clock deadline ({took:?}), or this test shows nothing"
+    );
+    let outcome = outcome.expect("the call used a fifth of its deadline in CPU time: not failed");
+    assert_eq!(outcome.version, 2, "after the probe's event");
 }

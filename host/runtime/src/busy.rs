@@ -9,21 +9,27 @@
 //!
 //! So a partition thread watches the share of wall time it spends running
 //! jobs. Once it has been busy for at least [`BUSY_SHARE`] of a
-//! [`WINDOW`] while another lane's threads run too, it raises its own nice
-//! value by [`BUSY_NICE`]: it still gets
-//! every cycle nobody else wants (nice values only matter when threads
-//! compete), but a light lane's thread, the async workers and the store's
-//! writer, all at the normal priority, now run first when they wake. A lane
-//! that is busy alone keeps its priority: the threads it would yield to
-//! are then mostly its own work (its callers, its commits), and yielding
-//! to them halved one tenant's throughput in `commands_memory_many`.
+//! [`WINDOW`] while another lane's threads run too, it *gives way*: it
+//! moves itself to Linux's `SCHED_IDLE` policy. It still gets every cycle
+//! nobody else wants, but every other thread of the node (a light lane's,
+//! the async workers, the store's writer) now preempts it the moment it
+//! wakes, instead of waiting for the busy thread's time slice to end (a
+//! nice value, tried first, only shortened that wait). A lane that is busy
+//! alone keeps its priority: the threads it would yield to are then mostly
+//! its own work (its callers, its commits), and yielding to them halved one
+//! tenant's throughput in `commands_memory_many`.
 //!
-//! **Invariant:** the lowering is one-way for the thread's life (raising
-//! a nice value needs no privilege, lowering it again does). The thread
-//! ends when its lane has been idle for
-//! [`super::RuntimeConfig::lane_idle_timeout`]; the lane's next use starts
-//! new threads at the normal priority.
+//! A thread that gave way may wait for a core for most of a call, so its
+//! calls' deadlines count the CPU time they get instead of wall-clock time
+//! (`deadline.rs`, which asks [`this_thread_gave_way`]): giving way slows a
+//! busy tenant down, never fails its calls.
+//!
+//! **Invariant:** giving way is one-way for the thread's life (leaving
+//! `SCHED_IDLE` may need a privilege the node lacks). The thread ends when
+//! its lane has been idle for [`super::RuntimeConfig::lane_idle_timeout`];
+//! the lane's next use starts new threads at the normal priority.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,10 +43,38 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(500);
 /// busy.
 pub(crate) const BUSY_SHARE: f64 = 0.5;
 
-/// How far a busy partition thread raises its nice value (0 is normal, 19
-/// the lowest): below commands on other lanes, above compiles
-/// ([`super::background::NICE`]).
-pub(crate) const BUSY_NICE: i32 = 5;
+/// How far a busy partition thread raises its nice value where it cannot
+/// move to `SCHED_IDLE` (0 is normal, 19 the lowest).
+pub(crate) const FALLBACK_NICE: i32 = 5;
+
+thread_local! {
+    /// Whether the calling thread runs at `SCHED_IDLE` (see the module).
+    static GAVE_WAY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread gave way: it runs at `SCHED_IDLE`, and its
+/// guest calls' deadlines are measured in CPU time.
+pub(crate) fn this_thread_gave_way() -> bool {
+    GAVE_WAY.with(Cell::get)
+}
+
+/// Moves the calling thread to `SCHED_IDLE`; where that fails (or off
+/// Linux), raises its nice value by [`FALLBACK_NICE`] instead.
+fn give_way() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads one `sched_param`, which we
+        // own; pid 0 is the calling thread, the only one it changes.
+        #[allow(unsafe_code)]
+        let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if status == 0 {
+            GAVE_WAY.with(|gave_way| gave_way.set(true));
+            return;
+        }
+    }
+    lower_this_thread_by(FALLBACK_NICE);
+}
 
 /// The partition threads running in a runtime, across every lane.
 #[derive(Clone, Default)]
@@ -107,7 +141,7 @@ impl BusyWatch {
             tracing::debug!(
                 "a partition thread was busy for most of {elapsed:?}: lowering its priority"
             );
-            lower_this_thread_by(BUSY_NICE);
+            give_way();
             self.lowered = true;
         }
         self.window_start = now;
@@ -178,22 +212,42 @@ mod tests {
         stay_busy(&mut watch);
         assert!(watch.lowered());
         #[cfg(target_os = "linux")]
-        assert_eq!(nice_of_this_thread(), (before + BUSY_NICE).min(19));
+        {
+            assert_eq!(policy_of_this_thread(), libc::SCHED_IDLE);
+            assert!(this_thread_gave_way());
+            assert_eq!(nice_of_this_thread(), before);
+        }
     }
 
     /// The calling thread's nice value, from `/proc` (0 elsewhere).
     fn nice_of_this_thread() -> i32 {
+        // Nice is the 19th field of `stat`.
+        stat_field_of_this_thread(19)
+    }
+
+    /// The calling thread's scheduling policy, from `/proc` (0 elsewhere).
+    fn policy_of_this_thread() -> i32 {
+        // The policy is the 41st field of `stat`.
+        stat_field_of_this_thread(41)
+    }
+
+    /// Field `n` (numbered from 1, as in proc(5)) of the calling thread's
+    /// `/proc/…/stat`, from the 3rd on (0 elsewhere).
+    fn stat_field_of_this_thread(n: usize) -> i32 {
         #[cfg(target_os = "linux")]
         {
             // SAFETY: `gettid` takes nothing and touches no memory.
             #[allow(unsafe_code)]
             let tid = unsafe { libc::gettid() };
             let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-            // Fields after the command name (in parentheses); nice is the 19th field overall.
+            // The fields after the command name (in parentheses) start at the 3rd.
             let after = &stat[stat.rfind(')').unwrap() + 2..];
-            after.split(' ').nth(16).unwrap().parse().unwrap()
+            after.split(' ').nth(n - 3).unwrap().parse().unwrap()
         }
         #[cfg(not(target_os = "linux"))]
-        0
+        {
+            let _ = n;
+            0
+        }
     }
 }

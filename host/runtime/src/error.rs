@@ -29,7 +29,7 @@ impl fmt::Display for Rejection {
 pub enum GuestFailureKind {
     /// The guest trapped (a panic, `unreachable`, an out-of-bounds access).
     Trap,
-    /// The call ran past its wall-clock deadline (an endless loop, say).
+    /// The call ran past its deadline (an endless loop, say).
     DeadlineExceeded,
     /// The guest tried to grow its memory past the instance's cap.
     MemoryLimit,

@@ -26,7 +26,6 @@ use wasmtime::{Engine, Store};
 
 use super::bindings::{NewEvent, v1, v2};
 use super::component::{ComponentPre, LoadedComponent};
-use super::engine::deadline_ticks;
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::limits::SandboxLimits;
 use super::sandbox::HostState;
@@ -97,7 +96,9 @@ impl GuestInstance {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_max_component_handles(live_aggregates.saturating_add(HANDLE_HEADROOM));
-        store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
+        store.epoch_deadline_callback(|store| Ok(store.data().clock.on_deadline()));
+        let ticks = store.data_mut().clock.start(limits.call_deadline);
+        store.set_epoch_deadline(ticks);
         let metered = engine.get_consume_fuel();
         if metered {
             store
@@ -359,12 +360,21 @@ impl GuestInstance {
 
     /// Drops an aggregate's resource (runs the guest's destructor).
     pub(crate) fn drop_resource(&mut self, resource: ResourceAny) -> Result<(), GuestFailure> {
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
+        self.start_clock();
         self.refuel();
         resource.resource_drop(&mut self.store).map_err(|e| {
             GuestFailure::classify(e, self.store.data().limits.exceeded, GuestFailureKind::Trap)
         })
+    }
+
+    /// Starts the next call's deadline (`deadline.rs`).
+    fn start_clock(&mut self) {
+        let ticks = self
+            .store
+            .data_mut()
+            .clock
+            .start(self.limits.call_deadline);
+        self.store.set_epoch_deadline(ticks);
     }
 
     /// Gives the next call its fuel: the namespace's `fuel_per_call`, or
@@ -389,8 +399,7 @@ impl GuestInstance {
             .data()
             .call
             .set(timestamp_ms, format_args!("{stream}@{version}"));
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
+        self.start_clock();
         self.refuel();
         let result = call(&self.exports, &mut self.store);
         let state = self.store.data();

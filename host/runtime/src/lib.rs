@@ -41,6 +41,7 @@ mod command;
 mod command_ids;
 mod component;
 mod config;
+mod deadline;
 mod direct;
 mod engine;
 mod error;

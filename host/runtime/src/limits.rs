@@ -9,7 +9,7 @@
 //! | Limit | Enforced where | Exceeding it |
 //! |---|---|---|
 //! | `memory_bytes` | the instance's `StoreLimits`-style limiter | the call traps: [`super::GuestFailureKind::MemoryLimit`] |
-//! | `call_deadline` | the epoch deadline set before each guest call | the call is interrupted: [`super::GuestFailureKind::DeadlineExceeded`] |
+//! | `call_deadline` | the epoch deadline set before each guest call (`deadline.rs`) | the call is interrupted: [`super::GuestFailureKind::DeadlineExceeded`] |
 //! | `fuel_per_call` | the fuel set before each guest call | [`super::GuestFailureKind::FuelExhausted`] |
 //! | `max_command_bytes` | before the command reaches the guest | [`super::CommandError::CommandTooLarge`] |
 //! | `max_event_bytes`, `max_events_per_command` | after `handle`, before anything is stored | [`super::CommandError::DecisionTooLarge`] |
@@ -250,8 +250,9 @@ macro_rules! sandbox_limits {
 sandbox_limits! {
     /// Memory one guest instance may grow to, in bytes. Default: 256 MiB.
     memory_bytes: usize = 256 << 20, api memory_bytes;
-    /// Wall-clock deadline of one guest call (a command's `handle`, a batch
-    /// of `apply`). Default: 1 s.
+    /// Deadline of one guest call (a command's `handle`, a batch of
+    /// `apply`): wall-clock time, or CPU time on a lane that gave way to
+    /// lighter ones (`deadline.rs`). Default: 1 s.
     call_deadline: Duration = Duration::from_secs(1), api call_deadline_ms;
     /// Fuel (roughly, Wasm instructions) per guest call, for deterministic
     /// metering. `None` (the default): no metering. Needs

@@ -28,6 +28,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::deadline::CallClock;
 use super::bindings::v1::aether::aggregate0_1_0::log as v1_log;
 use super::bindings::v2::aether::aggregate0_2_0::log as v2_log;
 
@@ -40,6 +41,8 @@ pub(crate) struct HostState {
     pub(crate) output: GuestOutput,
     /// Who is calling, for the log lines the guest writes.
     pub(crate) label: Arc<str>,
+    /// The running call's deadline.
+    pub(crate) clock: CallClock,
 }
 
 impl HostState {
@@ -72,6 +75,7 @@ impl HostState {
             call,
             output,
             label,
+            clock: CallClock::default(),
         }
     }
 }
