@@ -48,15 +48,17 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
                 version: event.version,
                 message,
             };
-            if !wire::is_json(event.content_type) {
+            let json = event.content_type == wire::CONTENT_TYPE.as_bytes()
+                || std::str::from_utf8(event.content_type).is_ok_and(wire::is_json);
+            if !json {
                 return Err(failed(format!(
                     "unsupported content type \"{}\" for event \"{}\": expected {}",
-                    event.content_type,
-                    event.event_type,
+                    String::from_utf8_lossy(event.content_type),
+                    String::from_utf8_lossy(event.event_type),
                     wire::CONTENT_TYPE
                 )));
             }
-            let decoded = wire::decode::<A::Event>(event.event_type, event.data)
+            let decoded = wire::decode_event::<A::Event>(event.event_type, event.data)
                 .map_err(|error| failed(format!("cannot apply event: {error}")))?;
             state.apply(decoded);
         }

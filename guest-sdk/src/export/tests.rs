@@ -43,8 +43,8 @@ impl Aggregate for Tally {
 fn event(version: u64, event_type: &'static str, data: &'static str) -> BatchEvent<'static> {
     BatchEvent {
         version,
-        event_type,
-        content_type: "application/json",
+        event_type: event_type.as_bytes(),
+        content_type: b"application/json",
         data: data.as_bytes(),
     }
 }
@@ -109,10 +109,29 @@ fn apply_reports_a_malformed_batch_at_the_version_after_the_last_good_one() {
 }
 
 #[test]
+fn apply_reads_json_content_types_with_parameters_and_refuses_names_that_are_not_utf8() {
+    let tally = resource();
+    let mut with_charset = event(1, "Added", r#"{"n":2}"#);
+    with_charset.content_type = b"Application/JSON; charset=utf-8";
+    tally.apply(batch::write(&[with_charset])).unwrap();
+    assert_eq!(tally.view(), r#"{"total":2}"#);
+
+    let mut not_utf8 = event(2, "Added", r#"{"n":3}"#);
+    not_utf8.event_type = b"Add\xffed";
+    let error = tally.apply(batch::write(&[not_utf8])).unwrap_err();
+    assert_eq!(error.version, 2);
+    assert_eq!(
+        error.message,
+        "cannot apply event: unknown type \"Add\u{fffd}ed\", expected one of \"Added\""
+    );
+    assert_eq!(tally.view(), r#"{"total":2}"#);
+}
+
+#[test]
 fn apply_refuses_other_content_types() {
     let tally = resource();
     let mut cbor = event(7, "Added", "");
-    cbor.content_type = "application/cbor";
+    cbor.content_type = b"application/cbor";
     let error = tally.apply(batch::write(&[cbor])).unwrap_err();
     assert_eq!(error.version, 7);
     assert!(

@@ -11,13 +11,29 @@ use super::WireError;
 
 /// The whole input: a variant name and its JSON content.
 pub(super) struct VariantDeserializer<'de> {
-    type_name: &'de str,
+    type_name: TypeName<'de>,
     data: &'de [u8],
+}
+
+/// A variant name, as text or as the bytes of a replay batch.
+enum TypeName<'de> {
+    Text(&'de str),
+    Bytes(&'de [u8]),
 }
 
 impl<'de> VariantDeserializer<'de> {
     pub(super) fn new(type_name: &'de str, data: &'de [u8]) -> Self {
-        Self { type_name, data }
+        Self {
+            type_name: TypeName::Text(type_name),
+            data,
+        }
+    }
+
+    pub(super) fn from_bytes(type_name: &'de [u8], data: &'de [u8]) -> Self {
+        Self {
+            type_name: TypeName::Bytes(type_name),
+            data,
+        }
     }
 }
 
@@ -113,8 +129,39 @@ impl<'de> de::EnumAccess<'de> for VariantDeserializer<'de> {
         self,
         seed: V,
     ) -> Result<(V::Value, Content<'de>), Error> {
-        let variant = seed.deserialize(BorrowedStrDeserializer::<Error>::new(self.type_name))?;
+        let variant = match self.type_name {
+            TypeName::Text(name) => {
+                seed.deserialize(BorrowedStrDeserializer::<Error>::new(name))?
+            }
+            TypeName::Bytes(name) => seed.deserialize(NameBytes(name))?,
+        };
         Ok((variant, Content { data: self.data }))
+    }
+}
+
+/// A variant name as bytes: offered as bytes to an identifier (what a
+/// derived enum asks for, and matches without a UTF-8 check), as a checked
+/// string to anything else.
+struct NameBytes<'de>(&'de [u8]);
+
+impl<'de> de::Deserializer<'de> for NameBytes<'de> {
+    type Error = Error;
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_borrowed_bytes(self.0)
+    }
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(name) => visitor.visit_borrowed_str(name),
+            Err(_) => visitor.visit_borrowed_bytes(self.0),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum ignored_any
     }
 }
 

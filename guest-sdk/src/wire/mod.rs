@@ -90,6 +90,19 @@ pub fn decode<T: DeserializeOwned>(type_name: &str, data: &[u8]) -> Result<T, Wi
         .map_err(|error| error.into_wire_error(type_name))
 }
 
+/// Decodes like [`decode`], with the type name as the bytes an `apply`
+/// batch carries. A derived enum matches them as bytes, without checking
+/// that they are UTF-8 (the host stores only UTF-8 names; a name that is
+/// not is an unknown type); a hand-written `Deserialize` that asks for a
+/// string gets one, checked.
+pub(crate) fn decode_event<T: DeserializeOwned>(
+    type_name: &[u8],
+    data: &[u8],
+) -> Result<T, WireError> {
+    T::deserialize(de::VariantDeserializer::from_bytes(type_name, data))
+        .map_err(|error| error.into_wire_error(&String::from_utf8_lossy(type_name)))
+}
+
 /// Whether `content_type` is JSON: `application/json`, in any case, optionally
 /// followed by parameters such as `; charset=utf-8`.
 pub fn is_json(content_type: &str) -> bool {

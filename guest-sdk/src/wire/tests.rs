@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{WireError, decode, encode, is_json};
+use super::{WireError, decode, decode_event, encode, is_json};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Event {
@@ -35,6 +35,10 @@ fn round_trip(event: Event, type_name: &str, data: &str) {
     assert_eq!(encoded_type, type_name);
     assert_eq!(String::from_utf8(encoded_data).unwrap(), data);
     assert_eq!(decode::<Event>(type_name, data.as_bytes()).unwrap(), event);
+    assert_eq!(
+        decode_event::<Event>(type_name.as_bytes(), data.as_bytes()).unwrap(),
+        event
+    );
 }
 
 #[test]
@@ -132,6 +136,11 @@ fn decode_tolerates_whitespace_and_field_order() {
 
 fn decode_error(type_name: &str, data: &str) -> String {
     let error = decode::<Event>(type_name, data.as_bytes()).unwrap_err();
+    let from_bytes = decode_event::<Event>(type_name.as_bytes(), data.as_bytes()).unwrap_err();
+    assert_eq!(
+        error, from_bytes,
+        "a replay batch's names decode as text does"
+    );
     error.to_string()
 }
 
@@ -173,6 +182,64 @@ fn invalid_data_names_the_type_and_the_problem() {
     assert!(decode_error("Renamed", "{}").contains("expected a string"));
     assert!(decode_error("Moved", "[1]").contains("invalid length 1"));
     assert!(decode_error("Opened", "\u{ff}").starts_with(r#"invalid data for "Opened""#));
+}
+
+#[test]
+fn names_as_bytes_match_as_text_does() {
+    for (name, data) in [
+        ("limit-changed", "{\"limit\":1}"),
+        ("LimitSet", "{\"limit\":null}"),
+    ] {
+        assert_eq!(
+            decode_event::<Event>(name.as_bytes(), data.as_bytes()).unwrap(),
+            decode::<Event>(name, data.as_bytes()).unwrap()
+        );
+    }
+    assert_eq!(
+        decode_event::<Command>(b"close-account", b"null").unwrap(),
+        Command::CloseAccount
+    );
+    let error = decode_event::<Command>(b"Foo", b"{}").unwrap_err();
+    assert_eq!(error, decode::<Command>("Foo", b"{}").unwrap_err());
+    // A name that is not UTF-8 is an unknown type, named as best it can be.
+    let error = decode_event::<Command>(b"F\xffo", b"{}").unwrap_err();
+    assert!(
+        matches!(&error, WireError::UnknownType { type_name, .. } if type_name == "F\u{fffd}o"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_hand_written_enum_that_asks_for_its_name_as_a_string_gets_one() {
+    /// Reads the variant name with `String`'s `Deserialize`.
+    #[derive(Debug, PartialEq)]
+    struct Named(String);
+
+    impl<'de> Deserialize<'de> for Named {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Named;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an enum")
+                }
+                fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                    self,
+                    data: A,
+                ) -> Result<Named, A::Error> {
+                    let (name, content) = data.variant::<String>()?;
+                    serde::de::VariantAccess::unit_variant(content)?;
+                    Ok(Named(name))
+                }
+            }
+            deserializer.deserialize_enum("Named", &[], Visit)
+        }
+    }
+
+    assert_eq!(
+        decode_event::<Named>("Gesch\u{e4}ft".as_bytes(), b"null").unwrap(),
+        Named("Gesch\u{e4}ft".into())
+    );
 }
 
 #[test]
