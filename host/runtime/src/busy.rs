@@ -10,24 +10,30 @@
 //! So a partition thread watches the share of wall time it spends running
 //! jobs. Once it has been busy for at least [`BUSY_SHARE`] of a
 //! [`WINDOW`] while another lane's threads run too, it *gives way*: it
-//! moves itself to Linux's `SCHED_IDLE` policy. It still gets every cycle
-//! nobody else wants, but every other thread of the node (a light lane's,
-//! the async workers, the store's writer) now preempts it the moment it
-//! wakes, instead of waiting for the busy thread's time slice to end (a
-//! nice value, tried first, only shortened that wait). A lane that is busy
-//! alone keeps its priority: the threads it would yield to are then mostly
-//! its own work (its callers, its commits), and yielding to them halved one
-//! tenant's throughput in `commands_memory_many`.
+//! raises its nice value to the lowest, [`GIVE_WAY_NICE`]. It still gets
+//! every cycle nobody else wants (nice values only matter when threads
+//! compete), but a light lane's thread, the async workers and the store's
+//! writer, all at the normal priority, run first when they wake. A lane
+//! that is busy alone keeps its priority: the threads it would yield to
+//! are then mostly its own work (its callers, its commits), and yielding
+//! to them halved one tenant's throughput in `commands_memory_many`.
+//!
+//! Measured on this project's 2-core machine (BENCHMARKS.md, 2026-12-04),
+//! one CPU-bound thread beside a light tenant's commands added to that
+//! tenant's p99: ~2 ms at the normal priority, ~1.3 ms at nice 5, ~3 ms at
+//! `SCHED_IDLE` (the wakers seemed to wait for the scheduler's tick more
+//! often) and ~0.4 ms at nice 19, hence nice 19.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
 //! (`deadline.rs`, which asks [`this_thread_gave_way`]): giving way slows a
 //! busy tenant down, never fails its calls.
 //!
-//! **Invariant:** giving way is one-way for the thread's life (leaving
-//! `SCHED_IDLE` may need a privilege the node lacks). The thread ends when
-//! its lane has been idle for [`super::RuntimeConfig::lane_idle_timeout`];
-//! the lane's next use starts new threads at the normal priority.
+//! **Invariant:** giving way is one-way for the thread's life (raising a
+//! nice value needs no privilege, lowering it again does). The thread ends
+//! when its lane has been idle for
+//! [`super::RuntimeConfig::lane_idle_timeout`]; the lane's next use starts
+//! new threads at the normal priority.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -43,37 +49,25 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(500);
 /// busy.
 pub(crate) const BUSY_SHARE: f64 = 0.5;
 
-/// How far a busy partition thread raises its nice value where it cannot
-/// move to `SCHED_IDLE` (0 is normal, 19 the lowest).
-pub(crate) const FALLBACK_NICE: i32 = 5;
+/// The nice value a busy partition thread raises its own to: the lowest
+/// priority (0 is normal).
+pub(crate) const GIVE_WAY_NICE: i32 = 19;
 
 thread_local! {
-    /// Whether the calling thread runs at `SCHED_IDLE` (see the module).
+    /// Whether the calling thread gave way (see the module).
     static GAVE_WAY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether the calling thread gave way: it runs at `SCHED_IDLE`, and its
-/// guest calls' deadlines are measured in CPU time.
+/// Whether the calling thread gave way: it runs at the lowest priority,
+/// and its guest calls' deadlines are measured in CPU time.
 pub(crate) fn this_thread_gave_way() -> bool {
     GAVE_WAY.with(Cell::get)
 }
 
-/// Moves the calling thread to `SCHED_IDLE`; where that fails (or off
-/// Linux), raises its nice value by [`FALLBACK_NICE`] instead.
+/// Lowers the calling thread to [`GIVE_WAY_NICE`], for good.
 fn give_way() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `sched_setscheduler` reads one `sched_param`, which we
-        // own; pid 0 is the calling thread, the only one it changes.
-        #[allow(unsafe_code)]
-        let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if status == 0 {
-            GAVE_WAY.with(|gave_way| gave_way.set(true));
-            return;
-        }
-    }
-    lower_this_thread_by(FALLBACK_NICE);
+    lower_this_thread_by(GIVE_WAY_NICE);
+    GAVE_WAY.with(|gave_way| gave_way.set(true));
 }
 
 /// The partition threads running in a runtime, across every lane.
@@ -211,43 +205,24 @@ mod tests {
         let mut watch = BusyWatch::new(running, 1);
         stay_busy(&mut watch);
         assert!(watch.lowered());
+        assert!(this_thread_gave_way());
         #[cfg(target_os = "linux")]
-        {
-            assert_eq!(policy_of_this_thread(), libc::SCHED_IDLE);
-            assert!(this_thread_gave_way());
-            assert_eq!(nice_of_this_thread(), before);
-        }
+        assert_eq!(nice_of_this_thread(), GIVE_WAY_NICE.max(before));
     }
 
     /// The calling thread's nice value, from `/proc` (0 elsewhere).
     fn nice_of_this_thread() -> i32 {
-        // Nice is the 19th field of `stat`.
-        stat_field_of_this_thread(19)
-    }
-
-    /// The calling thread's scheduling policy, from `/proc` (0 elsewhere).
-    fn policy_of_this_thread() -> i32 {
-        // The policy is the 41st field of `stat`.
-        stat_field_of_this_thread(41)
-    }
-
-    /// Field `n` (numbered from 1, as in proc(5)) of the calling thread's
-    /// `/proc/…/stat`, from the 3rd on (0 elsewhere).
-    fn stat_field_of_this_thread(n: usize) -> i32 {
         #[cfg(target_os = "linux")]
         {
             // SAFETY: `gettid` takes nothing and touches no memory.
             #[allow(unsafe_code)]
             let tid = unsafe { libc::gettid() };
             let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-            // The fields after the command name (in parentheses) start at the 3rd.
+            // Fields after the command name (in parentheses); nice is the 19th field overall.
             let after = &stat[stat.rfind(')').unwrap() + 2..];
-            after.split(' ').nth(n - 3).unwrap().parse().unwrap()
+            after.split(' ').nth(16).unwrap().parse().unwrap()
         }
         #[cfg(not(target_os = "linux"))]
-        {
-            let _ = n;
-            0
-        }
+        0
     }
 }

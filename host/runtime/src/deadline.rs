@@ -8,8 +8,8 @@
 //! - on a partition thread at the normal priority, the call is interrupted
 //!   ([`super::GuestFailureKind::DeadlineExceeded`]): wall-clock time is
 //!   what the call took from the tenant's and everyone's point of view;
-//! - on a thread that gave way ([`super::busy`]: it runs at `SCHED_IDLE`,
-//!   behind every other thread that wants a core), wall-clock time also
+//! - on a thread that gave way ([`super::busy`]: it runs at the lowest
+//!   priority, behind every other thread that wants a core), wall-clock time also
 //!   counts the time the thread waited for a core, which under load can be
 //!   most of it. There the deadline is measured in the CPU time the call
 //!   actually got: the call goes on, deadline by deadline, until it has

@@ -369,11 +369,7 @@ impl GuestInstance {
 
     /// Starts the next call's deadline (`deadline.rs`).
     fn start_clock(&mut self) {
-        let ticks = self
-            .store
-            .data_mut()
-            .clock
-            .start(self.limits.call_deadline);
+        let ticks = self.store.data_mut().clock.start(self.limits.call_deadline);
         self.store.set_epoch_deadline(ticks);
     }
 

@@ -28,9 +28,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::deadline::CallClock;
 use super::bindings::v1::aether::aggregate0_1_0::log as v1_log;
 use super::bindings::v2::aether::aggregate0_2_0::log as v2_log;
+use super::deadline::CallClock;
 
 /// Everything a guest call sees: its WASI context, its resources, its limits.
 pub(crate) struct HostState {
