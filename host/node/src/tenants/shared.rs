@@ -71,19 +71,35 @@ impl Shared {
 
     /// Every namespace in the bucket.
     pub(crate) async fn all(&self) -> Result<Vec<(Namespace, NamespaceRecord)>> {
-        let mut keys = self.kv.keys().await.context("listing the tenants bucket")?;
+        // A node reads the bucket as it starts, maybe just after creating
+        // it on a cluster that is still electing the bucket's leader (a
+        // listing then times out): the listing is a read, so ask again.
+        let entries = aether_store::retrying("listing the tenants bucket", || self.entries())
+            .await
+            .map_err(anyhow::Error::from)?;
         let mut all = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.context("listing the tenants bucket")?;
-            let Some(namespace) = namespace_of(&key) else {
-                continue;
-            };
-            let entry = self.kv.entry(key.clone()).await?;
-            if let Some(record) = entry.as_ref().map(decode).transpose()?.flatten() {
+        for (namespace, entry) in entries {
+            if let Some(record) = decode(&entry)? {
                 all.push((namespace, record));
             }
         }
         Ok(all)
+    }
+
+    /// The bucket's namespace entries, as stored.
+    async fn entries(&self) -> Result<Vec<(Namespace, kv::Entry)>> {
+        let mut keys = self.kv.keys().await.context("listing the keys")?;
+        let mut entries = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.context("listing the keys")?;
+            let Some(namespace) = namespace_of(&key) else {
+                continue;
+            };
+            if let Some(entry) = self.kv.entry(key.clone()).await? {
+                entries.push((namespace, entry));
+            }
+        }
+        Ok(entries)
     }
 
     /// Creates `namespace` with `record`, unless it exists.
