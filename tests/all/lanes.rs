@@ -232,8 +232,8 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
     assert_eq!(nice_of_thread("aether-hogx-0"), Some(normal));
 }
 
-/// Pins the thread `tid` (0: the calling thread) to the first CPU.
-fn pin_to_first_cpu(tid: i32) {
+/// Pins the thread `tid` (0: the calling thread) to `cpu`.
+fn pin_to_cpu(tid: i32, cpu: usize) {
     // SAFETY: `cpu_set_t` is plain data that `CPU_ZERO`/`CPU_SET` fill;
     // `sched_setaffinity` reads it and changes only thread `tid`'s
     // affinity, a thread of this process.
@@ -241,9 +241,23 @@ fn pin_to_first_cpu(tid: i32) {
     unsafe {
         let mut cpus: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut cpus);
-        libc::CPU_SET(0, &mut cpus);
+        libc::CPU_SET(cpu, &mut cpus);
         let status = libc::sched_setaffinity(tid, std::mem::size_of_val(&cpus), &cpus);
         assert_eq!(status, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+/// The first CPU this process may run on.
+fn first_allowed_cpu() -> usize {
+    // SAFETY: as in `pin_to_cpu`; `sched_getaffinity` fills the set.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut cpus: libc::cpu_set_t = std::mem::zeroed();
+        let status = libc::sched_getaffinity(0, std::mem::size_of_val(&cpus), &mut cpus);
+        assert_eq!(status, 0, "{}", std::io::Error::last_os_error());
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &cpus))
+            .expect("a CPU to run on")
     }
 }
 
@@ -271,7 +285,7 @@ async fn a_lane_that_gave_way_is_slowed_down_not_failed() {
 
     // A command whose work takes about a fifth of the deadline, measured
     // on the hog's thread while no one competes with it.
-    let probe = 2_000_000u64;
+    let probe = 20_000_000u64;
     let started = Instant::now();
     send(&runtime, &hog, "Spin", json!({"iterations": probe}))
         .await
@@ -280,10 +294,19 @@ async fn a_lane_that_gave_way_is_slowed_down_not_failed() {
     let iterations = (deadline.as_secs_f64() / 5.0 / per_iteration) as u64;
 
     // The hog's thread and a spinning thread at the normal priority share
-    // one CPU: the hog, at nice 19, waits while the spinner runs, for
-    // three deadlines of wall-clock time.
+    // one CPU for three deadlines of wall-clock time; the call starts once
+    // the spinner runs, and the hog, at nice 19, mostly waits.
+    let cpu = first_allowed_cpu();
     let tid = tid_of_thread("aether-hogy-0").expect("the hog's thread");
-    pin_to_first_cpu(tid);
+    pin_to_cpu(tid, cpu);
+    let spinner = std::thread::spawn(move || {
+        pin_to_cpu(0, cpu);
+        let until = Instant::now() + deadline * 3;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let spin = {
         let (runtime, hog) = (runtime.clone(), hog.clone());
         tokio::spawn(async move {
@@ -292,14 +315,6 @@ async fn a_lane_that_gave_way_is_slowed_down_not_failed() {
             (outcome, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let spinner = std::thread::spawn(move || {
-        pin_to_first_cpu(0);
-        let until = Instant::now() + deadline * 3;
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
-    });
     let (outcome, took) = spin.await.unwrap();
     spinner.join().unwrap();
     assert!(

@@ -1,6 +1,6 @@
 //! How long a guest call may run: its `call_deadline`.
 //!
-//! The engine's epoch advances every [`EPOCH_TICK`] of wall-clock time
+//! The engine's epoch advances every `EPOCH_TICK` of wall-clock time
 //! (`engine.rs`), and each call gets an epoch deadline of `call_deadline`
 //! from its start. When the deadline passes, wasmtime asks
 //! [`CallClock::on_deadline`] what to do:
