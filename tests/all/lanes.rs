@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use aether_host::namespace::Namespace;
 use aether_host::runtime::{CommandError, GuestFailureKind, Runtime, RuntimeConfig, SandboxLimits};
+use aether_host::store::StreamId;
 use aether_tests::{artifacts, deploy, memory_runtime, send, stream, test_config};
 use serde_json::json;
 
@@ -167,12 +168,7 @@ const GAVE_WAY_NICE: i32 = 19;
 /// Keeps the hostile guest of `hog` looping to its deadline, and the calm
 /// aggregate `calm` busy with deposits, until the hog's partition thread
 /// `thread` has given way (panics after 10 s).
-async fn until_the_hog_gives_way(
-    runtime: &Runtime,
-    hog: &aether_host::store::StreamId,
-    calm: &aether_host::store::StreamId,
-    thread: &str,
-) {
+async fn until_the_hog_gives_way(runtime: &Runtime, hog: &StreamId, calm: &StreamId, thread: &str) {
     let give_up = Instant::now() + Duration::from_secs(10);
     while nice_of_thread(thread) != Some(GAVE_WAY_NICE) {
         assert!(Instant::now() < give_up, "the hog never gave way");
@@ -186,29 +182,42 @@ async fn until_the_hog_gives_way(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
+/// A runtime with one partition thread per lane, the hostile guest in
+/// namespace `hog<suffix>` (its aggregate `spin`) and an opened bank
+/// account in `calm<suffix>`; returns the runtime and both streams.
+async fn hog_beside_calm(
+    suffix: &str,
+    call_deadline: Duration,
+    lane_idle_timeout: Duration,
+) -> (Runtime, StreamId, StreamId) {
     let config = RuntimeConfig {
         partitions: 1,
-        lane_idle_timeout: Duration::from_secs(1),
+        lane_idle_timeout,
         limits: SandboxLimits {
-            call_deadline: Duration::from_millis(100),
+            call_deadline,
             ..test_config().limits
         },
         ..test_config()
     };
     let runtime = memory_runtime(config);
-    deploy(&runtime, "hogx", "hostile", artifacts::HOSTILE).await;
-    deploy(&runtime, "calmx", "bank-account", artifacts::BANK_ACCOUNT).await;
-    let calm = stream("calmx", "bank-account", "acc");
+    let (hog, calm) = (format!("hog{suffix}"), format!("calm{suffix}"));
+    deploy(&runtime, &hog, "hostile", artifacts::HOSTILE).await;
+    deploy(&runtime, &calm, "bank-account", artifacts::BANK_ACCOUNT).await;
+    let calm = stream(&calm, "bank-account", "acc");
     send(&runtime, &calm, "Open", json!({"owner": "Ada"}))
         .await
         .unwrap();
+    (runtime, stream(&hog, "hostile", "spin"), calm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
+    let (runtime, hog, calm) =
+        hog_beside_calm("x", Duration::from_millis(100), Duration::from_secs(1)).await;
     let normal = nice_of_thread("aether-calmx-0").expect("calmx's partition thread");
 
     // The hog's guest loops to its deadline on every call: its thread is
     // busy nearly all the time, and gives way.
-    let hog = stream("hogx", "hostile", "spin");
     until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogx-0").await;
     assert_eq!(
         nice_of_thread("aether-calmx-0"),
@@ -264,23 +273,7 @@ fn first_allowed_cpu() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_that_gave_way_is_slowed_down_not_failed() {
     let deadline = Duration::from_millis(200);
-    let config = RuntimeConfig {
-        partitions: 1,
-        lane_idle_timeout: Duration::from_secs(30),
-        limits: SandboxLimits {
-            call_deadline: deadline,
-            ..test_config().limits
-        },
-        ..test_config()
-    };
-    let runtime = memory_runtime(config);
-    deploy(&runtime, "hogy", "hostile", artifacts::HOSTILE).await;
-    deploy(&runtime, "calmy", "bank-account", artifacts::BANK_ACCOUNT).await;
-    let calm = stream("calmy", "bank-account", "acc");
-    send(&runtime, &calm, "Open", json!({"owner": "Ada"}))
-        .await
-        .unwrap();
-    let hog = stream("hogy", "hostile", "spin");
+    let (runtime, hog, calm) = hog_beside_calm("y", deadline, Duration::from_secs(30)).await;
     until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogy-0").await;
 
     // A command whose work takes about a fifth of the deadline, measured

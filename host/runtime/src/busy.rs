@@ -20,9 +20,8 @@
 //!
 //! Measured on this project's 2-core machine (BENCHMARKS.md, 2026-12-04),
 //! one CPU-bound thread beside a light tenant's commands added to that
-//! tenant's p99: ~2 ms at the normal priority, ~1.3 ms at nice 5, ~3 ms at
-//! `SCHED_IDLE` (the wakers seemed to wait for the scheduler's tick more
-//! often) and ~0.4 ms at nice 19, hence nice 19.
+//! tenant's p99 ~1.3 ms at nice 5, ~3 ms at `SCHED_IDLE` (why is not
+//! established) and ~0.4 ms at nice 19, hence nice 19.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
@@ -95,11 +94,11 @@ impl Drop for Running {
     }
 }
 
-/// One partition thread's record of how busy it has been.
+/// One partition thread's record of how busy it has been, kept and used on
+/// that thread (whether it gave way is the thread's own, [`GAVE_WAY`]).
 pub(crate) struct BusyWatch {
     window_start: Instant,
     busy: Duration,
-    lowered: bool,
     running: RunningThreads,
     /// The threads of this thread's own lane.
     own_lane: usize,
@@ -112,7 +111,6 @@ impl BusyWatch {
         Self {
             window_start: Instant::now(),
             busy: Duration::ZERO,
-            lowered: false,
             running,
             own_lane,
         }
@@ -121,7 +119,7 @@ impl BusyWatch {
     /// Records a job that ran from `started` until now, and lowers the
     /// calling thread's priority once it is busy (see the module).
     pub(crate) fn job_done(&mut self, started: Instant) {
-        if self.lowered {
+        if this_thread_gave_way() {
             return;
         }
         let now = Instant::now();
@@ -136,7 +134,6 @@ impl BusyWatch {
                 "a partition thread was busy for most of {elapsed:?}: lowering its priority"
             );
             give_way();
-            self.lowered = true;
         }
         self.window_start = now;
         self.busy = Duration::ZERO;
@@ -145,7 +142,7 @@ impl BusyWatch {
     /// Whether this thread has lowered its priority.
     #[cfg(test)]
     pub(crate) fn lowered(&self) -> bool {
-        self.lowered
+        this_thread_gave_way()
     }
 }
 

@@ -74,9 +74,8 @@ impl Shared {
         // A node reads the bucket as it starts, maybe just after creating
         // it on a cluster that is still electing the bucket's leader (a
         // listing then times out): the listing is a read, so ask again.
-        let entries = aether_store::retrying("listing the tenants bucket", || self.entries())
-            .await
-            .map_err(anyhow::Error::from)?;
+        let entries =
+            aether_store::retrying("listing the tenants bucket", || self.entries()).await?;
         let mut all = Vec::new();
         for (namespace, entry) in entries {
             if let Some(record) = decode(&entry)? {
