@@ -269,10 +269,13 @@ impl Runtime {
     /// checks that each continues the live version.
     ///
     /// Once the first batch comes back full (a long stream), the next
-    /// [`READ_AHEAD`] batches are read while the partition applies the
-    /// current one, each read in flight at once (stored events never
-    /// change, so reading ahead reads what a read after the apply would;
-    /// on a store that reads on blocking threads they run side by side).
+    /// batches are read while the partition applies the current one, as
+    /// many in flight at once as the store asks for
+    /// ([`aether_store::EventStore::replay_read_ahead`]: two keep both
+    /// cores of a small machine busy, two reads and the guest's apply, and
+    /// cost at most two reads past the end of the stream). Stored events
+    /// never change, so reading ahead reads what a read after the apply
+    /// would.
     /// The replay still ends at the first batch that is not full, and the
     /// reads after it are dropped unread. A read-ahead that fails matters
     /// only if every batch before it applied.
@@ -284,6 +287,7 @@ impl Runtime {
     ) -> Result<Replayed, CommandError> {
         let limit = self.inner.config.replay_batch.max(1);
         let store = &self.inner.store;
+        let read_ahead = store.replay_read_ahead().max(1);
         let mut version = start;
         let mut batch = store.read_replay_batch(stream, version + 1, limit).await?;
         // Reads in flight, in version order; `next_from` is where the next
@@ -306,7 +310,7 @@ impl Runtime {
             };
             let full = batch.len() == limit;
             if full {
-                while ahead.len() < READ_AHEAD {
+                while ahead.len() < read_ahead {
                     ahead.push_back(store.read_replay_batch(stream, next_from, limit));
                     next_from += limit as u64;
                 }
@@ -334,8 +338,3 @@ impl Runtime {
         }
     }
 }
-
-/// How many batches a long replay reads ahead of the one being applied:
-/// two keep both cores of a small machine busy (two reads and the guest's
-/// apply), and cost at most two reads past the end of the stream.
-const READ_AHEAD: usize = 2;

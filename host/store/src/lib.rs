@@ -141,6 +141,17 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(ReplayBatch::from_events(&events))
     }
 
+    /// How many replay batches an activation should read ahead of the one
+    /// it applies, at least 1. By default 2: reads of one stream run side
+    /// by side (on blocking threads, or in memory). A backend that serves
+    /// one stream's batches in order from a cursor which already fetches
+    /// the next batch while the runtime applies this one (the JetStream
+    /// store) says 1: a second read in flight could not take the cursor
+    /// and would start a read of its own from the stream's beginning.
+    fn replay_read_ahead(&self) -> usize {
+        2
+    }
+
     /// Current version of a stream; 0 if it has no events.
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
@@ -251,6 +262,10 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self)
             .read_replay_batch(stream, from_version, limit)
             .await
+    }
+
+    fn replay_read_ahead(&self) -> usize {
+        (**self).replay_read_ahead()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -66,6 +66,10 @@ mod keeping {
                 .await
         }
 
+        fn replay_read_ahead(&self) -> usize {
+            self.store.replay_read_ahead()
+        }
+
         async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
             self.store.stream_version(stream).await
         }

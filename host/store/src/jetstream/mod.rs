@@ -526,6 +526,12 @@ impl EventStore for JetStreamStore {
         self.events_of(stream, from_version, limit).await
     }
 
+    /// One: an activation's next batch comes from the read's cursor, which
+    /// asks for it as soon as this batch is read (see `reads/cursor.rs`).
+    fn replay_read_ahead(&self) -> usize {
+        1
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let Some(events) = self.find_stream(&stream.namespace).await? else {
             return Ok(0);
