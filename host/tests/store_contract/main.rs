@@ -178,6 +178,7 @@ mod jetstream_three_nodes {
 }
 
 mod jetstream_commands;
+mod jetstream_event_layouts;
 mod jetstream_follow;
 mod jetstream_layout;
 mod jetstream_reads;

@@ -1,7 +1,6 @@
 //! How events and snapshots are laid out in JetStream messages and KV
 //! values.
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::StreamMessage;
 
@@ -12,15 +11,10 @@ use crate::{
 };
 use aether_core::namespace::layout::{parse_store_subject, stream_key};
 
-const VERSION: &str = "Aether-Version";
-const EVENT_ID: &str = "Aether-Event-Id";
-const EVENT_TYPE: &str = "Aether-Event-Type";
-const CONTENT_TYPE: &str = "Aether-Content-Type";
-const TIMESTAMP: &str = "Aether-Timestamp-Ms";
-const COMMAND: &str = "Aether-Command-Id";
-const CORRELATION: &str = "Aether-Correlation-Id";
-const CAUSATION: &str = "Aether-Causation-Id";
-const DIGEST: &str = "Aether-Component-Digest";
+mod envelope;
+
+pub(super) use envelope::headers;
+use envelope::{Envelope, Required};
 
 /// Marks an append JetStream reported as a duplicate (internal).
 pub(super) const DUPLICATE: &str = "duplicate message id";
@@ -44,32 +38,6 @@ pub(super) fn is_not_routed(error: &AppendError) -> bool {
         if message.starts_with(NOT_ROUTED))
 }
 
-/// The headers that carry everything of `event` but its data.
-pub(super) fn headers(event: &RecordedEvent) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(VERSION, event.version.to_string().as_str());
-    headers.insert(EVENT_ID, event.id.to_string().as_str());
-    headers.insert(EVENT_TYPE, event.event_type.as_str());
-    headers.insert(CONTENT_TYPE, event.content_type.as_str());
-    headers.insert(TIMESTAMP, event.timestamp_ms.to_string().as_str());
-    let metadata = &event.metadata;
-    for (name, value) in [
-        (COMMAND, &metadata.command_id),
-        (CORRELATION, &metadata.correlation_id),
-        (CAUSATION, &metadata.causation_id),
-        (DIGEST, &metadata.component_digest),
-    ] {
-        if let Some(value) = value {
-            headers.insert(name, value.as_str());
-        }
-    }
-    headers
-}
-
-fn header<'a>(message: &'a StreamMessage, name: &str) -> Option<&'a str> {
-    message.headers.get(name).map(|v| v.as_str())
-}
-
 fn damaged(message: &StreamMessage, what: String) -> StoreError {
     StoreError::Corrupt {
         location: format!(
@@ -82,68 +50,41 @@ fn damaged(message: &StreamMessage, what: String) -> StoreError {
 
 /// The version an event message carries.
 pub(super) fn version(message: &StreamMessage) -> Result<u64, StoreError> {
-    header(message, VERSION)
+    let envelope = envelope_of(message)?;
+    envelope
+        .version
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))
+        .ok_or_else(|| damaged(message, envelope.missing(Required::Version)))
 }
 
-/// The event's headers of a message (the first value of each), found in
-/// one pass over its headers: looking each up by name would build (and
-/// allocate) a header name and hash it, ten times per event read.
-#[derive(Default)]
-pub(super) struct Fields<'a> {
-    version: Option<&'a str>,
-    id: Option<&'a str>,
-    event_type: Option<&'a str>,
-    content_type: Option<&'a str>,
-    timestamp: Option<&'a str>,
-    command: Option<&'a str>,
-    correlation: Option<&'a str>,
-    causation: Option<&'a str>,
-    digest: Option<&'a str>,
+fn envelope_of(message: &StreamMessage) -> Result<Envelope<'_>, StoreError> {
+    Envelope::of(&message.headers).map_err(|what| damaged(message, what))
 }
 
-impl<'a> Fields<'a> {
-    pub(super) fn of(message: &'a StreamMessage) -> Self {
-        let mut fields = Fields::default();
-        for (name, values) in message.headers.iter() {
-            let field = match name.as_ref() {
-                VERSION => &mut fields.version,
-                EVENT_ID => &mut fields.id,
-                EVENT_TYPE => &mut fields.event_type,
-                CONTENT_TYPE => &mut fields.content_type,
-                TIMESTAMP => &mut fields.timestamp,
-                COMMAND => &mut fields.command,
-                CORRELATION => &mut fields.correlation,
-                CAUSATION => &mut fields.causation,
-                DIGEST => &mut fields.digest,
-                _ => continue,
-            };
-            *field = values.first().map(|v| v.as_str());
-        }
-        fields
-    }
+/// The checks every decoded event passes, whatever it is decoded into:
+/// its id, its version, its type.
+fn checked<'e>(
+    message: &StreamMessage,
+    envelope: &'e Envelope<'_>,
+) -> Result<(uuid::Uuid, u64, &'e str), StoreError> {
+    let missing = |field| damaged(message, envelope.missing(field));
+    let id = envelope
+        .id
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| missing(Required::Id))?;
+    let version = envelope
+        .version
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| missing(Required::Version))?;
+    let event_type = envelope
+        .event_type
+        .as_deref()
+        .ok_or_else(|| missing(Required::Type))?;
+    Ok((id, version, event_type))
+}
 
-    /// The checks every decoded event passes, whatever it is decoded
-    /// into: (its id, its version, its type).
-    fn checked(&self, message: &StreamMessage) -> Result<(uuid::Uuid, u64, &'a str), StoreError> {
-        let id = self
-            .id
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| damaged(message, format!("no valid {EVENT_ID} header")))?;
-        let version = self
-            .version
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| damaged(message, format!("no valid {VERSION} header")))?;
-        let event_type = self
-            .event_type
-            .ok_or_else(|| damaged(message, format!("no {EVENT_TYPE} header")))?;
-        Ok((id, version, event_type))
-    }
-
-    fn timestamp_ms(&self) -> u64 {
-        self.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
+fn timestamp_ms(envelope: &Envelope<'_>) -> u64 {
+    envelope.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The event in `message`, of `stream`.
@@ -151,44 +92,68 @@ pub(super) fn decode(
     stream: &StreamId,
     message: &StreamMessage,
 ) -> Result<RecordedEvent, StoreError> {
-    let fields = Fields::of(message);
-    let (id, version, event_type) = fields.checked(message)?;
-    let text = |value: Option<&str>| value.map(str::to_owned);
+    let envelope = envelope_of(message)?;
+    let (id, version, event_type) = checked(message, &envelope)?;
+    let text = |value: &Option<std::borrow::Cow<'_, str>>| value.as_deref().map(str::to_owned);
     Ok(RecordedEvent {
         id,
         stream: stream.clone(),
         version,
         position: message.sequence,
         event_type: event_type.to_owned(),
-        content_type: text(fields.content_type)
+        content_type: text(&envelope.content_type)
             .unwrap_or_else(|| crate::JSON_CONTENT_TYPE.to_owned()),
         data: message.payload.to_vec(),
         metadata: EventMetadata {
-            command_id: text(fields.command),
-            correlation_id: text(fields.correlation),
-            causation_id: text(fields.causation),
-            component_digest: text(fields.digest),
+            command_id: text(&envelope.command),
+            correlation_id: text(&envelope.correlation),
+            causation_id: text(&envelope.causation),
+            component_digest: text(&envelope.digest),
         },
-        timestamp_ms: fields.timestamp_ms(),
+        timestamp_ms: timestamp_ms(&envelope),
     })
 }
 
 /// The event in `message` as a replay batch holds it (see
 /// [`crate::ReplayBatch`]), with its command id: the same checks as
 /// [`decode`], and the same fields, without building a [`RecordedEvent`].
-pub(super) fn decode_replay<'a>(
-    message: &'a StreamMessage,
-) -> Result<(BatchEvent<'a>, Option<&'a str>), StoreError> {
-    let fields = Fields::of(message);
-    let (_, version, event_type) = fields.checked(message)?;
-    let event = BatchEvent {
-        version,
-        timestamp_ms: fields.timestamp_ms(),
-        event_type,
-        content_type: fields.content_type.unwrap_or(crate::JSON_CONTENT_TYPE),
-        data: &message.payload,
-    };
-    Ok((event, fields.command))
+pub(super) struct ReplayEvent<'a> {
+    envelope: Envelope<'a>,
+    version: u64,
+    data: &'a [u8],
+}
+
+impl<'a> ReplayEvent<'a> {
+    pub(super) fn decode(message: &'a StreamMessage) -> Result<Self, StoreError> {
+        let envelope = envelope_of(message)?;
+        let (_, version, _) = checked(message, &envelope)?;
+        Ok(ReplayEvent {
+            envelope,
+            version,
+            data: &message.payload,
+        })
+    }
+
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The event, and its command id.
+    pub(super) fn event(&self) -> (BatchEvent<'_>, Option<&str>) {
+        let envelope = &self.envelope;
+        let event = BatchEvent {
+            version: self.version,
+            timestamp_ms: timestamp_ms(envelope),
+            // Checked in `decode`.
+            event_type: envelope.event_type.as_deref().unwrap_or_default(),
+            content_type: envelope
+                .content_type
+                .as_deref()
+                .unwrap_or(crate::JSON_CONTENT_TYPE),
+            data: self.data,
+        };
+        (event, envelope.command.as_deref())
+    }
 }
 
 /// The event in `message`, whichever stream its subject names.

@@ -6,8 +6,9 @@
 //!   (e.g. `AETHER_EVENTS_bank`), capturing `<prefix>.events.<namespace>.>`;
 //!   one message per event, on the aggregate's subject
 //!   `<prefix>.events.<namespace>.<aggregate-type>.<aggregate-id>`; the
-//!   payload is the event's data, everything else is in headers
-//!   (`Aether-Version`, `Aether-Event-Type`, …). The stream sequence is the
+//!   payload is the event's data, everything else is in one header,
+//!   `Aether-Event` (earlier versions wrote one header per field; both are
+//!   read, see `codec/envelope.rs`). The stream sequence is the
 //!   event's position in its namespace's log, so each namespace's log is
 //!   gapless, as the store contract requires (see [`EventStore::read_log`]).
 //! - a namespace's stream is created on the first append to the namespace

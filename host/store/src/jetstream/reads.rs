@@ -67,7 +67,7 @@ pub(super) use cursor::Cursors;
 
 use super::streams::last_sequence;
 use super::{JetStreamStore, RecordedEvent, StoreError, StreamId, codec, unavailable};
-use crate::{BatchEvent, ReplayBatch};
+use crate::ReplayBatch;
 use aether_core::namespace::Namespace;
 use aether_core::namespace::layout::store_namespace_subjects;
 
@@ -221,17 +221,18 @@ impl Collect for Vec<RecordedEvent> {
 }
 
 impl Collect for ReplayBatch {
-    type Decoded<'m> = (BatchEvent<'m>, Option<&'m str>);
+    type Decoded<'m> = codec::ReplayEvent<'m>;
 
     fn decode<'m>(
         _: &StreamId,
         message: &'m StreamMessage,
     ) -> Result<(u64, Self::Decoded<'m>), StoreError> {
-        let (event, command) = codec::decode_replay(message)?;
-        Ok((event.version, (event, command)))
+        let event = codec::ReplayEvent::decode(message)?;
+        Ok((event.version(), event))
     }
 
-    fn take(&mut self, (event, command): Self::Decoded<'_>) {
+    fn take(&mut self, event: Self::Decoded<'_>) {
+        let (event, command) = event.event();
         self.push(event, command);
     }
 
