@@ -28,8 +28,9 @@
 //! (a direct get re-encodes them) and the client (async-nats parses each
 //! into its header map, with allocations); with one instead of five to
 //! nine, an activation of 10 000 events reads about a third faster
-//! (BENCHMARKS.md, "JetStream activation: one header per event"). The
-//! atomic batch's own `Nats-Batch-*` headers stay on each stored message.
+//! (BENCHMARKS.md, "JetStream activation: one read ahead, one header per
+//! event"). The atomic batch's own `Nats-Batch-*` headers stay on each
+//! stored message.
 //!
 //! A node of an earlier version cannot read layout 2: it answers such
 //! events as damaged (`Corrupt`; nothing is lost or changed). Upgrade every
