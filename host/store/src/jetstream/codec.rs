@@ -1,6 +1,8 @@
 //! How events and snapshots are laid out in JetStream messages and KV
 //! values.
 
+use std::borrow::Cow;
+
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::StreamMessage;
 
@@ -51,10 +53,7 @@ fn damaged(message: &StreamMessage, what: String) -> StoreError {
 /// The version an event message carries.
 pub(super) fn version(message: &StreamMessage) -> Result<u64, StoreError> {
     let envelope = envelope_of(message)?;
-    envelope
-        .version
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| damaged(message, envelope.missing(Required::Version)))
+    number(&envelope.version).ok_or_else(|| damaged(message, envelope.missing(Required::Version)))
 }
 
 fn envelope_of(message: &StreamMessage) -> Result<Envelope<'_>, StoreError> {
@@ -68,14 +67,8 @@ fn checked<'e>(
     envelope: &'e Envelope<'_>,
 ) -> Result<(uuid::Uuid, u64, &'e str), StoreError> {
     let missing = |field| damaged(message, envelope.missing(field));
-    let id = envelope
-        .id
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| missing(Required::Id))?;
-    let version = envelope
-        .version
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| missing(Required::Version))?;
+    let id = number(&envelope.id).ok_or_else(|| missing(Required::Id))?;
+    let version = number(&envelope.version).ok_or_else(|| missing(Required::Version))?;
     let event_type = envelope
         .event_type
         .as_deref()
@@ -83,8 +76,13 @@ fn checked<'e>(
     Ok((id, version, event_type))
 }
 
+/// A field of the envelope read as a number (or an id), if it is one.
+fn number<T: std::str::FromStr>(field: &Option<Cow<'_, str>>) -> Option<T> {
+    field.as_deref().and_then(|v| v.parse().ok())
+}
+
 fn timestamp_ms(envelope: &Envelope<'_>) -> u64 {
-    envelope.timestamp.and_then(|v| v.parse().ok()).unwrap_or(0)
+    number(&envelope.timestamp).unwrap_or(0)
 }
 
 /// The event in `message`, of `stream`.
@@ -94,7 +92,7 @@ pub(super) fn decode(
 ) -> Result<RecordedEvent, StoreError> {
     let envelope = envelope_of(message)?;
     let (id, version, event_type) = checked(message, &envelope)?;
-    let text = |value: &Option<std::borrow::Cow<'_, str>>| value.as_deref().map(str::to_owned);
+    let text = |value: &Option<Cow<'_, str>>| value.as_deref().map(str::to_owned);
     Ok(RecordedEvent {
         id,
         stream: stream.clone(),

@@ -135,12 +135,13 @@ fn unescape(text: &str) -> Result<Cow<'_, str>, String> {
     String::from_utf8(bytes).map(Cow::Owned).map_err(|_| bad())
 }
 
-/// The envelope of a message, its numbers still as text.
+/// The envelope of a message, its numbers still as text (borrowed from
+/// the headers unless a value had to be unescaped).
 #[derive(Default)]
 pub(super) struct Envelope<'a> {
-    pub(super) version: Option<&'a str>,
-    pub(super) id: Option<&'a str>,
-    pub(super) timestamp: Option<&'a str>,
+    pub(super) version: Option<Cow<'a, str>>,
+    pub(super) id: Option<Cow<'a, str>>,
+    pub(super) timestamp: Option<Cow<'a, str>>,
     pub(super) event_type: Option<Cow<'a, str>>,
     pub(super) content_type: Option<Cow<'a, str>>,
     pub(super) command: Option<Cow<'a, str>>,
@@ -159,28 +160,20 @@ impl<'a> Envelope<'a> {
     pub(super) fn of(headers: &'a HeaderMap) -> Result<Self, String> {
         let mut envelope = Envelope::default();
         for (name, values) in headers.iter() {
-            let name: &str = name.as_ref();
-            let value = values.first().map(|v| v.as_str());
-            let field = match name {
-                EVENT => return Self::parse(value.unwrap_or_default()),
+            let field = match AsRef::<str>::as_ref(name) {
+                EVENT => return Self::parse(values.first().map_or("", |v| v.as_str())),
                 VERSION => &mut envelope.version,
                 EVENT_ID => &mut envelope.id,
                 TIMESTAMP => &mut envelope.timestamp,
-                _ => {
-                    let field = match name {
-                        EVENT_TYPE => &mut envelope.event_type,
-                        CONTENT_TYPE => &mut envelope.content_type,
-                        COMMAND => &mut envelope.command,
-                        CORRELATION => &mut envelope.correlation,
-                        CAUSATION => &mut envelope.causation,
-                        DIGEST => &mut envelope.digest,
-                        _ => continue,
-                    };
-                    *field = value.map(Cow::Borrowed);
-                    continue;
-                }
+                EVENT_TYPE => &mut envelope.event_type,
+                CONTENT_TYPE => &mut envelope.content_type,
+                COMMAND => &mut envelope.command,
+                CORRELATION => &mut envelope.correlation,
+                CAUSATION => &mut envelope.causation,
+                DIGEST => &mut envelope.digest,
+                _ => continue,
             };
-            *field = value;
+            *field = values.first().map(|v| Cow::Borrowed(v.as_str()));
         }
         envelope.layout = 1;
         Ok(envelope)
@@ -189,10 +182,11 @@ impl<'a> Envelope<'a> {
     /// A layout-2 header's value.
     fn parse(value: &'a str) -> Result<Self, String> {
         let mut tokens = value.split(' ');
+        let mut number = || tokens.next().map(Cow::Borrowed);
         let mut envelope = Envelope {
-            version: tokens.next(),
-            id: tokens.next(),
-            timestamp: tokens.next(),
+            version: number(),
+            id: number(),
+            timestamp: number(),
             layout: 2,
             ..Envelope::default()
         };

@@ -34,13 +34,12 @@ type Owned = [Option<String>; 9];
 
 fn read(headers: &HeaderMap) -> Result<(Owned, u8), String> {
     let e = Envelope::of(headers)?;
-    let text = |v: Option<&str>| v.map(str::to_owned);
     let cow = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_owned);
     Ok((
         [
-            text(e.version),
-            text(e.id),
-            text(e.timestamp),
+            cow(&e.version),
+            cow(&e.id),
+            cow(&e.timestamp),
             cow(&e.event_type),
             cow(&e.content_type),
             cow(&e.command),
