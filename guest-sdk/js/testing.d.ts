@@ -11,10 +11,16 @@ export interface Given {
   whenRaw(commandType: string, data: Data, contentType?: string): Then;
 }
 
-/** The outcome of one command; each assertion returns `this`. */
+type NewEvent = { eventType: string; contentType: string; data: Uint8Array };
+
+/** The outcome of one command (`execute` has applied its events); each assertion returns `this`. */
 export interface Then {
-  /** What the resource returned: `{ ok: new events }` or `{ err: rejection }`. */
-  readonly outcome: { ok?: { eventType: string; contentType: string; data: Uint8Array }[]; err?: { code: string; message: string } };
+  /** `{ ok: the new events }` or `{ err: the rejection }`. */
+  readonly outcome: { ok?: NewEvent[]; err?: { code: string; message: string } };
+  /** What `execute` returned when it decided events; undefined on a rejection. */
+  readonly decision?: { events: NewEvent[]; applyError?: { version: bigint; message: string } };
+  /** The resource after the command (its `state`, `view()`, `snapshot()`). */
+  readonly resource: any;
   /** The decided events as `{ type, data }`, the data parsed losslessly. */
   readonly rawEvents: { type: string; data: unknown }[];
   thenEvents(...expected: { type: string; [field: string]: unknown }[]): Then;
@@ -28,7 +34,7 @@ export function givenRaw(aggregate: Aggregate, events: [eventType: string, data:
 export function givenState(aggregate: Aggregate, state: unknown): Given;
 /** One `node:test` test per `*.json` conformance scenario in `directory`. */
 export function testScenarios(aggregate: Aggregate, directory: string | URL): void;
-/** A batch as the host passes it to `apply` (aether:aggregate@0.2.0), from events with versions and timestamps as BigInts or Numbers. */
+/** A batch as the host passes it to `apply` (aether:aggregate@0.3.0, as in 0.2.0), from events with versions and timestamps as BigInts or Numbers. */
 export function writeBatch(
   events: { version: bigint | number; eventType: string; contentType?: string; data?: Uint8Array; timestampMs?: bigint | number }[],
 ): Uint8Array;

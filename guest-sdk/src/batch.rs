@@ -1,4 +1,4 @@
-//! Reading the batch `apply` receives (`aether:aggregate@0.2.0`): events
+//! Reading the batch `apply` receives (`aether:aggregate@0.3.0`): events
 //! one after another, each a 28-byte little-endian header (version,
 //! timestamp, the lengths of its event type, content type and data)
 //! followed by those three byte strings. The layout is specified on `apply`

@@ -3,8 +3,10 @@
 //! Lifecycle: the host calls the constructor once per aggregate id it
 //! activates, then `restore` (if it has a snapshot) and `apply` with the
 //! stored events in batches (one buffer each, read in place by
-//! [`crate::batch`]), then `handle` per command followed by `apply`
-//! of the events it stored. Dropping the resource passivates the aggregate.
+//! [`crate::batch`]), then `execute` per command: the aggregate decides
+//! it, and the events it decided are encoded, decoded again and applied
+//! as a replay would apply them (so the live state is the replayed state).
+//! Dropping the resource passivates the aggregate.
 //!
 //! Failure modes: a payload the aggregate cannot decode is a value (an
 //! `apply-error` or a `malformed-command` rejection); a panic in the
@@ -58,14 +60,17 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
                     wire::CONTENT_TYPE
                 )));
             }
-            let decoded = wire::decode_event::<A::Event>(event.event_type, event.data)
-                .map_err(|error| failed(format!("cannot apply event: {error}")))?;
-            state.apply(decoded);
+            apply_one(&mut *state, event.event_type, event.data).map_err(failed)?;
         }
         Ok(())
     }
 
-    fn handle(&self, command: wit::Command) -> Result<Vec<wit::NewEvent>, wit::Rejection> {
+    fn execute(
+        &self,
+        command: wit::Command,
+        first_version: u64,
+        _timestamp_ms: u64,
+    ) -> Result<wit::Decision, wit::Rejection> {
         if !wire::is_json(&command.content_type) {
             return Err(rejection(
                 "unsupported-content-type",
@@ -79,12 +84,23 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
         }
         let decoded = wire::decode::<A::Command>(&command.command_type, &command.data)
             .map_err(|error| rejection("malformed-command", error.to_string()))?;
-        let events = self
-            .state
-            .borrow()
+        let mut state = self.state.borrow_mut();
+        let decided = state
             .handle(decoded)
             .map_err(|r| rejection(r.code, r.message))?;
-        Ok(events.iter().map(new_event::<A>).collect())
+        let events: Vec<wit::NewEvent> = decided.iter().map(new_event::<A>).collect();
+        // Applied from the bytes just encoded, as a replay will apply them.
+        let apply_error = (first_version..)
+            .zip(&events)
+            .find_map(|(version, event)| {
+                apply_one(&mut *state, event.event_type.as_bytes(), &event.data)
+                    .err()
+                    .map(|message| wit::ApplyError { version, message })
+            });
+        Ok(wit::Decision {
+            events,
+            apply_error,
+        })
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -102,6 +118,15 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
     fn view(&self) -> String {
         self.state.borrow().view().to_string()
     }
+}
+
+/// Decodes one JSON event and folds it into the state; the error says why
+/// it could not be decoded.
+fn apply_one<A: Aggregate>(state: &mut A, event_type: &[u8], data: &[u8]) -> Result<(), String> {
+    let decoded = wire::decode_event::<A::Event>(event_type, data)
+        .map_err(|error| format!("cannot apply event: {error}"))?;
+    state.apply(decoded);
+    Ok(())
 }
 
 fn rejection(code: impl Into<String>, message: impl Into<String>) -> wit::Rejection {

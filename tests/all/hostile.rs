@@ -62,6 +62,43 @@ async fn contained(command: &str, expected: GuestFailureKind) {
     }
 }
 
+/// A guest that decides an event it cannot apply (WIT 0.3's `execute`
+/// reports the apply-error with the decision): what it decided is stored
+/// and the command's answer says so, its live copy is dropped, and from
+/// then on the aggregate's replay reports the event at its own version,
+/// while its neighbours carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_its_guest_cannot_apply_is_stored_and_reported_on_replay() {
+    let runtime = hostile_runtime().await;
+    let victim = stream("evil", "hostile", "victim");
+    send(&runtime, &victim, "Record", json!({"note": "before"}))
+        .await
+        .unwrap();
+    let outcome = send(&runtime, &victim, "DecideUnreadable", json!(null))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 2);
+    assert_eq!(outcome.events[0].event_type, "Unreadable");
+    assert_eq!(runtime.store().stream_version(&victim).await.unwrap(), 2);
+    let error = runtime.state(&victim).await.unwrap_err();
+    let CommandError::Guest(failure) = &error else {
+        panic!("expected the replay to fail, got {error:?}");
+    };
+    assert_eq!(failure.kind, GuestFailureKind::ApplyFailed, "{failure}");
+    assert!(
+        failure.message.contains("could not apply event version 2"),
+        "{failure}"
+    );
+    let bystander = stream("evil", "hostile", "bystander");
+    send(&runtime, &bystander, "Record", json!({"note": "hello"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        runtime.state(&bystander).await.unwrap().view["notes"],
+        json!(["hello"])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_fails_only_its_command() {
     contained("Trap", GuestFailureKind::Trap).await;

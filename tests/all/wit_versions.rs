@@ -1,10 +1,12 @@
 //! Components built with each SDK (Rust, Python, JavaScript) export
-//! `aether:aggregate/handler@0.2.0` (`apply` takes a batch as one buffer):
-//! through each, a history longer than two replay batches gives the same
-//! state, and an event the guest cannot apply is reported at its own
-//! version. The frozen 0.1.0 (`apply` takes a `list<event>`), which the
-//! host still serves, goes through the same checks with `tally-v01`, a
-//! component written against it by hand (`tests/programs/tally-v01`); the
+//! `aether:aggregate/handler@0.3.0` (one `execute` call per command,
+//! `apply` takes a batch as one buffer): through each, a history longer
+//! than two replay batches gives the same state, a command changes it, and
+//! an event the guest cannot apply is reported at its own version. The
+//! frozen versions the host still serves go through the same checks with
+//! components written against them by hand: 0.2.0 (`handle`, then `apply`
+//! with the decided events) with `tests/programs/tally-v02`, 0.1.0
+//! (`apply` takes a `list<event>`) with `tests/programs/tally-v01`; the
 //! probes (`languages_sandbox.rs`) export 0.1.0 too.
 
 use aether_host::namespace::{AggregateType, Namespace};
@@ -20,23 +22,29 @@ use serde_json::json;
 /// More than two of the runtime's replay batches (1 024 events).
 const EVENTS: u64 = 2_500;
 
-const COMPONENTS: [(&str, &str, &str); 4] = [
+const COMPONENTS: [(&str, &str, &str); 5] = [
     (
         "rust",
         artifacts::BANK_ACCOUNT,
-        "aether:aggregate/handler@0.2.0",
+        "aether:aggregate/handler@0.3.0",
     ),
     (
         "python",
         artifacts::BANK_ACCOUNT_PY,
-        "aether:aggregate/handler@0.2.0",
+        "aether:aggregate/handler@0.3.0",
     ),
     (
         "javascript",
         artifacts::BANK_ACCOUNT_JS,
+        "aether:aggregate/handler@0.3.0",
+    ),
+    // The tallies' views are only the balance: not compared with the bank
+    // accounts'.
+    (
+        "rust on 0.2.0",
+        artifacts::TALLY_V02,
         "aether:aggregate/handler@0.2.0",
     ),
-    // Its view is only the balance: not compared with the bank accounts'.
     (
         "rust on 0.1.0",
         artifacts::TALLY_V01,
@@ -110,11 +118,12 @@ async fn each_served_version_replays_long_histories_and_decides_the_same_way() {
             "{language}: {}",
             state.view
         );
-        if export.ends_with("@0.2.0") {
+        if export.ends_with("@0.3.0") {
             views.push((language, state.view));
         }
 
-        // A command: `handle`, then `apply` of the event it decided.
+        // A command: one `execute` on 0.3.0; `handle`, then `apply` of the
+        // event it decided, on the older versions.
         let outcome = send(&runtime, &good, "Deposit", json!({"amount": 7}))
             .await
             .unwrap_or_else(|e| panic!("{language}: {e}"));
@@ -151,15 +160,15 @@ async fn each_served_version_replays_long_histories_and_decides_the_same_way() {
 }
 
 /// The embedded store writes an activation's batches straight from its
-/// records (the memory store above builds them from whole events): both
-/// served versions replay them the same way, over several batches, and a
+/// records (the memory store above builds them from whole events): every
+/// served version replays them the same way, over several batches, and a
 /// refused event is reported at its own version.
 #[tokio::test]
-async fn both_versions_replay_the_embedded_stores_batches() {
+async fn every_version_replays_the_embedded_stores_batches() {
     let expected_balance: u64 = (2..=EVENTS).sum();
     let bad = 1_500;
     let namespace = Namespace::new("versions").unwrap();
-    for (language, path, _) in [&COMPONENTS[0], &COMPONENTS[3]] {
+    for (language, path, _) in [&COMPONENTS[0], &COMPONENTS[3], &COMPONENTS[4]] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let runtime = runtime_on(store, test_config());

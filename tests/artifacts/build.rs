@@ -19,6 +19,7 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("bank-account", "BANK_ACCOUNT"),
     ("hostile", "HOSTILE"),
     ("tally-v01", "TALLY_V01"),
+    ("tally-v02", "TALLY_V02"),
 ];
 
 /// WAT guests under `tests/programs/`: (file, constant name).

@@ -60,8 +60,10 @@ class Variant {
     this.strict = !this.unit && this.type.strictNumbers;
     this.fast = this.unit ? undefined : this.type.fastReader(name);
     this.fastWrite = this.unit ? undefined : this.type.fastWriter();
-    /** `(bytes, start, end)`: the value from data in the canonical form, or undefined (see canonical.js). */
+    /** `(bytes)`: the value from data in the canonical form, or undefined (see canonical.js). */
     this.canonical = canonicalReader(this);
+    /** `(text, length)`: the same from the data seen as text, one character per byte (`asText`). */
+    this.canonicalText = this.canonical?.text;
   }
 
   /**

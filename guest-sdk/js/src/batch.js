@@ -1,8 +1,8 @@
-// The batch `apply` receives (`aether:aggregate@0.2.0`): events one after
-// another, each a 28-byte little-endian header (version u64, timestamp-ms
-// u64, then the u32 lengths of its event type, content type and data)
-// followed by those three byte strings. The layout is specified on `apply`
-// in wit/aggregate.wit.
+// The batch `apply` receives (`aether:aggregate@0.3.0`, as in 0.2.0):
+// events one after another, each a 28-byte little-endian header (version
+// u64, timestamp-ms u64, then the u32 lengths of its event type, content
+// type and data) followed by those three byte strings. The layout is
+// specified on `apply` in wit/aggregate.wit.
 //
 // The apply loop (component.js) reads the batch in place with one DataView:
 // the data is a `subarray`, and the type names are compared as bytes

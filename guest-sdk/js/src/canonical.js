@@ -139,20 +139,24 @@ export function compileReader(params, body) {
 /**
  * `read(bytes)`: the variant's value from its data in the canonical form,
  * or undefined (then `Variant.decode` reads it). Undefined itself when
- * the variant has no canonical form.
+ * the variant has no canonical form. `read.text(s, e)` reads the same
+ * from the data already seen as text (`asText`: `s`, its length `e`).
  */
 export function canonicalReader(variant) {
   const source = canonicalSource(variant);
   if (source === null) return undefined;
   const { prefix, body } = source;
-  const read = compileReader(
+  const text = compileReader(
     's, e',
     `if (!s.startsWith(${JSON.stringify(prefix)})) return undefined;\nlet p = ${prefix.length};\n${body}`,
   );
-  return read === undefined ? undefined : (bytes) => {
-    const text = bytesAsText.decode(bytes);
-    return read(text, text.length);
+  if (text === undefined) return undefined;
+  const read = (bytes) => {
+    const s = bytesAsText.decode(bytes);
+    return text(s, s.length);
   };
+  read.text = text;
+  return read;
 }
 
 /**

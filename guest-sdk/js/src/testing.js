@@ -11,9 +11,13 @@
 //     });
 //
 // Everything crosses the code the component runs (the resource class of
-// component.js) and the wire: given events and the command are written as
-// JSON bytes and read back, decided events are written, read and applied,
-// as the host would.
+// component.js) and the wire, as the host calls it: given events are
+// written as JSON bytes and applied as one batch (`apply`), the command is
+// written as JSON bytes and carried out by `execute`, which decides it and
+// applies the decided events in the same call. Each `when` then checks
+// that the state equals a replay of the given and the decided events
+// (through `apply`, on a fresh resource), and that a rejection left the
+// state as it was.
 
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -93,13 +97,38 @@ export class Given {
   whenRaw(commandType, data, contentType = CONTENT_TYPE) {
     const resource = this.fresh();
     const before = this.definition.snapshot(resource.state);
-    const outcome = call(() => resource.handle({ commandType, contentType, data: bytes(data) }));
-    assert.equal(
-      this.definition.snapshot(resource.state),
-      before,
-      `handle changed the state (${commandType}): only apply may`,
+    // As the host calls it: the first new event is the next version.
+    const result = call(() =>
+      resource.execute({ commandType, contentType, data: bytes(data) }, resource.version + 1n, TIMESTAMP_MS),
     );
-    return new Then(this.definition, resource, outcome);
+    if (result.err !== undefined) {
+      assert.equal(
+        this.definition.snapshot(resource.state),
+        before,
+        `handle changed the state (${commandType}, rejected): only apply may`,
+      );
+      return new Then(this.definition, resource, result, undefined);
+    }
+    const decision = result.ok;
+    assert.equal(
+      decision.applyError,
+      undefined,
+      `the decided events do not apply: ${stringify(decision.applyError ?? null)}`,
+    );
+    const events = decision.events.map((e) => [e.eventType, e.data, e.contentType]);
+    // The state execute left equals the state a replay of the stored events gives.
+    const replayed = this.fresh();
+    if (events.length > 0) {
+      assert.deepEqual(applyRaw(replayed, events), { ok: undefined }, 'the decided events do not replay');
+    }
+    assert.deepEqual(
+      resource.state,
+      replayed.state,
+      `handle changed the state, or apply is not deterministic (${commandType}): ` +
+        'the state after execute differs from a replay of its events',
+    );
+    resource.version += BigInt(events.length);
+    return new Then(this.definition, resource, { ok: decision.events }, decision);
   }
 }
 
@@ -117,17 +146,15 @@ function applyRaw(resource, events) {
   return call(() => resource.apply(batch));
 }
 
-/** The outcome of one command. */
+/** The outcome of one command (`execute` has applied its events). */
 export class Then {
-  constructor(definition, resource, outcome) {
+  constructor(definition, resource, outcome, decision) {
     this.definition = definition;
     this.resource = resource;
+    /** `{ ok: the new events }` or `{ err: the rejection }`. */
     this.outcome = outcome;
-    if (outcome.ok !== undefined) {
-      // The host stores the decided events, then applies them.
-      const applied = applyRaw(resource, outcome.ok.map((e) => [e.eventType, e.data, e.contentType]));
-      assert.deepEqual(applied, { ok: undefined }, 'the decided events do not apply');
-    }
+    /** What `execute` returned when it decided events, `{ events, applyError }`; undefined on a rejection. */
+    this.decision = decision;
   }
 
   #expectEvents() {

@@ -219,7 +219,7 @@ test('a bug in the aggregate traps instead of becoming a value', () => {
   });
   const resource = new (exportAggregate(Buggy).Aggregate)('b');
   assert.throws(
-    () => resource.handle({ commandType: 'Go', contentType: 'application/json', data: encoder.encode('null') }),
+    () => resource.execute({ commandType: 'Go', contentType: 'application/json', data: encoder.encode('null') }, 1n, 0n),
     (error) => error instanceof TypeError && !Object.hasOwn(error, 'payload'),
   );
 });
@@ -477,4 +477,183 @@ test('an event that ends where the next one starts is not read past its end', ()
   ]);
   assert.throws(() => resource.apply(batch), (error) => error.payload.version === 1n);
   assert.deepEqual(resource.state.seen, []);
+});
+
+// `execute` (aether:aggregate@0.3.0): decide, encode, read back and fold in one call.
+
+/** An aggregate whose `handle` returns what `decide(state, command)` returns (set per test). */
+function echo(events, decide) {
+  return defineAggregate({
+    name: 'Echo',
+    initial: () => ({ seen: [] }),
+    state: { seen: list(any) },
+    commands: { Go: { n: u64 } },
+    events,
+    handle: (state, command) => decide(state, command),
+    apply(state, event) {
+      state.seen.push(event);
+    },
+  });
+}
+
+const GO = { commandType: 'Go', contentType: 'application/json', data: encoder.encode('{"n":1}') };
+const TIME = 1_700_000_000_123n;
+
+/** `f()`'s WIT error payload; fails if it returns. */
+function errorOf(f) {
+  try {
+    f();
+  } catch (error) {
+    if (Object.hasOwn(error, 'payload')) return error.payload;
+    throw error;
+  }
+  return assert.fail('expected a WIT error');
+}
+
+test('execute returns the events handle decided, encoded as before, and leaves the state a replay gives', () => {
+  const decisions = [
+    [{ type: 'Paid', amount: 7n }],
+    { type: 'Paid', amount: 18446744073709551615n },
+    [{ type: 'Noted', text: 'Ada', count: 1n, small: 2, big: -3n }, { type: 'Noted', text: 'été "x"', count: 0n, small: 0, big: 0n }],
+    [{ type: 'Pa\u00efd', amount: 4294967295 }, { type: 'Ping' }, { type: 'Tagged', amount: 1n, tag: null }],
+    [{ type: 'Tagged', amount: 2n, tag: 'é' }, { type: 'Tagged', amount: 3n }, { type: 'Paid', amount: 123456789012345n }],
+    [{ type: 'Tagged', amount: 1n, tag: 'a\ud800' }, { type: 'Noted', text: '\udc00\n', count: 1n, small: 1, big: 1n }],
+    // Values the writer takes but the reader gives otherwise.
+    [{ type: 'Tagged', amount: 5, extra: 'x' }, { type: 'Paid', amount: 6 }],
+  ];
+  const events = {
+    Paid: { amount: u64 },
+    Noted: { text: string, count: u64, small: u8, big: i64 },
+    'Pa\u00efd': { amount: u32 },
+    Ping: null,
+    Tagged: { amount: u64, tag: optional(string) },
+  };
+  for (const decided of decisions) {
+    const Echo = echo(events, () => decided);
+    const Resource = exportAggregate(Echo).Aggregate;
+    const given = writeBatch([
+      { version: 1n, eventType: 'Paid', data: encoder.encode('{"amount":1}') },
+      { version: 2n, eventType: 'Ping', data: encoder.encode('null') },
+    ]);
+    const live = new Resource('e');
+    live.apply(given);
+    const decision = live.execute(GO, 3n, TIME);
+    // Byte for byte what 0.2.0's `handle` returned.
+    const expected = Echo.encodeEvents(decided).map(([eventType, text]) => ({
+      eventType, contentType: 'application/json', data: encoder.encode(text),
+    }));
+    assert.deepEqual(decision, { events: expected, applyError: undefined });
+    // The state a replay of the stored events gives.
+    const replayed = new Resource('e');
+    replayed.apply(given);
+    replayed.apply(writeBatch(decision.events.map((event, index) => ({ ...event, version: 3n + BigInt(index), timestampMs: TIME }))));
+    assert.deepEqual(live.state, replayed.state);
+    assert.equal(live.state.seen.length, 2 + expected.length);
+  }
+  // Read back from the bytes, not taken from handle's values.
+  const Echo = echo(events, () => [{ type: 'Tagged', amount: 5, extra: 'x' }, { type: 'Pa\u00efd', amount: 1 }]);
+  const resource = new (exportAggregate(Echo).Aggregate)('e');
+  resource.execute(GO, 1n, TIME);
+  assert.deepEqual(resource.state.seen, [{ type: 'Tagged', amount: 5n, tag: null }, { type: 'Pa\u00efd', amount: 1 }]);
+});
+
+test('a rejected command leaves the state as it was', () => {
+  const resource = new (exportAggregate(Counter).Aggregate)('c');
+  resource.apply(writeBatch([{ version: 1n, eventType: 'Added', data: encoder.encode('{"amount":5,"tag":"x"}') }]));
+  const before = structuredClone(resource.state);
+  for (const [command, code] of [
+    [{ commandType: 'Add', contentType: 'application/json', data: encoder.encode('{"amount":0}') }, 'invalid-amount'],
+    [{ commandType: 'Add', contentType: 'application/json', data: encoder.encode('{"amount":-1}') }, 'malformed-command'],
+    [{ commandType: 'Add', contentType: 'text/plain', data: encoder.encode('{"amount":1}') }, 'unsupported-content-type'],
+  ]) {
+    assert.equal(errorOf(() => resource.execute(command, 2n, TIME)).code, code);
+    assert.deepEqual(resource.state, before);
+  }
+  assert.deepEqual(errorOf(() => resource.execute({ ...GO, commandType: 'Add', data: encoder.encode('{"amount":0}') }, 2n, TIME)), {
+    code: 'invalid-amount',
+    message: 'add more than 0',
+  });
+});
+
+test('an event that does not read back is the decision apply-error at its version; the events before it stay applied', () => {
+  // A field type whose writer writes what its reader refuses: an odd number.
+  const even = {
+    describe: 'even',
+    read(value) {
+      if (typeof value !== 'number' || value % 2 !== 0) throw new WireError(`expected an even number, got ${value}`);
+      return value;
+    },
+    write: (value) => JSON.stringify(value),
+  };
+  const Odd = echo({ Counted: { n: even }, Paid: { amount: u64 } }, () => [
+    { type: 'Paid', amount: 1n },
+    { type: 'Counted', n: 2 },
+    { type: 'Counted', n: 3 },
+    { type: 'Paid', amount: 4n },
+  ]);
+  const Resource = exportAggregate(Odd).Aggregate;
+  const resource = new Resource('o');
+  const decision = resource.execute(GO, 10n, TIME);
+  assert.deepEqual(
+    decision.events.map((event) => [event.eventType, decoder.decode(event.data)]),
+    [['Paid', '{"amount":1}'], ['Counted', '{"n":2}'], ['Counted', '{"n":3}'], ['Paid', '{"amount":4}']],
+  );
+  assert.deepEqual(decision.applyError, {
+    version: 12n,
+    message: 'cannot apply event: invalid data for "Counted": field `n`: expected an even number, got 3',
+  });
+  assert.deepEqual(resource.state.seen, [{ type: 'Paid', amount: 1n }, { type: 'Counted', n: 2 }]);
+  // The same error and state as a replay of the stored events.
+  const replayed = new Resource('o');
+  const replayError = errorOf(() =>
+    replayed.apply(writeBatch(decision.events.map((event, index) => ({ ...event, version: 10n + BigInt(index) })))),
+  );
+  assert.deepEqual(replayError, decision.applyError);
+  assert.deepEqual(replayed.state, resource.state);
+  // The test helpers refuse such a decision.
+  assert.throws(() => given(Odd).when({ type: 'Go', n: 1n }), /the decided events do not apply/);
+});
+
+test('a command that decides nothing returns no events and leaves the state', () => {
+  for (const nothing of [[], undefined, null]) {
+    const resource = new (exportAggregate(echo({ Paid: { amount: u64 } }, () => nothing)).Aggregate)('z');
+    resource.apply(writeBatch([{ version: 1n, eventType: 'Paid', data: encoder.encode('{"amount":1}') }]));
+    assert.deepEqual(resource.execute(GO, 2n, TIME), { events: [], applyError: undefined });
+    assert.deepEqual(resource.state.seen, [{ type: 'Paid', amount: 1n }]);
+  }
+});
+
+test('when goes through execute, at the next version, and checks the state against a replay', () => {
+  const seen = [];
+  const Versions = echo({ Paid: { amount: u64 } }, () => [{ type: 'Paid', amount: 1n }, { type: 'Paid', amount: 2n }]);
+  const twoPaid = given(Versions, { type: 'Paid', amount: 5n }, { type: 'Paid', amount: 6n });
+  const Resource = twoPaid.resource.constructor;
+  const original = Resource.prototype.execute;
+  Resource.prototype.execute = function (command, firstVersion, timestampMs) {
+    seen.push([firstVersion, timestampMs]);
+    return original.call(this, command, firstVersion, timestampMs);
+  };
+  try {
+    const then = twoPaid.when({ type: 'Go', n: 1n });
+    then.thenEvents({ type: 'Paid', amount: 1n }, { type: 'Paid', amount: 2n });
+    assert.equal(then.decision.applyError, undefined);
+    assert.equal(then.resource.version, 4n);
+    assert.equal(then.resource.state.seen.length, 4);
+  } finally {
+    Resource.prototype.execute = original;
+  }
+  assert.deepEqual(seen, [[3n, 1_700_000_000_000n]]);
+  // A fold that depends on more than the events is not a replay.
+  let calls = 0;
+  const Impure = defineAggregate({
+    initial: { n: 0 },
+    state: { n: number },
+    commands: { Go: null },
+    events: { Went: null },
+    handle: () => [{ type: 'Went' }],
+    apply(state) {
+      state.n = ++calls;
+    },
+  });
+  assert.throws(() => given(Impure).when({ type: 'Go' }), /apply is not deterministic/);
 });

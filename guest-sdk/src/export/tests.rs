@@ -16,11 +16,18 @@ struct Tally {
 enum Command {
     Add { n: u32 },
     Nothing,
+    /// Decides an event, then one that cannot be decoded again.
+    AddAndBreak { n: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
 enum Event {
-    Added { n: u32 },
+    Added {
+        n: u32,
+    },
+    /// Written, but never read back: a replay could not apply it.
+    #[serde(skip_deserializing)]
+    Unreadable,
 }
 
 impl Aggregate for Tally {
@@ -32,11 +39,19 @@ impl Aggregate for Tally {
             Command::Add { n: 0 } => Err(Rejection::new("zero", "adding 0 changes nothing")),
             Command::Add { n } => Ok(vec![Event::Added { n }]),
             Command::Nothing => Ok(vec![]),
+            Command::AddAndBreak { n } => Ok(vec![
+                Event::Added { n },
+                Event::Unreadable,
+                Event::Added { n },
+            ]),
         }
     }
 
-    fn apply(&mut self, Event::Added { n }: Event) {
-        self.total += n;
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Added { n } => self.total += n,
+            Event::Unreadable => unreachable!("never decoded"),
+        }
     }
 }
 
@@ -55,6 +70,11 @@ fn command(command_type: &str, data: &str) -> wit::Command {
         content_type: "application/json".into(),
         data: data.into(),
     }
+}
+
+/// `execute` at version 10 (the state does not know its version).
+fn execute(tally: &Resource<Tally>, command: wit::Command) -> Result<wit::Decision, wit::Rejection> {
+    tally.execute(command, 10, 1_700_000_000_000)
 }
 
 fn resource() -> Resource<Tally> {
@@ -144,36 +164,70 @@ fn apply_refuses_other_content_types() {
 }
 
 #[test]
-fn handle_encodes_events_without_changing_the_state() {
+fn execute_encodes_the_events_and_applies_them() {
     let tally = resource();
-    let events = tally.handle(command("Add", r#"{"n":4}"#)).unwrap();
+    let decision = execute(&tally, command("Add", r#"{"n":4}"#)).unwrap();
+    let events = decision.events;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "Added");
     assert_eq!(events[0].content_type, "application/json");
     assert_eq!(events[0].data, br#"{"n":4}"#);
-    assert_eq!(tally.view(), r#"{"total":0}"#);
-    assert_eq!(tally.handle(command("Nothing", "null")).unwrap().len(), 0);
+    assert!(decision.apply_error.is_none());
+    assert_eq!(tally.view(), r#"{"total":4}"#);
+    // The same state as a replay of the events it decided.
+    let replayed = resource();
+    let stored: Vec<BatchEvent<'_>> = (1..)
+        .zip(&events)
+        .map(|(version, e)| BatchEvent {
+            version,
+            event_type: e.event_type.as_bytes(),
+            content_type: e.content_type.as_bytes(),
+            data: &e.data,
+        })
+        .collect();
+    replayed.apply(batch::write(&stored)).unwrap();
+    assert_eq!(replayed.view(), tally.view());
+
+    let nothing = execute(&tally, command("Nothing", "null")).unwrap();
+    assert!(nothing.events.is_empty() && nothing.apply_error.is_none());
+    assert_eq!(tally.view(), r#"{"total":4}"#);
 }
 
 #[test]
-fn handle_returns_business_rejections() {
-    let rejection = resource().handle(command("Add", r#"{"n":0}"#)).unwrap_err();
+fn execute_reports_the_first_event_it_cannot_apply_at_its_version() {
+    let tally = resource();
+    execute(&tally, command("Add", r#"{"n":1}"#)).unwrap();
+    let decision = execute(&tally, command("AddAndBreak", r#"{"n":2}"#)).unwrap();
+    assert_eq!(decision.events.len(), 3, "every decided event is returned");
+    let error = decision.apply_error.expect("the second event does not decode");
+    assert_eq!(error.version, 11, "first version 10, then the second event");
+    assert!(error.message.starts_with("cannot apply event: "), "{}", error.message);
+    // The event before it stays applied; the one after it is not.
+    assert_eq!(tally.view(), r#"{"total":3}"#);
+}
+
+#[test]
+fn execute_returns_business_rejections_and_keeps_the_state() {
+    let tally = resource();
+    execute(&tally, command("Add", r#"{"n":5}"#)).unwrap();
+    let rejection = execute(&tally, command("Add", r#"{"n":0}"#)).unwrap_err();
     assert_eq!(
         (rejection.code.as_str(), rejection.message.as_str()),
         ("zero", "adding 0 changes nothing")
     );
+    assert_eq!(tally.view(), r#"{"total":5}"#);
 }
 
 #[test]
-fn handle_rejects_malformed_commands() {
+fn execute_rejects_malformed_commands() {
     let tally = resource();
-    let unknown = tally.handle(command("Subtract", "{}")).unwrap_err();
+    let unknown = execute(&tally, command("Subtract", "{}")).unwrap_err();
     assert_eq!(unknown.code, "malformed-command");
     assert_eq!(
         unknown.message,
-        r#"unknown type "Subtract", expected one of "Add", "Nothing""#
+        r#"unknown type "Subtract", expected one of "Add", "Nothing", "AddAndBreak""#
     );
-    let invalid = tally.handle(command("Add", r#"{"n":"x"}"#)).unwrap_err();
+    let invalid = execute(&tally, command("Add", r#"{"n":"x"}"#)).unwrap_err();
     assert_eq!(invalid.code, "malformed-command");
     assert!(
         invalid
@@ -185,7 +239,7 @@ fn handle_rejects_malformed_commands() {
     let mut xml = command("Add", "<n>1</n>");
     xml.content_type = "text/xml".into();
     assert_eq!(
-        tally.handle(xml).unwrap_err().code,
+        execute(&tally, xml).unwrap_err().code,
         "unsupported-content-type"
     );
 }

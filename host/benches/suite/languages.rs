@@ -9,9 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aether_host::runtime::{DirectAggregate, JSON, LoadedComponent, Runtime, RuntimeConfig};
-use aether_host::store::{EventMetadata, MemoryStore, RecordedEvent};
+use aether_host::store::MemoryStore;
 use anyhow::{Context, bail, ensure};
-use uuid::Uuid;
 
 use super::fixture::{self, Ctx};
 use super::report::{Metric, Report, median};
@@ -146,29 +145,14 @@ fn measure(
     Ok((median(&mut rates), median(&mut times)))
 }
 
-/// One `Deposit`: handle, then apply the event it decided.
+/// One `Deposit`, decided and applied (one `execute` call).
 fn command(aggregate: &mut DirectAggregate) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let events = match aggregate.handle("Deposit", JSON, br#"{"amount":1}"#, TIMESTAMP_MS)? {
-        Ok(events) => events,
+    let decided = aggregate.execute("Deposit", JSON, br#"{"amount":1}"#, TIMESTAMP_MS)?;
+    let took = started.elapsed();
+    match decided {
+        Ok(events) if events.len() == 1 => Ok(took),
+        Ok(events) => bail!("Deposit decided {} events, expected 1", events.len()),
         Err(rejection) => bail!("Deposit was rejected: {rejection:?}"),
-    };
-    let version = aggregate.version();
-    let recorded: Vec<RecordedEvent> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| RecordedEvent {
-            id: Uuid::nil(),
-            stream: fixture::stream(fixture::ACCOUNT, "languages").expect("valid names"),
-            version: version + 1 + i as u64,
-            position: version + 1 + i as u64,
-            event_type: e.event_type,
-            content_type: e.content_type,
-            data: e.data,
-            metadata: EventMetadata::default(),
-            timestamp_ms: TIMESTAMP_MS,
-        })
-        .collect();
-    aggregate.apply(&recorded)?;
-    Ok(started.elapsed())
+    }
 }

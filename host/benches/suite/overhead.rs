@@ -1,10 +1,9 @@
 //! `command_overhead`: the time one command spends in the Wasm boundary,
-//! `handle` (decide a `Deposit`) plus `apply` (fold the event it decided),
+//! one `execute` call (decide a `Deposit` and apply the event it decided)
 //! on a [`DirectAggregate`] — no store, no partitions, no locks.
 //!
-//! Each command is timed on its own; building the recorded event between
-//! the two calls (the store's job on the real path) is left out of the
-//! time. The metric is the median over every command of every run.
+//! Each command is timed on its own. The metric is the median over every
+//! command of every run.
 //!
 //! `command_overhead_fuel` is the same load on a runtime with fuel
 //! metering on, and `command_overhead_fuel_ratio` what metering costs: the
@@ -13,9 +12,8 @@
 use std::time::{Duration, Instant};
 
 use aether_host::runtime::{DirectAggregate, JSON, Runtime, RuntimeConfig, SandboxLimits};
-use aether_host::store::{EventMetadata, MemoryStore, NewEvent, RecordedEvent, StreamId};
+use aether_host::store::MemoryStore;
 use anyhow::{bail, ensure};
-use uuid::Uuid;
 
 use super::fixture::{self, Ctx};
 use super::report::{Metric, Report, Target, median, percentile};
@@ -63,12 +61,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             .param("runs", runs as u64)
             .param("command", "Deposit")
     };
-    let Measured {
-        mut total,
-        mut handle,
-        mut apply,
-        ..
-    } = plain;
+    let Measured { mut total, .. } = plain;
     report.push(
         params(Metric::new("command_overhead", median(&mut total), "µs"))
             .target(Target::AtMost(5.0)),
@@ -76,16 +69,6 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     report.push(params(Metric::new(
         "command_overhead_p99",
         percentile(&mut total, 99.0),
-        "µs",
-    )));
-    report.push(params(Metric::new(
-        "command_overhead_handle",
-        median(&mut handle),
-        "µs",
-    )));
-    report.push(params(Metric::new(
-        "command_overhead_apply",
-        median(&mut apply),
         "µs",
     )));
     let mut metered_total = metered.total;
@@ -119,10 +102,7 @@ const FUEL_PER_CALL: u64 = 1 << 40;
 struct Measured {
     _runtime: Runtime,
     aggregate: DirectAggregate,
-    stream: StreamId,
     total: Vec<f64>,
-    handle: Vec<f64>,
-    apply: Vec<f64>,
 }
 
 impl Measured {
@@ -130,15 +110,12 @@ impl Measured {
         let runtime = Runtime::new(std::sync::Arc::new(MemoryStore::new()), config)?;
         let component = runtime.load_component(ctx.component.clone()).await?;
         let stream = fixture::stream(fixture::ACCOUNT, "commanded")?;
-        let mut aggregate = DirectAggregate::new(&runtime, &component, stream.clone())?;
-        command(&mut aggregate, &stream, "Open", br#"{"owner":"Ada"}"#)?;
+        let mut aggregate = DirectAggregate::new(&runtime, &component, stream)?;
+        command(&mut aggregate, "Open", br#"{"owner":"Ada"}"#)?;
         Ok(Self {
             _runtime: runtime,
             aggregate,
-            stream,
             total: Vec::new(),
-            handle: Vec::new(),
-            apply: Vec::new(),
         })
     }
 
@@ -147,17 +124,14 @@ impl Measured {
     fn run(&mut self, commands: usize, counted: bool) -> anyhow::Result<f64> {
         let mut this_run = Vec::with_capacity(commands);
         for _ in 0..commands {
-            let (h, a) = command(
+            let took = micros(command(
                 &mut self.aggregate,
-                &self.stream,
                 "Deposit",
                 br#"{"amount":1}"#,
-            )?;
-            this_run.push(micros(h + a));
+            )?);
+            this_run.push(took);
             if counted {
-                self.total.push(micros(h + a));
-                self.handle.push(micros(h));
-                self.apply.push(micros(a));
+                self.total.push(took);
             }
         }
         Ok(median(&mut this_run))
@@ -174,40 +148,20 @@ impl Measured {
     }
 }
 
-/// Decides one command and applies the one event it decides; returns the
-/// time of each call.
+/// Carries out one command that decides one event (decided and applied
+/// in one `execute` call); returns its time.
 fn command(
     aggregate: &mut DirectAggregate,
-    stream: &StreamId,
     command_type: &str,
     data: &[u8],
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let decided = aggregate.handle(command_type, JSON, data, TIMESTAMP_MS)?;
-    let handled = start.elapsed();
-    let event = match decided {
-        Ok(mut events) if events.len() == 1 => events.remove(0),
+    let decided = aggregate.execute(command_type, JSON, data, TIMESTAMP_MS)?;
+    let took = start.elapsed();
+    match decided {
+        Ok(events) if events.len() == 1 => Ok(took),
         Ok(events) => bail!("{command_type} decided {} events, expected 1", events.len()),
         Err(rejection) => bail!("{command_type} was rejected: {rejection:?}"),
-    };
-    let recorded = [record(stream, event, aggregate.version() + 1)];
-    let start = Instant::now();
-    aggregate.apply(&recorded)?;
-    Ok((handled, start.elapsed()))
-}
-
-/// What the store would record for `event` at `version`.
-fn record(stream: &StreamId, event: NewEvent, version: u64) -> RecordedEvent {
-    RecordedEvent {
-        id: Uuid::now_v7(),
-        stream: stream.clone(),
-        version,
-        position: version,
-        event_type: event.event_type,
-        content_type: event.content_type,
-        data: event.data,
-        metadata: EventMetadata::default(),
-        timestamp_ms: TIMESTAMP_MS,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The `event-batch` of `aether:aggregate@0.2.0`: the one place that
+//! The `event-batch` of `aether:aggregate@0.2.0` and later: the one place that
 //! writes and reads its layout. Events follow one another in version
 //! order, each a 28-byte little-endian header (version u64, timestamp-ms
 //! u64, then the lengths of its event type, content type and data as u32)

@@ -1,21 +1,35 @@
 //! Host bindings generated from the WIT packages in `wit/`: the current
-//! `aether:aggregate@0.2.0` (`wit/aggregate.wit`) and the frozen 0.1.0
-//! (`wit/deps/aggregate-0.1.0/`), which the host keeps serving.
+//! `aether:aggregate@0.3.0` (`wit/aggregate.wit`) and the frozen 0.2.0 and
+//! 0.1.0 (`wit/deps/`), which the host keeps serving.
 //!
-//! The two differ only in `apply`: 0.1.0 takes a `list<event>`, 0.2.0 one
-//! `event-batch` buffer ([`aether_store::EventBatch`]). The rest of the runtime uses
-//! 0.2.0's records; [`super::instance`] converts at a 0.1.0 component's
-//! boundary.
+//! 0.3.0 carries out a command in one call (`execute`: decide and apply);
+//! 0.2.0 decides with `handle` and the host applies with `apply`; 0.1.0
+//! also takes `apply`'s batch as a `list<event>` instead of one buffer
+//! ([`aether_store::EventBatch`]). The rest of the runtime uses 0.3.0's
+//! records; [`super::instance`] converts at an older component's boundary.
 //!
 //! Kept private to the runtime: callers see the runtime's own types, so the
 //! generated names can change with the WIT without touching the public API.
 
-/// `aether:aggregate@0.2.0`, the version the Rust SDK targets.
+/// `aether:aggregate@0.3.0`, the version the SDKs target.
+pub(crate) mod v3 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "aether:aggregate/aggregate-component@0.3.0",
+        // Batches are lent to the guest as slices either way. Borrowing
+        // mode (which would lend the command's strings too) does not
+        // compile here: wasmtime 48's bindgen gives `decision`, a record
+        // returned by `execute` that holds `new-event` records, a lifetime
+        // it never declares. So a command is copied into owned strings.
+        ownership: Owning,
+    });
+}
+
+/// `aether:aggregate@0.2.0`, frozen: `handle` decides, `apply` applies.
 pub(crate) mod v2 {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "aether:aggregate/aggregate-component@0.2.0",
-        // Commands and batches are lent to the guest, not copied first.
         ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
@@ -31,4 +45,4 @@ pub(crate) mod v1 {
     });
 }
 
-pub(crate) use v2::aether::aggregate0_2_0::types::NewEvent;
+pub(crate) use v3::aether::aggregate0_3_0::types::NewEvent;

@@ -17,7 +17,7 @@ use super::command_ids::Recall;
 use super::component::Digest;
 use super::error::{CommandError, Rejection};
 use super::limits::SandboxLimits;
-use super::partition::{CallError, Partition, PartitionHandle, PartitionStopped};
+use super::partition::{CallError, Carried, Partition, PartitionHandle, PartitionStopped};
 use super::storage::StoredBytes;
 use super::{LoadedComponent, Runtime};
 
@@ -195,9 +195,11 @@ enum Ready {
 
 /// One command's partition job, the whole warm path in one round trip:
 /// finds the aggregate live under `digest`, asks its memory of command ids
-/// (unless the store was just asked), checks the expected version, has the
-/// guest decide, checks the decision's size, and applies what was decided
-/// ahead of the append (see [`Runtime::execute`] for why that is safe).
+/// (unless the store was just asked), checks the expected version, and has
+/// the guest carry the command out: decide it and apply what it decided
+/// ahead of the append (see [`Runtime::execute`] for why that is safe),
+/// then checks the decision's size (an oversized one is never stored, so
+/// the aggregate that applied it is passivated).
 fn decide(
     p: &mut Partition,
     request: &CommandRequest,
@@ -227,21 +229,25 @@ fn decide(
         request.content_type.as_str(),
         &request.data[..],
     );
-    let decision = match p.handle(stream, command, timestamp_ms) {
-        Ok(decision) => decision,
+    let command_id = request.command_id.as_deref();
+    let carried = match p.execute(stream, command, timestamp_ms, command_id) {
+        Ok(Ok(carried)) => carried,
+        Ok(Err(rejection)) => return Ok(Turn::Ready(Ready::Rejected { version, rejection })),
         // Pinned, so only a dropped instance takes it away.
         Err(CallError::NotLive) => return Ok(Turn::Inactive),
         Err(CallError::Guest(failure)) => return Err(failure.into()),
     };
-    let events = match decision {
-        Ok(events) => events,
-        Err(rejection) => return Ok(Turn::Ready(Ready::Rejected { version, rejection })),
-    };
-    limits.check_decision(events.iter().map(|e| (e.event_type.as_str(), e.data.len())))?;
+    let Carried { events, applied } = carried;
     if events.is_empty() {
         return Ok(Turn::Ready(Ready::Unchanged { version }));
     }
-    let applied = p.apply_decided(stream, &events, timestamp_ms, request.command_id.as_deref());
+    if let Err(error) =
+        limits.check_decision(events.iter().map(|e| (e.event_type.as_str(), e.data.len())))
+    {
+        // Applied, and never to be stored: rebuilt from the store next time.
+        p.passivate(stream);
+        return Err(error);
+    }
     Ok(Turn::Ready(Ready::Decided {
         version,
         timestamp_ms,

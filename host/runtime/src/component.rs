@@ -4,13 +4,13 @@
 //! **Architecture invariant:** an aggregate component imports only WASI p2
 //! (0.2.x: cli, clocks, filesystem, io, random, sockets — all served by the
 //! capability-free context of [`super::sandbox`]) and this project's
-//! `aether:aggregate` interfaces (0.1.x or 0.2.x). Anything else,
+//! `aether:aggregate` interfaces (0.1.x, 0.2.x or 0.3.x). Anything else,
 //! `wasi:http` included, is refused here, before the component can run,
 //! with the import's name.
 //!
-//! A component exports `aether:aggregate/handler` at 0.2.x (the current
-//! version) or 0.1.x (frozen, still served); [`ComponentPre`] remembers
-//! which, and each call is made through that version's bindings.
+//! A component exports `aether:aggregate/handler` at 0.3.x (the current
+//! version), or 0.2.x or 0.1.x (frozen, still served); [`ComponentPre`]
+//! remembers which, and each call is made through that version's bindings.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,16 +18,17 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::bindings::{v1, v2};
+use super::bindings::{v1, v2, v3};
 use super::cache::{CompileCache, CompiledFrom};
 use super::sandbox::HostState;
 
 /// The WIT interface every aggregate component must export, at its current
-/// version; 0.1.x (frozen) is served too.
-pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.2.0";
+/// version; 0.2.x and 0.1.x (frozen) are served too.
+pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.3.0";
 
-/// The `aether:aggregate` versions the host serves: 0.2.x and the frozen 0.1.x.
-const SERVED_VERSIONS: &[&str] = &["0.2.", "0.1."];
+/// The `aether:aggregate` versions the host serves, newest first: 0.3.x
+/// and the frozen 0.2.x and 0.1.x.
+const SERVED_VERSIONS: &[&str] = &["0.3.", "0.2.", "0.1."];
 
 /// WASI p2 packages a guest may import (any 0.2.x version).
 const ALLOWED_WASI: &[&str] = &["cli", "clocks", "filesystem", "io", "random", "sockets"];
@@ -101,7 +102,7 @@ pub enum LoadError {
     /// with the guest SDK (`export_aggregate!`) or target the
     /// `aggregate-component` world.
     #[error(
-        "component does not export `{HANDLER_EXPORT}` (or the frozen `aether:aggregate/handler@0.1.0`): \
+        "component does not export `{HANDLER_EXPORT}` (or the frozen `aether:aggregate/handler@0.2.0` or `@0.1.0`): \
          it exports [{found}]"
     )]
     WrongWorld {
@@ -129,7 +130,7 @@ pub struct LoadedComponent {
     state_schema: Option<String>,
     size: usize,
     compiled_from: CompiledFrom,
-    /// The handler interface it exports, e.g. `aether:aggregate/handler@0.2.0`.
+    /// The handler interface it exports, e.g. `aether:aggregate/handler@0.3.0`.
     handler_export: String,
     pub(crate) pre: ComponentPre,
 }
@@ -139,8 +140,11 @@ pub struct LoadedComponent {
 pub(crate) enum ComponentPre {
     /// Exports `aether:aggregate/handler@0.1.x`: `apply` takes a `list<event>`.
     V1(v1::AggregateComponentPre<HostState>),
-    /// Exports `aether:aggregate/handler@0.2.x`: `apply` takes an `event-batch`.
+    /// Exports `aether:aggregate/handler@0.2.x`: `apply` takes an
+    /// `event-batch`, `handle` decides without applying.
     V2(v2::AggregateComponentPre<HostState>),
+    /// Exports `aether:aggregate/handler@0.3.x`: `execute` decides and applies.
+    V3(v3::AggregateComponentPre<HostState>),
 }
 
 impl LoadedComponent {
@@ -178,7 +182,7 @@ impl LoadedComponent {
     }
 
     /// The `aether:aggregate/handler` interface it exports, with its
-    /// version, e.g. `aether:aggregate/handler@0.2.0`.
+    /// version, e.g. `aether:aggregate/handler@0.3.0`.
     pub fn handler_export(&self) -> &str {
         &self.handler_export
     }
@@ -203,6 +207,10 @@ impl fmt::Debug for LoadedComponent {
 pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    v3::aether::aggregate0_3_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |state| state,
+    )?;
     v2::aether::aggregate0_2_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
         &mut linker,
         |state| state,
@@ -257,8 +265,9 @@ pub(crate) fn load(
         .find_map(|v| exports.iter().find(|name| exports_version(name, v)))
         .map(|name| name.to_string())
         .unwrap_or_default();
-    let v2_export = exports_version(&handler_export, "0.2.");
-    let pre = if v2_export {
+    let pre = if exports_version(&handler_export, "0.3.") {
+        v3::AggregateComponentPre::new(instance_pre).map(ComponentPre::V3)
+    } else if exports_version(&handler_export, "0.2.") {
         v2::AggregateComponentPre::new(instance_pre).map(ComponentPre::V2)
     } else {
         v1::AggregateComponentPre::new(instance_pre).map(ComponentPre::V1)
@@ -378,17 +387,19 @@ mod tests {
             "wasi:filesystem/preopens@0.2.6",
             "aether:aggregate/log@0.1.0",
             "aether:aggregate/log@0.2.0",
+            "aether:aggregate/log@0.3.0",
         ] {
             assert!(import_allowed(name), "{name} should be allowed");
         }
     }
 
     #[test]
-    fn both_served_handler_versions_are_recognised() {
+    fn every_served_handler_version_is_recognised() {
+        assert!(export_matches("aether:aggregate/handler@0.3.0"));
         assert!(export_matches("aether:aggregate/handler@0.2.0"));
         assert!(export_matches("aether:aggregate/handler@0.1.0"));
         assert!(export_matches("aether:aggregate/handler@0.1.3"));
-        assert!(!export_matches("aether:aggregate/handler@0.3.0"));
+        assert!(!export_matches("aether:aggregate/handler@0.4.0"));
         assert!(!export_matches("aether:aggregate/handler"));
         assert!(!export_matches("acme:aggregate/handler@0.2.0"));
         assert!(exports_version("aether:aggregate/handler@0.2.1", "0.2."));
@@ -402,7 +413,7 @@ mod tests {
             "wasi:cli/environment@0.3.0",
             "wasi:keyvalue/store@0.2.0",
             "acme:exfiltrate/upload@1.0.0",
-            "aether:aggregate/log@0.3.0",
+            "aether:aggregate/log@0.4.0",
             "aether:aggregate/log@1.0.0",
             "env",
             "wasi:cli/environment",

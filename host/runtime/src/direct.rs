@@ -87,31 +87,44 @@ impl DirectAggregate {
         }
     }
 
-    /// Decides a command without applying its events.
-    pub fn handle(
+    /// Carries out a command: the component decides it and applies the
+    /// events it decided, as versions after the current one stamped
+    /// `timestamp_ms` (one call for a component of WIT 0.3, two for older
+    /// ones). A component that cannot apply its own events fails.
+    pub fn execute(
         &mut self,
         command_type: &str,
         content_type: &str,
         data: &[u8],
         timestamp_ms: u64,
     ) -> Result<Result<Vec<NewEvent>, Rejection>, GuestFailure> {
-        let decision = self.instance.handle(
+        let executed = self.instance.execute(
             &self.stream,
             self.resource,
             self.version,
             (command_type, content_type, data),
             timestamp_ms,
         )?;
-        Ok(decision.map(|events| {
-            events
-                .into_iter()
-                .map(|e| NewEvent {
-                    event_type: e.event_type,
-                    content_type: e.content_type,
-                    data: e.data,
-                })
-                .collect()
-        }))
+        let executed = match executed {
+            Ok(executed) => executed,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if let Some((version, message)) = executed.refused {
+            return Err(GuestFailure::new(
+                GuestFailureKind::ApplyFailed,
+                format!("the component could not apply event version {version}: {message}"),
+            ));
+        }
+        self.version += executed.events.len() as u64;
+        Ok(Ok(executed
+            .events
+            .into_iter()
+            .map(|e| NewEvent {
+                event_type: e.event_type,
+                content_type: e.content_type,
+                data: e.data,
+            })
+            .collect()))
     }
 
     /// The component's JSON view of the state, as text.

@@ -8,10 +8,13 @@
 //! aggregates it may hold plus [`HANDLE_HEADROOM`], so a partition can keep
 //! its namespace's share of `max_live_aggregates` live in one instance.
 //!
-//! The component exports `aether:aggregate/handler` at 0.2.x or at the
-//! frozen 0.1.x ([`Exports`]); the two differ only in how `apply` receives
-//! a batch (one `event-batch` buffer, or a `list<event>`), so only
-//! [`GuestInstance::apply_batch`] looks at the version.
+//! The component exports `aether:aggregate/handler` at 0.3.x or at the
+//! frozen 0.2.x or 0.1.x ([`Exports`]). They differ in how a command is
+//! carried out (0.3's one `execute` call decides and applies; older
+//! versions `handle`, then `apply` with the decided events: see
+//! [`GuestInstance::execute`]) and in how `apply` receives a batch (one
+//! `event-batch` buffer, or a 0.1 `list<event>`: see
+//! [`GuestInstance::apply_batch`]); nothing else looks at the version.
 //!
 //! Every call sets the
 //! call context first (frozen clock, seeded random), the epoch deadline and
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{NewEvent, v1, v2};
+use super::bindings::{NewEvent, v1, v2, v3};
 use super::component::{ComponentPre, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::limits::SandboxLimits;
@@ -41,21 +44,30 @@ pub(crate) const HANDLE_HEADROOM: usize = 100_000;
 /// batch grew past this is freed afterwards.
 const BATCH_BUFFER_KEPT: usize = 1 << 20;
 
-/// A guest's answer to a command.
-pub(crate) type Decision = Result<Vec<NewEvent>, Rejection>;
-
 /// A guest's refusal to apply an event: (version, message).
 pub(crate) type ApplyRefusal = (u64, String);
+
+/// A command the guest carried out: the events it decided, all applied to
+/// its state unless `refused` names the first it could not apply (those
+/// before it stay applied).
+pub(crate) struct Executed {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) refused: Option<ApplyRefusal>,
+}
+
+/// A guest's answer to a command: carried out, or rejected (state untouched).
+pub(crate) type Execution = Result<Executed, Rejection>;
 
 /// The instance's exports, through the bindings of the version it targets.
 enum Exports {
     V1(v1::AggregateComponent),
     V2(v2::AggregateComponent),
+    V3(v3::AggregateComponent),
 }
 
 /// Runs `$call` with `$aggregate` bound to the exported `aggregate`
 /// resource's functions of whichever version `$exports` is; for the calls
-/// whose Rust types are the same in both versions.
+/// whose Rust types are the same in every version.
 macro_rules! on_aggregate {
     ($exports:expr, |$aggregate:ident| $call:expr) => {
         match $exports {
@@ -67,6 +79,21 @@ macro_rules! on_aggregate {
                 let $aggregate = exports.aether_aggregate0_2_0_handler().aggregate();
                 $call
             }
+            Exports::V3(exports) => {
+                let $aggregate = exports.aether_aggregate0_3_0_handler().aggregate();
+                $call
+            }
+        }
+    };
+}
+
+/// An older version's `new-event` as the current one (the same fields).
+macro_rules! new_event {
+    ($e:expr) => {
+        NewEvent {
+            event_type: $e.event_type,
+            content_type: $e.content_type,
+            data: $e.data,
         }
     };
 }
@@ -77,7 +104,7 @@ pub(crate) struct GuestInstance {
     limits: Arc<SandboxLimits>,
     /// Whether the engine meters fuel (then every call must be given some).
     metered: bool,
-    /// Reused for every 0.2.x `apply`.
+    /// Reused for every `apply` of 0.2.x and later.
     batch: EventBatch,
 }
 
@@ -108,6 +135,7 @@ impl GuestInstance {
         let instantiated = match &component.pre {
             ComponentPre::V1(pre) => pre.instantiate(&mut store).map(Exports::V1),
             ComponentPre::V2(pre) => pre.instantiate(&mut store).map(Exports::V2),
+            ComponentPre::V3(pre) => pre.instantiate(&mut store).map(Exports::V3),
         };
         match instantiated {
             Ok(exports) => Ok(Self {
@@ -153,8 +181,9 @@ impl GuestInstance {
 
     /// Applies the events the aggregate just decided at `version`, as the
     /// store will record them: versions from `version + 1`, all stamped
-    /// `timestamp_ms`.
-    pub(crate) fn apply_decided(
+    /// `timestamp_ms` (for components older than 0.3, whose `handle` does
+    /// not apply).
+    fn apply_decided(
         &mut self,
         stream: &StreamId,
         resource: ResourceAny,
@@ -221,7 +250,7 @@ impl GuestInstance {
         self.apply_buffer(stream, resource, clock, batch)
     }
 
-    /// Applies a 0.2.x `event-batch` in one call; the clock reads
+    /// Applies an `event-batch` (0.2.x and later) in one call; the clock reads
     /// `clock` (the first event's timestamp and version).
     fn apply_buffer(
         &mut self,
@@ -230,16 +259,21 @@ impl GuestInstance {
         (timestamp_ms, version): (u64, u64),
         batch: &EventBatch,
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
-        let applied = self.call(stream, timestamp_ms, version, |exports, store| {
-            let Exports::V2(exports) = exports else {
-                unreachable!("a 0.2 batch for a 0.1 component")
-            };
-            exports
-                .aether_aggregate0_2_0_handler()
-                .aggregate()
-                .call_apply(store, resource, batch.as_bytes())
-        })?;
-        Ok(applied.map_err(|e| (e.version, e.message)))
+        self.call(stream, timestamp_ms, version, |exports, store| {
+            Ok(match exports {
+                Exports::V3(exports) => exports
+                    .aether_aggregate0_3_0_handler()
+                    .aggregate()
+                    .call_apply(store, resource, batch.as_bytes())?
+                    .map_err(|e| (e.version, e.message)),
+                Exports::V2(exports) => exports
+                    .aether_aggregate0_2_0_handler()
+                    .aggregate()
+                    .call_apply(store, resource, batch.as_bytes())?
+                    .map_err(|e| (e.version, e.message)),
+                Exports::V1(_) => unreachable!("an event-batch for a 0.1 component"),
+            })
+        })
     }
 
     /// Applies a 0.1.x `list<event>` in one call.
@@ -252,7 +286,7 @@ impl GuestInstance {
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
         let applied = self.call(stream, timestamp_ms, version, |exports, store| {
             let Exports::V1(exports) = exports else {
-                unreachable!("a 0.1 batch for a 0.2 component")
+                unreachable!("a list<event> for a component of 0.2 or later")
             };
             exports
                 .aether_aggregate0_1_0_handler()
@@ -262,19 +296,47 @@ impl GuestInstance {
         Ok(applied.map_err(|e| (e.version, e.message)))
     }
 
-    /// Decides a command against the aggregate at `version`: the clock reads
-    /// `timestamp_ms`, random is seeded from the stream and `version + 1`.
-    pub(crate) fn handle(
+    /// Carries out a command on the aggregate at `version`: the guest
+    /// decides it and applies what it decided as the store will record it
+    /// (versions from `version + 1`, all stamped `timestamp_ms`). The clock
+    /// reads `timestamp_ms`, random is seeded from the stream and
+    /// `version + 1`.
+    ///
+    /// One call for a 0.3.x component (`execute`); two for older ones
+    /// (`handle`, then `apply` with the decided events, under the same
+    /// clock and seed), with the same outcome.
+    pub(crate) fn execute(
         &mut self,
         stream: &StreamId,
         resource: ResourceAny,
         version: u64,
         command: (&str, &str, &[u8]),
         timestamp_ms: u64,
-    ) -> Result<Decision, GuestFailure> {
+    ) -> Result<Execution, GuestFailure> {
         let (command_type, content_type, data) = command;
-        self.call(stream, timestamp_ms, version + 1, |exports, store| {
+        let first = version + 1;
+        let decided = self.call(stream, timestamp_ms, first, |exports, store| {
             Ok(match exports {
+                Exports::V3(exports) => {
+                    let command = v3::aether::aggregate0_3_0::types::Command {
+                        command_type: command_type.to_owned(),
+                        content_type: content_type.to_owned(),
+                        data: data.to_vec(),
+                    };
+                    let decision = exports
+                        .aether_aggregate0_3_0_handler()
+                        .aggregate()
+                        .call_execute(store, resource, &command, first, timestamp_ms)?;
+                    return Ok(decision
+                        .map(|d| Executed {
+                            events: d.events,
+                            refused: d.apply_error.map(|e| (e.version, e.message)),
+                        })
+                        .map_err(|r| Rejection {
+                            code: r.code,
+                            message: r.message,
+                        }));
+                }
                 Exports::V2(exports) => {
                     let command = v2::aether::aggregate0_2_0::types::Command {
                         command_type,
@@ -285,6 +347,7 @@ impl GuestInstance {
                         .aether_aggregate0_2_0_handler()
                         .aggregate()
                         .call_handle(store, resource, command)?
+                        .map(|events| events.into_iter().map(|e| new_event!(e)).collect())
                         .map_err(|r| Rejection {
                             code: r.code,
                             message: r.message,
@@ -296,27 +359,36 @@ impl GuestInstance {
                         content_type,
                         data,
                     };
-                    let decision = exports
+                    exports
                         .aether_aggregate0_1_0_handler()
                         .aggregate()
-                        .call_handle(store, resource, command)?;
-                    match decision {
-                        Ok(events) => Ok(events
-                            .into_iter()
-                            .map(|e| NewEvent {
-                                event_type: e.event_type,
-                                content_type: e.content_type,
-                                data: e.data,
-                            })
-                            .collect()),
-                        Err(r) => Err(Rejection {
+                        .call_handle(store, resource, command)?
+                        .map(|events| events.into_iter().map(|e| new_event!(e)).collect())
+                        .map_err(|r| Rejection {
                             code: r.code,
                             message: r.message,
-                        }),
-                    }
+                        })
                 }
-            })
-        })
+            }
+            .map(|events: Vec<NewEvent>| Executed {
+                events,
+                refused: None,
+            }))
+        })?;
+        if matches!(self.exports, Exports::V3(_)) {
+            return Ok(decided);
+        }
+        // An older component's decision, still to be applied.
+        let Ok(Executed { events, .. }) = decided else {
+            return Ok(decided);
+        };
+        if events.is_empty() {
+            return Ok(Ok(Executed { events, refused: None }));
+        }
+        let refused = self
+            .apply_decided(stream, resource, version, &events, timestamp_ms)?
+            .err();
+        Ok(Ok(Executed { events, refused }))
     }
 
     /// The guest's JSON view of the aggregate.

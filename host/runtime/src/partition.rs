@@ -56,8 +56,8 @@ use super::bindings::NewEvent;
 use super::busy::{BusyWatch, RunningThreads};
 use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
-use super::error::{GuestFailure, GuestFailureKind};
-use super::instance::{Decision, GuestInstance};
+use super::error::{GuestFailure, GuestFailureKind, Rejection};
+use super::instance::{Executed, GuestInstance};
 use super::limits::SandboxLimits;
 use aether_core::namespace::Namespace;
 use aether_store::{ReplayBatch, StreamId};
@@ -205,6 +205,15 @@ pub(crate) type StartingPoint = Option<Snapshotted>;
 
 /// A live aggregate's snapshot, as taken: the guest's state at
 /// `version`, and the command-id filter to save next to it (if complete).
+/// A command the live aggregate carried out (see [`Partition::execute`]):
+/// the events it decided, applied ahead of the store, and its new version,
+/// or why the live copy is lost (it could not apply one of them; it is
+/// passivated, and the events are still to be stored).
+pub(crate) struct Carried {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) applied: Result<u64, CallError>,
+}
+
 pub(crate) struct TakenSnapshot {
     pub(crate) state: Vec<u8>,
     pub(crate) version: u64,
@@ -476,45 +485,53 @@ impl Partition {
         Ok(last)
     }
 
-    /// Applies the events the aggregate just decided, before they are
-    /// stored, as the store will record them: versions after the live one,
-    /// all stamped `timestamp_ms`, carrying `command_id`. Returns the new
-    /// version. The caller appends them fenced by the old version and
-    /// passivates the aggregate unless the append stores them (see
-    /// `Runtime::execute`); until then the aggregate is pinned and in its
-    /// command's turn, so nothing else sees it.
-    pub(crate) fn apply_decided(
+    /// Carries out a command (type, content type, data) on the live
+    /// aggregate: the guest decides it and applies what it decided before
+    /// it is stored, as the store will record it: versions after the live
+    /// one, all stamped `timestamp_ms`, carrying `command_id`
+    /// ([`GuestInstance::execute`]). The caller appends the events fenced
+    /// by the old version and passivates the aggregate unless the append
+    /// stores them (see `Runtime::execute`); until then the aggregate is
+    /// pinned and in its command's turn, so nothing else sees it.
+    pub(crate) fn execute(
         &mut self,
         stream: &StreamId,
-        events: &[NewEvent],
+        command: (&str, &str, &[u8]),
         timestamp_ms: u64,
         command_id: Option<&str>,
-    ) -> Result<u64, CallError> {
+    ) -> Result<Result<Carried, Rejection>, CallError> {
         let (key, resource, version) = self.complete_entry(stream)?;
-        if events.is_empty() {
-            return Ok(version);
-        }
-        let applied = self.with_instance(&key, |instance| {
-            instance.apply_decided(stream, resource, version, events, timestamp_ms)
+        let executed = self.with_instance(&key, |instance| {
+            instance.execute(stream, resource, version, command, timestamp_ms)
         })?;
-        if let Err((failed, message)) = applied {
+        let Executed { events, refused } = match executed {
+            Ok(executed) => executed,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if let Some((failed, message)) = refused {
             self.passivate(stream);
-            return Err(CallError::Guest(GuestFailure::new(
+            let applied = Err(CallError::Guest(GuestFailure::new(
                 GuestFailureKind::ApplyFailed,
                 format!(
                     "the component could not apply event version {failed} of {stream}: {message}"
                 ),
             )));
+            return Ok(Ok(Carried { events, applied }));
         }
         let new_version = version + events.len() as u64;
-        if let Some(live) = self.live.get_mut(stream) {
+        if !events.is_empty()
+            && let Some(live) = self.live.get_mut(stream)
+        {
             live.version = new_version;
             live.last_timestamp_ms = live.last_timestamp_ms.max(timestamp_ms);
             if let Some(command_id) = command_id {
                 live.command_ids.insert(command_id);
             }
         }
-        Ok(new_version)
+        Ok(Ok(Carried {
+            events,
+            applied: Ok(new_version),
+        }))
     }
 
     /// Whether `command_id` may be stored in the live aggregate's stream
@@ -524,19 +541,6 @@ impl Partition {
             Some(live) if live.complete => live.command_ids.recall(command_id),
             _ => Recall::Maybe,
         }
-    }
-
-    /// Asks the guest to decide a command (type, content type, data).
-    pub(crate) fn handle(
-        &mut self,
-        stream: &StreamId,
-        command: (&str, &str, &[u8]),
-        timestamp_ms: u64,
-    ) -> Result<Decision, CallError> {
-        let (key, resource, version) = self.complete_entry(stream)?;
-        Ok(self.with_instance(&key, |instance| {
-            instance.handle(stream, resource, version, command, timestamp_ms)
-        })?)
     }
 
     /// The guest's JSON view of the aggregate, parsed, and its version; or

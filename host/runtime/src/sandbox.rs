@@ -30,6 +30,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::bindings::v1::aether::aggregate0_1_0::log as v1_log;
 use super::bindings::v2::aether::aggregate0_2_0::log as v2_log;
+use super::bindings::v3::aether::aggregate0_3_0::log as v3_log;
 use super::deadline::CallClock;
 
 /// Everything a guest call sees: its WASI context, its resources, its limits.
@@ -89,33 +90,40 @@ impl WasiView for HostState {
     }
 }
 
-impl v2_log::Host for HostState {
-    fn log(&mut self, level: v2_log::Level, message: String) {
-        let message = truncate(&message, 4096);
+impl HostState {
+    /// A guest's log line, at most 4 KiB, tagged with the guest's label.
+    fn guest_log(&self, level: tracing::Level, message: &str) {
+        let message = truncate(message, 4096);
         let guest = &*self.label;
         match level {
-            v2_log::Level::Trace => tracing::trace!(target: "aether::guest", guest, "{message}"),
-            v2_log::Level::Debug => tracing::debug!(target: "aether::guest", guest, "{message}"),
-            v2_log::Level::Info => tracing::info!(target: "aether::guest", guest, "{message}"),
-            v2_log::Level::Warn => tracing::warn!(target: "aether::guest", guest, "{message}"),
-            v2_log::Level::Error => tracing::error!(target: "aether::guest", guest, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "aether::guest", guest, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "aether::guest", guest, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "aether::guest", guest, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "aether::guest", guest, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "aether::guest", guest, "{message}"),
         }
     }
 }
 
-/// The frozen 0.1.0 `log` is the same function.
-impl v1_log::Host for HostState {
-    fn log(&mut self, level: v1_log::Level, message: String) {
-        let level = match level {
-            v1_log::Level::Trace => v2_log::Level::Trace,
-            v1_log::Level::Debug => v2_log::Level::Debug,
-            v1_log::Level::Info => v2_log::Level::Info,
-            v1_log::Level::Warn => v2_log::Level::Warn,
-            v1_log::Level::Error => v2_log::Level::Error,
-        };
-        v2_log::Host::log(self, level, message);
-    }
+/// `log` is the same function in every served version of the WIT.
+macro_rules! guest_log_host {
+    ($($log:ident),*) => {$(
+        impl $log::Host for HostState {
+            fn log(&mut self, level: $log::Level, message: String) {
+                let level = match level {
+                    $log::Level::Trace => tracing::Level::TRACE,
+                    $log::Level::Debug => tracing::Level::DEBUG,
+                    $log::Level::Info => tracing::Level::INFO,
+                    $log::Level::Warn => tracing::Level::WARN,
+                    $log::Level::Error => tracing::Level::ERROR,
+                };
+                self.guest_log(level, &message);
+            }
+        }
+    )*};
 }
+
+guest_log_host!(v1_log, v2_log, v3_log);
 
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {

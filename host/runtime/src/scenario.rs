@@ -185,7 +185,7 @@ impl Scenario {
             .map_err(|e| failed("applying the given events", &e))?;
         let data = self.when.data.to_string();
         let decision = aggregate
-            .handle(
+            .execute(
                 &self.when.message_type,
                 JSON,
                 data.as_bytes(),

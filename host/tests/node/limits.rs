@@ -145,6 +145,20 @@ async fn each_limit_fails_only_the_command_that_exceeds_it() {
         .get("/v1/namespaces/limited/aggregates/hostile/agg-1/events", t)
         .await;
     assert_eq!(events["version"], json!(9), "{events}");
+    // Nor is any of it in the state read from the live aggregate, which
+    // had applied each oversized decision before it was refused (and was
+    // then passivated): the notes are exactly the stored ones.
+    let (status, state) = node
+        .get("/v1/namespaces/limited/aggregates/hostile/agg-1", t)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert_eq!(state["version"], json!(9), "{state}");
+    let notes = state["state"]["notes"].as_array().expect("the hostile view's notes");
+    assert_eq!(notes.len(), 9, "{state}");
+    assert!(
+        notes.iter().all(|n| n.as_str().is_some_and(|n| n.len() < 64)),
+        "a refused decision's note is in the state: {state}"
+    );
     // The other tenant was never affected.
     let (status, state) = node
         .get(

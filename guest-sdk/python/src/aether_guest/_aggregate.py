@@ -59,8 +59,9 @@ class Aggregate:
     - ``view(self)``: what readers see (a JSON-ready value or a dataclass);
       by default the state's fields.
 
-    ``handle`` must not change the state: the host stores the events it
-    returns and then passes them to ``apply``.
+    ``handle`` must not change the state: the SDK passes the events it
+    returns to ``apply`` (decoded from the JSON just encoded, as a replay
+    reads them), and the host stores them.
     """
 
     def handle(self, command):  # pragma: no cover - overridden

@@ -1,7 +1,9 @@
 """The componentize-py glue: the WIT resource ``aggregate`` (interface
-``aether:aggregate/handler@0.2.0``) around an
-:class:`~aether_guest.Aggregate` subclass. ``apply`` gets the batch of
-events as one ``bytes`` and reads it in place (see ``_batch``).
+``aether:aggregate/handler@0.3.0``) around an
+:class:`~aether_guest.Aggregate` subclass. ``execute`` decides a command
+and applies the events it decided, in one call; ``apply`` (replay) gets a
+batch of stored events as one ``bytes`` and reads it in place (see
+``_batch``).
 
 :func:`resource_class` is written against stand-ins for the generated
 binding types, so the very code that runs in the component also runs under
@@ -28,7 +30,7 @@ from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
 EXPORTED: list = []
 
 
-def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
+def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
     """The class of the WIT resource for ``spec``, built on the given
     constructors for the WIT records and the error wrapper."""
     JSON = CONTENT_TYPE
@@ -36,7 +38,8 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
     command_decoder_of = spec.command_decoders.get
     decode_command = spec.decode_command
     apply_events = _apply_loop(spec, Err, ApplyError)
-    encoders = spec.event_encoders
+    decide_events = _decider(spec, NewEvent, Decision, ApplyError)
+    single = decide_events.single
     encode_events = spec.encode_events
     snapshot = spec.snapshot
     restore = spec.restore
@@ -53,7 +56,7 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
             # not depend on it, which keeps replay a pure function of the events.
             self.state = new_state()
 
-        def handle(self, command):
+        def execute(self, command, first_version, timestamp_ms):
             command_type, content_type, data = command
             decode = command_decoder_of(command_type) if content_type == JSON else None
             if decode is not None:
@@ -61,18 +64,28 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
                     value = decode(data)
                 except WireError:
                     decode = None  # the slow path below says what is wrong
+            state = self.state
             try:
                 if decode is None:
                     value = decode_command(command_type, content_type, data)
-                decided = self.state.handle(value)
+                decided = state.handle(value)
             except Rejection as rejection:
                 raise Err(WitRejection(rejection.code, rejection.message)) from None
-            # The common case, one event, without the general loop.
+            # The common case, one event, without the general loop: encoded,
+            # decoded again as a replay reads it, folded into the state.
             if type(decided) is list and len(decided) == 1:
-                entry = encoders.get(type(decided[0]))
+                entry = single(type(decided[0]))
                 if entry is not None:
-                    return [NewEvent(entry[0], JSON, entry[1](decided[0]))]
-            return [NewEvent(name, JSON, data) for name, data in encode_events(decided)]
+                    data = entry[0](decided[0])
+                    try:
+                        value = entry[1](data)
+                    except ValueError:
+                        return decide_events(state, [(entry[2], data)], first_version)
+                    state.apply(value)
+                    # A record kept for this event class (see `_decider`).
+                    entry[3].data = data
+                    return entry[4]
+            return decide_events(state, encode_events(decided), first_version)
 
         def snapshot(self) -> bytes:
             return snapshot(self.state)
@@ -87,10 +100,65 @@ def resource_class(spec, NewEvent, Err, ApplyError, WitRejection):
             return view(self.state)
 
     # The generated loop is the method itself: one Python call fewer per
-    # `apply` (for a command, that is most of what the call does).
+    # `apply` (for a replay, that is most of what the call does).
     Aggregate.apply = apply_events
     Aggregate.__qualname__ = Aggregate.__name__ = f"{spec.cls.__name__}Resource"
     return Aggregate
+
+
+def _decider(spec, NewEvent, Decision, ApplyError):
+    """``decide_events(state, encoded, first_version)``: the ``decision``
+    for the events a command decided (``[(event_type, data)]``, as
+    ``spec.encode_events`` gives them), after applying them to ``state``
+    the way a replay does: each decoded from the data just encoded, by the
+    decoder the apply loop inlines (canonical fast path included), falling
+    back to the general decoder, which words the apply-error. The first
+    event that does not decode stops it: the decision then names it (at
+    ``first_version`` + its index) and the events before it stay applied.
+    Anything else raising (the state's ``apply``) is a guest bug and traps,
+    as in a replay.
+
+    ``decide_events.single(event_class)`` is, for the one-event fast path
+    in ``execute``, ``(to_bytes, from_bytes, type name, new_event,
+    decision)``: a ``NewEvent`` and a ``Decision`` holding just it, built
+    once per event class and handed back on every call with the new
+    event's ``data`` set. componentize-py reads a returned record (with
+    ``getattr``, field by field) before the call returns to the host, and
+    calls into one instance never overlap, so a record is never read after
+    the next call changed it; building them costs more than the rest of
+    applying a small event."""
+    JSON = CONTENT_TYPE
+    decoders = spec.event_decoders
+    decode_event = spec.decode_event
+
+    def decide_events(state, encoded, first_version):
+        events = [NewEvent(name, JSON, data) for name, data in encoded]
+        fold = state.apply
+        for index, (name, data) in enumerate(encoded):
+            try:
+                value = decoders[name](data)
+            except ValueError:
+                # As the apply loop's slow path: the general decoder decides
+                # and words the error.
+                try:
+                    value = decode_event(name, JSON, data)
+                except ValueError as error:
+                    return Decision(events, ApplyError(first_version + index, str(error)))
+            fold(value)
+        return Decision(events, None)
+
+    singles = {}
+    for name, codec in spec.events.items():
+        new_event = NewEvent(name, JSON, b"")
+        singles[codec.cls] = (
+            codec.to_bytes,
+            codec.from_bytes,
+            name,
+            new_event,
+            Decision([new_event], None),
+        )
+    decide_events.single = singles.get
+    return decide_events
 
 
 def _indent(code: str, spaces: int) -> str:
@@ -239,7 +307,7 @@ def export(cls):
     try:
         from componentize_py_types import Err
         from wit_world import exports
-        from wit_world.imports.types import ApplyError, NewEvent
+        from wit_world.imports.types import ApplyError, Decision, NewEvent
         from wit_world.imports.types import Rejection as WitRejection
     except ImportError:
         return cls
@@ -249,7 +317,7 @@ def export(cls):
             f"{cls.__name__} are exported"
         )
     _fast_records()
-    resource = resource_class(spec, NewEvent, Err, ApplyError, WitRejection)
+    resource = resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection)
     # componentize-py looks for the resource class of interface `handler`
     # in a module named `handler`, and for the interface's class `Handler`
     # in the app module (the one that exports).

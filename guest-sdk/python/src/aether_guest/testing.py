@@ -11,10 +11,14 @@
             .then_view({"status": "open", "owner": "Ada", "balance": 70}))
 
 Everything crosses the same code the component runs (``_component``), with
-stand-ins for the generated WIT types: given events and the command are
-encoded to JSON bytes and decoded again, decided events are encoded,
-decoded and applied, exactly as the host would. Failures raise
-``AssertionError``, so the helpers work in ``unittest`` and pytest alike.
+stand-ins for the generated WIT types, exactly as the host calls it: given
+events are encoded to JSON bytes and replayed through ``apply`` (one
+batch); the command is encoded and passed to ``execute``, which decides it
+and applies the decided events (decoded from the JSON it just encoded) in
+the same call. The helpers also check that the state after a command
+equals a replay of its events (so ``handle`` did not change it). Failures
+raise ``AssertionError``, so the helpers work in ``unittest`` and pytest
+alike.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ class _NewEvent:
 
 
 _Command = command_record
+
+
+@dataclass
+class _Decision:
+    events: list
+    apply_error: object
+
+
 @dataclass
 class _ApplyError:
     version: int
@@ -67,7 +79,7 @@ def _resource(cls):
     resource = _RESOURCES.get(cls)
     if resource is None:
         resource = _RESOURCES[cls] = resource_class(
-            spec_of(cls), _NewEvent, Err, _ApplyError, _WitRejection
+            spec_of(cls), _NewEvent, _Decision, Err, _ApplyError, _WitRejection
         )
     return resource
 
@@ -137,25 +149,52 @@ class Scenario:
             data = json.dumps(data, separators=(",", ":"))
         data = data.encode() if isinstance(data, str) else bytes(data)
         before = self.resource.snapshot()
+        first_version = self.version + 1
         try:
-            decided = self.resource.handle(_Command(command_type, content_type, data))
+            decision = self.resource.execute(
+                _Command(command_type, content_type, data), first_version, TIMESTAMP_MS
+            )
         except Err as err:
             rejection = Rejection(err.value.code, err.value.message)
-            decided = None
-        else:
-            rejection = None
-        if self.resource.snapshot() != before:
+            if self.resource.snapshot() != before:
+                raise AssertionError(
+                    f"{self.cls.__name__}.handle changed the state, then rejected the "
+                    "command: it must only decide, and let apply change the state"
+                ) from None
+            return Outcome(self, [], rejection, None)
+        # Copied at once: the SDK hands back the same records on every call.
+        wire = [_NewEvent(e.event_type, e.content_type, e.data) for e in decision.events]
+        self.version += len(wire)
+        error = decision.apply_error
+        if error is not None:
             raise AssertionError(
-                f"{self.cls.__name__}.handle changed the state: it must only decide, "
-                "and let apply change the state"
+                f"event {error.version} did not apply: {error.message}", error.message
             )
-        events = []
-        if decided is not None:
-            for new in decided:
-                decode = self.spec.event_decoders[new.event_type]
-                events.append(decode(new.data))
-            self.apply(events)
-        return Outcome(self, events, rejection, decided)
+        self._check_replay(before, first_version, wire)
+        events = [self.spec.event_decoders[new.event_type](new.data) for new in wire]
+        return Outcome(self, events, None, wire)
+
+    def _check_replay(self, before: bytes, first_version: int, wire) -> None:
+        """Checks that the state equals the state before the command with
+        the decided events replayed through ``apply``."""
+        replay = _resource(self.cls)("test")
+        try:
+            replay.restore(before)
+        except Err as err:
+            raise AssertionError(f"the state does not restore: {err.value}") from None
+        if wire:
+            replay.apply(
+                write_batch(
+                    (first_version + i, e.event_type, e.content_type, e.data, TIMESTAMP_MS)
+                    for i, e in enumerate(wire)
+                )
+            )
+        if replay.snapshot() != self.resource.snapshot():
+            raise AssertionError(
+                f"{self.cls.__name__}.handle changed the state: it must only decide, and "
+                "let apply change the state (after the command, the state differs from "
+                "a replay of its events)"
+            )
 
 
 def given(cls, *events) -> Scenario:

@@ -55,6 +55,8 @@ pub enum Command {
     OpenSocket { address: String },
     Log { message: String, repeat: u32 },
     InflateView { bytes: u64 },
+    /// Decides an event it cannot read back (a bug a guest can have).
+    DecideUnreadable,
 }
 
 /// Events.
@@ -65,6 +67,10 @@ pub enum Event {
     FileRead { bytes: usize },
     SocketOpened,
     ViewInflated { bytes: u64 },
+    /// Written, never read back: applying it fails, when decided and in
+    /// every replay.
+    #[serde(skip_deserializing)]
+    Unreadable,
 }
 
 impl Aggregate for Hostile {
@@ -120,6 +126,7 @@ impl Aggregate for Hostile {
                 Ok(vec![Event::Recorded { note: message }])
             }
             Command::InflateView { bytes } => Ok(vec![Event::ViewInflated { bytes }]),
+            Command::DecideUnreadable => Ok(vec![Event::Unreadable]),
         }
     }
 
@@ -129,6 +136,7 @@ impl Aggregate for Hostile {
             Event::Observed(observation) => self.observations.push(observation),
             Event::FileRead { .. } | Event::SocketOpened => {}
             Event::ViewInflated { bytes } => self.view_padding = bytes,
+            Event::Unreadable => unreachable!("never decoded"),
         }
     }
 
