@@ -98,6 +98,16 @@ macro_rules! new_event {
     };
 }
 
+/// Any version's `rejection` as the runtime's (the same fields).
+macro_rules! rejection {
+    ($r:expr) => {
+        Rejection {
+            code: $r.code,
+            message: $r.message,
+        }
+    };
+}
+
 pub(crate) struct GuestInstance {
     store: Store<HostState>,
     exports: Exports,
@@ -313,30 +323,66 @@ impl GuestInstance {
         command: (&str, &str, &[u8]),
         timestamp_ms: u64,
     ) -> Result<Execution, GuestFailure> {
-        let (command_type, content_type, data) = command;
+        if matches!(self.exports, Exports::V3(_)) {
+            return self.execute_once(stream, resource, version, command, timestamp_ms);
+        }
+        let events = match self.handle(stream, resource, version, command, timestamp_ms)? {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let refused = if events.is_empty() {
+            None
+        } else {
+            self.apply_decided(stream, resource, version, &events, timestamp_ms)?
+                .err()
+        };
+        Ok(Ok(Executed { events, refused }))
+    }
+
+    /// 0.3.x: decides and applies in one `execute` call.
+    fn execute_once(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        version: u64,
+        (command_type, content_type, data): (&str, &str, &[u8]),
+        timestamp_ms: u64,
+    ) -> Result<Execution, GuestFailure> {
         let first = version + 1;
-        let decided = self.call(stream, timestamp_ms, first, |exports, store| {
+        // Owned: see `bindings::v3`.
+        let command = v3::aether::aggregate0_3_0::types::Command {
+            command_type: command_type.to_owned(),
+            content_type: content_type.to_owned(),
+            data: data.to_vec(),
+        };
+        self.call(stream, timestamp_ms, first, |exports, store| {
+            let Exports::V3(exports) = exports else {
+                unreachable!("`execute` on a component older than 0.3")
+            };
+            let decision = exports
+                .aether_aggregate0_3_0_handler()
+                .aggregate()
+                .call_execute(store, resource, &command, first, timestamp_ms)?;
+            Ok(decision
+                .map(|d| Executed {
+                    events: d.events,
+                    refused: d.apply_error.map(|e| (e.version, e.message)),
+                })
+                .map_err(|r| rejection!(r)))
+        })
+    }
+
+    /// 0.2.x and 0.1.x: `handle` decides, without applying.
+    fn handle(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        version: u64,
+        (command_type, content_type, data): (&str, &str, &[u8]),
+        timestamp_ms: u64,
+    ) -> Result<Result<Vec<NewEvent>, Rejection>, GuestFailure> {
+        self.call(stream, timestamp_ms, version + 1, |exports, store| {
             Ok(match exports {
-                Exports::V3(exports) => {
-                    let command = v3::aether::aggregate0_3_0::types::Command {
-                        command_type: command_type.to_owned(),
-                        content_type: content_type.to_owned(),
-                        data: data.to_vec(),
-                    };
-                    let decision = exports
-                        .aether_aggregate0_3_0_handler()
-                        .aggregate()
-                        .call_execute(store, resource, &command, first, timestamp_ms)?;
-                    return Ok(decision
-                        .map(|d| Executed {
-                            events: d.events,
-                            refused: d.apply_error.map(|e| (e.version, e.message)),
-                        })
-                        .map_err(|r| Rejection {
-                            code: r.code,
-                            message: r.message,
-                        }));
-                }
                 Exports::V2(exports) => {
                     let command = v2::aether::aggregate0_2_0::types::Command {
                         command_type,
@@ -348,10 +394,7 @@ impl GuestInstance {
                         .aggregate()
                         .call_handle(store, resource, command)?
                         .map(|events| events.into_iter().map(|e| new_event!(e)).collect())
-                        .map_err(|r| Rejection {
-                            code: r.code,
-                            message: r.message,
-                        })
+                        .map_err(|r| rejection!(r))
                 }
                 Exports::V1(exports) => {
                     let command = v1::aether::aggregate0_1_0::types::Command {
@@ -364,31 +407,11 @@ impl GuestInstance {
                         .aggregate()
                         .call_handle(store, resource, command)?
                         .map(|events| events.into_iter().map(|e| new_event!(e)).collect())
-                        .map_err(|r| Rejection {
-                            code: r.code,
-                            message: r.message,
-                        })
+                        .map_err(|r| rejection!(r))
                 }
-            }
-            .map(|events: Vec<NewEvent>| Executed {
-                events,
-                refused: None,
-            }))
-        })?;
-        if matches!(self.exports, Exports::V3(_)) {
-            return Ok(decided);
-        }
-        // An older component's decision, still to be applied.
-        let Ok(Executed { events, .. }) = decided else {
-            return Ok(decided);
-        };
-        if events.is_empty() {
-            return Ok(Ok(Executed { events, refused: None }));
-        }
-        let refused = self
-            .apply_decided(stream, resource, version, &events, timestamp_ms)?
-            .err();
-        Ok(Ok(Executed { events, refused }))
+                Exports::V3(_) => unreachable!("a 0.3 component decides with `execute`"),
+            })
+        })
     }
 
     /// The guest's JSON view of the aggregate.
