@@ -88,7 +88,8 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         report.push(
             Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
                 .param("commands_per_run", sizes.commands as u64)
-                .param("runs", sizes.command_runs as u64),
+                .param("runs", sizes.command_runs as u64)
+                .param("what", "median of the runs' medians, runs spread between the replay runs"),
         );
         if let Some(compile) = compile {
             report.push(
@@ -110,7 +111,10 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("reading {}: `cargo xtask bench` builds it", path.display()))
 }
 
-/// Median replay rate (events/s) and median per-command time (µs).
+/// Median replay rate (events/s) and per-command time (µs): the median of
+/// the command runs' medians. The command runs are spread between the
+/// replay runs, so a burst of other work on the machine (a command run
+/// lasts about a tenth of a second) spoils at most one of them.
 fn measure(
     runtime: &Runtime,
     component: &LoadedComponent,
@@ -118,8 +122,18 @@ fn measure(
 ) -> anyhow::Result<(f64, f64)> {
     let stream = fixture::stream(fixture::ACCOUNT, "languages")?;
     let events = fixture::recorded_history(&stream, 1, sizes.events)?;
+    let mut commanded = DirectAggregate::new(runtime, component, stream.clone())?;
+    commanded.apply(&events[..1])?;
+    let mut command_run = || -> anyhow::Result<f64> {
+        let mut times = Vec::with_capacity(sizes.commands);
+        for _ in 0..sizes.commands {
+            times.push(command(&mut commanded)?.as_secs_f64() * 1e6);
+        }
+        Ok(median(&mut times))
+    };
     let mut rates = Vec::new();
-    for _ in 0..sizes.replay_runs + 1 {
+    let mut command_medians = Vec::new();
+    for run in 0..sizes.replay_runs + 1 {
         let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
         let started = Instant::now();
         for batch in events.chunks(BATCH) {
@@ -131,18 +145,16 @@ fn measure(
             fixture::balance(&view)? == sizes.events as u64 - 1,
             "wrong balance after replay: {view}"
         );
-    }
-    rates.remove(0); // warm-up
-
-    let mut aggregate = DirectAggregate::new(runtime, component, stream.clone())?;
-    aggregate.apply(&events[..1])?;
-    let mut times = Vec::new();
-    for _ in 0..sizes.command_runs {
-        for _ in 0..sizes.commands {
-            times.push(command(&mut aggregate)?.as_secs_f64() * 1e6);
+        // After every other replay run (the first is a warm-up).
+        if run % 2 == 1 && command_medians.len() < sizes.command_runs {
+            command_medians.push(command_run()?);
         }
     }
-    Ok((median(&mut rates), median(&mut times)))
+    rates.remove(0); // warm-up
+    while command_medians.len() < sizes.command_runs {
+        command_medians.push(command_run()?);
+    }
+    Ok((median(&mut rates), median(&mut command_medians)))
 }
 
 /// One `Deposit`, decided and applied (one `execute` call).
