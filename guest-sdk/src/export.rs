@@ -90,13 +90,11 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
             .map_err(|r| rejection(r.code, r.message))?;
         let events: Vec<wit::NewEvent> = decided.iter().map(new_event::<A>).collect();
         // Applied from the bytes just encoded, as a replay will apply them.
-        let apply_error = (first_version..)
-            .zip(&events)
-            .find_map(|(version, event)| {
-                apply_one(&mut *state, event.event_type.as_bytes(), &event.data)
-                    .err()
-                    .map(|message| wit::ApplyError { version, message })
-            });
+        let apply_error = (first_version..).zip(&events).find_map(|(version, event)| {
+            apply_one(&mut *state, event.event_type.as_bytes(), &event.data)
+                .err()
+                .map(|message| wit::ApplyError { version, message })
+        });
         Ok(wit::Decision {
             events,
             apply_error,

@@ -14,10 +14,14 @@ struct Tally {
 
 #[derive(Serialize, Deserialize)]
 enum Command {
-    Add { n: u32 },
+    Add {
+        n: u32,
+    },
     Nothing,
     /// Decides an event, then one that cannot be decoded again.
-    AddAndBreak { n: u32 },
+    AddAndBreak {
+        n: u32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,7 +77,10 @@ fn command(command_type: &str, data: &str) -> wit::Command {
 }
 
 /// `execute` at version 10 (the state does not know its version).
-fn execute(tally: &Resource<Tally>, command: wit::Command) -> Result<wit::Decision, wit::Rejection> {
+fn execute(
+    tally: &Resource<Tally>,
+    command: wit::Command,
+) -> Result<wit::Decision, wit::Rejection> {
     tally.execute(command, 10, 1_700_000_000_000)
 }
 
@@ -199,9 +206,15 @@ fn execute_reports_the_first_event_it_cannot_apply_at_its_version() {
     execute(&tally, command("Add", r#"{"n":1}"#)).unwrap();
     let decision = execute(&tally, command("AddAndBreak", r#"{"n":2}"#)).unwrap();
     assert_eq!(decision.events.len(), 3, "every decided event is returned");
-    let error = decision.apply_error.expect("the second event does not decode");
+    let error = decision
+        .apply_error
+        .expect("the second event does not decode");
     assert_eq!(error.version, 11, "first version 10, then the second event");
-    assert!(error.message.starts_with("cannot apply event: "), "{}", error.message);
+    assert!(
+        error.message.starts_with("cannot apply event: "),
+        "{}",
+        error.message
+    );
     // The event before it stays applied; the one after it is not.
     assert_eq!(tally.view(), r#"{"total":3}"#);
 }

@@ -89,7 +89,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
                 .param("commands_per_run", sizes.commands as u64)
                 .param("runs", sizes.command_runs as u64)
-                .param("what", "median of the runs' medians, runs spread between the replay runs"),
+                .param(
+                    "what",
+                    "median of the runs' medians, runs spread between the replay runs",
+                ),
         );
         if let Some(compile) = compile {
             report.push(

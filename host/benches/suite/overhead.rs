@@ -124,11 +124,7 @@ impl Measured {
     fn run(&mut self, commands: usize, counted: bool) -> anyhow::Result<f64> {
         let mut this_run = Vec::with_capacity(commands);
         for _ in 0..commands {
-            let took = micros(command(
-                &mut self.aggregate,
-                "Deposit",
-                br#"{"amount":1}"#,
-            )?);
+            let took = micros(command(&mut self.aggregate, "Deposit", br#"{"amount":1}"#)?);
             this_run.push(took);
             if counted {
                 self.total.push(took);

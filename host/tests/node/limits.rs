@@ -153,10 +153,14 @@ async fn each_limit_fails_only_the_command_that_exceeds_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{state}");
     assert_eq!(state["version"], json!(9), "{state}");
-    let notes = state["state"]["notes"].as_array().expect("the hostile view's notes");
+    let notes = state["state"]["notes"]
+        .as_array()
+        .expect("the hostile view's notes");
     assert_eq!(notes.len(), 9, "{state}");
     assert!(
-        notes.iter().all(|n| n.as_str().is_some_and(|n| n.len() < 64)),
+        notes
+            .iter()
+            .all(|n| n.as_str().is_some_and(|n| n.len() < 64)),
         "a refused decision's note is in the state: {state}"
     );
     // The other tenant was never affected.

@@ -44,17 +44,32 @@ pub struct Observation {
 /// Commands, each a way to misbehave (but `Record` and `Observe`).
 #[derive(Debug, Deserialize)]
 pub enum Command {
-    Record { note: String },
-    RecordMany { notes: Vec<String> },
-    Spin { iterations: u64 },
+    Record {
+        note: String,
+    },
+    RecordMany {
+        notes: Vec<String>,
+    },
+    Spin {
+        iterations: u64,
+    },
     Observe,
     Trap,
     Loop,
     GrowMemory,
-    ReadFile { path: String },
-    OpenSocket { address: String },
-    Log { message: String, repeat: u32 },
-    InflateView { bytes: u64 },
+    ReadFile {
+        path: String,
+    },
+    OpenSocket {
+        address: String,
+    },
+    Log {
+        message: String,
+        repeat: u32,
+    },
+    InflateView {
+        bytes: u64,
+    },
     /// Decides an event it cannot read back (a bug a guest can have).
     DecideUnreadable,
 }
@@ -62,11 +77,17 @@ pub enum Command {
 /// Events.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Event {
-    Recorded { note: String },
+    Recorded {
+        note: String,
+    },
     Observed(Observation),
-    FileRead { bytes: usize },
+    FileRead {
+        bytes: usize,
+    },
     SocketOpened,
-    ViewInflated { bytes: u64 },
+    ViewInflated {
+        bytes: u64,
+    },
     /// Written, never read back: applying it fails, when decided and in
     /// every replay.
     #[serde(skip_deserializing)]
