@@ -203,8 +203,6 @@ pub(crate) type ViewResult = Result<serde_json::Value, CommandError>;
 /// A snapshot to start an activation from: (version, state bytes).
 pub(crate) type StartingPoint = Option<Snapshotted>;
 
-/// A live aggregate's snapshot, as taken: the guest's state at
-/// `version`, and the command-id filter to save next to it (if complete).
 /// A command the live aggregate carried out (see [`Partition::execute`]):
 /// the events it decided, applied ahead of the store, and its new version,
 /// or why the live copy is lost (it could not apply one of them; it is
@@ -214,6 +212,8 @@ pub(crate) struct Carried {
     pub(crate) applied: Result<u64, CallError>,
 }
 
+/// A live aggregate's snapshot, as taken: the guest's state at
+/// `version`, and the command-id filter to save next to it (if complete).
 pub(crate) struct TakenSnapshot {
     pub(crate) state: Vec<u8>,
     pub(crate) version: u64,
