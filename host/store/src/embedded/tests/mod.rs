@@ -306,6 +306,86 @@ async fn concurrent_appends_share_commits() {
     assert_eq!(positions, (1..=appends).collect::<Vec<_>>());
 }
 
+/// Appends to several namespaces in shared commits, some of them
+/// conflicts, leave every namespace's positions gapless and its byte count
+/// equal to the payloads it stored, before and after a reopen (which
+/// verifies both). Each append of a batch must see the namespace as the
+/// earlier ones of the batch left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_across_namespaces_keep_positions_and_byte_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let namespaces: Vec<Namespace> = ["ns-a", "ns-b", "ns-c"]
+        .iter()
+        .map(|name| name.parse().unwrap())
+        .collect();
+    let appends = 300;
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..appends)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let namespace = namespaces[i % namespaces.len()].clone();
+            tokio::spawn(async move {
+                let id = format!("acc-{}", i % 7).parse().unwrap();
+                let acc = StreamId::new(namespace.clone(), "bank-account".parse().unwrap(), id);
+                // Every fifth append expects a fresh stream: once its
+                // stream has events it conflicts and must store nothing.
+                let expected = if i % 5 == 0 {
+                    ExpectedVersion::Exact(0)
+                } else {
+                    ExpectedVersion::Any
+                };
+                let payload = "x".repeat(1 + i % 11);
+                let stored = store.append(request(&acc, expected, &[payload])).await;
+                (
+                    namespace,
+                    stored
+                        .ok()
+                        .map(|outcome| outcome.events[0].data.len() as u64),
+                )
+            })
+        })
+        .collect();
+    let mut expected_bytes = std::collections::HashMap::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (namespace, stored) = task.await.unwrap();
+        match stored {
+            Some(bytes) => *expected_bytes.entry(namespace).or_insert(0) += bytes,
+            None => conflicts += 1,
+        }
+    }
+    assert!(
+        conflicts > 0,
+        "no append conflicted: the test checks nothing of conflicts"
+    );
+    assert!(
+        store.writer.commits() < appends as u64 / 2,
+        "the appends were not batched: the test checks nothing of batches"
+    );
+    let check = |store: Arc<EmbeddedStore>| {
+        let (namespaces, expected_bytes) = (namespaces.clone(), expected_bytes.clone());
+        async move {
+            for namespace in &namespaces {
+                let stored = store.stored_bytes(namespace).await.unwrap();
+                assert_eq!(stored, expected_bytes[namespace], "{namespace}");
+                let positions: Vec<u64> = store
+                    .read_log(namespace, 0, usize::MAX)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|event| event.position)
+                    .collect();
+                let count = positions.len() as u64;
+                assert_eq!(positions, (1..=count).collect::<Vec<_>>(), "{namespace}");
+                assert_eq!(store.head_position(namespace).await.unwrap(), count);
+            }
+        }
+    };
+    check(Arc::clone(&store)).await;
+    drop(store);
+    check(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
 #[tokio::test]
 async fn conflicts_in_one_batch_are_answered_separately() {
     let dir = tempfile::tempdir().unwrap();
