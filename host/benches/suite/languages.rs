@@ -13,7 +13,7 @@ use aether_host::store::MemoryStore;
 use anyhow::{Context, bail, ensure};
 
 use super::fixture::{self, Ctx};
-use super::report::{Metric, Report, median};
+use super::report::{Metric, Report, Target, median};
 
 const EVENTS: usize = 20_000;
 const BATCH: usize = 1_024;
@@ -21,6 +21,16 @@ const REPLAY_RUNS: usize = 5;
 const COMMANDS: usize = 500;
 const COMMAND_RUNS: usize = 3;
 const TIMESTAMP_MS: u64 = 1_700_000_000_000;
+
+/// Issue 17's targets for a guest language: (replay events/s at least,
+/// command overhead µs at most). None for Rust (its own rows have theirs).
+fn targets(suffix: &str) -> Option<(f64, f64)> {
+    match suffix {
+        "py" => Some((500_000.0, 10.0)),
+        "js" => Some((200_000.0, 50.0)),
+        _ => None,
+    }
+}
 
 /// How much one measurement does: the constants above, or a smoke run's.
 #[derive(Clone, Copy)]
@@ -80,20 +90,21 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
                 .param("component_bytes", size as u64)
                 .param("runs", sizes.replay_runs as u64)
         };
-        report.push(params(Metric::new(
-            &format!("replay_{suffix}"),
-            replay,
-            "events/s",
-        )));
-        report.push(
-            Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
-                .param("commands_per_run", sizes.commands as u64)
-                .param("runs", sizes.command_runs as u64)
-                .param(
-                    "what",
-                    "median of the runs' medians, runs spread between the replay runs",
-                ),
-        );
+        let mut replay_metric =
+            params(Metric::new(&format!("replay_{suffix}"), replay, "events/s"));
+        let mut command_metric = Metric::new(&format!("command_overhead_{suffix}"), command, "µs")
+            .param("commands_per_run", sizes.commands as u64)
+            .param("runs", sizes.command_runs as u64)
+            .param(
+                "what",
+                "median of the runs' medians, runs spread between the replay runs",
+            );
+        if let Some((replay_target, command_target)) = targets(suffix) {
+            replay_metric = replay_metric.target(Target::AtLeast(replay_target));
+            command_metric = command_metric.target(Target::AtMost(command_target));
+        }
+        report.push(replay_metric);
+        report.push(command_metric);
         if let Some(compile) = compile {
             report.push(
                 Metric::new(&format!("compile_{suffix}"), compile.as_secs_f64(), "s")
@@ -102,6 +113,11 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             report.push(Metric::new(
                 &format!("replay_rust_over_{suffix}"),
                 rust_replay / replay,
+                "ratio",
+            ));
+            report.push(Metric::new(
+                &format!("command_overhead_{suffix}_over_rust"),
+                command / rust_command,
                 "ratio",
             ));
         }
