@@ -13,13 +13,11 @@
 use crate::request::AppendRequestExt;
 use std::path::Path;
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::errors::InFile;
-use super::tables::{
-    COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
-    stream_key,
-};
+use super::ops::{Op, Tables, Writes};
+use super::tables::stream_key;
 use super::{codec, read};
 use crate::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
 
@@ -38,33 +36,23 @@ pub(super) enum Answer {
     Snapshot(Result<(), StoreError>),
 }
 
-/// The tables a batch writes.
-struct Tables<'txn> {
-    events: Table<'txn, u64, &'static [u8]>,
-    log: Table<'txn, (&'static str, u64), u64>,
-    index: Table<'txn, (&'static str, u64), u64>,
-    heads: Table<'txn, &'static str, u64>,
-    commands: Table<'txn, (&'static str, &'static str), (u64, u64)>,
-    snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    bytes: Table<'txn, &'static str, u64>,
+/// What applying a batch produced.
+pub(super) struct Applied {
+    /// Each job's answer, in the order of the jobs.
+    pub(super) answers: Vec<Answer>,
+    /// The last log sequence after the batch (for the watermark).
+    pub(super) head: u64,
+    /// The batch's writes, as its journal entry records them.
+    pub(super) entry: Vec<u8>,
 }
 
-/// Applies every job of a batch in order; returns the answers in the same
-/// order and the last log sequence after the batch (for the watermark).
+/// Applies every job of a batch in order.
 pub(super) fn apply_all(
     txn: &WriteTransaction,
     path: &Path,
     work: Vec<Work>,
-) -> Result<(Vec<Answer>, u64), StoreError> {
-    let mut tables = Tables {
-        events: txn.open_table(EVENTS).in_file(path)?,
-        log: txn.open_table(NAMESPACE_LOG).in_file(path)?,
-        index: txn.open_table(STREAM_INDEX).in_file(path)?,
-        heads: txn.open_table(STREAM_HEADS).in_file(path)?,
-        commands: txn.open_table(COMMANDS).in_file(path)?,
-        snapshots: txn.open_table(SNAPSHOTS).in_file(path)?,
-        bytes: txn.open_table(NAMESPACE_BYTES).in_file(path)?,
-    };
+) -> Result<Applied, StoreError> {
+    let mut writes = Writes::new(Tables::open(txn, path)?);
     // **Architecture Invariant:** log sequences and namespace positions are
     // assigned here and nowhere else, each continuing from the last stored
     // one (the store's last sequence; the namespace's last position), read
@@ -74,26 +62,30 @@ pub(super) fn apply_all(
     // sequence or position is ever consumed without its event being stored.
     // Both are therefore gapless by construction (and verified on every
     // open).
-    let mut head = read::last_sequence(path, &tables.events)?;
+    let mut head = read::last_sequence(path, &writes.tables.events)?;
     let answers = work
         .into_iter()
         .map(|work| match work {
             Work::Append(request) => {
-                append(&mut tables, path, &mut head, request).map(Answer::Append)
+                append(&mut writes, path, &mut head, request).map(Answer::Append)
             }
             Work::Snapshot(snapshot) => {
-                save_snapshot(&mut tables, path, snapshot).map(Answer::Snapshot)
+                save_snapshot(&mut writes, path, snapshot).map(Answer::Snapshot)
             }
         })
         .collect::<Result<_, _>>()?;
-    Ok((answers, head))
+    Ok(Applied {
+        answers,
+        head,
+        entry: writes.into_entry(),
+    })
 }
 
 /// One append; `head` is the store's last log sequence. The outer `Result`
 /// is a redb failure (abort the batch), the inner one this append's own
 /// answer.
 fn append(
-    tables: &mut Tables<'_>,
+    writes: &mut Writes<'_>,
     path: &Path,
     head: &mut u64,
     request: AppendRequest,
@@ -103,6 +95,7 @@ fn append(
 
     // Idempotency first: a known command id wins over the expected version.
     if let Some(command_id) = &request.metadata.command_id {
+        let tables = &writes.tables;
         let original = read::command_events(
             path,
             &tables.commands,
@@ -120,7 +113,8 @@ fn append(
         }
     }
 
-    let current = tables
+    let current = writes
+        .tables
         .heads
         .get(key)
         .in_file(path)?
@@ -131,7 +125,7 @@ fn append(
 
     let namespace = request.stream.namespace.clone();
     let namespace = namespace.as_str();
-    let namespace_head = read::namespace_head(path, &tables.log, namespace)?;
+    let namespace_head = read::namespace_head(path, &writes.tables.log, namespace)?;
     let command_id = request.metadata.command_id.clone();
     let recorded = request.record(current, namespace_head);
     let mut records = Vec::with_capacity(recorded.len());
@@ -155,36 +149,49 @@ fn append(
         }
     };
     for ((event, record), sequence) in recorded.iter().zip(&records).zip(*head + 1..) {
-        tables
-            .events
-            .insert(sequence, record.as_slice())
-            .in_file(path)?;
-        tables
-            .log
-            .insert((namespace, event.position), sequence)
-            .in_file(path)?;
-        tables
-            .index
-            .insert((key, event.version), sequence)
-            .in_file(path)?;
+        let event_op = Op::Event {
+            sequence,
+            record: record.as_slice(),
+        };
+        writes.put(event_op, path)?;
+        let log_op = Op::Log {
+            namespace,
+            position: event.position,
+            sequence,
+        };
+        writes.put(log_op, path)?;
+        let index_op = Op::Index {
+            stream: key,
+            version: event.version,
+            sequence,
+        };
+        writes.put(index_op, path)?;
     }
-    tables.heads.insert(key, last.version).in_file(path)?;
-    let stored = tables
+    let head_op = Op::Head {
+        stream: key,
+        version: last.version,
+    };
+    writes.put(head_op, path)?;
+    let stored = writes
+        .tables
         .bytes
         .get(namespace)
         .in_file(path)?
         .map_or(0, |v| v.value());
     let added: u64 = recorded.iter().map(|e| e.data.len() as u64).sum();
-    tables
-        .bytes
-        .insert(namespace, stored.saturating_add(added))
-        .in_file(path)?;
+    let bytes_op = Op::Bytes {
+        namespace,
+        bytes: stored.saturating_add(added),
+    };
+    writes.put(bytes_op, path)?;
     if let Some(command_id) = &command_id {
-        let versions = (first.version, last.version);
-        tables
-            .commands
-            .insert((key, command_id.as_str()), versions)
-            .in_file(path)?;
+        let command_op = Op::Command {
+            stream: key,
+            command_id: command_id.as_str(),
+            first: first.version,
+            last: last.version,
+        };
+        writes.put(command_op, path)?;
     }
     *head += recorded.len() as u64;
     Ok(Ok(AppendOutcome {
@@ -195,13 +202,19 @@ fn append(
 
 /// Stores a snapshot unless a newer one (higher version) is already there.
 fn save_snapshot(
-    tables: &mut Tables<'_>,
+    writes: &mut Writes<'_>,
     path: &Path,
     snapshot: Snapshot,
 ) -> Result<Result<(), StoreError>, StoreError> {
     let key = stream_key(&snapshot.stream);
     let digest = snapshot.snapshot_key.as_str();
-    let stored = match read::snapshot(path, &tables.snapshots, &snapshot.stream, &key, digest) {
+    let stored = match read::snapshot(
+        path,
+        &writes.tables.snapshots,
+        &snapshot.stream,
+        &key,
+        digest,
+    ) {
         Ok(stored) => stored,
         Err(damaged @ StoreError::Corrupt { .. }) => return Ok(Err(damaged)),
         Err(error) => return Err(error),
@@ -221,9 +234,11 @@ fn save_snapshot(
             }));
         }
     };
-    tables
-        .snapshots
-        .insert((key.as_str(), digest), record.as_slice())
-        .in_file(path)?;
+    let snapshot_op = Op::Snapshot {
+        stream: key.as_str(),
+        digest,
+        record: record.as_slice(),
+    };
+    writes.put(snapshot_op, path)?;
     Ok(Ok(()))
 }

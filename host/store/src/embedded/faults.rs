@@ -6,7 +6,11 @@
 //! - [`WriteFaults::full`]: whatever would grow the file fails (`ENOSPC`),
 //!   as a full disk does; overwriting what the file already holds works.
 //!
-//! It can also keep a journal of every write, resize and sync
+//! The same faults apply to the commit journal `events.journal`
+//! ([`super::journal`], which calls [`WriteFaults::before_write`],
+//! [`WriteFaults::wrote`] and [`WriteFaults::syncing`]).
+//!
+//! It can also keep a record of every write, resize and sync of both files
 //! ([`WriteFaults::start_journal`]), from which a test rebuilds what a power
 //! loss at any sync could leave on disk (`tests/power_loss.rs`).
 
@@ -25,6 +29,8 @@ use redb::{BackendError, StorageBackend};
 pub(super) struct WriteFaults {
     failing: AtomicBool,
     full: AtomicBool,
+    /// How the store commits (a test's choice; see [`Commits`]).
+    commits: Mutex<Commits>,
     refused: AtomicU64,
     journal: Mutex<Option<Journal>>,
 }
@@ -37,23 +43,60 @@ struct Journal {
     watermark: PathBuf,
 }
 
-/// One operation on the data file, as the journal records it.
+/// How a store under test commits its batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Commits {
+    /// As in production: through the journal, checkpoints when due.
+    #[default]
+    Journaled,
+    /// Through the journal, with a checkpoint after every batch.
+    CheckpointEachBatch,
+    /// No journal: every batch is a durable redb commit.
+    Direct,
+}
+
+/// Which of the store's files an operation was on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FileKind {
+    /// `events.redb`.
+    Data,
+    /// `events.journal`.
+    Journal,
+}
+
+/// One operation on a file of the store, as the record keeps it.
 #[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub(super) enum JournalOp {
     /// A write that went through.
-    Write { offset: u64, data: Vec<u8> },
-    /// A resize that went through.
+    Write {
+        file: FileKind,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// A resize of the data file that went through.
     SetLen(u64),
     /// A sync was asked for (recorded before it runs), with the bytes the
     /// watermark file held then (`None`: no watermark file yet).
-    Sync { watermark: Option<Vec<u8>> },
+    Sync {
+        file: FileKind,
+        watermark: Option<Vec<u8>>,
+    },
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
 impl WriteFaults {
     pub(super) fn new() -> Arc<WriteFaults> {
         Arc::default()
+    }
+
+    /// How the store commits (set before it opens).
+    pub(super) fn set_commits(&self, commits: Commits) {
+        *self.commits.lock().unwrap_or_else(|e| e.into_inner()) = commits;
+    }
+
+    pub(super) fn commits(&self) -> Commits {
+        *self.commits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// From now on writes fail (`true`) or go through (`false`).
@@ -103,6 +146,30 @@ impl WriteFaults {
         }
     }
 
+    /// Before a write to `file`: refused if the faults say so (`grows`: it
+    /// needs more space than the file has).
+    pub(super) fn before_write(&self, _file: FileKind, grows: bool) -> io::Result<()> {
+        self.check(grows)
+    }
+
+    /// After a write to `file` went through.
+    pub(super) fn wrote(&self, file: FileKind, offset: u64, data: &[u8]) {
+        self.record(|_| JournalOp::Write {
+            file,
+            offset,
+            data: data.to_vec(),
+        });
+    }
+
+    /// Before a sync of `file`: recorded, then refused if the faults say so.
+    pub(super) fn syncing(&self, file: FileKind) -> io::Result<()> {
+        self.record(|journal| JournalOp::Sync {
+            file,
+            watermark: std::fs::read(&journal.watermark).ok(),
+        });
+        self.check(false)
+    }
+
     /// Refuses the operation if the faults say so; `grows`: it needs more
     /// space than the file has.
     fn check(&self, grows: bool) -> io::Result<()> {
@@ -149,21 +216,15 @@ impl StorageBackend for FaultyFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.faults.record(|journal| JournalOp::Sync {
-            watermark: std::fs::read(&journal.watermark).ok(),
-        });
-        self.faults.check(false)?;
+        self.faults.syncing(FileKind::Data)?;
         self.file.sync_data()
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.faults
-            .check(offset + data.len() as u64 > self.file.len()?)?;
+        let grows = offset + data.len() as u64 > self.file.len()?;
+        self.faults.before_write(FileKind::Data, grows)?;
         self.file.write(offset, data)?;
-        self.faults.record(|_| JournalOp::Write {
-            offset,
-            data: data.to_vec(),
-        });
+        self.faults.wrote(FileKind::Data, offset, data);
         Ok(())
     }
 

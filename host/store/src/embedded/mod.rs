@@ -40,42 +40,56 @@
 //! `append` and `save_snapshot` send their job over a channel and wait for
 //! the reply. The writer takes every job queued (up to 1 024 jobs or 16 MiB),
 //! applies them in ONE write transaction (each checked on its own, against the
-//! state including the earlier jobs of the batch, see [`apply`]), commits once
-//! with immediate durability (one fsync, see **Commits** below), records the
-//! new head in the watermark, and only then replies. An append's future
+//! state including the earlier jobs of the batch, see [`apply`]), makes the
+//! batch durable with one fsync (see **Commits** below), records the new
+//! head in the watermark, and only then replies. An append's future
 //! therefore resolves `Ok` only once its events are on disk, and concurrent
-//! appends share the fsyncs: the more writers wait, the bigger the batch. Namespace positions (and the
-//! internal log sequences) are assigned only in [`apply`], which is what
-//! keeps them gapless (the invariant is stated there).
+//! appends share the fsyncs: the more writers wait, the bigger the batch.
+//! Namespace positions (and the internal log sequences) are assigned only
+//! in [`apply`], which is what keeps them gapless (the invariant is stated
+//! there).
 //!
-//! **Commits** are redb's default 1-phase commits with checksums: redb
-//! writes the new pages and the new commit slot (whose checksums cover the
-//! roots of the new trees), flips the header bit that picks the primary
-//! slot, then makes ONE `fdatasync` of the data file. The guarantee, and
-//! what enforces each part:
+//! **Commits** (since 2026-12-05) go through the commit journal
+//! `<dir>/events.journal` ([`journal`]): the batch's table writes
+//! ([`ops`]) are appended to it as one checksummed entry and synced (ONE
+//! `fdatasync` of one sequential write), and only then is the redb
+//! transaction committed, without a sync of its own (`Durability::None`),
+//! which makes it visible to readers. At least once a second, and whenever
+//! the journal is half full, the writer makes redb durable with an ordinary
+//! commit (a *checkpoint*: redb's default 1-phase commit with checksums,
+//! one `fdatasync`) that records the number of the last batch it holds,
+//! and the journal starts over. A batch too big for the journal, and every
+//! batch of a store whose journal could not be created (a full disk), is
+//! committed that way directly. `open` replays the journal's entries after
+//! the last checkpoint. The guarantee, and what enforces each part:
 //!
 //! - **An acknowledged append survives `kill -9` and power loss.** A batch
-//!   is acknowledged only after that fsync returned ([`writer`]), and it
-//!   covers every page and the header of the commit. `kill -9` loses nothing
-//!   that was written (the page cache survives the process).
-//! - **A torn commit is detected, and is never half there.** A commit cut
-//!   by a crash or power loss before its fsync returned can leave any part of
-//!   its writes on disk. On the next open redb checks the primary slot's
-//!   checksums (the open always runs that check, see
-//!   `set_check_integrity_on_open` in `open.rs`); if they fail it falls back to
-//!   the other slot, the previous commit, which is complete: its fsync
-//!   returned before this commit began, and a commit never overwrites the
-//!   pages of the commit before it. Either the whole batch is there or none
-//!   of it, and it was never acknowledged.
-//! - **A damaged acknowledged commit is reported, not rolled back.** redb
-//!   cannot tell bit rot in the newest commit from a torn one, so it falls
-//!   back the same way, silently. The head watermark `events.head`
-//!   ([`watermark`]) catches it: `open` refuses a file whose last log
-//!   sequence is below the watermark. The watermark is written after the
-//!   commit's fsync returned (never ahead of durable data, so a power loss
-//!   that takes an unacknowledged commit cannot make the store refuse to
-//!   open) and synced at most a second later, so this holds except for
-//!   damage to a commit of the last second before a power loss.
+//!   is acknowledged only after its journal entry's fsync returned (or its
+//!   durable commit's), and the journal is started over only after a
+//!   checkpoint made everything before it durable in the data file.
+//!   `kill -9` loses nothing that was written (the page cache survives the
+//!   process).
+//! - **A torn commit is detected, and is never half there.** An entry cut
+//!   by a crash fails its CRC-32 and ends the replay (it was never
+//!   acknowledged: its sync had not returned); entries are numbered
+//!   consecutively from the checkpoint's, so a stale entry from before the
+//!   last start-over is never replayed. A checkpoint or direct commit cut
+//!   by a crash fails redb's checksums and redb opens the commit before
+//!   (the open always runs that check, see `set_check_integrity_on_open` in
+//!   `open.rs`); the journal still holds everything since that one. Either
+//!   a batch is there whole or not at all.
+//! - **A damaged acknowledged commit is reported, not rolled back.** A
+//!   damaged journal entry ends the replay early, and redb cannot tell bit
+//!   rot in its newest commit from a torn one, so it falls back silently.
+//!   The head watermark `events.head` ([`watermark`]) catches both: `open`
+//!   refuses a store whose last log sequence, after the replay, is below
+//!   the watermark. The watermark is written after the batch's fsync
+//!   returned (never ahead of durable data) and synced at most a second
+//!   later, so this holds except for damage to a batch of the last second
+//!   before a power loss.
+//! - **Nothing is visible before it is durable.** The redb transaction of a
+//!   journaled batch commits after the entry's sync, so a reader never sees
+//!   an event that a power loss could take back.
 //!
 //! redb's design notes one more difference: 1-phase commit trusts XXH3
 //! page checksums to spot a torn commit, so an attacker who controls the
@@ -86,15 +100,17 @@
 //! indexes and heads that agree).
 //!
 //! Until 2026-12-03 the store used redb's 2-phase commit (two fsyncs per
-//! commit: the pages and the new slot, then the header bit) so that redb
-//! itself would report a damaged newest commit; the watermark already did
-//! that, so the second fsync bought only the last-second window above (and
-//! closed the theoretical attack just described). `tests/power_loss.rs`
-//! rebuilds what a power loss at every sync can leave on disk (including
-//! torn writes) and checks the first two points and that the watermark never
-//! runs ahead; `tests/corruption.rs` flips bits in the newest commit of a
-//! crashed store (the third point); the `tests/crash` crate kills a writer
-//! process ≥ 100 times mid-append.
+//! commit: the pages and the new slot, then the header bit); until
+//! 2026-12-05 every batch was a 1-phase redb commit (one fsync, but of the
+//! ~14 pages a one-event append dirties, which costs two to three times
+//! a one-page sync on the disks measured). `tests/power_loss.rs` rebuilds
+//! what a power loss at every sync of either file can leave on disk
+//! (including torn writes), through the journal, with a checkpoint after
+//! every batch, and without the journal, and checks the first two points
+//! and that the watermark never runs ahead; `tests/corruption.rs` flips
+//! bits in the data file and the journal of a crashed store (the third
+//! point); the `tests/crash` crate kills a writer process ≥ 100 times
+//! mid-append.
 //!
 //! Reads run on Tokio's blocking pool, each in its own redb read transaction
 //! (a consistent snapshot), and never wait for the writer. Dropping the store
@@ -102,7 +118,7 @@
 //! drop blocks until then (one commit, normally a few milliseconds), so
 //! reopening the same directory right after the drop works.
 //!
-//! # On-disk format (format version 3)
+//! # On-disk format (format version 4)
 //!
 //! Events of all namespaces are stored once, in commit order, under an
 //! internal *log sequence* (1, 2, 3… across the store, gapless); each
@@ -124,17 +140,24 @@
 //! | `stream_heads` | stream key `&str` | version `u64` |
 //! | `commands` | (stream key `&str`, command id `&str`) | (first version, last version) `(u64, u64)` |
 //! | `snapshots` | (stream key `&str`, component digest `&str`) | snapshot record (below) |
-//! | `meta` | name `&str` | `u64`; `format_version` → 3 |
+//! | `namespace_bytes` | namespace `&str` | its events' payload bytes `u64` |
+//! | `meta` | name `&str` | `u64`; `format_version` → 4, `journal_lsn` → the last batch the file holds |
 //!
 //! A stream key is `namespace/aggregate-type/aggregate-id` ([`StreamId`]'s
 //! display form, unambiguous because names never contain `/`).
 //!
+//! Next to the data file: `events.journal`, the commit journal (its format
+//! is in [`journal`], its entries' payloads in [`ops`]), and `events.head`,
+//! the watermark ([`watermark`]).
+//!
 //! Format version 1 (up to the change to per-namespace logs) had one global
 //! log: no `namespace_log`, and the record's position was global. Format
 //! version 2 had these tables and wrote event records of record version 2
-//! (below); a file of format 2 is read as it is and stamped 3 when opened
-//! (one small write; nothing is converted). A file of any other format
-//! version is refused on open ([`StoreError::Corrupt`] naming
+//! (below); format version 3 wrote record version 3 and had no journal. A
+//! file of format 2 or 3 is read as it is and stamped 4 when opened (one
+//! small write; nothing is converted): a build that does not replay the
+//! journal must not open a file whose newest batches may be only there. A
+//! file of any other format version is refused on open ([`StoreError::Corrupt`] naming
 //! the file, the version found and the version this build reads); it is
 //! never converted or read as if it were the current format.
 //!
@@ -179,7 +202,7 @@
 //! also key snapshots) and in snapshot records, read once per activation.
 //!
 //! A build from before record version 3 reads only format version 2, so it
-//! refuses a file this build has opened (stamped 3) by its format version,
+//! refuses a file this build has opened (stamped 4) by its format version,
 //! before it reads a record (whose checksum it could not verify). Going back
 //! to an older build after this one opened the store is not possible.
 //!
@@ -232,13 +255,15 @@ use tables::{
     COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
     stream_key,
 };
-use writer::{Job, Reopen, Writer};
+use writer::{Continue, Job, Reopen, Writer};
 
 mod apply;
 mod codec;
 mod errors;
 mod faults;
+mod journal;
 mod open;
+mod ops;
 mod read;
 mod slot;
 mod tables;
@@ -297,12 +322,12 @@ impl EmbeddedStore {
             dir: dir.to_path_buf(),
             faults,
         };
-        let writer = Writer::spawn(
-            Arc::clone(&slot),
-            Arc::clone(&path),
-            reopen,
-            opened.watermark,
-        )?;
+        let opened_at = Continue {
+            watermark: opened.watermark,
+            journal: opened.journal,
+            lsn: opened.lsn,
+        };
+        let writer = Writer::spawn(Arc::clone(&slot), Arc::clone(&path), reopen, opened_at)?;
         Ok(EmbeddedStore {
             writer,
             slot,

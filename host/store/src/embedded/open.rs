@@ -8,9 +8,12 @@ use std::sync::Arc;
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::errors::{InFile, corrupt, unavailable};
-use super::faults::{FaultyFile, WriteFaults};
+use super::faults::{Commits, FaultyFile, WriteFaults};
+use super::journal::{self, Journal};
+use super::ops::{self, Tables};
+use super::tables::JOURNAL_LSN_KEY;
 use super::tables::{
-    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, FORMAT_VERSION_READ, META,
+    COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, FORMAT_VERSIONS_READ, META,
     NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
 };
 use super::verify::{self, Verified};
@@ -30,10 +33,16 @@ pub(super) struct Opened {
     pub(super) path: PathBuf,
     pub(super) verified: Verified,
     pub(super) watermark: Watermark,
+    /// The commit journal, started over; `None` if it could not be created
+    /// (a full disk): the writer then commits every batch to redb durably.
+    pub(super) journal: Option<Journal>,
+    /// The number of the last batch the data file holds.
+    pub(super) lsn: u64,
 }
 
-/// Creates `dir` if needed, opens (or creates) its data file, verifies it and
-/// checks it against the head watermark. With `faults`, the file's writes
+/// Creates `dir` if needed, opens (or creates) its data file, replays the
+/// journal's batches since the last checkpoint into it, verifies it and
+/// checks it against the head watermark. With `faults`, the files' writes
 /// fail on demand (the store's tests).
 pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Opened, StoreError> {
     std::fs::create_dir_all(dir).map_err(|error| {
@@ -57,8 +66,11 @@ pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Open
     // redb reports a damaged file as an error when it checks integrity on
     // open, but it is a large codebase reading hostile bytes: a panic on some
     // damage it did not foresee must still become "corrupt", not a crash.
-    let opened = catch_unwind(AssertUnwindSafe(|| open_file(&path, faults)));
-    let (db, verified) = opened.unwrap_or_else(|panic| {
+    let mut journal = open_journal(dir, faults)?;
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        open_file(&path, faults, journal.as_mut())
+    }));
+    let (db, verified, lsn) = opened.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)
@@ -75,7 +87,80 @@ pub(super) fn open(dir: &Path, faults: Option<&Arc<WriteFaults>>) -> Result<Open
         path,
         verified,
         watermark,
+        journal,
+        lsn,
     })
+}
+
+/// The store's journal. One that exists must be opened and read (it may
+/// hold acknowledged batches); one that cannot be created (a full disk) is
+/// done without until the next open.
+fn open_journal(
+    dir: &Path,
+    faults: Option<&Arc<WriteFaults>>,
+) -> Result<Option<Journal>, StoreError> {
+    if faults.is_some_and(|faults| faults.commits() == Commits::Direct) {
+        return Ok(None);
+    }
+    let exists = dir.join(journal::FILE_NAME).exists();
+    match Journal::open(dir, faults.cloned()) {
+        Ok(journal) => Ok(Some(journal)),
+        Err(error) if !exists => {
+            tracing::warn!(%error, "no commit journal: every batch is committed to the data file");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Applies the journal's batches after the last one the data file holds,
+/// in one durable commit, and starts the journal over; returns the number
+/// of the last batch the data file now holds.
+fn replay(db: &Database, path: &Path, journal: &mut Journal) -> Result<u64, StoreError> {
+    let last = stored_lsn(db, path)?;
+    let entries = journal.entries_after(last)?;
+    let Some((newest, _)) = entries.last() else {
+        journal.start_over();
+        return Ok(last);
+    };
+    let newest = *newest;
+    let txn = db.begin_write().in_file(path)?;
+    {
+        let mut tables = Tables::open(&txn, path)?;
+        for (lsn, payload) in &entries {
+            let writes = ops::decode(payload)
+                .map_err(|message| corrupt(journal.path(), format!("entry {lsn}"), message))?;
+            for write in writes {
+                write.write(&mut tables, path)?;
+            }
+        }
+    }
+    record_lsn(&txn, path, newest)?;
+    txn.commit().in_file(path)?;
+    tracing::info!(path = %journal.path().display(), batches = entries.len(), "replayed the commit journal");
+    journal.start_over();
+    Ok(newest)
+}
+
+/// The number of the last batch the data file holds (0: none recorded).
+fn stored_lsn(db: &Database, path: &Path) -> Result<u64, StoreError> {
+    let txn = db.begin_read().in_file(path)?;
+    let meta = txn.open_table(META).in_file(path)?;
+    Ok(meta
+        .get(JOURNAL_LSN_KEY)
+        .in_file(path)?
+        .map_or(0, |v| v.value()))
+}
+
+/// Records in `META` that the data file holds the batches up to `lsn`.
+pub(super) fn record_lsn(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    lsn: u64,
+) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).in_file(path)?;
+    meta.insert(JOURNAL_LSN_KEY, lsn).in_file(path)?;
+    Ok(())
 }
 
 /// Creates a new, empty store as one step: built and committed under a
@@ -105,7 +190,8 @@ fn create_new(dir: &Path, path: &Path) -> Result<(), StoreError> {
 fn open_file(
     path: &Path,
     faults: Option<&Arc<WriteFaults>>,
-) -> Result<(Database, Verified), StoreError> {
+    journal: Option<&mut Journal>,
+) -> Result<(Database, Verified, u64), StoreError> {
     let mut builder = Builder::new();
     // Verifies the checksum of every page redb wrote (and repairs what a
     // crash left half-written) before anything is read.
@@ -128,14 +214,18 @@ fn open_file(
         }
     };
     init_format(&db, path)?;
+    let lsn = match journal {
+        Some(journal) => replay(&db, path, journal)?,
+        None => stored_lsn(&db, path)?,
+    };
     let txn = db.begin_read().in_file(path)?;
     let verified = verify::verify(path, &txn)?;
     drop(txn);
-    Ok((db, verified))
+    Ok((db, verified, lsn))
 }
 
 /// Checks the format version, or stamps it (and creates every table) in a
-/// new file, or stamps the current version over [`FORMAT_VERSION_READ`].
+/// new file, or stamps the current version over [`FORMAT_VERSIONS_READ`].
 /// Refuses a redb file that is some other application's. A file that is
 /// already a complete store of this format is only read, so a store opens
 /// (and serves reads) on a full disk; a file of the older format needs one
@@ -158,24 +248,26 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
             .map(|v| v.value());
         match stamped {
             Some(FORMAT_VERSION) => None,
-            // Its records stay as they are (record version 2 is read); the
-            // stamp keeps builds that read only 2 away once version 3
-            // records may be appended (see `FORMAT_VERSION`).
-            Some(FORMAT_VERSION_READ) => {
+            // Its records stay as they are (record versions 2 and 3 are
+            // read); the stamp keeps builds that read only older formats
+            // away once version 3 records and journaled batches may be
+            // written (see `FORMAT_VERSION`).
+            Some(older) if FORMAT_VERSIONS_READ.contains(&older) => {
                 meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
                     .in_file(path)?;
                 None
             }
             Some(1) => Some(format!(
                 "the store has on-disk format version 1 (one log for all namespaces), this \
-                 build reads only versions {FORMAT_VERSION_READ} and {FORMAT_VERSION} (a log \
-                 per namespace) and does not convert it: open it with the Aether version that \
-                 wrote it, or start an empty store in another directory"
+                 build reads only versions {} (a log per namespace) and does not convert it: \
+                 open it with the Aether version that wrote it, or start an empty store in \
+                 another directory",
+                readable_versions()
             )),
             Some(other) => Some(format!(
                 "the store has on-disk format version {other}, this build reads only versions \
-                 {FORMAT_VERSION_READ} and {FORMAT_VERSION}: open it with the Aether version \
-                 that wrote it"
+                 {}: open it with the Aether version that wrote it",
+                readable_versions()
             )),
             None if existing.is_empty() => {
                 meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
@@ -210,6 +302,12 @@ fn init_format(db: &Database, path: &Path) -> Result<(), StoreError> {
         count_namespace_bytes(&txn, path)?;
     }
     txn.commit().in_file(path)
+}
+
+/// "2, 3 and 4": the format versions this build opens.
+fn readable_versions() -> String {
+    let older: Vec<String> = FORMAT_VERSIONS_READ.iter().map(u64::to_string).collect();
+    format!("{} and {FORMAT_VERSION}", older.join(", "))
 }
 
 /// Creates [`NAMESPACE_BYTES`] from the stored events (a store written

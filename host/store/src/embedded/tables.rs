@@ -14,17 +14,20 @@ use redb::TableDefinition;
 /// 2 gives each namespace its own log ([`NAMESPACE_LOG`], and the record
 /// carries both the log sequence and the namespace position); 3 writes
 /// event records of record version 3 (a CRC-32 instead of a truncated
-/// blake3; the tables are those of 2).
+/// blake3; the tables are those of 2); 4 commits through the journal
+/// `events.journal` (`super::journal`): the data file alone may lack the
+/// batches since the last checkpoint, which only a build that replays the
+/// journal must open (the tables are those of 2).
 ///
-/// A file of format 2 is still read: its event records (all of record
-/// version 2) are, and the open stamps it 3 before anything is appended
-/// ([`FORMAT_VERSION_READ`]), so a build that reads only 2 refuses it by its
-/// version instead of failing on the first record of version 3.
-pub(super) const FORMAT_VERSION: u64 = 3;
+/// A file of format 2 or 3 is still read: its event records (of record
+/// version 2 or 3) are, and the open stamps it 4 before anything is
+/// appended ([`FORMAT_VERSIONS_READ`]), so a build that reads only an older
+/// format refuses it by its version instead of misreading it.
+pub(super) const FORMAT_VERSION: u64 = 4;
 
-/// The older format version that opening converts, in place, by stamping
+/// The older format versions that opening converts, in place, by stamping
 /// [`FORMAT_VERSION`]: nothing else in the file changes.
-pub(super) const FORMAT_VERSION_READ: u64 = 2;
+pub(super) const FORMAT_VERSIONS_READ: [u64; 2] = [2, 3];
 
 /// The [`META`] key of the format version.
 pub(super) const FORMAT_VERSION_KEY: &str = "format_version";
@@ -64,6 +67,10 @@ pub(super) const NAMESPACE_BYTES: TableDefinition<'static, &str, u64> =
 
 /// Store-wide settings: name → value.
 pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+
+/// The [`META`] key of the number of the last batch the durable file holds
+/// (see `super::journal`): the journal's entries continue from the next.
+pub(super) const JOURNAL_LSN_KEY: &str = "journal_lsn";
 
 /// The names of all tables, for telling an Aether store from another redb file.
 pub(super) const TABLE_NAMES: [&str; 8] = [

@@ -5,11 +5,16 @@
 //! Lifecycle: [`Writer::spawn`] starts the thread when the store opens; it
 //! takes every job queued on its channel (up to [`MAX_BATCH_JOBS`] jobs or
 //! [`MAX_BATCH_BYTES`] of payload), applies them in ONE write transaction,
-//! commits it with immediate durability (redb's 1-phase commit: one fsync),
-//! records the new head in the [watermark](super::watermark), and only then
-//! replies to each job; at most once a second it then syncs the watermark
-//! (see "Commits" in the module docs of `embedded`). Dropping the [`Writer`] closes the channel; the thread
-//! finishes the jobs already queued and exits, and the drop waits for it. If
+//! makes the batch durable (its [journal](super::journal) entry written and
+//! synced, then the transaction committed without a sync; or, when the
+//! entry does not fit, redb's durable 1-phase commit: one fsync either
+//! way), records the new head in the [watermark](super::watermark), and
+//! only then replies to each job. After replying it checkpoints when one is
+//! due (redb made durable, the journal started over: at least once a
+//! second, and when the journal is half full) and syncs the watermark at
+//! most once a second (see "Commits" in the module docs of `embedded`).
+//! Dropping the [`Writer`] closes the channel; the thread finishes the jobs
+//! already queued, checkpoints, and exits, and the drop waits for it. If
 //! the thread dies (redb panicked), every later write fails as unavailable.
 //!
 //! Each job is checked on its own against the state including the earlier
@@ -20,14 +25,19 @@
 //!
 //! Recovery: a batch that fails with an I/O error (a full disk, EIO) leaves
 //! the writer *broken*: redb refuses everything on that database from then
-//! on. Before its next batch, or when readiness asks ([`Job::Probe`]), the
-//! writer reopens the file ([`super::slot`]): closes it once the reads in
-//! flight are done, opens and verifies it again, and checks it against the
-//! watermark, so a recovered store continues exactly after the last
-//! acknowledged commit. Until a commit succeeds again the store is not
+//! on. A failed journal write or checkpoint leaves it broken too. Before
+//! its next batch, or when readiness asks ([`Job::Probe`]), the writer
+//! reopens the file ([`super::slot`]): closes it once the reads in flight
+//! are done, opens it again (replaying the journal), verifies it, and checks
+//! it against the watermark, so a recovered store continues exactly after
+//! the last acknowledged commit. Until a commit succeeds again the store is not
 //! [writable](super::slot::DbSlot::writable); every write in between fails
 //! as [`StoreError::Unavailable`], and nothing acknowledged is lost or
-//! reordered (a failed batch was never acknowledged).
+//! reordered (a failed batch was never acknowledged). A batch whose journal
+//! entry was written whole before the failure (e.g. its sync failed, or the
+//! transaction's commit did) may be replayed by the reopen: its jobs were
+//! answered `Unavailable`, which never says that nothing was stored (a
+//! retry with the same command id finds it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +45,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
+use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{self, Answer, Work};
 use super::errors::{InFile, unavailable};
-use super::faults::WriteFaults;
+use super::faults::{Commits, WriteFaults};
+use super::journal::{self, Journal};
+use super::open::record_lsn;
 use super::slot::DbSlot;
 use super::tables::META;
 use super::watermark::Watermark;
@@ -55,6 +67,10 @@ const QUEUE: usize = 4096;
 /// The watermark is made durable (fsync) at most this often, after a reply,
 /// and when the store closes; see [`super::watermark`].
 const WATERMARK_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// The data file is made durable (a checkpoint, after which the journal
+/// starts over) at least this often while batches are journaled, and
+/// whenever the journal is half full.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 type AppendReply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
@@ -86,7 +102,7 @@ impl Writer {
         slot: Arc<DbSlot>,
         path: Arc<Path>,
         reopen: Reopen,
-        watermark: Watermark,
+        opened: Continue,
     ) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -96,8 +112,11 @@ impl Writer {
             reopen,
             broken: false,
             probes: Vec::new(),
-            watermark,
+            watermark: opened.watermark,
             watermark_synced: Instant::now(),
+            journal: opened.journal,
+            lsn: opened.lsn,
+            checkpointed: Instant::now(),
             commits: Arc::clone(&commits),
         };
         let thread = std::thread::Builder::new()
@@ -155,6 +174,14 @@ pub(super) struct Reopen {
     pub(super) faults: Option<Arc<WriteFaults>>,
 }
 
+/// Where an opened store's writer continues from.
+pub(super) struct Continue {
+    pub(super) watermark: Watermark,
+    pub(super) journal: Option<Journal>,
+    /// The number of the last batch stored.
+    pub(super) lsn: u64,
+}
+
 /// What the writer thread owns.
 struct State {
     slot: Arc<DbSlot>,
@@ -167,14 +194,60 @@ struct State {
     watermark: Watermark,
     /// When the watermark was last made durable.
     watermark_synced: Instant,
+    /// Where batches are made durable first (`None`: straight to redb).
+    journal: Option<Journal>,
+    /// The number of the last batch committed (see [`super::journal`]).
+    lsn: u64,
+    /// When the data file was last made durable.
+    checkpointed: Instant,
     commits: Arc<AtomicU64>,
 }
 
 impl State {
     fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
         self.serve(&mut queue);
-        // The store closes: the last head reaches the disk now.
+        // The store closes: the data file gets every batch (so it is whole
+        // without the journal), and the last head reaches the disk.
+        if !self.broken {
+            self.checkpoint(true);
+        }
         self.sync_watermark(true);
+    }
+
+    /// Makes the data file durable and starts the journal over, if batches
+    /// were journaled since the last checkpoint and one is due (or `now`).
+    /// On failure the writer reopens the file before its next batch (which
+    /// replays the journal).
+    fn checkpoint(&mut self, now: bool) {
+        let Some(journal) = &self.journal else { return };
+        let each_batch = (self.reopen.faults.as_ref())
+            .is_some_and(|faults| faults.commits() == Commits::CheckpointEachBatch);
+        let due = self.checkpointed.elapsed() >= CHECKPOINT_INTERVAL
+            || journal.used() >= journal::CAPACITY / 2
+            || each_batch;
+        if journal.used() == 0 || !(now || due) {
+            return;
+        }
+        let path = &*self.path;
+        let committed = (|| {
+            let db = self.slot.get(path)?;
+            let txn = db.begin_write().in_file(path)?;
+            record_lsn(&txn, path, self.lsn)?;
+            txn.commit().in_file(path)
+        })();
+        match committed {
+            Ok(()) => {
+                if let Some(journal) = &mut self.journal {
+                    journal.start_over();
+                }
+                self.checkpointed = Instant::now();
+            }
+            Err(error) => {
+                tracing::error!(%error, "the event store could not make its data file durable");
+                self.broken = true;
+                self.slot.set_writable(false);
+            }
+        }
     }
 
     /// Makes the watermark durable if it was last synced more than
@@ -225,8 +298,14 @@ impl State {
             return Ok(());
         }
         self.slot.close(&self.path)?;
+        // Drops the journal first: the open reads it again (and replays
+        // what a failed batch may have left in it).
+        self.journal = None;
         let opened = super::open::open(&self.reopen.dir, self.reopen.faults.as_ref())?;
         self.watermark = opened.watermark;
+        self.journal = opened.journal;
+        self.lsn = opened.lsn;
+        self.checkpointed = Instant::now();
         self.slot.put(opened.db);
         self.broken = false;
         tracing::info!(path = %self.path.display(), "reopened the event store after an I/O error");
@@ -287,18 +366,7 @@ impl State {
                 .for_each(|reply| reply.send(Err(&error)));
             return;
         }
-        let path = &*self.path;
-        let committed = (|| {
-            let db = self.slot.get(path)?;
-            // redb's default 1-phase commit: ONE fsync, after which the
-            // batch is durable. A commit cut by a crash fails its checksums
-            // and redb opens the one before; the batch was never
-            // acknowledged. See "Commits" in the module docs of `embedded`.
-            let txn = db.begin_write().in_file(path)?;
-            let answers = apply::apply_all(&txn, path, work)?;
-            txn.commit().in_file(path)?;
-            Ok(answers)
-        })();
+        let committed = self.commit(work);
         match committed {
             Ok((answers, head)) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -314,6 +382,7 @@ impl State {
                 let answered = replies.into_iter().zip(answers);
                 answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
                 // Off the acknowledgement's path: the next batch waits for it.
+                self.checkpoint(false);
                 self.sync_watermark(false);
             }
             Err(error) => {
@@ -329,6 +398,48 @@ impl State {
                     .for_each(|reply| reply.send(Err(&error)));
             }
         }
+    }
+}
+
+impl State {
+    /// Applies the batch in one write transaction and makes it durable:
+    /// its journal entry written and synced, then the transaction committed
+    /// without a sync; or, when the entry does not fit in the journal (or
+    /// there is none), the transaction committed with redb's durable commit
+    /// (one fsync, 1-phase; a commit cut by a crash fails its checksums and
+    /// redb opens the one before: see "Commits" in the module docs of
+    /// `embedded`). Either way the batch is durable before it is visible to
+    /// a reader, and before any job is answered.
+    fn commit(&mut self, work: Vec<Work>) -> Result<(Vec<Answer>, u64), StoreError> {
+        let path = &*self.path;
+        let db = self.slot.get(path)?;
+        let mut txn = db.begin_write().in_file(path)?;
+        let applied = apply::apply_all(&txn, path, work)?;
+        let lsn = self.lsn + 1;
+        match self
+            .journal
+            .as_mut()
+            .filter(|journal| journal.fits(applied.entry.len()))
+        {
+            Some(journal) => {
+                journal
+                    .append(lsn, &applied.entry)
+                    .map_err(|error| unavailable(journal.path(), error))?;
+                txn.set_durability(Durability::None)
+                    .map_err(|error| unavailable(path, error))?;
+                txn.commit().in_file(path)?;
+            }
+            None => {
+                record_lsn(&txn, path, lsn)?;
+                txn.commit().in_file(path)?;
+                if let Some(journal) = &mut self.journal {
+                    journal.start_over();
+                }
+                self.checkpointed = Instant::now();
+            }
+        }
+        self.lsn = lsn;
+        Ok((applied.answers, applied.head))
     }
 }
 

@@ -28,9 +28,10 @@ struct Original {
     snapshots: Vec<Snapshot>,
 }
 
-/// The data file and the head watermark of a store.
+/// The data file, the commit journal and the head watermark of a store.
 struct Files {
     data: Vec<u8>,
+    journal: Vec<u8>,
     watermark: Vec<u8>,
 }
 
@@ -38,9 +39,17 @@ impl Files {
     fn read(dir: &Path) -> Files {
         Files {
             data: std::fs::read(dir.join("events.redb")).unwrap(),
+            journal: std::fs::read(dir.join("events.journal")).unwrap(),
             watermark: std::fs::read(dir.join("events.head")).unwrap(),
         }
     }
+}
+
+/// Which file of a store a case damages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Damaged {
+    Data,
+    Journal,
 }
 
 /// A payload that is easy to find in the file, and padded so that events
@@ -196,29 +205,51 @@ async fn check_copy(dir: &Path, path: &Path, original: &Original, what: &str) ->
     }
 }
 
-/// A store directory holding `data` as its data file, and `watermark` if
-/// given.
-fn copy_with(data: &[u8], watermark: Option<&[u8]>) -> (tempfile::TempDir, PathBuf) {
+/// A store directory holding `data` as its data file, and `journal` and
+/// `watermark` if given.
+fn copy_with(
+    data: &[u8],
+    journal: Option<&[u8]>,
+    watermark: Option<&[u8]>,
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.redb");
     std::fs::write(&path, data).unwrap();
+    if let Some(journal) = journal {
+        std::fs::write(dir.path().join("events.journal"), journal).unwrap();
+    }
     if let Some(watermark) = watermark {
         std::fs::write(dir.path().join("events.head"), watermark).unwrap();
     }
     (dir, path)
 }
 
-/// Flips each bit of [`flips`] in its own copy of `file` and checks the copy.
-async fn flip_each(files: &Files, original: &Original) -> BTreeMap<String, Vec<(usize, u8)>> {
-    let file = &files.data;
+/// Flips each bit of [`flips`] in its own copy of the `which` file and
+/// checks the copy (with the store's other files as they were).
+async fn flip_each(
+    files: &Files,
+    which: Damaged,
+    original: &Original,
+) -> BTreeMap<String, Vec<(usize, u8)>> {
+    let file = match which {
+        Damaged::Data => &files.data,
+        Damaged::Journal => &files.journal,
+    };
     let flips = flips(file);
     assert!(flips.len() >= 30, "only {} flips", flips.len());
     let mut seen = BTreeMap::<String, Vec<(usize, u8)>>::new();
     for &(at, bit) in &flips {
         let mut damaged = file.clone();
         damaged[at] ^= 1 << bit;
-        let (dir, copy) = copy_with(&damaged, Some(&files.watermark));
-        let what = format!("bit {bit} of byte {at} of {}", file.len());
+        let (data, journal) = match which {
+            Damaged::Data => (&damaged, &files.journal),
+            Damaged::Journal => (&files.data, &damaged),
+        };
+        let (dir, copy) = copy_with(data, Some(journal), Some(&files.watermark));
+        let what = format!(
+            "bit {bit} of byte {at} of the {which:?} file of {}",
+            file.len()
+        );
         let outcome = check_copy(dir.path(), &copy, original, &what).await;
         seen.entry(format!("{outcome:?}"))
             .or_default()
@@ -242,21 +273,24 @@ async fn flip_each(files: &Files, original: &Original) -> BTreeMap<String, Vec<(
 async fn flipped_bits_in_a_closed_store_are_refused_or_caught_never_served() {
     let source = tempfile::tempdir().unwrap();
     let (_, original) = write_original(source.path()).await;
-    flip_each(&original.closed, &original).await;
+    flip_each(&original.closed, Damaged::Data, &original).await;
 }
 
-/// After a crash redb must choose between its two commit slots. With its
-/// 1-phase commits (the store's) a damaged newest commit is silently replaced
-/// by the one before it, losing acknowledged events; the head watermark the
-/// crash left next to the file makes that damage an error instead. The last
-/// append's payloads are among the flipped bytes.
+/// After a crash the newest batches are in the commit journal, the older
+/// ones in redb's newest commit. Damage to either must not lose
+/// acknowledged events silently: a damaged journal entry ends the replay
+/// early and a damaged newest commit makes redb fall back to the one before
+/// it, and the head watermark the crash left next to the files makes both
+/// an error instead. The last append's payloads are among the bytes flipped
+/// in the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_bits_in_a_crashed_store_are_refused_or_caught_never_served() {
     let source = tempfile::tempdir().unwrap();
     let (_, original) = write_original(source.path()).await;
-    let seen = flip_each(&original.crashed, &original).await;
-    let newest: Vec<usize> = find(&original.crashed.data, LAST_APPEND_MARKER).collect();
-    assert!(!newest.is_empty(), "the last append is in the file");
+    flip_each(&original.crashed, Damaged::Data, &original).await;
+    let seen = flip_each(&original.crashed, Damaged::Journal, &original).await;
+    let newest: Vec<usize> = find(&original.crashed.journal, LAST_APPEND_MARKER).collect();
+    assert!(!newest.is_empty(), "the last append is in the journal");
     let refused = &seen["RefusedAtOpen"];
     assert!(
         newest.iter().any(|at| refused.iter().any(|(r, _)| r == at)),
@@ -279,7 +313,7 @@ async fn a_truncated_file_is_refused() {
         file.len() - 4096,
         file.len() - 1,
     ] {
-        let (dir, copy) = copy_with(&file[..len], None);
+        let (dir, copy) = copy_with(&file[..len], None, None);
         let what = format!("truncated to {len} of {} bytes", file.len());
         let seen = check_copy(dir.path(), &copy, &original, &what).await;
         assert_eq!(seen, Seen::RefusedAtOpen, "{what}");
@@ -289,7 +323,7 @@ async fn a_truncated_file_is_refused() {
 #[test]
 fn a_file_that_is_not_redb_is_refused() {
     let text = b"this is a text file, not a database\n".repeat(200);
-    let (dir, path) = copy_with(&text, None);
+    let (dir, path) = copy_with(&text, None, None);
     let error = EmbeddedStore::open(dir.path()).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     assert_names_file(&error, &path);
@@ -315,7 +349,7 @@ async fn flipped_bits_across_the_whole_file() {
         for (i, at) in (0..file.len()).step_by(step).enumerate() {
             let mut damaged = file.clone();
             damaged[at] ^= 1 << (i % 8);
-            let (dir, copy) = copy_with(&damaged, Some(&files.watermark));
+            let (dir, copy) = copy_with(&damaged, Some(&files.journal), Some(&files.watermark));
             let what = format!(
                 "{state} store: bit {} of byte {at} of {}",
                 i % 8,

@@ -13,6 +13,7 @@ use aether_core::namespace::Namespace;
 
 mod corruption;
 mod io_errors;
+mod journal;
 mod power_loss;
 mod tamper;
 
@@ -155,7 +156,7 @@ async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
         let records = events.iter().unwrap().map(|e| e.unwrap().1.value()[0]);
         (format, records.collect())
     };
-    assert_eq!(versions(dir.path()), (3, vec![3, 3, 3]));
+    assert_eq!(versions(dir.path()), (4, vec![3, 3, 3]));
     {
         let db = Database::open(dir.path().join("events.redb")).unwrap();
         let txn = db.begin_write().unwrap();
@@ -186,7 +187,7 @@ async fn a_store_of_version_2_records_still_reads_and_appends_version_3() {
     assert_eq!(read.len(), 3);
     assert_eq!(read[..2], before[..2]);
     drop(store);
-    assert_eq!(versions(dir.path()), (3, vec![2, 2, 2, 3]));
+    assert_eq!(versions(dir.path()), (4, vec![2, 2, 2, 3]));
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.read_stream(&acc, 1, 10).await.unwrap(), read);
 }
@@ -496,7 +497,7 @@ fn a_format_version_1_file_is_refused_with_both_versions_named() {
     assert!(
         text.contains("on-disk format version 1 (one log for all namespaces)")
             && text.contains(&format!(
-                "reads only versions 2 and {}",
+                "reads only versions 2, 3 and {}",
                 super::tables::FORMAT_VERSION
             )),
         "{text}"

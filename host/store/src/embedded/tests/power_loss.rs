@@ -1,11 +1,12 @@
 //! A simulated power loss: what the disk holds is what was synced, plus any
 //! part of what was written after the last sync. The store runs on
-//! [`FaultyFile`](crate::embedded::faults::FaultyFile) with a journal of
-//! every write, resize and sync of its data file; each sync is a moment the
-//! power may fail. For each such moment the test builds disk images (the
-//! synced state, plus none, all, prefixes and random subsets of the writes
-//! since, and writes torn at 512-byte sectors), puts the watermark written
-//! by then next to each, opens it as a store and checks:
+//! [`FaultyFile`](crate::embedded::faults::FaultyFile) with a record of
+//! every write, resize and sync of its data file and its commit journal;
+//! each sync is a moment the power may fail. For each such moment the test
+//! builds disk images of both files (each file's synced state, plus none,
+//! all, prefixes and random subsets of the writes since, and writes torn at
+//! 512-byte sectors), puts the watermark written by then next to each, opens
+//! it as a store and checks:
 //!
 //! - the store opens (a torn commit is rolled back or refused by redb's
 //!   checksums, never an error that keeps the store closed);
@@ -17,7 +18,7 @@
 //!   that lost only unacknowledged writes.
 
 use super::*;
-use crate::embedded::faults::{JournalOp, WriteFaults};
+use crate::embedded::faults::{Commits, FileKind, JournalOp, WriteFaults};
 
 /// Appends made (one at a time, each awaited): each is one commit.
 const APPENDS: usize = 40;
@@ -52,34 +53,60 @@ impl Rng {
     }
 }
 
-fn apply(image: &mut Vec<u8>, op: &JournalOp) {
+/// The two files' bytes: the data file and the journal.
+#[derive(Clone, Default)]
+struct Disk {
+    data: Vec<u8>,
+    journal: Vec<u8>,
+}
+
+impl Disk {
+    fn file(&mut self, file: FileKind) -> &mut Vec<u8> {
+        match file {
+            FileKind::Data => &mut self.data,
+            FileKind::Journal => &mut self.journal,
+        }
+    }
+}
+
+fn apply(disk: &mut Disk, op: &JournalOp) {
     match op {
-        JournalOp::Write { offset, data } => {
+        JournalOp::Write { file, offset, data } => {
+            let image = disk.file(*file);
             let (start, end) = (*offset as usize, *offset as usize + data.len());
             if image.len() < end {
                 image.resize(end, 0);
             }
             image[start..end].copy_from_slice(data);
         }
-        JournalOp::SetLen(len) => image.resize(*len as usize, 0),
+        JournalOp::SetLen(len) => disk.data.resize(*len as usize, 0),
         JournalOp::Sync { .. } => {}
     }
 }
 
+/// The file an operation is on (a resize is of the data file).
+fn file_of(op: &JournalOp) -> FileKind {
+    match op {
+        JournalOp::Write { file, .. } | JournalOp::Sync { file, .. } => *file,
+        JournalOp::SetLen(_) => FileKind::Data,
+    }
+}
+
 /// Applies only the 512-byte sectors of `op` (a write) that `keep` picks.
-fn apply_torn(image: &mut Vec<u8>, op: &JournalOp, keep: &mut impl FnMut() -> bool) -> bool {
-    let JournalOp::Write { offset, data } = op else {
-        apply(image, op);
+fn apply_torn(disk: &mut Disk, op: &JournalOp, keep: &mut impl FnMut() -> bool) -> bool {
+    let JournalOp::Write { file, offset, data } = op else {
+        apply(disk, op);
         return false;
     };
     let mut torn = false;
     for (index, chunk) in data.chunks(SECTOR).enumerate() {
         if keep() {
             let at = JournalOp::Write {
+                file: *file,
                 offset: offset + (index * SECTOR) as u64,
                 data: chunk.to_vec(),
             };
-            apply(image, &at);
+            apply(disk, &at);
         } else {
             torn = true;
         }
@@ -88,15 +115,16 @@ fn apply_torn(image: &mut Vec<u8>, op: &JournalOp, keep: &mut impl FnMut() -> bo
 }
 
 /// The disk images a power loss at this moment can leave: `synced` plus
-/// parts of `pending` (the operations since the last sync, in order).
-fn images(synced: &[u8], pending: &[&JournalOp], rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
+/// parts of `pending` (the operations on each file since its last sync, in
+/// order).
+fn images(synced: &Disk, pending: &[&JournalOp], rng: &mut Rng) -> Vec<(String, Disk)> {
     let with = |ops: &mut dyn Iterator<Item = &&JournalOp>| {
-        let mut image = synced.to_vec();
+        let mut image = synced.clone();
         ops.for_each(|op| apply(&mut image, op));
         image
     };
     let mut out = vec![
-        ("nothing since the sync".to_owned(), synced.to_vec()),
+        ("nothing since the sync".to_owned(), synced.clone()),
         (
             "everything since the sync".to_owned(),
             with(&mut pending.iter()),
@@ -129,7 +157,7 @@ fn images(synced: &[u8], pending: &[&JournalOp], rng: &mut Rng) -> Vec<(String, 
             break;
         }
         let victim = big[rng.below(big.len())];
-        let mut image = synced.to_vec();
+        let mut image = synced.clone();
         let mut torn = false;
         for (i, op) in pending.iter().enumerate() {
             if i == victim {
@@ -160,7 +188,7 @@ struct Outcomes {
 /// checks it holds exactly the acknowledged appends, plus possibly the whole
 /// append in flight.
 async fn check_image(
-    image: &[u8],
+    image: &Disk,
     watermark: Option<&[u8]>,
     acked: &[&Sent],
     in_flight: Option<&Sent>,
@@ -168,7 +196,8 @@ async fn check_image(
     outcomes: &mut Outcomes,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("events.redb"), image).unwrap();
+    std::fs::write(dir.path().join("events.redb"), &image.data).unwrap();
+    std::fs::write(dir.path().join("events.journal"), &image.journal).unwrap();
     if let Some(watermark) = watermark {
         std::fs::write(dir.path().join("events.head"), watermark).unwrap();
     }
@@ -227,11 +256,32 @@ fn watermark_head(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().unwrap())
 }
 
+/// Through the journal, as in production (a checkpoint now and then).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_loss_keeps_every_acknowledged_append_and_no_part_of_another() {
+    power_loss(Commits::Journaled).await;
+}
+
+/// Through the journal with a checkpoint after every batch: power losses
+/// while the data file takes the journaled batches and the journal starts
+/// over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_loss_during_checkpoints_keeps_every_acknowledged_append() {
+    power_loss(Commits::CheckpointEachBatch).await;
+}
+
+/// Without the journal (a store whose journal could not be created, or a
+/// batch too big for it): every batch a durable redb commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_loss_without_the_journal_keeps_every_acknowledged_append() {
+    power_loss(Commits::Direct).await;
+}
+
+async fn power_loss(commits: Commits) {
     let started = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let faults = WriteFaults::new();
+    faults.set_commits(commits);
     faults.start_journal(dir.path().join("events.head"));
     let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
     // A store created through the journaled backend is not created
@@ -272,57 +322,99 @@ async fn a_power_loss_keeps_every_acknowledged_append_and_no_part_of_another() {
         .iter()
         .enumerate()
         .filter_map(|(at, op)| match op {
-            JournalOp::Sync { watermark } if at >= opened_at => Some((at, watermark.clone())),
+            JournalOp::Sync { watermark, .. } if at >= opened_at => Some((at, watermark.clone())),
             _ => None,
         })
         .collect();
     moments.push((journal.len(), Some(last_watermark)));
     let syncs = moments.len() - 1;
-    // One fsync per commit (redb's 1-phase commit; 2-phase made two), and
-    // one more when the commit grew the file (redb syncs the new length
-    // before it writes into it).
+    // One fsync per commit on the acknowledgement's path: the journal
+    // entry's (the data file is synced by checkpoints, after a reply, so
+    // one may fall inside the next append's window); without the journal,
+    // redb's 1-phase commit's, and one more when the commit grew the file
+    // (redb syncs the new length before it writes into it). `durable_at`:
+    // where that sync is in the record; once the writer records a later
+    // sync, it has returned.
+    let is_sync = |op: &JournalOp, kind: FileKind| matches!(op, JournalOp::Sync { file, .. } if *file == kind);
+    let mut durable_at = Vec::new();
     for (i, append) in sent.iter().enumerate() {
         let ops = &journal[append.sent_at..append.acked_at];
-        let count = |what: fn(&JournalOp) -> bool| ops.iter().filter(|op| what(op)).count();
-        let syncs = count(|op| matches!(op, JournalOp::Sync { .. }));
-        let resizes = count(|op| matches!(op, JournalOp::SetLen(_)));
-        assert_eq!(
-            syncs,
-            1 + resizes,
-            "append {i} made {syncs} syncs of the data file and {resizes} resizes"
-        );
+        let count = |what: &dyn Fn(&JournalOp) -> bool| ops.iter().filter(|op| what(op)).count();
+        let journal_syncs = count(&|op| is_sync(op, FileKind::Journal));
+        let data_syncs = count(&|op| is_sync(op, FileKind::Data));
+        let resizes = count(&|op| matches!(op, JournalOp::SetLen(_)));
+        let commit_sync = if commits == Commits::Direct {
+            assert_eq!(
+                (journal_syncs, data_syncs),
+                (0, 1 + resizes),
+                "append {i} made {data_syncs} syncs of the data file and {resizes} resizes"
+            );
+            ops.iter().rposition(|op| is_sync(op, FileKind::Data))
+        } else {
+            assert_eq!(
+                journal_syncs, 1,
+                "append {i} made {journal_syncs} syncs of the journal"
+            );
+            ops.iter().position(|op| is_sync(op, FileKind::Journal))
+        };
+        durable_at.push(append.sent_at + commit_sync.expect("counted above"));
     }
 
     let mut rng = Rng(0x5eed_0fc0_ffee);
     let mut outcomes = Outcomes::default();
-    // What the last sync of the open made durable; what the open wrote
-    // after it is pending at the first moment.
-    let mut synced_upto = journal[..opened_at]
-        .iter()
-        .rposition(|op| matches!(op, JournalOp::Sync { .. }))
-        .expect("the open syncs");
-    let mut synced = Vec::new();
-    for op in &journal[..synced_upto] {
-        apply(&mut synced, op);
+    // For each file, what its last sync made durable (during the open, for
+    // the first moment) and where in the record that sync was.
+    let last_sync_before = |file: FileKind, at: usize| {
+        journal[..at]
+            .iter()
+            .rposition(|op| matches!(op, JournalOp::Sync { file: f, .. } if *f == file))
+            .unwrap_or_else(|| panic!("the open syncs the {file:?} file"))
+    };
+    let mut synced_upto = [
+        last_sync_before(FileKind::Data, opened_at),
+        match commits {
+            Commits::Direct => 0,
+            _ => last_sync_before(FileKind::Journal, opened_at),
+        },
+    ];
+    let mut synced = Disk::default();
+    for (index, file) in [FileKind::Data, FileKind::Journal].into_iter().enumerate() {
+        for op in journal[..synced_upto[index]]
+            .iter()
+            .filter(|op| file_of(op) == file)
+        {
+            apply(&mut synced, op);
+        }
     }
+    let slot = |file: FileKind| usize::from(file == FileKind::Journal);
     let mut strongest_watermark = 0;
     for (moment, (at, watermark)) in moments.iter().enumerate() {
         let acked: Vec<&Sent> = sent.iter().filter(|s| s.acked_at <= *at).collect();
         let acked_count = acked.len();
         let in_flight = sent.get(acked_count).filter(|s| s.sent_at <= *at);
-        let pending: Vec<&JournalOp> = journal[synced_upto..*at]
+        // Each file's operations since its own last sync, in order.
+        let pending: Vec<&JournalOp> = journal[..*at]
             .iter()
-            .filter(|op| !matches!(op, JournalOp::Sync { .. }))
+            .enumerate()
+            .filter(|(index, op)| {
+                !matches!(op, JournalOp::Sync { .. }) && *index >= synced_upto[slot(file_of(op))]
+            })
+            .map(|(_, op)| op)
             .collect();
         if let Some(bytes) = watermark.as_deref().filter(|b| b.len() == 16) {
-            // Never ahead of what is synced: the acknowledged appends are
-            // exactly the events the synced state must hold.
+            // Never ahead of what is durable: the appends whose commit's
+            // sync returned before this moment.
             let head = watermark_head(bytes);
-            let synced_events: u64 = acked.iter().map(|s| s.payloads.len() as u64).sum();
+            let synced_events: u64 = sent
+                .iter()
+                .zip(&durable_at)
+                .filter(|(_, durable)| **durable < *at)
+                .map(|(s, _)| s.payloads.len() as u64)
+                .sum();
             assert!(
                 head <= synced_events,
                 "moment {moment}: the watermark says {head} events, only {synced_events} are \
-                 acknowledged (synced)"
+                 durable"
             );
             strongest_watermark = strongest_watermark.max(head);
         }
@@ -342,14 +434,18 @@ async fn a_power_loss_keeps_every_acknowledged_append_and_no_part_of_another() {
             )
             .await;
         }
-        // Past this sync, everything before it is on disk.
-        for op in &journal[synced_upto..*at] {
-            apply(&mut synced, op);
+        // Past this sync, everything written to its file before it is on
+        // disk.
+        if let Some(JournalOp::Sync { file, .. }) = journal.get(*at) {
+            let upto = &mut synced_upto[slot(*file)];
+            for op in journal[*upto..*at].iter().filter(|op| file_of(op) == *file) {
+                apply(&mut synced, op);
+            }
+            *upto = *at;
         }
-        synced_upto = *at;
     }
     println!(
-        "{syncs} syncs for {APPENDS} appends, {outcomes:?}, in {:?}",
+        "{commits:?}: {syncs} syncs for {APPENDS} appends, {outcomes:?}, in {:?}",
         started.elapsed()
     );
     let total: usize = sent.iter().map(|s| s.payloads.len()).sum();

@@ -1,0 +1,303 @@
+//! The commit journal `events.journal`: where a batch is made durable, with
+//! one sequential write and one `fdatasync`, before its redb transaction
+//! commits without a sync of its own.
+//!
+//! A redb commit writes every B-tree page the batch changed (a one-event
+//! append dirties about 14 pages over the store's tables) and syncs them; the
+//! sync's cost grows with the pages (see BENCHMARKS.md, 2026-12-05). The
+//! journal instead holds each batch as the list of table writes it made
+//! ([`super::ops`]), appended at the end of the entries since the last
+//! checkpoint. Every second, or once the journal is half full, the writer
+//! makes redb durable with one ordinary commit (a *checkpoint*), recording
+//! in `META` the number of the last batch it covers
+//! ([`super::tables::JOURNAL_LSN_KEY`]), and starts the journal over.
+//!
+//! # Format
+//!
+//! The file is a run of entries from offset 0, each a 24-byte header and a
+//! payload, integers little-endian:
+//!
+//! | Offset | Size | Field |
+//! |---|---|---|
+//! | 0 | 4 | magic `AEJ1` |
+//! | 4 | 4 | payload length |
+//! | 8 | 8 | the batch's number (*lsn*), one more than the entry before |
+//! | 16 | 4 | CRC-32 of bytes 4..16 ‖ the payload |
+//! | 20 | 4 | zero |
+//!
+//! Bytes after the last entry are stale: zeros, or entries written before
+//! the last checkpoint (whose numbers are at most the checkpoint's).
+//!
+//! # Invariants
+//!
+//! - **Entries after the checkpoint are consecutive from its number + 1**,
+//!   starting at offset 0: the journal is started over only right after a
+//!   durable commit that recorded the number of the last batch, and every
+//!   batch gets the next number. So reading stops, without ambiguity, at the
+//!   first entry whose header or checksum fails or whose number is not the
+//!   next: a torn entry (its sync never returned, so it was never
+//!   acknowledged) or a stale one.
+//! - **A batch is acknowledged only after its entry's sync returned**, and
+//!   it becomes visible to readers only after that (its redb transaction
+//!   commits after the entry is durable).
+//! - **Replaying is idempotent**: an entry holds the values the batch wrote,
+//!   not deltas, so applying an entry whose writes redb already made durable
+//!   (e.g. by a readiness probe's commit) changes nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::errors::unavailable;
+use super::faults::{FileKind, WriteFaults};
+use crate::StoreError;
+
+/// The journal inside the store's directory.
+pub(super) const FILE_NAME: &str = "events.journal";
+
+/// The most the journal grows to. A batch whose entry does not fit after
+/// the entries since the last checkpoint is committed to redb durably
+/// instead (and the journal starts over).
+pub(super) const CAPACITY: u64 = 32 << 20;
+
+/// A new journal's length: it grows (filled with zeros and synced, so that
+/// an entry's sync never has to allocate) by doubling up to [`CAPACITY`].
+const INITIAL: u64 = 1 << 20;
+
+const MAGIC: &[u8; 4] = b"AEJ1";
+const HEADER: usize = 24;
+
+/// The open journal.
+pub(super) struct Journal {
+    file: File,
+    path: PathBuf,
+    faults: Option<Arc<WriteFaults>>,
+    /// The file's length (zeros beyond the entries).
+    len: u64,
+    /// Where the next entry goes.
+    end: u64,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating it (zeros, synced, and the
+    /// directory synced) if it is missing.
+    pub(super) fn open(
+        dir: &Path,
+        faults: Option<Arc<WriteFaults>>,
+    ) -> Result<Journal, StoreError> {
+        let path = dir.join(FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|error| unavailable(&path, error))?;
+        let len = file
+            .metadata()
+            .map_err(|error| unavailable(&path, error))?
+            .len();
+        let mut journal = Journal {
+            file,
+            path,
+            faults,
+            len,
+            end: 0,
+        };
+        if journal.len < INITIAL {
+            journal
+                .grow_to(INITIAL)
+                .map_err(|error| unavailable(&journal.path, error))?;
+            File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|error| {
+                    unavailable(dir, format_args!("cannot sync the directory: {error}"))
+                })?;
+        }
+        Ok(journal)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entries numbered `after + 1`, `after + 2`… from the start of the
+    /// file, up to the first that is missing, torn or stale.
+    pub(super) fn entries_after(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut bytes = vec![0; self.len as usize];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|error| unavailable(&self.path, error))?;
+        let mut entries = Vec::new();
+        let mut at = 0;
+        let mut next = after + 1;
+        while let Some((lsn, payload)) = entry_at(&bytes, at) {
+            if lsn != next {
+                break;
+            }
+            at += HEADER + payload.len();
+            entries.push((lsn, payload.to_vec()));
+            next += 1;
+        }
+        Ok(entries)
+    }
+
+    /// Whether an entry of `payload` bytes fits after those written since
+    /// the journal last started over.
+    pub(super) fn fits(&self, payload: usize) -> bool {
+        self.end + (HEADER + payload) as u64 <= CAPACITY
+    }
+
+    /// How many bytes the entries since the last start over take.
+    pub(super) fn used(&self) -> u64 {
+        self.end
+    }
+
+    /// Writes the entry numbered `lsn` after the others and syncs it: once
+    /// this returns `Ok`, the entry survives a power loss. The caller
+    /// checked that it [`fits`](Journal::fits).
+    pub(super) fn append(&mut self, lsn: u64, payload: &[u8]) -> io::Result<()> {
+        let mut entry = Vec::with_capacity(HEADER + payload.len());
+        entry.extend_from_slice(MAGIC);
+        entry.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        entry.extend_from_slice(&lsn.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&entry[4..16]);
+        crc.update(payload);
+        entry.extend_from_slice(&crc.finalize().to_le_bytes());
+        entry.extend_from_slice(&[0; 4]);
+        entry.extend_from_slice(payload);
+        let end = self.end + entry.len() as u64;
+        if end > self.len {
+            let mut len = self.len.max(INITIAL);
+            while len < end {
+                len *= 2;
+            }
+            self.grow_to(len.min(CAPACITY).max(end))?;
+        }
+        self.write_at(&entry, self.end)?;
+        self.sync()?;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Starts over at offset 0: only after a durable redb commit that
+    /// recorded the number of the last entry.
+    pub(super) fn start_over(&mut self) {
+        self.end = 0;
+    }
+
+    /// Fills the file with zeros up to `len` and syncs it.
+    fn grow_to(&mut self, len: u64) -> io::Result<()> {
+        let zeros = vec![0; 1 << 20];
+        let mut at = self.len;
+        while at < len {
+            let chunk = (len - at).min(zeros.len() as u64) as usize;
+            self.write_at(&zeros[..chunk], at)?;
+            at += chunk as u64;
+        }
+        self.sync()?;
+        self.len = len.max(self.len);
+        Ok(())
+    }
+
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.before_write(FileKind::Journal, offset + bytes.len() as u64 > self.len)?;
+        }
+        self.file.write_all_at(bytes, offset)?;
+        if let Some(faults) = &self.faults {
+            faults.wrote(FileKind::Journal, offset, bytes);
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.syncing(FileKind::Journal)?;
+        }
+        self.file.sync_data()
+    }
+}
+
+/// The entry at `at`, if a whole one with a valid header and checksum is
+/// there: its number and payload.
+fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, &[u8])> {
+    let header = bytes.get(at..at + HEADER)?;
+    if &header[..4] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    let lsn = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let crc = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[4..16]);
+    hasher.update(payload);
+    (hasher.finalize() == crc).then_some((lsn, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lsns(journal: &Journal, after: u64) -> Vec<u64> {
+        let entries = journal.entries_after(after).unwrap();
+        entries.into_iter().map(|(lsn, _)| lsn).collect()
+    }
+
+    #[test]
+    fn reading_stops_at_a_torn_or_stale_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(
+            lsns(&journal, 0),
+            Vec::<u64>::new(),
+            "a new journal is empty"
+        );
+        for lsn in 1..=5 {
+            journal
+                .append(lsn, &vec![lsn as u8; 100 * lsn as usize])
+                .unwrap();
+        }
+        assert_eq!(lsns(&journal, 0), [1, 2, 3, 4, 5]);
+        let entries = journal.entries_after(0).unwrap();
+        assert_eq!(entries[2].1, vec![3; 300], "payloads read back");
+        // Numbers must continue from the checkpoint's.
+        assert_eq!(lsns(&journal, 1), Vec::<u64>::new());
+
+        // After a checkpoint at 5, two new entries over the old ones: the
+        // stale ones after them (numbers 3…5) are not read.
+        journal.start_over();
+        journal.append(6, b"six").unwrap();
+        journal.append(7, b"seven").unwrap();
+        assert_eq!(lsns(&journal, 5), [6, 7]);
+
+        // A damaged byte in entry 7's payload ends the run before it.
+        let path = journal.path().to_owned();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = HEADER + 3 + HEADER + 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let reopened = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(lsns(&reopened, 5), [6]);
+    }
+
+    #[test]
+    fn it_grows_past_its_first_length_up_to_its_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path(), None).unwrap();
+        let big = vec![7; (INITIAL as usize) * 3 / 2];
+        assert!(journal.fits(big.len()));
+        journal.append(1, &big).unwrap();
+        journal.append(2, &big).unwrap();
+        assert!(journal.len >= 2 * big.len() as u64);
+        assert_eq!(lsns(&journal, 0), [1, 2]);
+        assert!(
+            !journal.fits(CAPACITY as usize),
+            "an entry bigger than the journal"
+        );
+    }
+}

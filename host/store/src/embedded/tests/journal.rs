@@ -1,0 +1,100 @@
+//! The commit journal seen from outside the writer: a store that crashed
+//! (its files copied while it was open) opens with every acknowledged
+//! append, because `open` replays the journal; without the journal the
+//! data file alone is refused, not served short; and a batch too big for
+//! the journal is committed to the data file durably, as every batch was
+//! before the journal.
+
+use super::*;
+
+/// The store's files as a crash would leave them (copied while it is open,
+/// after its last append was acknowledged), in a new directory.
+fn crashed_copy(dir: &Path, with_journal: bool) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let mut files = vec!["events.redb", "events.head"];
+    if with_journal {
+        files.push("events.journal");
+    }
+    for file in files {
+        std::fs::copy(dir.join(file), copy.path().join(file)).unwrap();
+    }
+    copy
+}
+
+#[tokio::test]
+async fn a_crashed_store_opens_with_every_acknowledged_append_replayed_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    for i in 0..30u64 {
+        let acc = stream(&format!("acc-{}", i % 4));
+        let mut req = request(&acc, ExpectedVersion::Any, &[format!(r#"{{"n":{i}}}"#)]);
+        req.metadata.command_id = Some(format!("cmd-{i}"));
+        store.append(req).await.unwrap();
+    }
+    let acc = stream("acc-1");
+    let snap = snapshot(&acc, store.stream_version(&acc).await.unwrap(), "state");
+    store.save_snapshot(snap.clone()).await.unwrap();
+    let before = everything(&store).await;
+    let crashed = crashed_copy(dir.path(), true);
+    let data_alone = crashed_copy(dir.path(), false);
+    drop(store);
+
+    let reopened = EmbeddedStore::open(crashed.path()).unwrap();
+    assert_eq!(everything(&reopened).await, before);
+    let digest = snap.snapshot_key.as_str();
+    let loaded = reopened.load_snapshot(&acc, digest).await.unwrap();
+    assert_eq!(loaded.map(|s| s.state), Some(snap.state));
+    let original = reopened
+        .command_events(&stream("acc-3"), "cmd-7")
+        .await
+        .unwrap();
+    assert_eq!(
+        original.map(|events| events[0].data.clone()),
+        Some(br#"{"n":7}"#.to_vec())
+    );
+    // It continues after what it replayed, and a second open replays
+    // nothing twice.
+    reopened
+        .append(request(&acc, ExpectedVersion::Any, &["{}".into()]))
+        .await
+        .unwrap();
+    drop(reopened);
+    let again = EmbeddedStore::open(crashed.path()).unwrap();
+    assert_eq!(everything(&again).await.len(), before.len() + 1);
+
+    // The journal held acknowledged appends that the data file did not:
+    // without it the store refuses to open (the watermark is ahead).
+    let error = EmbeddedStore::open(data_alone.path()).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_batch_too_big_for_the_journal_is_committed_to_the_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let acc = stream("acc-1");
+    store
+        .append(request(&acc, ExpectedVersion::Exact(0), &["{}".into()]))
+        .await
+        .unwrap();
+    let big = format!(
+        r#"{{"blob":"{}"}}"#,
+        "b".repeat(crate::embedded::journal::CAPACITY as usize)
+    );
+    store
+        .append(request(
+            &acc,
+            ExpectedVersion::Exact(1),
+            std::slice::from_ref(&big),
+        ))
+        .await
+        .unwrap();
+    let before = everything(&store).await;
+    // The data file alone holds both appends (the small one was journaled,
+    // the big one's durable commit took it along).
+    let data_alone = crashed_copy(dir.path(), false);
+    drop(store);
+    let reopened = EmbeddedStore::open(data_alone.path()).unwrap();
+    assert_eq!(everything(&reopened).await, before);
+    assert_eq!(before[1].data, big.into_bytes());
+}
