@@ -124,8 +124,9 @@ impl Journal {
     }
 
     /// The entries numbered `after + 1`, `after + 2`… from the start of the
-    /// file, up to the first that is missing, torn or stale.
-    pub(super) fn entries_after(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// file, up to the first that is missing, torn or stale; the next entry
+    /// goes after them.
+    pub(super) fn entries_after(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut bytes = vec![0; self.len as usize];
         self.file
             .read_exact_at(&mut bytes, 0)
@@ -141,6 +142,7 @@ impl Journal {
             entries.push((lsn, payload.to_vec()));
             next += 1;
         }
+        self.end = at as u64;
         Ok(entries)
     }
 
@@ -243,7 +245,7 @@ fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, &[u8])> {
 mod tests {
     use super::*;
 
-    fn lsns(journal: &Journal, after: u64) -> Vec<u64> {
+    fn lsns(journal: &mut Journal, after: u64) -> Vec<u64> {
         let entries = journal.entries_after(after).unwrap();
         entries.into_iter().map(|(lsn, _)| lsn).collect()
     }
@@ -253,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(dir.path(), None).unwrap();
         assert_eq!(
-            lsns(&journal, 0),
+            lsns(&mut journal, 0),
             Vec::<u64>::new(),
             "a new journal is empty"
         );
@@ -262,18 +264,18 @@ mod tests {
                 .append(lsn, &vec![lsn as u8; 100 * lsn as usize])
                 .unwrap();
         }
-        assert_eq!(lsns(&journal, 0), [1, 2, 3, 4, 5]);
+        assert_eq!(lsns(&mut journal, 0), [1, 2, 3, 4, 5]);
         let entries = journal.entries_after(0).unwrap();
         assert_eq!(entries[2].1, vec![3; 300], "payloads read back");
         // Numbers must continue from the checkpoint's.
-        assert_eq!(lsns(&journal, 1), Vec::<u64>::new());
+        assert_eq!(lsns(&mut journal, 1), Vec::<u64>::new());
 
         // After a checkpoint at 5, two new entries over the old ones: the
         // stale ones after them (numbers 3…5) are not read.
         journal.start_over();
         journal.append(6, b"six").unwrap();
         journal.append(7, b"seven").unwrap();
-        assert_eq!(lsns(&journal, 5), [6, 7]);
+        assert_eq!(lsns(&mut journal, 5), [6, 7]);
 
         // A damaged byte in entry 7's payload ends the run before it.
         let path = journal.path().to_owned();
@@ -281,8 +283,8 @@ mod tests {
         let at = HEADER + 3 + HEADER + 2;
         bytes[at] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
-        let reopened = Journal::open(dir.path(), None).unwrap();
-        assert_eq!(lsns(&reopened, 5), [6]);
+        let mut reopened = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(lsns(&mut reopened, 5), [6]);
     }
 
     #[test]
@@ -294,7 +296,7 @@ mod tests {
         journal.append(1, &big).unwrap();
         journal.append(2, &big).unwrap();
         assert!(journal.len >= 2 * big.len() as u64);
-        assert_eq!(lsns(&journal, 0), [1, 2]);
+        assert_eq!(lsns(&mut journal, 0), [1, 2]);
         assert!(
             !journal.fits(CAPACITY as usize),
             "an entry bigger than the journal"

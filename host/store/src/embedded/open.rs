@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::errors::{InFile, corrupt, unavailable};
 use super::faults::{Commits, FaultyFile, WriteFaults};
@@ -33,8 +33,10 @@ pub(super) struct Opened {
     pub(super) path: PathBuf,
     pub(super) verified: Verified,
     pub(super) watermark: Watermark,
-    /// The commit journal, started over; `None` if it could not be created
-    /// (a full disk): the writer then commits every batch to redb durably.
+    /// The commit journal, positioned after the entries replayed (which
+    /// the writer's next checkpoint makes durable in the data file); `None`
+    /// if it could not be created (a full disk): the writer then commits
+    /// every batch to redb durably.
     pub(super) journal: Option<Journal>,
     /// The number of the last batch the data file holds.
     pub(super) lsn: u64,
@@ -114,17 +116,20 @@ fn open_journal(
 }
 
 /// Applies the journal's batches after the last one the data file holds,
-/// in one durable commit, and starts the journal over; returns the number
-/// of the last batch the data file now holds.
+/// in one transaction committed without a sync (they are durable in the
+/// journal, which goes on after them until the writer's next checkpoint);
+/// returns the number of the last batch stored. Nothing here needs the
+/// disk to have room, so a store opens, and serves reads, on a full disk.
 fn replay(db: &Database, path: &Path, journal: &mut Journal) -> Result<u64, StoreError> {
     let last = stored_lsn(db, path)?;
     let entries = journal.entries_after(last)?;
     let Some((newest, _)) = entries.last() else {
-        journal.start_over();
         return Ok(last);
     };
     let newest = *newest;
-    let txn = db.begin_write().in_file(path)?;
+    let mut txn = db.begin_write().in_file(path)?;
+    txn.set_durability(Durability::None)
+        .map_err(|error| unavailable(path, error))?;
     {
         let mut tables = Tables::open(&txn, path)?;
         for (lsn, payload) in &entries {
@@ -135,10 +140,12 @@ fn replay(db: &Database, path: &Path, journal: &mut Journal) -> Result<u64, Stor
             }
         }
     }
-    record_lsn(&txn, path, newest)?;
     txn.commit().in_file(path)?;
-    tracing::info!(path = %journal.path().display(), batches = entries.len(), "replayed the commit journal");
-    journal.start_over();
+    tracing::info!(
+        path = %journal.path().display(),
+        batches = entries.len(),
+        "replayed the commit journal"
+    );
     Ok(newest)
 }
 

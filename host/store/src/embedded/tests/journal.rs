@@ -98,3 +98,44 @@ async fn a_batch_too_big_for_the_journal_is_committed_to_the_data_file() {
     assert_eq!(everything(&reopened).await, before);
     assert_eq!(before[1].data, big.into_bytes());
 }
+
+/// Replaying needs no room on the disk: a crashed store opens on a full
+/// disk and serves what it acknowledged; writes resume, and the replayed
+/// batches reach the data file, once there is room.
+#[tokio::test]
+async fn a_crashed_store_replays_on_a_full_disk_and_serves_reads() {
+    use crate::embedded::faults::WriteFaults;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let acc = stream("acc-1");
+    for version in 0..5 {
+        store
+            .append(request(
+                &acc,
+                ExpectedVersion::Exact(version),
+                &["{}".into()],
+            ))
+            .await
+            .unwrap();
+    }
+    let before = everything(&store).await;
+    let crashed = crashed_copy(dir.path(), true);
+    drop(store);
+
+    let faults = WriteFaults::new();
+    faults.full(true);
+    let store = EmbeddedStore::open_with(crashed.path(), Some(Arc::clone(&faults)))
+        .expect("a crashed store opens on a full disk");
+    assert_eq!(everything(&store).await, before);
+    faults.full(false);
+    store
+        .append(request(&acc, ExpectedVersion::Exact(5), &["{}".into()]))
+        .await
+        .unwrap();
+    drop(store);
+    // Closed cleanly: the data file alone now holds every append.
+    let data_alone = crashed_copy(crashed.path(), false);
+    let reopened = EmbeddedStore::open(data_alone.path()).unwrap();
+    assert_eq!(everything(&reopened).await.len(), before.len() + 1);
+}
