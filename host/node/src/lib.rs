@@ -12,7 +12,7 @@
 //!                  └─ metrics: per-namespace counters and latency histograms
 //! ```
 //!
-//! Data directory layout: `events.redb` + `events.head` (the embedded event store),
+//! Data directory layout: `events.redb`, `events.journal` and `events.head` (the embedded event store),
 //! `compiled/` (compile cache), `node.json` (tenants) and
 //! `components/<namespace>/<digest>.wasm` (deployed components; which one
 //! is active is recorded as events, see [`registry`]).

@@ -14,7 +14,7 @@
 //!
 //! # Format
 //!
-//! The file is a run of entries from offset 0, each a 24-byte header and a
+//! The file is a run of entries from offset 0, each a 32-byte header and a
 //! payload, integers little-endian:
 //!
 //! | Offset | Size | Field |
@@ -22,18 +22,28 @@
 //! | 0 | 4 | magic `AEJ1` |
 //! | 4 | 4 | payload length |
 //! | 8 | 8 | the batch's number (*lsn*), one more than the entry before |
-//! | 16 | 4 | CRC-32 of bytes 4..16 ‖ the payload |
-//! | 20 | 4 | zero |
+//! | 16 | 8 | the journal's generation (below) |
+//! | 24 | 4 | CRC-32 of bytes 4..24 ‖ the payload |
+//! | 28 | 4 | zero |
 //!
 //! Bytes after the last entry are stale: zeros, or entries written before
 //! the last checkpoint (whose numbers are at most the checkpoint's).
 //!
+//! The **generation** is a random number drawn at each checkpoint and
+//! recorded with it ([`super::tables::JOURNAL_GENERATION_KEY`]); the entries
+//! written after that checkpoint carry it, and reading accepts no other.
+//! Stale bytes after the last entry may hold event data a tenant chose,
+//! including a well-formed entry with the right number and checksum (CRC-32
+//! is not a secret); it would still need a generation drawn after it was
+//! written.
+//!
 //! # Invariants
 //!
 //! - **Entries after the checkpoint are consecutive from its number + 1**,
-//!   starting at offset 0: the journal is started over only right after a
-//!   durable commit that recorded the number of the last batch, and every
-//!   batch gets the next number. So reading stops, without ambiguity, at the
+//!   starting at offset 0, and carry its generation: the journal is started
+//!   over only right after a durable commit that recorded the number of the
+//!   last batch and the new generation, and every batch gets the next
+//!   number. So reading stops, without ambiguity, at the
 //!   first entry whose header or checksum fails or whose number is not the
 //!   next: a torn entry (its sync never returned, so it was never
 //!   acknowledged) or a stale one.
@@ -67,7 +77,7 @@ pub(super) const CAPACITY: u64 = 32 << 20;
 const INITIAL: u64 = 1 << 20;
 
 const MAGIC: &[u8; 4] = b"AEJ1";
-const HEADER: usize = 24;
+const HEADER: usize = 32;
 
 /// The open journal.
 pub(super) struct Journal {
@@ -78,6 +88,23 @@ pub(super) struct Journal {
     len: u64,
     /// Where the next entry goes.
     end: u64,
+    /// The generation the entries since the last checkpoint carry.
+    generation: u64,
+}
+
+/// A new generation for the journal: unpredictable outside this process
+/// (SipHash under the keys std draws from the OS for `RandomState`, of the
+/// time and a counter).
+pub(super) fn new_generation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(DRAWN.fetch_add(1, Ordering::Relaxed));
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
 }
 
 impl Journal {
@@ -105,6 +132,7 @@ impl Journal {
             faults,
             len,
             end: 0,
+            generation: 0,
         };
         if journal.len < INITIAL {
             journal
@@ -123,10 +151,15 @@ impl Journal {
         &self.path
     }
 
-    /// The entries numbered `after + 1`, `after + 2`… from the start of the
-    /// file, up to the first that is missing, torn or stale; the next entry
-    /// goes after them.
-    pub(super) fn entries_after(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The entries of `generation` numbered `after + 1`, `after + 2`… from
+    /// the start of the file, up to the first that is missing, torn or
+    /// stale; the next entry goes after them, in that generation.
+    pub(super) fn entries_after(
+        &mut self,
+        after: u64,
+        generation: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.generation = generation;
         let mut bytes = vec![0; self.len as usize];
         self.file
             .read_exact_at(&mut bytes, 0)
@@ -134,7 +167,7 @@ impl Journal {
         let mut entries = Vec::new();
         let mut at = 0;
         let mut next = after + 1;
-        while let Some((lsn, payload)) = entry_at(&bytes, at) {
+        while let Some((lsn, payload)) = entry_at(&bytes, at, self.generation) {
             if lsn != next {
                 break;
             }
@@ -165,11 +198,13 @@ impl Journal {
         entry.extend_from_slice(MAGIC);
         entry.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         entry.extend_from_slice(&lsn.to_le_bytes());
+        entry.extend_from_slice(&self.generation.to_le_bytes());
         let mut crc = crc32fast::Hasher::new();
-        crc.update(&entry[4..16]);
+        crc.update(&entry[4..24]);
         crc.update(payload);
         entry.extend_from_slice(&crc.finalize().to_le_bytes());
         entry.extend_from_slice(&[0; 4]);
+        debug_assert_eq!(entry.len(), HEADER);
         entry.extend_from_slice(payload);
         let end = self.end + entry.len() as u64;
         if end > self.len {
@@ -185,10 +220,11 @@ impl Journal {
         Ok(())
     }
 
-    /// Starts over at offset 0: only after a durable redb commit that
-    /// recorded the number of the last entry.
-    pub(super) fn start_over(&mut self) {
+    /// Starts over at offset 0 in `generation`: only after a durable redb
+    /// commit that recorded the number of the last entry and `generation`.
+    pub(super) fn start_over(&mut self, generation: u64) {
         self.end = 0;
+        self.generation = generation;
     }
 
     /// Fills the file with zeros up to `len` and syncs it.
@@ -224,19 +260,22 @@ impl Journal {
     }
 }
 
-/// The entry at `at`, if a whole one with a valid header and checksum is
-/// there: its number and payload.
-fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, &[u8])> {
+/// The entry at `at`, if a whole one of `generation` with a valid header
+/// and checksum is there: its number and payload.
+fn entry_at(bytes: &[u8], at: usize, generation: u64) -> Option<(u64, &[u8])> {
     let header = bytes.get(at..at + HEADER)?;
     if &header[..4] != MAGIC {
         return None;
     }
     let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
     let lsn = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    let crc = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    if u64::from_le_bytes(header[16..24].try_into().ok()?) != generation {
+        return None;
+    }
+    let crc = u32::from_le_bytes(header[24..28].try_into().ok()?);
     let payload = bytes.get(at + HEADER..at + HEADER + len)?;
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[4..16]);
+    hasher.update(&header[4..24]);
     hasher.update(payload);
     (hasher.finalize() == crc).then_some((lsn, payload))
 }
@@ -246,7 +285,7 @@ mod tests {
     use super::*;
 
     fn lsns(journal: &mut Journal, after: u64) -> Vec<u64> {
-        let entries = journal.entries_after(after).unwrap();
+        let entries = journal.entries_after(after, journal.generation).unwrap();
         entries.into_iter().map(|(lsn, _)| lsn).collect()
     }
 
@@ -265,17 +304,19 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(lsns(&mut journal, 0), [1, 2, 3, 4, 5]);
-        let entries = journal.entries_after(0).unwrap();
+        let entries = journal.entries_after(0, 0).unwrap();
         assert_eq!(entries[2].1, vec![3; 300], "payloads read back");
         // Numbers must continue from the checkpoint's.
         assert_eq!(lsns(&mut journal, 1), Vec::<u64>::new());
 
         // After a checkpoint at 5, two new entries over the old ones: the
         // stale ones after them (numbers 3…5) are not read.
-        journal.start_over();
+        journal.start_over(42);
         journal.append(6, b"six").unwrap();
         journal.append(7, b"seven").unwrap();
         assert_eq!(lsns(&mut journal, 5), [6, 7]);
+        // Entries of another generation are not read, whatever their number.
+        assert!(journal.entries_after(5, 41).unwrap().is_empty());
 
         // A damaged byte in entry 7's payload ends the run before it.
         let path = journal.path().to_owned();
@@ -284,6 +325,7 @@ mod tests {
         bytes[at] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
         let mut reopened = Journal::open(dir.path(), None).unwrap();
+        reopened.generation = 42;
         assert_eq!(lsns(&mut reopened, 5), [6]);
     }
 

@@ -72,8 +72,9 @@
 //! - **A torn commit is detected, and is never half there.** An entry cut
 //!   by a crash fails its CRC-32 and ends the replay (it was never
 //!   acknowledged: its sync had not returned); entries are numbered
-//!   consecutively from the checkpoint's, so a stale entry from before the
-//!   last start-over is never replayed. A checkpoint or direct commit cut
+//!   consecutively from the checkpoint's and carry the random generation
+//!   drawn at it, so a stale entry from before the last start-over (or one
+//!   forged inside event data) is never replayed. A checkpoint or direct commit cut
 //!   by a crash fails redb's checksums and redb opens the commit before
 //!   (the open always runs that check, see `set_check_integrity_on_open` in
 //!   `open.rs`); the journal still holds everything since that one. Either

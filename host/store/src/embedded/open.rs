@@ -11,11 +11,11 @@ use super::errors::{InFile, corrupt, unavailable};
 use super::faults::{Commits, FaultyFile, WriteFaults};
 use super::journal::{self, Journal};
 use super::ops::{self, Tables};
-use super::tables::JOURNAL_LSN_KEY;
 use super::tables::{
     COMMANDS, EVENTS, FORMAT_VERSION, FORMAT_VERSION_KEY, FORMAT_VERSIONS_READ, META,
     NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX, TABLE_NAMES,
 };
+use super::tables::{JOURNAL_GENERATION_KEY, JOURNAL_LSN_KEY};
 use super::verify::{self, Verified};
 use super::watermark::Watermark;
 use super::{codec, read};
@@ -121,8 +121,8 @@ fn open_journal(
 /// returns the number of the last batch stored. Nothing here needs the
 /// disk to have room, so a store opens, and serves reads, on a full disk.
 fn replay(db: &Database, path: &Path, journal: &mut Journal) -> Result<u64, StoreError> {
-    let last = stored_lsn(db, path)?;
-    let entries = journal.entries_after(last)?;
+    let (last, generation) = stored_checkpoint(db, path)?;
+    let entries = journal.entries_after(last, generation)?;
     let Some((newest, _)) = entries.last() else {
         return Ok(last);
     };
@@ -149,24 +149,29 @@ fn replay(db: &Database, path: &Path, journal: &mut Journal) -> Result<u64, Stor
     Ok(newest)
 }
 
-/// The number of the last batch the data file holds (0: none recorded).
-fn stored_lsn(db: &Database, path: &Path) -> Result<u64, StoreError> {
+/// The number of the last batch the data file holds and the journal's
+/// generation since (0 and 0: none recorded).
+fn stored_checkpoint(db: &Database, path: &Path) -> Result<(u64, u64), StoreError> {
     let txn = db.begin_read().in_file(path)?;
     let meta = txn.open_table(META).in_file(path)?;
-    Ok(meta
-        .get(JOURNAL_LSN_KEY)
-        .in_file(path)?
-        .map_or(0, |v| v.value()))
+    let get = |key| -> Result<u64, StoreError> {
+        Ok(meta.get(key).in_file(path)?.map_or(0, |v| v.value()))
+    };
+    Ok((get(JOURNAL_LSN_KEY)?, get(JOURNAL_GENERATION_KEY)?))
 }
 
-/// Records in `META` that the data file holds the batches up to `lsn`.
-pub(super) fn record_lsn(
+/// Records in `META` that the data file holds the batches up to `lsn`, and
+/// that the journal's entries after it are of `generation`.
+pub(super) fn record_checkpoint(
     txn: &redb::WriteTransaction,
     path: &Path,
     lsn: u64,
+    generation: u64,
 ) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META).in_file(path)?;
     meta.insert(JOURNAL_LSN_KEY, lsn).in_file(path)?;
+    meta.insert(JOURNAL_GENERATION_KEY, generation)
+        .in_file(path)?;
     Ok(())
 }
 
@@ -223,7 +228,7 @@ fn open_file(
     init_format(&db, path)?;
     let lsn = match journal {
         Some(journal) => replay(&db, path, journal)?,
-        None => stored_lsn(&db, path)?,
+        None => stored_checkpoint(&db, path)?.0,
     };
     let txn = db.begin_read().in_file(path)?;
     let verified = verify::verify(path, &txn)?;

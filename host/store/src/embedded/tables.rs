@@ -72,6 +72,10 @@ pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::ne
 /// (see `super::journal`): the journal's entries continue from the next.
 pub(super) const JOURNAL_LSN_KEY: &str = "journal_lsn";
 
+/// The [`META`] key of the journal's current generation: a random number
+/// drawn at each checkpoint, which every entry written after it carries.
+pub(super) const JOURNAL_GENERATION_KEY: &str = "journal_generation";
+
 /// The names of all tables, for telling an Aether store from another redb file.
 pub(super) const TABLE_NAMES: [&str; 8] = [
     "events",

@@ -52,7 +52,7 @@ use super::apply::{self, Answer, Work};
 use super::errors::{InFile, unavailable};
 use super::faults::{Commits, WriteFaults};
 use super::journal::{self, Journal};
-use super::open::record_lsn;
+use super::open::record_checkpoint;
 use super::slot::DbSlot;
 use super::tables::META;
 use super::watermark::Watermark;
@@ -229,16 +229,17 @@ impl State {
             return;
         }
         let path = &*self.path;
+        let generation = journal::new_generation();
         let committed = (|| {
             let db = self.slot.get(path)?;
             let txn = db.begin_write().in_file(path)?;
-            record_lsn(&txn, path, self.lsn)?;
+            record_checkpoint(&txn, path, self.lsn, generation)?;
             txn.commit().in_file(path)
         })();
         match committed {
             Ok(()) => {
                 if let Some(journal) = &mut self.journal {
-                    journal.start_over();
+                    journal.start_over(generation);
                 }
                 self.checkpointed = Instant::now();
             }
@@ -430,10 +431,11 @@ impl State {
                 txn.commit().in_file(path)?;
             }
             None => {
-                record_lsn(&txn, path, lsn)?;
+                let generation = journal::new_generation();
+                record_checkpoint(&txn, path, lsn, generation)?;
                 txn.commit().in_file(path)?;
                 if let Some(journal) = &mut self.journal {
-                    journal.start_over();
+                    journal.start_over(generation);
                 }
                 self.checkpointed = Instant::now();
             }
