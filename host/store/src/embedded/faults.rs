@@ -11,7 +11,7 @@
 //! [`WriteFaults::wrote`] and [`WriteFaults::syncing`]).
 //!
 //! It can also keep a record of every write, resize and sync of both files
-//! ([`WriteFaults::start_journal`]), from which a test rebuilds what a power
+//! ([`WriteFaults::start_recording`]), from which a test rebuilds what a power
 //! loss at any sync could leave on disk (`tests/power_loss.rs`).
 
 use std::fs::File;
@@ -32,13 +32,13 @@ pub(super) struct WriteFaults {
     /// How the store commits (a test's choice; see [`Commits`]).
     commits: Mutex<Commits>,
     refused: AtomicU64,
-    journal: Mutex<Option<Journal>>,
+    recording: Mutex<Option<Recording>>,
 }
 
 /// What the data file went through, in order.
 #[derive(Debug)]
-struct Journal {
-    ops: Vec<JournalOp>,
+struct Recording {
+    ops: Vec<FileOp>,
     /// The watermark file, read at every sync.
     watermark: PathBuf,
 }
@@ -67,7 +67,7 @@ pub(super) enum FileKind {
 /// One operation on a file of the store, as the record keeps it.
 #[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Debug)]
-pub(super) enum JournalOp {
+pub(super) enum FileOp {
     /// A write that went through.
     Write {
         file: FileKind,
@@ -116,33 +116,33 @@ impl WriteFaults {
 
     /// From now on, records every write, resize and sync of the data file,
     /// and at each sync the bytes of the watermark file `watermark`.
-    pub(super) fn start_journal(&self, watermark: PathBuf) {
-        *self.lock_journal() = Some(Journal {
+    pub(super) fn start_recording(&self, watermark: PathBuf) {
+        *self.lock_recording() = Some(Recording {
             ops: Vec::new(),
             watermark,
         });
     }
 
-    /// How many operations the journal holds.
-    pub(super) fn journal_len(&self) -> usize {
-        self.lock_journal().as_ref().map_or(0, |j| j.ops.len())
+    /// How many operations were recorded so far.
+    pub(super) fn recorded_len(&self) -> usize {
+        self.lock_recording().as_ref().map_or(0, |r| r.ops.len())
     }
 
     /// The operations recorded so far.
-    pub(super) fn journal_ops(&self) -> Vec<JournalOp> {
-        self.lock_journal()
+    pub(super) fn recorded_ops(&self) -> Vec<FileOp> {
+        self.lock_recording()
             .as_ref()
             .map_or_else(Vec::new, |j| j.ops.clone())
     }
 
-    fn lock_journal(&self) -> std::sync::MutexGuard<'_, Option<Journal>> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_recording(&self) -> std::sync::MutexGuard<'_, Option<Recording>> {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, op: impl FnOnce(&Journal) -> JournalOp) {
-        if let Some(journal) = self.lock_journal().as_mut() {
-            let op = op(journal);
-            journal.ops.push(op);
+    fn record(&self, op: impl FnOnce(&Recording) -> FileOp) {
+        if let Some(recording) = self.lock_recording().as_mut() {
+            let op = op(recording);
+            recording.ops.push(op);
         }
     }
 
@@ -154,7 +154,7 @@ impl WriteFaults {
 
     /// After a write to `file` went through.
     pub(super) fn wrote(&self, file: FileKind, offset: u64, data: &[u8]) {
-        self.record(|_| JournalOp::Write {
+        self.record(|_| FileOp::Write {
             file,
             offset,
             data: data.to_vec(),
@@ -163,9 +163,9 @@ impl WriteFaults {
 
     /// Before a sync of `file`: recorded, then refused if the faults say so.
     pub(super) fn syncing(&self, file: FileKind) -> io::Result<()> {
-        self.record(|journal| JournalOp::Sync {
+        self.record(|recording| FileOp::Sync {
             file,
-            watermark: std::fs::read(&journal.watermark).ok(),
+            watermark: std::fs::read(&recording.watermark).ok(),
         });
         self.check(false)
     }
@@ -211,7 +211,7 @@ impl StorageBackend for FaultyFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.faults.check(len > self.file.len()?)?;
         self.file.set_len(len)?;
-        self.faults.record(|_| JournalOp::SetLen(len));
+        self.faults.record(|_| FileOp::SetLen(len));
         Ok(())
     }
 

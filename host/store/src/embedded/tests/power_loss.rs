@@ -18,7 +18,7 @@
 //!   that lost only unacknowledged writes.
 
 use super::*;
-use crate::embedded::faults::{Commits, FileKind, JournalOp, WriteFaults};
+use crate::embedded::faults::{Commits, FileKind, FileOp, WriteFaults};
 
 /// Appends made (one at a time, each awaited): each is one commit.
 const APPENDS: usize = 40;
@@ -27,13 +27,13 @@ const RANDOM_VARIANTS: usize = 5;
 /// The sector size a torn write is torn at.
 const SECTOR: usize = 512;
 
-/// One append of the run and where the journal was when it was sent and
+/// One append of the run and where the recording was when it was sent and
 /// when it was acknowledged.
 struct Sent {
     payloads: Vec<String>,
-    /// Journal length when the append was sent.
+    /// Recording length when the append was sent.
     sent_at: usize,
-    /// Journal length when its future resolved `Ok`.
+    /// Recording length when its future resolved `Ok`.
     acked_at: usize,
 }
 
@@ -69,9 +69,9 @@ impl Disk {
     }
 }
 
-fn apply(disk: &mut Disk, op: &JournalOp) {
+fn apply(disk: &mut Disk, op: &FileOp) {
     match op {
-        JournalOp::Write { file, offset, data } => {
+        FileOp::Write { file, offset, data } => {
             let image = disk.file(*file);
             let (start, end) = (*offset as usize, *offset as usize + data.len());
             if image.len() < end {
@@ -79,29 +79,29 @@ fn apply(disk: &mut Disk, op: &JournalOp) {
             }
             image[start..end].copy_from_slice(data);
         }
-        JournalOp::SetLen(len) => disk.data.resize(*len as usize, 0),
-        JournalOp::Sync { .. } => {}
+        FileOp::SetLen(len) => disk.data.resize(*len as usize, 0),
+        FileOp::Sync { .. } => {}
     }
 }
 
 /// The file an operation is on (a resize is of the data file).
-fn file_of(op: &JournalOp) -> FileKind {
+fn file_of(op: &FileOp) -> FileKind {
     match op {
-        JournalOp::Write { file, .. } | JournalOp::Sync { file, .. } => *file,
-        JournalOp::SetLen(_) => FileKind::Data,
+        FileOp::Write { file, .. } | FileOp::Sync { file, .. } => *file,
+        FileOp::SetLen(_) => FileKind::Data,
     }
 }
 
 /// Applies only the 512-byte sectors of `op` (a write) that `keep` picks.
-fn apply_torn(disk: &mut Disk, op: &JournalOp, keep: &mut impl FnMut() -> bool) -> bool {
-    let JournalOp::Write { file, offset, data } = op else {
+fn apply_torn(disk: &mut Disk, op: &FileOp, keep: &mut impl FnMut() -> bool) -> bool {
+    let FileOp::Write { file, offset, data } = op else {
         apply(disk, op);
         return false;
     };
     let mut torn = false;
     for (index, chunk) in data.chunks(SECTOR).enumerate() {
         if keep() {
-            let at = JournalOp::Write {
+            let at = FileOp::Write {
                 file: *file,
                 offset: offset + (index * SECTOR) as u64,
                 data: chunk.to_vec(),
@@ -117,8 +117,8 @@ fn apply_torn(disk: &mut Disk, op: &JournalOp, keep: &mut impl FnMut() -> bool) 
 /// The disk images a power loss at this moment can leave: `synced` plus
 /// parts of `pending` (the operations on each file since its last sync, in
 /// order).
-fn images(synced: &Disk, pending: &[&JournalOp], rng: &mut Rng) -> Vec<(String, Disk)> {
-    let with = |ops: &mut dyn Iterator<Item = &&JournalOp>| {
+fn images(synced: &Disk, pending: &[&FileOp], rng: &mut Rng) -> Vec<(String, Disk)> {
+    let with = |ops: &mut dyn Iterator<Item = &&FileOp>| {
         let mut image = synced.clone();
         ops.for_each(|op| apply(&mut image, op));
         image
@@ -150,7 +150,7 @@ fn images(synced: &Disk, pending: &[&JournalOp], rng: &mut Rng) -> Vec<(String, 
         ));
     }
     let big: Vec<usize> = (0..n)
-        .filter(|&i| matches!(pending[i], JournalOp::Write { data, .. } if data.len() > SECTOR))
+        .filter(|&i| matches!(pending[i], FileOp::Write { data, .. } if data.len() > SECTOR))
         .collect();
     for _ in 0..RANDOM_VARIANTS {
         if big.is_empty() {
@@ -282,11 +282,11 @@ async fn power_loss(commits: Commits) {
     let dir = tempfile::tempdir().unwrap();
     let faults = WriteFaults::new();
     faults.set_commits(commits);
-    faults.start_journal(dir.path().join("events.head"));
+    faults.start_recording(dir.path().join("events.head"));
     let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
-    // A store created through the journaled backend is not created
+    // A store created through the recorded backend is not created
     // atomically (`open::create_new`); power losses start once it is open.
-    let opened_at = faults.journal_len();
+    let opened_at = faults.recorded_len();
     let id = stream("acc-1");
     let mut sent = Vec::new();
     let mut version = 0;
@@ -299,34 +299,34 @@ async fn power_loss(commits: Commits) {
                 )
             })
             .collect();
-        let sent_at = faults.journal_len();
+        let sent_at = faults.recorded_len();
         let outcome = store
             .append(request(&id, ExpectedVersion::Exact(version), &payloads))
             .await
             .unwrap();
         version = outcome.last_version();
-        let acked_at = faults.journal_len();
+        let acked_at = faults.recorded_len();
         sent.push(Sent {
             payloads,
             sent_at,
             acked_at,
         });
     }
-    let journal = faults.journal_ops();
+    let recorded = faults.recorded_ops();
     let last_watermark = std::fs::read(dir.path().join("events.head")).unwrap();
     drop(store);
 
     // Every sync is a moment the power may fail just before it returns; so
     // is the end of the run (with nothing pending).
-    let mut moments: Vec<(usize, Option<Vec<u8>>)> = journal
+    let mut moments: Vec<(usize, Option<Vec<u8>>)> = recorded
         .iter()
         .enumerate()
         .filter_map(|(at, op)| match op {
-            JournalOp::Sync { watermark, .. } if at >= opened_at => Some((at, watermark.clone())),
+            FileOp::Sync { watermark, .. } if at >= opened_at => Some((at, watermark.clone())),
             _ => None,
         })
         .collect();
-    moments.push((journal.len(), Some(last_watermark)));
+    moments.push((recorded.len(), Some(last_watermark)));
     let syncs = moments.len() - 1;
     // One fsync per commit on the acknowledgement's path: the journal
     // entry's (the data file is synced by checkpoints, after a reply, so
@@ -335,14 +335,15 @@ async fn power_loss(commits: Commits) {
     // (redb syncs the new length before it writes into it). `durable_at`:
     // where that sync is in the record; once the writer records a later
     // sync, it has returned.
-    let is_sync = |op: &JournalOp, kind: FileKind| matches!(op, JournalOp::Sync { file, .. } if *file == kind);
+    let is_sync =
+        |op: &FileOp, kind: FileKind| matches!(op, FileOp::Sync { file, .. } if *file == kind);
     let mut durable_at = Vec::new();
     for (i, append) in sent.iter().enumerate() {
-        let ops = &journal[append.sent_at..append.acked_at];
-        let count = |what: &dyn Fn(&JournalOp) -> bool| ops.iter().filter(|op| what(op)).count();
+        let ops = &recorded[append.sent_at..append.acked_at];
+        let count = |what: &dyn Fn(&FileOp) -> bool| ops.iter().filter(|op| what(op)).count();
         let journal_syncs = count(&|op| is_sync(op, FileKind::Journal));
         let data_syncs = count(&|op| is_sync(op, FileKind::Data));
-        let resizes = count(&|op| matches!(op, JournalOp::SetLen(_)));
+        let resizes = count(&|op| matches!(op, FileOp::SetLen(_)));
         let commit_sync = if commits == Commits::Direct {
             assert_eq!(
                 (journal_syncs, data_syncs),
@@ -365,9 +366,9 @@ async fn power_loss(commits: Commits) {
     // For each file, what its last sync made durable (during the open, for
     // the first moment) and where in the record that sync was.
     let last_sync_before = |file: FileKind, at: usize| {
-        journal[..at]
+        recorded[..at]
             .iter()
-            .rposition(|op| matches!(op, JournalOp::Sync { file: f, .. } if *f == file))
+            .rposition(|op| matches!(op, FileOp::Sync { file: f, .. } if *f == file))
             .unwrap_or_else(|| panic!("the open syncs the {file:?} file"))
     };
     let mut synced_upto = [
@@ -379,7 +380,7 @@ async fn power_loss(commits: Commits) {
     ];
     let mut synced = Disk::default();
     for (index, file) in [FileKind::Data, FileKind::Journal].into_iter().enumerate() {
-        for op in journal[..synced_upto[index]]
+        for op in recorded[..synced_upto[index]]
             .iter()
             .filter(|op| file_of(op) == file)
         {
@@ -393,11 +394,11 @@ async fn power_loss(commits: Commits) {
         let acked_count = acked.len();
         let in_flight = sent.get(acked_count).filter(|s| s.sent_at <= *at);
         // Each file's operations since its own last sync, in order.
-        let pending: Vec<&JournalOp> = journal[..*at]
+        let pending: Vec<&FileOp> = recorded[..*at]
             .iter()
             .enumerate()
             .filter(|(index, op)| {
-                !matches!(op, JournalOp::Sync { .. }) && *index >= synced_upto[slot(file_of(op))]
+                !matches!(op, FileOp::Sync { .. }) && *index >= synced_upto[slot(file_of(op))]
             })
             .map(|(_, op)| op)
             .collect();
@@ -436,9 +437,12 @@ async fn power_loss(commits: Commits) {
         }
         // Past this sync, everything written to its file before it is on
         // disk.
-        if let Some(JournalOp::Sync { file, .. }) = journal.get(*at) {
+        if let Some(FileOp::Sync { file, .. }) = recorded.get(*at) {
             let upto = &mut synced_upto[slot(*file)];
-            for op in journal[*upto..*at].iter().filter(|op| file_of(op) == *file) {
+            for op in recorded[*upto..*at]
+                .iter()
+                .filter(|op| file_of(op) == *file)
+            {
                 apply(&mut synced, op);
             }
             *upto = *at;
