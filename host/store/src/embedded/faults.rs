@@ -146,9 +146,9 @@ impl WriteFaults {
         }
     }
 
-    /// Before a write to `file`: refused if the faults say so (`grows`: it
-    /// needs more space than the file has).
-    pub(super) fn before_write(&self, _file: FileKind, grows: bool) -> io::Result<()> {
+    /// Before a write to either file: refused if the faults say so
+    /// (`grows`: it needs more space than the file has).
+    pub(super) fn before_write(&self, grows: bool) -> io::Result<()> {
         self.check(grows)
     }
 
@@ -222,7 +222,7 @@ impl StorageBackend for FaultyFile {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let grows = offset + data.len() as u64 > self.file.len()?;
-        self.faults.before_write(FileKind::Data, grows)?;
+        self.faults.before_write(grows)?;
         self.file.write(offset, data)?;
         self.faults.wrote(FileKind::Data, offset, data);
         Ok(())

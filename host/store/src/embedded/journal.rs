@@ -243,7 +243,7 @@ impl Journal {
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         if let Some(faults) = &self.faults {
-            faults.before_write(FileKind::Journal, offset + bytes.len() as u64 > self.len)?;
+            faults.before_write(offset + bytes.len() as u64 > self.len)?;
         }
         self.file.write_all_at(bytes, offset)?;
         if let Some(faults) = &self.faults {
