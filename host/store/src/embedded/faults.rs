@@ -29,6 +29,11 @@ use redb::{BackendError, StorageBackend};
 pub(super) struct WriteFaults {
     failing: AtomicBool,
     full: AtomicBool,
+    /// The next commit that makes a journaled (and answered) batch visible
+    /// fails, as an I/O error would.
+    visible_commit_fails: AtomicBool,
+    /// How many visible commits failed so.
+    visible_commits_failed: AtomicU64,
     /// How the store commits (a test's choice; see [`Commits`]).
     commits: Mutex<Commits>,
     refused: AtomicU64,
@@ -107,6 +112,26 @@ impl WriteFaults {
     /// From now on the disk is full (`true`) or has room (`false`).
     pub(super) fn full(&self, full: bool) {
         self.full.store(full, Ordering::SeqCst);
+    }
+
+    /// The next redb commit that makes a journaled batch visible (after
+    /// its jobs were answered) fails.
+    pub(super) fn fail_next_visible_commit(&self) {
+        self.visible_commit_fails.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this visible commit is to fail (once).
+    pub(super) fn take_visible_commit_failure(&self) -> bool {
+        let fails = self.visible_commit_fails.swap(false, Ordering::SeqCst);
+        if fails {
+            self.visible_commits_failed.fetch_add(1, Ordering::SeqCst);
+        }
+        fails
+    }
+
+    /// How many visible commits were made to fail.
+    pub(super) fn visible_commits_failed(&self) -> u64 {
+        self.visible_commits_failed.load(Ordering::SeqCst)
     }
 
     /// How many writes were refused so far.

@@ -41,8 +41,9 @@
 //! the reply. The writer takes every job queued (up to 1 024 jobs or 16 MiB),
 //! applies them in ONE write transaction (each checked on its own, against the
 //! state including the earlier jobs of the batch, see [`apply`]), makes the
-//! batch durable with one fsync (see **Commits** below), records the new
-//! head in the watermark, and only then replies. An append's future
+//! batch durable with one fsync (see **Commits** below), and only then
+//! replies (then makes the batch visible and records the new head in the
+//! watermark). An append's future
 //! therefore resolves `Ok` only once its events are on disk, and concurrent
 //! appends share the fsyncs: the more writers wait, the bigger the batch.
 //! Namespace positions (and the internal log sequences) are assigned only
@@ -54,7 +55,10 @@
 //! ([`ops`]) are appended to it as one checksummed entry and synced (ONE
 //! `fdatasync` of one sequential write), and only then is the redb
 //! transaction committed, without a sync of its own (`Durability::None`),
-//! which makes it visible to readers. At least once a second, and whenever
+//! which makes it visible to readers. The batch's jobs are answered between
+//! the two (the commit is off the answers' path); a read that begins after
+//! an answer waits for that commit (see [`slot`]), so it never misses an
+//! answered write. At least once a second, and whenever
 //! the journal is half full, the writer makes redb durable with an ordinary
 //! commit (a *checkpoint*: redb's default 1-phase commit with checksums,
 //! one `fdatasync`) that records the number of the last batch it holds,

@@ -13,9 +13,19 @@
 //! **Invariant:** [`DbSlot::writable`] is true only after a commit
 //! succeeded on the database in the slot and no write has failed since;
 //! readiness (`/readyz`) reports it.
+//!
+//! **Invariant: a read sees every batch answered before it began.** The
+//! writer answers a journaled batch as soon as its journal entry is durable
+//! and commits the redb transaction (which makes it visible) right after
+//! ([`super::writer`]). It records the batch's number as
+//! [acknowledged](DbSlot::acknowledge) before the first answer and as
+//! [visible](DbSlot::show) after the commit; a read waits until every batch
+//! acknowledged when it began is visible (tens of microseconds), or, if
+//! that commit failed and the reopen that replays it is slow, answers
+//! [`StoreError::Unavailable`] after [`REOPEN_WAIT`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +46,10 @@ const REOPEN_WAIT: Duration = Duration::from_secs(2);
 pub(super) struct DbSlot {
     db: RwLock<Option<Arc<Database>>>,
     writable: AtomicBool,
+    /// The number of the last batch answered (see the module docs).
+    acknowledged: AtomicU64,
+    /// The number of the last batch committed to the database in the slot.
+    visible: AtomicU64,
 }
 
 impl DbSlot {
@@ -43,6 +57,8 @@ impl DbSlot {
         Arc::new(DbSlot {
             db: RwLock::new(Some(Arc::new(db))),
             writable: AtomicBool::new(true),
+            acknowledged: AtomicU64::new(0),
+            visible: AtomicU64::new(0),
         })
     }
 
@@ -60,17 +76,48 @@ impl DbSlot {
             })
     }
 
-    /// The database for a read: waits up to [`REOPEN_WAIT`] for a reopen
+    /// The database for a read, once every batch answered so far is
+    /// visible in it: waits up to [`REOPEN_WAIT`] for that and for a reopen
     /// in progress, so that reads go on across the reopens a full disk
     /// causes. Blocks: call it on a blocking thread.
     pub(super) fn get_for_read(&self, path: &Path) -> Result<Arc<Database>, StoreError> {
+        let acknowledged = self.acknowledged.load(Ordering::Acquire);
         let deadline = Instant::now() + REOPEN_WAIT;
+        let mut tries = 0u32;
         loop {
-            match self.get(path) {
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            let answer = if self.visible.load(Ordering::Acquire) >= acknowledged {
+                self.get(path)
+            } else {
+                Err(unavailable(
+                    path,
+                    "a write already answered is not readable yet (its commit failed \
+                     and the file is being reopened): retry",
+                ))
+            };
+            match answer {
+                Err(_) if Instant::now() < deadline => {
+                    // The usual wait is one redb commit: yield at first.
+                    tries += 1;
+                    if tries < 100 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
                 answer => return answer,
             }
         }
+    }
+
+    /// Batch `lsn` is durable and about to be answered (its commit to the
+    /// database may follow): reads that begin from now on wait for it.
+    pub(super) fn acknowledge(&self, lsn: u64) {
+        self.acknowledged.fetch_max(lsn, Ordering::Release);
+    }
+
+    /// Batches up to `lsn` are committed to the database in the slot.
+    pub(super) fn show(&self, lsn: u64) {
+        self.visible.fetch_max(lsn, Ordering::Release);
     }
 
     /// Whether the last write went through.
@@ -115,5 +162,49 @@ impl DbSlot {
     /// Puts a freshly opened database in.
     pub(super) fn put(&self, db: Database) {
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn slot(dir: &Path) -> Arc<DbSlot> {
+        DbSlot::new(Database::create(dir.join("slot.redb")).unwrap())
+    }
+
+    #[test]
+    fn a_read_waits_until_every_answered_batch_is_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = slot(dir.path());
+        slot.acknowledge(7);
+        slot.show(6);
+        let shown = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (slot, shown) = (Arc::clone(&slot), Arc::clone(&shown));
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                shown.store(true, Ordering::SeqCst);
+                slot.show(7);
+            })
+        };
+        slot.get_for_read(dir.path()).expect("readable once shown");
+        assert!(shown.load(Ordering::SeqCst), "the read waited for batch 7");
+        writer.join().unwrap();
+        // Numbers only go up.
+        slot.show(3);
+        slot.acknowledge(2);
+        slot.get_for_read(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_read_answers_unavailable_if_an_answered_batch_never_becomes_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = slot(dir.path());
+        slot.acknowledge(1);
+        let error = slot.get_for_read(dir.path()).unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+        assert!(error.to_string().contains("retry"), "{error}");
     }
 }

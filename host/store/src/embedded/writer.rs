@@ -6,10 +6,12 @@
 //! takes every job queued on its channel (up to [`MAX_BATCH_JOBS`] jobs or
 //! [`MAX_BATCH_BYTES`] of payload), applies them in ONE write transaction,
 //! makes the batch durable (its [journal](super::journal) entry written and
-//! synced, then the transaction committed without a sync; or, when the
-//! entry does not fit, redb's durable 1-phase commit: one fsync either
-//! way), records the new head in the [watermark](super::watermark), and
-//! only then replies to each job. After replying it checkpoints when one is
+//! synced; or, when the entry does not fit, redb's durable 1-phase commit:
+//! one fsync either way) and only then replies to each job. Then it
+//! commits a journaled batch's transaction without a sync, which makes it
+//! visible (reads that began after the replies wait for this: see
+//! [`super::slot`]), records the new head in the
+//! [watermark](super::watermark), and checkpoints when one is
 //! due (redb made durable, the journal started over: at least once a
 //! second, and when the journal is half full) and syncs the watermark at
 //! most once a second (see "Commits" in the module docs of `embedded`).
@@ -34,10 +36,12 @@
 //! [writable](super::slot::DbSlot::writable); every write in between fails
 //! as [`StoreError::Unavailable`], and nothing acknowledged is lost or
 //! reordered (a failed batch was never acknowledged). A batch whose journal
-//! entry was written whole before the failure (e.g. its sync failed, or the
-//! transaction's commit did) may be replayed by the reopen: its jobs were
-//! answered `Unavailable`, which never says that nothing was stored (a
-//! retry with the same command id finds it).
+//! entry was written whole before the failure (e.g. its sync failed) may be
+//! replayed by the reopen: its jobs were answered `Unavailable`, which
+//! never says that nothing was stored (a retry with the same command id
+//! finds it). A batch whose entry is durable but whose commit (after its
+//! answers) failed is replayed by a reopen the writer attempts at once;
+//! reads wait for it or answer `Unavailable`, never without the batch.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -308,6 +312,9 @@ impl State {
         self.lsn = opened.lsn;
         self.checkpointed = Instant::now();
         self.slot.put(opened.db);
+        // The reopened file holds every batch the journal replayed, so
+        // every batch answered (each durable first).
+        self.slot.show(self.lsn);
         self.broken = false;
         tracing::info!(path = %self.path.display(), "reopened the event store after an I/O error");
         Ok(())
@@ -369,20 +376,36 @@ impl State {
         }
         let committed = self.commit(work);
         match committed {
-            Ok((answers, head)) => {
+            Ok(Durable {
+                answers,
+                head,
+                visible_after,
+            }) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                // Reads that begin once a job is answered wait until the
+                // batch is visible (see `super::slot`).
+                self.slot.acknowledge(self.lsn);
+                let answered = replies.into_iter().zip(answers);
+                answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
+                if let Some(txn) = visible_after {
+                    // Off the answers' path: the batch is durable in the
+                    // journal, this makes it visible.
+                    if let Err(error) = self.commit_visible(txn) {
+                        self.commit_failed_after_answers(error);
+                        return;
+                    }
+                }
+                self.slot.show(self.lsn);
                 self.slot.set_writable(true);
-                // Only now, after the commit's fsync returned: the watermark
-                // never runs ahead of what is durable.
+                // After the batch's entry (or commit) is durable: the
+                // watermark never runs ahead of what is durable.
                 if let Err(error) = self.watermark.record(head) {
                     // The batch is durable; only the rollback check of the
                     // next open is weaker.
                     let watermark = self.watermark.path().display();
                     tracing::warn!(%error, %watermark, head, "cannot record the head watermark");
                 }
-                let answered = replies.into_iter().zip(answers);
-                answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
-                // Off the acknowledgement's path: the next batch waits for it.
+                // The next batch waits for these.
                 self.checkpoint(false);
                 self.sync_watermark(false);
             }
@@ -400,35 +423,69 @@ impl State {
             }
         }
     }
+
+    /// Commits a journaled batch's transaction without a sync (or fails,
+    /// when a test injects that failure).
+    fn commit_visible(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        let faults = self.reopen.faults.as_ref();
+        if faults.is_some_and(|faults| faults.take_visible_commit_failure()) {
+            drop(txn);
+            return Err(unavailable(&self.path, "injected: the commit failed"));
+        }
+        txn.commit().in_file(&self.path)
+    }
+
+    /// The redb commit of a batch already durable in the journal and
+    /// answered failed: reopening the file replays the batch from the
+    /// journal, which makes it visible; reads wait for that (or answer
+    /// unavailable) meanwhile.
+    fn commit_failed_after_answers(&mut self, error: StoreError) {
+        tracing::error!(%error, "the event store could not make a journaled batch visible; reopening");
+        self.broken = true;
+        self.slot.set_writable(false);
+        if let Err(error) = self.recover() {
+            tracing::error!(%error, "the event store could not reopen its file; retrying before the next write");
+        }
+    }
+}
+
+/// A batch made durable: its answers, the head it reached and, if it went
+/// through the journal, its transaction, to commit (without a sync) to make
+/// it visible.
+struct Durable {
+    answers: Vec<Answer>,
+    head: u64,
+    visible_after: Option<redb::WriteTransaction>,
 }
 
 impl State {
     /// Applies the batch in one write transaction and makes it durable:
-    /// its journal entry written and synced, then the transaction committed
-    /// without a sync; or, when the entry does not fit in the journal (or
-    /// there is none), the transaction committed with redb's durable commit
-    /// (one fsync, 1-phase; a commit cut by a crash fails its checksums and
-    /// redb opens the one before: see "Commits" in the module docs of
+    /// its journal entry written and synced, handing back the transaction
+    /// to commit without a sync (which makes it visible) once the jobs are
+    /// answered; or, when the entry does not fit in the journal (or there
+    /// is none), the transaction committed with redb's durable commit (one
+    /// fsync, 1-phase; a commit cut by a crash fails its checksums and redb
+    /// opens the one before: see "Commits" in the module docs of
     /// `embedded`). Either way the batch is durable before it is visible to
     /// a reader, and before any job is answered.
-    fn commit(&mut self, work: Vec<Work>) -> Result<(Vec<Answer>, u64), StoreError> {
+    fn commit(&mut self, work: Vec<Work>) -> Result<Durable, StoreError> {
         let path = &*self.path;
         let db = self.slot.get(path)?;
         let mut txn = db.begin_write().in_file(path)?;
         let applied = apply::apply_all(&txn, path, work)?;
         let lsn = self.lsn + 1;
-        match self
+        let visible_after = match self
             .journal
             .as_mut()
             .filter(|journal| journal.fits(applied.entry.len()))
         {
             Some(journal) => {
+                txn.set_durability(Durability::None)
+                    .map_err(|error| unavailable(path, error))?;
                 journal
                     .append(lsn, &applied.entry)
                     .map_err(|error| unavailable(journal.path(), error))?;
-                txn.set_durability(Durability::None)
-                    .map_err(|error| unavailable(path, error))?;
-                txn.commit().in_file(path)?;
+                Some(txn)
             }
             None => {
                 let generation = journal::new_generation();
@@ -438,10 +495,15 @@ impl State {
                     journal.start_over(generation);
                 }
                 self.checkpointed = Instant::now();
+                None
             }
-        }
+        };
         self.lsn = lsn;
-        Ok((applied.answers, applied.head))
+        Ok(Durable {
+            answers: applied.answers,
+            head: applied.head,
+            visible_after,
+        })
     }
 }
 

@@ -139,3 +139,52 @@ async fn a_crashed_store_replays_on_a_full_disk_and_serves_reads() {
     let reopened = EmbeddedStore::open(data_alone.path()).unwrap();
     assert_eq!(everything(&reopened).await.len(), before.len() + 1);
 }
+
+/// A batch is answered once its journal entry is durable, before the redb
+/// commit that makes it visible. If that commit fails, the answer stands:
+/// the writer reopens the file at once, which replays the batch from the
+/// journal, and no read in between misses it.
+#[tokio::test]
+async fn a_batch_whose_commit_fails_after_its_answer_is_replayed_and_read() {
+    use crate::embedded::faults::WriteFaults;
+
+    let dir = tempfile::tempdir().unwrap();
+    let faults = WriteFaults::new();
+    let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
+    let acc = stream("acc-1");
+    store
+        .append(request(&acc, ExpectedVersion::Exact(0), &["{}".into()]))
+        .await
+        .unwrap();
+    faults.fail_next_visible_commit();
+    let mut req = request(&acc, ExpectedVersion::Exact(1), &[r#"{"n":2}"#.into()]);
+    req.metadata.command_id = Some("cmd-2".into());
+    let outcome = store.append(req).await.expect("answered once durable");
+    assert_eq!(outcome.last_version(), 2);
+
+    let events = store.read_stream(&acc, 1, usize::MAX).await.unwrap();
+    assert_eq!(events.len(), 2, "a read after the answer sees the batch");
+    assert_eq!(
+        faults.visible_commits_failed(),
+        1,
+        "that batch's commit failed (before the read could see it)"
+    );
+    assert_eq!(events[1].data, br#"{"n":2}"#.to_vec());
+    assert_eq!(store.stream_version(&acc).await.unwrap(), 2);
+    let found = store.command_events(&acc, "cmd-2").await.unwrap();
+    assert_eq!(found.map(|events| events.len()), Some(1));
+    // The writer continues after the replayed batch: the next append is
+    // checked against version 2, not 1.
+    let stale = store
+        .append(request(&acc, ExpectedVersion::Exact(1), &["{}".into()]))
+        .await;
+    assert!(stale.is_err(), "version 1 is no longer the head: {stale:?}");
+    store
+        .append(request(&acc, ExpectedVersion::Exact(2), &["{}".into()]))
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let events = reopened.read_stream(&acc, 1, usize::MAX).await.unwrap();
+    assert_eq!(events.len(), 3);
+}

@@ -313,8 +313,10 @@ async fn power_loss(commits: Commits) {
         });
     }
     let recorded = faults.recorded_ops();
-    let last_watermark = std::fs::read(dir.path().join("events.head")).unwrap();
+    // The writer records the last head after answering (and before it
+    // closes): the end of the run is after the close.
     drop(store);
+    let last_watermark = std::fs::read(dir.path().join("events.head")).unwrap();
 
     // Every sync is a moment the power may fail just before it returns; so
     // is the end of the run (with nothing pending).
