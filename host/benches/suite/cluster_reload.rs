@@ -8,7 +8,11 @@
 //! member confirms it decides with the new version), when the first and
 //! the last node switched, and `cluster_reload_spread`: from the deploy's
 //! answer to the last node serving the new version (0 when every node
-//! switched before the answer).
+//! switched before the answer). A deploy waits at most the node's
+//! `SWITCH_WAIT` for the members' confirmations and then answers with the
+//! members that did not confirm: `cluster_reload_unconfirmed` counts such
+//! answers (0 expected; a heavily loaded machine can make a member late),
+//! while every node must still switch within [`SWITCH_DEADLINE`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +81,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 
     let (mut answers, mut firsts, mut lasts, mut spreads) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut unconfirmed = 0;
     for swap in 1..=swaps {
         let bytes =
             with_custom_section(&ctx.component, "bench-cluster-version", &swap.to_le_bytes());
@@ -103,11 +108,13 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             answer.digest == digest,
             "the deploy answered another digest"
         );
-        ensure!(
-            answer.unconfirmed_nodes.is_empty(),
-            "members did not confirm the switch: {:?}",
-            answer.unconfirmed_nodes
-        );
+        if !answer.unconfirmed_nodes.is_empty() {
+            eprintln!(
+                "cluster_reload: deploy {swap} answered before {:?} confirmed the switch",
+                answer.unconfirmed_nodes
+            );
+            unconfirmed += 1;
+        }
         let mut at = Vec::new();
         for watcher in watchers {
             at.push(watcher.await??);
@@ -142,6 +149,11 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         "cluster_reload_answer",
         median(&mut answers),
         "ms",
+    )));
+    report.push(params(Metric::new(
+        "cluster_reload_unconfirmed",
+        unconfirmed as f64,
+        "deploys",
     )));
     report.push(params(Metric::new(
         "cluster_reload_first_switch",
