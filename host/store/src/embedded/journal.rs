@@ -219,19 +219,8 @@ impl Journal {
     /// this returns `Ok`, the entry survives a power loss. The caller
     /// checked that it [`fits`](Journal::fits).
     pub(super) fn append(&mut self, lsn: u64, payload: &[u8]) -> io::Result<()> {
-        let mut entry = Vec::with_capacity(HEADER + payload.len());
-        entry.extend_from_slice(MAGIC);
-        entry.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        entry.extend_from_slice(&lsn.to_le_bytes());
-        entry.extend_from_slice(&self.generation.to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&entry[4..24]);
-        crc.update(payload);
-        entry.extend_from_slice(&crc.finalize().to_le_bytes());
-        entry.extend_from_slice(&[0; 4]);
-        debug_assert_eq!(entry.len(), HEADER);
-        entry.extend_from_slice(payload);
-        let end = self.end + entry.len() as u64;
+        let header = self.header(lsn, payload);
+        let end = self.end + (HEADER + payload.len()) as u64;
         // A direct write ends at a page boundary.
         let written = end.next_multiple_of(PAGE as u64);
         if written > self.len {
@@ -241,24 +230,19 @@ impl Journal {
             }
             self.grow_to(len.min(CAPACITY).max(written))?;
         }
-        match self.direct.take() {
-            Some(mut direct) => {
-                let wrote = self.write_direct(&mut direct, &entry);
-                match wrote {
-                    // Not possible after all (the open succeeded but the
-                    // file system refuses the write): plain writes from now on.
-                    Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                        self.write_at(&entry, self.end)?;
-                        self.sync()?;
-                    }
-                    other => {
-                        other?;
-                        self.direct = Some(direct);
-                    }
+        let faults = self.faults.as_deref();
+        let direct =
+            (self.direct.as_mut()).map(|direct| direct.write(self.end, &header, payload, faults));
+        match direct {
+            Some(Ok(())) => {}
+            Some(Err(error)) if error.raw_os_error() != Some(libc::EINVAL) => return Err(error),
+            // No direct writes here, or the file system refused one although
+            // the open succeeded (plain writes from now on): a write and a sync.
+            refused => {
+                if refused.is_some() {
+                    self.direct = None;
                 }
-            }
-            None => {
-                self.write_at(&entry, self.end)?;
+                self.write_at(&[&header[..], payload].concat(), self.end)?;
                 self.sync()?;
             }
         }
@@ -266,28 +250,18 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes `entry` at the end with one direct, synchronous write of the
-    /// pages it touches (see "Writes" above), and keeps the new last
-    /// page's bytes.
-    fn write_direct(&self, direct: &mut Direct, entry: &[u8]) -> io::Result<()> {
-        let Direct { file, buffer, tail } = direct;
-        let start = self.end / PAGE as u64 * PAGE as u64;
-        let used = tail.len() + entry.len();
-        let pages = aligned(buffer, used.next_multiple_of(PAGE));
-        pages[..tail.len()].copy_from_slice(tail);
-        pages[tail.len()..used].copy_from_slice(entry);
-        pages[used..].fill(0);
-        if let Some(faults) = &self.faults {
-            faults.before_write(false)?;
-        }
-        file.write_all_at(pages, start)?;
-        if let Some(faults) = &self.faults {
-            faults.wrote(FileKind::Journal, start, pages);
-            faults.syncing(FileKind::Journal)?;
-        }
-        tail.clear();
-        tail.extend_from_slice(&pages[used / PAGE * PAGE..used]);
-        Ok(())
+    /// The header of the entry numbered `lsn` holding `payload`.
+    fn header(&self, lsn: u64, payload: &[u8]) -> [u8; HEADER] {
+        let mut header = [0; HEADER];
+        header[..4].copy_from_slice(MAGIC);
+        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[8..16].copy_from_slice(&lsn.to_le_bytes());
+        header[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header[4..24]);
+        crc.update(payload);
+        header[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+        header
     }
 
     /// Starts over at offset 0 in `generation`: only after a durable redb
@@ -359,6 +333,41 @@ impl Direct {
             buffer: Vec::new(),
             tail: Vec::with_capacity(PAGE),
         })
+    }
+
+    /// Writes the entry (`header` and `payload`) that starts at `at` with
+    /// one synchronous write of the pages it touches (see "Writes" above),
+    /// and keeps the new last page's bytes ([`Direct::tail`] holds the
+    /// bytes of `at`'s page before `at`).
+    fn write(
+        &mut self,
+        at: u64,
+        header: &[u8],
+        payload: &[u8],
+        faults: Option<&WriteFaults>,
+    ) -> io::Result<()> {
+        let Direct { file, buffer, tail } = self;
+        let start = at / PAGE as u64 * PAGE as u64;
+        let used = tail.len() + header.len() + payload.len();
+        let pages = aligned(buffer, used.next_multiple_of(PAGE));
+        let (before, rest) = pages.split_at_mut(tail.len());
+        before.copy_from_slice(tail);
+        let (head, rest) = rest.split_at_mut(header.len());
+        head.copy_from_slice(header);
+        let (body, after) = rest.split_at_mut(payload.len());
+        body.copy_from_slice(payload);
+        after.fill(0);
+        if let Some(faults) = faults {
+            faults.before_write(false)?;
+        }
+        file.write_all_at(pages, start)?;
+        if let Some(faults) = faults {
+            faults.wrote(FileKind::Journal, start, pages);
+            faults.syncing(FileKind::Journal)?;
+        }
+        tail.clear();
+        tail.extend_from_slice(&pages[used / PAGE * PAGE..used]);
+        Ok(())
     }
 }
 

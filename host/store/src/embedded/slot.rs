@@ -85,26 +85,28 @@ impl DbSlot {
         let deadline = Instant::now() + REOPEN_WAIT;
         let mut tries = 0u32;
         loop {
-            let answer = if self.visible.load(Ordering::Acquire) >= acknowledged {
-                self.get(path)
-            } else {
-                Err(unavailable(
-                    path,
-                    "a write already answered is not readable yet (its commit failed \
-                     and the file is being reopened): retry",
-                ))
-            };
-            match answer {
-                Err(_) if Instant::now() < deadline => {
-                    // The usual wait is one redb commit: yield at first.
-                    tries += 1;
-                    if tries < 100 {
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
+            let visible = self.visible.load(Ordering::Acquire) >= acknowledged;
+            let late = Instant::now() >= deadline;
+            match (visible, late) {
+                (true, _) => match self.get(path) {
+                    Err(_) if !late => {}
+                    answer => return answer,
+                },
+                (false, true) => {
+                    return Err(unavailable(
+                        path,
+                        "a write already answered is not readable yet (its commit failed \
+                         and the file is being reopened): retry",
+                    ));
                 }
-                answer => return answer,
+                (false, false) => {}
+            }
+            // The usual wait is one redb commit: yield at first.
+            tries += 1;
+            if tries < 100 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
