@@ -34,6 +34,9 @@ pub(super) struct WriteFaults {
     visible_commit_fails: AtomicBool,
     /// How many visible commits failed so.
     visible_commits_failed: AtomicU64,
+    /// The writer leaves its open transaction (answered batches not yet
+    /// visible) open until a batch fails or a checkpoint commits it.
+    hold_open: AtomicBool,
     /// How the store commits (a test's choice; see [`Commits`]).
     commits: Mutex<Commits>,
     refused: AtomicU64,
@@ -118,6 +121,17 @@ impl WriteFaults {
     /// its jobs were answered) fails.
     pub(super) fn fail_next_visible_commit(&self) {
         self.visible_commit_fails.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the writer keeps answered batches in its open
+    /// transaction (`true`) or commits it as usual (`false`).
+    pub(super) fn hold_open(&self, hold: bool) {
+        self.hold_open.store(hold, Ordering::SeqCst);
+    }
+
+    /// Whether the writer is to keep its transaction open.
+    pub(super) fn holds_open(&self) -> bool {
+        self.hold_open.load(Ordering::SeqCst)
     }
 
     /// Whether this visible commit is to fail (once).

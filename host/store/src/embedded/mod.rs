@@ -58,7 +58,9 @@
 //! which makes it visible to readers. The batch's jobs are answered between
 //! the two (the commit is off the answers' path); a read that begins after
 //! an answer waits for that commit (see [`slot`]), so it never misses an
-//! answered write. At least once a second, and whenever
+//! answered write. While more jobs are queued, later batches are applied
+//! in the same transaction before it is committed (at most 10 ms, and at
+//! once when a read waits: see [`writer`]). At least once a second, and whenever
 //! the journal is half full, the writer makes redb durable with an ordinary
 //! commit (a *checkpoint*: redb's default 1-phase commit with checksums,
 //! one `fdatasync`) that records the number of the last batch it holds,

@@ -16,13 +16,15 @@
 //!
 //! **Invariant: a read sees every batch answered before it began.** The
 //! writer answers a journaled batch as soon as its journal entry is durable
-//! and commits the redb transaction (which makes it visible) right after
-//! ([`super::writer`]). It records the batch's number as
-//! [acknowledged](DbSlot::acknowledge) before the first answer and as
-//! [visible](DbSlot::show) after the commit; a read waits until every batch
-//! acknowledged when it began is visible (tens of microseconds), or, if
-//! that commit failed and the reopen that replays it is slow, answers
-//! [`StoreError::Unavailable`] after [`REOPEN_WAIT`].
+//! and commits the redb transaction (which makes it visible) later: right
+//! after when nothing else is queued, else after the batch it is on once a
+//! read waits, or within the writer's `OPEN_AT_MOST` ([`super::writer`]).
+//! It records the batch's number as [acknowledged](DbSlot::acknowledge)
+//! before the first answer and as [visible](DbSlot::show) after the
+//! commit; a read waits until every batch acknowledged when it began is
+//! visible (telling the writer it waits), or, if that commit failed and the
+//! reopen that replays it is slow, answers [`StoreError::Unavailable`]
+//! after [`REOPEN_WAIT`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +52,9 @@ pub(super) struct DbSlot {
     acknowledged: AtomicU64,
     /// The number of the last batch committed to the database in the slot.
     visible: AtomicU64,
+    /// A read waits for an answered batch to become visible: the writer
+    /// commits its open transaction after the batch it is on.
+    read_waiting: AtomicBool,
 }
 
 impl DbSlot {
@@ -59,6 +64,7 @@ impl DbSlot {
             writable: AtomicBool::new(true),
             acknowledged: AtomicU64::new(0),
             visible: AtomicU64::new(0),
+            read_waiting: AtomicBool::new(false),
         })
     }
 
@@ -99,7 +105,7 @@ impl DbSlot {
                          and the file is being reopened): retry",
                     ));
                 }
-                (false, false) => {}
+                (false, false) => self.read_waiting.store(true, Ordering::Release),
             }
             // The usual wait is one redb commit: yield at first.
             tries += 1;
@@ -120,6 +126,17 @@ impl DbSlot {
     /// Batches up to `lsn` are committed to the database in the slot.
     pub(super) fn show(&self, lsn: u64) {
         self.visible.fetch_max(lsn, Ordering::Release);
+    }
+
+    /// Whether a batch was answered that is not visible yet.
+    pub(super) fn answered_unseen(&self) -> bool {
+        self.visible.load(Ordering::Acquire) < self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// Whether a read has been waiting for an answered batch to become
+    /// visible since the last call (which clears it).
+    pub(super) fn take_read_waiting(&self) -> bool {
+        self.read_waiting.load(Ordering::Relaxed) && self.read_waiting.swap(false, Ordering::AcqRel)
     }
 
     /// Whether the last write went through.

@@ -8,13 +8,24 @@
 //! makes the batch durable (its [journal](super::journal) entry written and
 //! synced; or, when the entry does not fit, redb's durable 1-phase commit:
 //! one fsync either way) and only then replies to each job. Then it
-//! commits a journaled batch's transaction without a sync, which makes it
-//! visible (reads that began after the replies wait for this: see
-//! [`super::slot`]), records the new head in the
-//! [watermark](super::watermark), and checkpoints when one is
-//! due (redb made durable, the journal started over: at least once a
-//! second, and when the journal is half full) and syncs the watermark at
-//! most once a second (see "Commits" in the module docs of `embedded`).
+//! records the new head in the [watermark](super::watermark), checkpoints
+//! when one is due (redb made durable, the journal started over: at least
+//! once a second, and when the journal is half full) and syncs the
+//! watermark at most once a second (see "Commits" in the module docs of
+//! `embedded`).
+//!
+//! *One transaction across batches.* A journaled batch's transaction is
+//! left open, and the next batch is applied in it, while more jobs are
+//! queued; it is committed without a sync (which makes its batches
+//! visible) before the writer waits for jobs, as soon as a read waits for
+//! one of its answered batches (reads that began after a reply wait for
+//! this: see [`super::slot`]), after [`OPEN_AT_MOST`], or by a checkpoint.
+//! Under load that is one redb commit per several batches (a B-tree page a
+//! transaction already copied is changed in place), which is the writer's
+//! CPU, its bottleneck; a batch alone is still committed right after its
+//! replies. If a batch fails while the transaction holds answered batches,
+//! the transaction is aborted and the writer reopens at once: the reopen
+//! replays the answered batches from the journal.
 //! Dropping the [`Writer`] closes the channel; the thread finishes the jobs
 //! already queued, checkpoints, and exits, and the drop waits for it. If
 //! the thread dies (redb panicked), every later write fails as unavailable.
@@ -75,6 +86,10 @@ const WATERMARK_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// starts over) at least this often while batches are journaled, and
 /// whenever the journal is half full.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// While more jobs are queued, journaled batches go on in one redb
+/// transaction for at most this long before it is committed (see "One
+/// transaction across batches" in the module docs).
+const OPEN_AT_MOST: Duration = Duration::from_millis(10);
 
 type AppendReply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
@@ -120,6 +135,7 @@ impl Writer {
             watermark_synced: Instant::now(),
             journal: opened.journal,
             lsn: opened.lsn,
+            open: None,
             checkpointed: Instant::now(),
             commits: Arc::clone(&commits),
         };
@@ -202,6 +218,9 @@ struct State {
     journal: Option<Journal>,
     /// The number of the last batch committed (see [`super::journal`]).
     lsn: u64,
+    /// The transaction holding the journaled batches not yet visible,
+    /// and when its first batch was applied.
+    open: Option<(redb::WriteTransaction, Instant)>,
     /// When the data file was last made durable.
     checkpointed: Instant,
     commits: Arc<AtomicU64>,
@@ -219,9 +238,10 @@ impl State {
     }
 
     /// Makes the data file durable and starts the journal over, if batches
-    /// were journaled since the last checkpoint and one is due (or `now`).
-    /// On failure the writer reopens the file before its next batch (which
-    /// replays the journal).
+    /// were journaled since the last checkpoint and one is due (or `now`);
+    /// the open transaction, if any, is the one committed. On failure the
+    /// writer reopens the file (which replays the journal): at once if
+    /// answered batches were in that transaction, else before its next batch.
     fn checkpoint(&mut self, now: bool) {
         let Some(journal) = &self.journal else { return };
         let each_batch = (self.reopen.faults.as_ref())
@@ -234,9 +254,15 @@ impl State {
         }
         let path = &*self.path;
         let generation = journal::new_generation();
+        let open = self.open.take().map(|(txn, _)| txn);
+        let held_answers = open.is_some();
         let committed = (|| {
-            let db = self.slot.get(path)?;
-            let txn = db.begin_write().in_file(path)?;
+            let mut txn = match open {
+                Some(txn) => txn,
+                None => self.slot.get(path)?.begin_write().in_file(path)?,
+            };
+            txn.set_durability(Durability::Immediate)
+                .map_err(|error| unavailable(path, error))?;
             record_checkpoint(&txn, path, self.lsn, generation)?;
             txn.commit().in_file(path)
         })();
@@ -246,7 +272,9 @@ impl State {
                     journal.start_over(generation);
                 }
                 self.checkpointed = Instant::now();
+                self.slot.show(self.lsn);
             }
+            Err(error) if held_answers => self.commit_failed_after_answers(error),
             Err(error) => {
                 tracing::error!(%error, "the event store could not make its data file durable");
                 self.broken = true;
@@ -271,7 +299,15 @@ impl State {
     }
 
     fn serve(&mut self, queue: &mut mpsc::Receiver<Job>) {
-        while let Some(first) = queue.blocking_recv() {
+        loop {
+            if queue.is_empty() {
+                // Nothing to batch with: the answered batches become
+                // visible before the writer waits.
+                self.make_visible();
+            }
+            let Some(first) = queue.blocking_recv() else {
+                return;
+            };
             if let Job::Probe(reply) = first {
                 let _ = reply.send(self.probe());
                 continue;
@@ -289,10 +325,42 @@ impl State {
                 batch.push(job);
             }
             self.commit_batch(batch);
+            self.after_batch();
             let answer = self.probe();
             self.probes
                 .drain(..)
                 .for_each(|reply| drop(reply.send(answer.clone())));
+        }
+    }
+
+    /// After a batch that did not break the writer: a checkpoint if one is due; else the open
+    /// transaction committed (without a sync) if a read waits for it or it
+    /// has been open for [`OPEN_AT_MOST`] (and before the writer waits for
+    /// jobs: [`State::serve`]).
+    fn after_batch(&mut self) {
+        if self.broken {
+            // The next batch (or a probe) reopens first.
+            return;
+        }
+        self.checkpoint(false);
+        let open_long =
+            (self.open.as_ref()).is_some_and(|(_, since)| since.elapsed() >= OPEN_AT_MOST);
+        if open_long || (self.open.is_some() && self.slot.take_read_waiting()) {
+            self.make_visible();
+        }
+        self.sync_watermark(false);
+    }
+
+    /// Commits the open transaction without a sync: its batches (durable
+    /// in the journal and answered) become visible.
+    fn make_visible(&mut self) {
+        let held = (self.reopen.faults.as_ref()).is_some_and(|faults| faults.holds_open());
+        let Some((txn, _)) = self.open.take_if(|_| !held) else {
+            return;
+        };
+        match self.commit_visible(txn) {
+            Ok(()) => self.slot.show(self.lsn),
+            Err(error) => self.commit_failed_after_answers(error),
         }
     }
 
@@ -302,6 +370,8 @@ impl State {
         if !self.broken {
             return Ok(());
         }
+        // Its batches are in the journal: the reopen replays them.
+        self.open = None;
         self.slot.close(&self.path)?;
         // Drops the journal first: the open reads it again (and replays
         // what a failed batch may have left in it).
@@ -351,8 +421,8 @@ impl State {
         }
     }
 
-    /// Applies and commits one batch, records the new head, then answers
-    /// every job.
+    /// Applies one batch and makes it durable, records the new head, then
+    /// answers every job.
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let (mut work, mut replies) = (Vec::new(), Vec::new());
         for job in batch {
@@ -376,26 +446,13 @@ impl State {
         }
         let committed = self.commit(work);
         match committed {
-            Ok(Durable {
-                answers,
-                head,
-                visible_after,
-            }) => {
+            Ok(Durable { answers, head }) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 // Reads that begin once a job is answered wait until the
                 // batch is visible (see `super::slot`).
                 self.slot.acknowledge(self.lsn);
                 let answered = replies.into_iter().zip(answers);
                 answered.for_each(|(reply, answer)| reply.send(Ok(answer)));
-                if let Some(txn) = visible_after {
-                    // Off the answers' path: the batch is durable in the
-                    // journal, this makes it visible.
-                    if let Err(error) = self.commit_visible(txn) {
-                        self.commit_failed_after_answers(error);
-                        return;
-                    }
-                }
-                self.slot.show(self.lsn);
                 self.slot.set_writable(true);
                 // After the batch's entry (or commit) is durable: the
                 // watermark never runs ahead of what is durable.
@@ -405,9 +462,6 @@ impl State {
                     let watermark = self.watermark.path().display();
                     tracing::warn!(%error, %watermark, head, "cannot record the head watermark");
                 }
-                // The next batch waits for these.
-                self.checkpoint(false);
-                self.sync_watermark(false);
             }
             Err(error) => {
                 tracing::error!(%error, "the event store could not commit a batch of writes");
@@ -420,27 +474,33 @@ impl State {
                 replies
                     .into_iter()
                     .for_each(|reply| reply.send(Err(&error)));
+                if self.slot.answered_unseen() {
+                    // The aborted transaction held answered batches too.
+                    self.commit_failed_after_answers(error);
+                }
             }
         }
     }
 
     /// Commits a journaled batch's transaction without a sync (or fails,
     /// when a test injects that failure).
-    fn commit_visible(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
+    fn commit_visible(&self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
         let faults = self.reopen.faults.as_ref();
         if faults.is_some_and(|faults| faults.take_visible_commit_failure()) {
             drop(txn);
             return Err(unavailable(&self.path, "injected: the commit failed"));
         }
+        txn.set_durability(Durability::None)
+            .map_err(|error| unavailable(&self.path, error))?;
         txn.commit().in_file(&self.path)
     }
 
-    /// The redb commit of a batch already durable in the journal and
-    /// answered failed: reopening the file replays the batch from the
-    /// journal, which makes it visible; reads wait for that (or answer
-    /// unavailable) meanwhile.
+    /// The redb commit of batches already durable in the journal and
+    /// answered failed (or their transaction was aborted): reopening the
+    /// file replays them from the journal, which makes them visible; reads
+    /// wait for that (or answer unavailable) meanwhile.
     fn commit_failed_after_answers(&mut self, error: StoreError) {
-        tracing::error!(%error, "the event store could not make a journaled batch visible; reopening");
+        tracing::error!(%error, "the event store could not make journaled batches visible; reopening");
         self.broken = true;
         self.slot.set_writable(false);
         if let Err(error) = self.recover() {
@@ -449,60 +509,58 @@ impl State {
     }
 }
 
-/// A batch made durable: its answers, the head it reached and, if it went
-/// through the journal, its transaction, to commit (without a sync) to make
-/// it visible.
+/// A batch made durable: its answers and the head it reached.
 struct Durable {
     answers: Vec<Answer>,
     head: u64,
-    visible_after: Option<redb::WriteTransaction>,
 }
 
 impl State {
-    /// Applies the batch in one write transaction and makes it durable:
-    /// its journal entry written and synced, handing back the transaction
-    /// to commit without a sync (which makes it visible) once the jobs are
-    /// answered; or, when the entry does not fit in the journal (or there
-    /// is none), the transaction committed with redb's durable commit (one
-    /// fsync, 1-phase; a commit cut by a crash fails its checksums and redb
-    /// opens the one before: see "Commits" in the module docs of
-    /// `embedded`). Either way the batch is durable before it is visible to
-    /// a reader, and before any job is answered.
+    /// Applies the batch in the open write transaction (or a new one) and
+    /// makes it durable: its journal entry written and synced, leaving the
+    /// transaction open, to be committed without a sync (which makes it
+    /// visible) once the jobs are answered (see [`State::after_batch`]);
+    /// or, when the entry does not fit in the journal (or there is none),
+    /// the transaction committed with redb's durable commit (one fsync,
+    /// 1-phase; a commit cut by a crash fails its checksums and redb opens
+    /// the one before: see "Commits" in the module docs of `embedded`).
+    /// Either way the batch is durable before it is visible to a reader,
+    /// and before any job is answered.
     fn commit(&mut self, work: Vec<Work>) -> Result<Durable, StoreError> {
         let path = &*self.path;
-        let db = self.slot.get(path)?;
-        let mut txn = db.begin_write().in_file(path)?;
+        let (mut txn, since) = match self.open.take() {
+            Some(open) => open,
+            None => (
+                self.slot.get(path)?.begin_write().in_file(path)?,
+                Instant::now(),
+            ),
+        };
         let applied = apply::apply_all(&txn, path, work)?;
         let lsn = self.lsn + 1;
-        let visible_after = match self
-            .journal
-            .as_mut()
-            .filter(|journal| journal.fits(applied.entry.len()))
-        {
+        match (self.journal.as_mut()).filter(|journal| journal.fits(applied.entry.len())) {
             Some(journal) => {
-                txn.set_durability(Durability::None)
-                    .map_err(|error| unavailable(path, error))?;
                 journal
                     .append(lsn, &applied.entry)
                     .map_err(|error| unavailable(journal.path(), error))?;
-                Some(txn)
+                self.open = Some((txn, since));
             }
             None => {
                 let generation = journal::new_generation();
                 record_checkpoint(&txn, path, lsn, generation)?;
+                txn.set_durability(Durability::Immediate)
+                    .map_err(|error| unavailable(path, error))?;
                 txn.commit().in_file(path)?;
                 if let Some(journal) = &mut self.journal {
                     journal.start_over(generation);
                 }
                 self.checkpointed = Instant::now();
-                None
+                self.slot.show(lsn);
             }
-        };
+        }
         self.lsn = lsn;
         Ok(Durable {
             answers: applied.answers,
             head: applied.head,
-            visible_after,
         })
     }
 }

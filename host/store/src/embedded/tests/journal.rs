@@ -188,3 +188,115 @@ async fn a_batch_whose_commit_fails_after_its_answer_is_replayed_and_read() {
     let events = reopened.read_stream(&acc, 1, usize::MAX).await.unwrap();
     assert_eq!(events.len(), 3);
 }
+
+/// Journaled batches share one redb transaction while more jobs are queued
+/// (the writer commits it when idle, when a read waits, or after
+/// `OPEN_AT_MOST`): every append is readable as soon as it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_answered_while_the_transaction_stays_open_are_read_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..16 {
+        let store = Arc::clone(&store);
+        callers.spawn(async move {
+            let acc = stream(&format!("acc-{caller}"));
+            for version in 0..40u64 {
+                let data = format!(r#"{{"n":{version}}}"#);
+                let req = request(
+                    &acc,
+                    ExpectedVersion::Exact(version),
+                    std::slice::from_ref(&data),
+                );
+                store.append(req).await.unwrap();
+                let events = store.read_stream(&acc, 1, usize::MAX).await.unwrap();
+                assert_eq!(
+                    events.len() as u64,
+                    version + 1,
+                    "{acc}: the answered append is read"
+                );
+                assert_eq!(events.last().unwrap().data, data.into_bytes());
+            }
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.unwrap();
+    }
+    let store = Arc::into_inner(store).unwrap();
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    for caller in 0..16 {
+        let acc = stream(&format!("acc-{caller}"));
+        assert_eq!(reopened.stream_version(&acc).await.unwrap(), 40);
+    }
+}
+
+/// A batch that fails while the writer's open transaction holds answered
+/// batches aborts that transaction: the answered batches are replayed from
+/// the journal by a reopen, never lost, and the failed one is not answered.
+#[tokio::test]
+async fn a_failed_batch_in_a_transaction_holding_answered_batches_loses_none_of_them() {
+    use crate::embedded::faults::WriteFaults;
+
+    let dir = tempfile::tempdir().unwrap();
+    let faults = WriteFaults::new();
+    let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
+    let acc = stream("acc-1");
+    store
+        .append(request(&acc, ExpectedVersion::Exact(0), &["{}".into()]))
+        .await
+        .unwrap();
+    // Answered (durable in the journal) and left in the open transaction.
+    faults.hold_open(true);
+    let mut req = request(&acc, ExpectedVersion::Exact(1), &[r#"{"n":2}"#.into()]);
+    req.metadata.command_id = Some("cmd-2".into());
+    store.append(req).await.expect("answered once durable");
+    faults.fail(true);
+    let failed = store
+        .append(request(
+            &acc,
+            ExpectedVersion::Exact(2),
+            &[r#"{"n":3}"#.into()],
+        ))
+        .await;
+    assert!(
+        matches!(
+            failed,
+            Err(crate::AppendError::Store(StoreError::Unavailable { .. }))
+        ),
+        "{failed:?}"
+    );
+    let answered = [&b"{}"[..], br#"{"n":2}"#];
+    // While writes fail, a read waits for the reopen that replays batch 2
+    // and then answers it, or answers unavailable: never without it.
+    match store.read_stream(&acc, 1, usize::MAX).await {
+        Ok(events) => {
+            let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+            assert_eq!(data, answered);
+        }
+        Err(error) => assert!(matches!(error, StoreError::Unavailable { .. }), "{error}"),
+    }
+    faults.fail(false);
+    faults.hold_open(false);
+    // Once writes go through, reads recover without a write (a failed read
+    // asks the writer to reopen).
+    let mut events = store.read_stream(&acc, 1, usize::MAX).await;
+    for _ in 0..3 {
+        if events.is_ok() {
+            break;
+        }
+        events = store.read_stream(&acc, 1, usize::MAX).await;
+    }
+    let events = events.expect("readable again once writes go through");
+    let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+    assert_eq!(data, answered, "the answered batch, not the failed one");
+    let found = store.command_events(&acc, "cmd-2").await.unwrap();
+    assert_eq!(found.map(|events| events.len()), Some(1));
+    store
+        .append(request(&acc, ExpectedVersion::Exact(2), &["{}".into()]))
+        .await
+        .expect("the next append continues after the answered batch");
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.stream_version(&acc).await.unwrap(), 3);
+}
