@@ -5,7 +5,7 @@
 //! between runs whose disks answered alike.
 
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -88,4 +88,38 @@ fn fdatasync_latencies(ctx: &Ctx) -> anyhow::Result<Vec<f64>> {
 /// sync per acknowledged command is `1000 / this` commands a second.
 pub(crate) fn fdatasync_p50_ms(ctx: &Ctx) -> anyhow::Result<f64> {
     Ok(percentile(&mut fdatasync_latencies(ctx)?, 50.0))
+}
+
+/// The median latency of one `O_DIRECT | O_DSYNC` write of one 4 KiB page
+/// (the way the embedded store's journal makes an entry durable, in one
+/// call) on the durable stores' disk, in ms, probed now; `None` where the
+/// file system refuses direct I/O (a tmpfs), as the journal then falls back
+/// to a write and an `fdatasync`.
+pub(crate) fn direct_write_p50_ms(ctx: &Ctx) -> anyhow::Result<Option<f64>> {
+    let dir = ctx.tempdir()?;
+    let path = dir.path().join("probe");
+    std::fs::write(&path, vec![0u8; 64 * PAGE])?;
+    std::fs::File::open(&path)?.sync_all()?;
+    let direct = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(&path);
+    let Ok(file) = direct else {
+        return Ok(None);
+    };
+    // Direct I/O wants a page-aligned buffer: one page out of two.
+    let mut buffer = vec![0xa5u8; 2 * PAGE];
+    let start = buffer.as_ptr().align_offset(PAGE);
+    let page = &mut buffer[start..start + PAGE];
+    let mut latencies = Vec::with_capacity(SYNCS);
+    for i in 0..SYNCS {
+        page[0] = i as u8;
+        let begin = Instant::now();
+        match file.write_all_at(page, ((i * 17) % 64 * PAGE) as u64) {
+            Ok(()) => latencies.push(begin.elapsed().as_secs_f64() * 1e3),
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Some(percentile(&mut latencies, 50.0)))
 }
