@@ -251,46 +251,57 @@ pub(crate) async fn single(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()>
             // Physics: one writer, one command at a time, each acknowledged
             // only after a sync, cannot beat one command per fdatasync.
             let sync_ms = super::machine::fdatasync_p50_ms(ctx)?;
-            let ceiling = 1000.0 / sync_ms;
-            report.push(
-                Metric::new(&format!("{name}_fsync_ceiling"), ceiling, "commands/s")
-                    .param(
-                        "what",
-                        "1000 / fdatasync p50 (ms), probed right after the runs",
-                    )
-                    .param("fdatasync_p50_ms", sync_ms),
-            );
-            report.push(
-                Metric::new(&format!("{name}_of_ceiling"), rate / ceiling, "fraction")
-                    .param("what", "commands_embedded_single / its fsync ceiling")
-                    .target(Target::AtLeast(0.5)),
-            );
+            let fsync = Ceiling {
+                rows: ["fsync_ceiling", "of_ceiling"],
+                what: "1000 / fdatasync p50 (ms), probed right after the runs",
+                probe: ("fdatasync_p50_ms", sync_ms),
+            };
+            let [ceiling, share] = fsync.rows(&name, rate);
+            report.push(ceiling);
+            report.push(share.target(Target::AtLeast(0.5)));
             // The journal's own kind of durable write (one call, no
             // separate sync) is faster than a write and an fdatasync: the
             // tighter ceiling, reported beside the one the target names.
             if let Some(write_ms) = super::machine::direct_write_p50_ms(ctx)? {
-                let ceiling = 1000.0 / write_ms;
-                report.push(
-                    Metric::new(&format!("{name}_direct_ceiling"), ceiling, "commands/s")
-                        .param(
-                            "what",
-                            "1000 / p50 (ms) of one O_DIRECT|O_DSYNC 4 KiB page write, probed right after the runs",
-                        )
-                        .param("direct_write_p50_ms", write_ms),
-                );
-                report.push(
-                    Metric::new(
-                        &format!("{name}_of_direct_ceiling"),
-                        rate / ceiling,
-                        "fraction",
-                    )
-                    .param(
-                        "what",
-                        "commands_embedded_single / its direct-write ceiling",
-                    ),
-                );
+                let direct = Ceiling {
+                    rows: ["direct_ceiling", "of_direct_ceiling"],
+                    what: "1000 / p50 (ms) of one O_DIRECT|O_DSYNC 4 KiB page write, probed right after the runs",
+                    probe: ("direct_write_p50_ms", write_ms),
+                };
+                direct
+                    .rows(&name, rate)
+                    .into_iter()
+                    .for_each(|row| report.push(row));
             }
         }
     }
     Ok(())
+}
+
+/// A physical ceiling of one-at-a-time durable commands: one command per
+/// durable write, whose latency a probe measured.
+struct Ceiling {
+    /// The suffixes of the ceiling's row and of the share of it reached.
+    rows: [&'static str; 2],
+    what: &'static str,
+    /// The probe's name and its p50, in ms.
+    probe: (&'static str, f64),
+}
+
+impl Ceiling {
+    /// `{name}_{ceiling}` (commands a second) and `{name}_{share}` (the
+    /// share of it that `rate` reaches).
+    fn rows(self, name: &str, rate: f64) -> [Metric; 2] {
+        let ([ceiling_row, share_row], (probe, ms)) = (self.rows, self.probe);
+        let ceiling = 1000.0 / ms;
+        [
+            Metric::new(&format!("{name}_{ceiling_row}"), ceiling, "commands/s")
+                .param("what", self.what)
+                .param(probe, ms),
+            Metric::new(&format!("{name}_{share_row}"), rate / ceiling, "fraction").param(
+                "what",
+                format!("{name} / its {}", ceiling_row.replace('_', " ")).as_str(),
+            ),
+        ]
+    }
 }

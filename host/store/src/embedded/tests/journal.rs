@@ -140,22 +140,31 @@ async fn a_crashed_store_replays_on_a_full_disk_and_serves_reads() {
     assert_eq!(everything(&reopened).await.len(), before.len() + 1);
 }
 
-/// A batch is answered once its journal entry is durable, before the redb
-/// commit that makes it visible. If that commit fails, the answer stands:
-/// the writer reopens the file at once, which replays the batch from the
-/// journal, and no read in between misses it.
-#[tokio::test]
-async fn a_batch_whose_commit_fails_after_its_answer_is_replayed_and_read() {
-    use crate::embedded::faults::WriteFaults;
-
+/// A store whose writes fail on demand, with one event in `acc-1`.
+async fn faulty_store_with_one_event() -> (
+    tempfile::TempDir,
+    Arc<crate::embedded::faults::WriteFaults>,
+    EmbeddedStore,
+    StreamId,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let faults = WriteFaults::new();
+    let faults = crate::embedded::faults::WriteFaults::new();
     let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
     let acc = stream("acc-1");
     store
         .append(request(&acc, ExpectedVersion::Exact(0), &["{}".into()]))
         .await
         .unwrap();
+    (dir, faults, store, acc)
+}
+
+/// A batch is answered once its journal entry is durable, before the redb
+/// commit that makes it visible. If that commit fails, the answer stands:
+/// the writer reopens the file at once, which replays the batch from the
+/// journal, and no read in between misses it.
+#[tokio::test]
+async fn a_batch_whose_commit_fails_after_its_answer_is_replayed_and_read() {
+    let (dir, faults, store, acc) = faulty_store_with_one_event().await;
     faults.fail_next_visible_commit();
     let mut req = request(&acc, ExpectedVersion::Exact(1), &[r#"{"n":2}"#.into()]);
     req.metadata.command_id = Some("cmd-2".into());
@@ -236,16 +245,7 @@ async fn appends_answered_while_the_transaction_stays_open_are_read_at_once() {
 /// the journal by a reopen, never lost, and the failed one is not answered.
 #[tokio::test]
 async fn a_failed_batch_in_a_transaction_holding_answered_batches_loses_none_of_them() {
-    use crate::embedded::faults::WriteFaults;
-
-    let dir = tempfile::tempdir().unwrap();
-    let faults = WriteFaults::new();
-    let store = EmbeddedStore::open_with(dir.path(), Some(Arc::clone(&faults))).unwrap();
-    let acc = stream("acc-1");
-    store
-        .append(request(&acc, ExpectedVersion::Exact(0), &["{}".into()]))
-        .await
-        .unwrap();
+    let (dir, faults, store, acc) = faulty_store_with_one_event().await;
     // Answered (durable in the journal) and left in the open transaction.
     faults.hold_open(true);
     let mut req = request(&acc, ExpectedVersion::Exact(1), &[r#"{"n":2}"#.into()]);
