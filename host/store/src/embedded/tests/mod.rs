@@ -588,6 +588,21 @@ fn another_applications_redb_file_is_refused() {
     );
 }
 
+/// What a measuring test is asked for: `AETHER_MEASURE_APPENDS` appends
+/// (else `default`) in a new directory under `AETHER_MEASURE_DIR` (else
+/// the system's temporary directory).
+fn measurement(default: u64) -> (u64, tempfile::TempDir) {
+    let appends = std::env::var("AETHER_MEASURE_APPENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default);
+    let dir = match std::env::var_os("AETHER_MEASURE_DIR") {
+        Some(base) => tempfile::tempdir_in(base).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    (appends, dir)
+}
+
 /// Appends one at a time are one commit each (nothing to group), and each
 /// is read back as stored. Also where a single writer's time goes: with
 /// `AETHER_MEASURE_APPENDS=2000` (and `AETHER_MEASURE_DIR` on the disk to
@@ -597,14 +612,7 @@ fn another_applications_redb_file_is_refused() {
 /// `cargo test --release -p aether-store -- --nocapture sequential_appends`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_appends() {
-    let appends: u64 = std::env::var("AETHER_MEASURE_APPENDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50);
-    let dir = match std::env::var_os("AETHER_MEASURE_DIR") {
-        Some(base) => tempfile::tempdir_in(base).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
+    let (appends, dir) = measurement(50);
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let id = stream("acc-1");
     let commits_before = store.writer.commits();
@@ -640,14 +648,7 @@ async fn sequential_appends() {
 async fn concurrent_appends() {
     const CALLERS: u64 = 200;
     const STREAMS: u64 = 1_000;
-    let appends: u64 = std::env::var("AETHER_MEASURE_APPENDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2_000);
-    let dir = match std::env::var_os("AETHER_MEASURE_DIR") {
-        Some(base) => tempfile::tempdir_in(base).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
+    let (appends, dir) = measurement(2_000);
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let per_caller = appends.div_ceil(CALLERS);
     let payload = r#"{"amount":1}"#.to_string();
