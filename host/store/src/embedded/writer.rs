@@ -252,28 +252,14 @@ impl State {
         if journal.used() == 0 || !(now || due) {
             return;
         }
-        let path = &*self.path;
-        let generation = journal::new_generation();
         let open = self.open.take().map(|(txn, _)| txn);
         let held_answers = open.is_some();
-        let committed = (|| {
-            let mut txn = match open {
-                Some(txn) => txn,
-                None => self.slot.get(path)?.begin_write().in_file(path)?,
-            };
-            txn.set_durability(Durability::Immediate)
-                .map_err(|error| unavailable(path, error))?;
-            record_checkpoint(&txn, path, self.lsn, generation)?;
-            txn.commit().in_file(path)
-        })();
-        match committed {
-            Ok(()) => {
-                if let Some(journal) = &mut self.journal {
-                    journal.start_over(generation);
-                }
-                self.checkpointed = Instant::now();
-                self.slot.show(self.lsn);
-            }
+        let txn = match open {
+            Some(txn) => Ok(txn),
+            None => (self.slot.get(&self.path)).and_then(|db| db.begin_write().in_file(&self.path)),
+        };
+        match txn.and_then(|txn| self.commit_durably(txn, self.lsn)) {
+            Ok(()) => {}
             Err(error) if held_answers => self.commit_failed_after_answers(error),
             Err(error) => {
                 tracing::error!(%error, "the event store could not make its data file durable");
@@ -333,10 +319,10 @@ impl State {
         }
     }
 
-    /// After a batch that did not break the writer: a checkpoint if one is due; else the open
-    /// transaction committed (without a sync) if a read waits for it or it
-    /// has been open for [`OPEN_AT_MOST`] (and before the writer waits for
-    /// jobs: [`State::serve`]).
+    /// After a batch that did not break the writer: a checkpoint if one is
+    /// due; else the open transaction committed (without a sync) if a read
+    /// waits for it or it has been open for [`OPEN_AT_MOST`] (and before the
+    /// writer waits for jobs: [`State::serve`]).
     fn after_batch(&mut self) {
         if self.broken {
             // The next batch (or a probe) reopens first.
@@ -446,7 +432,7 @@ impl State {
         }
         let committed = self.commit(work);
         match committed {
-            Ok(Durable { answers, head }) => {
+            Ok((answers, head)) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 // Reads that begin once a job is answered wait until the
                 // batch is visible (see `super::slot`).
@@ -509,13 +495,23 @@ impl State {
     }
 }
 
-/// A batch made durable: its answers and the head it reached.
-struct Durable {
-    answers: Vec<Answer>,
-    head: u64,
-}
-
 impl State {
+    /// Commits `txn` (holding batches up to `lsn`) with redb's durable
+    /// commit (write transactions are durable unless `commit_visible` says
+    /// otherwise), recording `lsn` and a new generation as the checkpoint;
+    /// then the journal starts over and the batches are visible.
+    fn commit_durably(&mut self, txn: redb::WriteTransaction, lsn: u64) -> Result<(), StoreError> {
+        let generation = journal::new_generation();
+        record_checkpoint(&txn, &self.path, lsn, generation)?;
+        txn.commit().in_file(&self.path)?;
+        if let Some(journal) = &mut self.journal {
+            journal.start_over(generation);
+        }
+        self.checkpointed = Instant::now();
+        self.slot.show(lsn);
+        Ok(())
+    }
+
     /// Applies the batch in the open write transaction (or a new one) and
     /// makes it durable: its journal entry written and synced, leaving the
     /// transaction open, to be committed without a sync (which makes it
@@ -526,9 +522,9 @@ impl State {
     /// the one before: see "Commits" in the module docs of `embedded`).
     /// Either way the batch is durable before it is visible to a reader,
     /// and before any job is answered.
-    fn commit(&mut self, work: Vec<Work>) -> Result<Durable, StoreError> {
+    fn commit(&mut self, work: Vec<Work>) -> Result<(Vec<Answer>, u64), StoreError> {
         let path = &*self.path;
-        let (mut txn, since) = match self.open.take() {
+        let (txn, since) = match self.open.take() {
             Some(open) => open,
             None => (
                 self.slot.get(path)?.begin_write().in_file(path)?,
@@ -544,24 +540,10 @@ impl State {
                     .map_err(|error| unavailable(journal.path(), error))?;
                 self.open = Some((txn, since));
             }
-            None => {
-                let generation = journal::new_generation();
-                record_checkpoint(&txn, path, lsn, generation)?;
-                txn.set_durability(Durability::Immediate)
-                    .map_err(|error| unavailable(path, error))?;
-                txn.commit().in_file(path)?;
-                if let Some(journal) = &mut self.journal {
-                    journal.start_over(generation);
-                }
-                self.checkpointed = Instant::now();
-                self.slot.show(lsn);
-            }
+            None => self.commit_durably(txn, lsn)?,
         }
         self.lsn = lsn;
-        Ok(Durable {
-            answers: applied.answers,
-            head: applied.head,
-        })
+        Ok((applied.answers, applied.head))
     }
 }
 
