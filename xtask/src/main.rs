@@ -53,7 +53,7 @@ fn demo(args: &[String]) -> Result<()> {
         "--package",
         "counter",
     ])?;
-    let component = workspace_root().join("target/wasm32-wasip2/release/bank_account.wasm");
+    let component = bank_account_component(&workspace_root());
     let mut run: Vec<&str> = vec![
         "run",
         "--package",
@@ -107,10 +107,7 @@ fn bench(args: &[String]) -> Result<()> {
         .to_string_lossy()
         .into_owned();
     // Absolute paths: cargo runs a bench binary in its package's folder.
-    let component = root
-        .join("target/wasm32-wasip2/release/bank_account.wasm")
-        .to_string_lossy()
-        .into_owned();
+    let component = bank_account_component(&root).to_string_lossy().into_owned();
     let out = root
         .join("target/bench/results.json")
         .to_string_lossy()
@@ -197,6 +194,16 @@ fn pip_install(mut python: Command) -> Command {
         "--no-input",
     ]);
     python
+}
+
+/// Where cargo puts the bank-account component it builds: under
+/// `CARGO_TARGET_DIR` when that is set (a relative one is read from the
+/// workspace root, where xtask runs cargo), else under the workspace's
+/// `target/`.
+fn bank_account_component(root: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    target.join("wasm32-wasip2/release/bank_account.wasm")
 }
 
 fn workspace_root() -> PathBuf {
