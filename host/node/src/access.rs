@@ -51,7 +51,7 @@ impl fmt::Debug for Token {
 }
 
 /// The blake3 hash of a token; equality is constant-time.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(blake3::Hash);
 
 impl TokenHash {

@@ -13,8 +13,13 @@
 //! exactly as it was, so retrying the request works.
 //!
 //! **Invariant:** no token is ever written in clear; only its hash.
+//!
+//! **Invariant:** authenticating a request is one lookup, whatever the
+//! number of namespaces: beside the state, memory holds which namespace
+//! each token hash belongs to ([`Known`]), rebuilt by every change of the
+//! namespaces (changes are rare, and each already rewrites the whole file).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +45,62 @@ struct NodeState {
     format: u32,
     admin: Option<TokenHash>,
     namespaces: BTreeMap<Namespace, NamespaceRecord>,
+}
+
+/// The state in memory, and who holds each token hash, derived from it.
+/// The namespaces change only through [`Known::set`] and
+/// [`Known::set_namespace`], which keep the two in step.
+struct Known {
+    state: NodeState,
+    by_token: HashMap<TokenHash, Namespace>,
+}
+
+impl Known {
+    fn new(state: NodeState) -> Self {
+        let mut known = Known {
+            state,
+            by_token: HashMap::new(),
+        };
+        known.reindex();
+        known
+    }
+
+    /// Replaces the whole state.
+    fn set(&mut self, state: NodeState) {
+        self.state = state;
+        self.reindex();
+    }
+
+    /// Replaces one namespace's record (`None`: removes it); returns the
+    /// record it had.
+    fn set_namespace(
+        &mut self,
+        namespace: &Namespace,
+        record: Option<NamespaceRecord>,
+    ) -> Option<NamespaceRecord> {
+        let before = match record {
+            Some(record) => self.state.namespaces.insert(namespace.clone(), record),
+            None => self.state.namespaces.remove(namespace),
+        };
+        self.reindex();
+        before
+    }
+
+    fn reindex(&mut self) {
+        self.by_token = (self.state.namespaces.iter())
+            .flat_map(|(namespace, record)| {
+                (record.tokens.iter()).map(move |hash| (hash.clone(), namespace.clone()))
+            })
+            .collect();
+    }
+}
+
+impl std::ops::Deref for Known {
+    type Target = NodeState;
+
+    fn deref(&self) -> &NodeState {
+        &self.state
+    }
 }
 
 /// One namespace: when it was created, its token hashes and its limits.
@@ -71,7 +132,7 @@ pub enum TenantError {
 /// The node's tenants, loaded from and saved to its data directory.
 pub struct Tenants {
     file: PathBuf,
-    state: Mutex<NodeState>,
+    state: Mutex<Known>,
     /// With `--nats`: where namespaces live (set once, at start).
     shared: std::sync::OnceLock<Shared>,
 }
@@ -115,7 +176,7 @@ impl Tenants {
         };
         Ok(Self {
             file,
-            state: Mutex::new(state),
+            state: Mutex::new(Known::new(state)),
             shared: std::sync::OnceLock::new(),
         })
     }
@@ -142,7 +203,13 @@ impl Tenants {
             }
         }
         let all = shared.all().await?;
-        self.lock().namespaces = all.into_iter().collect();
+        let mut known = self.lock();
+        let state = NodeState {
+            namespaces: all.into_iter().collect(),
+            ..known.state.clone()
+        };
+        known.set(state);
+        drop(known);
         self.shared
             .set(shared)
             .map_err(|_| anyhow::anyhow!("the tenants are already shared"))?;
@@ -159,17 +226,17 @@ impl Tenants {
     pub(crate) fn apply(&self, namespace: &Namespace, record: Option<NamespaceRecord>) -> Applied {
         let mut state = self.lock();
         let Some(record) = record else {
-            return match state.namespaces.remove(namespace) {
+            return match state.set_namespace(namespace, None) {
                 Some(_) => Applied::Removed,
                 None => Applied::Nothing,
             };
         };
         let applied = match state.namespaces.get(namespace) {
-            Some(known) if *known == record => Applied::Nothing,
+            Some(known) if *known == record => return Applied::Nothing,
             Some(known) if known.limits == record.limits => Applied::Tokens,
             _ => Applied::Limits(Box::new(record.limits.clone())),
         };
-        state.namespaces.insert(namespace.clone(), record);
+        state.set_namespace(namespace, Some(record));
         applied
     }
 
@@ -208,15 +275,11 @@ impl Tenants {
     /// Who presents `token`, if anyone.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let presented = TokenHash::of(token);
-        let state = self.lock();
-        if state.admin.as_ref() == Some(&presented) {
+        let known = self.lock();
+        if known.admin.as_ref() == Some(&presented) {
             return Some(Principal::Admin);
         }
-        state
-            .namespaces
-            .iter()
-            .find(|(_, record)| record.tokens.contains(&presented))
-            .map(|(namespace, _)| Principal::Tenant(namespace.clone()))
+        (known.by_token.get(&presented)).map(|namespace| Principal::Tenant(namespace.clone()))
     }
 
     /// Creates a namespace and its first token.
@@ -348,16 +411,16 @@ impl Tenants {
         &self,
         change: impl FnOnce(&mut NodeState) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut state = self.lock();
-        let mut next = state.clone();
+        let mut known = self.lock();
+        let mut next = known.state.clone();
         change(&mut next)?;
         let json = serde_json::to_vec_pretty(&next).map_err(anyhow::Error::from)?;
         write_atomically(&self.file, &json)?;
-        *state = next;
+        known.set(next);
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, NodeState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -417,5 +480,53 @@ mod tests {
         assert_eq!(tenants.authenticate("aether_wrong"), None);
         let file = fs::read_to_string(dir.path().join("node.json")).unwrap();
         assert!(!file.contains(admin.as_str()) && !file.contains(token.as_str()));
+    }
+
+    /// Every token finds its own namespace among many, and stops the
+    /// moment it is revoked or its namespace is removed; after a reopen
+    /// the same holds.
+    #[tokio::test]
+    async fn each_token_authenticates_its_own_namespace_until_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = Tenants::open(dir.path()).unwrap();
+        let mut issued = Vec::new();
+        for n in 0..200 {
+            let namespace: Namespace = format!("tenant-{n}").parse().unwrap();
+            let token = tenants
+                .create(&namespace, LimitOverrides::default(), n)
+                .await
+                .unwrap();
+            issued.push((namespace, token));
+        }
+        let (first, first_token) = &issued[0];
+        let second_token = tenants.issue_token(first).await.unwrap();
+        for (namespace, token) in &issued {
+            assert_eq!(
+                tenants.authenticate(token.as_str()),
+                Some(Principal::Tenant(namespace.clone()))
+            );
+        }
+        let first_id = tenants.token_ids(first).unwrap()[0].clone();
+        tenants.revoke_token(first, &first_id).await.unwrap();
+        assert_eq!(tenants.authenticate(first_token.as_str()), None);
+        assert_eq!(
+            tenants.authenticate(second_token.as_str()),
+            Some(Principal::Tenant(first.clone()))
+        );
+        let (last, last_token) = issued.last().unwrap();
+        assert_eq!(tenants.apply(last, None), Applied::Removed);
+        assert_eq!(tenants.authenticate(last_token.as_str()), None);
+
+        let reopened = Tenants::open(dir.path()).unwrap();
+        assert_eq!(reopened.authenticate(first_token.as_str()), None);
+        assert_eq!(
+            reopened.authenticate(second_token.as_str()),
+            Some(Principal::Tenant(first.clone()))
+        );
+        let (middle, middle_token) = &issued[100];
+        assert_eq!(
+            reopened.authenticate(middle_token.as_str()),
+            Some(Principal::Tenant(middle.clone()))
+        );
     }
 }
