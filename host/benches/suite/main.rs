@@ -84,11 +84,15 @@ const DURABLE: [&str; 6] = [
     "many",
 ];
 
-const USAGE: &str =
-    "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
+/// How to call the suite, with the scenarios as [`SCENARIOS`] lists them.
+fn usage() -> String {
+    format!(
+        "usage: suite --component <bank_account.wasm> --out <results.json> [--only <scenario>,...]
        [--guests <dir with bank_account_py.wasm, bank_account_js.wasm>] [--smoke]
-scenarios (in this order): density, replay, overhead, bus_fanout, languages, activation,
-       activation_jetstream, single, noisy_neighbour, tenant_abuse, reload, commands_jetstream, many";
+scenarios (in this order): {}",
+        SCENARIOS.join(", ")
+    )
+}
 
 struct Args {
     component: PathBuf,
@@ -106,7 +110,7 @@ impl Args {
         while let Some(arg) = args.next() {
             let mut value = || {
                 args.next()
-                    .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+                    .with_context(|| format!("{arg} needs a value\n{}", usage()))
             };
             match arg.as_str() {
                 "--component" => component = Some(PathBuf::from(value()?)),
@@ -116,14 +120,14 @@ impl Args {
                 "--smoke" => smoke = true,
                 // `cargo bench` passes `--bench` to every bench target.
                 "--bench" => {}
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => bail!("unknown argument `{other}`\n{}", usage()),
             }
         }
         if let Some(unknown) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-            bail!("unknown scenario `{unknown}`\n{USAGE}");
+            bail!("unknown scenario `{unknown}`\n{}", usage());
         }
         Ok(Self {
-            component: component.context(USAGE)?,
+            component: component.with_context(usage)?,
             out: out.unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
             only,
             guests,
@@ -190,7 +194,7 @@ fn run(ctx: &Ctx, only: &[String]) -> anyhow::Result<Report> {
                     "cluster_reload" => cluster_reload::run(ctx, &mut report).await,
                     "bus_fanout" => fanout::run(ctx, &mut report).await,
                     "commands_jetstream" => jetstream::run(ctx, &mut report).await,
-                    other => bail!("unknown scenario `{other}`\n{USAGE}"),
+                    other => bail!("unknown scenario `{other}`\n{}", usage()),
                 }
             })
             .with_context(|| format!("scenario {scenario}"))?;
