@@ -16,8 +16,8 @@
 //!
 //! **Invariant:** authenticating a request is one lookup, whatever the
 //! number of namespaces: beside the state, memory holds which namespace
-//! each token hash belongs to ([`Known`]), rebuilt by every change of the
-//! namespaces (changes are rare, and each already rewrites the whole file).
+//! each token hash belongs to ([`Known`]), kept in step with every change
+//! of the namespaces.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -48,8 +48,9 @@ struct NodeState {
 }
 
 /// The state in memory, and who holds each token hash, derived from it.
-/// The namespaces change only through [`Known::set`] and
-/// [`Known::set_namespace`], which keep the two in step.
+/// The namespaces change only through [`Known::set`] (the whole index
+/// rebuilt) and [`Known::set_namespace`] (that namespace's tokens moved),
+/// which keep the two in step.
 struct Known {
     state: NodeState,
     by_token: HashMap<TokenHash, Namespace>,
@@ -82,7 +83,17 @@ impl Known {
             Some(record) => self.state.namespaces.insert(namespace.clone(), record),
             None => self.state.namespaces.remove(namespace),
         };
-        self.reindex();
+        // Only this namespace's tokens move: a node following a shared
+        // bucket applies its namespaces one by one.
+        for hash in before.iter().flat_map(|record| &record.tokens) {
+            self.by_token.remove(hash);
+        }
+        for hash in (self.state.namespaces.get(namespace))
+            .into_iter()
+            .flat_map(|r| &r.tokens)
+        {
+            self.by_token.insert(hash.clone(), namespace.clone());
+        }
         before
     }
 
@@ -516,6 +527,20 @@ mod tests {
         let (last, last_token) = issued.last().unwrap();
         assert_eq!(tenants.apply(last, None), Applied::Removed);
         assert_eq!(tenants.authenticate(last_token.as_str()), None);
+        // Another node replaced a namespace's tokens (a shared bucket).
+        let (changed, changed_token) = &issued[50];
+        let replacement = Token::generate().unwrap();
+        let record = NamespaceRecord {
+            created_ms: 50,
+            tokens: vec![replacement.hash()],
+            limits: LimitOverrides::default(),
+        };
+        assert_eq!(tenants.apply(changed, Some(record)), Applied::Tokens);
+        assert_eq!(tenants.authenticate(changed_token.as_str()), None);
+        assert_eq!(
+            tenants.authenticate(replacement.as_str()),
+            Some(Principal::Tenant(changed.clone()))
+        );
 
         let reopened = Tenants::open(dir.path()).unwrap();
         assert_eq!(reopened.authenticate(first_token.as_str()), None);
