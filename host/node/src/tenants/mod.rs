@@ -216,8 +216,9 @@ impl Tenants {
         let all = shared.all().await?;
         let mut known = self.lock();
         let state = NodeState {
+            format: known.format,
+            admin: known.admin.clone(),
             namespaces: all.into_iter().collect(),
-            ..known.state.clone()
         };
         known.set(state);
         drop(known);

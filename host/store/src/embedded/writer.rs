@@ -468,8 +468,9 @@ impl State {
         }
     }
 
-    /// Commits a journaled batch's transaction without a sync (or fails,
-    /// when a test injects that failure).
+    /// Commits the open transaction, whose batches are journaled and
+    /// answered, without a sync (or fails, when a test injects that
+    /// failure).
     fn commit_visible(&self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
         let faults = self.reopen.faults.as_ref();
         if faults.is_some_and(|faults| faults.take_visible_commit_failure()) {
