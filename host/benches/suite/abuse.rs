@@ -19,7 +19,8 @@
 //! time, and a few hundred slow or idle connections (heads and bodies one
 //! byte a second, kept-alive connections left idle). The attackers run on
 //! a tokio runtime of their own with one worker thread, at the lowest CPU
-//! priority ([`ATTACKER_NICE`]): they stand for clients on other machines,
+//! priority ([`ATTACKER_NICE`], with the long time slice the node gives its
+//! own lowered threads): they stand for clients on other machines,
 //! and on one 2-core machine the CPU they use themselves (writing 48 MB
 //! uploads, reading views) would otherwise be taken from the node and from
 //! A's clients, which no defence of the node can prevent. The node still

@@ -7,9 +7,11 @@
 //! A compile runs on a thread of its own ([`run_niced`]) whose nice value
 //! is raised by [`NICE`], and wasmtime's parallel compilation runs on the
 //! global rayon pool, whose threads are given the same nice value when the
-//! pool starts ([`lower_compile_pool_priority`]). Raising a thread's nice
-//! value needs no privilege; the thread ends with the work, so nothing else
-//! ever runs at that priority.
+//! pool starts ([`lower_compile_pool_priority`]). Both also take a long
+//! time slice, so that a thread at the normal priority that wakes does not
+//! wait for one to finish its slice ([`lower_this_thread_by`]). Raising a
+//! thread's nice value needs no privilege; the thread ends with the work,
+//! so nothing else ever runs at that priority.
 
 /// How far compile threads' nice value is raised above the node's (0 is
 /// normal, 19 the lowest).
@@ -20,26 +22,80 @@ fn lower_this_threads_priority() {
     lower_this_thread_by(NICE);
 }
 
+/// The time slice a lowered thread asks the scheduler for: longer than
+/// any default one (0.75 ms per CPU doubling, 3 ms at most; 1.4 ms on this
+/// project's 2-core machine), so that a thread at the normal priority that
+/// wakes takes the core at once (see [`lower_this_thread_by`]).
+pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Raises the calling thread's nice value by `steps` (at most to 19), so a
-/// node started under `nice` keeps its threads' order. Linux nice values
-/// are per thread; raising one needs no privilege, lowering it again does,
-/// so callers treat it as one-way. Failure is harmless and ignored: the
-/// thread then keeps its priority.
-pub(crate) fn lower_this_thread_by(steps: i32) {
+/// node started under `nice` keeps its threads' order, and gives it a long
+/// time slice ([`LOWERED_SLICE`]). Used for compile threads, busy lanes
+/// (`busy.rs`) and the bench's attackers.
+///
+/// Why the slice: on Linux's EEVDF scheduler a thread that has just been
+/// given a core keeps it for up to its slice against a thread that wakes,
+/// whatever their nice values, unless the waking one has a shorter slice
+/// (Linux 6.12 and later let a thread set its own, `sched_setattr`). A
+/// lowered thread that stops and starts (a compile, a busy tenant's calls)
+/// would otherwise hold a core for up to a slice, again and again, while a
+/// light tenant's threads wait. Beside two such threads (2 ms bursts, nice
+/// 19) on this project's 2-core machine, a two-thread round trip's p99 was
+/// 2.5–2.7 ms with the default slice and 0.06–0.6 ms with a long one
+/// (`cargo run --release -p aether-runtime --example wake_latency`,
+/// BENCHMARKS.md). Older kernels ignore the slice.
+///
+/// Linux nice values are per thread; raising one needs no privilege,
+/// lowering it again does, so callers treat it as one-way. Failure is
+/// harmless and ignored: the thread then keeps its priority or its slice.
+/// `steps` of 0 or less changes nothing.
+pub fn lower_this_thread_by(steps: i32) {
     #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `gettid`, `getpriority` and `setpriority` take plain
-        // integers and touch no memory of ours; `PRIO_PROCESS` with a
-        // thread id reads and changes only this thread's nice value.
+    if steps > 0 {
+        // SAFETY: `gettid`, `getpriority`, `setpriority` and
+        // `sched_getscheduler` take plain integers and touch no memory of
+        // ours; `PRIO_PROCESS` with a thread id reads and changes only this
+        // thread's nice value. `sched_setattr` (pid 0: this thread) reads
+        // `attr`, which lives across the call and whose `size` says how much
+        // of it the kernel may read.
         #[allow(unsafe_code)]
         unsafe {
             let tid = libc::gettid() as libc::id_t;
-            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19));
+            let nice = (libc::getpriority(libc::PRIO_PROCESS, tid) + steps).min(19);
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+            let policy = libc::sched_getscheduler(0);
+            if policy == libc::SCHED_OTHER || policy == libc::SCHED_BATCH {
+                let attr = SchedAttr {
+                    size: std::mem::size_of::<SchedAttr>() as u32,
+                    policy: policy as u32,
+                    flags: 0,
+                    nice,
+                    priority: 0,
+                    runtime: LOWERED_SLICE.as_nanos() as u64,
+                    deadline: 0,
+                    period: 0,
+                };
+                libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = steps;
+}
+
+/// `struct sched_attr` of `sched_setattr(2)`, its first version (48 bytes;
+/// for the normal policies `runtime` is the thread's time slice in ns).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
 }
 
 /// Builds the global rayon pool (where wasmtime compiles functions in
@@ -69,4 +125,55 @@ where
     receiver
         .await
         .map_err(|_| std::io::Error::other("the compile thread panicked"))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The calling thread's nice value.
+    pub(crate) fn nice_of_this_thread() -> i32 {
+        // SAFETY: `gettid` and `getpriority` take plain integers and touch
+        // no memory.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
+        }
+    }
+
+    /// The calling thread's time slice (`se.slice` in `/proc`), where the
+    /// kernel lets a thread set its own (Linux 6.12 and later); `None` on
+    /// older kernels.
+    pub(crate) fn slice_of_this_thread() -> Option<Duration> {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = numbers.next()?.parse().ok()?;
+        let minor: u32 = numbers.next()?.parse().ok()?;
+        if (major, minor) < (6, 12) {
+            return None;
+        }
+        let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        let nanos = line.rsplit(':').next()?.trim().parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
+    #[test]
+    fn a_lowered_thread_runs_niced_with_a_long_slice() {
+        std::thread::spawn(|| {
+            let (nice, slice) = (nice_of_this_thread(), slice_of_this_thread());
+            lower_this_thread_by(0);
+            assert_eq!(nice_of_this_thread(), nice, "0 steps change nothing");
+            assert_eq!(slice_of_this_thread(), slice, "0 steps change nothing");
+            lower_this_thread_by(3);
+            assert_eq!(nice_of_this_thread(), (nice + 3).min(19));
+            if slice.is_some() {
+                assert_eq!(slice_of_this_thread(), Some(LOWERED_SLICE));
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }

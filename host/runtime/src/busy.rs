@@ -10,7 +10,10 @@
 //! So a partition thread watches the share of wall time it spends running
 //! jobs. Once it has been busy for at least [`BUSY_SHARE`] of a
 //! [`WINDOW`] while another lane's threads run too, it *gives way*: it
-//! raises its nice value to the lowest, [`GIVE_WAY_NICE`]. It still gets
+//! raises its nice value to the lowest, [`GIVE_WAY_NICE`], and takes a long
+//! time slice, so that a thread at the normal priority that wakes takes the
+//! core at once instead of waiting for the busy lane's slice to end
+//! ([`super::background::lower_this_thread_by`]). It still gets
 //! every cycle nobody else wants (nice values only matter when threads
 //! compete), but a light lane's thread, the async workers and the store's
 //! writer, all at the normal priority, run first when they wake. A lane
@@ -204,7 +207,16 @@ mod tests {
         assert!(watch.lowered());
         assert!(this_thread_gave_way());
         #[cfg(target_os = "linux")]
-        assert_eq!(nice_of_this_thread(), GIVE_WAY_NICE.max(before));
+        {
+            use crate::background::{LOWERED_SLICE, tests::slice_of_this_thread};
+            assert_eq!(nice_of_this_thread(), GIVE_WAY_NICE.max(before));
+            if let Some(slice) = slice_of_this_thread() {
+                assert_eq!(
+                    slice, LOWERED_SLICE,
+                    "a thread that gave way takes a long slice"
+                );
+            }
+        }
     }
 
     /// The calling thread's nice value, from `/proc` (0 elsewhere).

@@ -64,6 +64,7 @@ use wasmtime::component::Linker;
 
 pub use aether_core::clock::{CLOCK_SKEW_ENV, now_ms};
 pub use aether_core::event::{EventSink, NoSink};
+pub use background::lower_this_thread_by;
 pub use cache::CompiledFrom;
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{

@@ -15,6 +15,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use aether_host::runtime::lower_this_thread_by;
+
 use super::node::{self, Conn};
 use super::tally::Tally;
 
@@ -105,27 +107,6 @@ pub(crate) struct Plan {
     pub(crate) attacker_nice: i32,
 }
 
-/// Raises the calling thread's nice value by `steps` (Linux; elsewhere it
-/// does nothing). The attackers stand for clients on other machines: on
-/// one 2-core machine their own CPU would otherwise be taken from the
-/// node, which no defence of the node can prevent.
-fn lower_this_thread_by(steps: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `gettid`, `getpriority` and `setpriority` take plain
-        // integers and touch no memory; `PRIO_PROCESS` with a thread id
-        // changes only this thread's nice value.
-        #[allow(unsafe_code)]
-        unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19));
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = steps;
-}
-
 /// The attack, running until [`Attack::stop`] (or until dropped).
 pub(crate) struct Attack {
     /// Taken by [`Attack::stop`]; shut down in the background, since a
@@ -141,6 +122,10 @@ impl Attack {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("attack")
+            // The attackers stand for clients on other machines: on one
+            // 2-core machine their own CPU would otherwise be taken from the
+            // node, which no defence of the node can prevent. Lowered the
+            // way the node lowers its own background work.
             .on_thread_start(move || lower_this_thread_by(nice))
             .enable_all()
             .build()?;
