@@ -25,7 +25,10 @@ fn lower_this_threads_priority() {
 /// The time slice a lowered thread asks the scheduler for: longer than
 /// any default one (0.75 ms per CPU doubling, 3 ms at most; 1.4 ms on this
 /// project's 2-core machine), so that a thread at the normal priority that
-/// wakes takes the core at once (see [`lower_this_thread_by`]).
+/// wakes takes the core at once (see [`lower_this_thread_by`]). Lowered
+/// threads competing with each other (two busy tenants, a busy tenant and
+/// a compile) take turns in stretches of up to this long: a busy tenant's
+/// commands wait longer, which giving way already accepts.
 pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Raises the calling thread's nice value by `steps` (at most to 19), so a
