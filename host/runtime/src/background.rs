@@ -65,6 +65,8 @@ pub fn lower_this_thread_by(steps: i32) {
         unsafe {
             let tid = libc::gettid() as libc::id_t;
             let nice = (libc::getpriority(libc::PRIO_PROCESS, tid) + steps).min(19);
+            // `sched_setattr` below sets the nice value too; this is for
+            // where it fails or is left out (another policy).
             libc::setpriority(libc::PRIO_PROCESS, tid, nice);
             let policy = libc::sched_getscheduler(0);
             if policy == libc::SCHED_OTHER || policy == libc::SCHED_BATCH {
@@ -136,14 +138,12 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// The calling thread's nice value.
+    /// The calling thread's nice value, as `/proc` shows it.
     pub(crate) fn nice_of_this_thread() -> i32 {
-        // SAFETY: `gettid` and `getpriority` take plain integers and touch
-        // no memory.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
-        }
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name (in parentheses); nice is the 19th field overall.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
     }
 
     /// The calling thread's time slice (`se.slice` in `/proc`), where the

@@ -152,6 +152,8 @@ impl BusyWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_os = "linux")]
+    use crate::background::tests::nice_of_this_thread;
 
     /// A runtime where another lane's thread runs besides this one.
     fn with_another_lane() -> (RunningThreads, Running, Running) {
@@ -219,19 +221,9 @@ mod tests {
         }
     }
 
-    /// The calling thread's nice value, from `/proc` (0 elsewhere).
+    /// The calling thread's nice value (0 where there are none).
+    #[cfg(not(target_os = "linux"))]
     fn nice_of_this_thread() -> i32 {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: `gettid` takes nothing and touches no memory.
-            #[allow(unsafe_code)]
-            let tid = unsafe { libc::gettid() };
-            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-            // Fields after the command name (in parentheses); nice is the 19th field overall.
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            after.split(' ').nth(16).unwrap().parse().unwrap()
-        }
-        #[cfg(not(target_os = "linux"))]
         0
     }
 }
