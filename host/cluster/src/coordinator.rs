@@ -9,7 +9,8 @@
 //!    waits for the commands in flight to finish (a snapshot the policy
 //!    asks for is written by the command that made it due, so it is done
 //!    too), passivates the shard's live aggregates, then acknowledges E
-//!    (`ack.<A>` = E).
+//!    (`ack.<A>` = E). A keeps beating while it waits (up to the route
+//!    timeout), so however long its commands take, it stays a member.
 //! 2. B sees map E and waits until every live member of E has acknowledged
 //!    E (or has died: its heartbeat expired). Then it passivates whatever
 //!    it cached of the shard, opens the gate and subscribes.
@@ -61,16 +62,16 @@ pub(crate) struct Coordinator {
     pub(crate) live: BTreeMap<String, Member>,
     pub(crate) servers: HashMap<u32, ShardServer>,
     pub(crate) acked: u64,
+    /// When the next heartbeat is due.
+    pub(crate) next_beat: Instant,
 }
 
 impl Coordinator {
     /// Runs until `stop` says so, then leaves the cluster.
     pub(crate) async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut next_beat = Instant::now();
         loop {
-            if Instant::now() >= next_beat {
+            if Instant::now() >= self.next_beat {
                 self.beat().await;
-                next_beat = Instant::now() + self.config.heartbeat;
             }
             let _ = tokio::time::timeout(self.config.heartbeat, self.follow_map()).await;
             self.reconcile().await;
@@ -87,11 +88,29 @@ impl Coordinator {
     /// step is bounded by one heartbeat interval, so a slow server (one of
     /// the cluster just died, say) cannot hold up the next heartbeat.
     async fn beat(&mut self) {
-        let limit = self.config.heartbeat;
         let came_back = self.router.gate.lapsed();
         if came_back {
             self.come_back().await;
         }
+        self.send_beat(came_back).await;
+    }
+
+    /// A heartbeat due while a hand-off step waits ([`Self::beating_while`]).
+    /// If ownership has lapsed already, nothing is sent: coming back (every
+    /// shard released, a new incarnation) waits until the step is over.
+    async fn beat_while_releasing(&mut self) {
+        if self.router.gate.lapsed() {
+            self.next_beat = Instant::now() + self.config.heartbeat;
+            return;
+        }
+        self.send_beat(false).await;
+    }
+
+    /// The beat itself; `came_back`: this node has just released every
+    /// shard and starts a new incarnation, so its ownership is renewed
+    /// rather than extended.
+    async fn send_beat(&mut self, came_back: bool) {
+        let limit = self.config.heartbeat;
         // Measured before the beat is sent: the servers start the entry's
         // TTL later, when they store it.
         let started = Instant::now();
@@ -125,6 +144,7 @@ impl Coordinator {
         {
             tracing::warn!("publishing the shard map did not finish in time");
         }
+        self.next_beat = Instant::now() + self.config.heartbeat;
     }
 
     /// Before a heartbeat that may renew a lapsed ownership (this node was
@@ -315,13 +335,58 @@ impl Coordinator {
         true
     }
 
+    /// Closes `shards` and returns once nothing of them runs here any more
+    /// (their subscriptions answered, the commands in flight finished, the
+    /// live aggregates passivated), beating meanwhile.
     async fn release(&mut self, shards: &[u32]) {
-        let gate = &self.router.gate;
-        gate.close(shards);
-        let stopping = shards.iter().filter_map(|s| self.servers.remove(s));
-        futures_util::future::join_all(stopping.map(ShardServer::stop)).await;
-        gate.drained(shards).await;
-        self.passivate(shards).await;
+        self.router.gate.close(shards);
+        let stopping: Vec<ShardServer> = shards
+            .iter()
+            .filter_map(|s| self.servers.remove(s))
+            .collect();
+        let (router, shards, count) = (self.router.clone(), shards.to_vec(), self.config.shards);
+        self.beating_while(async move {
+            futures_util::future::join_all(stopping.into_iter().map(ShardServer::stop)).await;
+            router.gate.drained(&shards).await;
+            passivate(&router, &shards, count).await;
+        })
+        .await;
+    }
+
+    /// Awaits `step` of a hand-off while still beating on schedule. Such a
+    /// step can outlast the ownership window: the commands in flight may
+    /// be finishing against a store that is slow just then (a NATS server
+    /// has died, say). A node that stopped beating meanwhile would lose its
+    /// membership, come back as a new incarnation and move every shard
+    /// again, each member in turn. Beating on keeps this node the owner of
+    /// what it is still releasing; no other node takes those shards before
+    /// this one has acknowledged the map (the barrier in the module doc),
+    /// so two nodes still never serve one shard.
+    ///
+    /// For at most the route timeout, though: a command still in flight
+    /// after that has no sender waiting for its answer (each has been told
+    /// the outcome is unknown). Then this node stops beating, its ownership
+    /// lapses, and the others take the shards once its membership expires,
+    /// as for a node that died (a write it still makes is fenced by the
+    /// store's version check).
+    async fn beating_while<T>(&mut self, step: impl std::future::Future<Output = T>) -> T {
+        let mut step = std::pin::pin!(step);
+        let beat_until = Instant::now() + self.config.route_timeout;
+        loop {
+            let due = tokio::time::Instant::from_std(self.next_beat);
+            tokio::select! {
+                done = &mut step => return done,
+                _ = tokio::time::sleep_until(due) => {
+                    if Instant::now() < beat_until {
+                        self.beat_while_releasing().await;
+                    } else {
+                        tracing::warn!("a hand-off outlasted the route timeout: no longer beating until it ends");
+                        break;
+                    }
+                }
+            }
+        }
+        step.await
     }
 
     async fn take(&mut self, shards: &[u32]) {
@@ -350,14 +415,7 @@ impl Coordinator {
     }
 
     async fn passivate(&self, shards: &[u32]) {
-        let set: BTreeSet<u32> = shards.iter().copied().collect();
-        let count = self.config.shards;
-        self.router
-            .host
-            .passivate(Arc::new(move |stream| {
-                set.contains(&shard_of(stream, count))
-            }))
-            .await;
+        passivate(&self.router, shards, self.config.shards).await;
     }
 
     fn publish_status(&self) {
@@ -380,6 +438,17 @@ impl Coordinator {
         self.publish_status();
         tracing::info!(node = %self.config.node_id, "left the cluster");
     }
+}
+
+/// Passivates the live aggregates of `shards` (of `count`) on this node.
+async fn passivate(router: &Router, shards: &[u32], count: u32) {
+    let set: BTreeSet<u32> = shards.iter().copied().collect();
+    router
+        .host
+        .passivate(Arc::new(move |stream| {
+            set.contains(&shard_of(stream, count))
+        }))
+        .await;
 }
 
 /// `work`, or an error once `limit` has passed.

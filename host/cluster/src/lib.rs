@@ -277,6 +277,7 @@ impl Cluster {
             live: Default::default(),
             servers: Default::default(),
             acked: 0,
+            next_beat: std::time::Instant::now(),
             config: config.clone(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);

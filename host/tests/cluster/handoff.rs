@@ -1,11 +1,18 @@
 //! Hand-off: a node that leaves (SIGTERM) finishes its in-flight commands
 //! and hands its shards over; one that joins takes about 1/N of them.
-//! Under load, no command fails and none is lost or applied twice.
+//! Under load, no command fails and none is lost or applied twice. A node
+//! whose hand-off waits longer than its ownership window (slow commands in
+//! flight) stays a member meanwhile.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use crate::harness::{Cluster, SHARDS};
 use crate::load::{Impact, Load, check_exactly_once};
+use crate::support::HOSTILE;
 
 const ACCOUNTS: usize = 24;
 const WORKERS: usize = 4;
@@ -65,4 +72,131 @@ fn moved(before: &serde_json::Value, after: &serde_json::Value) -> usize {
         .zip(owners(after).iter())
         .filter(|(a, b)| a != b)
         .count()
+}
+
+/// The cluster's lease TTL in the harness (`--lease-ttl-ms`): a node that
+/// has not beaten for about this long loses its shards.
+const LEASE_TTL: Duration = Duration::from_millis(2000);
+
+#[test]
+fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
+    let _serial = crate::serial();
+    let mut cluster = Cluster::start(1);
+    let token = cluster
+        .admin(0)
+        .create_namespace("slow", json!({"call_deadline_ms": 60_000}));
+    let slow = cluster.node(0).client(Some(&token));
+    slow.deploy("slow", "hostile", HOSTILE);
+    let incarnation = |status: &Value| {
+        status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node_id"] == "node-1")
+            .map(|m| m["incarnation"].clone())
+    };
+    let before = incarnation(&cluster.status(0));
+    assert!(before.is_some(), "{}", cluster.status(0));
+
+    // Slow but well-behaved commands (~0.4 s each), one client per
+    // aggregate on 10 aggregates, nonstop: all on node 1 and run one after
+    // another in its lane, so when a second node joins, about half of the
+    // commands queued there are on shards that move, and node 1's hand-off
+    // waits seconds for them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spins: Vec<_> = (0..10)
+        .map(|i| {
+            let (slow, stop) = (slow.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    answers.push(slow.send(
+                        &format!("slow/hostile/spin-{i}"),
+                        json!({"type": "Spin", "data": {"iterations": 1_200_000_000u64}}),
+                    ));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.add_node();
+    cluster.wait_stable(2);
+    stop.store(true, Ordering::Relaxed);
+    let answers: Vec<(u16, Value)> = spins
+        .into_iter()
+        .flat_map(|spin| spin.join().unwrap())
+        .collect();
+    // Each carried out, or (a command that waited in node 1's queue and
+    // then for the hand-off longer than the route timeout) the retryable
+    // "may or may not have been carried out", which is true.
+    for (status, answer) in &answers {
+        let timed_out = *status == 504 && answer["error"] == "owner_timeout";
+        assert!(*status == 200 || timed_out, "{status} {answer}");
+    }
+    let done = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!(
+        done >= 10,
+        "{done} of {} commands carried out",
+        answers.len()
+    );
+
+    // The hand-off outlasted the lease: from the map that moved the shards
+    // to node 1 releasing them.
+    let log = strip_ansi(&cluster.node(0).log());
+    let waited = hand_off_wait(&log).expect("node 1 released shards for the join");
+    println!("node 1's hand-off for the join took {waited:?}");
+    assert!(
+        waited >= LEASE_TTL,
+        "the hand-off took only {waited:?}, not longer than the lease: the test proves nothing\n{log}"
+    );
+    // Node 1 kept beating meanwhile: its ownership never lapsed, and it is
+    // the same incarnation.
+    assert!(!log.contains("ownership lapsed"), "{log}");
+    assert!(
+        !log.contains("confirmed only after ownership lapsed"),
+        "{log}"
+    );
+    assert_eq!(incarnation(&cluster.status(0)), before, "{log}");
+}
+
+/// How long node 1 took from publishing the map of the join to releasing
+/// the shards it lost in it (from its log's timestamps).
+fn hand_off_wait(log: &str) -> Option<Duration> {
+    let released = log.lines().find(|l| l.contains("released shards"))?;
+    let epoch = released.split("epoch=").nth(1)?.split_whitespace().next()?;
+    let published = log
+        .lines()
+        .find(|l| l.contains("shard map") && l.contains(&format!("epoch={epoch} ")))?;
+    let seconds = |line: &str| -> Option<f64> {
+        // `2026-12-05T13:36:43.130750Z …`: the time of day is enough.
+        let time = line.split_whitespace().next()?.split('T').nth(1)?;
+        let mut parts = time.trim_end_matches('Z').split(':');
+        let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(
+            h.parse::<f64>().ok()? * 3600.0
+                + m.parse::<f64>().ok()? * 60.0
+                + s.parse::<f64>().ok()?,
+        )
+    };
+    let took = (seconds(released)? - seconds(published)?).rem_euclid(86_400.0);
+    Some(Duration::from_secs_f64(took))
+}
+
+/// `text` without its terminal colour codes (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
