@@ -11,12 +11,20 @@
 //! cargo run --release -p aether-runtime --example wake_latency -- none
 //! cargo run --release -p aether-runtime --example wake_latency -- nice
 //! cargo run --release -p aether-runtime --example wake_latency -- lowered
+//! cargo run --release -p aether-runtime --example wake_latency -- lowered tcp
 //! ```
 //!
 //! `none`: no bursty threads; `nice`: bursty threads at nice 19 only
 //! (`setpriority`); `lowered`: bursty threads lowered by 19 steps the way
 //! the node lowers its own ([`aether_runtime::lower_this_thread_by`]: nice
 //! and a long time slice). Prints the round trip's percentiles.
+//!
+//! A second argument, `tcp`, makes the bursts kernel work instead of
+//! spinning: each bursty thread writes 1 MiB at a time to a loopback TCP
+//! connection that a thread lowered the same way reads. Part of that work
+//! (the network stack's, in softirq and in the `ksoftirqd` threads) runs
+//! at no thread's nice value, so lowering the threads that cause it
+//! protects the round trip less than it does from spinning ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +45,11 @@ fn main() {
         "lowered" => Some(|| aether_runtime::lower_this_thread_by(19)),
         other => panic!("unknown mode {other:?}: none, nice or lowered"),
     };
+    let work: &'static str = match std::env::args().nth(2).as_deref() {
+        None | Some("spin") => "spin",
+        Some("tcp") => "tcp",
+        Some(other) => panic!("unknown work {other:?}: spin or tcp"),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let bursty: Vec<_> = lower
         .iter()
@@ -45,10 +58,15 @@ fn main() {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 lower();
+                let mut tcp = (work == "tcp").then(|| loopback_sink(lower));
+                let chunk = vec![7u8; 1 << 20];
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     while started.elapsed() < BURST {
-                        std::hint::spin_loop();
+                        match &mut tcp {
+                            Some(stream) => std::io::Write::write_all(stream, &chunk).unwrap(),
+                            None => std::hint::spin_loop(),
+                        }
                     }
                     std::thread::sleep(PAUSE);
                 }
@@ -80,12 +98,26 @@ fn main() {
     round_trips.sort();
     let at = |q: f64| round_trips[((ROUND_TRIPS as f64 * q) as usize).min(ROUND_TRIPS - 1)];
     println!(
-        "{mode}: round trip p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        "{mode}, {work}: round trip p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
         at(0.5),
         at(0.99),
         at(0.999),
         round_trips[ROUND_TRIPS - 1]
     );
+}
+
+/// A loopback TCP connection whose other end a thread lowered by `lower`
+/// reads and discards.
+fn loopback_sink(lower: fn()) -> std::net::TcpStream {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
+    std::thread::spawn(move || {
+        lower();
+        let mut buffer = vec![0u8; 1 << 20];
+        while std::io::Read::read(&mut accepted, &mut buffer).is_ok_and(|n| n > 0) {}
+    });
+    stream
 }
 
 /// Raises the calling thread's nice value to 19 and nothing else.
