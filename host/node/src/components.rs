@@ -14,7 +14,6 @@
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, kv, object_store};
-use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use aether_core::namespace::{AggregateType, Namespace};
@@ -202,13 +201,13 @@ impl SharedComponents {
         &self,
         announced: tokio::sync::mpsc::Sender<Announced>,
     ) -> Result<()> {
-        let mut watch = self
-            .active
-            .watch_with_history("active.>")
-            .await
-            .context("watching the active components")?;
-        while let Some(entry) = watch.next().await {
-            let entry = entry.context("watching the active components")?;
+        let mut watch = super::kv_watch::Watching::start(
+            &self.active,
+            "active.>",
+            "watching the active components",
+        )
+        .await?;
+        while let Some(entry) = watch.next().await? {
             if entry.operation != kv::Operation::Put {
                 continue;
             }

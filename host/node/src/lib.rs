@@ -25,6 +25,7 @@ pub mod api;
 mod cluster;
 mod components;
 mod connections;
+mod kv_watch;
 mod limits;
 pub mod metrics;
 pub mod registry;

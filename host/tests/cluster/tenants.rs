@@ -1,7 +1,8 @@
 //! One control plane for tenants: a namespace created, given a token or
 //! new limits, or a token revoked through any node holds on every node
-//! (the shared KV bucket `<P>_TENANTS`), and two nodes creating one
-//! namespace at once give one 201 and one 409.
+//! (the shared KV bucket `<P>_TENANTS`), also when one of the NATS servers
+//! has just died, and two nodes creating one namespace at once give one
+//! 201 and one 409.
 
 use std::time::{Duration, Instant};
 
@@ -405,4 +406,53 @@ fn a_node_joins_only_once_it_has_every_active_component() {
             json!(digest)
         );
     }
+}
+
+/// One of the three NATS servers killed: a namespace made on node 1 soon
+/// after (its creation retried while JetStream moves the bucket's leader)
+/// still reaches the other nodes, whose watches of the bucket must be made
+/// again, some of them placed on the dead server at first.
+#[test]
+fn a_namespace_made_after_a_nats_server_died_reaches_every_node() {
+    let _serial = crate::serial();
+    let mut cluster = Cluster::start(3);
+    cluster.nats.server(0).kill();
+    let killed = Instant::now();
+    let created = loop {
+        let (status, created) = cluster
+            .admin(0)
+            .post_json("/v1/namespaces", &json!({ "name": "later", "limits": {} }));
+        if status == 201 {
+            break created;
+        }
+        // Only a retryable refusal, and not for long.
+        assert_eq!(status, 503, "{created}");
+        assert!(killed.elapsed() < Duration::from_secs(30), "{created}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let token = created["token"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    for node in 0..3 {
+        while as_client(&cluster, node, &token)
+            .get("/v1/namespaces/later")
+            .0
+            != 200
+        {
+            if started.elapsed() >= Duration::from_secs(30) {
+                let log = cluster.node(node).log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "the namespace made {:?} after the NATS server died has not reached node {node} in 30 s; its log ends:\n{}",
+                    started - killed,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    eprintln!(
+        "made {:?} after the NATS server died, it reached every node {:?} later",
+        started - killed,
+        started.elapsed()
+    );
 }

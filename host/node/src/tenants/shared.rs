@@ -199,13 +199,10 @@ impl Shared {
     /// Every change of the bucket, starting with each namespace's current
     /// record, sent to `changes` until it is closed or the watch fails.
     pub(crate) async fn follow(&self, changes: tokio::sync::mpsc::Sender<Change>) -> Result<()> {
-        let mut watch = self
-            .kv
-            .watch_with_history("ns.>")
-            .await
-            .context("watching the tenants bucket")?;
-        while let Some(entry) = watch.next().await {
-            let entry = entry.context("watching the tenants bucket")?;
+        let mut watch =
+            crate::kv_watch::Watching::start(&self.kv, "ns.>", "watching the tenants bucket")
+                .await?;
+        while let Some(entry) = watch.next().await? {
             let Some(namespace) = namespace_of(&entry.key) else {
                 continue;
             };

@@ -100,6 +100,16 @@ const BACKEND: &str = "jetstream";
 /// The oldest server version this store works with (atomic batches).
 const MIN_SERVER: (u64, u64) = (2, 12);
 
+/// How long the store waits for the servers to create a consumer (a long
+/// read's, a follower's) before it gives up on that one. Creation takes
+/// milliseconds, but the servers place a one-replica consumer on a random
+/// replica of its stream, and a server that died without saying so (a
+/// SIGKILL, a lost machine) stays a candidate until the cluster marks it
+/// offline, which takes minutes: meanwhile about one creation in three is
+/// never answered (measured with one of three servers killed). A read then
+/// carries on with direct gets, a follower tries again.
+pub(crate) const CONSUMER_CREATION: Duration = Duration::from_secs(1);
+
 /// How to reach JetStream and lay the store out.
 #[derive(Debug, Clone)]
 pub struct JetStreamConfig {
