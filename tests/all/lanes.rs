@@ -152,6 +152,16 @@ fn stat_of_thread(name: &str, n: usize) -> Option<(i32, i32)> {
     None
 }
 
+/// Waits until no thread of this process is named `name` (panics after
+/// 30 s).
+async fn until_no_thread(name: &str) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while tid_of_thread(name).is_some() {
+        assert!(Instant::now() < give_up, "the thread {name} never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The nice value (the 19th field) of the thread named `name`.
 fn nice_of_thread(name: &str) -> Option<i32> {
     stat_of_thread(name, 19).map(|(_, nice)| nice)
@@ -233,8 +243,11 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
     }
 
     // Once the hog's lane has stopped for being idle, its next use starts
-    // a thread at the normal priority again.
+    // a thread at the normal priority again. (The stopped lane's thread
+    // ends once it has dropped its partition, which may take a moment:
+    // until then two threads have its name.)
     until_running_lanes(&runtime, 0).await;
+    until_no_thread("aether-hogx-0").await;
     send(&runtime, &hog, "Record", json!({"note": "calm now"}))
         .await
         .unwrap();
