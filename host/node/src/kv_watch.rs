@@ -9,7 +9,7 @@
 //!   until the cluster marks it offline, which takes minutes, and a
 //!   consumer placed on it is never created: about one creation in three
 //!   was never answered (the client's own timeout is 10 s). So creation
-//!   gets [`CREATION`], and the caller tries again soon.
+//!   gets [`WAIT`], and the caller tries again soon.
 //! - **A watch can go quiet for good.** After its client reconnected to
 //!   another server, a watch was seen to deliver nothing more and report
 //!   no error while the bucket changed. So a watch quiet for [`CHECK`] asks
@@ -31,8 +31,9 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use futures_util::StreamExt;
 
-/// How long a watch's creation may take (it takes milliseconds).
-const CREATION: Duration = Duration::from_secs(2);
+/// How long making a watch, or checking a quiet one, may take (each takes
+/// milliseconds).
+const WAIT: Duration = Duration::from_secs(2);
 
 /// After how long without a change a watch checks that it missed none.
 const CHECK: Duration = Duration::from_secs(5);
@@ -94,7 +95,7 @@ async fn missed_a_change(bucket: &kv::Store, keys: &str, seen: u64, what: &str) 
     let newer = bucket
         .stream
         .direct_get_next_for_subject(subject, Some(seen + 1));
-    match tokio::time::timeout(CREATION, newer).await {
+    match tokio::time::timeout(WAIT, newer).await {
         Ok(Ok(_)) => true,
         Ok(Err(error)) if error.kind() == DirectGetErrorKind::NotFound => false,
         Ok(Err(error)) => {
@@ -105,10 +106,10 @@ async fn missed_a_change(bucket: &kv::Store, keys: &str, seen: u64, what: &str) 
     }
 }
 
-/// A watch of `keys` of `bucket`, made within [`CREATION`].
+/// A watch of `keys` of `bucket`, made within [`WAIT`].
 async fn create(bucket: &kv::Store, keys: &str) -> Result<kv::Watch> {
-    match tokio::time::timeout(CREATION, bucket.watch_with_history(keys)).await {
+    match tokio::time::timeout(WAIT, bucket.watch_with_history(keys)).await {
         Ok(watch) => Ok(watch?),
-        Err(_) => anyhow::bail!("no watch within {CREATION:?}"),
+        Err(_) => anyhow::bail!("no watch within {WAIT:?}"),
     }
 }

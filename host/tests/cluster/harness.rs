@@ -318,7 +318,7 @@ pub(crate) fn signal(name: &str, pid: u32) {
 }
 
 /// The last lines a node logged.
-fn tail_of_log(node: &NodeProcess) -> String {
+pub(crate) fn tail_of_log(node: &NodeProcess) -> String {
     let log = node.log();
     let lines: Vec<&str> = log.lines().collect();
     format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::Cluster;
+use crate::harness::{Cluster, tail_of_log};
 use crate::support::{ADMIN, Http};
 
 /// Polls `check` on every node until it holds everywhere (at most 15 s);
@@ -439,12 +439,10 @@ fn a_namespace_made_after_a_nats_server_died_reaches_every_node() {
             != 200
         {
             if started.elapsed() >= Duration::from_secs(30) {
-                let log = cluster.node(node).log();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 panic!(
                     "the namespace made {:?} after the NATS server died has not reached node {node} in 30 s; its log ends:\n{}",
                     started - killed,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    tail_of_log(cluster.node(node))
                 );
             }
             std::thread::sleep(Duration::from_millis(50));

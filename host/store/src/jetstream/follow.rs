@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, message::StreamMessage};
 use futures_util::StreamExt;
 
-use super::{CONSUMER_CREATION, codec, streams::is_stream_not_found, unavailable};
+use super::{codec, create_consumer, streams::is_stream_not_found, unavailable};
 use crate::{LogFollower, RecordedEvent, StoreError};
 use aether_core::namespace::Namespace;
 use aether_core::namespace::layout::store_stream_name;
@@ -91,21 +91,16 @@ impl Follower {
             Err(e) if is_stream_not_found(&e) => return Ok(None),
             Err(e) => return Err(unavailable(format!("finding the stream {name}: {e}"))),
         };
-        // Bounded: a creation placed on a dead server is never answered;
+        // Bounded (a creation placed on a dead server is never answered):
         // the follower tries again.
-        let created = stream.create_consumer(consumer::pull::OrderedConfig {
+        let config = consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: next,
             },
             ..Default::default()
-        });
-        let consumer = tokio::time::timeout(CONSUMER_CREATION, created)
+        };
+        let consumer = create_consumer(&stream, config)
             .await
-            .map_err(|_| {
-                unavailable(format!(
-                    "following the stream {name}: no consumer within {CONSUMER_CREATION:?}"
-                ))
-            })?
             .map_err(|e| unavailable(format!("following the stream {name}: {e}")))?;
         let messages = consumer
             .messages()

@@ -110,6 +110,20 @@ const MIN_SERVER: (u64, u64) = (2, 12);
 /// carries on with direct gets, a follower tries again.
 pub(crate) const CONSUMER_CREATION: Duration = Duration::from_secs(1);
 
+/// Creates a consumer of `stream`, giving up after [`CONSUMER_CREATION`].
+pub(crate) async fn create_consumer<C>(
+    stream: &stream::Stream,
+    config: C,
+) -> Result<jetstream::consumer::Consumer<C>, String>
+where
+    C: jetstream::consumer::IntoConsumerConfig + jetstream::consumer::FromConsumer,
+{
+    match tokio::time::timeout(CONSUMER_CREATION, stream.create_consumer(config)).await {
+        Ok(created) => created.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no consumer within {CONSUMER_CREATION:?}")),
+    }
+}
+
 /// How to reach JetStream and lay the store out.
 #[derive(Debug, Clone)]
 pub struct JetStreamConfig {

@@ -20,9 +20,9 @@
 //! consumer has nothing more: a consumer that has not caught up (one on a
 //! follower) is waited for, at most [`BATCH_WAIT`] per message, after
 //! which the read fails as [`StoreError::Unavailable`]. A consumer that
-//! cannot be created (within [`CONSUMER_CREATION`]) or otherwise fails (a
-//! lost delivery, an error status) hands the rest of the read to the
-//! direct gets.
+//! cannot be created (within a second: `create_consumer`) or otherwise
+//! fails (a lost delivery, an error status) hands the rest of the read to
+//! the direct gets.
 //!
 //! A read that ends with a full batch while the aggregate has more keeps
 //! its consumer as a cursor (at most [`MAX_CURSORS`] streams, each for at
@@ -46,7 +46,7 @@ use futures_util::StreamExt;
 
 use super::{BATCH_WAIT, Collect, Gather, Reading};
 use crate::StreamId;
-use crate::jetstream::{CONSUMER_CREATION, JetStreamStore, StoreError, unavailable};
+use crate::jetstream::{JetStreamStore, StoreError, create_consumer, unavailable};
 
 /// The fewest messages a read wants (events, and those it passes before
 /// `from`) for it to open a consumer.
@@ -333,11 +333,7 @@ impl JetStreamStore {
             num_replicas: 1,
             ..Default::default()
         };
-        // Bounded: a creation placed on a dead server is never answered.
-        tokio::time::timeout(CONSUMER_CREATION, events.create_consumer(config))
-            .await
-            .map_err(|_| format!("no consumer within {CONSUMER_CREATION:?}"))?
-            .map_err(|e| e.to_string())?;
+        create_consumer(events, config).await?;
         Ok(Cursor {
             events: events.clone(),
             context: self.context.clone(),
