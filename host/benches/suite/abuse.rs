@@ -23,8 +23,9 @@
 //! own lowered threads): they stand for clients on other machines,
 //! and on one 2-core machine the CPU they use themselves (writing 48 MB
 //! uploads, reading views) would otherwise be taken from the node and from
-//! A's clients, which no defence of the node can prevent. The node still
-//! gets every request they send: the tally below counts them.
+//! A's clients, which no defence of the node can prevent. For the same
+//! reason they send a body in 64 KiB pieces (`node::SEND_PIECE`). The node
+//! still gets every request they send: the tally below counts them.
 //!
 //! Each of [`RUNS`] rounds times A alone (baseline), then starts the
 //! attack, waits [`ATTACK_LEAD`], times A under it, stops it (every
