@@ -10,16 +10,28 @@
 //! **Invariant:** a namespace never has more than its limit in progress on
 //! a node: a slot is taken, and checked against the limit, under one lock
 //! before the stream reads anything or the upload's body is read.
+//!
+//! An upload that finds its namespace full waits for a slot a little
+//! ([`NamespaceSlots::open_within`]) before it is refused: a refusal at
+//! once let one tenant's four uploaders, two of them refused again and
+//! again, send the node ~3 100 requests a second, each a new connection
+//! to accept, authenticate and answer, which tripled another tenant's p99
+//! on two cores (BENCHMARKS.md, "Uploads that wait for a slot"). A client
+//! that uploads more at once than its limit is served in turn instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aether_core::namespace::Namespace;
+use tokio::sync::Notify;
 
 /// How many of one kind of thing each namespace has in progress.
 #[derive(Debug, Default)]
 pub(crate) struct NamespaceSlots {
     open: Mutex<HashMap<Namespace, usize>>,
+    /// Told whenever a slot is given back, of any namespace.
+    freed: Notify,
 }
 
 /// One stream's or upload's place in its namespace's count, given back on
@@ -56,6 +68,33 @@ impl NamespaceSlots {
         })
     }
 
+    /// Takes a slot for `namespace` like [`open`](Self::open), but if it
+    /// already has `limit` in progress, waits up to `wait` for one of them
+    /// to be given back before it gives up.
+    pub(crate) async fn open_within(
+        self: &Arc<Self>,
+        namespace: &Namespace,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Slot, Full> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a slot given back between the
+            // check and the wait is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.open(namespace, limit) {
+                Ok(slot) => return Ok(slot),
+                Err(full) => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(full);
+                    }
+                }
+            }
+        }
+    }
+
     /// How many each namespace with any has in progress.
     pub(crate) fn counts(&self) -> Vec<(Namespace, usize)> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -74,6 +113,8 @@ impl Drop for Slot {
                 open.remove(&self.namespace);
             }
         }
+        drop(open);
+        self.slots.freed.notify_waiters();
     }
 }
 
@@ -95,5 +136,29 @@ mod tests {
         assert_eq!(streams.counts(), vec![(a.clone(), 1), (b.clone(), 1)]);
         let _again = streams.open(&a, 2).unwrap();
         assert!(streams.open(&a, 2).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_namespace_waits_for_a_slot_given_back_and_gives_up_after_the_wait() {
+        let uploads = Arc::new(NamespaceSlots::default());
+        let a = Namespace::new("a").unwrap();
+        let held = uploads.open(&a, 1).unwrap();
+        let wait = Duration::from_secs(1);
+
+        // Nothing given back: refused when the wait is over, not before.
+        let started = tokio::time::Instant::now();
+        assert_eq!(uploads.open_within(&a, 1, wait).await.unwrap_err().limit, 1);
+        assert_eq!(started.elapsed(), wait);
+
+        // A slot given back during the wait is taken.
+        let waiting = tokio::spawn({
+            let (uploads, a) = (uploads.clone(), a.clone());
+            async move { uploads.open_within(&a, 1, wait).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert!(waiting.await.unwrap().is_ok());
+        assert!(tokio::time::Instant::now() < started + 2 * wait);
     }
 }

@@ -1,7 +1,8 @@
 //! Component uploads against a real `aether serve`: a namespace has at most
 //! `max_concurrent_uploads` in progress on a node (each is held in memory
 //! up to the component size limit while it compiles), more are refused
-//! with 429 `too_many_uploads` before their bodies are read, a declared
+//! with 429 `too_many_uploads` before their bodies are read (after waiting
+//! up to a second for a place, which one given back meanwhile fills), a declared
 //! oversized body is refused before it is read, and a finished or
 //! abandoned upload gives its place back. Raw TCP for the uploads that
 //! must stay in progress.
@@ -83,9 +84,16 @@ fn uploads_past_the_cap_are_refused_and_an_abandoned_one_gives_its_place_back() 
     let first = stalled_upload(&node, "busy", &busy, 50 << 20);
     let second = stalled_upload(&node, "busy", &busy, 50 << 20);
     wait_for_uploads(&node, "busy", 2);
+    // Refused after waiting its second for a place (none comes back).
+    let asked = Instant::now();
     let (status, body) = refused_upload(&node, "busy", &busy);
     assert_error(status, &body, 429, "too_many_uploads");
     assert_eq!(body["limit"], json!(2));
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        asked.elapsed()
+    );
 
     // The cap is per namespace: another one uploads meanwhile, up to its
     // own cap.
@@ -126,4 +134,33 @@ fn a_body_declared_over_the_component_limit_is_refused_before_it_is_read() {
     assert!(answer.contains("payload_too_large"), "{answer}");
     assert!(answer.contains("1073741824 bytes"), "{answer}");
     assert_eq!(uploads_in_progress(&node, "big"), 0);
+}
+
+#[test]
+fn an_upload_past_the_cap_takes_a_place_given_back_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &["--body-read-timeout-ms", "60000"]);
+    let token = node
+        .client(Some(ADMIN))
+        .create_namespace("queue", json!({"max_concurrent_uploads": 1}));
+    let held = stalled_upload(&node, "queue", &token, 50 << 20);
+    wait_for_uploads(&node, "queue", 1);
+
+    // A real deploy while the one place is held: it waits (its body
+    // unread) and goes through once the stalled upload is abandoned,
+    // instead of being refused at once.
+    let client = node.client(Some(&token));
+    std::thread::scope(|scope| {
+        let deploy = scope.spawn(|| client.deploy("queue", "bank-account", BANK));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!deploy.is_finished(), "the deploy did not wait for a place");
+        drop(held);
+        deploy.join().unwrap();
+    });
+    let (status, body) = client.send(
+        "queue/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "U"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for_uploads(&node, "queue", 0);
 }
