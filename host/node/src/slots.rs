@@ -15,8 +15,9 @@
 //! ([`NamespaceSlots::open_within`]) before it is refused: a refusal at
 //! once let one tenant's four uploaders, two of them refused again and
 //! again, send the node ~3 100 requests a second, each a new connection
-//! to accept, authenticate and answer, which tripled another tenant's p99
-//! on two cores (BENCHMARKS.md, "Uploads that wait for a slot"). A client
+//! to accept, authenticate and answer, which took another tenant's p99 to
+//! 2.6–3.3 times its figure alone on two cores (1.5 with the wait;
+//! BENCHMARKS.md, "Uploads that wait for a slot"). A client
 //! that uploads more at once than its limit is served in turn instead.
 
 use std::collections::HashMap;
