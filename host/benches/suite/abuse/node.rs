@@ -374,7 +374,7 @@ impl Conn {
 /// it grows) and runs the receiving side's TCP work too, all in the
 /// sender's system call, which this kernel (no preemption inside system
 /// calls) does not interrupt: `perf sched` saw the attackers' `send`s of
-/// whole 48 MB uploads hold a core for 5–33 ms at a time, at nice 19,
+/// whole 48 MB uploads hold a core for 5–67 ms at a time, at nice 19,
 /// while the node's and tenant A's threads waited for it. Clients on other
 /// machines, which the attackers stand for, cost the node's machine only
 /// the receiving side, in pieces of a few dozen packets (a NIC's poll).
