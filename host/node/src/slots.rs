@@ -11,14 +11,14 @@
 //! a node: a slot is taken, and checked against the limit, under one lock
 //! before the stream reads anything or the upload's body is read.
 //!
-//! An upload that finds its namespace full waits for a slot a little
-//! ([`NamespaceSlots::open_within`]) before it is refused: a refusal at
-//! once let one tenant's four uploaders, two of them refused again and
-//! again, send the node ~3 100 requests a second, each a new connection
-//! to accept, authenticate and answer, which took another tenant's p99 to
-//! 2.6–3.3 times its figure alone on two cores (1.5 with the wait;
-//! BENCHMARKS.md, "Uploads that wait for a slot"). A client
-//! that uploads more at once than its limit is served in turn instead.
+//! A stream or upload that finds its namespace full waits up to
+//! [`SLOT_WAIT`] for a slot ([`NamespaceSlots::open_within`]) before it is
+//! refused: a refusal at once let one tenant's four uploaders, two of them
+//! refused again and again, send the node ~3 100 requests a second, each a
+//! new connection to accept, authenticate and answer, which took another
+//! tenant's p99 to 2.6–3.3 times its figure alone on two cores (1.5 with
+//! the wait; BENCHMARKS.md, "Uploads that wait for a slot"). A client that
+//! asks for more at once than its limit is served in turn instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,10 @@ use std::time::Duration;
 
 use aether_core::namespace::Namespace;
 use tokio::sync::Notify;
+
+/// How long a live stream or an upload waits for one of its namespace's
+/// slots before it is refused (`too_many_streams`, `too_many_uploads`).
+pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// How many of one kind of thing each namespace has in progress.
 #[derive(Debug, Default)]

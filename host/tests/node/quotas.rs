@@ -161,7 +161,7 @@ async fn a_neighbour_is_served_while_large_views_are_produced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_streams_over_the_cap_are_refused_and_a_closed_one_frees_its_place() {
-    let node = node().await;
+    let node = std::sync::Arc::new(node().await);
     let token = node
         .create_namespace("watcher", json!({"max_live_streams": 2}))
         .await;
@@ -172,7 +172,10 @@ async fn live_streams_over_the_cap_are_refused_and_a_closed_one_frees_its_place(
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(second.status(), StatusCode::OK);
 
+    // Refused after waiting its second for a place (none comes back).
+    let asked = std::time::Instant::now();
     let refused = node.open(live, &token).await;
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(900));
     let status = refused.status();
     let bytes = refused.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
@@ -187,9 +190,19 @@ async fn live_streams_over_the_cap_are_refused_and_a_closed_one_frees_its_place(
     let (status, body) = deposit(&node, &calm_token, 5).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // A stream that closes gives its place back.
+    // A stream that closes gives its place back, to one that was waiting
+    // for it.
+    let waiting = tokio::spawn({
+        let (node, token) = (node.clone(), token.clone());
+        async move { node.open(live, &token).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the stream did not wait for a place"
+    );
     drop(first);
-    let again = node.open(live, &token).await;
+    let again = waiting.await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     drop(second);
     drop(again);

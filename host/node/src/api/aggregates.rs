@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{ApiError, body, principal};
 use crate::service::Verify;
+use crate::slots::SLOT_WAIT;
 use crate::{Node, Principal};
 use aether_core::namespace::{AggregateType, Namespace};
 use aether_service::{
@@ -60,11 +61,6 @@ impl DeployQuery {
     }
 }
 
-/// How long an upload waits for one of its namespace's
-/// `max_concurrent_uploads` places before it is refused with
-/// `too_many_uploads` (see `slots.rs` for why it waits at all).
-const UPLOAD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// `PUT /v1/namespaces/{ns}/aggregates/{type}/component`: deploys the
 /// body (`application/wasm`) for the type; new commands use it at once.
 /// With `verify`, it goes live only if the replays succeed; a client that
@@ -83,14 +79,14 @@ pub(super) async fn deploy(
     body::refuse_declared_over(&headers, limit)?;
     // The body is held whole (up to `limit`) while it compiles: at most
     // `max_concurrent_uploads` of them per namespace at once; one more
-    // waits up to `UPLOAD_SLOT_WAIT` for a place (its body unread).
+    // waits up to `SLOT_WAIT` for a place (its body unread).
     let uploads = node
         .runtime()
         .namespace_limits(&namespace)?
         .max_concurrent_uploads;
     let upload = node
         .uploads()
-        .open_within(&namespace, uploads, UPLOAD_SLOT_WAIT)
+        .open_within(&namespace, uploads, SLOT_WAIT)
         .await
         .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
     let bytes = body::read_upload(&headers, request, limit).await?;
