@@ -132,7 +132,10 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         runs: ctx.size(RUNS, 1),
         warmup: ctx.size(WARMUP, Duration::from_millis(100)),
         phase: ctx.size(PHASE, Duration::from_millis(500)),
-        lead: ctx.size(ATTACK_LEAD, Duration::from_millis(500)),
+        // Longer than the node's wait for a slot (1 s), so that B's streams
+        // past its limit are refused (which `attack_ran` checks) before the
+        // attack stops.
+        lead: ctx.size(ATTACK_LEAD, Duration::from_millis(1_500)),
         settle: ctx.size(SETTLE, Duration::from_millis(50)),
     };
     let dir = ctx.tempdir()?;
