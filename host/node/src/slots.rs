@@ -56,11 +56,7 @@ pub(crate) struct Full {
 impl NamespaceSlots {
     /// Takes a slot for `namespace`, unless it already has `limit` in
     /// progress.
-    pub(crate) fn open(
-        self: &Arc<Self>,
-        namespace: &Namespace,
-        limit: usize,
-    ) -> Result<Slot, Full> {
+    fn open(self: &Arc<Self>, namespace: &Namespace, limit: usize) -> Result<Slot, Full> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(namespace.clone()).or_default();
         if *count >= limit {
@@ -73,16 +69,15 @@ impl NamespaceSlots {
         })
     }
 
-    /// Takes a slot for `namespace` like [`open`](Self::open), but if it
-    /// already has `limit` in progress, waits up to `wait` for one of them
-    /// to be given back before it gives up.
+    /// Takes a slot for `namespace`; if it already has `limit` in
+    /// progress, waits up to [`SLOT_WAIT`] for one of them to be given back
+    /// before it gives up.
     pub(crate) async fn open_within(
         self: &Arc<Self>,
         namespace: &Namespace,
         limit: usize,
-        wait: Duration,
     ) -> Result<Slot, Full> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         loop {
             // Registered before the check, so a slot given back between the
             // check and the wait is not missed.
@@ -148,17 +143,17 @@ mod tests {
         let uploads = Arc::new(NamespaceSlots::default());
         let a = Namespace::new("a").unwrap();
         let held = uploads.open(&a, 1).unwrap();
-        let wait = Duration::from_secs(1);
+        let wait = SLOT_WAIT;
 
         // Nothing given back: refused when the wait is over, not before.
         let started = tokio::time::Instant::now();
-        assert_eq!(uploads.open_within(&a, 1, wait).await.unwrap_err().limit, 1);
+        assert_eq!(uploads.open_within(&a, 1).await.unwrap_err().limit, 1);
         assert_eq!(started.elapsed(), wait);
 
         // A slot given back during the wait is taken.
         let waiting = tokio::spawn({
             let (uploads, a) = (uploads.clone(), a.clone());
-            async move { uploads.open_within(&a, 1, wait).await.map(|_| ()) }
+            async move { uploads.open_within(&a, 1).await.map(|_| ()) }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!waiting.is_finished());

@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::{ApiError, body, principal};
 use crate::service::Verify;
-use crate::slots::SLOT_WAIT;
 use crate::{Node, Principal};
 use aether_core::namespace::{AggregateType, Namespace};
 use aether_service::{
@@ -79,14 +78,14 @@ pub(super) async fn deploy(
     body::refuse_declared_over(&headers, limit)?;
     // The body is held whole (up to `limit`) while it compiles: at most
     // `max_concurrent_uploads` of them per namespace at once; one more
-    // waits up to `SLOT_WAIT` for a place (its body unread).
+    // waits up to `slots::SLOT_WAIT` for a place (its body unread).
     let uploads = node
         .runtime()
         .namespace_limits(&namespace)?
         .max_concurrent_uploads;
     let upload = node
         .uploads()
-        .open_within(&namespace, uploads, SLOT_WAIT)
+        .open_within(&namespace, uploads)
         .await
         .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
     let bytes = body::read_upload(&headers, request, limit).await?;

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use super::{ApiError, authorize, body};
 use crate::Node;
-use crate::slots::{SLOT_WAIT, Slot};
+use crate::slots::Slot;
 use aether_bus::catchup::{CatchUp, CatchUpError, StartFrom};
 use aether_bus::{Filter, IdPattern};
 use aether_core::namespace::AggregateType;
@@ -133,7 +133,7 @@ pub(super) async fn tail(
         .max_live_streams;
     let slot = node
         .live_streams()
-        .open_within(&namespace, limit, SLOT_WAIT)
+        .open_within(&namespace, limit)
         .await
         .map_err(|full| {
             ApiError::new(
