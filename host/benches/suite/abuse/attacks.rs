@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -100,6 +101,11 @@ pub(crate) struct Plan {
     /// The hostile component, and the padding each redeploy adds to it.
     pub(crate) component: Arc<Vec<u8>>,
     pub(crate) padding: usize,
+    /// Redeploys sent so far, in every round: each one's padding starts
+    /// with its number, so no two have the same digest and every one is
+    /// compiled (numbered per round, later rounds' were served by the
+    /// node's compile cache).
+    pub(crate) redeploys: AtomicU64,
     /// Slow and idle connections, split evenly over the three kinds.
     pub(crate) slow_connections: usize,
     /// How many nice steps the attackers' threads run below the suite's
@@ -342,10 +348,11 @@ async fn upload(plan: Arc<Plan>, tally: Arc<Tally>) {
 }
 
 /// Deploys the hostile component with a new padding section each time
-/// (a new digest: compiled and stored again).
+/// (a new digest, never sent before: compiled and stored again).
 async fn redeploy(plan: Arc<Plan>, tally: Arc<Tally>) {
     let path = format!("/v1/namespaces/{TENANT_B}/aggregates/churn/component");
-    for n in 0u64.. {
+    loop {
+        let n = plan.redeploys.fetch_add(1, Ordering::Relaxed);
         let bytes = padded(&plan.component, plan.padding, n);
         tally.add(Kind::Redeploys, "sent");
         let answer = node::call_once(

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
@@ -87,6 +88,7 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
         junk: Arc::new(vec![0xA5; ctx.size(UPLOAD_BYTES, 2 << 20)]),
         component: Arc::new(hostile),
         padding: ctx.size(REDEPLOY_PADDING, 64 << 10),
+        redeploys: AtomicU64::new(0),
         slow_connections: ctx.size(SLOW_CONNECTIONS, 30),
         attacker_nice: attacker_nice()?,
     };
