@@ -168,7 +168,10 @@ impl Node {
         bytes: Vec<u8>,
     ) -> Result<Activation, RegistryError> {
         let bytes = Arc::new(bytes);
-        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
+        let loaded = self
+            .runtime
+            .load_component_for(namespace, bytes.clone())
+            .await?;
         self.switch(
             namespace,
             aggregate_type,
@@ -191,7 +194,10 @@ impl Node {
         progress: impl Fn(usize, usize) + Send + Sync,
     ) -> Result<(Activation, VerifyReport), RegistryError> {
         let bytes = Arc::new(bytes);
-        let loaded = self.runtime.load_shared_component(bytes.clone()).await?;
+        let loaded = self
+            .runtime
+            .load_component_for(namespace, bytes.clone())
+            .await?;
         let report = self
             .verify(namespace, aggregate_type, &loaded, sample, progress)
             .await?;

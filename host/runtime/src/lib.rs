@@ -50,6 +50,7 @@ mod lanes;
 mod limits;
 mod live;
 mod locks;
+mod pacing;
 mod partition;
 mod registry;
 mod sandbox;
@@ -99,6 +100,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     compile_cache: Option<cache::CompileCache>,
+    pacing: pacing::CompilePacing,
     config: Arc<RuntimeConfig>,
     store: Arc<dyn EventStore>,
     registry: Registry,
@@ -146,6 +148,7 @@ impl Runtime {
                 engine,
                 linker,
                 compile_cache,
+                pacing: pacing::CompilePacing::default(),
                 config,
                 store,
                 registry: Registry::default(),
@@ -191,6 +194,29 @@ impl Runtime {
         &self,
         bytes: Arc<Vec<u8>>,
     ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.compile(bytes, None).await
+    }
+
+    /// [`Runtime::load_shared_component`] for a deploy to `namespace`: it
+    /// waits for the namespace's turn, so that its compiles take at most
+    /// its `compile_share_percent` of the time (`pacing.rs`).
+    pub async fn load_component_for(
+        &self,
+        namespace: &Namespace,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.check_component_size(&bytes)?;
+        let share = self
+            .inner
+            .lanes
+            .lane(namespace)
+            .limits()
+            .compile_share_percent;
+        let turn = self.inner.pacing.turn(namespace, share).await;
+        self.compile(bytes, Some(turn)).await
+    }
+
+    fn check_component_size(&self, bytes: &[u8]) -> Result<(), DeployError> {
         let limit = self.inner.config.max_component_bytes;
         if bytes.len() > limit {
             return Err(DeployError::TooLarge {
@@ -198,18 +224,34 @@ impl Runtime {
                 limit,
             });
         }
+        Ok(())
+    }
+
+    /// Hashes and compiles `bytes` on a lowered thread of its own, which
+    /// ends `turn` (if any) when it is done, whether or not anyone still
+    /// waits for the result.
+    async fn compile(
+        &self,
+        bytes: Arc<Vec<u8>>,
+        turn: Option<pacing::Turn>,
+    ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.check_component_size(&bytes)?;
         let inner = self.inner.clone();
         let loaded = background::run_niced("aether-compile", move || {
             let digest = Digest::of(&bytes);
-            if let Some(loaded) = inner.registry.compiled(&digest) {
-                return Ok(loaded);
+            let loaded = match inner.registry.compiled(&digest) {
+                Some(loaded) => Ok(loaded),
+                None => component::load(
+                    &inner.engine,
+                    &inner.linker,
+                    (&bytes, digest),
+                    inner.compile_cache.as_ref(),
+                ),
+            };
+            if let Some(turn) = turn {
+                turn.end();
             }
-            component::load(
-                &inner.engine,
-                &inner.linker,
-                (&bytes, digest),
-                inner.compile_cache.as_ref(),
-            )
+            loaded
         })
         .await
         .map_err(|e| LoadError::Invalid(format!("compilation stopped: {e}")))??;
@@ -224,7 +266,7 @@ impl Runtime {
         aggregate_type: &AggregateType,
         bytes: Vec<u8>,
     ) -> Result<Digest, DeployError> {
-        let loaded = self.load_component(bytes).await?;
+        let loaded = self.load_component_for(namespace, Arc::new(bytes)).await?;
         let digest = loaded.digest().clone();
         self.inner
             .registry

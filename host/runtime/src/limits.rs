@@ -19,6 +19,7 @@
 //! | `max_stored_event_bytes` | before each append, against the namespace's stored bytes (`storage.rs`) | [`super::CommandError::StorageQuotaExceeded`] |
 //! | `max_stored_component_bytes` | the node, before a new component is stored | `507 storage_quota_exceeded` (`aether_node`) |
 //! | `max_concurrent_uploads` | the node, before an upload's body is read | `429 too_many_uploads` (`aether_node`) |
+//! | `compile_share_percent` | before a deploy's compile (`pacing.rs`) | the deploy waits for its turn (nothing fails) |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
 //!
 //! `max_live_aggregates` also sizes wasmtime's cap on the component-model
@@ -288,6 +289,11 @@ sandbox_limits! {
     /// (each body is held in memory up to the component size limit while
     /// it compiles); more are refused until some finish. Default: 2.
     max_concurrent_uploads: usize = 2, api max_concurrent_uploads;
+    /// Share of a node's time, in percent, that the namespace's component
+    /// compiles may take: it compiles one at a time, and after a compile
+    /// that took `t` its next one waits until `t × (100 − share) / share`
+    /// has passed (100: no wait). Default: 25.
+    compile_share_percent: usize = 25, api compile_share_percent;
 }
 
 /// Limits a runtime cannot honour.

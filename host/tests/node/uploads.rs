@@ -4,17 +4,19 @@
 //! with 429 `too_many_uploads` before their bodies are read (after waiting
 //! up to a second for a place, which one given back meanwhile fills), a declared
 //! oversized body is refused before it is read, and a finished or
-//! abandoned upload gives its place back. Raw TCP for the uploads that
-//! must stay in progress.
+//! abandoned upload gives its place back; a namespace's deploys wait their
+//! turn to compile (`compile_share_percent`) while a neighbour's do not.
+//! Raw TCP for the uploads that must stay in progress.
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use aether_host::runtime::with_custom_section;
+use serde_json::{Value, json};
 
 use crate::connections::{connect, read_response};
-use crate::support::{ADMIN, BANK, NodeProcess, assert_error};
+use crate::support::{ADMIN, BANK, Http, NodeProcess, assert_error};
 
 /// Starts an upload of `length` bytes to `namespace` and sends only its
 /// first bytes: it stays in progress until the connection closes.
@@ -163,4 +165,61 @@ fn an_upload_past_the_cap_takes_a_place_given_back_while_it_waits() {
     );
     assert_eq!(status, 200, "{body}");
     wait_for_uploads(&node, "queue", 0);
+}
+
+/// `PUT …/component` of `bytes`: the status, the answer and how long it
+/// took.
+fn timed_deploy(client: &Http, namespace: &str, bytes: Vec<u8>) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let (status, body) = client.call(
+        "PUT",
+        &format!("/v1/namespaces/{namespace}/aggregates/bank-account/component"),
+        "application/wasm",
+        Some(bytes),
+    );
+    (status, body, started.elapsed())
+}
+
+#[test]
+fn a_namespace_that_deploys_nonstop_waits_its_turn_and_its_neighbour_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let admin = node.client(Some(ADMIN));
+    // At 4 %, a compile that took `t` is followed by a rest of 24 `t`.
+    let busy = node.client(Some(
+        &admin.create_namespace("busy", json!({"compile_share_percent": 4})),
+    ));
+    let quiet = node.client(Some(&admin.create_namespace("quiet", json!({}))));
+    // Same behaviour, new digests: each one is compiled.
+    let variant =
+        |n: u32| with_custom_section(&std::fs::read(BANK).unwrap(), "pacing", &n.to_le_bytes());
+
+    let (status, body, first) = timed_deploy(&busy, "busy", variant(1));
+    assert_eq!(status, 200, "{body}");
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| timed_deploy(&busy, "busy", variant(2)));
+        std::thread::sleep(Duration::from_millis(50));
+        // The neighbour's deploy, sent while busy's second one waits for
+        // its turn, is compiled at once.
+        let (status, body, _) = timed_deploy(&quiet, "quiet", variant(3));
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !second.is_finished(),
+            "busy's second deploy did not wait for its turn"
+        );
+        let (status, body, second) = second.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        // 24 times the first compile, which took most of the first
+        // deploy's time: at least 5 times that whole deploy.
+        assert!(
+            second >= first * 5,
+            "the second deploy took {second:?}, the first {first:?}"
+        );
+    });
+    // The second deploy is the one serving.
+    let (status, body) = busy.send(
+        "busy/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "U"}}),
+    );
+    assert_eq!(status, 200, "{body}");
 }
