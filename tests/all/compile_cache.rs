@@ -1,9 +1,12 @@
 //! The compile cache: a restarted node reads compiled components from its
-//! own cache; a damaged or incompatible entry is recompiled, never trusted.
+//! own cache; a damaged or incompatible entry is recompiled, never trusted;
+//! a version freed from memory once replaced comes back from it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use aether_host::runtime::{CompiledFrom, RuntimeConfig};
+use aether_host::namespace::{AggregateType, Namespace};
+use aether_host::runtime::{CompiledFrom, RuntimeConfig, with_custom_section};
 use aether_tests::{artifacts, component, deploy, memory_runtime, send, stream, test_config};
 use serde_json::json;
 
@@ -116,4 +119,56 @@ async fn a_python_component_is_not_recompiled_on_the_second_start() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(load(dir.path(), path).await, CompiledFrom::Compiled);
     assert_eq!(load(dir.path(), path).await, CompiledFrom::Cache);
+}
+
+/// A replaced version's compiled code is freed once nothing uses it (the
+/// registry kept every version ever deployed in memory before); activating
+/// it again reads it from the compile cache and serves as before.
+#[tokio::test]
+async fn a_replaced_version_is_freed_and_comes_back_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = memory_runtime(cached_config(dir.path()));
+    let (ns, ty) = (
+        Namespace::new("c").unwrap(),
+        AggregateType::new("bank-account").unwrap(),
+    );
+    let variant = |n: u32| {
+        with_custom_section(
+            &component(artifacts::BANK_ACCOUNT),
+            "variant",
+            &n.to_le_bytes(),
+        )
+    };
+    let first = runtime.load_component(variant(1)).await.unwrap();
+    let first_digest = first.digest().clone();
+    let freed = Arc::downgrade(&first);
+    runtime.activate(&ns, &ty, first);
+    let acc = stream("c", "bank-account", "a");
+    send(&runtime, &acc, "Open", json!({"owner": "C"}))
+        .await
+        .unwrap();
+
+    // The second version serves the next command; nothing holds the first.
+    runtime.deploy(&ns, &ty, variant(2)).await.unwrap();
+    send(&runtime, &acc, "Deposit", json!({"amount": 5}))
+        .await
+        .unwrap();
+    assert!(
+        freed.upgrade().is_none(),
+        "the replaced version is still in memory"
+    );
+
+    // Back to the first: from the compile cache, with the same state.
+    let again = runtime.load_component(variant(1)).await.unwrap();
+    assert_eq!(again.digest(), &first_digest);
+    assert_eq!(again.compiled_from(), CompiledFrom::Cache);
+    runtime.activate(&ns, &ty, again);
+    let outcome = send(&runtime, &acc, "Deposit", json!({"amount": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.events[0].metadata.component_digest.as_deref(),
+        Some(first_digest.to_hex().as_str())
+    );
+    assert_eq!(runtime.state(&acc).await.unwrap().view["balance"], json!(6));
 }

@@ -1,12 +1,20 @@
 //! Which component serves each (namespace, aggregate type).
 //!
-//! Components are kept by digest, so deploying the same bytes twice (or to
+//! Components are found by digest, so deploying the same bytes twice (or to
 //! several namespaces) compiles them once. Deploying a different component
 //! for a type switches new commands to it; aggregates live under the old one
 //! are passivated on their next command and re-activate under the new one.
+//!
+//! **Invariant:** the registry keeps a compiled component in memory only
+//! while it is active somewhere; the digest index holds weak references. A
+//! version that was replaced lives on only while instances or commands
+//! still use it, then its compiled code is freed (activating it again
+//! loads it from the compile cache). Otherwise every version a tenant ever
+//! deployed stayed in memory: ~0.9 MB of machine code for a 250 KB
+//! component, thousands of versions within a namespace's component quota.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use aether_core::namespace::{AggregateType, Namespace};
 
@@ -19,13 +27,13 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    by_digest: HashMap<Digest, Arc<LoadedComponent>>,
+    by_digest: HashMap<Digest, Weak<LoadedComponent>>,
     active: HashMap<(Namespace, AggregateType), Arc<LoadedComponent>>,
 }
 
 impl Registry {
     pub(crate) fn compiled(&self, digest: &Digest) -> Option<Arc<LoadedComponent>> {
-        self.read().by_digest.get(digest).cloned()
+        self.read().by_digest.get(digest).and_then(Weak::upgrade)
     }
 
     pub(crate) fn activate(
@@ -37,8 +45,13 @@ impl Registry {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner
             .by_digest
-            .insert(component.digest().clone(), component.clone());
-        inner.active.insert((namespace, aggregate_type), component);
+            .insert(component.digest().clone(), Arc::downgrade(&component));
+        let replaced = inner.active.insert((namespace, aggregate_type), component);
+        // Dropped here unless something else still uses it.
+        drop(replaced);
+        inner
+            .by_digest
+            .retain(|_, component| component.strong_count() > 0);
     }
 
     pub(crate) fn active(
