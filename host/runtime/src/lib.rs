@@ -194,6 +194,7 @@ impl Runtime {
         &self,
         bytes: Arc<Vec<u8>>,
     ) -> Result<Arc<LoadedComponent>, DeployError> {
+        self.check_component_size(&bytes)?;
         self.compile(bytes, None).await
     }
 
@@ -227,15 +228,14 @@ impl Runtime {
         Ok(())
     }
 
-    /// Hashes and compiles `bytes` on a lowered thread of its own, which
-    /// ends `turn` (if any) when it is done, whether or not anyone still
-    /// waits for the result.
+    /// Hashes and compiles `bytes` (already checked against the size
+    /// limit) on a lowered thread of its own, which ends `turn` (if any)
+    /// when it is done, whether or not anyone still waits for the result.
     async fn compile(
         &self,
         bytes: Arc<Vec<u8>>,
         turn: Option<pacing::Turn>,
     ) -> Result<Arc<LoadedComponent>, DeployError> {
-        self.check_component_size(&bytes)?;
         let inner = self.inner.clone();
         let loaded = background::run_niced("aether-compile", move || {
             let digest = Digest::of(&bytes);

@@ -6,8 +6,8 @@
 //! than commands (`background.rs`), but a tenant that deploys nonstop would
 //! still keep compile threads on every core, each one a thread that other
 //! tenants' commands wait behind when they wake (in `tenant_abuse`, one
-//! tenant redeploying nonstop took another's p99 from ~1 ms to 3.7–3.9 ms;
-//! paced to a quarter, 1.6–2.9 ms; BENCHMARKS.md). So a namespace compiles
+//! tenant redeploying nonstop took another's p99 from ~1 ms to 3.7–4.3 ms;
+//! paced to a quarter, 1.6–3.4 ms; BENCHMARKS.md). So a namespace compiles
 //! one component at a time on a runtime, and after a compile that took `t`
 //! its next one starts no sooner than `t × (100 − share) / share` later:
 //! 0.75 s after a 0.25 s compile at the default 25 %. A deploy that comes
@@ -86,7 +86,7 @@ impl Turn {
 
 /// The rest a compile that took `took` earns at `share_percent` (at least
 /// 1; 100 or more: none).
-pub(crate) fn rest_after(took: Duration, share_percent: usize) -> Duration {
+fn rest_after(took: Duration, share_percent: usize) -> Duration {
     let share = share_percent.clamp(1, 100) as u32;
     took * (100 - share) / share
 }

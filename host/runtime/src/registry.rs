@@ -46,9 +46,9 @@ impl Registry {
         inner
             .by_digest
             .insert(component.digest().clone(), Arc::downgrade(&component));
-        let replaced = inner.active.insert((namespace, aggregate_type), component);
-        // Dropped here unless something else still uses it.
-        drop(replaced);
+        // The version it replaces is dropped here unless something else
+        // still uses it; then its index entry goes too.
+        inner.active.insert((namespace, aggregate_type), component);
         inner
             .by_digest
             .retain(|_, component| component.strong_count() > 0);
