@@ -172,3 +172,105 @@ async fn a_replaced_version_is_freed_and_comes_back_from_the_cache() {
     );
     assert_eq!(runtime.state(&acc).await.unwrap().view["balance"], json!(6));
 }
+
+/// Loads `bytes` in a fresh runtime (a restart) whose cache in `dir` holds
+/// at most `max_bytes`: where its code came from, and its digest in hex.
+async fn load_bounded(dir: &Path, max_bytes: u64, bytes: Vec<u8>) -> (CompiledFrom, String) {
+    let runtime = memory_runtime(RuntimeConfig {
+        compile_cache_max_bytes: max_bytes,
+        ..cached_config(dir)
+    });
+    let loaded = runtime.load_component(bytes).await.unwrap();
+    (loaded.compiled_from(), loaded.digest().to_hex())
+}
+
+/// Whether the cache in `dir` holds an entry for the digest `hex`.
+fn cached(dir: &Path, hex: &str) -> bool {
+    entries(dir)
+        .iter()
+        .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(hex))
+}
+
+/// The cache holds at most `compile_cache_max_bytes` (a tenant deploying
+/// version after version grew it without bound): the entry used longest
+/// ago goes first, a read counting as a use; a restart with a lower bound
+/// sheds the excess; an entry bigger than the whole bound is not kept; a
+/// half-written entry left by a dead process is removed once stale.
+#[tokio::test]
+async fn the_cache_keeps_within_its_bound_and_drops_the_entry_used_longest_ago() {
+    let dir = tempfile::tempdir().unwrap();
+    let variant = |n: u32| {
+        with_custom_section(
+            &component(artifacts::BANK_ACCOUNT),
+            "variant",
+            &n.to_le_bytes(),
+        )
+    };
+    // One entry's size, then room for two and a half.
+    let (_, zero) = load_bounded(dir.path(), u64::MAX, variant(0)).await;
+    let files = entries(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let entry_bytes = std::fs::metadata(&files[0]).unwrap().len();
+    std::fs::remove_file(&files[0]).unwrap();
+    assert!(!cached(dir.path(), &zero));
+    let bound = entry_bytes * 5 / 2;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
+
+    let (from, one) = load_bounded(dir.path(), bound, variant(1)).await;
+    assert_eq!(from, CompiledFrom::Compiled);
+    pause().await;
+    let (_, two) = load_bounded(dir.path(), bound, variant(2)).await;
+    pause().await;
+    // Version 1 is used again (read from the cache), so version 2 is now
+    // the one used longest ago.
+    assert_eq!(
+        load_bounded(dir.path(), bound, variant(1)).await.0,
+        CompiledFrom::Cache
+    );
+    pause().await;
+    let (_, three) = load_bounded(dir.path(), bound, variant(3)).await;
+    assert!(cached(dir.path(), &one), "used last but one: kept");
+    assert!(!cached(dir.path(), &two), "used longest ago: removed");
+    assert!(cached(dir.path(), &three), "just written: kept");
+    let held: u64 = entries(dir.path())
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(held <= bound, "{held} bytes held, bound {bound}");
+    // The removed version is compiled again, and nothing is lost.
+    pause().await;
+    assert_eq!(
+        load_bounded(dir.path(), bound, variant(2)).await.0,
+        CompiledFrom::Compiled
+    );
+    assert!(cached(dir.path(), &two) && cached(dir.path(), &three));
+    assert!(!cached(dir.path(), &one), "now the one used longest ago");
+
+    // Half-written entries: one left an hour and more ago by a process
+    // that died, one being written right now.
+    let stale = dir.path().join("dead.partial-1");
+    let fresh = dir.path().join("writing.partial-2");
+    std::fs::write(&stale, b"half").unwrap();
+    std::fs::write(&fresh, b"half").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7_200))
+        .unwrap();
+
+    // Restarted with room for half an entry: every entry goes on start, and
+    // a new one is compiled but not kept.
+    let (from, four) = load_bounded(dir.path(), entry_bytes / 2, variant(4)).await;
+    assert_eq!(from, CompiledFrom::Compiled);
+    assert!(!cached(dir.path(), &four), "bigger than the whole cache");
+    assert!(!stale.exists(), "a stale half-written entry is removed");
+    assert!(fresh.exists(), "an entry being written is left alone");
+    assert_eq!(entries(dir.path()), vec![fresh]);
+    assert_eq!(
+        load_bounded(dir.path(), entry_bytes / 2, variant(4))
+            .await
+            .0,
+        CompiledFrom::Compiled
+    );
+}

@@ -17,9 +17,23 @@
 //!
 //! A missing, truncated, damaged (hash mismatch) or incompatible entry is
 //! recompiled and rewritten, never trusted.
+//!
+//! **Bound.** The directory holds at most `max_bytes` (every file counted,
+//! entries of other engine versions included): after each write, and when
+//! the runtime starts, the entries used longest ago go first (a read hit
+//! sets an entry's modification time, so the order is by last use). An
+//! entry bigger than the whole bound is not written. The cache is shared by
+//! every tenant (one entry per digest, whoever deployed it), so a tenant
+//! that deploys version after version pushes out older entries, its own
+//! and others': what that costs them is a compile the next time one of
+//! those versions is loaded (a restart, a rollback), never an answer.
+//! Before the bound, 0.75 MiB per distinct version of a 250 KB component
+//! piled up without limit.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -28,6 +42,10 @@ use super::component::Digest;
 
 const MAGIC: &[u8; 8] = b"AETHCWv1";
 const HEADER: usize = 8 + 32;
+
+/// A half-written entry (`*.partial-<pid>`) left by a process that died
+/// while writing it is removed once it is this old.
+const STALE_PARTIAL: Duration = Duration::from_secs(3_600);
 
 /// Where a component's compiled code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +59,27 @@ pub enum CompiledFrom {
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_hash: String,
+    /// The most bytes the directory holds (see the module's head).
+    max_bytes: u64,
+    /// One prune at a time, so two compiles that finish together do not
+    /// both remove the oldest entry for the same excess.
+    pruning: Mutex<()>,
 }
 
 impl CompileCache {
-    pub(crate) fn new(dir: &Path, engine: &Engine) -> Self {
+    /// The cache in `dir`, brought within `max_bytes` at once (a node
+    /// restarted with a lower bound sheds the excess on start).
+    pub(crate) fn new(dir: &Path, engine: &Engine, max_bytes: u64) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Self {
+        let cache = Self {
             dir: dir.to_path_buf(),
             engine_hash: format!("{:016x}", hasher.finish()),
-        }
+            max_bytes,
+            pruning: Mutex::new(()),
+        };
+        cache.prune(None);
+        cache
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -62,6 +91,12 @@ impl CompileCache {
     pub(crate) fn get(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.path(digest);
         let bytes = std::fs::read(&path).ok()?;
+        // Used now: the last to be pushed out (see `prune`). A failure
+        // only makes the entry look older than it is.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(SystemTime::now()));
         let Some(payload) = verified_payload(&bytes) else {
             tracing::warn!(path = %path.display(), "compile cache entry is damaged; recompiling");
             return None;
@@ -82,13 +117,21 @@ impl CompileCache {
         }
     }
 
-    /// Stores a compiled component; failures are logged, never fatal.
+    /// Stores a compiled component, then brings the cache within its
+    /// bound; failures are logged, never fatal.
     pub(crate) fn put(&self, digest: &Digest, component: &Component) {
         let path = self.path(digest);
         let result = component
             .serialize()
             .map_err(|e| e.to_string())
             .and_then(|payload| {
+                let size = (HEADER + payload.len()) as u64;
+                if size > self.max_bytes {
+                    return Err(format!(
+                        "the entry ({size} bytes) is bigger than the whole cache may be ({} bytes); not kept",
+                        self.max_bytes
+                    ));
+                }
                 let mut file = Vec::with_capacity(HEADER + payload.len());
                 file.extend_from_slice(MAGIC);
                 file.extend_from_slice(blake3::hash(&payload).as_bytes());
@@ -100,10 +143,79 @@ impl CompileCache {
                 std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
                 std::fs::rename(&partial, &path).map_err(|e| e.to_string())
             });
-        if let Err(error) = result {
-            tracing::warn!(path = %path.display(), %error, "cannot write the compile cache entry");
+        match result {
+            Ok(()) => self.prune(Some(&path)),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot write the compile cache entry")
+            }
         }
     }
+
+    /// Removes the entries used longest ago (oldest modification time
+    /// first) until the directory holds at most `max_bytes`, never `keep`
+    /// (the entry just written) nor an entry being written; removes
+    /// half-written entries older than [`STALE_PARTIAL`].
+    fn prune(&self, keep: Option<&Path>) {
+        let _one_at_a_time = self.pruning.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(listing) = std::fs::read_dir(&self.dir) else {
+            return; // No directory yet: nothing is cached.
+        };
+        let now = SystemTime::now();
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        for entry in listing.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            let partial = is_partial(&path);
+            let age = now.duration_since(modified).unwrap_or_default();
+            if partial && age > STALE_PARTIAL && std::fs::remove_file(&path).is_ok() {
+                continue;
+            }
+            total += meta.len();
+            if !partial && Some(path.as_path()) != keep {
+                files.push((modified, path, meta.len()));
+            }
+        }
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        let (mut removed, mut freed) = (0usize, 0u64);
+        for (_, path, len) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= len;
+                    removed += 1;
+                    freed += len;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a compile cache entry")
+                }
+            }
+        }
+        tracing::info!(
+            removed,
+            freed_bytes = freed,
+            held_bytes = total,
+            max_bytes = self.max_bytes,
+            "compile cache brought within its bound (the entries used longest ago removed)"
+        );
+    }
+}
+
+/// Whether `path` is an entry being written (or left half-written).
+fn is_partial(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.starts_with("partial-"))
 }
 
 fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {

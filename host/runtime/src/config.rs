@@ -39,6 +39,11 @@ pub struct RuntimeConfig {
     /// cache, every start compiles). Default: none; `aether` nodes use
     /// `<data dir>/compiled`.
     pub compile_cache: Option<PathBuf>,
+    /// The most bytes the compile cache keeps on disk, for every tenant
+    /// together; the entries used longest ago are removed first (a removed
+    /// entry costs a compile the next time that version is loaded). 0 keeps
+    /// nothing. Default: 1 GiB.
+    pub compile_cache_max_bytes: u64,
     /// What a guest may print (stdout and stderr) per call before the rest
     /// is dropped. Default: 64 KiB.
     pub guest_output_limit: usize,
@@ -60,6 +65,7 @@ impl Default for RuntimeConfig {
             snapshots: SnapshotPolicy::Every(1_000),
             max_component_bytes: 64 << 20,
             compile_cache: None,
+            compile_cache_max_bytes: 1 << 30,
             guest_output_limit: 64 << 10,
             lane_idle_timeout: Duration::from_secs(60),
         }

@@ -142,7 +142,7 @@ impl Runtime {
         let compile_cache = config
             .compile_cache
             .as_deref()
-            .map(|dir| cache::CompileCache::new(dir, &engine));
+            .map(|dir| cache::CompileCache::new(dir, &engine, config.compile_cache_max_bytes));
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,

@@ -141,6 +141,9 @@ pub(crate) async fn state(args: StateArgs) -> Result<()> {
     let config = RuntimeConfig {
         partitions: 1,
         compile_cache: args.target.data_dir.as_ref().map(|d| d.join("compiled")),
+        // The node that owns the directory keeps it within its own bound
+        // (`--compile-cache-mib`); inspecting must not prune it to another.
+        compile_cache_max_bytes: u64::MAX,
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(store.clone(), config)?;

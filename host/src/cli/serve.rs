@@ -91,6 +91,11 @@ pub(crate) struct ServeArgs {
     /// /readyz and /metrics only.
     #[arg(long, default_value_t = 16)]
     ops_reserve: usize,
+    /// The most the compile cache (DATA_DIR/compiled, shared by every
+    /// tenant) keeps on disk, in MiB; the entries used longest ago are
+    /// removed first. 0 keeps nothing (every start compiles).
+    #[arg(long, default_value_t = 1_024)]
+    compile_cache_mib: u64,
     /// How long SIGTERM waits for open connections to finish before it
     /// drops them and the node exits.
     #[arg(long, default_value_t = 20_000)]
@@ -103,6 +108,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     config.watch = args.watch;
     config.runtime.limits = args.limits.0.apply(&SandboxLimits::default());
     config.runtime.lane_idle_timeout = Duration::from_secs(args.lane_idle_secs.max(1));
+    config.runtime.compile_cache_max_bytes = args.compile_cache_mib.saturating_mul(1 << 20);
     if !args.nats.is_empty() {
         config.nats = Some(aether_host::store::JetStreamConfig::new(
             args.nats.clone(),

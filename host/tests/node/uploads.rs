@@ -223,3 +223,59 @@ fn a_namespace_that_deploys_nonstop_waits_its_turn_and_its_neighbour_does_not() 
     );
     assert_eq!(status, 200, "{body}");
 }
+
+/// The compile cache on disk (`<data dir>/compiled`, shared by every
+/// tenant) stays within `--compile-cache-mib`: a tenant deploying version
+/// after version pushes out the entries used longest ago instead of
+/// filling the disk (0.75 MiB per version of this component, unbounded
+/// before), and every version still serves.
+#[test]
+fn deploying_version_after_version_keeps_the_compile_cache_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &["--compile-cache-mib", "2"]);
+    let admin = node.client(Some(ADMIN));
+    let churn = node.client(Some(
+        &admin.create_namespace("churn", json!({"compile_share_percent": 100})),
+    ));
+    let cache = dir.path().join("compiled");
+    let held = || -> (usize, u64) {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .fold((0, 0), |(n, bytes), e| {
+                (n + 1, bytes + e.unwrap().metadata().unwrap().len())
+            })
+    };
+    let variant =
+        |n: u32| with_custom_section(&std::fs::read(BANK).unwrap(), "churn", &n.to_le_bytes());
+    let mut first_digest = None;
+    for n in 0..6 {
+        let (status, body, _) = timed_deploy(&churn, "churn", variant(n));
+        assert_eq!(status, 200, "{body}");
+        first_digest.get_or_insert_with(|| body["digest"].as_str().unwrap().to_string());
+        let (entries, bytes) = held();
+        assert!(
+            bytes <= 2 << 20,
+            "after deploy {n}: {entries} entries, {bytes} bytes (bound 2 MiB)"
+        );
+        assert!(entries >= 1, "the version just compiled is kept");
+    }
+    // The version deployed last serves commands.
+    let (status, body) = churn.send(
+        "churn/bank-account/acc-1",
+        json!({"type": "Open", "data": {"owner": "U"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Back to the first version, whose entry was pushed out: compiled
+    // again from the stored component, and it serves.
+    let (status, body) = churn.post_json(
+        "/v1/namespaces/churn/aggregates/bank-account/activate",
+        &json!({"digest": first_digest.unwrap()}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = churn.send(
+        "churn/bank-account/acc-1",
+        json!({"type": "Deposit", "data": {"amount": 5}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(held().1 <= 2 << 20);
+}

@@ -34,7 +34,9 @@ fn old_event(stream: &StreamId, version: u64, position: u64) -> RecordedEvent {
         content_type: "application/json".into(),
         data: format!("{{\"amount\":{version}}}").into_bytes(),
         metadata: EventMetadata {
-            command_id: (version % 10 == 0).then(|| format!("old command {version}")),
+            command_id: version
+                .is_multiple_of(10)
+                .then(|| format!("old command {version}")),
             correlation_id: Some("corr 100% plain".into()),
             causation_id: None,
             component_digest: Some("sha256:0123".into()),
