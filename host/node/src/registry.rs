@@ -216,12 +216,43 @@ impl Node {
         Ok((activation, report))
     }
 
-    /// Loads a component deployed earlier in the namespace.
+    /// Loads a component deployed earlier in the namespace, unpaced: for
+    /// the node's own work (restoring active components on start,
+    /// following a switch made through another node). A tenant's
+    /// `activate` and `rollback` go through [`Self::stored_component_for`].
     pub async fn stored_component(
         &self,
         namespace: &Namespace,
         digest: &str,
     ) -> Result<Arc<LoadedComponent>, RegistryError> {
+        let bytes = self.read_stored_component(namespace, digest).await?;
+        Ok(self.runtime.load_component(bytes).await?)
+    }
+
+    /// Loads a component deployed earlier in the namespace at the
+    /// namespace's compile pace (`compile_share_percent`), like a deploy:
+    /// a version whose compiled code left memory and the compile cache
+    /// (which is bounded) is compiled again, and a tenant activating
+    /// versions in turn must not compile without limit.
+    async fn stored_component_for(
+        &self,
+        namespace: &Namespace,
+        digest: &str,
+    ) -> Result<Arc<LoadedComponent>, RegistryError> {
+        let bytes = self.read_stored_component(namespace, digest).await?;
+        Ok(self
+            .runtime
+            .load_component_for(namespace, Arc::new(bytes))
+            .await?)
+    }
+
+    /// The bytes of a component deployed earlier in the namespace, checked
+    /// against their digest.
+    async fn read_stored_component(
+        &self,
+        namespace: &Namespace,
+        digest: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
         let valid = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
         if !valid {
             return Err(RegistryError::UnknownComponent(digest.to_owned()));
@@ -260,7 +291,7 @@ impl Node {
             backend: "components",
             message: format!("reading a component stopped: {e}"),
         })??;
-        Ok(self.runtime.load_component(read).await?)
+        Ok(read)
     }
 
     /// With shared components: copies component `digest` from the shared
@@ -428,7 +459,7 @@ impl Node {
         aggregate_type: &AggregateType,
         digest: &str,
     ) -> Result<Activation, RegistryError> {
-        let loaded = self.stored_component(namespace, digest).await?;
+        let loaded = self.stored_component_for(namespace, digest).await?;
         self.switch(namespace, aggregate_type, loaded, Action::Activate, None)
             .await
     }
@@ -444,7 +475,7 @@ impl Node {
             .last()
             .and_then(|current| current.previous.clone())
             .ok_or_else(|| RegistryError::NothingToRollBack(aggregate_type.clone()))?;
-        let loaded = self.stored_component(namespace, &previous).await?;
+        let loaded = self.stored_component_for(namespace, &previous).await?;
         self.switch(namespace, aggregate_type, loaded, Action::Rollback, None)
             .await
     }

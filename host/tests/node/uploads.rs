@@ -228,7 +228,9 @@ fn a_namespace_that_deploys_nonstop_waits_its_turn_and_its_neighbour_does_not() 
 /// tenant) stays within `--compile-cache-mib`: a tenant deploying version
 /// after version pushes out the entries used longest ago instead of
 /// filling the disk (0.75 MiB per version of this component, unbounded
-/// before), and every version still serves.
+/// before), and every version still serves. Activating versions that were
+/// pushed out compiles them again, at the namespace's compile pace like a
+/// deploy (activations were not paced before).
 #[test]
 fn deploying_version_after_version_keeps_the_compile_cache_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,11 +249,11 @@ fn deploying_version_after_version_keeps_the_compile_cache_within_its_bound() {
     };
     let variant =
         |n: u32| with_custom_section(&std::fs::read(BANK).unwrap(), "churn", &n.to_le_bytes());
-    let mut first_digest = None;
+    let mut digests = Vec::new();
     for n in 0..6 {
         let (status, body, _) = timed_deploy(&churn, "churn", variant(n));
         assert_eq!(status, 200, "{body}");
-        first_digest.get_or_insert_with(|| body["digest"].as_str().unwrap().to_string());
+        digests.push(body["digest"].as_str().unwrap().to_string());
         let (entries, bytes) = held();
         assert!(
             bytes <= 2 << 20,
@@ -265,17 +267,41 @@ fn deploying_version_after_version_keeps_the_compile_cache_within_its_bound() {
         json!({"type": "Open", "data": {"owner": "U"}}),
     );
     assert_eq!(status, 200, "{body}");
-    // Back to the first version, whose entry was pushed out: compiled
-    // again from the stored component, and it serves.
-    let (status, body) = churn.post_json(
-        "/v1/namespaces/churn/aggregates/bank-account/activate",
-        &json!({"digest": first_digest.unwrap()}),
+
+    // Back to the first two versions, whose entries were pushed out: each
+    // is compiled again from the stored component. At 20 %, a compile
+    // that took `t` is followed by a rest of 4 `t`, so the second
+    // activation waits out the first one's rest.
+    let (status, body) = admin.call(
+        "PUT",
+        "/v1/namespaces/churn/limits",
+        "application/json",
+        Some(serde_json::to_vec(&json!({"compile_share_percent": 20})).unwrap()),
     );
     assert_eq!(status, 200, "{body}");
+    let activate = |digest: &str| {
+        let started = Instant::now();
+        let (status, body) = churn.post_json(
+            "/v1/namespaces/churn/aggregates/bank-account/activate",
+            &json!({ "digest": digest }),
+        );
+        assert_eq!(status, 200, "{body}");
+        started.elapsed()
+    };
+    let first = activate(&digests[0]);
+    let second = activate(&digests[1]);
+    assert!(
+        second >= first * 5 / 2,
+        "the second activation took {second:?}, the first {first:?}"
+    );
     let (status, body) = churn.send(
         "churn/bank-account/acc-1",
         json!({"type": "Deposit", "data": {"amount": 5}}),
     );
     assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["events"][0]["metadata"]["component_digest"],
+        json!(digests[1])
+    );
     assert!(held().1 <= 2 << 20);
 }
