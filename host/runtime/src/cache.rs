@@ -33,6 +33,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use wasmtime::Engine;
@@ -43,7 +44,7 @@ use super::component::Digest;
 const MAGIC: &[u8; 8] = b"AETHCWv1";
 const HEADER: usize = 8 + 32;
 
-/// A half-written entry (`*.partial-<pid>`) left by a process that died
+/// A half-written entry (`*.partial-<pid>-<n>`) left by a process that died
 /// while writing it is removed once it is this old.
 const STALE_PARTIAL: Duration = Duration::from_secs(3_600);
 
@@ -139,7 +140,14 @@ impl CompileCache {
                 std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
                 // Write then rename, so a crash never leaves a half-written entry
                 // under the final name.
-                let partial = path.with_extension(format!("partial-{}", std::process::id()));
+                // Unique per write: two namespaces that deploy the same bytes
+                // at once compile them twice and must not write one file.
+                static WRITES: AtomicU64 = AtomicU64::new(0);
+                let partial = path.with_extension(format!(
+                    "partial-{}-{}",
+                    std::process::id(),
+                    WRITES.fetch_add(1, Ordering::Relaxed)
+                ));
                 std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
                 std::fs::rename(&partial, &path).map_err(|e| e.to_string())
             });
