@@ -266,11 +266,21 @@ async fn the_cache_keeps_within_its_bound_and_drops_the_entry_used_longest_ago()
     assert!(!cached(dir.path(), &four), "bigger than the whole cache");
     assert!(!stale.exists(), "a stale half-written entry is removed");
     assert!(fresh.exists(), "an entry being written is left alone");
-    assert_eq!(entries(dir.path()), vec![fresh]);
+    assert_eq!(entries(dir.path()), vec![fresh.clone()]);
     assert_eq!(
         load_bounded(dir.path(), entry_bytes / 2, variant(4))
             .await
             .0,
         CompiledFrom::Compiled
     );
+
+    // A bound of 0 keeps nothing: the cache is emptied on start and a new
+    // compile is not written.
+    std::fs::remove_file(&fresh).unwrap();
+    load_bounded(dir.path(), u64::MAX, variant(5)).await;
+    assert_eq!(entries(dir.path()).len(), 1);
+    let (from, five) = load_bounded(dir.path(), 0, variant(6)).await;
+    assert_eq!(from, CompiledFrom::Compiled);
+    assert!(!cached(dir.path(), &five));
+    assert!(entries(dir.path()).is_empty(), "emptied on start");
 }

@@ -121,6 +121,9 @@ impl CompileCache {
     /// Stores a compiled component, then brings the cache within its
     /// bound; failures are logged, never fatal.
     pub(crate) fn put(&self, digest: &Digest, component: &Component) {
+        if self.max_bytes == 0 {
+            return; // A cache that keeps nothing.
+        }
         let path = self.path(digest);
         let result = component
             .serialize()
@@ -128,10 +131,7 @@ impl CompileCache {
             .and_then(|payload| {
                 let size = (HEADER + payload.len()) as u64;
                 if size > self.max_bytes {
-                    return Err(format!(
-                        "the entry ({size} bytes) is bigger than the whole cache may be ({} bytes); not kept",
-                        self.max_bytes
-                    ));
+                    return Ok(Some(size));
                 }
                 let mut file = Vec::with_capacity(HEADER + payload.len());
                 file.extend_from_slice(MAGIC);
@@ -149,10 +149,17 @@ impl CompileCache {
                     WRITES.fetch_add(1, Ordering::Relaxed)
                 ));
                 std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
-                std::fs::rename(&partial, &path).map_err(|e| e.to_string())
+                std::fs::rename(&partial, &path).map_err(|e| e.to_string())?;
+                Ok(None)
             });
         match result {
-            Ok(()) => self.prune(Some(&path)),
+            Ok(None) => self.prune(Some(&path)),
+            Ok(Some(size)) => tracing::info!(
+                path = %path.display(),
+                size,
+                max_bytes = self.max_bytes,
+                "compiled component bigger than the whole compile cache may be; not kept"
+            ),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "cannot write the compile cache entry")
             }
