@@ -65,6 +65,9 @@ pub(crate) struct CompileCache {
     /// One prune at a time, so two compiles that finish together do not
     /// both remove the oldest entry for the same excess.
     pruning: Mutex<()>,
+    /// Bytes in the directory as the last prune left it (after the last
+    /// write, or on start): the `aether_compile_cache_bytes` gauge.
+    held: AtomicU64,
 }
 
 impl CompileCache {
@@ -78,9 +81,15 @@ impl CompileCache {
             engine_hash: format!("{:016x}", hasher.finish()),
             max_bytes,
             pruning: Mutex::new(()),
+            held: AtomicU64::new(0),
         };
         cache.prune(None);
         cache
+    }
+
+    /// Bytes the cache holds on disk, as of its last write (or start).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -196,6 +205,7 @@ impl CompileCache {
             }
         }
         if total <= self.max_bytes {
+            self.held.store(total, Ordering::Relaxed);
             return;
         }
         files.sort();
@@ -216,6 +226,7 @@ impl CompileCache {
                 }
             }
         }
+        self.held.store(total, Ordering::Relaxed);
         tracing::info!(
             removed,
             freed_bytes = freed,

@@ -354,6 +354,15 @@ impl Runtime {
         total
     }
 
+    /// Bytes the compile cache holds on disk as of its last write or the
+    /// runtime's start (`None`: no compile cache).
+    pub fn compile_cache_bytes(&self) -> Option<u64> {
+        self.inner
+            .compile_cache
+            .as_ref()
+            .map(cache::CompileCache::held_bytes)
+    }
+
     /// How many namespaces have their partition threads running (the
     /// others are idle: see [`RuntimeConfig::lane_idle_timeout`]).
     pub fn running_lanes(&self) -> usize {

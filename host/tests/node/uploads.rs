@@ -261,6 +261,16 @@ fn deploying_version_after_version_keeps_the_compile_cache_within_its_bound() {
         );
         assert!(entries >= 1, "the version just compiled is kept");
     }
+    // Operators see what it holds.
+    let (status, metrics) = admin.get("/metrics");
+    assert_eq!(status, 200);
+    let gauge = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("aether_compile_cache_bytes "))
+        .expect("the compile cache gauge");
+    assert_eq!(gauge.parse::<u64>().unwrap(), held().1);
     // The version deployed last serves commands.
     let (status, body) = churn.send(
         "churn/bank-account/acc-1",

@@ -65,6 +65,11 @@ pub(super) async fn metrics(
         "aether_running_lanes {}\n",
         node.runtime().running_lanes()
     ));
+    if let Some(bytes) = node.runtime().compile_cache_bytes() {
+        text.push_str("# HELP aether_compile_cache_bytes Bytes the compile cache holds on disk (as of its last write; at most --compile-cache-mib).\n");
+        text.push_str("# TYPE aether_compile_cache_bytes gauge\n");
+        text.push_str(&format!("aether_compile_cache_bytes {bytes}\n"));
+    }
     text.push_str("# HELP aether_live_streams Live event streams open on this node.\n");
     text.push_str("# TYPE aether_live_streams gauge\n");
     for (namespace, open) in node.live_streams().counts() {
