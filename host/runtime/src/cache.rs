@@ -134,45 +134,50 @@ impl CompileCache {
             return; // A cache that keeps nothing.
         }
         let path = self.path(digest);
-        let result = component
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|payload| {
-                let size = (HEADER + payload.len()) as u64;
-                if size > self.max_bytes {
-                    return Ok(Some(size));
-                }
-                let mut file = Vec::with_capacity(HEADER + payload.len());
-                file.extend_from_slice(MAGIC);
-                file.extend_from_slice(blake3::hash(&payload).as_bytes());
-                file.extend_from_slice(&payload);
-                std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-                // Write then rename, so a crash never leaves a half-written entry
-                // under the final name.
-                // Unique per write: two namespaces that deploy the same bytes
-                // at once compile them twice and must not write one file.
-                static WRITES: AtomicU64 = AtomicU64::new(0);
-                let partial = path.with_extension(format!(
-                    "partial-{}-{}",
-                    std::process::id(),
-                    WRITES.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::write(&partial, &file).map_err(|e| e.to_string())?;
-                std::fs::rename(&partial, &path).map_err(|e| e.to_string())?;
-                Ok(None)
-            });
-        match result {
-            Ok(None) => self.prune(Some(&path)),
-            Ok(Some(size)) => tracing::info!(
+        let payload = match component.serialize() {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot serialize a compiled component");
+                return;
+            }
+        };
+        let size = (HEADER + payload.len()) as u64;
+        if size > self.max_bytes {
+            tracing::info!(
                 path = %path.display(),
                 size,
                 max_bytes = self.max_bytes,
                 "compiled component bigger than the whole compile cache may be; not kept"
-            ),
+            );
+            return;
+        }
+        match self.write(&path, &payload) {
+            Ok(()) => self.prune(Some(&path)),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "cannot write the compile cache entry")
             }
         }
+    }
+
+    /// Writes the entry at `path` (header, then `payload`) under a name of
+    /// its own, then renames it, so a crash never leaves a half-written
+    /// entry under the final name. The name is unique per write: two
+    /// namespaces that deploy the same bytes at once compile them twice
+    /// and must not write one file.
+    fn write(&self, path: &Path, payload: &[u8]) -> std::io::Result<()> {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let mut file = Vec::with_capacity(HEADER + payload.len());
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(blake3::hash(payload).as_bytes());
+        file.extend_from_slice(payload);
+        std::fs::create_dir_all(&self.dir)?;
+        let partial = path.with_extension(format!(
+            "partial-{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&partial, &file)?;
+        std::fs::rename(&partial, path)
     }
 
     /// Removes the entries used longest ago (oldest modification time
@@ -204,10 +209,8 @@ impl CompileCache {
                 files.push((modified, path, meta.len()));
             }
         }
-        if total <= self.max_bytes {
-            self.held.store(total, Ordering::Relaxed);
-            return;
-        }
+        let over = total > self.max_bytes;
+        // Oldest first; nothing to remove when within the bound.
         files.sort();
         let (mut removed, mut freed) = (0usize, 0u64);
         for (_, path, len) in files {
@@ -227,13 +230,15 @@ impl CompileCache {
             }
         }
         self.held.store(total, Ordering::Relaxed);
-        tracing::info!(
-            removed,
-            freed_bytes = freed,
-            held_bytes = total,
-            max_bytes = self.max_bytes,
-            "compile cache brought within its bound (the entries used longest ago removed)"
-        );
+        if over {
+            tracing::info!(
+                removed,
+                freed_bytes = freed,
+                held_bytes = total,
+                max_bytes = self.max_bytes,
+                "compile cache brought within its bound (the entries used longest ago removed)"
+            );
+        }
     }
 }
 
