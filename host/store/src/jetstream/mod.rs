@@ -234,6 +234,14 @@ impl JetStreamStore {
         })
         .await?;
         wait_for_leader(&bucket_stream, config.replicas).await?;
+        // A replicated bucket answers reads (direct gets) only once its
+        // replicas listen for them, a moment after it has a leader: a
+        // snapshot read before that met "no responders" (seen once in a
+        // 3-server contract test). Wait for one read to be answered.
+        retrying(&format!("reading the bucket {bucket}"), || {
+            snapshots.get("ready-probe")
+        })
+        .await?;
         let mut probe = context.clone();
         probe.set_timeout(PROBE_TIMEOUT);
         Ok(JetStreamStore {
