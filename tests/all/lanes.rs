@@ -192,9 +192,10 @@ async fn until_the_hog_gives_way(runtime: &Runtime, hog: &StreamId, calm: &Strea
     }
 }
 
-/// A runtime with one partition thread per lane, the hostile guest in
-/// namespace `hog<suffix>` (its aggregate `spin`) and an opened bank
-/// account in `calm<suffix>`; returns the runtime and both streams.
+/// A runtime with one partition thread per lane (which never rest after
+/// giving way: `cpu_share_percent` 100), the hostile guest in namespace
+/// `hog<suffix>` (its aggregate `spin`) and an opened bank account in
+/// `calm<suffix>`; returns the runtime and both streams.
 async fn hog_beside_calm(
     suffix: &str,
     call_deadline: Duration,
@@ -205,6 +206,9 @@ async fn hog_beside_calm(
         lane_idle_timeout,
         limits: SandboxLimits {
             call_deadline,
+            // No rests after giving way, so that the tests' timings show
+            // only the priority; the rest's own test sets a share.
+            cpu_share_percent: 100,
             ..test_config().limits
         },
         ..test_config()
@@ -252,6 +256,44 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
         .await
         .unwrap();
     assert_eq!(nice_of_thread("aether-hogx-0"), Some(normal));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
+    let deadline = Duration::from_millis(100);
+    let (runtime, hog, calm) = hog_beside_calm("z", deadline, Duration::from_secs(30)).await;
+    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogz-0").await;
+    let limits = SandboxLimits {
+        cpu_share_percent: 10,
+        ..runtime.namespace_limits(&hog.namespace).unwrap()
+    };
+    runtime
+        .set_namespace_limits(&hog.namespace, limits)
+        .await
+        .unwrap();
+
+    // A loop runs until it has used its deadline in CPU time (the thread
+    // gave way), which at a share of 10 % earns nine times that in rest
+    // while the calm lane runs: the hog's next command waits it out.
+    match send(&runtime, &hog, "Loop", json!(null)).await {
+        Err(CommandError::Guest(failure)) => {
+            assert_eq!(failure.kind, GuestFailureKind::DeadlineExceeded)
+        }
+        other => panic!("a loop must hit its deadline: {other:?}"),
+    }
+    let started = Instant::now();
+    send(&runtime, &hog, "Record", json!({"note": "after the loop"}))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= deadline * 7,
+        "the hog's lane rested {waited:?} after a loop of {deadline:?} at a 10 % share"
+    );
+    // The calm lane was never made to rest.
+    send(&runtime, &calm, "Deposit", json!({"amount": 1}))
+        .await
+        .unwrap();
 }
 
 /// Pins the thread `tid` (0: the calling thread) to `cpu`.

@@ -92,9 +92,12 @@ const MAX_VIEW_BYTES: usize = 1 << 20;
 /// The node's default `--max-live-streams`.
 const MAX_LIVE_STREAMS: usize = 64;
 
-/// The node's connection limits and view limit: its defaults, spelt out.
+/// The node's connection limits and view limit: its defaults, spelt out;
+/// then the flags in `AETHER_TENANT_ABUSE_NODE_FLAGS` (split at
+/// whitespace), to measure the node with other settings, e.g.
+/// `--cpu-share-percent 100`.
 fn node_flags() -> Vec<String> {
-    [
+    let defaults = [
         ("--header-read-timeout-ms", 10_000),
         ("--body-read-timeout-ms", 10_000),
         ("--min-body-bytes-per-sec", 16 * 1024),
@@ -102,10 +105,13 @@ fn node_flags() -> Vec<String> {
         ("--max-connections", 1_024),
         ("--ops-reserve", 16),
         ("--max-view-bytes", MAX_VIEW_BYTES),
-    ]
-    .iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-    .collect()
+    ];
+    let extra = std::env::var("AETHER_TENANT_ABUSE_NODE_FLAGS").unwrap_or_default();
+    defaults
+        .iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .chain(extra.split_whitespace().map(str::to_owned))
+        .collect()
 }
 
 /// Tenant B's limits (a tenth of the default deadline, an eighth of the

@@ -13,9 +13,8 @@
 //! raises its nice value to the lowest, [`GIVE_WAY_NICE`], and takes a long
 //! time slice, so that a thread at the normal priority that wakes takes the
 //! core at once instead of waiting for the busy lane's slice to end
-//! ([`super::background::lower_this_thread_by`]). It still gets
-//! every cycle nobody else wants (nice values only matter when threads
-//! compete), but a light lane's thread, the async workers and the store's
+//! ([`super::background::lower_this_thread_by`]). Nice values only
+//! matter when threads compete: a light lane's thread, the async workers and the store's
 //! writer, all at the normal priority, run first when they wake. A lane
 //! that is busy alone keeps its priority: the threads it would yield to
 //! are then mostly its own work (its callers, its commits), and yielding
@@ -25,6 +24,17 @@
 //! one CPU-bound thread beside a light tenant's commands added to that
 //! tenant's p99 ~1.3 ms at nice 5, ~3 ms at `SCHED_IDLE` (why is not
 //! established) and ~0.4 ms at nice 19, hence nice 19.
+//!
+//! Priority alone does not keep a busy lane off the cores: it still takes
+//! every cycle nobody wants at that instant, so the cores stay busy, and a
+//! light tenant's thread that wakes can land behind it and wait for up to
+//! a scheduler tick. So a thread that gave way also *rests*: after jobs that
+//! used `c` of CPU time it sleeps `c × (100 − share) / share` before its
+//! next job (its namespace's `cpu_share_percent`, 25 by default), while
+//! other lanes run. In `tenant_abuse` (BENCHMARKS.md, 2026-12-06) that
+//! took the light tenant's p99 under every attack at once from ~4× its
+//! p99 alone to ~3×. Rests are measured in the thread's CPU time, not wall time, so
+//! the waits behind other threads that giving way causes earn none.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
@@ -43,6 +53,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::background::lower_this_thread_by;
+use super::deadline::thread_cpu_time;
+use super::pacing::rest_after;
 
 /// The span over which a partition thread's busy share is measured.
 pub(crate) const WINDOW: Duration = Duration::from_millis(500);
@@ -54,6 +66,11 @@ pub(crate) const BUSY_SHARE: f64 = 0.5;
 /// The nice value a busy partition thread raises its own to: the lowest
 /// priority (0 is normal).
 pub(crate) const GIVE_WAY_NICE: i32 = 19;
+
+/// The CPU time a thread that gave way uses before it rests: rests are
+/// taken in stretches no shorter than this, not after every small job
+/// (each rest is a sleep, and reading the CPU time a system call).
+pub(crate) const REST_AFTER_CPU: Duration = Duration::from_millis(1);
 
 thread_local! {
     /// Whether the calling thread gave way (see the module).
@@ -105,6 +122,9 @@ pub(crate) struct BusyWatch {
     running: RunningThreads,
     /// The threads of this thread's own lane.
     own_lane: usize,
+    /// Once the thread gave way: its CPU time when the use it has not
+    /// rested for began.
+    unrested_since: Option<Duration>,
 }
 
 impl BusyWatch {
@@ -116,13 +136,16 @@ impl BusyWatch {
             busy: Duration::ZERO,
             running,
             own_lane,
+            unrested_since: None,
         }
     }
 
     /// Records a job that ran from `started` until now, and lowers the
-    /// calling thread's priority once it is busy (see the module).
-    pub(crate) fn job_done(&mut self, started: Instant) {
+    /// calling thread's priority once it is busy; once lowered, rests for
+    /// what it used beyond `share_percent` of a core (see the module).
+    pub(crate) fn job_done(&mut self, started: Instant, share_percent: usize) {
         if this_thread_gave_way() {
+            self.rest(share_percent);
             return;
         }
         let now = Instant::now();
@@ -137,9 +160,28 @@ impl BusyWatch {
                 "a partition thread was busy for most of {elapsed:?}: lowering its priority"
             );
             give_way();
+            self.unrested_since = thread_cpu_time();
         }
         self.window_start = now;
         self.busy = Duration::ZERO;
+    }
+
+    /// On a thread that gave way: sleeps for the CPU time used since the
+    /// last rest beyond `share_percent` of it, once that is at least
+    /// [`REST_AFTER_CPU`] and while other lanes run (alone, it keeps
+    /// every cycle, as before it gave way).
+    fn rest(&mut self, share_percent: usize) {
+        let Some(now) = thread_cpu_time() else {
+            return;
+        };
+        let since = *self.unrested_since.get_or_insert(now);
+        let used = now.saturating_sub(since);
+        if share_percent >= 100 || self.running.count() <= self.own_lane {
+            self.unrested_since = Some(now);
+        } else if used >= REST_AFTER_CPU {
+            std::thread::sleep(rest_after(used, share_percent));
+            self.unrested_since = thread_cpu_time();
+        }
     }
 
     /// Whether this thread has lowered its priority.
@@ -170,7 +212,7 @@ mod tests {
             while started.elapsed() < Duration::from_millis(20) {
                 std::hint::spin_loop();
             }
-            watch.job_done(started);
+            watch.job_done(started, 100);
         }
     }
 
@@ -182,7 +224,7 @@ mod tests {
         let end = Instant::now() + WINDOW * 2;
         while Instant::now() < end {
             let started = Instant::now();
-            watch.job_done(started);
+            watch.job_done(started, 100);
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(!watch.lowered());
@@ -219,6 +261,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Spins for `cpu` of this thread's CPU time, as one job; returns the
+    /// job's start and the CPU time it used.
+    fn spin_job(cpu: Duration) -> (Instant, Duration) {
+        let (started, start) = (Instant::now(), thread_cpu_time().unwrap());
+        while thread_cpu_time().unwrap() - start < cpu {
+            std::hint::spin_loop();
+        }
+        (started, thread_cpu_time().unwrap() - start)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_that_gave_way_rests_for_what_it_used_beyond_its_share() {
+        let (running, _this, _other) = with_another_lane();
+        let mut watch = BusyWatch::new(running, 1);
+        stay_busy(&mut watch);
+        assert!(watch.lowered());
+
+        let (started, used) = spin_job(Duration::from_millis(20));
+        let before_rest = Instant::now();
+        watch.job_done(started, 25);
+        let rested = before_rest.elapsed();
+        assert!(
+            rested >= used * 3,
+            "at a share of 25 %, {used:?} of CPU earns a rest of at least {:?}; rested {rested:?}",
+            used * 3
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_that_gave_way_does_not_rest_alone_or_at_a_share_of_100() {
+        let (running, _this, other) = with_another_lane();
+        let mut watch = BusyWatch::new(running, 1);
+        stay_busy(&mut watch);
+        assert!(watch.lowered());
+
+        // 100 ms of CPU would earn 300 ms of rest at 25 %.
+        let (started, _) = spin_job(Duration::from_millis(100));
+        let before_rest = Instant::now();
+        watch.job_done(started, 100);
+        assert!(
+            before_rest.elapsed() < Duration::from_millis(300),
+            "share 100: no rest"
+        );
+
+        drop(other);
+        let (started, _) = spin_job(Duration::from_millis(100));
+        let before_rest = Instant::now();
+        watch.job_done(started, 25);
+        assert!(
+            before_rest.elapsed() < Duration::from_millis(300),
+            "alone: no rest"
+        );
     }
 
     /// The calling thread's nice value (0 where there are none).

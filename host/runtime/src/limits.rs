@@ -20,6 +20,7 @@
 //! | `max_stored_component_bytes` | the node, before a new component is stored | `507 storage_quota_exceeded` (`aether_node`) |
 //! | `max_concurrent_uploads` | the node, before an upload's body is read | `429 too_many_uploads` (`aether_node`) |
 //! | `compile_share_percent` | before a deploy's compile (`pacing.rs`) | the deploy waits for its turn (nothing fails) |
+//! | `cpu_share_percent` | after each job on a partition thread that gave way (`busy.rs`) | the thread rests before its next job (nothing fails) |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
 //!
 //! `max_live_aggregates` also sizes wasmtime's cap on the component-model
@@ -294,6 +295,13 @@ sandbox_limits! {
     /// that took `t` its next one waits until `t × (100 − share) / share`
     /// has passed (100: no wait). Default: 25.
     compile_share_percent: usize = 25, api compile_share_percent;
+    /// Share of one core, in percent, that each of the namespace's
+    /// partition threads may use once it has given way to other
+    /// namespaces (busy for most of half a second while they run,
+    /// `busy.rs`): after jobs that used `c` of CPU time it rests
+    /// `c × (100 − share) / share` before its next job, while other
+    /// namespaces' lanes run (100: no rest). Default: 25.
+    cpu_share_percent: usize = 25, api cpu_share_percent;
 }
 
 /// Limits a runtime cannot honour.

@@ -84,9 +84,10 @@ impl Turn {
     }
 }
 
-/// The rest a compile that took `took` earns at `share_percent` (at least
-/// 1; 100 or more: none).
-fn rest_after(took: Duration, share_percent: usize) -> Duration {
+/// The rest that work which took `took` earns at `share_percent` (at
+/// least 1; 100 or more: none): a compile's wall time here, a busy
+/// partition thread's CPU time in `busy.rs`.
+pub(crate) fn rest_after(took: Duration, share_percent: usize) -> Duration {
     let share = share_percent.clamp(1, 100) as u32;
     took * (100 - share) / share
 }

@@ -96,7 +96,7 @@ impl PartitionHandle {
                     if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
                         tracing::error!(partition = index, "a partition job panicked");
                     }
-                    busy.job_done(started);
+                    busy.job_done(started, partition.sizing.limits.cpu_share_percent);
                 }
             })?;
         Ok(Self { jobs })
