@@ -274,7 +274,10 @@ async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
 
     // A loop runs until it has used its deadline in CPU time (the thread
     // gave way), which at a share of 10 % earns nine times that in rest
-    // while the calm lane runs: the hog's next command waits it out.
+    // as the calm lane works too: the hog's next command waits it out.
+    send(&runtime, &calm, "Deposit", json!({"amount": 1}))
+        .await
+        .unwrap();
     match send(&runtime, &hog, "Loop", json!(null)).await {
         Err(CommandError::Guest(failure)) => {
             assert_eq!(failure.kind, GuestFailureKind::DeadlineExceeded)

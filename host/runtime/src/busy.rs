@@ -30,11 +30,13 @@
 //! light tenant's thread that wakes can land behind it and wait for up to
 //! a scheduler tick. So a thread that gave way also *rests*: after jobs that
 //! used `c` of CPU time it sleeps `c × (100 − share) / share` before its
-//! next job (its namespace's `cpu_share_percent`, 25 by default), while
-//! other lanes run. In `tenant_abuse` (BENCHMARKS.md, 2026-12-06) that
-//! took the light tenant's p99 under every attack at once from ~4× its
-//! p99 alone to ~3×. Rests are measured in the thread's CPU time, not wall time, so
-//! the waits behind other threads that giving way causes earn none.
+//! next job (its namespace's `cpu_share_percent`, 25 by default), if
+//! other lanes' threads did jobs meanwhile (beside idle lanes it keeps
+//! every cycle: a busy tenant is not slowed down for nobody). In
+//! `tenant_abuse` (BENCHMARKS.md, 2026-12-06) that took the light
+//! tenant's p99 under every attack at once from ~4× its p99 alone to ~3×.
+//! Rests are measured in the thread's CPU time, not wall time, so the
+//! waits behind other threads that giving way causes earn none.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
@@ -49,7 +51,7 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::background::lower_this_thread_by;
@@ -89,30 +91,40 @@ fn give_way() {
     GAVE_WAY.with(|gave_way| gave_way.set(true));
 }
 
-/// The partition threads running in a runtime, across every lane.
+/// The partition threads running in a runtime, across every lane, and
+/// the jobs they have done.
 #[derive(Clone, Default)]
-pub(crate) struct RunningThreads(Arc<AtomicUsize>);
+pub(crate) struct RunningThreads(Arc<Counts>);
+
+#[derive(Default)]
+struct Counts {
+    threads: AtomicUsize,
+    jobs: AtomicU64,
+}
 
 impl RunningThreads {
     /// Counts the calling thread as running until the guard is dropped.
     pub(crate) fn enter(&self) -> Running {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.threads.fetch_add(1, Ordering::Relaxed);
         Running(self.0.clone())
     }
 
     fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0.threads.load(Ordering::Relaxed)
     }
 }
 
 /// A partition thread's place in [`RunningThreads`].
-pub(crate) struct Running(Arc<AtomicUsize>);
+pub(crate) struct Running(Arc<Counts>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.threads.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// The jobs one lane's partition threads have done (shared by them).
+pub(crate) type LaneJobs = Arc<AtomicU64>;
 
 /// One partition thread's record of how busy it has been, kept and used on
 /// that thread (whether it gave way is the thread's own, [`GAVE_WAY`]).
@@ -122,21 +134,29 @@ pub(crate) struct BusyWatch {
     running: RunningThreads,
     /// The threads of this thread's own lane.
     own_lane: usize,
+    /// The jobs of this thread's own lane.
+    lane_jobs: LaneJobs,
     /// Once the thread gave way: its CPU time when the use it has not
-    /// rested for began.
+    /// rested for began, and whether other lanes' threads did jobs since.
     unrested_since: Option<Duration>,
+    others_worked: bool,
+    /// Other lanes' jobs as last counted.
+    others_seen: u64,
 }
 
 impl BusyWatch {
-    /// A watch for a thread of a lane of `own_lane` threads, among the
-    /// runtime's `running` ones.
-    pub(crate) fn new(running: RunningThreads, own_lane: usize) -> Self {
+    /// A watch for a thread of a lane of `own_lane` threads whose jobs
+    /// are counted in `lane_jobs`, among the runtime's `running` ones.
+    pub(crate) fn new(running: RunningThreads, own_lane: usize, lane_jobs: LaneJobs) -> Self {
         Self {
             window_start: Instant::now(),
             busy: Duration::ZERO,
             running,
             own_lane,
+            lane_jobs,
             unrested_since: None,
+            others_worked: false,
+            others_seen: 0,
         }
     }
 
@@ -144,6 +164,8 @@ impl BusyWatch {
     /// calling thread's priority once it is busy; once lowered, rests for
     /// what it used beyond `share_percent` of a core (see the module).
     pub(crate) fn job_done(&mut self, started: Instant, share_percent: usize) {
+        self.lane_jobs.fetch_add(1, Ordering::Relaxed);
+        self.running.0.jobs.fetch_add(1, Ordering::Relaxed);
         if this_thread_gave_way() {
             self.rest(share_percent);
             return;
@@ -166,22 +188,37 @@ impl BusyWatch {
         self.busy = Duration::ZERO;
     }
 
-    /// On a thread that gave way: sleeps for the CPU time used since the
-    /// last rest beyond `share_percent` of it, once that is at least
-    /// [`REST_AFTER_CPU`] and while other lanes run (alone, it keeps
-    /// every cycle, as before it gave way).
+    /// On a thread that gave way: once it has used [`REST_AFTER_CPU`] or
+    /// more since its last rest, sleeps for that use beyond
+    /// `share_percent` of it if other lanes' threads did jobs meanwhile
+    /// (otherwise it was alone, and keeps every cycle, as before it gave
+    /// way: a busy tenant beside idle ones is not slowed down).
     fn rest(&mut self, share_percent: usize) {
         let Some(now) = thread_cpu_time() else {
             return;
         };
+        // Others' jobs: every job of the runtime less this lane's. A
+        // sibling partition's job counted in between the two reads can
+        // look like another lane's; it costs at most one rest.
+        let others = self
+            .running
+            .0
+            .jobs
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.lane_jobs.load(Ordering::Relaxed));
+        self.others_worked |= others != self.others_seen;
+        self.others_seen = others;
         let since = *self.unrested_since.get_or_insert(now);
-        let used = now.saturating_sub(since);
-        if share_percent >= 100 || self.running.count() <= self.own_lane {
-            self.unrested_since = Some(now);
-        } else if used >= REST_AFTER_CPU {
-            std::thread::sleep(rest_after(used, share_percent));
-            self.unrested_since = thread_cpu_time();
+        if now.saturating_sub(since) < REST_AFTER_CPU {
+            return;
         }
+        if share_percent < 100 && self.others_worked {
+            std::thread::sleep(rest_after(now - since, share_percent));
+            self.unrested_since = thread_cpu_time();
+        } else {
+            self.unrested_since = Some(now);
+        }
+        self.others_worked = false;
     }
 
     /// Whether this thread has lowered its priority.
@@ -220,7 +257,7 @@ mod tests {
     fn short_jobs_keep_the_normal_priority() {
         let before = nice_of_this_thread();
         let (running, _this, _other) = with_another_lane();
-        let mut watch = BusyWatch::new(running, 1);
+        let mut watch = BusyWatch::new(running, 1, LaneJobs::default());
         let end = Instant::now() + WINDOW * 2;
         while Instant::now() < end {
             let started = Instant::now();
@@ -236,7 +273,7 @@ mod tests {
         let before = nice_of_this_thread();
         let running = RunningThreads::default();
         let _this = running.enter();
-        let mut watch = BusyWatch::new(running.clone(), 1);
+        let mut watch = BusyWatch::new(running.clone(), 1, LaneJobs::default());
         stay_busy(&mut watch);
         assert!(!watch.lowered());
         assert_eq!(nice_of_this_thread(), before);
@@ -246,7 +283,7 @@ mod tests {
     fn a_thread_busy_for_a_window_beside_another_lane_lowers_its_priority_once() {
         let before = nice_of_this_thread();
         let (running, _this, _other) = with_another_lane();
-        let mut watch = BusyWatch::new(running, 1);
+        let mut watch = BusyWatch::new(running, 1, LaneJobs::default());
         stay_busy(&mut watch);
         assert!(watch.lowered());
         assert!(this_thread_gave_way());
@@ -277,11 +314,12 @@ mod tests {
     #[test]
     fn a_thread_that_gave_way_rests_for_what_it_used_beyond_its_share() {
         let (running, _this, _other) = with_another_lane();
-        let mut watch = BusyWatch::new(running, 1);
+        let mut watch = BusyWatch::new(running.clone(), 1, LaneJobs::default());
         stay_busy(&mut watch);
         assert!(watch.lowered());
 
         let (started, used) = spin_job(Duration::from_millis(20));
+        job_elsewhere(&running);
         let before_rest = Instant::now();
         watch.job_done(started, 25);
         let rested = before_rest.elapsed();
@@ -294,14 +332,15 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_thread_that_gave_way_does_not_rest_alone_or_at_a_share_of_100() {
-        let (running, _this, other) = with_another_lane();
-        let mut watch = BusyWatch::new(running, 1);
+    fn a_thread_that_gave_way_does_not_rest_beside_idle_lanes_or_at_a_share_of_100() {
+        let (running, _this, _other) = with_another_lane();
+        let mut watch = BusyWatch::new(running.clone(), 1, LaneJobs::default());
         stay_busy(&mut watch);
         assert!(watch.lowered());
 
         // 100 ms of CPU would earn 300 ms of rest at 25 %.
         let (started, _) = spin_job(Duration::from_millis(100));
+        job_elsewhere(&running);
         let before_rest = Instant::now();
         watch.job_done(started, 100);
         assert!(
@@ -309,14 +348,19 @@ mod tests {
             "share 100: no rest"
         );
 
-        drop(other);
+        // The other lane's thread is there, but did nothing meanwhile.
         let (started, _) = spin_job(Duration::from_millis(100));
         let before_rest = Instant::now();
         watch.job_done(started, 25);
         assert!(
             before_rest.elapsed() < Duration::from_millis(300),
-            "alone: no rest"
+            "no other lane worked: no rest"
         );
+    }
+
+    /// Counts a job of another lane.
+    fn job_elsewhere(running: &RunningThreads) {
+        running.0.jobs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The calling thread's nice value (0 where there are none).

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
 use super::CommandError;
-use super::busy::RunningThreads;
+use super::busy::{LaneJobs, RunningThreads};
 use super::config::RuntimeConfig;
 use super::limits::{InvalidLimits, SandboxLimits};
 use super::partition::{PartitionHandle, PartitionSizing};
@@ -284,6 +284,7 @@ impl Lane {
             partitions: count,
             output_limit: self.config.guest_output_limit,
             running: self.threads.clone(),
+            lane_jobs: LaneJobs::default(),
         };
         (0..count)
             .map(|i| {

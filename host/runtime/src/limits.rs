@@ -298,9 +298,9 @@ sandbox_limits! {
     /// Share of one core, in percent, that each of the namespace's
     /// partition threads may use once it has given way to other
     /// namespaces (busy for most of half a second while they run,
-    /// `busy.rs`): after jobs that used `c` of CPU time it rests
-    /// `c × (100 − share) / share` before its next job, while other
-    /// namespaces' lanes run (100: no rest). Default: 25.
+    /// `busy.rs`): after using `c` of CPU time while other namespaces'
+    /// threads did work too, it rests `c × (100 − share) / share` before
+    /// its next job (100: no rest). Default: 25.
     cpu_share_percent: usize = 25, api cpu_share_percent;
 }
 

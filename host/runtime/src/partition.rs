@@ -53,7 +53,7 @@ use wasmtime::component::ResourceAny;
 
 use super::CommandError;
 use super::bindings::NewEvent;
-use super::busy::{BusyWatch, RunningThreads};
+use super::busy::{BusyWatch, LaneJobs, RunningThreads};
 use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
@@ -87,7 +87,11 @@ impl PartitionHandle {
             .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
                 let _running = sizing.running.enter();
-                let mut busy = BusyWatch::new(sizing.running.clone(), sizing.partitions);
+                let mut busy = BusyWatch::new(
+                    sizing.running.clone(),
+                    sizing.partitions,
+                    sizing.lane_jobs.clone(),
+                );
                 let mut partition = Partition::new(engine, sizing);
                 while let Ok(job) = queue.recv() {
                     let started = Instant::now();
@@ -237,6 +241,8 @@ pub(crate) struct PartitionSizing {
     pub(crate) output_limit: usize,
     /// Every lane's running partition threads (see [`super::busy`]).
     pub(crate) running: RunningThreads,
+    /// The jobs done by this lane's partition threads.
+    pub(crate) lane_jobs: LaneJobs,
 }
 
 impl PartitionSizing {
