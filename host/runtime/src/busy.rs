@@ -310,13 +310,21 @@ mod tests {
         (started, thread_cpu_time().unwrap() - start)
     }
 
+    /// A watch whose thread has given way beside another lane's thread
+    /// (held by the returned guards).
     #[cfg(target_os = "linux")]
-    #[test]
-    fn a_thread_that_gave_way_rests_for_what_it_used_beyond_its_share() {
-        let (running, _this, _other) = with_another_lane();
+    fn gave_way_beside_another_lane() -> (RunningThreads, (Running, Running), BusyWatch) {
+        let (running, this, other) = with_another_lane();
         let mut watch = BusyWatch::new(running.clone(), 1, LaneJobs::default());
         stay_busy(&mut watch);
         assert!(watch.lowered());
+        (running, (this, other), watch)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_that_gave_way_rests_for_what_it_used_beyond_its_share() {
+        let (running, _threads, mut watch) = gave_way_beside_another_lane();
 
         let (started, used) = spin_job(Duration::from_millis(20));
         job_elsewhere(&running);
@@ -333,10 +341,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_that_gave_way_does_not_rest_beside_idle_lanes_or_at_a_share_of_100() {
-        let (running, _this, _other) = with_another_lane();
-        let mut watch = BusyWatch::new(running.clone(), 1, LaneJobs::default());
-        stay_busy(&mut watch);
-        assert!(watch.lowered());
+        let (running, _threads, mut watch) = gave_way_beside_another_lane();
 
         // 100 ms of CPU would earn 300 ms of rest at 25 %.
         let (started, _) = spin_job(Duration::from_millis(100));
