@@ -224,6 +224,42 @@ fn a_namespace_that_deploys_nonstop_waits_its_turn_and_its_neighbour_does_not() 
     assert_eq!(status, 200, "{body}");
 }
 
+/// A deploy whose client leaves while it waits for its namespace's turn
+/// to compile leaves with it: it is never compiled or activated, so a
+/// tenant that sends deploys and hangs up cannot queue compiles that run
+/// after it is gone.
+#[test]
+fn a_deploy_whose_client_left_while_it_waited_its_turn_is_never_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let admin = node.client(Some(ADMIN));
+    let token = admin.create_namespace("busy", json!({"compile_share_percent": 4}));
+    let busy = node.client(Some(&token));
+    let variant =
+        |n: u32| with_custom_section(&std::fs::read(BANK).unwrap(), "left", &n.to_le_bytes());
+
+    let (status, body, _) = timed_deploy(&busy, "busy", variant(1));
+    assert_eq!(status, 200, "{body}");
+    // The second deploy is sent whole, waits out the first one's rest
+    // (24 times its compile), and its client leaves meanwhile.
+    let left = variant(2);
+    let mut upload = stalled_upload(&node, "busy", &token, left.len());
+    upload.write_all(&left[4..]).unwrap();
+    wait_for_uploads(&node, "busy", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(upload);
+    wait_for_uploads(&node, "busy", 0);
+    // The next deploy waits for the first one's rest only, and is the one
+    // activated after the first.
+    let (status, body, _) = timed_deploy(&busy, "busy", variant(3));
+    assert_eq!(status, 200, "{body}");
+    let (status, history) = busy.get("/v1/namespaces/busy/aggregates/bank-account/components");
+    assert_eq!(status, 200, "{history}");
+    let deployed = history["history"].as_array().unwrap();
+    assert_eq!(deployed.len(), 2, "{history}");
+    assert_eq!(deployed[1]["digest"], body["digest"], "{history}");
+}
+
 /// The compile cache on disk (`<data dir>/compiled`, shared by every
 /// tenant) stays within `--compile-cache-mib`: a tenant deploying version
 /// after version pushes out the entries used longest ago instead of
