@@ -263,14 +263,7 @@ async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
     let deadline = Duration::from_millis(100);
     let (runtime, hog, calm) = hog_beside_calm("z", deadline, Duration::from_secs(30)).await;
     until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogz-0").await;
-    let limits = SandboxLimits {
-        cpu_share_percent: 10,
-        ..runtime.namespace_limits(&hog.namespace).unwrap()
-    };
-    runtime
-        .set_namespace_limits(&hog.namespace, limits)
-        .await
-        .unwrap();
+    set_cpu_share(&runtime, &hog, 10).await;
 
     // A loop runs until it has used its deadline in CPU time (the thread
     // gave way), which at a share of 10 % earns nine times that in rest
@@ -297,6 +290,65 @@ async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
     send(&runtime, &calm, "Deposit", json!({"amount": 1}))
         .await
         .unwrap();
+}
+
+/// Sets the CPU share of `stream`'s namespace.
+async fn set_cpu_share(runtime: &Runtime, stream: &StreamId, share: usize) {
+    let limits = SandboxLimits {
+        cpu_share_percent: share,
+        ..runtime.namespace_limits(&stream.namespace).unwrap()
+    };
+    runtime
+        .set_namespace_limits(&stream.namespace, limits)
+        .await
+        .unwrap();
+}
+
+/// A busy tenant's rest holds back its own jobs only: the node's work on
+/// its partition (here passivating every aggregate, as a cluster hand-off
+/// does) runs at once, ahead of the tenant's command that waits out the
+/// rest, and that command is answered after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_work_on_a_resting_lane_does_not_wait_out_the_rest() {
+    let deadline = Duration::from_millis(100);
+    let (runtime, hog, calm) = hog_beside_calm("w", deadline, Duration::from_secs(30)).await;
+    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogw-0").await;
+    // At 2 %, a loop to the deadline earns a rest of ~4.9 s.
+    set_cpu_share(&runtime, &hog, 2).await;
+    send(&runtime, &calm, "Deposit", json!({"amount": 1}))
+        .await
+        .unwrap();
+    match send(&runtime, &hog, "Loop", json!(null)).await {
+        Err(CommandError::Guest(failure)) => {
+            assert_eq!(failure.kind, GuestFailureKind::DeadlineExceeded)
+        }
+        other => panic!("a loop must hit its deadline: {other:?}"),
+    }
+    let rest_began = Instant::now();
+    let held = tokio::spawn({
+        let (runtime, hog) = (runtime.clone(), hog.clone());
+        async move { send(&runtime, &hog, "Record", json!({"note": "after the loop"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let passivated = runtime
+        .passivate_where(std::sync::Arc::new(|_: &StreamId| true))
+        .await;
+    let node_work_done = rest_began.elapsed();
+    assert!(
+        node_work_done < Duration::from_secs(2),
+        "the node's work waited {node_work_done:?} on a resting lane"
+    );
+    assert!(passivated >= 1, "the calm account was live: {passivated}");
+    assert!(
+        !held.is_finished(),
+        "the hog's command did not wait for its rest"
+    );
+    held.await.unwrap().unwrap();
+    let answered = rest_began.elapsed();
+    assert!(
+        answered >= Duration::from_secs(3),
+        "the hog's command was answered {answered:?} into a rest of ~4.9 s"
+    );
 }
 
 /// Pins the thread `tid` (0: the calling thread) to `cpu`.

@@ -29,14 +29,17 @@
 //! every cycle nobody wants at that instant, so the cores stay busy, and a
 //! light tenant's thread that wakes can land behind it and wait for up to
 //! a scheduler tick. So a thread that gave way also *rests*: after jobs that
-//! used `c` of CPU time it sleeps `c × (100 − share) / share` before its
-//! next job (its namespace's `cpu_share_percent`, 25 by default), if
-//! other lanes' threads did jobs meanwhile (beside idle lanes it keeps
+//! used `c` of CPU time it waits `c × (100 − share) / share` before its
+//! tenant's next job (its namespace's `cpu_share_percent`, 25 by default),
+//! if other lanes' threads did jobs meanwhile (beside idle lanes it keeps
 //! every cycle: a busy tenant is not slowed down for nobody). In
 //! `tenant_abuse` (BENCHMARKS.md, 2026-12-06) that took the light
 //! tenant's p99 under every attack at once from ~4× its p99 alone to ~3×.
 //! Rests are measured in the thread's CPU time, not wall time, so the
 //! waits behind other threads that giving way causes earn none.
+//! [`BusyWatch::job_done`] says how long to rest; the partition thread
+//! rests (`partition.rs`), and still runs the node's own work meanwhile
+//! (a hand-off's passivations, new limits): only the busy tenant waits.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
@@ -71,7 +74,7 @@ pub(crate) const GIVE_WAY_NICE: i32 = 19;
 
 /// The CPU time a thread that gave way uses before it rests: rests are
 /// taken in stretches no shorter than this, not after every small job
-/// (each rest is a sleep, and reading the CPU time a system call).
+/// (each rest is a wait, and reading the CPU time a system call).
 pub(crate) const REST_AFTER_CPU: Duration = Duration::from_millis(1);
 
 thread_local! {
@@ -161,20 +164,21 @@ impl BusyWatch {
     }
 
     /// Records a job that ran from `started` until now, and lowers the
-    /// calling thread's priority once it is busy; once lowered, rests for
-    /// what it used beyond `share_percent` of a core (see the module).
-    pub(crate) fn job_done(&mut self, started: Instant, share_percent: usize) {
+    /// calling thread's priority once it is busy. Returns how long the
+    /// thread must rest before its next job (zero for none): once lowered,
+    /// for what it used beyond `share_percent` of a core (see the module).
+    #[must_use = "the thread must rest for what it returns"]
+    pub(crate) fn job_done(&mut self, started: Instant, share_percent: usize) -> Duration {
         self.lane_jobs.fetch_add(1, Ordering::Relaxed);
         self.running.0.jobs.fetch_add(1, Ordering::Relaxed);
         if this_thread_gave_way() {
-            self.rest(share_percent);
-            return;
+            return self.rest_owed(share_percent);
         }
         let now = Instant::now();
         self.busy += now.saturating_duration_since(started.max(self.window_start));
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed < WINDOW {
-            return;
+            return Duration::ZERO;
         }
         let others_run = self.running.count() > self.own_lane;
         if others_run && self.busy.as_secs_f64() >= BUSY_SHARE * elapsed.as_secs_f64() {
@@ -186,16 +190,17 @@ impl BusyWatch {
         }
         self.window_start = now;
         self.busy = Duration::ZERO;
+        Duration::ZERO
     }
 
     /// On a thread that gave way: once it has used [`REST_AFTER_CPU`] or
-    /// more since its last rest, sleeps for that use beyond
+    /// more since its last rest, the rest it owes for that use beyond
     /// `share_percent` of it if other lanes' threads did jobs meanwhile
     /// (otherwise it was alone, and keeps every cycle, as before it gave
     /// way: a busy tenant beside idle ones is not slowed down).
-    fn rest(&mut self, share_percent: usize) {
+    fn rest_owed(&mut self, share_percent: usize) -> Duration {
         let Some(now) = thread_cpu_time() else {
-            return;
+            return Duration::ZERO;
         };
         // Others' jobs: every job of the runtime less this lane's. A
         // sibling partition's job counted in between the two reads can
@@ -210,15 +215,16 @@ impl BusyWatch {
         self.others_seen = others;
         let since = *self.unrested_since.get_or_insert(now);
         if now.saturating_sub(since) < REST_AFTER_CPU {
-            return;
+            return Duration::ZERO;
         }
-        if share_percent < 100 && self.others_worked {
-            std::thread::sleep(rest_after(now - since, share_percent));
-            self.unrested_since = thread_cpu_time();
+        let owed = if share_percent < 100 && self.others_worked {
+            rest_after(now - since, share_percent)
         } else {
-            self.unrested_since = Some(now);
-        }
+            Duration::ZERO
+        };
+        self.unrested_since = Some(now);
         self.others_worked = false;
+        owed
     }
 
     /// Whether this thread has lowered its priority.
@@ -249,7 +255,7 @@ mod tests {
             while started.elapsed() < Duration::from_millis(20) {
                 std::hint::spin_loop();
             }
-            watch.job_done(started, 100);
+            assert_eq!(watch.job_done(started, 100), Duration::ZERO);
         }
     }
 
@@ -261,7 +267,7 @@ mod tests {
         let end = Instant::now() + WINDOW * 2;
         while Instant::now() < end {
             let started = Instant::now();
-            watch.job_done(started, 100);
+            assert_eq!(watch.job_done(started, 100), Duration::ZERO);
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(!watch.lowered());
@@ -328,14 +334,16 @@ mod tests {
 
         let (started, used) = spin_job(Duration::from_millis(20));
         job_elsewhere(&running);
-        let before_rest = Instant::now();
-        watch.job_done(started, 25);
-        let rested = before_rest.elapsed();
+        let rest = watch.job_done(started, 25);
         assert!(
-            rested >= used * 3,
-            "at a share of 25 %, {used:?} of CPU earns a rest of at least {:?}; rested {rested:?}",
+            rest >= used * 3,
+            "at a share of 25 %, {used:?} of CPU earns a rest of at least {:?}; owed {rest:?}",
             used * 3
         );
+        // The next job's use is counted from here: a short one owes none.
+        let (started, _) = spin_job(Duration::from_micros(100));
+        job_elsewhere(&running);
+        assert_eq!(watch.job_done(started, 25), Duration::ZERO);
     }
 
     #[cfg(target_os = "linux")]
@@ -346,20 +354,14 @@ mod tests {
         // 100 ms of CPU would earn 300 ms of rest at 25 %.
         let (started, _) = spin_job(Duration::from_millis(100));
         job_elsewhere(&running);
-        let before_rest = Instant::now();
-        watch.job_done(started, 100);
-        assert!(
-            before_rest.elapsed() < Duration::from_millis(300),
-            "share 100: no rest"
-        );
+        assert_eq!(watch.job_done(started, 100), Duration::ZERO, "share 100");
 
         // The other lane's thread is there, but did nothing meanwhile.
         let (started, _) = spin_job(Duration::from_millis(100));
-        let before_rest = Instant::now();
-        watch.job_done(started, 25);
-        assert!(
-            before_rest.elapsed() < Duration::from_millis(300),
-            "no other lane worked: no rest"
+        assert_eq!(
+            watch.job_done(started, 25),
+            Duration::ZERO,
+            "no other lane worked"
         );
     }
 

@@ -145,8 +145,10 @@ impl Lanes {
         *lane.limits.write().unwrap_or_else(|e| e.into_inner()) = limits.clone();
         for partition in lane.running_partitions() {
             let limits = limits.clone();
-            // A stopped partition has nothing left to limit.
-            let _ = partition.call(move |p| p.set_limits(limits)).await;
+            // A stopped partition has nothing left to limit. The node's own
+            // work: it takes effect at once, even on a resting thread, for
+            // the tenant jobs that thread holds back too.
+            let _ = partition.call_for_node(move |p| p.set_limits(limits)).await;
         }
         tracing::info!(%namespace, ?limits, "namespace limits set");
         Ok(())

@@ -325,33 +325,44 @@ impl Runtime {
 
     /// Passivates every live aggregate `matches` selects, in all
     /// namespaces; returns how many. The caller makes sure no command of
-    /// those aggregates is in flight (a cluster node drains a shard first).
+    /// those aggregates is in flight (a cluster node drains a shard first),
+    /// so this runs as the node's own work: every partition at once, and
+    /// without waiting out a busy tenant's rest (`partition.rs`).
     pub async fn passivate_where(
         &self,
         matches: Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>,
     ) -> usize {
-        let mut total = 0;
-        for lane in self.inner.lanes.all() {
-            for partition in lane.running_partitions() {
-                let matches = matches.clone();
-                total += partition
-                    .call(move |p| p.passivate_where(&*matches))
-                    .await
-                    .unwrap_or(0);
-            }
-        }
-        total
+        self.on_every_partition(move |p| p.passivate_where(&*matches))
+            .await
     }
 
     /// How many aggregates are live across all namespaces.
     pub async fn live_aggregates(&self) -> usize {
-        let mut total = 0;
-        for lane in self.inner.lanes.all() {
-            for partition in lane.running_partitions() {
-                total += partition.call(|p| p.live_count()).await.unwrap_or(0);
-            }
-        }
-        total
+        self.on_every_partition(|p| p.live_count()).await
+    }
+
+    /// Runs `count` as the node's own work on every running partition of
+    /// every namespace at once; the sum of what they answered (a stopped
+    /// partition: 0).
+    async fn on_every_partition(
+        &self,
+        count: impl Fn(&mut partition::Partition) -> usize + Clone + Send + 'static,
+    ) -> usize {
+        let partitions = self
+            .inner
+            .lanes
+            .all()
+            .iter()
+            .flat_map(|lane| lane.running_partitions())
+            .collect::<Vec<_>>();
+        let counts = partitions.iter().map(|partition| {
+            let count = count.clone();
+            async move { partition.call_for_node(count).await.unwrap_or(0) }
+        });
+        futures_util::future::join_all(counts)
+            .await
+            .into_iter()
+            .sum()
     }
 
     /// Bytes the compile cache holds on disk as of its last write or the

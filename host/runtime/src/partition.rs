@@ -33,19 +33,24 @@
 //!
 //! Priority: a partition thread that stays busy while other lanes run
 //! lowers its own CPU priority, so lighter lanes' jobs run first when
-//! threads compete ([`super::busy`]).
+//! threads compete, and rests for the CPU time it uses beyond its
+//! namespace's share ([`super::busy`]).
+//!
+//! **Invariant:** a rest holds back the tenant's jobs only, in the order
+//! they came; the node's own work ([`PartitionHandle::call_for_node`])
+//! runs during a rest, ahead of them. A stopping partition ends its rest.
 //!
 //! Failure: a trap, a deadline or a memory overrun poisons the whole
 //! instance. It is dropped with every live aggregate in it; they re-activate
 //! by replay on their next command. Nothing else in the partition is
 //! affected.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use wasmtime::Engine;
@@ -62,7 +67,33 @@ use super::limits::SandboxLimits;
 use aether_core::namespace::Namespace;
 use aether_store::{ReplayBatch, StreamId};
 
-type Job = Box<dyn FnOnce(&mut Partition) + Send>;
+/// Work for a partition thread. A tenant's jobs (its commands and reads)
+/// run in the order they were sent. The node's own (passivating moving
+/// shards' aggregates in a hand-off, new limits, counts) also run while
+/// the thread rests (`busy.rs`), ahead of the tenant's jobs the rest holds
+/// back: a busy tenant's rest never holds up the node's work for others.
+struct Job {
+    run: Box<dyn FnOnce(&mut Partition) + Send>,
+    node_work: bool,
+}
+
+impl Job {
+    fn tenant(run: impl FnOnce(&mut Partition) + Send + 'static) -> Self {
+        Self {
+            run: Box::new(run),
+            node_work: false,
+        }
+    }
+
+    /// Runs the job. A bug in a job must not take the partition down: the
+    /// caller sees its reply channel closed, others carry on.
+    fn run_on(self, partition: &mut Partition, index: usize) {
+        let run = self.run;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| run(partition))).is_err() {
+            tracing::error!(partition = index, "a partition job panicked");
+        }
+    }
+}
 
 /// The async side's handle to a partition thread.
 #[derive(Clone)]
@@ -93,14 +124,16 @@ impl PartitionHandle {
                     sizing.lane_jobs.clone(),
                 );
                 let mut partition = Partition::new(engine, sizing);
-                while let Ok(job) = queue.recv() {
+                // Tenant jobs that came while the thread rested, in order.
+                let mut held = VecDeque::new();
+                while let Some(job) = held.pop_front().or_else(|| queue.recv().ok()) {
                     let started = Instant::now();
-                    // A bug in a job must not take the partition down: the
-                    // caller sees its reply channel closed, others carry on.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut partition))).is_err() {
-                        tracing::error!(partition = index, "a partition job panicked");
+                    job.run_on(&mut partition, index);
+                    let share = partition.sizing.limits.cpu_share_percent;
+                    let rest = busy.job_done(started, share);
+                    if !rest.is_zero() {
+                        rest_for(rest, &queue, &mut held, &mut partition, index);
                     }
-                    busy.job_done(started, partition.sizing.limits.cpu_share_percent);
                 }
             })?;
         Ok(Self { jobs })
@@ -112,7 +145,9 @@ impl PartitionHandle {
     pub(crate) fn pin(&self, stream: &StreamId) -> Pin {
         let s = stream.clone();
         // A stopped partition has nothing to pin; the calls will say so.
-        let _ = self.jobs.send(Box::new(move |p: &mut Partition| p.pin(s)));
+        let _ = self
+            .jobs
+            .send(Job::tenant(move |p: &mut Partition| p.pin(s)));
         Pin {
             jobs: self.jobs.clone(),
             stream: Some(stream.clone()),
@@ -124,20 +159,67 @@ impl PartitionHandle {
     /// order), so the caller's next call sees what it did.
     pub(crate) fn send(&self, f: impl FnOnce(&mut Partition) + Send + 'static) {
         // A stopped partition has nothing left to change.
-        let _ = self.jobs.send(Box::new(f));
+        let _ = self.jobs.send(Job::tenant(f));
     }
 
-    /// Runs `f` on the partition thread and returns its result.
+    /// Runs `f` on the partition thread, for the tenant, and returns its
+    /// result.
     pub(crate) async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Partition) -> R + Send + 'static,
     ) -> Result<R, PartitionStopped> {
+        self.run(f, false).await
+    }
+
+    /// [`PartitionHandle::call`] for the node's own work, which a resting
+    /// thread runs at once (see [`Job`]). The caller makes sure it may run
+    /// ahead of tenant jobs sent before it.
+    pub(crate) async fn call_for_node<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Partition) -> R + Send + 'static,
+    ) -> Result<R, PartitionStopped> {
+        self.run(f, true).await
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Partition) -> R + Send + 'static,
+        node_work: bool,
+    ) -> Result<R, PartitionStopped> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |partition| {
-            let _ = reply.send(f(partition));
-        });
+        let job = Job {
+            run: Box::new(move |partition| {
+                let _ = reply.send(f(partition));
+            }),
+            node_work,
+        };
         self.jobs.send(job).map_err(|_| PartitionStopped)?;
         answer.await.map_err(|_| PartitionStopped)
+    }
+}
+
+/// Rests for `rest` (the thread used more than its share of CPU time,
+/// `busy.rs`): tenant jobs that come meanwhile wait in `held`, in order;
+/// the node's own run at once. Ends early once the partition is stopping
+/// (the held jobs still run, without rests).
+fn rest_for(
+    rest: Duration,
+    queue: &mpsc::Receiver<Job>,
+    held: &mut VecDeque<Job>,
+    partition: &mut Partition,
+    index: usize,
+) {
+    let until = Instant::now() + rest;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match queue.recv_timeout(left) {
+            Ok(job) if job.node_work => job.run_on(partition, index),
+            Ok(job) => held.push_back(job),
+            Err(_) => return,
+        }
     }
 }
 
@@ -152,7 +234,7 @@ impl Drop for Pin {
         if let Some(stream) = self.stream.take() {
             let _ = self
                 .jobs
-                .send(Box::new(move |p: &mut Partition| p.unpin(&stream)));
+                .send(Job::tenant(move |p: &mut Partition| p.unpin(&stream)));
         }
     }
 }
