@@ -260,23 +260,9 @@ async fn a_lane_kept_busy_gives_way_to_lighter_ones_until_it_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
-    let deadline = Duration::from_millis(100);
-    let (runtime, hog, calm) = hog_beside_calm("z", deadline, Duration::from_secs(30)).await;
-    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogz-0").await;
-    set_cpu_share(&runtime, &hog, 10).await;
-
-    // A loop runs until it has used its deadline in CPU time (the thread
-    // gave way), which at a share of 10 % earns nine times that in rest
-    // as the calm lane works too: the hog's next command waits it out.
-    send(&runtime, &calm, "Deposit", json!({"amount": 1}))
-        .await
-        .unwrap();
-    match send(&runtime, &hog, "Loop", json!(null)).await {
-        Err(CommandError::Guest(failure)) => {
-            assert_eq!(failure.kind, GuestFailureKind::DeadlineExceeded)
-        }
-        other => panic!("a loop must hit its deadline: {other:?}"),
-    }
+    // At a share of 10 %, a loop to the deadline earns nine times that in
+    // rest: the hog's next command waits it out.
+    let (runtime, hog, calm, deadline) = a_hog_resting("z", 10).await;
     let started = Instant::now();
     send(&runtime, &hog, "Record", json!({"note": "after the loop"}))
         .await
@@ -292,29 +278,24 @@ async fn a_lane_that_gave_way_rests_for_the_cpu_it_used_beyond_its_share() {
         .unwrap();
 }
 
-/// Sets the CPU share of `stream`'s namespace.
-async fn set_cpu_share(runtime: &Runtime, stream: &StreamId, share: usize) {
+/// [`hog_beside_calm`] (100 ms deadline) with a hog that gave way, at a
+/// CPU share of `share`, whose loop to its deadline, just answered, earns
+/// it a rest (the calm lane worked meanwhile); returns the runtime, the
+/// streams and the deadline.
+async fn a_hog_resting(suffix: &str, share: usize) -> (Runtime, StreamId, StreamId, Duration) {
+    let deadline = Duration::from_millis(100);
+    let (runtime, hog, calm) = hog_beside_calm(suffix, deadline, Duration::from_secs(30)).await;
+    until_the_hog_gives_way(&runtime, &hog, &calm, &format!("aether-hog{suffix}-0")).await;
     let limits = SandboxLimits {
         cpu_share_percent: share,
-        ..runtime.namespace_limits(&stream.namespace).unwrap()
+        ..runtime.namespace_limits(&hog.namespace).unwrap()
     };
     runtime
-        .set_namespace_limits(&stream.namespace, limits)
+        .set_namespace_limits(&hog.namespace, limits)
         .await
         .unwrap();
-}
-
-/// A busy tenant's rest holds back its own jobs only: the node's work on
-/// its partition (here passivating every aggregate, as a cluster hand-off
-/// does) runs at once, ahead of the tenant's command that waits out the
-/// rest, and that command is answered after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_work_on_a_resting_lane_does_not_wait_out_the_rest() {
-    let deadline = Duration::from_millis(100);
-    let (runtime, hog, calm) = hog_beside_calm("w", deadline, Duration::from_secs(30)).await;
-    until_the_hog_gives_way(&runtime, &hog, &calm, "aether-hogw-0").await;
-    // At 2 %, a loop to the deadline earns a rest of ~4.9 s.
-    set_cpu_share(&runtime, &hog, 2).await;
+    // The loop runs until it has used its deadline in CPU time (the
+    // thread gave way).
     send(&runtime, &calm, "Deposit", json!({"amount": 1}))
         .await
         .unwrap();
@@ -324,6 +305,17 @@ async fn the_node_work_on_a_resting_lane_does_not_wait_out_the_rest() {
         }
         other => panic!("a loop must hit its deadline: {other:?}"),
     }
+    (runtime, hog, calm, deadline)
+}
+
+/// A busy tenant's rest holds back its own jobs only: the node's work on
+/// its partition (here passivating every aggregate, as a cluster hand-off
+/// does) runs at once, ahead of the tenant's command that waits out the
+/// rest, and that command is answered after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_work_on_a_resting_lane_does_not_wait_out_the_rest() {
+    // At 2 %, a loop to the deadline earns a rest of ~4.9 s.
+    let (runtime, hog, _calm, _) = a_hog_resting("w", 2).await;
     let rest_began = Instant::now();
     let held = tokio::spawn({
         let (runtime, hog) = (runtime.clone(), hog.clone());
