@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use aether_host::runtime::lower_this_thread_by;
+use aether_host::runtime::{lower_this_thread_by, with_custom_section};
 
 use super::node::{self, Conn};
 use super::tally::Tally;
@@ -377,25 +377,9 @@ async fn redeploy(plan: Arc<Plan>, tally: Arc<Tally>) {
 /// `component` with a custom section of `padding` bytes at its end that
 /// starts with `n` (a component may carry custom sections anywhere).
 fn padded(component: &[u8], padding: usize, n: u64) -> Vec<u8> {
-    const NAME: &[u8] = b"tenant-abuse-padding";
-    let mut payload = vec![NAME.len() as u8];
-    payload.extend_from_slice(NAME);
-    payload.extend_from_slice(&n.to_le_bytes());
-    payload.resize(payload.len() + padding, 0);
-    let mut bytes = component.to_vec();
-    bytes.push(0); // a custom section
-    let mut size = payload.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            bytes.push(byte);
-            break;
-        }
-        bytes.push(byte | 0x80);
-    }
-    bytes.extend_from_slice(&payload);
-    bytes
+    let mut data = n.to_le_bytes().to_vec();
+    data.resize(data.len() + padding, 0);
+    with_custom_section(component, "tenant-abuse-padding", &data)
 }
 
 /// Sends `request`, then `then` one byte every [`DRIBBLE`] while waiting
