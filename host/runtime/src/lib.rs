@@ -326,8 +326,9 @@ impl Runtime {
     /// Passivates every live aggregate `matches` selects, in all
     /// namespaces; returns how many. The caller makes sure no command of
     /// those aggregates is in flight (a cluster node drains a shard first),
-    /// so this runs as the node's own work: every partition at once, and
-    /// without waiting out a busy tenant's rest (`partition.rs`).
+    /// so this runs as the node's own work: on every partition at once,
+    /// ahead of a busy tenant's queued jobs and during its rest
+    /// (`partition.rs`).
     pub async fn passivate_where(
         &self,
         matches: Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>,

@@ -36,9 +36,10 @@
 //! threads compete, and rests for the CPU time it uses beyond its
 //! namespace's share ([`super::busy`]).
 //!
-//! **Invariant:** a rest holds back the tenant's jobs only, in the order
-//! they came; the node's own work ([`PartitionHandle::call_for_node`])
-//! runs during a rest, ahead of them. A stopping partition ends its rest.
+//! **Invariant:** the tenant's jobs run in the order they were sent; the
+//! node's own work ([`PartitionHandle::call_for_node`]) runs ahead of every
+//! tenant job queued before it, and during a rest. A stopping partition
+//! ends its rest.
 //!
 //! Failure: a trap, a deadline or a memory overrun poisons the whole
 //! instance. It is dropped with every live aggregate in it; they re-activate
@@ -69,9 +70,10 @@ use aether_store::{ReplayBatch, StreamId};
 
 /// Work for a partition thread. A tenant's jobs (its commands and reads)
 /// run in the order they were sent. The node's own (passivating moving
-/// shards' aggregates in a hand-off, new limits, counts) also run while
-/// the thread rests (`busy.rs`), ahead of the tenant's jobs the rest holds
-/// back: a busy tenant's rest never holds up the node's work for others.
+/// shards' aggregates in a hand-off, new limits, counts) run before every
+/// tenant job queued ahead of them, and while the thread rests
+/// (`busy.rs`): a busy tenant's backlog or rest never holds up the node's
+/// work for others by more than the one job running.
 struct Job {
     run: Box<dyn FnOnce(&mut Partition) + Send>,
     node_work: bool,
@@ -124,15 +126,18 @@ impl PartitionHandle {
                     sizing.lane_jobs.clone(),
                 );
                 let mut partition = Partition::new(engine, sizing);
-                // Tenant jobs that came while the thread rested, in order.
-                let mut held = VecDeque::new();
-                while let Some(job) = held.pop_front().or_else(|| queue.recv().ok()) {
+                let mut jobs = Jobs {
+                    queue,
+                    held: VecDeque::new(),
+                    index,
+                };
+                while let Some(job) = jobs.next_tenant_job(&mut partition) {
                     let started = Instant::now();
                     job.run_on(&mut partition, index);
                     let share = partition.sizing.limits.cpu_share_percent;
                     let rest = busy.job_done(started, share);
                     if !rest.is_zero() {
-                        rest_for(rest, &queue, &mut held, &mut partition, index);
+                        jobs.rest(rest, &mut partition);
                     }
                 }
             })?;
@@ -171,9 +176,9 @@ impl PartitionHandle {
         self.run(f, false).await
     }
 
-    /// [`PartitionHandle::call`] for the node's own work, which a resting
-    /// thread runs at once (see [`Job`]). The caller makes sure it may run
-    /// ahead of tenant jobs sent before it.
+    /// [`PartitionHandle::call`] for the node's own work, which runs ahead
+    /// of the tenant jobs queued before it, and on a resting thread too
+    /// (see [`Job`]). The caller makes sure it may.
     pub(crate) async fn call_for_node<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Partition) -> R + Send + 'static,
@@ -198,27 +203,58 @@ impl PartitionHandle {
     }
 }
 
-/// Rests for `rest` (the thread used more than its share of CPU time,
-/// `busy.rs`): tenant jobs that come meanwhile wait in `held`, in order;
-/// the node's own run at once. Ends early once the partition is stopping
-/// (the held jobs still run, without rests).
-fn rest_for(
-    rest: Duration,
-    queue: &mpsc::Receiver<Job>,
-    held: &mut VecDeque<Job>,
-    partition: &mut Partition,
+/// A partition thread's side of its queue.
+struct Jobs {
+    queue: mpsc::Receiver<Job>,
+    /// Tenant jobs taken off the queue but not yet run, in order.
+    held: VecDeque<Job>,
     index: usize,
-) {
-    let until = Instant::now() + rest;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
+}
+
+impl Jobs {
+    /// The tenant's next job, once the node's own work queued so far has
+    /// run (it never waits behind the tenant's jobs); `None` once the
+    /// partition is stopping and no tenant job is left.
+    fn next_tenant_job(&mut self, partition: &mut Partition) -> Option<Job> {
+        loop {
+            while let Ok(job) = self.queue.try_recv() {
+                self.take(job, partition);
+            }
+            if let Some(job) = self.held.pop_front() {
+                return Some(job);
+            }
+            let job = self.queue.recv().ok()?;
+            if !job.node_work {
+                return Some(job);
+            }
+            job.run_on(partition, self.index);
         }
-        match queue.recv_timeout(left) {
-            Ok(job) if job.node_work => job.run_on(partition, index),
-            Ok(job) => held.push_back(job),
-            Err(_) => return,
+    }
+
+    /// Rests for `rest` (the thread used more than its share of CPU time,
+    /// `busy.rs`): tenant jobs that come meanwhile are held, the node's own
+    /// run at once. Ends early once the partition is stopping (the held
+    /// jobs still run, without rests).
+    fn rest(&mut self, rest: Duration, partition: &mut Partition) {
+        let until = Instant::now() + rest;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.queue.recv_timeout(left) {
+                Ok(job) => self.take(job, partition),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Runs the node's own work now; holds a tenant's job for its turn.
+    fn take(&mut self, job: Job, partition: &mut Partition) {
+        if job.node_work {
+            job.run_on(partition, self.index);
+        } else {
+            self.held.push_back(job);
         }
     }
 }
@@ -788,5 +824,49 @@ impl Partition {
         for stream in orphans {
             self.live.pop(&stream);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn spawn_partition() -> PartitionHandle {
+        let sizing = PartitionSizing {
+            limits: Arc::new(SandboxLimits::default()),
+            partitions: 1,
+            output_limit: 1 << 20,
+            running: RunningThreads::default(),
+            lane_jobs: LaneJobs::default(),
+        };
+        let namespace = Namespace::new("jobs").unwrap();
+        PartitionHandle::spawn(&namespace, 0, Engine::default(), sizing).unwrap()
+    }
+
+    /// A tenant's backlog (a busy tenant's queued calls, up to its deadline
+    /// each) does not hold up the node's own work, and keeps its order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_work_runs_ahead_of_a_tenant_backlog_which_keeps_its_order() {
+        let partition = spawn_partition();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        for n in 0..5 {
+            let done = done.clone();
+            partition.send(move |_| {
+                std::thread::sleep(Duration::from_millis(100));
+                done.lock().unwrap().push(n);
+            });
+        }
+        let live = partition.call_for_node(|p| p.live_count()).await.unwrap();
+        assert_eq!(live, 0);
+        let before_node_work = done.lock().unwrap().len();
+        assert!(
+            before_node_work <= 1,
+            "the node's work waited for {before_node_work} of the tenant's five jobs"
+        );
+        // A tenant call waits for the whole backlog, run in order.
+        partition.call(|_| ()).await.unwrap();
+        assert_eq!(*done.lock().unwrap(), vec![0, 1, 2, 3, 4]);
     }
 }
