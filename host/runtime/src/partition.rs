@@ -50,6 +50,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,10 @@ impl Job {
 #[derive(Clone)]
 pub(crate) struct PartitionHandle {
     jobs: mpsc::Sender<Job>,
+    /// The node's own jobs sent and not yet run: the partition thread
+    /// looks past the tenant's queued jobs for them only while some are
+    /// (one relaxed load per job otherwise).
+    node_work: Arc<AtomicUsize>,
 }
 
 /// The partition thread has stopped (the runtime is shutting down).
@@ -116,6 +121,8 @@ impl PartitionHandle {
         sizing: PartitionSizing,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let node_work = Arc::new(AtomicUsize::new(0));
+        let pending = node_work.clone();
         std::thread::Builder::new()
             .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
@@ -129,6 +136,7 @@ impl PartitionHandle {
                 let mut jobs = Jobs {
                     queue,
                     held: VecDeque::new(),
+                    node_work: pending,
                     index,
                 };
                 while let Some(job) = jobs.next_tenant_job(&mut partition) {
@@ -141,7 +149,7 @@ impl PartitionHandle {
                     }
                 }
             })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, node_work })
     }
 
     /// Pins `stream` in the partition until the returned guard is dropped
@@ -192,6 +200,9 @@ impl PartitionHandle {
         node_work: bool,
     ) -> Result<R, PartitionStopped> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        if node_work {
+            self.node_work.fetch_add(1, Ordering::Relaxed);
+        }
         let job = Job {
             run: Box::new(move |partition| {
                 let _ = reply.send(f(partition));
@@ -208,6 +219,8 @@ struct Jobs {
     queue: mpsc::Receiver<Job>,
     /// Tenant jobs taken off the queue but not yet run, in order.
     held: VecDeque<Job>,
+    /// The node's own jobs sent and not yet run ([`PartitionHandle`]).
+    node_work: Arc<AtomicUsize>,
     index: usize,
 }
 
@@ -217,8 +230,10 @@ impl Jobs {
     /// partition is stopping and no tenant job is left.
     fn next_tenant_job(&mut self, partition: &mut Partition) -> Option<Job> {
         loop {
-            while let Ok(job) = self.queue.try_recv() {
-                self.take(job, partition);
+            if self.node_work.load(Ordering::Relaxed) > 0 {
+                while let Ok(job) = self.queue.try_recv() {
+                    self.take(job, partition);
+                }
             }
             if let Some(job) = self.held.pop_front() {
                 return Some(job);
@@ -227,7 +242,7 @@ impl Jobs {
             if !job.node_work {
                 return Some(job);
             }
-            job.run_on(partition, self.index);
+            self.run_node_work(job, partition);
         }
     }
 
@@ -252,10 +267,15 @@ impl Jobs {
     /// Runs the node's own work now; holds a tenant's job for its turn.
     fn take(&mut self, job: Job, partition: &mut Partition) {
         if job.node_work {
-            job.run_on(partition, self.index);
+            self.run_node_work(job, partition);
         } else {
             self.held.push_back(job);
         }
+    }
+
+    fn run_node_work(&mut self, job: Job, partition: &mut Partition) {
+        job.run_on(partition, self.index);
+        self.node_work.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
