@@ -98,11 +98,13 @@ fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
     let before = incarnation(&cluster.status(0));
     assert!(before.is_some(), "{}", cluster.status(0));
 
-    // Slow but well-behaved commands (~0.4 s each), one client per
+    // Slow but well-behaved commands (~0.8 s each), one client per
     // aggregate on 10 aggregates, nonstop: all on node 1 and run one after
     // another in its lane, so when a second node joins, about half of the
     // commands queued there are on shards that move, and node 1's hand-off
-    // waits seconds for them.
+    // waits seconds for them. (Only for them: its passivations run ahead
+    // of the lane's queue, so the commands must be slow enough that those
+    // on moving shards alone outlast the lease.)
     let stop = Arc::new(AtomicBool::new(false));
     let spins: Vec<_> = (0..10)
         .map(|i| {
@@ -112,7 +114,7 @@ fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
                 while !stop.load(Ordering::Relaxed) {
                     answers.push(slow.send(
                         &format!("slow/hostile/spin-{i}"),
-                        json!({"type": "Spin", "data": {"iterations": 1_200_000_000u64}}),
+                        json!({"type": "Spin", "data": {"iterations": 2_400_000_000u64}}),
                     ));
                 }
                 answers
