@@ -46,6 +46,7 @@ mod direct;
 mod engine;
 mod error;
 mod instance;
+mod jobs;
 mod lanes;
 mod limits;
 mod live;

@@ -46,12 +46,11 @@
 //! by replay on their next command. Nothing else in the partition is
 //! affected.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lru::LruCache;
 use wasmtime::Engine;
@@ -64,39 +63,10 @@ use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::instance::{Executed, GuestInstance};
+use super::jobs::{Job, Jobs};
 use super::limits::SandboxLimits;
 use aether_core::namespace::Namespace;
 use aether_store::{ReplayBatch, StreamId};
-
-/// Work for a partition thread. A tenant's jobs (its commands and reads)
-/// run in the order they were sent. The node's own (passivating moving
-/// shards' aggregates in a hand-off, new limits, counts) run ahead of the
-/// tenant jobs queued before them (after at most a millisecond of them,
-/// [`LOOK_AHEAD_EVERY`], and the one running), and while the thread rests
-/// (`busy.rs`): a busy tenant's backlog or rest does not hold up the
-/// node's work for others.
-struct Job {
-    run: Box<dyn FnOnce(&mut Partition) + Send>,
-    node_work: bool,
-}
-
-impl Job {
-    fn tenant(run: impl FnOnce(&mut Partition) + Send + 'static) -> Self {
-        Self {
-            run: Box::new(run),
-            node_work: false,
-        }
-    }
-
-    /// Runs the job. A bug in a job must not take the partition down: the
-    /// caller sees its reply channel closed, others carry on.
-    fn run_on(self, partition: &mut Partition, index: usize) {
-        let run = self.run;
-        if std::panic::catch_unwind(AssertUnwindSafe(|| run(partition))).is_err() {
-            tracing::error!(partition = index, "a partition job panicked");
-        }
-    }
-}
 
 /// The async side's handle to a partition thread.
 #[derive(Clone)]
@@ -127,12 +97,7 @@ impl PartitionHandle {
                     sizing.lane_jobs.clone(),
                 );
                 let mut partition = Partition::new(engine, sizing);
-                let mut jobs = Jobs {
-                    queue,
-                    held: VecDeque::new(),
-                    looked_ahead: Instant::now(),
-                    index,
-                };
+                let mut jobs = Jobs::new(queue, index);
                 while let Some(job) = jobs.next_tenant_job(&mut partition) {
                     let started = Instant::now();
                     job.run_on(&mut partition, index);
@@ -202,75 +167,6 @@ impl PartitionHandle {
         };
         self.jobs.send(job).map_err(|_| PartitionStopped)?;
         answer.await.map_err(|_| PartitionStopped)
-    }
-}
-
-/// A partition thread's side of its queue.
-struct Jobs {
-    queue: mpsc::Receiver<Job>,
-    /// Tenant jobs taken off the queue but not yet run, in order.
-    held: VecDeque<Job>,
-    /// When the queue was last looked through for the node's work.
-    looked_ahead: Instant,
-    index: usize,
-}
-
-/// How often a partition thread with tenant jobs queued looks through them
-/// for the node's own work: each look takes every queued job off the
-/// queue. Not before every job, which cost `commands_memory_many` ~10 %
-/// (a `try_recv` on the queue its senders keep writing, per job).
-const LOOK_AHEAD_EVERY: Duration = Duration::from_millis(1);
-
-impl Jobs {
-    /// The tenant's next job; the node's own work queued meanwhile runs
-    /// first, or waits at most [`LOOK_AHEAD_EVERY`] of tenant jobs queued
-    /// before it (and the one running); `None` once the partition is
-    /// stopping and no tenant job is left.
-    fn next_tenant_job(&mut self, partition: &mut Partition) -> Option<Job> {
-        loop {
-            let now = Instant::now();
-            if now.duration_since(self.looked_ahead) >= LOOK_AHEAD_EVERY {
-                self.looked_ahead = now;
-                while let Ok(job) = self.queue.try_recv() {
-                    self.take(job, partition);
-                }
-            }
-            if let Some(job) = self.held.pop_front() {
-                return Some(job);
-            }
-            let job = self.queue.recv().ok()?;
-            if !job.node_work {
-                return Some(job);
-            }
-            job.run_on(partition, self.index);
-        }
-    }
-
-    /// Rests for `rest` (the thread used more than its share of CPU time,
-    /// `busy.rs`): tenant jobs that come meanwhile are held, the node's own
-    /// run at once. Ends early once the partition is stopping (the held
-    /// jobs still run, without rests).
-    fn rest(&mut self, rest: Duration, partition: &mut Partition) {
-        let until = Instant::now() + rest;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            match self.queue.recv_timeout(left) {
-                Ok(job) => self.take(job, partition),
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// Runs the node's own work now; holds a tenant's job for its turn.
-    fn take(&mut self, job: Job, partition: &mut Partition) {
-        if job.node_work {
-            job.run_on(partition, self.index);
-        } else {
-            self.held.push_back(job);
-        }
     }
 }
 
@@ -845,6 +741,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use super::*;
 
