@@ -334,20 +334,26 @@ impl Runtime {
         &self,
         matches: Arc<dyn for<'a> Fn(&'a StreamId) -> bool + Send + Sync + 'static>,
     ) -> usize {
-        self.on_every_partition(move |p| p.passivate_where(&*matches))
+        self.on_every_partition(true, move |p| p.passivate_where(&*matches))
             .await
     }
 
-    /// How many aggregates are live across all namespaces.
+    /// How many aggregates are live across all namespaces, counted on each
+    /// partition after the jobs queued before the question: a caller whose
+    /// commands have answered sees their aggregates unpinned (a command's
+    /// unpin is queued as it answers), so past the LRU capacity only what
+    /// is still in use. Not the node's own work, so it waits behind a busy
+    /// tenant's backlog.
     pub async fn live_aggregates(&self) -> usize {
-        self.on_every_partition(|p| p.live_count()).await
+        self.on_every_partition(false, |p| p.live_count()).await
     }
 
-    /// Runs `count` as the node's own work on every running partition of
-    /// every namespace at once; the sum of what they answered (a stopped
-    /// partition: 0).
+    /// Runs `count` on every running partition of every namespace at once
+    /// (as the node's own work if `node_work`, see `partition.rs`); the sum
+    /// of what they answered (a stopped partition: 0).
     async fn on_every_partition(
         &self,
+        node_work: bool,
         count: impl Fn(&mut partition::Partition) -> usize + Clone + Send + 'static,
     ) -> usize {
         let partitions = self
@@ -359,7 +365,7 @@ impl Runtime {
             .collect::<Vec<_>>();
         let counts = partitions.iter().map(|partition| {
             let count = count.clone();
-            async move { partition.call_for_node(count).await.unwrap_or(0) }
+            async move { partition.run(count, node_work).await.unwrap_or(0) }
         });
         futures_util::future::join_all(counts)
             .await

@@ -153,7 +153,9 @@ impl PartitionHandle {
         self.run(f, true).await
     }
 
-    async fn run<R: Send + 'static>(
+    /// [`PartitionHandle::call`], or [`PartitionHandle::call_for_node`]
+    /// if `node_work`.
+    pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Partition) -> R + Send + 'static,
         node_work: bool,
