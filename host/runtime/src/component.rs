@@ -222,6 +222,37 @@ pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostSta
     Ok(linker)
 }
 
+/// How many of a component's first bytes [`check_preamble`] looks at: the
+/// WebAssembly magic `\0asm`, then a version and a layer (2 bytes each;
+/// a core module's layer is 0, a component's 1).
+pub const PREAMBLE_BYTES: usize = 8;
+
+/// Refuses what cannot be a WebAssembly component from its first bytes
+/// alone (up to [`PREAMBLE_BYTES`]; fewer are checked as far as they go):
+/// another format, or a core module. The node checks an upload's first
+/// bytes as they arrive, so junk is refused before the rest is read; a
+/// body that passes is checked whole when it is loaded.
+pub fn check_preamble(start: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    let magic = &start[..start.len().min(MAGIC.len())];
+    if magic != &MAGIC[..magic.len()] {
+        let shown: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
+        return Err(LoadError::Invalid(format!(
+            "the bytes do not start with the WebAssembly magic `\\0asm` (they start with {}); \
+             send a component built for wasm32-wasip2",
+            shown.join(" ")
+        )));
+    }
+    if start.len() >= PREAMBLE_BYTES && start[6..PREAMBLE_BYTES] == [0, 0] {
+        return Err(LoadError::Invalid(
+            "a core WebAssembly module, not a component; build for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Compiles and checks `bytes`, whose digest the caller has computed, as
 /// an aggregate component.
 pub(crate) fn load(
@@ -230,6 +261,7 @@ pub(crate) fn load(
     (bytes, digest): (&[u8], Digest),
     cache: Option<&CompileCache>,
 ) -> Result<Arc<LoadedComponent>, LoadError> {
+    check_preamble(bytes)?;
     let state_schema = state_schema(bytes)?;
     let cached = cache.and_then(|cache| cache.get(engine, &digest));
     let compiled_from = if cached.is_some() {
@@ -404,6 +436,31 @@ mod tests {
         assert!(!export_matches("acme:aggregate/handler@0.2.0"));
         assert!(exports_version("aether:aggregate/handler@0.2.1", "0.2."));
         assert!(!exports_version("aether:aggregate/handler@0.1.0", "0.2."));
+    }
+
+    #[test]
+    fn a_preamble_refuses_junk_and_core_modules_from_as_few_bytes_as_decide() {
+        // The preambles `wasm-tools` writes for `(component)` and `(module)`.
+        let component = b"\0asm\x0d\0\x01\0";
+        let module = b"\0asm\x01\0\0\0";
+        for n in 0..=PREAMBLE_BYTES {
+            assert!(
+                check_preamble(&component[..n]).is_ok(),
+                "{n} bytes of a component"
+            );
+        }
+        for n in 0..PREAMBLE_BYTES {
+            assert!(
+                check_preamble(&module[..n]).is_ok(),
+                "{n} bytes cannot tell"
+            );
+        }
+        let core = check_preamble(module).unwrap_err().to_string();
+        assert!(core.contains("a core WebAssembly module"), "{core}");
+        let junk = check_preamble(b"PK").unwrap_err().to_string();
+        assert!(junk.contains("(they start with 50 4b)"), "{junk}");
+        assert!(check_preamble(b"\0a").is_ok());
+        assert!(check_preamble(b"\0ax").is_err());
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub use background::lower_this_thread_by;
 pub use cache::CompiledFrom;
 pub use command::{AggregateState, CommandOutcome, CommandRequest, JSON, stream_id};
 pub use component::{
-    Digest, HANDLER_EXPORT, LoadError, LoadedComponent, STATE_SCHEMA_SECTION, with_custom_section,
+    Digest, HANDLER_EXPORT, LoadError, LoadedComponent, PREAMBLE_BYTES, STATE_SCHEMA_SECTION,
+    check_preamble, with_custom_section,
 };
 pub use config::RuntimeConfig;
 pub use direct::DirectAggregate;

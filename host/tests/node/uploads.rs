@@ -2,10 +2,11 @@
 //! `max_concurrent_uploads` in progress on a node (each is held in memory
 //! up to the component size limit while it compiles), more are refused
 //! with 429 `too_many_uploads` before their bodies are read (after waiting
-//! up to a second for a place, which one given back meanwhile fills), a declared
-//! oversized body is refused before it is read, and a finished or
-//! abandoned upload gives its place back; a namespace's deploys wait their
-//! turn to compile (`compile_share_percent`) while a neighbour's do not.
+//! up to a second for a place, which one given back meanwhile fills), a
+//! declared oversized body is refused before it is read and junk from its
+//! first bytes, a finished or abandoned upload gives its place back; a
+//! namespace's deploys wait their turn to compile (`compile_share_percent`)
+//! while a neighbour's do not.
 //! Raw TCP for the uploads that must stay in progress.
 
 use std::io::Write;
@@ -21,13 +22,26 @@ use crate::support::{ADMIN, BANK, Http, NodeProcess, assert_error};
 /// Starts an upload of `length` bytes to `namespace` and sends only its
 /// first bytes: it stays in progress until the connection closes.
 fn stalled_upload(node: &NodeProcess, namespace: &str, token: &str, length: usize) -> TcpStream {
+    upload_starting_with(node, namespace, token, length, b"\0asm")
+}
+
+/// Starts an upload of `length` bytes to `namespace` and sends only
+/// `first` of them.
+fn upload_starting_with(
+    node: &NodeProcess,
+    namespace: &str,
+    token: &str,
+    length: usize,
+    first: &[u8],
+) -> TcpStream {
     let mut stream = connect(node);
     let head = format!(
         "PUT /v1/namespaces/{namespace}/aggregates/bank-account/component HTTP/1.1\r\n\
          Host: node\r\nAuthorization: Bearer {token}\r\nContent-Type: application/wasm\r\n\
-         Content-Length: {length}\r\n\r\n\0asm"
+         Content-Length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
     stream
 }
 
@@ -136,6 +150,42 @@ fn a_body_declared_over_the_component_limit_is_refused_before_it_is_read() {
     assert!(answer.contains("payload_too_large"), "{answer}");
     assert!(answer.contains("1073741824 bytes"), "{answer}");
     assert_eq!(uploads_in_progress(&node, "big"), 0);
+}
+
+/// Junk, or a core module, is refused from its first bytes: the node
+/// neither waits for the rest of a body that cannot be a component nor
+/// holds an upload place for it.
+#[test]
+fn an_upload_that_cannot_be_a_component_is_refused_from_its_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A minute to send each body's rest: an answer before is the check's.
+    let node = NodeProcess::start(dir.path(), &["--body-read-timeout-ms", "60000"]);
+    let token = node
+        .client(Some(ADMIN))
+        .create_namespace("junk", json!({"max_concurrent_uploads": 1}));
+    let junk = [0xA5u8; 4096];
+    for (what, first, hint) in [
+        (
+            "junk",
+            &junk[..],
+            "WebAssembly magic `\\\\0asm` (they start with a5 a5 a5 a5)",
+        ),
+        (
+            "a core module",
+            b"\0asm\x01\0\0\0\x01",
+            "a core WebAssembly module",
+        ),
+    ] {
+        let mut upload = upload_starting_with(&node, "junk", &token, 40 << 20, first);
+        let answer = read_response(&mut upload);
+        assert!(answer.starts_with("HTTP/1.1 422"), "{what}: {answer}");
+        assert!(answer.contains("invalid_component"), "{what}: {answer}");
+        assert!(answer.contains(hint), "{what}: {answer}");
+    }
+    // Neither kept its place: with a cap of 1, a real deploy goes through.
+    wait_for_uploads(&node, "junk", 0);
+    node.client(Some(&token))
+        .deploy("junk", "bank-account", BANK);
 }
 
 #[test]

@@ -88,7 +88,13 @@ pub(super) async fn deploy(
         .open_within(&namespace, uploads)
         .await
         .map_err(|full| ApiError::too_many_uploads(&namespace, full.limit))?;
-    let bytes = body::read_upload(&headers, request, limit).await?;
+    // Junk is refused from its first bytes, before the rest is read.
+    let not_a_component = |start: &[u8]| -> Result<(), ApiError> {
+        aether_runtime::check_preamble(start)
+            .map_err(|load| aether_runtime::DeployError::Load(load).into())
+    };
+    let check_start = (aether_runtime::PREAMBLE_BYTES, not_a_component);
+    let bytes = body::read_upload(&headers, request, limit, check_start).await?;
     let wants_progress = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

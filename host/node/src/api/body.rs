@@ -61,11 +61,14 @@ pub(super) const UPLOAD_BYTES_PER_SEC: u64 = 32 << 20;
 /// `Content-Length`, never beyond `limit`), refusing one larger than
 /// `limit` bytes: each frame is copied once, as it arrives, so a large
 /// upload never holds an async worker for one long copy, and the reading
-/// waits whenever it is ahead of [`UPLOAD_BYTES_PER_SEC`].
+/// waits whenever it is ahead of [`UPLOAD_BYTES_PER_SEC`]. `check_start`
+/// sees the body's first bytes (up to `start_bytes`) as they arrive; its
+/// error refuses the upload before the rest is read.
 pub(super) async fn read_upload(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    (start_bytes, check_start): (usize, impl Fn(&[u8]) -> Result<(), ApiError>),
 ) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let declared = headers
@@ -86,7 +89,11 @@ pub(super) async fn read_upload(
                 "the request body is larger than {limit} bytes"
             )));
         }
+        let checked = buffer.len() >= start_bytes;
         buffer.extend_from_slice(&data);
+        if !checked {
+            check_start(&buffer[..buffer.len().min(start_bytes)])?;
+        }
         let due =
             std::time::Duration::from_secs_f64(buffer.len() as f64 / UPLOAD_BYTES_PER_SEC as f64);
         if let Some(ahead) = due.checked_sub(started.elapsed())
