@@ -14,8 +14,8 @@
 //! attack it, and clients without a token, run every attack of
 //! [`attacks::Kind`] at once: `Loop` / `GrowMemory` nonstop, reads of views
 //! inflated to just under and to twice `max_view_bytes`, more live event
-//! streams than its `max_live_streams`, concurrent uploads of junk as large
-//! components, redeploys of a real component that must be compiled each
+//! streams than its `max_live_streams`, concurrent uploads of large junk
+//! that starts like a component (read whole before it is refused), redeploys of a real component that must be compiled each
 //! time, and a few hundred slow or idle connections (heads and bodies one
 //! byte a second, kept-alive connections left idle). The attackers run on
 //! a tokio runtime of their own with one worker thread, at the lowest CPU

@@ -43,7 +43,8 @@ pub(crate) enum Kind {
     /// B: more live event streams than `max_live_streams`, held open; a
     /// refused one retries.
     Streams,
-    /// B: large uploads of junk as a component, several at once, nonstop.
+    /// B: large uploads of junk that starts like a component, several at
+    /// once, nonstop.
     Uploads,
     /// B: the hostile component with a fresh padding section each time,
     /// so every deploy compiles and stores a new component.

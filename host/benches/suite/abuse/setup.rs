@@ -85,7 +85,7 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
         view_readers: ctx.size(VIEW_READERS, 1),
         streams: b_streams_limit + ctx.size(EXTRA_STREAMS, 2),
         uploaders: ctx.size(UPLOADERS, 2),
-        junk: Arc::new(vec![0xA5; ctx.size(UPLOAD_BYTES, 2 << 20)]),
+        junk: Arc::new(junk(ctx.size(UPLOAD_BYTES, 2 << 20))),
         component: Arc::new(hostile),
         padding: ctx.size(REDEPLOY_PADDING, 64 << 10),
         redeploys: AtomicU64::new(0),
@@ -182,4 +182,13 @@ async fn deploy(
         node::call_once(addr, "PUT", &path, Some(token), "application/wasm", bytes).await?;
     ensure!(answer.status == 200, "deploying {path}: {}", answer.json());
     Ok(())
+}
+
+/// `bytes` of junk that start like a component (the WebAssembly magic and
+/// a component's version and layer), so the node reads all of it before it
+/// can refuse it: junk without them is refused from its first bytes.
+fn junk(bytes: usize) -> Vec<u8> {
+    let mut junk = b"\0asm\x0d\0\x01\0".to_vec();
+    junk.resize(bytes.max(junk.len()), 0xA5);
+    junk
 }
