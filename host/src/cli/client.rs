@@ -31,6 +31,12 @@ pub(crate) struct ApiFailure {
     pub(crate) body: Value,
 }
 
+/// Bodies larger than this wait for the node's `100 Continue` before they
+/// are sent (the node answers from the head alone when it refuses one): a
+/// node that closes the connection after its answer would otherwise leave
+/// a client still sending with a broken pipe and no answer.
+const EXPECT_CONTINUE_OVER: usize = 64 << 10;
+
 pub(crate) struct Client {
     agent: Agent,
     base: String,
@@ -113,7 +119,10 @@ impl Client {
         self.send_bytes(method, path, "application/json", bytes)
     }
 
-    /// `method path` with `bytes` of `content_type`.
+    /// `method path` with `bytes` of `content_type`. A large body is sent
+    /// only once the node asks for it (`Expect: 100-continue`): a refusal
+    /// from the request's head (a wrong token, too large, no upload place)
+    /// then reaches the user instead of a broken pipe.
     pub(crate) fn send_bytes(
         &self,
         method: &str,
@@ -128,6 +137,9 @@ impl Client {
         };
         if let Some(auth) = self.auth() {
             request = request.header("Authorization", auth);
+        }
+        if bytes.len() > EXPECT_CONTINUE_OVER {
+            request = request.header("Expect", "100-continue");
         }
         answer(request.content_type(content_type).send(bytes), &self.base)
     }
@@ -147,6 +159,9 @@ impl Client {
             .header("Accept", "application/x-ndjson");
         if let Some(auth) = self.auth() {
             request = request.header("Authorization", auth);
+        }
+        if bytes.len() > EXPECT_CONTINUE_OVER {
+            request = request.header("Expect", "100-continue");
         }
         let response = request
             .content_type(content_type)

@@ -265,6 +265,10 @@ pub(crate) fn namespace(args: NamespaceArgs) -> Result<()> {
 pub(crate) fn deploy(args: DeployArgs) -> Result<()> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading the component {}", args.component.display()))?;
+    // What the node would refuse from its first bytes is refused here,
+    // before anything is sent.
+    aether_runtime::check_preamble(&bytes)
+        .with_context(|| format!("{} cannot be deployed", args.component.display()))?;
     let path = format!(
         "/v1/namespaces/{}/aggregates/{}/component",
         args.namespace, args.aggregate_type

@@ -268,3 +268,44 @@ fn the_cli_revokes_a_token_for_good() {
     assert!(!show(&node, &second).status.success());
     assert!(show(&node, &first).status.success());
 }
+
+/// `aether deploy` says why a component was refused, also when the node
+/// refuses it before reading it whole: a file that cannot be a component
+/// is refused before anything is sent, and a large one waits for the
+/// node's `100 Continue`, so a wrong token or the size limit reaches the
+/// user (not "cannot reach the node: Broken pipe").
+#[test]
+fn the_cli_says_why_a_deploy_was_refused_before_it_was_sent_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let created = aether(&node, ADMIN, &["namespace", "create", "bank", "--json"]);
+    let token = json_of(&created)["token"].as_str().unwrap().to_owned();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, vec![0xA5u8; 1 << 20]).unwrap();
+    // Starts like a component and is one byte over the node's limit.
+    let over = dir.path().join("over.wasm");
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    let limit = aether_host::runtime::RuntimeConfig::default().max_component_bytes;
+    bytes.resize(limit + 1, 0);
+    std::fs::write(&over, bytes).unwrap();
+    for (what, token, file, expected) in [
+        ("junk", token.as_str(), &junk, "WebAssembly magic"),
+        ("over the limit", token.as_str(), &over, "payload_too_large"),
+        ("a wrong token", "aether_wrong", &over, "unauthorized"),
+    ] {
+        let file = file.to_str().unwrap();
+        let refused = aether(&node, token, &["deploy", "bank", "bank-account", file]);
+        assert_eq!(refused.status.code(), Some(1), "{what}: {}", text(&refused));
+        assert!(
+            text(&refused).contains(expected),
+            "{what}: {}",
+            text(&refused)
+        );
+    }
+    let shown = json_of(&aether(
+        &node,
+        &token,
+        &["namespace", "show", "bank", "--json"],
+    ));
+    assert_eq!(shown["aggregate_types"], json!([]), "{shown}");
+}
