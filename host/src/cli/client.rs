@@ -37,6 +37,10 @@ pub(crate) struct ApiFailure {
 /// a client still sending with a broken pipe and no answer.
 const EXPECT_CONTINUE_OVER: usize = 64 << 10;
 
+/// How long a large body waits for the node's `100 Continue` before it is
+/// sent anyway.
+const AWAIT_CONTINUE: Duration = Duration::from_secs(5);
+
 pub(crate) struct Client {
     agent: Agent,
     base: String,
@@ -48,6 +52,9 @@ impl Client {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            // Longer than a node lets an upload wait for a place (1 s)
+            // before it refuses it from the head alone.
+            .timeout_await_100(Some(AWAIT_CONTINUE))
             .build()
             .into();
         Self {

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN, BANK, NodeProcess};
+use crate::uploads::stalled_upload;
 
 fn aether(node: &NodeProcess, token: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aether"))
@@ -272,8 +273,8 @@ fn the_cli_revokes_a_token_for_good() {
 /// `aether deploy` says why a component was refused, also when the node
 /// refuses it before reading it whole: a file that cannot be a component
 /// is refused before anything is sent, and a large one waits for the
-/// node's `100 Continue`, so a wrong token or the size limit reaches the
-/// user (not "cannot reach the node: Broken pipe").
+/// node's `100 Continue`, so a wrong token, the size limit or no upload
+/// place reaches the user (not "cannot reach the node: Broken pipe").
 #[test]
 fn the_cli_says_why_a_deploy_was_refused_before_it_was_sent_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,6 +303,26 @@ fn the_cli_says_why_a_deploy_was_refused_before_it_was_sent_whole() {
             text(&refused)
         );
     }
+    // With the namespace's upload places held, the node refuses after its
+    // second's wait for one, from the head alone.
+    let held = [0, 1].map(|_| stalled_upload(&node, "bank", &token, 1 << 20));
+    // Large enough that sending it would still be under way at the
+    // refusal.
+    let large = dir.path().join("large.wasm");
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.resize(32 << 20, 0);
+    std::fs::write(&large, bytes).unwrap();
+    let refused = aether(
+        &node,
+        &token,
+        &["deploy", "bank", "bank-account", large.to_str().unwrap()],
+    );
+    assert!(
+        text(&refused).contains("too_many_uploads"),
+        "{}",
+        text(&refused)
+    );
+    drop(held);
     let shown = json_of(&aether(
         &node,
         &token,

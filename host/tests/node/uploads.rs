@@ -21,7 +21,12 @@ use crate::support::{ADMIN, BANK, Http, NodeProcess, assert_error};
 
 /// Starts an upload of `length` bytes to `namespace` and sends only its
 /// first bytes: it stays in progress until the connection closes.
-fn stalled_upload(node: &NodeProcess, namespace: &str, token: &str, length: usize) -> TcpStream {
+pub(crate) fn stalled_upload(
+    node: &NodeProcess,
+    namespace: &str,
+    token: &str,
+    length: usize,
+) -> TcpStream {
     upload_starting_with(node, namespace, token, length, b"\0asm")
 }
 
