@@ -19,13 +19,13 @@
 //! - [`settings`]: the settings every node must share; buckets are
 //!   created with them, never re-configured.
 //! - [`membership`]: heartbeats and the live member list.
-//! - [`lease`]: leader election; the lease revision is the fencing token.
+//! - `lease`: leader election; the lease revision is the fencing token.
 //! - [`placement`]: rendezvous hashing of shards onto members.
-//! - [`coordinator`]: the per-node loop, and the hand-off protocol.
+//! - `coordinator`: the per-node loop, and the hand-off protocol.
 //! - [`gate`]: the shards served here, the ownership deadline, and their
 //!   in-flight work.
 //! - [`routing`]: forwarding commands and reads to a shard's owner.
-//! - [`health`]: supervision of the background tasks.
+//! - `health`: supervision of the background tasks.
 //!
 //! # Ownership
 //!

@@ -17,7 +17,7 @@ impl Node {
     /// **Invariant:** a node takes no shards it cannot serve: while an
     /// active component of some namespace is neither here nor in the
     /// shared bucket, it does not join, and looks again every
-    /// [`MISSING_RETRY`] (another node that has the component puts it in
+    /// `MISSING_RETRY` (another node that has the component puts it in
     /// the bucket when it starts; deploying it again through any node does
     /// too).
     pub async fn join_cluster(self: &Arc<Self>, config: ClusterConfig) -> Result<()> {

@@ -354,7 +354,7 @@ impl http_body::Body for Counted {
     }
 }
 
-/// A request body that arrived too slowly: the error [`TimedBody`] ends
+/// A request body that arrived too slowly: the error `TimedBody` ends
 /// with, which the API answers with `408 request_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error(

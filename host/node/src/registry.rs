@@ -219,7 +219,7 @@ impl Node {
     /// Loads a component deployed earlier in the namespace, unpaced: for
     /// the node's own work (restoring active components on start,
     /// following a switch made through another node). A tenant's
-    /// `activate` and `rollback` go through [`Self::stored_component_for`].
+    /// `activate` and `rollback` go through `stored_component_for`.
     pub async fn stored_component(
         &self,
         namespace: &Namespace,

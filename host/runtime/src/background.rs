@@ -33,7 +33,7 @@ pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_
 
 /// Raises the calling thread's nice value by `steps` (at most to 19), so a
 /// node started under `nice` keeps its threads' order, and gives it a long
-/// time slice ([`LOWERED_SLICE`]). Used for compile threads, busy lanes
+/// time slice (`LOWERED_SLICE`). Used for compile threads, busy lanes
 /// (`busy.rs`) and the bench's attackers.
 ///
 /// Why the slice: on Linux's EEVDF scheduler a thread that has just been

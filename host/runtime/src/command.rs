@@ -293,7 +293,7 @@ impl Runtime {
     /// true then, however fast the stream moves). A conflict is
     /// never answered for a command whose command id is stored: its first
     /// outcome is. A command without an expected version that meets a
-    /// conflict on append decides again (at most [`REFRESH_LIMIT`] times).
+    /// conflict on append decides again (at most `REFRESH_LIMIT` times).
     ///
     /// **The lean path:** a command for a live aggregate costs one
     /// partition round trip (`decide`) and the append. Two things make

@@ -20,7 +20,7 @@
 //!   └─ reply with the stored events and the new version
 //! ```
 //!
-//! Guest code runs on partition threads ([`partition`]); the async side
+//! Guest code runs on partition threads (`partition.rs`); the async side
 //! never calls a guest itself. A guest failure drops the guest's instance
 //! and fails only the command that caused it.
 //!

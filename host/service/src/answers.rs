@@ -245,7 +245,7 @@ pub struct AggregateTypesAnswer {
 
 /// The answer to a request routed to a shard's owner: what a single node
 /// would have answered, typed. The cluster carries it (or the
-/// [`ServiceError`]) between nodes as it is and never builds HTTP statuses.
+/// [`ServiceError`](crate::ServiceError)) between nodes as it is and never builds HTTP statuses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Answered {

@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
     /// code can use (default: half the CPUs, at least 1).
     #[arg(long)]
     partitions: Option<usize>,
-    /// Watch mode: deploy every DIR/<namespace>/<aggregate-type>.wasm on
+    /// Watch mode: deploy every `DIR/<namespace>/<aggregate-type>.wasm` on
     /// start and again whenever it changes; a missing namespace is created
     /// and its token printed once. DIR is created if missing.
     #[arg(long, value_name = "DIR")]

@@ -24,7 +24,7 @@
 //! - Appends are idempotent by [`EventMetadata::command_id`]: a retried command
 //!   returns what was recorded the first time, flagged `duplicate`.
 //!
-//! Each backend proves these by running the shared [`contract`] suite
+//! Each backend proves these by running the shared `contract` suite
 //! (`aether_store::store_contract_tests!`). [`MemoryStore`] is the reference
 //! backend for tests and examples.
 //!

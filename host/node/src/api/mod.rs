@@ -27,7 +27,7 @@
 //! types and timeouts are the transport's part), call the node's service
 //! (`crate::service`) and write its typed answer or error.
 //!
-//! **Invariant:** every handler that takes a namespace calls [`authorize`]
+//! **Invariant:** every handler that takes a namespace calls `authorize`
 //! (or the service does) before it reads or writes anything of it; a
 //! tenant's token on another namespace gets 403 whether that namespace
 //! exists or not.

@@ -435,7 +435,7 @@ impl EventStore for EmbeddedStore {
         .await
     }
 
-    /// Written straight from the records into the batch (see [`read`]).
+    /// Written straight from the records into the batch (see `read`).
     async fn read_replay_batch(
         &self,
         stream: &StreamId,

@@ -229,7 +229,7 @@ pub(super) const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
 /// just-started cluster takes a few seconds).
 const SETUP_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs `attempt` until it succeeds or [`SETUP_DEADLINE`] passes (a fresh
+/// Runs `attempt` until it succeeds or `SETUP_DEADLINE` passes (a fresh
 /// cluster may still be electing its leaders).
 pub async fn retrying<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     what: &str,
