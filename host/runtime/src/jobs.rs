@@ -11,7 +11,7 @@ use super::partition::Partition;
 
 /// Work for a partition thread. A tenant's jobs (its commands and reads)
 /// run in the order they were sent. The node's own (passivating moving
-/// shards' aggregates in a hand-off, new limits, counts) run ahead of the
+/// shards' aggregates in a hand-off, new limits) run ahead of the
 /// tenant jobs queued before them (after at most a millisecond of them,
 /// [`LOOK_AHEAD_EVERY`], and the one running), and while the thread rests
 /// (`busy.rs`): a busy tenant's backlog or rest does not hold up the
