@@ -4,10 +4,12 @@ as in 0.2.0): events one after another, each a 28-byte little-endian header
 content type and data) followed by those three byte strings. The layout
 is specified on ``apply`` in ``wit/aggregate.wit``.
 
-The apply loop (``_component``) reads the batch in place: the lengths with
-one ``struct`` call, the names compared as bytes, the canonical data matched
-by a regular expression over the batch itself; only the JSON path copies an
-event's data out. The host guarantees the layout; a batch that breaks it (a
+The apply loop (``_component``) reads the batch in place: a run of events
+in canonical form (see ``_codec._canonical``) is read with one
+regular-expression ``findall`` over the batch (header, names and data of
+each event at once); any other event with one ``struct`` call for the
+lengths, the names compared as bytes, the data matched or parsed from a
+slice. The host guarantees the layout; a batch that breaks it (a
 host bug) is reported as an ``apply-error``, as the Rust SDK does, rather
 than read past its end.
 """
@@ -27,6 +29,17 @@ _VERSION = struct.Struct("<Q").unpack_from
 def version_at(batch, offset: int) -> int:
     """The version in the header at ``offset``."""
     return _VERSION(batch, offset)[0]
+
+
+def skip(batch, offset: int, count: int):
+    """``(start, end)`` of the ``count``-th event (one or more) from
+    ``offset``, which starts an event; for events already read whole."""
+    start = offset
+    for _ in range(count):
+        start = offset
+        type_len, content_len, data_len = LENGTHS(batch, offset)
+        offset += HEADER_LEN + type_len + content_len + data_len
+    return start, offset
 
 
 def malformed(batch, previous: int, offset: int, reason: str):

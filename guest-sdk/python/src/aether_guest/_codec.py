@@ -402,8 +402,8 @@ class Codec:
         # and the names it needs.
         self.body = body
         self.names = names
-        # For the fast path: `(fullmatch, [(kind, low, high)])` when every
-        # field is an int or a str (see `_canonical`), else None.
+        # For the fast paths: a `Canonical` when every field is an int or a
+        # str (see `_canonical`), else None.
         self.canonical = canonical
 
 
@@ -579,8 +579,8 @@ def codec_for(cls) -> Codec:
     canonical = _canonical(fields, hints)
     prelude = ""
     if canonical is not None:
-        namespace_fm = ctx.bind(canonical[0], "fm")
-        prelude = canonical_source(canonical[1], namespace_fm, cls_name, 4, "return {}")
+        namespace_fm = ctx.bind(canonical.fullmatch, "fm")
+        prelude = canonical_source(canonical.kinds, namespace_fm, cls_name, 4, "return {}")
     from_bytes_src = (
         "def from_bytes(data):\n"
         + prelude
@@ -622,18 +622,24 @@ def codec_for(cls) -> Codec:
 
 
 def _canonical(fields, hints):
-    """A regular expression that matches exactly the compact form the SDKs
+    """The :class:`Canonical` form of a class, or None: a regular
+    expression that matches exactly the compact form the SDKs
     write for a class whose fields are all ints or strs (`{"amount":70}`,
     `{"owner":"Ada"}`, `null` without fields), restricted to what needs no
     JSON decoding: integers of at most 20 digits, strings of printable ASCII
     without escapes. Data in that form decodes to the same values as the
     JSON path would give; any other data takes the JSON path."""
     parts, kinds = [], []
+    # The bytes of the form that are not a field's value: braces, keys,
+    # colons, commas and a string's quotes (`null` without fields).
+    fixed = 2 + max(len(fields) - 1, 0) if fields else 4
     for field in fields:
         if field.kw_only:
             return None
         base, bounds = _strip_annotated(hints[field.name])
-        key = re.escape(json.dumps(field.name).encode()) + b":"
+        key = json.dumps(field.name).encode() + b":"
+        fixed += len(key)
+        key = re.escape(key)
         if base is int:
             sign = b"-?" if bounds is None or bounds.low < 0 else b""
             parts.append(key + b"(" + sign + b"(?:0|[1-9][0-9]{0,19}))")
@@ -641,10 +647,26 @@ def _canonical(fields, hints):
         elif base is str:
             parts.append(key + rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"')
             kinds.append(("str", None, None))
+            fixed += 2
         else:
             return None
     pattern = b"null" if not parts else rb"\{" + b",".join(parts) + rb"\}"
-    return re.compile(pattern).fullmatch, kinds
+    return Canonical(re.compile(pattern).fullmatch, kinds, pattern, fixed)
+
+
+class Canonical(typing.NamedTuple):
+    """The canonical form of a class (see `_canonical`)."""
+
+    #: The compiled pattern's ``fullmatch``.
+    fullmatch: Any
+    #: ``(kind, low, high)`` per field: ``"int"`` with its bounds (None for
+    #: a plain ``int``) or ``"str"``; one group per field, in order.
+    kinds: list
+    #: The pattern itself, to be embedded in a larger one.
+    pattern: bytes
+    #: The length of a match less the lengths of its groups (every byte of
+    #: a group's match is one byte of the data: digits or ASCII).
+    fixed: int
 
 
 def canonical_source(

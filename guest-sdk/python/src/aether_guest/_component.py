@@ -17,6 +17,7 @@ drop the whole instance.
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -171,10 +172,12 @@ def _apply_loop(spec, Err, ApplyError):
     reads each event of the batch in place (see ``_batch``), decodes it and
     passes it to the state's ``apply``. Generated per aggregate, with each
     event class's decoder inlined, since this loop is what replay spends
-    its time in. Anything unusual (another content type, an unknown type,
-    data that does not decode, JSON with leading whitespace) goes to the
-    general decoder, which also words the apply-error; a batch that breaks
-    its layout is an apply-error too."""
+    its time in. Runs of events in canonical form are read by one
+    ``findall`` each (see `_run_reader`); an event that is not goes through
+    the per-event path, then the loop tries a run again. Anything unusual
+    (another content type, an unknown type, data that does not decode, JSON
+    with leading whitespace) goes to the general decoder, which also words
+    the apply-error; a batch that breaks its layout is an apply-error too."""
     decode_event = spec.decode_event
 
     def broken(batch, previous, offset, reason):
@@ -213,7 +216,14 @@ def _apply_loop(spec, Err, ApplyError):
         "    size = len(batch)\n",
         "    at = -1\n",
         "    stop = 0\n",
+        f"    tries = {_FRUITLESS_RUNS}\n",
         "    while stop < size:\n",
+    ]
+    run = _run_reader(spec, namespace)
+    if run is not None:
+        lines.append("        if tries:\n")
+        lines.append(_indent(run, 12))
+    lines += [
         "        prev = at\n",
         "        at = stop\n",
         "        if size - at < _HEADER_LEN:\n",
@@ -263,11 +273,94 @@ def _apply_loop(spec, Err, ApplyError):
     return namespace["apply_events"]
 
 
+#: Runs that read no event before the loop stops trying runs for the rest
+#: of a batch (one ``findall`` each, for a stream whose events are seldom
+#: canonical).
+_FRUITLESS_RUNS = 8
+
+
+def _run_reader(spec, namespace: dict):
+    """The apply loop's fast path, or None if no event class has a
+    canonical form: code that reads the events from ``stop`` on with one
+    ``findall`` of a pattern that matches a whole event of a canonical
+    class (header lengths, type name, content type and data) or, failing
+    that, the rest of the batch; it folds each event the run matched and
+    returns at the end of the batch. At the first it cannot take (the rest
+    of the batch, data whose header length disagrees with the match, an
+    integer out of range) it sets ``at`` and ``stop`` around the last event
+    it folded and leaves the event to the per-event path.
+
+    Each match starts where the one before it ended (every position
+    matches something), so a run's events are contiguous from ``stop``;
+    the data's length is checked against the header (a match can be a
+    prefix of data that goes on, as JSON with trailing whitespace), and
+    the header's one-byte length (under 256) with its three zero bytes
+    against the pattern. Which event a tuple of groups is: the class whose
+    length group is not empty."""
+    alternatives, checks, names = [], [], []
+    group = 0
+    for index, (name, codec) in enumerate(spec.events.items()):
+        canonical = codec.canonical
+        if canonical is None:
+            continue
+        type_name = name.encode()
+        header = len(type_name).to_bytes(4, "little") + len(CONTENT_TYPE).to_bytes(4, "little")
+        alternatives.append(
+            re.escape(header)
+            + b"(.)\x00\x00\x00"
+            + re.escape(type_name + CONTENT_TYPE.encode())
+            + canonical.pattern
+        )
+        length = f"r{group}"
+        fields = [f"r{group + 1 + position}" for position in range(len(canonical.kinds))]
+        names += [length] + fields
+        group += 1 + len(fields)
+        measured = " + ".join([str(canonical.fixed)] + [f"len({f})" for f in fields])
+        namespace[f"_rk{index}"] = codec.cls
+        finish = "fold({})\ncontinue"
+        code = canonical_source(canonical.kinds, "", f"_rk{index}", 4, finish, "")
+        # `canonical_source` matches first; here the groups are already
+        # in hand: its first two lines give way to them.
+        code = "".join(code.splitlines(True)[2:])
+        for position in reversed(range(len(fields))):  # m[12] before m[1]
+            code = code.replace(f"m[{position + 1}]", fields[position])
+        checks.append(
+            f"    if {length}:\n"
+            f"        if {measured} == {length}[0]:\n"
+            + _indent(code, 4)
+            + "        break\n"
+        )
+    if not alternatives:
+        return None
+    # The rest of the batch, for anything else; the empty group keeps
+    # `findall` giving tuples even with a single group above.
+    pattern = b"(?s).{16}(?:" + b"|".join(alternatives) + b")|().+"
+    namespace["_run"] = re.compile(pattern).findall
+    namespace["_skip"] = _batch.skip
+    names.append("_")
+    return (
+        "run = _run(batch, stop)\n"
+        "for groups in run:\n"
+        f"    {', '.join(names)} = groups\n"
+        + "".join(checks)
+        + "    break\n"
+        "else:\n"
+        "    return\n"
+        # The tuples before it were all taken, and taking one depends only
+        # on its groups, so no tuple before it equals it.
+        "read = run.index(groups)\n"
+        "if read:\n"
+        "    at, stop = _skip(batch, stop, read)\n"
+        "else:\n"
+        "    tries -= 1\n"
+    )
+
+
 def _canonical_path(codec, index: int, namespace: dict) -> str:
     """The fast path of one event class in the apply loop: data in the
     canonical compact form (see `_codec._canonical`) is read with one
     regular-expression match over the batch instead of the JSON scanner."""
-    fullmatch, kinds = codec.canonical
+    fullmatch, kinds = codec.canonical[:2]
     namespace[f"_fm{index}"] = fullmatch
     namespace[f"_k{index}"] = codec.cls
     return canonical_source(
