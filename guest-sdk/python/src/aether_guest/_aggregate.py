@@ -61,7 +61,8 @@ class Aggregate:
 
     ``handle`` must not change the state: the SDK passes the events it
     returns to ``apply`` (decoded from the JSON just encoded, as a replay
-    reads them), and the host stores them.
+    reads them, or built again with the values decoding would give), and
+    the host stores them.
     """
 
     def handle(self, command):  # pragma: no cover - overridden

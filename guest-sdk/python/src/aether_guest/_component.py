@@ -73,16 +73,23 @@ def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
             except Rejection as rejection:
                 raise Err(WitRejection(rejection.code, rejection.message)) from None
             # The common case, one event, without the general loop: encoded,
-            # decoded again as a replay reads it, folded into the state.
+            # decoded again as a replay reads it (or, for a class with a
+            # canonical form, built again from its fields: the same value,
+            # see `Codec.copy`), folded into the state.
             if type(decided) is list and len(decided) == 1:
-                entry = single(type(decided[0]))
+                event = decided[0]
+                entry = single(type(event))
                 if entry is not None:
-                    data = entry[0](decided[0])
-                    try:
-                        value = entry[1](data)
-                    except ValueError:
-                        return decide_events(state, [(entry[2], data)], first_version)
-                    state.apply(value)
+                    data = entry[0](event)
+                    copy = entry[5]
+                    if copy is not None:
+                        state.apply(copy(event))
+                    else:
+                        try:
+                            value = entry[1](data)
+                        except ValueError:
+                            return decide_events(state, [(entry[2], data)], first_version)
+                        state.apply(value)
                     # A record kept for this event class (see `_decider`).
                     entry[3].data = data
                     return entry[4]
@@ -121,7 +128,9 @@ def _decider(spec, NewEvent, Decision, ApplyError):
 
     ``decide_events.single(event_class)`` is, for the one-event fast path
     in ``execute``, ``(to_bytes, from_bytes, type name, new_event,
-    decision)``: a ``NewEvent`` and a ``Decision`` holding just it, built
+    decision, copy)``: the codec's functions, a ``NewEvent`` and a
+    ``Decision`` holding just it, and the codec's ``copy`` (or None). The
+    records are built
     once per event class and handed back on every call with the new
     event's ``data`` set. componentize-py reads a returned record (with
     ``getattr``, field by field) before the call returns to the host, and
@@ -157,6 +166,7 @@ def _decider(spec, NewEvent, Decision, ApplyError):
             name,
             new_event,
             Decision([new_event], None),
+            codec.copy,
         )
     decide_events.single = singles.get
     return decide_events

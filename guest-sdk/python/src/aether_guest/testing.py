@@ -14,8 +14,8 @@ Everything crosses the same code the component runs (``_component``), with
 stand-ins for the generated WIT types, exactly as the host calls it: given
 events are encoded to JSON bytes and replayed through ``apply`` (one
 batch); the command is encoded and passed to ``execute``, which decides it
-and applies the decided events (decoded from the JSON it just encoded) in
-the same call. The helpers also check that the state after a command
+and applies the decided events (decoded from the JSON it just encoded, or
+built again with the same values) in the same call. The helpers also check that the state after a command
 equals a replay of its events (so ``handle`` did not change it). Failures
 raise ``AssertionError``, so the helpers work in ``unittest`` and pytest
 alike.
