@@ -130,9 +130,8 @@ def _decider(spec, NewEvent, Decision, ApplyError):
     in ``execute``, ``(to_bytes, from_bytes, type name, new_event,
     decision, copy)``: the codec's functions, a ``NewEvent`` and a
     ``Decision`` holding just it, and the codec's ``copy`` (or None). The
-    records are built
-    once per event class and handed back on every call with the new
-    event's ``data`` set. componentize-py reads a returned record (with
+    records are built once per event class and handed back on every call
+    with the new event's ``data`` set. componentize-py reads a returned record (with
     ``getattr``, field by field) before the call returns to the host, and
     calls into one instance never overlap, so a record is never read after
     the next call changed it; building them costs more than the rest of
