@@ -14,23 +14,7 @@ from aether_guest._aggregate import spec_of
 from aether_guest._batch import HEADER_LEN, LENGTHS, malformed, version_at
 from aether_guest._codec import i8
 from aether_guest.testing import Err, given, write_batch
-
-JSON = "application/json"
-
-
-@dataclass
-class Added:
-    amount: u64
-
-
-@dataclass
-class Noted:
-    text: str
-
-
-@dataclass
-class Reset:
-    pass
+from test_batch import JSON, Added, Noted, Reset
 
 
 @dataclass
