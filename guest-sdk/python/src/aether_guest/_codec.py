@@ -693,21 +693,33 @@ def canonical_source(
     ``finish`` (lines, with ``{}`` standing for the constructor call).
     Otherwise it falls through."""
     pad = " " * indent
-    code = f"{pad}m = {matcher}({subject})\n{pad}if m is not None:\n"
+    groups = [f"m[{position + 1}]" for position in range(len(kinds))]
+    return f"{pad}m = {matcher}({subject})\n{pad}if m is not None:\n" + canonical_values(
+        kinds, groups, cls, indent + 4, finish
+    )
+
+
+def canonical_values(kinds, groups: list, cls: str, indent: int, finish: str) -> str:
+    """Code that turns the matched groups of a class's canonical form (the
+    expressions ``groups``, one per field: bytes) into the field values and,
+    when every integer is in range, runs ``finish`` (lines, with ``{}``
+    standing for the constructor call). Otherwise it falls through."""
+    pad = " " * indent
+    code = ""
     args, checks = [], []
-    for position, (kind, low, high) in enumerate(kinds):
+    for position, ((kind, low, high), group) in enumerate(zip(kinds, groups)):
         var = f"f{position}"
         if kind == "int":
-            code += f"{pad}    {var} = int(m[{position + 1}])\n"
+            code += f"{pad}{var} = int({group})\n"
             if low is not None:
                 checks.append(f"{low} <= {var} <= {high}")
         else:
-            code += f"{pad}    {var} = m[{position + 1}].decode('ascii')\n"
+            code += f"{pad}{var} = {group}.decode('ascii')\n"
         args.append(var)
     body = finish.format(f"{cls}({', '.join(args)})")
-    inner = pad + "    " + ("    " if checks else "")
+    inner = pad + ("    " if checks else "")
     if checks:
-        code += f"{pad}    if {' and '.join(checks)}:\n"
+        code += f"{pad}if {' and '.join(checks)}:\n"
     code += "".join(inner + line + "\n" for line in body.splitlines())
     return code
 

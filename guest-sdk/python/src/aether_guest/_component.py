@@ -25,7 +25,7 @@ import gc
 
 from . import _batch
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of
-from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source
+from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source, canonical_values
 
 # The aggregate classes exported in this interpreter, in order.
 EXPORTED: list = []
@@ -326,18 +326,12 @@ def _run_reader(spec, namespace: dict):
         group += 1 + len(fields)
         measured = " + ".join([str(canonical.fixed)] + [f"len({f})" for f in fields])
         namespace[f"_rk{index}"] = codec.cls
-        finish = "fold({})\ncontinue"
-        code = canonical_source(canonical.kinds, "", f"_rk{index}", 4, finish, "")
-        # `canonical_source` matches first; here the groups are already
-        # in hand: its first two lines give way to them.
-        code = "".join(code.splitlines(True)[2:])
-        for position in reversed(range(len(fields))):  # m[12] before m[1]
-            code = code.replace(f"m[{position + 1}]", fields[position])
+        values = canonical_values(
+            canonical.kinds, fields, f"_rk{index}", 12, "fold({})\ncontinue"
+        )
         checks.append(
             f"    if {length}:\n"
-            f"        if {measured} == {length}[0]:\n"
-            + _indent(code, 4)
-            + "        break\n"
+            f"        if {measured} == {length}[0]:\n" + values + "        break\n"
         )
     if not alternatives:
         return None
