@@ -325,9 +325,10 @@ def _run_reader(spec, namespace: dict):
         names += [length] + fields
         group += 1 + len(fields)
         measured = " + ".join([str(canonical.fixed)] + [f"len({f})" for f in fields])
-        namespace[f"_rk{index}"] = codec.cls
+        # The class, under the name the per-event path gives it too.
+        namespace[f"_k{index}"] = codec.cls
         values = canonical_values(
-            canonical.kinds, fields, f"_rk{index}", 12, "fold({})\ncontinue"
+            canonical.kinds, fields, f"_k{index}", 12, "fold({})\ncontinue"
         )
         checks.append(
             f"    if {length}:\n"
@@ -363,11 +364,10 @@ def _canonical_path(codec, index: int, namespace: dict) -> str:
     """The fast path of one event class in the apply loop: data in the
     canonical compact form (see `_codec._canonical`) is read with one
     regular-expression match over the batch instead of the JSON scanner."""
-    fullmatch, kinds = codec.canonical[:2]
-    namespace[f"_fm{index}"] = fullmatch
+    namespace[f"_fm{index}"] = codec.canonical.fullmatch
     namespace[f"_k{index}"] = codec.cls
     return canonical_source(
-        kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue", "batch, data_start, stop"
+        codec.canonical.kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue", "batch, data_start, stop"
     )
 
 
