@@ -1,13 +1,17 @@
-//! Components built with each SDK (Rust, Python, JavaScript) export
-//! `aether:aggregate/handler@0.3.0` (one `execute` call per command,
-//! `apply` takes a batch as one buffer): through each, a history longer
-//! than two replay batches gives the same state, a command changes it, and
-//! an event the guest cannot apply is reported at its own version. The
-//! frozen versions the host still serves go through the same checks with
-//! components written against them by hand: 0.2.0 (`handle`, then `apply`
-//! with the decided events) with `tests/programs/tally-v02`, 0.1.0
-//! (`apply` takes a `list<event>`) with `tests/programs/tally-v01`; the
-//! probes (`languages_sandbox.rs`) export 0.1.0 too.
+//! Components built with each SDK export `aether:aggregate/handler`:
+//! Python's at 0.4.0 (one `execute` call per command that hands the
+//! decided events back as a batch, `apply` takes a batch as one buffer),
+//! Rust's and JavaScript's at the frozen 0.3.0 (the same, but `execute`
+//! takes a `command` record and gives a `list<new-event>`): through each, a
+//! history longer than two replay batches gives the same state, a command
+//! changes it, and an event the guest cannot apply is reported at its own
+//! version. Components written against one version by hand, without an
+//! SDK, go through the same checks: 0.4.0 with `tests/programs/tally-v04`,
+//! 0.2.0 (`handle`, then `apply` with the decided events) with
+//! `tally-v02`, 0.1.0 (`apply` takes a `list<event>`) with `tally-v01`; the
+//! probes (`languages_sandbox.rs`) export 0.1.0 too. `tally-v04` also hands
+//! back decided events that break the batch rules on purpose: the host
+//! must refuse them and store nothing.
 
 use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, CommandRequest, GuestFailureKind, Runtime};
@@ -22,7 +26,7 @@ use serde_json::json;
 /// More than two of the runtime's replay batches (1 024 events).
 const EVENTS: u64 = 2_500;
 
-const COMPONENTS: [(&str, &str, &str); 5] = [
+const COMPONENTS: [(&str, &str, &str); 6] = [
     (
         "rust",
         artifacts::BANK_ACCOUNT,
@@ -31,7 +35,7 @@ const COMPONENTS: [(&str, &str, &str); 5] = [
     (
         "python",
         artifacts::BANK_ACCOUNT_PY,
-        "aether:aggregate/handler@0.3.0",
+        "aether:aggregate/handler@0.4.0",
     ),
     (
         "javascript",
@@ -40,6 +44,11 @@ const COMPONENTS: [(&str, &str, &str); 5] = [
     ),
     // The tallies' views are only the balance: not compared with the bank
     // accounts'.
+    (
+        "rust on 0.4.0",
+        artifacts::TALLY_V04,
+        "aether:aggregate/handler@0.4.0",
+    ),
     (
         "rust on 0.2.0",
         artifacts::TALLY_V02,
@@ -118,12 +127,12 @@ async fn each_served_version_replays_long_histories_and_decides_the_same_way() {
             "{language}: {}",
             state.view
         );
-        if export.ends_with("@0.3.0") {
+        if !language.starts_with("rust on") {
             views.push((language, state.view));
         }
 
-        // A command: one `execute` on 0.3.0; `handle`, then `apply` of the
-        // event it decided, on the older versions.
+        // A command: one `execute` on 0.4.0 and 0.3.0; `handle`, then
+        // `apply` of the event it decided, on the older versions.
         let outcome = send(&runtime, &good, "Deposit", json!({"amount": 7}))
             .await
             .unwrap_or_else(|e| panic!("{language}: {e}"));
@@ -168,7 +177,12 @@ async fn every_version_replays_the_embedded_stores_batches() {
     let expected_balance: u64 = (2..=EVENTS).sum();
     let bad = 1_500;
     let namespace = Namespace::new("versions").unwrap();
-    for (language, path, _) in [&COMPONENTS[0], &COMPONENTS[3], &COMPONENTS[4]] {
+    for (language, path, _) in [
+        &COMPONENTS[0],
+        &COMPONENTS[1],
+        &COMPONENTS[3],
+        &COMPONENTS[4],
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let runtime = runtime_on(store, test_config());
@@ -211,4 +225,77 @@ async fn every_version_replays_the_embedded_stores_batches() {
             failure.message
         );
     }
+}
+
+/// 0.4.0's `execute` hands the decided events back as bytes from the
+/// guest: the host checks their layout, versions and timestamps, and a
+/// guest that breaks them fails its command like a trap: nothing is
+/// stored, and the state it had changed before lying is forgotten (the
+/// aggregate is rebuilt from the store). An `unapplied` decision is stored
+/// and reported on replay, as on 0.3.0.
+#[tokio::test]
+async fn a_guest_whose_decided_events_break_the_batch_rules_stores_nothing() {
+    let runtime = memory_runtime(test_config());
+    let loaded = runtime
+        .load_component(component(artifacts::TALLY_V04))
+        .await
+        .unwrap();
+    let namespace = Namespace::new("versions").unwrap();
+    runtime.activate(&namespace, &AggregateType::new("tally").unwrap(), loaded);
+    let tally = stream("versions", "tally", "liar");
+    send(&runtime, &tally, "Deposit", json!({"amount": 5}))
+        .await
+        .unwrap();
+    for (how, problem) in [
+        ("version", "version 3, expected 2"),
+        ("timestamp", "expected the command's"),
+        ("truncated", "run past the buffer's end"),
+        ("trailing", "less than a 28-byte header"),
+        ("utf8", "its event type is not UTF-8"),
+        ("lengths", "run past the buffer's end"),
+    ] {
+        let error = send(&runtime, &tally, "Lie", json!({"how": how}))
+            .await
+            .unwrap_err();
+        let CommandError::Guest(failure) = &error else {
+            panic!("{how}: {error:?}");
+        };
+        assert_eq!(failure.kind, GuestFailureKind::Trap, "{how}: {failure}");
+        for part in ["not a valid batch", problem] {
+            assert!(failure.message.contains(part), "{how}: {failure}");
+        }
+        assert_eq!(runtime.store().stream_version(&tally).await.unwrap(), 1);
+        let state = runtime.state(&tally).await.unwrap();
+        assert_eq!(
+            (state.version, &state.view),
+            (1, &json!({"balance": 5})),
+            "{how}"
+        );
+    }
+    // The same guest telling the truth, after all that.
+    let outcome = send(&runtime, &tally, "Deposit", json!({"amount": 2}))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 2);
+
+    let outcome = send(&runtime, &tally, "Transmogrify", json!(null))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 4);
+    let types: Vec<_> = outcome
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["Deposited", "Transmogrified"]);
+    assert_eq!(runtime.store().stream_version(&tally).await.unwrap(), 4);
+    let error = runtime.state(&tally).await.unwrap_err();
+    let CommandError::Guest(failure) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(failure.kind, GuestFailureKind::ApplyFailed, "{failure}");
+    assert!(
+        failure.message.contains("could not apply event version 4"),
+        "{failure}"
+    );
 }

@@ -1,12 +1,16 @@
-// The methods of the tallies in `tally-v01` and `tally-v02` that their WIT
-// versions share (`handle`, `snapshot`, `restore`, `view`), written once.
-// Each crate `include!`s this file and invokes the macro inside its
-// `impl GuestAggregate`, where the names resolve to its own bindings.
+// The methods of the tallies in `tally-v01`, `tally-v02` and `tally-v04`
+// that their WIT versions share, written once. Each crate `include!`s this
+// file and invokes the macros inside its `impl GuestAggregate`, where the
+// names resolve to its own bindings: `tally_methods!` (0.1.0 and 0.2.0:
+// `handle` and the state's methods) or `tally_state_methods!` alone.
 
 /// `handle`: `Deposit` (`{"amount": n}`) decides one `Deposited`; the
 /// snapshot and the view are the balance.
+#[allow(unused_macros)]
 macro_rules! tally_methods {
     () => {
+        tally_state_methods!();
+
         fn handle(&self, command: Command) -> Result<Vec<NewEvent>, Rejection> {
             let rejection = |code: &str, message: String| Rejection {
                 code: code.into(),
@@ -26,7 +30,13 @@ macro_rules! tally_methods {
                 data: format!("{{\"amount\":{amount}}}").into_bytes(),
             }])
         }
+    };
+}
 
+/// `snapshot`, `restore` and `view`: the balance.
+#[allow(unused_macros)]
+macro_rules! tally_state_methods {
+    () => {
         fn snapshot(&self) -> Vec<u8> {
             self.balance.get().to_string().into_bytes()
         }
@@ -42,6 +52,75 @@ macro_rules! tally_methods {
 
         fn view(&self) -> String {
             format!("{{\"balance\":{}}}", self.balance.get())
+        }
+    };
+}
+
+/// One event of a batch: (version, type, content type, data).
+#[allow(dead_code)]
+type Stored<'a> = (u64, &'a [u8], &'a [u8], &'a [u8]);
+
+/// The events of a batch, in order (the host guarantees the layout; a
+/// batch that breaks it ends the iteration with `None` in the item). Used
+/// by the tallies on 0.2.0 and later.
+#[allow(dead_code)]
+fn events(mut batch: &[u8]) -> impl Iterator<Item = Option<Stored<'_>>> {
+    std::iter::from_fn(move || {
+        if batch.is_empty() {
+            return None;
+        }
+        let event = (|| {
+            let header = batch.get(..28)?;
+            let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+            let version = u64::from_le_bytes(header[..8].try_into().unwrap());
+            let lens = [u32_at(16), u32_at(20), u32_at(24)].map(|n| n as usize);
+            let end = 28 + lens.iter().sum::<usize>();
+            let body = batch.get(28..end)?;
+            let (event_type, rest) = body.split_at(lens[0]);
+            let (content_type, data) = rest.split_at(lens[1]);
+            batch = &batch[end..];
+            Some((version, event_type, content_type, data))
+        })();
+        if event.is_none() {
+            batch = &[];
+        }
+        Some(event)
+    })
+}
+
+/// `apply` of 0.2.0 and later (a batch as one buffer): `Opened` (any data)
+/// changes nothing, `Deposited` (`{"amount": n}`) adds to the balance; any
+/// other type, or other content, is an `apply-error` at its version, after
+/// the events before it were applied.
+#[allow(unused_macros)]
+macro_rules! tally_apply_batch {
+    () => {
+        fn apply(&self, batch: Vec<u8>) -> Result<(), ApplyError> {
+            let mut last = 0;
+            for event in events(&batch) {
+                let failed = |version: u64, message: String| ApplyError { version, message };
+                let Some((version, event_type, content_type, data)) = event else {
+                    return Err(failed(last + 1, "malformed batch".into()));
+                };
+                last = version;
+                if content_type != b"application/json" {
+                    return Err(failed(version, "unsupported content type".into()));
+                }
+                match event_type {
+                    b"Opened" => {}
+                    b"Deposited" => {
+                        let Amount { amount } = serde_json::from_slice(data)
+                            .map_err(|e| failed(version, format!("invalid Deposited: {e}")))?;
+                        self.balance.set(self.balance.get().saturating_add(amount));
+                    }
+                    other => {
+                        let other = String::from_utf8_lossy(other);
+                        let message = format!("cannot apply event: unknown type \"{other}\"");
+                        return Err(failed(version, message));
+                    }
+                }
+            }
+            Ok(())
         }
     };
 }

@@ -153,6 +153,94 @@ impl PartialEq for EventBatch {
 
 impl Eq for EventBatch {}
 
+/// Why a buffer a guest gave as its decided events is not the batch it
+/// must be ([`read_decided`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("decided event {index} (at byte {offset} of {total}): {problem}")]
+pub struct DecidedBatchError {
+    /// Which event (0-based) breaks the layout.
+    pub index: usize,
+    /// Where its header starts in the buffer.
+    pub offset: usize,
+    /// The buffer's length.
+    pub total: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Reads the events a guest decided for a command (`execute` of
+/// `aether:aggregate@0.4.0`): bytes from the guest, so every part of the
+/// layout is checked, not trusted: each header whole, each length within
+/// the buffer, event and content types UTF-8, versions `first_version`,
+/// `first_version + 1`, … and every timestamp `timestamp_ms` (what the host
+/// will store them as), nothing after the last event. An empty buffer is
+/// no events.
+pub fn read_decided(
+    bytes: &[u8],
+    first_version: u64,
+    timestamp_ms: u64,
+) -> Result<Vec<BatchEvent<'_>>, DecidedBatchError> {
+    let mut events = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let index = events.len();
+        let fail = |problem: String| DecidedBatchError {
+            index,
+            offset: at,
+            total: bytes.len(),
+            problem,
+        };
+        let Some(header) = bytes.get(at..at + HEADER_LEN) else {
+            return Err(fail(format!(
+                "{} bytes left, less than a {HEADER_LEN}-byte header",
+                bytes.len() - at
+            )));
+        };
+        let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
+        let len_at =
+            |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes")) as usize;
+        let (version, timestamp) = (u64_at(0), u64_at(8));
+        let expected = first_version
+            .checked_add(index as u64)
+            .ok_or_else(|| fail("its version would be past u64::MAX".to_owned()))?;
+        if version != expected {
+            return Err(fail(format!("version {version}, expected {expected}")));
+        }
+        if timestamp != timestamp_ms {
+            return Err(fail(format!(
+                "timestamp {timestamp}, expected the command's {timestamp_ms}"
+            )));
+        }
+        let (type_len, content_len, data_len) = (len_at(16), len_at(20), len_at(24));
+        let start = at + HEADER_LEN;
+        let end = start
+            .checked_add(type_len)
+            .and_then(|n| n.checked_add(content_len))
+            .and_then(|n| n.checked_add(data_len))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| {
+                fail(format!(
+                    "lengths {type_len} + {content_len} + {data_len} run past the buffer's end"
+                ))
+            })?;
+        let field = |from: usize, len: usize, what: &str| {
+            std::str::from_utf8(&bytes[from..from + len])
+                .map_err(|_| fail(format!("its {what} is not UTF-8")))
+        };
+        let event_type = field(start, type_len, "event type")?;
+        let content_type = field(start + type_len, content_len, "content type")?;
+        events.push(BatchEvent {
+            version,
+            timestamp_ms,
+            event_type,
+            content_type,
+            data: &bytes[start + type_len + content_len..end],
+        });
+        at = end;
+    }
+    Ok(events)
+}
+
 /// The events of an [`EventBatch`], in order ([`EventBatch::events`]).
 pub struct Events<'a> {
     rest: &'a [u8],
@@ -265,5 +353,89 @@ mod tests {
         batch.clear();
         batch.push(event(1, "Deposited", b""));
         assert!(batch.continues(0), "cleared: starts afresh");
+    }
+
+    fn decided(events: &[BatchEvent<'_>]) -> Vec<u8> {
+        let mut batch = EventBatch::default();
+        for event in events {
+            batch.push(*event);
+        }
+        batch.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn decided_events_read_back_as_written() {
+        let written = [
+            BatchEvent {
+                timestamp_ms: 9,
+                ..event(4, "Opened", br#"{"owner":"Ada"}"#)
+            },
+            BatchEvent {
+                timestamp_ms: 9,
+                ..event(5, "Deposited", b"")
+            },
+        ];
+        assert_eq!(read_decided(&decided(&written), 4, 9).unwrap(), written);
+        assert_eq!(read_decided(&[], 4, 9).unwrap(), []);
+    }
+
+    #[test]
+    fn decided_events_that_break_the_layout_are_refused_with_where() {
+        let written = [
+            BatchEvent {
+                timestamp_ms: 9,
+                ..event(4, "Opened", b"{}")
+            },
+            BatchEvent {
+                timestamp_ms: 9,
+                ..event(5, "Deposited", b"{}")
+            },
+        ];
+        let good = decided(&written);
+        let second = HEADER_LEN + "Opened".len() + "application/json".len() + 2;
+        let problem = |bytes: &[u8], first: u64, ts: u64| {
+            let error = read_decided(bytes, first, ts).unwrap_err();
+            (error.index, error.offset, error.problem)
+        };
+        // Versions and timestamps are the host's to give.
+        assert_eq!(
+            problem(&good, 3, 9),
+            (0, 0, "version 4, expected 3".to_owned())
+        );
+        assert_eq!(
+            problem(&good, 4, 8).2,
+            "timestamp 9, expected the command's 8"
+        );
+        let mut gap = good.clone();
+        gap[second] = 6;
+        assert_eq!(
+            problem(&gap, 4, 9),
+            (1, second, "version 6, expected 5".to_owned())
+        );
+        assert!(problem(&good, u64::MAX, 9).2.contains("version"));
+        // Truncated anywhere: a header cut short, or data past the end.
+        for cut in [1, 5, HEADER_LEN + 1] {
+            let short = &good[..good.len() - cut];
+            assert_eq!(problem(short, 4, 9).0, 1, "cut {cut}");
+        }
+        assert!(
+            problem(&good[..second + 3], 4, 9)
+                .2
+                .contains("less than a 28-byte header")
+        );
+        // Trailing bytes are a third event that does not parse.
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(problem(&long, 4, 9).0, 2);
+        // A length that would overflow, and names that are not UTF-8.
+        let mut huge = good.clone();
+        huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(problem(&huge, 4, 9).2.contains("run past the buffer's end"));
+        let mut latin = good.clone();
+        latin[HEADER_LEN] = 0xff;
+        assert_eq!(problem(&latin, 4, 9).2, "its event type is not UTF-8");
+        let mut content = good.clone();
+        content[HEADER_LEN + "Opened".len()] = 0xc3;
+        assert_eq!(problem(&content, 4, 9).2, "its content type is not UTF-8");
     }
 }

@@ -1,17 +1,33 @@
 //! Host bindings generated from the WIT packages in `wit/`: the current
-//! `aether:aggregate@0.3.0` (`wit/aggregate.wit`) and the frozen 0.2.0 and
-//! 0.1.0 (`wit/deps/`), which the host keeps serving.
+//! `aether:aggregate@0.4.0` (`wit/aggregate.wit`) and the frozen 0.3.0,
+//! 0.2.0 and 0.1.0 (`wit/deps/`), which the host keeps serving.
 //!
-//! 0.3.0 carries out a command in one call (`execute`: decide and apply);
-//! 0.2.0 decides with `handle` and the host applies with `apply`; 0.1.0
-//! also takes `apply`'s batch as a `list<event>` instead of one buffer
-//! ([`aether_store::EventBatch`]). The rest of the runtime uses 0.3.0's
-//! records; [`super::instance`] converts at an older component's boundary.
+//! 0.4.0 carries out a command in one call (`execute`: decide and apply)
+//! and hands the decided events back as one buffer in the batch layout;
+//! 0.3.0 does the same with a `command` record in and a `list<new-event>`
+//! out; 0.2.0 decides with `handle` and the host applies with `apply`;
+//! 0.1.0 also takes `apply`'s batch as a `list<event>` instead of one
+//! buffer ([`aether_store::EventBatch`]). The rest of the runtime uses
+//! 0.3.0's `new-event` record for a decided event; [`super::instance`]
+//! converts at every other version's boundary.
 //!
 //! Kept private to the runtime: callers see the runtime's own types, so the
 //! generated names can change with the WIT without touching the public API.
 
-/// `aether:aggregate@0.3.0`, the version the SDKs target.
+/// `aether:aggregate@0.4.0`, the current version.
+pub(crate) mod v4 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "aether:aggregate/aggregate-component@0.4.0",
+        // The command's strings and data are lent to the guest as slices
+        // either way. Borrowing mode does not compile here, for the reason
+        // given at `v3` (`unapplied`, returned, holds a `list<u8>`).
+        ownership: Owning,
+    });
+}
+
+/// `aether:aggregate@0.3.0`, frozen: `execute` takes a `command` record
+/// and gives a `list<new-event>`.
 pub(crate) mod v3 {
     wasmtime::component::bindgen!({
         path: "../../wit",

@@ -4,12 +4,12 @@
 //! **Architecture invariant:** an aggregate component imports only WASI p2
 //! (0.2.x: cli, clocks, filesystem, io, random, sockets — all served by the
 //! capability-free context of [`super::sandbox`]) and this project's
-//! `aether:aggregate` interfaces (0.1.x, 0.2.x or 0.3.x). Anything else,
+//! `aether:aggregate` interfaces (0.1.x to 0.4.x). Anything else,
 //! `wasi:http` included, is refused here, before the component can run,
 //! with the import's name.
 //!
-//! A component exports `aether:aggregate/handler` at 0.3.x (the current
-//! version), or 0.2.x or 0.1.x (frozen, still served); [`ComponentPre`]
+//! A component exports `aether:aggregate/handler` at 0.4.x (the current
+//! version), or 0.3.x, 0.2.x or 0.1.x (frozen, still served); [`ComponentPre`]
 //! remembers which, and each call is made through that version's bindings.
 
 use std::fmt;
@@ -18,17 +18,17 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::bindings::{v1, v2, v3};
+use super::bindings::{v1, v2, v3, v4};
 use super::cache::{CompileCache, CompiledFrom};
 use super::sandbox::HostState;
 
 /// The WIT interface every aggregate component must export, at its current
-/// version; 0.2.x and 0.1.x (frozen) are served too.
-pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.3.0";
+/// version; 0.3.x, 0.2.x and 0.1.x (frozen) are served too.
+pub const HANDLER_EXPORT: &str = "aether:aggregate/handler@0.4.0";
 
-/// The `aether:aggregate` versions the host serves, newest first: 0.3.x
-/// and the frozen 0.2.x and 0.1.x.
-const SERVED_VERSIONS: &[&str] = &["0.3.", "0.2.", "0.1."];
+/// The `aether:aggregate` versions the host serves, newest first: 0.4.x
+/// and the frozen 0.3.x, 0.2.x and 0.1.x.
+const SERVED_VERSIONS: &[&str] = &["0.4.", "0.3.", "0.2.", "0.1."];
 
 /// WASI p2 packages a guest may import (any 0.2.x version).
 const ALLOWED_WASI: &[&str] = &["cli", "clocks", "filesystem", "io", "random", "sockets"];
@@ -102,7 +102,7 @@ pub enum LoadError {
     /// with the guest SDK (`export_aggregate!`) or target the
     /// `aggregate-component` world.
     #[error(
-        "component does not export `{HANDLER_EXPORT}` (or the frozen `aether:aggregate/handler@0.2.0` or `@0.1.0`): \
+        "component does not export `{HANDLER_EXPORT}` (or the frozen `aether:aggregate/handler@0.3.0`, `@0.2.0` or `@0.1.0`): \
          it exports [{found}]"
     )]
     WrongWorld {
@@ -130,7 +130,7 @@ pub struct LoadedComponent {
     state_schema: Option<String>,
     size: usize,
     compiled_from: CompiledFrom,
-    /// The handler interface it exports, e.g. `aether:aggregate/handler@0.3.0`.
+    /// The handler interface it exports, e.g. `aether:aggregate/handler@0.4.0`.
     handler_export: String,
     pub(crate) pre: ComponentPre,
 }
@@ -143,8 +143,12 @@ pub(crate) enum ComponentPre {
     /// Exports `aether:aggregate/handler@0.2.x`: `apply` takes an
     /// `event-batch`, `handle` decides without applying.
     V2(v2::AggregateComponentPre<HostState>),
-    /// Exports `aether:aggregate/handler@0.3.x`: `execute` decides and applies.
+    /// Exports `aether:aggregate/handler@0.3.x`: `execute` decides and
+    /// applies, with records in and out.
     V3(v3::AggregateComponentPre<HostState>),
+    /// Exports `aether:aggregate/handler@0.4.x`: `execute` decides and
+    /// applies, and gives the decided events as a batch.
+    V4(v4::AggregateComponentPre<HostState>),
 }
 
 impl LoadedComponent {
@@ -182,7 +186,7 @@ impl LoadedComponent {
     }
 
     /// The `aether:aggregate/handler` interface it exports, with its
-    /// version, e.g. `aether:aggregate/handler@0.3.0`.
+    /// version, e.g. `aether:aggregate/handler@0.4.0`.
     pub fn handler_export(&self) -> &str {
         &self.handler_export
     }
@@ -207,6 +211,10 @@ impl fmt::Debug for LoadedComponent {
 pub(crate) fn sandbox_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    v4::aether::aggregate0_4_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |state| state,
+    )?;
     v3::aether::aggregate0_3_0::log::add_to_linker::<HostState, HasSelf<HostState>>(
         &mut linker,
         |state| state,
@@ -297,7 +305,9 @@ pub(crate) fn load(
         .find_map(|v| exports.iter().find(|name| exports_version(name, v)))
         .map(|name| name.to_string())
         .unwrap_or_default();
-    let pre = if exports_version(&handler_export, "0.3.") {
+    let pre = if exports_version(&handler_export, "0.4.") {
+        v4::AggregateComponentPre::new(instance_pre).map(ComponentPre::V4)
+    } else if exports_version(&handler_export, "0.3.") {
         v3::AggregateComponentPre::new(instance_pre).map(ComponentPre::V3)
     } else if exports_version(&handler_export, "0.2.") {
         v2::AggregateComponentPre::new(instance_pre).map(ComponentPre::V2)
@@ -420,6 +430,7 @@ mod tests {
             "aether:aggregate/log@0.1.0",
             "aether:aggregate/log@0.2.0",
             "aether:aggregate/log@0.3.0",
+            "aether:aggregate/log@0.4.0",
         ] {
             assert!(import_allowed(name), "{name} should be allowed");
         }
@@ -427,11 +438,12 @@ mod tests {
 
     #[test]
     fn every_served_handler_version_is_recognised() {
+        assert!(export_matches("aether:aggregate/handler@0.4.0"));
         assert!(export_matches("aether:aggregate/handler@0.3.0"));
         assert!(export_matches("aether:aggregate/handler@0.2.0"));
         assert!(export_matches("aether:aggregate/handler@0.1.0"));
         assert!(export_matches("aether:aggregate/handler@0.1.3"));
-        assert!(!export_matches("aether:aggregate/handler@0.4.0"));
+        assert!(!export_matches("aether:aggregate/handler@0.5.0"));
         assert!(!export_matches("aether:aggregate/handler"));
         assert!(!export_matches("acme:aggregate/handler@0.2.0"));
         assert!(exports_version("aether:aggregate/handler@0.2.1", "0.2."));

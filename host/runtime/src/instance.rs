@@ -8,10 +8,11 @@
 //! aggregates it may hold plus [`HANDLE_HEADROOM`], so a partition can keep
 //! its namespace's share of `max_live_aggregates` live in one instance.
 //!
-//! The component exports `aether:aggregate/handler` at 0.3.x or at the
-//! frozen 0.2.x or 0.1.x ([`Exports`]). They differ in how a command is
-//! carried out (0.3's one `execute` call decides and applies; older
-//! versions `handle`, then `apply` with the decided events: see
+//! The component exports `aether:aggregate/handler` at 0.4.x or at the
+//! frozen 0.3.x, 0.2.x or 0.1.x ([`Exports`]). They differ in how a
+//! command is carried out (0.4's and 0.3's one `execute` call decides and
+//! applies, 0.4's handing the events back as a batch and 0.3's as records;
+//! older versions `handle`, then `apply` with the decided events: see
 //! [`GuestInstance::execute`]) and in how `apply` receives a batch (one
 //! `event-batch` buffer, or a 0.1 `list<event>`: see
 //! [`GuestInstance::apply_batch`]); nothing else looks at the version.
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{NewEvent, v1, v2, v3};
+use super::bindings::{NewEvent, v1, v2, v3, v4};
 use super::component::{ComponentPre, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::limits::SandboxLimits;
@@ -63,6 +64,7 @@ enum Exports {
     V1(v1::AggregateComponent),
     V2(v2::AggregateComponent),
     V3(v3::AggregateComponent),
+    V4(v4::AggregateComponent),
 }
 
 /// Runs `$call` with `$aggregate` bound to the exported `aggregate`
@@ -81,6 +83,10 @@ macro_rules! on_aggregate {
             }
             Exports::V3(exports) => {
                 let $aggregate = exports.aether_aggregate0_3_0_handler().aggregate();
+                $call
+            }
+            Exports::V4(exports) => {
+                let $aggregate = exports.aether_aggregate0_4_0_handler().aggregate();
                 $call
             }
         }
@@ -146,6 +152,7 @@ impl GuestInstance {
             ComponentPre::V1(pre) => pre.instantiate(&mut store).map(Exports::V1),
             ComponentPre::V2(pre) => pre.instantiate(&mut store).map(Exports::V2),
             ComponentPre::V3(pre) => pre.instantiate(&mut store).map(Exports::V3),
+            ComponentPre::V4(pre) => pre.instantiate(&mut store).map(Exports::V4),
         };
         match instantiated {
             Ok(exports) => Ok(Self {
@@ -271,6 +278,11 @@ impl GuestInstance {
     ) -> Result<Result<(), ApplyRefusal>, GuestFailure> {
         self.call(stream, timestamp_ms, version, |exports, store| {
             Ok(match exports {
+                Exports::V4(exports) => exports
+                    .aether_aggregate0_4_0_handler()
+                    .aggregate()
+                    .call_apply(store, resource, batch.as_bytes())?
+                    .map_err(|e| (e.version, e.message)),
                 Exports::V3(exports) => exports
                     .aether_aggregate0_3_0_handler()
                     .aggregate()
@@ -312,8 +324,8 @@ impl GuestInstance {
     /// reads `timestamp_ms`, random is seeded from the stream and
     /// `version + 1`.
     ///
-    /// One call for a 0.3.x component (`execute`); two for older ones
-    /// (`handle`, then `apply` with the decided events, under the same
+    /// One call for a 0.4.x or 0.3.x component (`execute`); two for older
+    /// ones (`handle`, then `apply` with the decided events, under the same
     /// clock and seed), with the same outcome.
     pub(crate) fn execute(
         &mut self,
@@ -323,8 +335,14 @@ impl GuestInstance {
         command: (&str, &str, &[u8]),
         timestamp_ms: u64,
     ) -> Result<Execution, GuestFailure> {
-        if matches!(self.exports, Exports::V3(_)) {
-            return self.execute_once(stream, resource, version, command, timestamp_ms);
+        match self.exports {
+            Exports::V4(_) => {
+                return self.execute_batch(stream, resource, version, command, timestamp_ms);
+            }
+            Exports::V3(_) => {
+                return self.execute_once(stream, resource, version, command, timestamp_ms);
+            }
+            Exports::V2(_) | Exports::V1(_) => {}
         }
         let events = match self.handle(stream, resource, version, command, timestamp_ms)? {
             Ok(events) => events,
@@ -336,6 +354,64 @@ impl GuestInstance {
             self.apply_decided(stream, resource, version, &events, timestamp_ms)?
                 .err()
         };
+        Ok(Ok(Executed { events, refused }))
+    }
+
+    /// 0.4.x: decides and applies in one `execute` call, which hands the
+    /// decided events back as a batch stamped as they will be stored. The
+    /// batch comes from the guest, so it is checked whole
+    /// ([`aether_core::batch::read_decided`]): one that breaks the layout,
+    /// the versions or the timestamps fails the call like a trap (the
+    /// caller drops the instance, nothing is stored).
+    fn execute_batch(
+        &mut self,
+        stream: &StreamId,
+        resource: ResourceAny,
+        version: u64,
+        (command_type, content_type, data): (&str, &str, &[u8]),
+        timestamp_ms: u64,
+    ) -> Result<Execution, GuestFailure> {
+        let first = version + 1;
+        let execution = self.call(stream, timestamp_ms, first, |exports, store| {
+            let Exports::V4(exports) = exports else {
+                unreachable!("a batch from `execute` of a component older than 0.4")
+            };
+            exports
+                .aether_aggregate0_4_0_handler()
+                .aggregate()
+                .call_execute(
+                    store,
+                    resource,
+                    command_type,
+                    content_type,
+                    data,
+                    first,
+                    timestamp_ms,
+                )
+        })?;
+        use v4::exports::aether::aggregate0_4_0::handler::ExecuteError;
+        let (batch, refused) = match execution {
+            Ok(batch) => (batch, None),
+            Err(ExecuteError::Rejected(rejection)) => return Ok(Err(rejection!(rejection))),
+            Err(ExecuteError::Unapplied(unapplied)) => (
+                unapplied.events,
+                Some((unapplied.error.version, unapplied.error.message)),
+            ),
+        };
+        let events = aether_core::batch::read_decided(&batch, first, timestamp_ms)
+            .map_err(|e| {
+                GuestFailure::new(
+                    GuestFailureKind::Trap,
+                    format!("`execute` gave events that are not a valid batch: {e}"),
+                )
+            })?
+            .into_iter()
+            .map(|e| NewEvent {
+                event_type: e.event_type.to_owned(),
+                content_type: e.content_type.to_owned(),
+                data: e.data.to_vec(),
+            })
+            .collect();
         Ok(Ok(Executed { events, refused }))
     }
 
@@ -409,7 +485,9 @@ impl GuestInstance {
                         .map(|events| events.into_iter().map(|e| new_event!(e)).collect())
                         .map_err(|r| rejection!(r))
                 }
-                Exports::V3(_) => unreachable!("a 0.3 component decides with `execute`"),
+                Exports::V4(_) | Exports::V3(_) => {
+                    unreachable!("a 0.3 or later component decides with `execute`")
+                }
             })
         })
     }

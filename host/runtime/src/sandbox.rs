@@ -31,6 +31,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 use super::bindings::v1::aether::aggregate0_1_0::log as v1_log;
 use super::bindings::v2::aether::aggregate0_2_0::log as v2_log;
 use super::bindings::v3::aether::aggregate0_3_0::log as v3_log;
+use super::bindings::v4::aether::aggregate0_4_0::log as v4_log;
 use super::deadline::CallClock;
 
 /// Everything a guest call sees: its WASI context, its resources, its limits.
@@ -123,7 +124,7 @@ macro_rules! guest_log_host {
     )*};
 }
 
-guest_log_host!(v1_log, v2_log, v3_log);
+guest_log_host!(v1_log, v2_log, v3_log, v4_log);
 
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {

@@ -36,35 +36,6 @@ struct Tally {
     balance: Cell<u64>,
 }
 
-/// One event of a batch: (version, type, content type, data).
-type Stored<'a> = (u64, &'a [u8], &'a [u8], &'a [u8]);
-
-/// The events of a batch, in order (the host guarantees the layout; a
-/// batch that breaks it ends the iteration with `None` in the item).
-fn events(mut batch: &[u8]) -> impl Iterator<Item = Option<Stored<'_>>> {
-    std::iter::from_fn(move || {
-        if batch.is_empty() {
-            return None;
-        }
-        let event = (|| {
-            let header = batch.get(..28)?;
-            let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
-            let version = u64::from_le_bytes(header[..8].try_into().unwrap());
-            let lens = [u32_at(16), u32_at(20), u32_at(24)].map(|n| n as usize);
-            let end = 28 + lens.iter().sum::<usize>();
-            let body = batch.get(28..end)?;
-            let (event_type, rest) = body.split_at(lens[0]);
-            let (content_type, data) = rest.split_at(lens[1]);
-            batch = &batch[end..];
-            Some((version, event_type, content_type, data))
-        })();
-        if event.is_none() {
-            batch = &[];
-        }
-        Some(event)
-    })
-}
-
 impl GuestAggregate for Tally {
     fn new(_id: String) -> Self {
         Self {
@@ -72,33 +43,7 @@ impl GuestAggregate for Tally {
         }
     }
 
-    fn apply(&self, batch: Vec<u8>) -> Result<(), ApplyError> {
-        let mut last = 0;
-        for event in events(&batch) {
-            let failed = |version: u64, message: String| ApplyError { version, message };
-            let Some((version, event_type, content_type, data)) = event else {
-                return Err(failed(last + 1, "malformed batch".into()));
-            };
-            last = version;
-            if content_type != b"application/json" {
-                return Err(failed(version, "unsupported content type".into()));
-            }
-            match event_type {
-                b"Opened" => {}
-                b"Deposited" => {
-                    let Amount { amount } = serde_json::from_slice(data)
-                        .map_err(|e| failed(version, format!("invalid Deposited: {e}")))?;
-                    self.balance.set(self.balance.get().saturating_add(amount));
-                }
-                other => {
-                    let other = String::from_utf8_lossy(other);
-                    let message = format!("cannot apply event: unknown type \"{other}\"");
-                    return Err(failed(version, message));
-                }
-            }
-        }
-        Ok(())
-    }
+    tally_apply_batch!();
 
     tally_methods!();
 }
