@@ -1,7 +1,8 @@
-"""``execute`` (aether:aggregate@0.3.0) decides a command and applies the
+"""``execute`` (aether:aggregate@0.4.0) decides a command and applies the
 decided events in the same call: the events are the ones the 0.2.0
-``handle`` returned, byte for byte, and the state is the one a replay of
-them through ``apply`` gives."""
+``handle`` returned, byte for byte, handed back as one batch stamped as the
+host will store them, and the state is the one a replay of them through
+``apply`` gives."""
 
 import copy
 import unittest
@@ -10,7 +11,7 @@ from typing import Literal, Optional
 
 from aether_guest import Aggregate, Rejection, u8, u64
 from aether_guest._aggregate import CONTENT_TYPE, spec_of
-from aether_guest._component import command_record
+from aether_guest._batch import read_batch
 from aether_guest._codec import codec_for
 from aether_guest.testing import Err, given, write_batch
 
@@ -120,7 +121,8 @@ def reprs(*events):
 
 
 def command(what, amount=0):
-    return command_record("Decide", JSON, codec_for(Decide).to_bytes(Decide(what, amount)))
+    """``(command_type, content_type, data)``, as ``execute`` takes them."""
+    return ("Decide", JSON, codec_for(Decide).to_bytes(Decide(what, amount)))
 
 
 def old_handle(state, cmd):
@@ -131,27 +133,39 @@ def old_handle(state, cmd):
     return [(name, JSON, data) for name, data in spec.encode_events(decided)]
 
 
-def replayed(events, first_version):
-    """A new aggregate with ``HISTORY`` and then ``events`` (new-events)
-    replayed through ``apply``, as the host rebuilds it from the store."""
+def replayed(batch, first_version):
+    """A new aggregate with ``HISTORY`` and then ``batch`` replayed through
+    ``apply``, as the host rebuilds it from the store."""
     scenario = given(Ledger, *HISTORY)
     assert scenario.version == first_version - 1
-    if events:
-        scenario.resource.apply(
-            write_batch(
-                (first_version + i, e.event_type, e.content_type, e.data, TIMESTAMP_MS)
-                for i, e in enumerate(events)
-            )
-        )
+    if batch:
+        scenario.resource.apply(batch)
     return scenario.state
 
 
-def execute(scenario, cmd):
-    """The decision, with its records copied (the SDK reuses them)."""
-    decision = scenario.resource.execute(cmd, scenario.version + 1, TIMESTAMP_MS)
-    events = [(e.event_type, e.content_type, e.data) for e in decision.events]
-    error = decision.apply_error
-    return events, None if error is None else (error.version, error.message)
+def decided(batch, first_version):
+    """``[(event_type, content_type, data)]`` of a batch ``execute`` gave,
+    after checking every event is stamped as the host will store it."""
+    events = read_batch(batch)
+    stamps = [(version, timestamp) for version, *_, timestamp in events]
+    expected = [(first_version + i, TIMESTAMP_MS) for i in range(len(events))]
+    assert stamps == expected, (stamps, expected)
+    return [(name, content_type, data) for _, name, content_type, data, _ in events]
+
+
+def execute(scenario, cmd, first_version=None):
+    """``(events, apply-error)`` of a command carried out: the events as
+    ``decided`` reads them, the apply-error as ``(version, message)`` or
+    None."""
+    first_version = scenario.version + 1 if first_version is None else first_version
+    try:
+        batch = scenario.resource.execute(*cmd, first_version, TIMESTAMP_MS)
+    except Err as err:
+        if not hasattr(err.value, "events"):
+            raise
+        error = err.value.error
+        return decided(err.value.events, first_version), (error.version, error.message)
+    return decided(batch, first_version), None
 
 
 @dataclass
@@ -193,14 +207,18 @@ class ExecuteTest(unittest.TestCase):
                 scenario = given(Ledger, *HISTORY)
                 cmd = command(what, 7)
                 expected = old_handle(scenario.state, cmd)
-                decision = scenario.resource.execute(cmd, 3, TIMESTAMP_MS)
-                self.assertIsNone(decision.apply_error)
-                self.assertIs(type(decision.events), list)
-                got = [(e.event_type, e.content_type, e.data) for e in decision.events]
-                self.assertEqual(got, expected)
-                for e in decision.events:
-                    self.assertIs(type(e.data), bytes)
-                self.assertEqual(scenario.state, replayed(decision.events, 3))
+                batch = scenario.resource.execute(*cmd, 3, TIMESTAMP_MS)
+                self.assertIs(type(batch), bytes)
+                self.assertEqual(decided(batch, 3), expected)
+                # The very bytes the host would hand a replay of them.
+                self.assertEqual(
+                    batch,
+                    write_batch(
+                        (3 + i, name, content_type, data, TIMESTAMP_MS)
+                        for i, (name, content_type, data) in enumerate(expected)
+                    ),
+                )
+                self.assertEqual(scenario.state, replayed(batch, 3))
         self.assertEqual(
             old_handle(Ledger(), command("pay", 7)), [("Paid", JSON, b'{"amount":7}')]
         )
@@ -242,13 +260,13 @@ class ExecuteTest(unittest.TestCase):
 
     def test_consecutive_commands(self):
         scenario = given(Ledger, *HISTORY)
-        first = scenario.resource.execute(command("pay", 1), 3, TIMESTAMP_MS)
-        self.assertEqual(first.events[0].data, b'{"amount":1}')
-        second = scenario.resource.execute(command("pay", 20), 4, TIMESTAMP_MS)
+        first = execute(scenario, command("pay", 1), 3)
+        self.assertEqual(first, ([("Paid", JSON, b'{"amount":1}')], None))
+        # Versions and the timestamp are the call's, whatever came before.
+        second = scenario.resource.execute(*command("pay", 20), 2**40, 7)
         self.assertEqual(
-            [(e.event_type, e.data) for e in second.events], [("Paid", b'{"amount":20}')]
+            read_batch(second), [(2**40, "Paid", JSON, b'{"amount":20}', 7)]
         )
-        self.assertIsNone(second.apply_error)
         self.assertEqual(scenario.state.total, 26)
         given(Ledger).when(Decide("pay", 1)).then_events(Paid(1)).then_state(
             Ledger(1, reprs(Paid(1)))
@@ -257,19 +275,20 @@ class ExecuteTest(unittest.TestCase):
     def test_a_rejection_leaves_the_state_unchanged(self):
         for cmd in (
             command("refuse"),
-            command_record("Decide", JSON, b'{"what":1}'),
-            command_record("Decide", "text/plain", b"{}"),
-            command_record("Nope", JSON, b"null"),
+            ("Decide", JSON, b'{"what":1}'),
+            ("Decide", "text/plain", b"{}"),
+            ("Nope", JSON, b"null"),
         ):
             with self.subTest(cmd=cmd):
                 scenario = given(Ledger, *HISTORY)
                 state = scenario.state
                 before = copy.deepcopy(state)
                 with self.assertRaises(Err) as caught:
-                    scenario.resource.execute(cmd, 3, TIMESTAMP_MS)
+                    scenario.resource.execute(*cmd, 3, TIMESTAMP_MS)
                 self.assertIs(scenario.state, state)
                 self.assertEqual(scenario.state, before)
-                self.assertTrue(caught.exception.value.code)
+                # execute-error's case `rejected`.
+                self.assertTrue(caught.exception.value.value.code)
         given(Ledger).when(Decide("refuse")).then_rejected("no", "cannot refuse")
 
     def test_an_event_that_does_not_decode_is_an_apply_error(self):
@@ -314,9 +333,7 @@ class ExecuteTest(unittest.TestCase):
             with self.subTest(what=what):
                 scenario = given(Ledger, *HISTORY)
                 before = copy.deepcopy(scenario.state)
-                decision = scenario.resource.execute(command(what), 3, TIMESTAMP_MS)
-                self.assertEqual(list(decision.events), [])
-                self.assertIsNone(decision.apply_error)
+                self.assertEqual(scenario.resource.execute(*command(what), 3, TIMESTAMP_MS), b"")
                 self.assertEqual(scenario.state, before)
         given(Ledger, *HISTORY).when(Decide("nothing")).then_events().then_state(
             Ledger(5, reprs(*HISTORY))
@@ -325,9 +342,9 @@ class ExecuteTest(unittest.TestCase):
     def test_guest_bugs_raise(self):
         scenario = given(Ledger)
         with self.assertRaisesRegex(RuntimeError, "a guest bug"):
-            scenario.resource.execute(command("boom"), 1, TIMESTAMP_MS)
+            scenario.resource.execute(*command("boom"), 1, TIMESTAMP_MS)
         with self.assertRaisesRegex(TypeError, "not one of its events"):
-            scenario.resource.execute(command("unknown"), 1, TIMESTAMP_MS)
+            scenario.resource.execute(*command("unknown"), 1, TIMESTAMP_MS)
 
 
 if __name__ == "__main__":

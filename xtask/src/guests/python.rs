@@ -79,10 +79,11 @@ const SDK_PACKAGE: &str = "guest-sdk/python/src/aether_guest";
 /// The custom section the state-schema version goes into (the host's
 /// `STATE_SCHEMA_SECTION`).
 const STATE_SCHEMA_SECTION: &str = "aether:state-schema";
-/// The WIT world an SDK guest targets: the SDK's glue implements 0.3.0
-/// (`execute` decides a command and applies its events in one call;
-/// `apply` reads a replay batch as one buffer).
-const SDK_WORLD: &str = "aether:aggregate/aggregate-component@0.3.0";
+/// The WIT world an SDK guest targets: the SDK's glue implements 0.4.0
+/// (`execute` decides a command and applies its events in one call and
+/// hands them back as one batch; `apply` reads a replay batch as one
+/// buffer).
+const SDK_WORLD: &str = "aether:aggregate/aggregate-component@0.4.0";
 /// The WIT world the probe targets: the frozen 0.1.0 (`apply` takes a
 /// `list<event>`), so the tests keep proving that the host serves it.
 const PROBE_WORLD: &str = "aether:aggregate/aggregate-component@0.1.0";

@@ -1,9 +1,9 @@
 """The componentize-py glue: the WIT resource ``aggregate`` (interface
-``aether:aggregate/handler@0.3.0``) around an
+``aether:aggregate/handler@0.4.0``) around an
 :class:`~aether_guest.Aggregate` subclass. ``execute`` decides a command
-and applies the events it decided, in one call; ``apply`` (replay) gets a
-batch of stored events as one ``bytes`` and reads it in place (see
-``_batch``).
+and applies the events it decided, in one call, and hands them back as one
+``bytes`` in the batch layout; ``apply`` (replay) gets a batch of stored
+events as one ``bytes`` and reads it in place (see ``_batch``).
 
 :func:`resource_class` is written against stand-ins for the generated
 binding types, so the very code that runs in the component also runs under
@@ -31,15 +31,17 @@ from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source, canonical_v
 EXPORTED: list = []
 
 
-def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
+def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
     """The class of the WIT resource for ``spec``, built on the given
-    constructors for the WIT records and the error wrapper."""
+    constructors for the WIT records, the error wrapper and the two cases
+    of ``execute-error`` (``Unapplied(events, apply_error)`` builds the
+    record and wraps it in its case)."""
     JSON = CONTENT_TYPE
     new_state = spec.new
     command_decoder_of = spec.command_decoders.get
     decode_command = spec.decode_command
     apply_events = _apply_loop(spec, Err, ApplyError)
-    decide_events = _decider(spec, NewEvent, Decision, ApplyError)
+    decide_events = _decider(spec, Err, ApplyError, Unapplied)
     single = decide_events.single
     encode_events = spec.encode_events
     snapshot = spec.snapshot
@@ -57,8 +59,7 @@ def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
             # not depend on it, which keeps replay a pure function of the events.
             self.state = new_state()
 
-        def execute(self, command, first_version, timestamp_ms):
-            command_type, content_type, data = command
+        def execute(self, command_type, content_type, data, first_version, timestamp_ms):
             decode = command_decoder_of(command_type) if content_type == JSON else None
             if decode is not None:
                 try:
@@ -71,7 +72,7 @@ def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
                     value = decode_command(command_type, content_type, data)
                 decided = state.handle(value)
             except Rejection as rejection:
-                raise Err(WitRejection(rejection.code, rejection.message)) from None
+                raise Err(Rejected(WitRejection(rejection.code, rejection.message))) from None
             # The common case, one event, without the general loop: encoded,
             # decoded again as a replay reads it (or, for a class with a
             # canonical form, built again from its fields: the same value,
@@ -80,20 +81,20 @@ def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
                 event = decided[0]
                 entry = single(type(event))
                 if entry is not None:
-                    data = entry[0](event)
-                    copy = entry[5]
+                    to_bytes, from_bytes, name, copy, pack, type_len, content_len, names = entry
+                    data = to_bytes(event)
                     if copy is not None:
                         state.apply(copy(event))
                     else:
                         try:
-                            value = entry[1](data)
+                            value = from_bytes(data)
                         except ValueError:
-                            return decide_events(state, [(entry[2], data)], first_version)
+                            return decide_events(state, [(name, data)], first_version, timestamp_ms)
                         state.apply(value)
-                    # A record kept for this event class (see `_decider`).
-                    entry[3].data = data
-                    return entry[4]
-            return decide_events(state, encode_events(decided), first_version)
+                    # The batch: the header and names, then the data.
+                    head = pack(first_version, timestamp_ms, type_len, content_len, len(data), names)
+                    return head + data
+            return decide_events(state, encode_events(decided), first_version, timestamp_ms)
 
         def snapshot(self) -> bytes:
             return snapshot(self.state)
@@ -114,34 +115,35 @@ def resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection):
     return Aggregate
 
 
-def _decider(spec, NewEvent, Decision, ApplyError):
-    """``decide_events(state, encoded, first_version)``: the ``decision``
-    for the events a command decided (``[(event_type, data)]``, as
-    ``spec.encode_events`` gives them), after applying them to ``state``
-    the way a replay does: each decoded from the data just encoded, by the
-    decoder the apply loop inlines (canonical fast path included), falling
-    back to the general decoder, which words the apply-error. The first
-    event that does not decode stops it: the decision then names it (at
-    ``first_version`` + its index) and the events before it stay applied.
-    Anything else raising (the state's ``apply``) is a guest bug and traps,
-    as in a replay.
+def _decider(spec, Err, ApplyError, Unapplied):
+    """``decide_events(state, encoded, first_version, timestamp_ms)``: the
+    batch of the events a command decided (``[(event_type, data)]``, as
+    ``spec.encode_events`` gives them), stamped as the host will store them,
+    after applying them to ``state`` the way a replay does: each decoded
+    from the data just encoded, by the decoder the apply loop inlines
+    (canonical fast path included), falling back to the general decoder,
+    which words the apply-error. The first event that does not decode stops
+    it: the call then fails with ``unapplied`` (every decided event, and the
+    apply-error at ``first_version`` + its index); the events before it stay
+    applied. Anything else raising (the state's ``apply``) is a guest bug
+    and traps, as in a replay.
 
     ``decide_events.single(event_class)`` is, for the one-event fast path
-    in ``execute``, ``(to_bytes, from_bytes, type name, new_event,
-    decision, copy)``: the codec's functions, a ``NewEvent`` and a
-    ``Decision`` holding just it, and the codec's ``copy`` (or None). The
-    records are built once per event class and handed back on every call
-    with the new event's ``data`` set. componentize-py reads a returned record (with
-    ``getattr``, field by field) before the call returns to the host, and
-    calls into one instance never overlap, so a record is never read after
-    the next call changed it; building them costs more than the rest of
-    applying a small event."""
+    in ``execute``, ``(to_bytes, from_bytes, type name, copy, pack,
+    type_len, content_len, names)``: the codec's functions and ``copy`` (or
+    None), then the class's :func:`_batch.event_head`."""
     JSON = CONTENT_TYPE
     decoders = spec.event_decoders
     decode_event = spec.decode_event
+    heads = {name: _batch.event_head(name, JSON) for name in spec.events}
 
-    def decide_events(state, encoded, first_version):
-        events = [NewEvent(name, JSON, data) for name, data in encoded]
+    def decide_events(state, encoded, first_version, timestamp_ms):
+        parts = []
+        for index, (name, data) in enumerate(encoded):
+            pack, type_len, content_len, names = heads[name]
+            parts.append(pack(first_version + index, timestamp_ms, type_len, content_len, len(data), names))
+            parts.append(data)
+        batch = b"".join(parts)
         fold = state.apply
         for index, (name, data) in enumerate(encoded):
             try:
@@ -152,21 +154,15 @@ def _decider(spec, NewEvent, Decision, ApplyError):
                 try:
                     value = decode_event(name, JSON, data)
                 except ValueError as error:
-                    return Decision(events, ApplyError(first_version + index, str(error)))
+                    raise Err(
+                        Unapplied(batch, ApplyError(first_version + index, str(error)))
+                    ) from None
             fold(value)
-        return Decision(events, None)
+        return batch
 
     singles = {}
     for name, codec in spec.events.items():
-        new_event = NewEvent(name, JSON, b"")
-        singles[codec.cls] = (
-            codec.to_bytes,
-            codec.from_bytes,
-            name,
-            new_event,
-            Decision([new_event], None),
-            codec.copy,
-        )
+        singles[codec.cls] = (codec.to_bytes, codec.from_bytes, name, codec.copy, *heads[name])
     decide_events.single = singles.get
     return decide_events
 
@@ -371,23 +367,6 @@ def _canonical_path(codec, index: int, namespace: dict) -> str:
     )
 
 
-def command_record(command_type, content_type, data):
-    """What the WIT record ``command`` becomes in the guest: a plain tuple."""
-    return (command_type, content_type, data)
-
-
-def _fast_records():
-    """componentize-py builds each record it hands to the guest by calling
-    the class of that name in the generated bindings, which it looks up
-    after the app module is imported. The generated classes are dataclasses
-    whose ``__init__`` costs more than the rest of handling a small
-    command; the record the host sends (``command``) is only read, so a
-    plain tuple built by a one-line function does."""
-    from wit_world.imports import types as wit_types
-
-    wit_types.Command = command_record
-
-
 def export(cls):
     """Makes ``cls`` the component's aggregate, like the Rust SDK's
     ``export_aggregate!``: call it once, at the end of the module
@@ -403,8 +382,10 @@ def export(cls):
     try:
         from componentize_py_types import Err
         from wit_world import exports
-        from wit_world.imports.types import ApplyError, Decision, NewEvent
+        from wit_world.imports.types import ApplyError, ExecuteError_Rejected
+        from wit_world.imports.types import ExecuteError_Unapplied
         from wit_world.imports.types import Rejection as WitRejection
+        from wit_world.imports.types import Unapplied
     except ImportError:
         return cls
     if len(EXPORTED) > 1:
@@ -412,8 +393,14 @@ def export(cls):
             f"a component exports one aggregate, but both {EXPORTED[0].__name__} and "
             f"{cls.__name__} are exported"
         )
-    _fast_records()
-    resource = resource_class(spec, NewEvent, Decision, Err, ApplyError, WitRejection)
+    resource = resource_class(
+        spec,
+        Err,
+        ApplyError,
+        WitRejection,
+        ExecuteError_Rejected,
+        lambda events, error: ExecuteError_Unapplied(Unapplied(events, error)),
+    )
     # componentize-py looks for the resource class of interface `handler`
     # in a module named `handler`, and for the interface's class `Handler`
     # in the app module (the one that exports).

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from ._aggregate import CONTENT_TYPE, Rejection, spec_of, type_name
 from ._codec import codec_for
-from ._batch import write_batch
-from ._component import command_record, resource_class
+from ._batch import read_batch, write_batch
+from ._component import resource_class
 
 __all__ = ["given", "given_state", "Scenario", "Outcome", "Err", "write_batch"]
 
@@ -38,18 +38,11 @@ TIMESTAMP_MS = 1_700_000_000_000
 
 @dataclass
 class _NewEvent:
+    """A decided event, read back from the batch ``execute`` gave."""
+
     event_type: str
     content_type: str
     data: bytes
-
-
-_Command = command_record
-
-
-@dataclass
-class _Decision:
-    events: list
-    apply_error: object
 
 
 @dataclass
@@ -62,6 +55,21 @@ class _ApplyError:
 class _WitRejection:
     code: str
     message: str
+
+
+@dataclass
+class _Rejected:
+    """``execute-error``'s case ``rejected``."""
+
+    value: _WitRejection
+
+
+@dataclass
+class _Unapplied:
+    """``execute-error``'s case ``unapplied`` (with its record's fields)."""
+
+    events: bytes
+    error: _ApplyError
 
 
 class Err(Exception):
@@ -79,7 +87,7 @@ def _resource(cls):
     resource = _RESOURCES.get(cls)
     if resource is None:
         resource = _RESOURCES[cls] = resource_class(
-            spec_of(cls), _NewEvent, _Decision, Err, _ApplyError, _WitRejection
+            spec_of(cls), Err, _ApplyError, _WitRejection, _Rejected, _Unapplied
         )
     return resource
 
@@ -150,29 +158,52 @@ class Scenario:
         data = data.encode() if isinstance(data, str) else bytes(data)
         before = self.resource.snapshot()
         first_version = self.version + 1
+        unapplied = None
         try:
-            decision = self.resource.execute(
-                _Command(command_type, content_type, data), first_version, TIMESTAMP_MS
+            batch = self.resource.execute(
+                command_type, content_type, data, first_version, TIMESTAMP_MS
             )
         except Err as err:
-            rejection = Rejection(err.value.code, err.value.message)
-            if self.resource.snapshot() != before:
-                raise AssertionError(
-                    f"{self.cls.__name__}.handle changed the state, then rejected the "
-                    "command: it must only decide, and let apply change the state"
-                ) from None
-            return Outcome(self, [], rejection, None)
-        # Copied at once: the SDK hands back the same records on every call.
-        wire = [_NewEvent(e.event_type, e.content_type, e.data) for e in decision.events]
+            if isinstance(err.value, _Unapplied):
+                unapplied = err.value
+                batch = unapplied.events
+            else:
+                return self._rejected(err.value.value, before)
+        wire = self._read_decided(batch, first_version)
         self.version += len(wire)
-        error = decision.apply_error
-        if error is not None:
+        if unapplied is not None:
+            error = unapplied.error
             raise AssertionError(
                 f"event {error.version} did not apply: {error.message}", error.message
             )
         self._check_replay(before, first_version, wire)
         events = [self.spec.event_decoders[new.event_type](new.data) for new in wire]
         return Outcome(self, events, None, wire)
+
+    def _rejected(self, rejection, before: bytes) -> "Outcome":
+        if self.resource.snapshot() != before:
+            raise AssertionError(
+                f"{self.cls.__name__}.handle changed the state, then rejected the "
+                "command: it must only decide, and let apply change the state"
+            )
+        return Outcome(self, [], Rejection(rejection.code, rejection.message), None)
+
+    @staticmethod
+    def _read_decided(batch, first_version: int) -> list:
+        """The decided events of ``execute``'s batch, checked as the host
+        checks them (layout, versions from ``first_version``, the command's
+        timestamp)."""
+        wire = []
+        for index, (version, event_type, content_type, data, stamp) in enumerate(
+            read_batch(batch)
+        ):
+            if (version, stamp) != (first_version + index, TIMESTAMP_MS):
+                raise AssertionError(
+                    f"execute stamped decided event {index} with version {version} and "
+                    f"timestamp {stamp}, not {first_version + index} and {TIMESTAMP_MS}"
+                )
+            wire.append(_NewEvent(event_type, content_type, data))
+        return wire
 
     def _check_replay(self, before: bytes, first_version: int, wire) -> None:
         """Checks that the state equals the state before the command with
