@@ -1,7 +1,8 @@
 """The batch ``apply`` receives for a replay (``aether:aggregate@0.4.0``,
-as in 0.2.0 and 0.3.0), and ``execute`` hands back: events one after another, each a 28-byte little-endian header
-(version u64, timestamp-ms u64, then the u32 lengths of its event type,
-content type and data) followed by those three byte strings. The layout
+as in 0.2.0 and 0.3.0), and ``execute`` hands back: events one after
+another, each a 28-byte little-endian header (version u64, timestamp-ms
+u64, then the u32 lengths of its event type, content type and data)
+followed by those three byte strings. The layout
 is specified on ``apply`` in ``wit/aggregate.wit``.
 
 The apply loop (``_component``) reads the batch in place: a run of events

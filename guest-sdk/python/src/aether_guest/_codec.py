@@ -387,10 +387,22 @@ class Codec:
         "names",
         "canonical",
         "copy",
+        "to_bytes_copy",
     )
 
     def __init__(
-        self, cls, from_value, from_bytes, to_value, to_bytes, unit, body, names, canonical, copy
+        self,
+        cls,
+        from_value,
+        from_bytes,
+        to_value,
+        to_bytes,
+        unit,
+        body,
+        names,
+        canonical,
+        copy,
+        to_bytes_copy,
     ):
         self.cls = cls
         self.from_value = from_value
@@ -412,6 +424,9 @@ class Codec:
         # are written and read back exactly) at a fraction of its cost;
         # else None.
         self.copy = copy
+        # With a canonical form, `to_bytes_copy(value)`: `(to_bytes(value),
+        # copy(value))` in one call; else None.
+        self.to_bytes_copy = to_bytes_copy
 
 
 _CODECS: dict = {}
@@ -573,14 +588,25 @@ def codec_for(cls) -> Codec:
             pieces.append(repr(("{" if index == 0 else ",") + key))
             pieces.append(expression)
         pieces.append(repr("}"))
+        data_expression = f"({' + '.join(pieces)}).encode()"
+        ints = [expression[4:-1] for _, expression in encode_parts if expression.startswith("str(")]
+        if len(ints) == len(encode_parts):
+            # Every field an int (checked above): one bytes formatting,
+            # which writes an int as str() does.
+            template = "".join(
+                ("{" if index == 0 else ",") + key.replace("%", "%%") + "%d"
+                for index, (key, _) in enumerate(encode_parts)
+            ) + "}"
+            data_expression = f"{ctx.bind(template.encode(), 'fmt')} % ({', '.join(ints)},)"
         to_bytes_src = (
             "def to_bytes(value):\n"
             + "".join(encode_checks)
-            + f"    return ({' + '.join(pieces)}).encode()\n"
+            + f"    return {data_expression}\n"
         )
     else:
         encode_src = "def to_value(value):\n    return None\n"
-        to_bytes_src = "def to_bytes(value):\n    return b'null'\n"
+        data_expression = "b'null'"
+        to_bytes_src = f"def to_bytes(value):\n    return {data_expression}\n"
     # from_bytes parses with the C scanner and runs the same body inline,
     # one Python call per event instead of three.
     canonical = _canonical(fields, hints)
@@ -607,6 +633,14 @@ def codec_for(cls) -> Codec:
         # decoding what it wrote gives these very values.
         values = ", ".join(f"value.{field.name}" for field in fields)
         copy_src = f"\ndef copy(value):\n    return {cls_name}({values})\n"
+        # Both at once, for `execute`'s one-event path: each field read and
+        # checked once, one call.
+        checked = ", ".join(f"a{position}" for position in range(len(fields)))
+        copy_src += (
+            "\ndef to_bytes_copy(value):\n"
+            + "".join(encode_checks)
+            + f"    return {data_expression}, {cls_name}({checked})\n"
+        )
     source = (
         "def from_value(obj):\n" + body + "\n" + from_bytes_src + body + "\n"
         + encode_src + "\n" + to_bytes_src + copy_src
@@ -630,6 +664,7 @@ def codec_for(cls) -> Codec:
         namespace,
         canonical,
         namespace.get("copy"),
+        namespace.get("to_bytes_copy"),
     )
     _CODECS[cls] = codec
     return codec

@@ -76,23 +76,24 @@ def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
             # The common case, one event, without the general loop: encoded,
             # decoded again as a replay reads it (or, for a class with a
             # canonical form, built again from its fields: the same value,
-            # see `Codec.copy`), folded into the state.
+            # see `Codec.copy` and `to_bytes_copy`), folded into the state.
             if type(decided) is list and len(decided) == 1:
                 event = decided[0]
                 entry = single(type(event))
                 if entry is not None:
-                    to_bytes, from_bytes, name, copy, pack, type_len, content_len, names = entry
-                    data = to_bytes(event)
-                    if copy is not None:
-                        state.apply(copy(event))
+                    both, to_bytes, from_bytes, name, pack, type_len, content_len, names = entry
+                    if both is not None:
+                        data, value = both(event)  # to_bytes_copy
                     else:
+                        data = to_bytes(event)
                         try:
                             value = from_bytes(data)
                         except ValueError:
                             return decide_events(state, [(name, data)], first_version, timestamp_ms)
-                        state.apply(value)
+                    state.apply(value)
                     # The batch: the header and names, then the data.
-                    head = pack(first_version, timestamp_ms, type_len, content_len, len(data), names)
+                    size = len(data)
+                    head = pack(first_version, timestamp_ms, type_len, content_len, size, names)
                     return head + data
             return decide_events(state, encode_events(decided), first_version, timestamp_ms)
 
@@ -129,9 +130,10 @@ def _decider(spec, Err, ApplyError, Unapplied):
     and traps, as in a replay.
 
     ``decide_events.single(event_class)`` is, for the one-event fast path
-    in ``execute``, ``(to_bytes, from_bytes, type name, copy, pack,
-    type_len, content_len, names)``: the codec's functions and ``copy`` (or
-    None), then the class's :func:`_batch.event_head`."""
+    in ``execute``, ``(to_bytes_copy, to_bytes, from_bytes, type name,
+    pack, type_len, content_len, names)``: the codec's functions
+    (``to_bytes_copy`` None without a canonical form), then the class's
+    :func:`_batch.event_head`."""
     JSON = CONTENT_TYPE
     decoders = spec.event_decoders
     decode_event = spec.decode_event
@@ -141,7 +143,8 @@ def _decider(spec, Err, ApplyError, Unapplied):
         parts = []
         for index, (name, data) in enumerate(encoded):
             pack, type_len, content_len, names = heads[name]
-            parts.append(pack(first_version + index, timestamp_ms, type_len, content_len, len(data), names))
+            version = first_version + index
+            parts.append(pack(version, timestamp_ms, type_len, content_len, len(data), names))
             parts.append(data)
         batch = b"".join(parts)
         fold = state.apply
@@ -162,7 +165,9 @@ def _decider(spec, Err, ApplyError, Unapplied):
 
     singles = {}
     for name, codec in spec.events.items():
-        singles[codec.cls] = (codec.to_bytes, codec.from_bytes, name, codec.copy, *heads[name])
+        singles[codec.cls] = (
+            codec.to_bytes_copy, codec.to_bytes, codec.from_bytes, name, *heads[name]
+        )
     decide_events.single = singles.get
     return decide_events
 
