@@ -1,5 +1,6 @@
 """The SDK's codecs: what decodes, what is refused, and the bytes written."""
 
+import json
 import unittest
 from dataclasses import dataclass, field
 from enum import Enum
@@ -53,7 +54,30 @@ FULL = (
 )
 
 
+@dataclass
+class Counts:
+    """Every field an int: written with one bytes formatting."""
+
+    low: int
+    small: i8
+    big: u64
+
+
 class CodecTest(unittest.TestCase):
+    def test_ints_are_written_as_json_writes_them(self):
+        codec = codec_for(Counts)
+        for value in (Counts(0, 0, 0), Counts(-(10**30), -128, 2**64 - 1), Counts(7, 127, 1)):
+            with self.subTest(value=value):
+                data = codec.to_bytes(value)
+                fields = {"low": value.low, "small": value.small, "big": value.big}
+                self.assertEqual(data, json.dumps(fields, separators=(",", ":")).encode())
+                self.assertEqual(codec.to_bytes_copy(value), (data, codec.from_bytes(data)))
+        for bad in (Counts(True, 0, 0), Counts(0, 128, 0), Counts(0, 0, -1), Counts(0, 0, 1.0)):
+            with self.subTest(bad=bad), self.assertRaises(TypeError):
+                codec.to_bytes(bad)
+            with self.subTest(bad=bad), self.assertRaises(TypeError):
+                codec.to_bytes_copy(bad)
+
     def test_round_trip_keeps_bytes_and_values(self):
         codec = codec_for(Everything)
         value = codec.from_bytes(FULL)
