@@ -13,7 +13,7 @@ from aether_guest import Aggregate, Rejection, u8, u64
 from aether_guest._aggregate import CONTENT_TYPE, spec_of
 from aether_guest._batch import read_batch
 from aether_guest._codec import codec_for
-from aether_guest.testing import Err, given, write_batch
+from aether_guest.testing import Err, _Rejected, _Unapplied, given, write_batch
 
 JSON = CONTENT_TYPE
 TIMESTAMP_MS = 1_700_000_000_000
@@ -158,14 +158,11 @@ def execute(scenario, cmd, first_version=None):
     ``decided`` reads them, the apply-error as ``(version, message)`` or
     None."""
     first_version = scenario.version + 1 if first_version is None else first_version
-    try:
-        batch = scenario.resource.execute(*cmd, first_version, TIMESTAMP_MS)
-    except Err as err:
-        if not hasattr(err.value, "events"):
-            raise
-        error = err.value.error
-        return decided(err.value.events, first_version), (error.version, error.message)
-    return decided(batch, first_version), None
+    decision = scenario.resource.execute(*cmd, first_version, TIMESTAMP_MS)
+    if isinstance(decision, _Unapplied):
+        error = decision.error
+        return decided(decision.events, first_version), (error.version, error.message)
+    return decided(decision.value, first_version), None
 
 
 @dataclass
@@ -207,7 +204,7 @@ class ExecuteTest(unittest.TestCase):
                 scenario = given(Ledger, *HISTORY)
                 cmd = command(what, 7)
                 expected = old_handle(scenario.state, cmd)
-                batch = scenario.resource.execute(*cmd, 3, TIMESTAMP_MS)
+                batch = scenario.resource.execute(*cmd, 3, TIMESTAMP_MS).value
                 self.assertIs(type(batch), bytes)
                 self.assertEqual(decided(batch, 3), expected)
                 # The very bytes the host would hand a replay of them.
@@ -263,10 +260,8 @@ class ExecuteTest(unittest.TestCase):
         first = execute(scenario, command("pay", 1), 3)
         self.assertEqual(first, ([("Paid", JSON, b'{"amount":1}')], None))
         # Versions and the timestamp are the call's, whatever came before.
-        second = scenario.resource.execute(*command("pay", 20), 2**40, 7)
-        self.assertEqual(
-            read_batch(second), [(2**40, "Paid", JSON, b'{"amount":20}', 7)]
-        )
+        second = scenario.resource.execute(*command("pay", 20), 2**40, 7).value
+        self.assertEqual(read_batch(second), [(2**40, "Paid", JSON, b'{"amount":20}', 7)])
         self.assertEqual(scenario.state.total, 26)
         given(Ledger).when(Decide("pay", 1)).then_events(Paid(1)).then_state(
             Ledger(1, reprs(Paid(1)))
@@ -283,12 +278,12 @@ class ExecuteTest(unittest.TestCase):
                 scenario = given(Ledger, *HISTORY)
                 state = scenario.state
                 before = copy.deepcopy(state)
-                with self.assertRaises(Err) as caught:
-                    scenario.resource.execute(*cmd, 3, TIMESTAMP_MS)
+                decision = scenario.resource.execute(*cmd, 3, TIMESTAMP_MS)
                 self.assertIs(scenario.state, state)
                 self.assertEqual(scenario.state, before)
-                # execute-error's case `rejected`.
-                self.assertTrue(caught.exception.value.value.code)
+                # decision's case `rejected`.
+                self.assertIsInstance(decision, _Rejected)
+                self.assertTrue(decision.value.code)
         given(Ledger).when(Decide("refuse")).then_rejected("no", "cannot refuse")
 
     def test_an_event_that_does_not_decode_is_an_apply_error(self):
@@ -333,7 +328,8 @@ class ExecuteTest(unittest.TestCase):
             with self.subTest(what=what):
                 scenario = given(Ledger, *HISTORY)
                 before = copy.deepcopy(scenario.state)
-                self.assertEqual(scenario.resource.execute(*command(what), 3, TIMESTAMP_MS), b"")
+                decision = scenario.resource.execute(*command(what), 3, TIMESTAMP_MS)
+                self.assertEqual(decision.value, b"")
                 self.assertEqual(scenario.state, before)
         given(Ledger, *HISTORY).when(Decide("nothing")).then_events().then_state(
             Ledger(5, reprs(*HISTORY))

@@ -372,7 +372,7 @@ impl GuestInstance {
         timestamp_ms: u64,
     ) -> Result<Execution, GuestFailure> {
         let first = version + 1;
-        let execution = self.call(stream, timestamp_ms, first, |exports, store| {
+        let decision = self.call(stream, timestamp_ms, first, |exports, store| {
             let Exports::V4(exports) = exports else {
                 unreachable!("a batch from `execute` of a component older than 0.4")
             };
@@ -389,11 +389,11 @@ impl GuestInstance {
                     timestamp_ms,
                 )
         })?;
-        use v4::exports::aether::aggregate0_4_0::handler::ExecuteError;
-        let (batch, refused) = match execution {
-            Ok(batch) => (batch, None),
-            Err(ExecuteError::Rejected(rejection)) => return Ok(Err(rejection!(rejection))),
-            Err(ExecuteError::Unapplied(unapplied)) => (
+        use v4::exports::aether::aggregate0_4_0::handler::Decision;
+        let (batch, refused) = match decision {
+            Decision::Events(batch) => (batch, None),
+            Decision::Rejected(rejection) => return Ok(Err(rejection!(rejection))),
+            Decision::Unapplied(unapplied) => (
                 unapplied.events,
                 Some((unapplied.error.version, unapplied.error.message)),
             ),

@@ -31,17 +31,23 @@ from ._codec import _SCAN, _WHITESPACE, WireError, canonical_source, canonical_v
 EXPORTED: list = []
 
 
-def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
+def resource_class(spec, Err, ApplyError, WitRejection, Events, Rejected, Unapplied):
     """The class of the WIT resource for ``spec``, built on the given
-    constructors for the WIT records, the error wrapper and the two cases
-    of ``execute-error`` (``Unapplied(events, apply_error)`` builds the
-    record and wraps it in its case)."""
+    constructors for the WIT records, the error wrapper and the three cases
+    of ``decision`` (``Unapplied(events, apply_error)`` builds the record
+    and wraps it in its case)."""
     JSON = CONTENT_TYPE
     new_state = spec.new
     command_decoder_of = spec.command_decoders.get
     decode_command = spec.decode_command
     apply_events = _apply_loop(spec, Err, ApplyError)
-    decide_events = _decider(spec, Err, ApplyError, Unapplied)
+    decide_events = _decider(spec, ApplyError, Events, Unapplied)
+    # The `events` case `execute` hands back on its one-event path, kept
+    # and given each call's batch: componentize-py reads a returned value
+    # before the call returns to the host, and calls into one instance
+    # never overlap, so it is never read after the next call changed it
+    # (building one costs a Python call of its own, a tenth of a command).
+    events_case = Events(b"")
     single = decide_events.single
     encode_events = spec.encode_events
     snapshot = spec.snapshot
@@ -72,7 +78,7 @@ def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
                     value = decode_command(command_type, content_type, data)
                 decided = state.handle(value)
             except Rejection as rejection:
-                raise Err(Rejected(WitRejection(rejection.code, rejection.message))) from None
+                return Rejected(WitRejection(rejection.code, rejection.message))
             # The common case, one event, without the general loop: encoded,
             # decoded again as a replay reads it (or, for a class with a
             # canonical form, built again from its fields: the same value,
@@ -94,7 +100,8 @@ def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
                     # The batch: the header and names, then the data.
                     size = len(data)
                     head = pack(first_version, timestamp_ms, type_len, content_len, size, names)
-                    return head + data
+                    events_case.value = head + data
+                    return events_case
             return decide_events(state, encode_events(decided), first_version, timestamp_ms)
 
         def snapshot(self) -> bytes:
@@ -116,17 +123,17 @@ def resource_class(spec, Err, ApplyError, WitRejection, Rejected, Unapplied):
     return Aggregate
 
 
-def _decider(spec, Err, ApplyError, Unapplied):
+def _decider(spec, ApplyError, Events, Unapplied):
     """``decide_events(state, encoded, first_version, timestamp_ms)``: the
-    batch of the events a command decided (``[(event_type, data)]``, as
-    ``spec.encode_events`` gives them), stamped as the host will store them,
-    after applying them to ``state`` the way a replay does: each decoded
-    from the data just encoded, by the decoder the apply loop inlines
-    (canonical fast path included), falling back to the general decoder,
-    which words the apply-error. The first event that does not decode stops
-    it: the call then fails with ``unapplied`` (every decided event, and the
-    apply-error at ``first_version`` + its index); the events before it stay
-    applied. Anything else raising (the state's ``apply``) is a guest bug
+    ``decision`` for the events a command decided (``[(event_type, data)]``,
+    as ``spec.encode_events`` gives them): ``events`` with their batch,
+    stamped as the host will store them, after applying them to ``state``
+    the way a replay does: each decoded from the data just encoded, by the
+    decoder the apply loop inlines (canonical fast path included), falling
+    back to the general decoder, which words the apply-error. The first
+    event that does not decode stops it: the decision is then ``unapplied``
+    (every decided event, and the apply-error at ``first_version`` + its
+    index); the events before it stay applied. Anything else raising (the state's ``apply``) is a guest bug
     and traps, as in a replay.
 
     ``decide_events.single(event_class)`` is, for the one-event fast path
@@ -157,11 +164,9 @@ def _decider(spec, Err, ApplyError, Unapplied):
                 try:
                     value = decode_event(name, JSON, data)
                 except ValueError as error:
-                    raise Err(
-                        Unapplied(batch, ApplyError(first_version + index, str(error)))
-                    ) from None
+                    return Unapplied(batch, ApplyError(first_version + index, str(error)))
             fold(value)
-        return batch
+        return Events(batch)
 
     singles = {}
     for name, codec in spec.events.items():
@@ -387,8 +392,8 @@ def export(cls):
     try:
         from componentize_py_types import Err
         from wit_world import exports
-        from wit_world.imports.types import ApplyError, ExecuteError_Rejected
-        from wit_world.imports.types import ExecuteError_Unapplied
+        from wit_world.imports.types import ApplyError, Decision_Events, Decision_Rejected
+        from wit_world.imports.types import Decision_Unapplied
         from wit_world.imports.types import Rejection as WitRejection
         from wit_world.imports.types import Unapplied
     except ImportError:
@@ -403,8 +408,9 @@ def export(cls):
         Err,
         ApplyError,
         WitRejection,
-        ExecuteError_Rejected,
-        lambda events, error: ExecuteError_Unapplied(Unapplied(events, error)),
+        Decision_Events,
+        Decision_Rejected,
+        lambda events, error: Decision_Unapplied(Unapplied(events, error)),
     )
     # componentize-py looks for the resource class of interface `handler`
     # in a module named `handler`, and for the interface's class `Handler`

@@ -58,15 +58,22 @@ class _WitRejection:
 
 
 @dataclass
+class _Events:
+    """``decision``'s case ``events``."""
+
+    value: bytes
+
+
+@dataclass
 class _Rejected:
-    """``execute-error``'s case ``rejected``."""
+    """``decision``'s case ``rejected``."""
 
     value: _WitRejection
 
 
 @dataclass
 class _Unapplied:
-    """``execute-error``'s case ``unapplied`` (with its record's fields)."""
+    """``decision``'s case ``unapplied`` (with its record's fields)."""
 
     events: bytes
     error: _ApplyError
@@ -87,7 +94,7 @@ def _resource(cls):
     resource = _RESOURCES.get(cls)
     if resource is None:
         resource = _RESOURCES[cls] = resource_class(
-            spec_of(cls), Err, _ApplyError, _WitRejection, _Rejected, _Unapplied
+            spec_of(cls), Err, _ApplyError, _WitRejection, _Events, _Rejected, _Unapplied
         )
     return resource
 
@@ -158,21 +165,16 @@ class Scenario:
         data = data.encode() if isinstance(data, str) else bytes(data)
         before = self.resource.snapshot()
         first_version = self.version + 1
-        unapplied = None
-        try:
-            batch = self.resource.execute(
-                command_type, content_type, data, first_version, TIMESTAMP_MS
-            )
-        except Err as err:
-            if isinstance(err.value, _Unapplied):
-                unapplied = err.value
-                batch = unapplied.events
-            else:
-                return self._rejected(err.value.value, before)
-        wire = self._read_decided(batch, first_version)
+        decision = self.resource.execute(
+            command_type, content_type, data, first_version, TIMESTAMP_MS
+        )
+        if isinstance(decision, _Rejected):
+            return self._rejected(decision.value, before)
+        unapplied = isinstance(decision, _Unapplied)
+        wire = self._read_decided(decision.events if unapplied else decision.value, first_version)
         self.version += len(wire)
-        if unapplied is not None:
-            error = unapplied.error
+        if unapplied:
+            error = decision.error
             raise AssertionError(
                 f"event {error.version} did not apply: {error.message}", error.message
             )

@@ -27,7 +27,7 @@ wit_bindgen::generate!({
     world: "aggregate-component",
 });
 
-use aether::aggregate::types::{ApplyError, ExecuteError, Rejection, Unapplied};
+use aether::aggregate::types::{ApplyError, Decision, Rejection, Unapplied};
 use exports::aether::aggregate::handler::{Guest, GuestAggregate};
 
 #[derive(Deserialize)]
@@ -57,8 +57,8 @@ fn push(batch: &mut Vec<u8>, (version, timestamp_ms): (u64, u64), event_type: &s
     batch.extend_from_slice(data);
 }
 
-fn rejected(code: &str, message: String) -> ExecuteError {
-    ExecuteError::Rejected(Rejection {
+fn rejected(code: &str, message: String) -> Decision {
+    Decision::Rejected(Rejection {
         code: code.into(),
         message,
     })
@@ -80,13 +80,15 @@ impl GuestAggregate for Tally {
         data: Vec<u8>,
         first_version: u64,
         timestamp_ms: u64,
-    ) -> Result<Vec<u8>, ExecuteError> {
+    ) -> Decision {
         let mut batch = Vec::new();
         let stamp = (first_version, timestamp_ms);
         match command_type.as_str() {
             "Deposit" => {
-                let Amount { amount } = serde_json::from_slice(&data)
-                    .map_err(|e| rejected("malformed-command", e.to_string()))?;
+                let Amount { amount } = match serde_json::from_slice(&data) {
+                    Ok(amount) => amount,
+                    Err(e) => return rejected("malformed-command", e.to_string()),
+                };
                 push(
                     &mut batch,
                     stamp,
@@ -104,8 +106,10 @@ impl GuestAggregate for Tally {
                 );
             }
             "Lie" => {
-                let Lie { how } = serde_json::from_slice(&data)
-                    .map_err(|e| rejected("malformed-command", e.to_string()))?;
+                let Lie { how } = match serde_json::from_slice(&data) {
+                    Ok(lie) => lie,
+                    Err(e) => return rejected("malformed-command", e.to_string()),
+                };
                 self.balance.set(self.balance.get() + 1_000_000);
                 let stamp = match how.as_str() {
                     "version" => (first_version + 1, timestamp_ms),
@@ -122,22 +126,19 @@ impl GuestAggregate for Tally {
                     "lengths" => batch[24..28].copy_from_slice(&u32::MAX.to_le_bytes()),
                     _ => {}
                 }
-                return Ok(batch);
+                return Decision::Events(batch);
             }
             other => {
-                return Err(rejected(
-                    "malformed-command",
-                    format!("unknown type \"{other}\""),
-                ));
+                return rejected("malformed-command", format!("unknown type \"{other}\""));
             }
         }
         // Applied as a replay would: through `apply`, from the bytes.
         match self.apply(batch.clone()) {
-            Ok(()) => Ok(batch),
-            Err(error) => Err(ExecuteError::Unapplied(Unapplied {
+            Ok(()) => Decision::Events(batch),
+            Err(error) => Decision::Unapplied(Unapplied {
                 events: batch,
                 error,
-            })),
+            }),
         }
     }
 
