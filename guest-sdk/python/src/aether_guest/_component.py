@@ -133,8 +133,8 @@ def _decider(spec, ApplyError, Events, Unapplied):
     back to the general decoder, which words the apply-error. The first
     event that does not decode stops it: the decision is then ``unapplied``
     (every decided event, and the apply-error at ``first_version`` + its
-    index); the events before it stay applied. Anything else raising (the state's ``apply``) is a guest bug
-    and traps, as in a replay.
+    index); the events before it stay applied. Anything else raising (the
+    state's ``apply``) is a guest bug and traps, as in a replay.
 
     ``decide_events.single(event_class)`` is, for the one-event fast path
     in ``execute``, ``(to_bytes_copy, to_bytes, from_bytes, type name,
