@@ -482,7 +482,7 @@ mod tests {
             "wasi:cli/environment@0.3.0",
             "wasi:keyvalue/store@0.2.0",
             "acme:exfiltrate/upload@1.0.0",
-            "aether:aggregate/log@0.4.0",
+            "aether:aggregate/log@0.5.0",
             "aether:aggregate/log@1.0.0",
             "env",
             "wasi:cli/environment",
