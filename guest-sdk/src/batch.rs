@@ -1,5 +1,5 @@
-//! Reading the batch `apply` receives (`aether:aggregate@0.3.0`): events
-//! one after another, each a 28-byte little-endian header (version,
+//! The batch `apply` receives and `execute` hands back
+//! (`aether:aggregate@0.4.0`): events one after another, each a 28-byte little-endian header (version,
 //! timestamp, the lengths of its event type, content type and data)
 //! followed by those three byte strings. The layout is specified on `apply`
 //! in `wit/aggregate.wit`.
@@ -101,23 +101,29 @@ impl<'a> Events<'a> {
     }
 }
 
+/// Appends one event to `out` in the batch layout, stamped `timestamp_ms`
+/// (what `execute` hands back). A field longer than 4 GiB cannot be
+/// written: a bug in the aggregate's events, so it panics (the call traps).
+pub(crate) fn push(out: &mut Vec<u8>, event: BatchEvent<'_>, timestamp_ms: u64) {
+    let len =
+        |n: usize| u32::try_from(n).unwrap_or_else(|_| panic!("an event field longer than 4 GiB"));
+    out.reserve(HEADER_LEN + event.event_type.len() + event.content_type.len() + event.data.len());
+    out.extend_from_slice(&event.version.to_le_bytes());
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    for field in [event.event_type, event.content_type, event.data] {
+        out.extend_from_slice(&len(field.len()).to_le_bytes());
+    }
+    out.extend_from_slice(event.event_type);
+    out.extend_from_slice(event.content_type);
+    out.extend_from_slice(event.data);
+}
+
 /// Writes a batch as the host does (for tests of the SDK).
 #[cfg(test)]
 pub(crate) fn write(events: &[BatchEvent<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for event in events {
-        out.extend_from_slice(&event.version.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        for len in [
-            event.event_type.len(),
-            event.content_type.len(),
-            event.data.len(),
-        ] {
-            out.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
-        }
-        out.extend_from_slice(event.event_type);
-        out.extend_from_slice(event.content_type);
-        out.extend_from_slice(event.data);
+        push(&mut out, *event, 0);
     }
     out
 }

@@ -4,8 +4,9 @@
 //! activates, then `restore` (if it has a snapshot) and `apply` with the
 //! stored events in batches (one buffer each, read in place by
 //! [`crate::batch`]), then `execute` per command: the aggregate decides
-//! it, and the events it decided are encoded, decoded again and applied
-//! as a replay would apply them (so the live state is the replayed state).
+//! it, and the events it decided are encoded into a batch, read back and
+//! applied as a replay would apply them (so the live state is the replayed
+//! state), and the batch is handed back.
 //! Dropping the resource passivates the aggregate.
 //!
 //! Failure modes: a payload the aggregate cannot decode is a value (an
@@ -15,6 +16,7 @@
 
 use std::cell::RefCell;
 
+use crate::bindings::aether::aggregate::types::{Rejection, Unapplied};
 use crate::bindings::exports::aether::aggregate::handler as wit;
 use crate::{Aggregate, batch, wire};
 
@@ -67,38 +69,15 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
 
     fn execute(
         &self,
-        command: wit::Command,
+        command_type: String,
+        content_type: String,
+        data: Vec<u8>,
         first_version: u64,
-        _timestamp_ms: u64,
-    ) -> Result<wit::Decision, wit::Rejection> {
-        if !wire::is_json(&command.content_type) {
-            return Err(rejection(
-                "unsupported-content-type",
-                format!(
-                    "cannot read a \"{}\" command with content type \"{}\": expected {}",
-                    command.command_type,
-                    command.content_type,
-                    wire::CONTENT_TYPE
-                ),
-            ));
-        }
-        let decoded = wire::decode::<A::Command>(&command.command_type, &command.data)
-            .map_err(|error| rejection("malformed-command", error.to_string()))?;
-        let mut state = self.state.borrow_mut();
-        let decided = state
-            .handle(decoded)
-            .map_err(|r| rejection(r.code, r.message))?;
-        let events: Vec<wit::NewEvent> = decided.iter().map(new_event::<A>).collect();
-        // Applied from the bytes just encoded, as a replay will apply them.
-        let apply_error = (first_version..).zip(&events).find_map(|(version, event)| {
-            apply_one(&mut *state, event.event_type.as_bytes(), &event.data)
-                .err()
-                .map(|message| wit::ApplyError { version, message })
-        });
-        Ok(wit::Decision {
-            events,
-            apply_error,
-        })
+        timestamp_ms: u64,
+    ) -> wit::Decision {
+        let command = (command_type.as_str(), content_type.as_str(), &data[..]);
+        self.decide(command, first_version, timestamp_ms)
+            .unwrap_or_else(wit::Decision::Rejected)
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -118,6 +97,65 @@ impl<A: Aggregate> wit::GuestAggregate for Resource<A> {
     }
 }
 
+impl<A: Aggregate> Resource<A> {
+    /// `execute`, with a rejection as the error: decodes the command, lets
+    /// the aggregate decide, writes the events it decided as a batch
+    /// stamped as the host will store them, and applies them from those
+    /// bytes, as a replay will apply them (so the live state is the
+    /// replayed state).
+    fn decide(
+        &self,
+        (command_type, content_type, data): (&str, &str, &[u8]),
+        first_version: u64,
+        timestamp_ms: u64,
+    ) -> Result<wit::Decision, Rejection> {
+        if !wire::is_json(content_type) {
+            return Err(rejection(
+                "unsupported-content-type",
+                format!(
+                    "cannot read a \"{command_type}\" command with content type \"{content_type}\": \
+                     expected {}",
+                    wire::CONTENT_TYPE
+                ),
+            ));
+        }
+        let decoded = wire::decode::<A::Command>(command_type, data)
+            .map_err(|error| rejection("malformed-command", error.to_string()))?;
+        let mut state = self.state.borrow_mut();
+        let decided = state
+            .handle(decoded)
+            .map_err(|r| rejection(r.code, r.message))?;
+        let mut events = Vec::new();
+        for (version, event) in (first_version..).zip(&decided) {
+            // Failing here is a bug in the event type (not input from
+            // outside), so it traps.
+            let (event_type, data) = wire::encode(event).unwrap_or_else(|error| {
+                panic!("cannot encode an event the aggregate decided: {error}")
+            });
+            let event = batch::BatchEvent {
+                version,
+                event_type: event_type.as_bytes(),
+                content_type: wire::CONTENT_TYPE.as_bytes(),
+                data: &data,
+            };
+            batch::push(&mut events, event, timestamp_ms);
+        }
+        let unapplied = batch::events(&events).find_map(|event| {
+            let event = event.expect("a batch this SDK has just written");
+            apply_one(&mut *state, event.event_type, event.data)
+                .err()
+                .map(|message| wit::ApplyError {
+                    version: event.version,
+                    message,
+                })
+        });
+        Ok(match unapplied {
+            None => wit::Decision::Events(events),
+            Some(error) => wit::Decision::Unapplied(Unapplied { events, error }),
+        })
+    }
+}
+
 /// Decodes one JSON event and folds it into the state; the error says why
 /// it could not be decoded.
 fn apply_one<A: Aggregate>(state: &mut A, event_type: &[u8], data: &[u8]) -> Result<(), String> {
@@ -127,22 +165,10 @@ fn apply_one<A: Aggregate>(state: &mut A, event_type: &[u8], data: &[u8]) -> Res
     Ok(())
 }
 
-fn rejection(code: impl Into<String>, message: impl Into<String>) -> wit::Rejection {
-    wit::Rejection {
+fn rejection(code: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection {
         code: code.into(),
         message: message.into(),
-    }
-}
-
-/// Encodes an event the aggregate decided. Failing here is a bug in the
-/// event type (not input from outside), so it traps.
-fn new_event<A: Aggregate>(event: &A::Event) -> wit::NewEvent {
-    let (event_type, data) = wire::encode(event)
-        .unwrap_or_else(|error| panic!("cannot encode an event the aggregate decided: {error}"));
-    wit::NewEvent {
-        event_type,
-        content_type: wire::CONTENT_TYPE.to_owned(),
-        data,
     }
 }
 

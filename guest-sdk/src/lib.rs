@@ -121,18 +121,16 @@ pub mod wire;
 
 pub use aggregate::{Aggregate, Rejection};
 
-/// Bindings generated from `wit/` (world `aggregate-component` of
-/// `aether:aggregate@0.3.0`). Hidden: the public API is [`Aggregate`] and
-/// [`export_aggregate!`]; the bindings are public only because the macros
-/// expand to paths inside them.
+/// Bindings generated from `wit/` (world `aggregate-component`). Hidden: the
+/// public API is [`Aggregate`] and [`export_aggregate!`]; the bindings are
+/// public only because the macros expand to paths inside them.
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub, unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
-        // 0.3.0, frozen since 0.4.0 and still served. 0.4.0 changed only
-        // `execute`'s shape, for guests whose bindings pay per record field
-        // (Python's); moving this SDK is a change of `export.rs` alone.
-        path: "../wit/deps/aggregate-0.3.0/aggregate.wit",
+        // The current version only; the frozen ones under `wit/deps/`
+        // are the host's business.
+        path: "../wit/aggregate.wit",
         world: "aggregate-component",
         pub_export_macro: true,
         export_macro_name: "__export_aggregate_component",

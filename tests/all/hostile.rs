@@ -62,7 +62,7 @@ async fn contained(command: &str, expected: GuestFailureKind) {
     }
 }
 
-/// A guest that decides an event it cannot apply (WIT 0.3's `execute`
+/// A guest that decides an event it cannot apply (since WIT 0.3, `execute`
 /// reports the apply-error with the decision): what it decided is stored
 /// and the command's answer says so, its live copy is dropped, and from
 /// then on the aggregate's replay reports the event at its own version,

@@ -68,20 +68,46 @@ fn event(version: u64, event_type: &'static str, data: &'static str) -> BatchEve
     }
 }
 
-fn command(command_type: &str, data: &str) -> wit::Command {
-    wit::Command {
-        command_type: command_type.into(),
-        content_type: "application/json".into(),
-        data: data.into(),
+/// A JSON command: (type, content type, data).
+fn command(command_type: &str, data: &str) -> (String, String, Vec<u8>) {
+    (command_type.into(), "application/json".into(), data.into())
+}
+
+const TIMESTAMP_MS: u64 = 1_700_000_000_000;
+
+/// `execute` at version 10 (the state does not know its version).
+fn execute(tally: &Resource<Tally>, command: (String, String, Vec<u8>)) -> wit::Decision {
+    let (command_type, content_type, data) = command;
+    tally.execute(command_type, content_type, data, 10, TIMESTAMP_MS)
+}
+
+/// The events of a decision's batch, after checking each is stamped as the
+/// host will store it: versions from 10, the command's timestamp.
+fn decided(batch: &[u8]) -> Vec<BatchEvent<'_>> {
+    let events: Vec<_> = batch::events(batch).collect::<Result<_, _>>().unwrap();
+    let mut offset = 0;
+    for (version, event) in (10..).zip(&events) {
+        assert_eq!(event.version, version);
+        let stamp = u64::from_le_bytes(batch[offset + 8..offset + 16].try_into().unwrap());
+        assert_eq!(stamp, TIMESTAMP_MS);
+        offset += 28 + event.event_type.len() + event.content_type.len() + event.data.len();
+    }
+    events
+}
+
+fn events_of(decision: wit::Decision) -> Vec<u8> {
+    match decision {
+        wit::Decision::Events(batch) => batch,
+        wit::Decision::Rejected(r) => panic!("rejected: {} ({})", r.message, r.code),
+        wit::Decision::Unapplied(u) => panic!("unapplied: {}", u.error.message),
     }
 }
 
-/// `execute` at version 10 (the state does not know its version).
-fn execute(
-    tally: &Resource<Tally>,
-    command: wit::Command,
-) -> Result<wit::Decision, wit::Rejection> {
-    tally.execute(command, 10, 1_700_000_000_000)
+fn rejection_of(decision: wit::Decision) -> super::Rejection {
+    match decision {
+        wit::Decision::Rejected(rejection) => rejection,
+        _ => panic!("expected a rejection"),
+    }
 }
 
 fn resource() -> Resource<Tally> {
@@ -173,42 +199,34 @@ fn apply_refuses_other_content_types() {
 #[test]
 fn execute_encodes_the_events_and_applies_them() {
     let tally = resource();
-    let decision = execute(&tally, command("Add", r#"{"n":4}"#)).unwrap();
-    let events = decision.events;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].event_type, "Added");
-    assert_eq!(events[0].content_type, "application/json");
-    assert_eq!(events[0].data, br#"{"n":4}"#);
-    assert!(decision.apply_error.is_none());
+    let batch = events_of(execute(&tally, command("Add", r#"{"n":4}"#)));
+    let events = decided(&batch);
+    assert_eq!(events, [event(10, "Added", r#"{"n":4}"#)]);
     assert_eq!(tally.view(), r#"{"total":4}"#);
-    // The same state as a replay of the events it decided.
+    // The same state as a replay of the events it decided: the very batch.
     let replayed = resource();
-    let stored: Vec<BatchEvent<'_>> = (1..)
-        .zip(&events)
-        .map(|(version, e)| BatchEvent {
-            version,
-            event_type: e.event_type.as_bytes(),
-            content_type: e.content_type.as_bytes(),
-            data: &e.data,
-        })
-        .collect();
-    replayed.apply(batch::write(&stored)).unwrap();
+    replayed.apply(batch.clone()).unwrap();
     assert_eq!(replayed.view(), tally.view());
 
-    let nothing = execute(&tally, command("Nothing", "null")).unwrap();
-    assert!(nothing.events.is_empty() && nothing.apply_error.is_none());
+    let nothing = events_of(execute(&tally, command("Nothing", "null")));
+    assert!(nothing.is_empty());
     assert_eq!(tally.view(), r#"{"total":4}"#);
 }
 
 #[test]
 fn execute_reports_the_first_event_it_cannot_apply_at_its_version() {
     let tally = resource();
-    execute(&tally, command("Add", r#"{"n":1}"#)).unwrap();
-    let decision = execute(&tally, command("AddAndBreak", r#"{"n":2}"#)).unwrap();
-    assert_eq!(decision.events.len(), 3, "every decided event is returned");
-    let error = decision
-        .apply_error
-        .expect("the second event does not decode");
+    events_of(execute(&tally, command("Add", r#"{"n":1}"#)));
+    let wit::Decision::Unapplied(unapplied) = execute(&tally, command("AddAndBreak", r#"{"n":2}"#))
+    else {
+        panic!("the second event does not decode");
+    };
+    assert_eq!(
+        decided(&unapplied.events).len(),
+        3,
+        "every decided event is returned"
+    );
+    let error = unapplied.error;
     assert_eq!(error.version, 11, "first version 10, then the second event");
     assert!(
         error.message.starts_with("cannot apply event: "),
@@ -222,8 +240,8 @@ fn execute_reports_the_first_event_it_cannot_apply_at_its_version() {
 #[test]
 fn execute_returns_business_rejections_and_keeps_the_state() {
     let tally = resource();
-    execute(&tally, command("Add", r#"{"n":5}"#)).unwrap();
-    let rejection = execute(&tally, command("Add", r#"{"n":0}"#)).unwrap_err();
+    events_of(execute(&tally, command("Add", r#"{"n":5}"#)));
+    let rejection = rejection_of(execute(&tally, command("Add", r#"{"n":0}"#)));
     assert_eq!(
         (rejection.code.as_str(), rejection.message.as_str()),
         ("zero", "adding 0 changes nothing")
@@ -234,13 +252,13 @@ fn execute_returns_business_rejections_and_keeps_the_state() {
 #[test]
 fn execute_rejects_malformed_commands() {
     let tally = resource();
-    let unknown = execute(&tally, command("Subtract", "{}")).unwrap_err();
+    let unknown = rejection_of(execute(&tally, command("Subtract", "{}")));
     assert_eq!(unknown.code, "malformed-command");
     assert_eq!(
         unknown.message,
         r#"unknown type "Subtract", expected one of "Add", "Nothing", "AddAndBreak""#
     );
-    let invalid = execute(&tally, command("Add", r#"{"n":"x"}"#)).unwrap_err();
+    let invalid = rejection_of(execute(&tally, command("Add", r#"{"n":"x"}"#)));
     assert_eq!(invalid.code, "malformed-command");
     assert!(
         invalid
@@ -250,9 +268,9 @@ fn execute_rejects_malformed_commands() {
         invalid.message
     );
     let mut xml = command("Add", "<n>1</n>");
-    xml.content_type = "text/xml".into();
+    xml.1 = "text/xml".into();
     assert_eq!(
-        execute(&tally, xml).unwrap_err().code,
+        rejection_of(execute(&tally, xml)).code,
         "unsupported-content-type"
     );
 }
