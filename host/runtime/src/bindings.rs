@@ -19,10 +19,9 @@ pub(crate) mod v4 {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "aether:aggregate/aggregate-component@0.4.0",
-        // The command's strings and data are lent to the guest as slices
-        // either way. Borrowing mode does not compile here, for the reason
-        // given at `v3` (`unapplied`, returned, holds a `list<u8>`).
-        ownership: Owning,
+        // The command's strings and data are lent to the guest, not copied
+        // first; the decision comes back owned.
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 

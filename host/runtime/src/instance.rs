@@ -28,6 +28,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store};
 
+use super::bindings::v4::exports::aether::aggregate0_4_0::handler::Decision;
 use super::bindings::{NewEvent, v1, v2, v3, v4};
 use super::component::{ComponentPre, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
@@ -389,7 +390,6 @@ impl GuestInstance {
                     timestamp_ms,
                 )
         })?;
-        use v4::exports::aether::aggregate0_4_0::handler::Decision;
         let (batch, refused) = match decision {
             Decision::Events(batch) => (batch, None),
             Decision::Rejected(rejection) => return Ok(Err(rejection!(rejection))),
