@@ -1,8 +1,8 @@
 //! The batch `apply` receives and `execute` hands back
-//! (`aether:aggregate@0.4.0`): events one after another, each a 28-byte little-endian header (version,
-//! timestamp, the lengths of its event type, content type and data)
-//! followed by those three byte strings. The layout is specified on `apply`
-//! in `wit/aggregate.wit`.
+//! (`aether:aggregate@0.4.0`): events one after another, each a 28-byte
+//! little-endian header (version, timestamp, the lengths of its event
+//! type, content type and data) followed by those three byte strings. The
+//! layout is specified on `apply` in `wit/aggregate.wit`.
 //!
 //! Events are read in place: the type names and the data are borrowed
 //! slices, so a replay allocates nothing per event here. The type names

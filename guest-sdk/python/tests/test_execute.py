@@ -242,18 +242,19 @@ class ExecuteTest(unittest.TestCase):
 
     def test_an_event_built_again_from_its_fields_is_the_decoded_one(self):
         # `Scaled` has a canonical form, so `execute` builds it again from
-        # its fields instead of decoding (`Codec.copy`); the result must be
+        # its fields instead of decoding (`Codec.to_bytes_copy`); the result must be
         # the same: __post_init__ run on the values written, nothing else.
         codec = codec_for(Scaled)
-        self.assertIsNotNone(codec.copy)
-        self.assertIsNone(codec_for(Tagged).copy, "no canonical form, decoded as data")
+        self.assertIsNotNone(codec.to_bytes_copy)
+        self.assertIsNone(codec_for(Tagged).to_bytes_copy, "no canonical form, decoded as data")
         outcome = given(Doubler).when(Ping())  # also checks the state against a replay
         self.assertEqual((outcome.state.doubled, outcome.state.extra), (10, False))
         for value in (Named("\u00e9t\u00e9 \"q\"", -(10**25)), Named("", 0), Paid(2**64 - 1)):
             with self.subTest(value=value):
                 codec = codec_for(type(value))
-                self.assertEqual(codec.copy(value), codec.from_bytes(codec.to_bytes(value)))
-                self.assertIsNot(codec.copy(value), value)
+                copy = codec.to_bytes_copy(value)[1]
+                self.assertEqual(copy, codec.from_bytes(codec.to_bytes(value)))
+                self.assertIsNot(copy, value)
 
     def test_consecutive_commands(self):
         scenario = given(Ledger, *HISTORY)

@@ -386,7 +386,6 @@ class Codec:
         "body",
         "names",
         "canonical",
-        "copy",
         "to_bytes_copy",
     )
 
@@ -401,7 +400,6 @@ class Codec:
         body,
         names,
         canonical,
-        copy,
         to_bytes_copy,
     ):
         self.cls = cls
@@ -418,14 +416,11 @@ class Codec:
         # For the fast paths: a `Canonical` when every field is an int or a
         # str (see `_canonical`), else None.
         self.canonical = canonical
-        # With a canonical form, `copy(value)`: a new instance built from
-        # the fields of `value`, equal to `from_bytes(to_bytes(value))`
-        # (to_bytes checks each field is an int in range or a str, and those
-        # are written and read back exactly) at a fraction of its cost;
-        # else None.
-        self.copy = copy
         # With a canonical form, `to_bytes_copy(value)`: `(to_bytes(value),
-        # copy(value))` in one call; else None.
+        # copy)`, where `copy` is a new instance built from the fields of
+        # `value`, equal to `from_bytes(to_bytes(value))` (to_bytes checks
+        # each field is an int in range or a str, and those are written and
+        # read back exactly) at a fraction of its cost; else None.
         self.to_bytes_copy = to_bytes_copy
 
 
@@ -629,14 +624,11 @@ def codec_for(cls) -> Codec:
     )
     copy_src = ""
     if canonical is not None:
-        # Every field an int or a str, checked by to_bytes as it writes:
-        # decoding what it wrote gives these very values.
-        values = ", ".join(f"value.{field.name}" for field in fields)
-        copy_src = f"\ndef copy(value):\n    return {cls_name}({values})\n"
-        # Both at once, for `execute`'s one-event path: each field read and
-        # checked once, one call.
+        # Every field an int or a str, checked as it is written: decoding
+        # what was written gives these very values. For `execute`'s
+        # one-event path: each field read and checked once, one call.
         checked = ", ".join(f"a{position}" for position in range(len(fields)))
-        copy_src += (
+        copy_src = (
             "\ndef to_bytes_copy(value):\n"
             + "".join(encode_checks)
             + f"    return {data_expression}, {cls_name}({checked})\n"
@@ -663,7 +655,6 @@ def codec_for(cls) -> Codec:
         body,
         namespace,
         canonical,
-        namespace.get("copy"),
         namespace.get("to_bytes_copy"),
     )
     _CODECS[cls] = codec

@@ -82,7 +82,7 @@ def resource_class(spec, Err, ApplyError, WitRejection, Events, Rejected, Unappl
             # The common case, one event, without the general loop: encoded,
             # decoded again as a replay reads it (or, for a class with a
             # canonical form, built again from its fields: the same value,
-            # see `Codec.copy` and `to_bytes_copy`), folded into the state.
+            # see `Codec.to_bytes_copy`), folded into the state.
             if type(decided) is list and len(decided) == 1:
                 event = decided[0]
                 entry = single(type(event))
@@ -372,8 +372,9 @@ def _canonical_path(codec, index: int, namespace: dict) -> str:
     regular-expression match over the batch instead of the JSON scanner."""
     namespace[f"_fm{index}"] = codec.canonical.fullmatch
     namespace[f"_k{index}"] = codec.cls
+    finish, subject = "fold({})\ncontinue", "batch, data_start, stop"
     return canonical_source(
-        codec.canonical.kinds, f"_fm{index}", f"_k{index}", 16, "fold({})\ncontinue", "batch, data_start, stop"
+        codec.canonical.kinds, f"_fm{index}", f"_k{index}", 16, finish, subject
     )
 
 
