@@ -49,11 +49,15 @@ const PHASE: Duration = Duration::from_secs(2);
 const ATTACK_LEAD: Duration = Duration::from_millis(300);
 
 /// Tenant B's limits: a tenth of the default deadline, an eighth of the
-/// default memory.
-fn b_limits() -> SandboxLimits {
+/// default memory. At smoke size (inside `cargo test`, every smoke scenario
+/// at once on a busy machine) a `GrowMemory` may get too little CPU to fill
+/// 32 MiB within 100 ms, and the smoke's few commands would then all stop at
+/// the deadline: the smoke gives B a smaller memory and a longer deadline,
+/// so each kind of attack still ends at its own limit.
+fn b_limits(ctx: &Ctx) -> SandboxLimits {
     SandboxLimits {
-        call_deadline: Duration::from_millis(100),
-        memory_bytes: 32 << 20,
+        call_deadline: ctx.size(Duration::from_millis(100), Duration::from_millis(500)),
+        memory_bytes: ctx.size(32 << 20, 8 << 20),
         ..SandboxLimits::default()
     }
 }
@@ -87,7 +91,9 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     runtime
         .deploy(&tenant_b, &AggregateType::new(HOSTILE)?, hostile)
         .await?;
-    runtime.set_namespace_limits(&tenant_b, b_limits()).await?;
+    runtime
+        .set_namespace_limits(&tenant_b, b_limits(ctx))
+        .await?;
     let accounts = streams(&tenant_a, ACCOUNT, "acc", accounts_count)?;
     let attackers = streams(&tenant_b, HOSTILE, "attacker", attackers_count)?;
 
@@ -133,7 +139,7 @@ pub(crate) async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         failures.memory
     );
 
-    let limits = b_limits();
+    let limits = b_limits(ctx);
     let params = |m: Metric| {
         m.param("backend", fixture::DURABLE_BACKEND)
             .param("config", "RuntimeConfig::default()")
