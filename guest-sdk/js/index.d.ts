@@ -70,7 +70,7 @@ export function defineAggregate<S, C extends Variants, E extends Variants>(
   options: AggregateOptions<S, C, E>,
 ): AggregateDefinition<S, C, E>;
 
-/** The WIT interface `aether:aggregate/handler@0.3.0` as componentize-js expects it. */
+/** The WIT interface `aether:aggregate/handler@0.4.0` as componentize-js expects it. */
 export interface Handler {
   readonly Aggregate: new (id: string) => unknown;
 }

@@ -17,8 +17,8 @@ type NewEvent = { eventType: string; contentType: string; data: Uint8Array };
 export interface Then {
   /** `{ ok: the new events }` or `{ err: the rejection }`. */
   readonly outcome: { ok?: NewEvent[]; err?: { code: string; message: string } };
-  /** What `execute` returned when it decided events; undefined on a rejection. */
-  readonly decision?: { events: NewEvent[]; applyError?: { version: bigint; message: string } };
+  /** What `execute` returned when it decided events (the WIT `decision`'s `events` case, a batch); undefined on a rejection. */
+  readonly decision?: { tag: 'events'; val: Uint8Array };
   /** The resource after the command (its `state`, `view()`, `snapshot()`). */
   readonly resource: any;
   /** The decided events as `{ type, data }`, the data parsed losslessly. */
@@ -34,7 +34,11 @@ export function givenRaw(aggregate: Aggregate, events: [eventType: string, data:
 export function givenState(aggregate: Aggregate, state: unknown): Given;
 /** One `node:test` test per `*.json` conformance scenario in `directory`. */
 export function testScenarios(aggregate: Aggregate, directory: string | URL): void;
-/** A batch as the host passes it to `apply` (aether:aggregate@0.3.0, as in 0.2.0), from events with versions and timestamps as BigInts or Numbers. */
+/** A batch as the host passes it to `apply` (aether:aggregate@0.4.0), from events with versions and timestamps as BigInts or Numbers. */
 export function writeBatch(
   events: { version: bigint | number; eventType: string; contentType?: string; data?: Uint8Array; timestampMs?: bigint | number }[],
 ): Uint8Array;
+/** The events of a batch (the layout checked as the host checks a decided batch; throws on the first problem). */
+export function readBatch(
+  batch: Uint8Array,
+): { version: bigint; timestampMs: bigint; eventType: string; contentType: string; data: Uint8Array }[];

@@ -1,17 +1,17 @@
-//! Components built with each SDK export `aether:aggregate/handler`:
-//! Rust's and Python's at 0.4.0 (one `execute` call per command that hands
-//! the decided events back as a batch, `apply` takes a batch as one
-//! buffer), JavaScript's at the frozen 0.3.0 (the same, but `execute` takes
-//! a `command` record and gives a `list<new-event>`): through each, a
-//! history longer than two replay batches gives the same state, a command
-//! changes it, and an event the guest cannot apply is reported at its own
-//! version. Components written against one version by hand, without an
-//! SDK, go through the same checks: 0.4.0 with `tests/programs/tally-v04`,
-//! 0.2.0 (`handle`, then `apply` with the decided events) with
-//! `tally-v02`, 0.1.0 (`apply` takes a `list<event>`) with `tally-v01`; the
-//! probes (`languages_sandbox.rs`) export 0.1.0 too. `tally-v04` also hands
-//! back decided events that break the batch rules on purpose: the host
-//! must refuse them and store nothing.
+//! Components built with each SDK (Rust, Python, JavaScript) export
+//! `aether:aggregate/handler@0.4.0` (one `execute` call per command that
+//! hands the decided events back as a batch, `apply` takes a batch as one
+//! buffer): through each, a history longer than two replay batches gives
+//! the same state, a command changes it, and an event the guest cannot
+//! apply is reported at its own version. Components written against one
+//! version by hand, without an SDK, go through the same checks: 0.4.0 with
+//! `tests/programs/tally-v04`, the frozen 0.3.0 (`execute` takes a
+//! `command` record and gives a `list<new-event>`) with `tally-v03`, 0.2.0
+//! (`handle`, then `apply` with the decided events) with `tally-v02`, 0.1.0
+//! (`apply` takes a `list<event>`) with `tally-v01`; the probes
+//! (`languages_sandbox.rs`) export 0.1.0 too. `tally-v04` also hands back
+//! decided events that break the batch rules on purpose: the host must
+//! refuse them and store nothing.
 
 use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, CommandRequest, GuestFailureKind, Runtime};
@@ -26,7 +26,7 @@ use serde_json::json;
 /// More than two of the runtime's replay batches (1 024 events).
 const EVENTS: u64 = 2_500;
 
-const COMPONENTS: [(&str, &str, &str); 6] = [
+const COMPONENTS: [(&str, &str, &str); 7] = [
     (
         "rust",
         artifacts::BANK_ACCOUNT,
@@ -40,7 +40,7 @@ const COMPONENTS: [(&str, &str, &str); 6] = [
     (
         "javascript",
         artifacts::BANK_ACCOUNT_JS,
-        "aether:aggregate/handler@0.3.0",
+        "aether:aggregate/handler@0.4.0",
     ),
     // The tallies' views are only the balance: not compared with the bank
     // accounts'.
@@ -48,6 +48,11 @@ const COMPONENTS: [(&str, &str, &str); 6] = [
         "rust on 0.4.0",
         artifacts::TALLY_V04,
         "aether:aggregate/handler@0.4.0",
+    ),
+    (
+        "rust on 0.3.0",
+        artifacts::TALLY_V03,
+        "aether:aggregate/handler@0.3.0",
     ),
     (
         "rust on 0.2.0",
@@ -273,24 +278,58 @@ async fn a_guest_whose_decided_events_break_the_batch_rules_stores_nothing() {
         .unwrap();
     assert_eq!(outcome.version, 2);
 
-    let outcome = send(&runtime, &tally, "Transmogrify", json!(null))
+    decided_events_that_do_not_apply_are_stored_and_reported(&runtime, &tally, 4).await;
+}
+
+/// 0.3.0's `decision` with an `apply-error` is stored and reported on
+/// replay, as 0.4.0's `unapplied` is.
+#[tokio::test]
+async fn a_decision_with_an_apply_error_on_0_3_0_is_stored_and_reported() {
+    let runtime = memory_runtime(test_config());
+    let loaded = runtime
+        .load_component(component(artifacts::TALLY_V03))
         .await
         .unwrap();
-    assert_eq!(outcome.version, 4);
+    let namespace = Namespace::new("versions").unwrap();
+    runtime.activate(&namespace, &AggregateType::new("tally").unwrap(), loaded);
+    let tally = stream("versions", "tally", "odd");
+    send(&runtime, &tally, "Deposit", json!({"amount": 5}))
+        .await
+        .unwrap();
+    decided_events_that_do_not_apply_are_stored_and_reported(&runtime, &tally, 3).await;
+}
+
+/// A tally's `Transmogrify` decides `Deposited` and then `Transmogrified`,
+/// which it cannot apply: both are stored (the last at `last_version`),
+/// and the aggregate's replay then meets the error at that version.
+async fn decided_events_that_do_not_apply_are_stored_and_reported(
+    runtime: &Runtime,
+    tally: &StreamId,
+    last_version: u64,
+) {
+    let outcome = send(runtime, tally, "Transmogrify", json!(null))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, last_version);
     let types: Vec<_> = outcome
         .events
         .iter()
         .map(|e| e.event_type.as_str())
         .collect();
     assert_eq!(types, ["Deposited", "Transmogrified"]);
-    assert_eq!(runtime.store().stream_version(&tally).await.unwrap(), 4);
-    let error = runtime.state(&tally).await.unwrap_err();
+    assert_eq!(
+        runtime.store().stream_version(tally).await.unwrap(),
+        last_version
+    );
+    let error = runtime.state(tally).await.unwrap_err();
     let CommandError::Guest(failure) = &error else {
         panic!("{error:?}");
     };
     assert_eq!(failure.kind, GuestFailureKind::ApplyFailed, "{failure}");
     assert!(
-        failure.message.contains("could not apply event version 4"),
+        failure
+            .message
+            .contains(&format!("could not apply event version {last_version}")),
         "{failure}"
     );
 }

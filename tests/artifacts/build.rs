@@ -20,6 +20,7 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("hostile", "HOSTILE"),
     ("tally-v01", "TALLY_V01"),
     ("tally-v02", "TALLY_V02"),
+    ("tally-v03", "TALLY_V03"),
     ("tally-v04", "TALLY_V04"),
 ];
 

@@ -1,8 +1,8 @@
-// The methods of the tallies in `tally-v01`, `tally-v02` and `tally-v04`
-// that their WIT versions share, written once. Each crate `include!`s this
-// file and invokes the macros inside its `impl GuestAggregate`, where the
-// names resolve to its own bindings: `tally_methods!` (0.1.0 and 0.2.0:
-// `handle` and the state's methods) or `tally_state_methods!` alone.
+// The methods of the tallies in `tally-v01` to `tally-v04` that their WIT
+// versions share, written once. Each crate `include!`s this file and
+// invokes the macros inside its `impl GuestAggregate`, where the names
+// resolve to its own bindings: `tally_methods!` (0.1.0 and 0.2.0: `handle`
+// and the state's methods) or `tally_state_methods!` alone.
 
 /// `handle`: `Deposit` (`{"amount": n}`) decides one `Deposited`; the
 /// snapshot and the view are the balance.

@@ -95,5 +95,5 @@ function checkAmount(amount) {
   if (amount === 0n) throw new Rejection('invalid-amount', 'the amount must be more than 0');
 }
 
-/** The exported interface `aether:aggregate/handler@0.3.0`. */
+/** The exported interface `aether:aggregate/handler@0.4.0`. */
 export const handler = exportAggregate(BankAccount);

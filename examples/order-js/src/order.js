@@ -119,5 +119,5 @@ export const Order = defineAggregate({
   view: (order) => ({ status: order.status, lines: order.lines, total: total(order) }),
 });
 
-/** The exported interface `aether:aggregate/handler@0.3.0`. */
+/** The exported interface `aether:aggregate/handler@0.4.0`. */
 export const handler = exportAggregate(Order);

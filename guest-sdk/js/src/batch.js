@@ -1,8 +1,9 @@
-// The batch `apply` receives (`aether:aggregate@0.3.0`, as in 0.2.0):
-// events one after another, each a 28-byte little-endian header (version
-// u64, timestamp-ms u64, then the u32 lengths of its event type, content
-// type and data) followed by those three byte strings. The layout is
-// specified on `apply` in wit/aggregate.wit.
+// The batch layout (`aether:aggregate@0.4.0`): the stored events `apply`
+// receives, and the decided events `execute` hands back. Events one after
+// another, each a 28-byte little-endian header (version u64, timestamp-ms
+// u64, then the u32 lengths of its event type, content type and data)
+// followed by those three byte strings. The layout is specified on `apply`
+// in wit/aggregate.wit.
 //
 // The apply loop (component.js) reads the batch in place with one DataView:
 // the data is a `subarray`, and the type names are compared as bytes
@@ -18,7 +19,8 @@ export const HEADER_LEN = 28;
 
 const encoder = new TextEncoder();
 const names = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-const JSON_BYTES = encoder.encode(CONTENT_TYPE);
+/** `application/json` as bytes, the content type of every event the SDK writes. */
+export const JSON_BYTES = encoder.encode(CONTENT_TYPE);
 const JSON_WORDS = [0, 4, 8, 12].map((at) => new DataView(JSON_BYTES.buffer).getUint32(at, true));
 
 /** The message of the apply-error for a batch that breaks the layout at byte `offset`. */
@@ -98,4 +100,35 @@ export function writeBatch(events) {
     }
   }
   return out;
+}
+
+/**
+ * The events of a batch as `{ version, timestampMs, eventType,
+ * contentType, data }` (BigInts, strings, a copy of the bytes), checking
+ * the layout as the host checks a decided batch: for tests and the testing
+ * helpers. Throws an Error naming the first problem.
+ */
+export function readBatch(batch) {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const events = [];
+  let offset = 0;
+  while (offset < batch.byteLength) {
+    if (batch.byteLength - offset < HEADER_LEN) throw new Error(malformed(offset, 'an event header is cut short'));
+    const lengths = [16, 20, 24].map((at) => view.getUint32(offset + at, true));
+    const start = offset + HEADER_LEN;
+    const next = start + lengths[0] + lengths[1] + lengths[2];
+    if (next > batch.byteLength) throw new Error(malformed(offset, "an event's lengths run past the end of the batch"));
+    const eventType = nameAt(batch, start, lengths[0]);
+    const contentType = nameAt(batch, start + lengths[0], lengths[1]);
+    if (eventType === undefined || contentType === undefined) throw new Error(malformed(offset, 'a type name is not UTF-8'));
+    events.push({
+      version: view.getBigUint64(offset, true),
+      timestampMs: view.getBigUint64(offset + 8, true),
+      eventType,
+      contentType,
+      data: batch.slice(start + lengths[0] + lengths[1], next),
+    });
+    offset = next;
+  }
+  return events;
 }

@@ -103,10 +103,11 @@ export async function buildComponent({ entry, out, wit, tools, features = [] }) 
     const { component } = await componentize({
       sourcePath,
       witPath: path(wit),
-      // The SDK's glue implements `aether:aggregate@0.3.0` (`execute`
-      // decides a command and applies its events in one call; `apply`
-      // takes a replay batch as one buffer, read in place by batch.js).
-      worldName: 'aether:aggregate/aggregate-component@0.3.0',
+      // The SDK's glue implements `aether:aggregate@0.4.0` (`execute`
+      // decides a command, hands its events back as one batch and applies
+      // them in one call; `apply` takes a replay batch as one buffer, read
+      // in place by batch.js).
+      worldName: 'aether:aggregate/aggregate-component@0.4.0',
       disableFeatures: ['http', 'fetch-event', ...features],
     });
     const bytes = withCustomSection(component, STATE_SCHEMA_SECTION, definition.stateSchema);

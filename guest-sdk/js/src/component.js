@@ -1,13 +1,14 @@
 // The componentize-js glue: the WIT resource `aggregate` (interface
-// `aether:aggregate/handler@0.3.0`) around an aggregate's definition.
+// `aether:aggregate/handler@0.4.0`) around an aggregate's definition.
 //
 // componentize-js conventions this relies on:
 // - the exported interface `handler` is the app module's named export
 //   `handler`, and its resource the class `Aggregate` on it;
-// - records are objects with camelCase fields (`eventType`, `contentType`,
-//   `applyError`), `list<u8>` is a Uint8Array, `u64` a BigInt (so `apply`
-//   gets the batch as one Uint8Array, read in place by batch.js) and
-//   `option<T>` a T or undefined;
+// - records are objects with camelCase fields, `list<u8>` is a Uint8Array,
+//   `u64` a BigInt (so `apply` gets the batch as one Uint8Array, read in
+//   place by batch.js) and a variant an object `{ tag, val }` (`execute`
+//   returns `{ tag: 'events', val: batch }`, `'rejected'` or
+//   `'unapplied'`);
 // - a method returning `result<T, E>` returns T for `ok`; throwing a value
 //   with an own `payload` property makes `err(payload)`; anything else
 //   thrown traps (a guest bug: the host drops the instance).
@@ -17,15 +18,15 @@
 //
 // Lifecycle: the host constructs one resource per aggregate id it
 // activates, calls `restore` (if it has a snapshot) and `apply` with the
-// stored events in batches, then `execute` per command, which decides it
-// and applies the decided events in the same call (one call per command;
-// with 0.2.0's `handle` and then `apply`, the second call cost about a
-// quarter of a command). Failure modes, as in the Rust SDK: a payload that
-// does not decode is a value (an `apply-error`, or the rejection
+// stored events in batches, then `execute` per command, which decides it,
+// writes the decided events as a batch (the layout `apply` reads, stamped
+// with the versions and timestamp the host will store) and applies them in
+// the same call. Failure modes, as in the Rust SDK: a payload that does not
+// decode is a value (an `apply-error`, or the rejection
 // `malformed-command`); any other exception is a trap.
 
 import { AggregateDefinition, CONTENT_TYPE, Rejection } from './aggregate.js';
-import { HEADER_LEN, byteLookup, isJsonAt, malformed, nameAt } from './batch.js';
+import { HEADER_LEN, JSON_BYTES, byteLookup, isJsonAt, malformed, nameAt } from './batch.js';
 import { asText, canonicalEvents } from './canonical.js';
 import { WireError } from './json.js';
 
@@ -38,6 +39,8 @@ class Err {
 
 const encoder = new TextEncoder();
 const DEFINITION = Symbol('aether aggregate definition');
+/** The batch of a command that decides nothing (the glue copies it out, never changes it). */
+const NO_EVENTS = new Uint8Array(0);
 
 /**
  * The apply-error for a batch that breaks its layout after the event read
@@ -56,8 +59,12 @@ export function resourceClass(definition) {
   // The common event read from the batch as text (canonical.js), else undefined.
   const canonicalAt = canonicalEvents(events.values(), CONTENT_TYPE);
 
+  // Each event variant's type name as bytes, for the batch execute writes.
+  const nameBytes = new Map();
+  for (const variant of events.values()) nameBytes.set(variant, encoder.encode(variant.name));
+
   function rejected(rejection) {
-    return new Err({ code: rejection.code, message: rejection.message });
+    return { tag: 'rejected', val: { code: rejection.code, message: rejection.message } };
   }
 
   return class Aggregate {
@@ -143,49 +150,75 @@ export function resourceClass(definition) {
 
     /**
      * Decides a command against the current state and applies the decided
-     * events to it: a `decision` `{ events, applyError }`, or a thrown
-     * rejection (the state untouched).
+     * events to it: the WIT `decision`, `{ tag: 'events', val: batch }`,
+     * `{ tag: 'rejected', val: rejection }` (the state untouched) or
+     * `{ tag: 'unapplied', val: { events: batch, error } }`.
      *
-     * The events are first all encoded (the WIT `new-event`s: what the
-     * host stores), then each is read back from the bytes just encoded, as
-     * `apply` reads a stored event, and folded: the state is the one a
-     * replay of the stored events gives. Event i is version
-     * `firstVersion + i`; the first that does not read back stops there,
-     * as `apply` stops, and is the decision's `applyError` (the events
-     * before it stay applied). `timestampMs` is unused: an event's fold
-     * does not see its timestamp in a replay either.
+     * The events are first all written into one batch (what the host
+     * stores: event i is version `firstVersion + i`, each stamped
+     * `timestampMs`), then each is read back from its bytes just written,
+     * as `apply` reads a stored event, and folded: the state is the one a
+     * replay of the stored events gives. The first that does not read back
+     * stops there, as `apply` stops, and is the `unapplied` error (the
+     * events before it stay applied).
      */
-    execute(command, firstVersion, _timestampMs) {
+    execute(commandType, contentType, data, firstVersion, timestampMs) {
       let decided;
       try {
-        const value = definition.decodeCommand(command.commandType, command.contentType, command.data);
+        const value = definition.decodeCommand(commandType, contentType, data);
         decided = decide(this.state, value);
       } catch (error) {
-        if (error instanceof Rejection) throw rejected(error);
+        if (error instanceof Rejection) return rejected(error);
         throw error;
       }
-      if (decided instanceof Rejection) throw rejected(decided);
-      if (decided === undefined || decided === null) return { events: [], applyError: undefined };
+      if (decided instanceof Rejection) return rejected(decided);
+      if (decided === undefined || decided === null) return { tag: 'events', val: NO_EVENTS };
       const list = Array.isArray(decided) ? decided : [decided];
       const count = list.length;
-      // The new events (see `encodeEvents`, which also words the errors),
-      // with each one's variant and JSON text for reading it back.
-      const out = new Array(count);
+      // Each event's variant, JSON text and data bytes (see `encodeEvents`,
+      // which also words the errors).
       const variants = new Array(count);
       const texts = new Array(count);
+      const datas = new Array(count);
+      let size = 0;
       for (let index = 0; index < count; index++) {
         const event = list[index];
         const variant = event !== null && typeof event === 'object' ? events.get(event.type) : undefined;
         if (variant === undefined) definition.encodeEvents([event]); // throws: not one of its events
         const text = variant.write(event);
-        out[index] = { eventType: variant.name, contentType: CONTENT_TYPE, data: encoder.encode(text) };
+        const bytes = encoder.encode(text);
         variants[index] = variant;
         texts[index] = text;
+        datas[index] = bytes;
+        size += HEADER_LEN + nameBytes.get(variant).length + JSON_BYTES.length + bytes.length;
+      }
+      const batch = new Uint8Array(size);
+      const view = new DataView(batch.buffer);
+      const starts = new Array(count);
+      let offset = 0;
+      for (let index = 0; index < count; index++) {
+        const name = nameBytes.get(variants[index]);
+        const bytes = datas[index];
+        view.setBigUint64(offset, firstVersion + BigInt(index), true);
+        view.setBigUint64(offset + 8, timestampMs, true);
+        view.setUint32(offset + 16, name.length, true);
+        view.setUint32(offset + 20, JSON_BYTES.length, true);
+        view.setUint32(offset + 24, bytes.length, true);
+        offset += HEADER_LEN;
+        batch.set(name, offset);
+        offset += name.length;
+        batch.set(JSON_BYTES, offset);
+        offset += JSON_BYTES.length;
+        starts[index] = offset;
+        batch.set(bytes, offset);
+        offset += bytes.length;
       }
       let state = this.state;
       for (let index = 0; index < count; index++) {
         const variant = variants[index];
-        const data = out[index].data;
+        const length = datas[index].length;
+        // The event's data as the batch holds it, which `apply` would read.
+        const data = batch.subarray(starts[index], starts[index] + length);
         // What `apply` does for an event with these names and data: the
         // canonical reader (over the data seen as text, one character per
         // byte), else the general one.
@@ -195,7 +228,7 @@ export function resourceClass(definition) {
           const text = texts[index];
           // ASCII text (as many bytes as characters) is its own bytes seen
           // as text: no TextDecoder call.
-          value = data.length === text.length ? readText(text, text.length) : variant.canonical(data);
+          value = length === text.length ? readText(text, text.length) : variant.canonical(data);
         }
         if (value === undefined) {
           try {
@@ -205,20 +238,18 @@ export function resourceClass(definition) {
           }
           if (value === undefined) {
             this.state = state;
-            return {
-              events: out,
-              applyError: {
-                version: firstVersion + BigInt(index),
-                message: definition.applyError(variant.name, CONTENT_TYPE, data),
-              },
+            const error = {
+              version: firstVersion + BigInt(index),
+              message: definition.applyError(variant.name, CONTENT_TYPE, data),
             };
+            return { tag: 'unapplied', val: { events: batch, error } };
           }
         }
         const folded = fold(state, value);
         if (folded !== undefined) state = folded;
       }
       this.state = state;
-      return { events: out, applyError: undefined };
+      return { tag: 'events', val: batch };
     }
 
     /** The state's JSON, fields in declaration order. */

@@ -13,11 +13,12 @@
 // Everything crosses the code the component runs (the resource class of
 // component.js) and the wire, as the host calls it: given events are
 // written as JSON bytes and applied as one batch (`apply`), the command is
-// written as JSON bytes and carried out by `execute`, which decides it and
-// applies the decided events in the same call. Each `when` then checks
-// that the state equals a replay of the given and the decided events
-// (through `apply`, on a fresh resource), and that a rejection left the
-// state as it was.
+// written as JSON bytes and carried out by `execute`, which decides it,
+// hands the decided events back as a batch and applies them in the same
+// call. Each `when` then reads that batch back as the host does (its
+// layout, versions and timestamps checked), checks that the state equals a
+// replay of the given and the decided events (through `apply`, on a fresh
+// resource), and that a rejection left the state as it was.
 
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -25,11 +26,11 @@ import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 
 import { CONTENT_TYPE } from './aggregate.js';
-import { writeBatch } from './batch.js';
+import { readBatch, writeBatch } from './batch.js';
 import { definitionOf, resourceClass } from './component.js';
 import { parseLossless, stringify } from './json.js';
 
-export { writeBatch };
+export { readBatch, writeBatch };
 
 const TIMESTAMP_MS = 1_700_000_000_000n;
 const encoder = new TextEncoder();
@@ -98,24 +99,30 @@ export class Given {
     const resource = this.fresh();
     const before = this.definition.snapshot(resource.state);
     // As the host calls it: the first new event is the next version.
-    const result = call(() =>
-      resource.execute({ commandType, contentType, data: bytes(data) }, resource.version + 1n, TIMESTAMP_MS),
-    );
-    if (result.err !== undefined) {
+    const firstVersion = resource.version + 1n;
+    const decision = resource.execute(commandType, contentType, bytes(data), firstVersion, TIMESTAMP_MS);
+    if (decision.tag === 'rejected') {
       assert.equal(
         this.definition.snapshot(resource.state),
         before,
         `handle changed the state (${commandType}, rejected): only apply may`,
       );
-      return new Then(this.definition, resource, result, undefined);
+      return new Then(this.definition, resource, { err: decision.val }, undefined);
     }
-    const decision = result.ok;
-    assert.equal(
-      decision.applyError,
-      undefined,
-      `the decided events do not apply: ${stringify(decision.applyError ?? null)}`,
+    assert.notEqual(
+      decision.tag,
+      'unapplied',
+      `the decided events do not apply: ${stringify(decision.val?.error ?? null)}`,
     );
-    const events = decision.events.map((e) => [e.eventType, e.data, e.contentType]);
+    assert.equal(decision.tag, 'events', `execute returned ${stringify(decision)}`);
+    // What the host checks before it stores the batch.
+    const stored = readBatch(decision.val);
+    stored.forEach((event, index) => {
+      assert.equal(event.version, firstVersion + BigInt(index), `the version of decided event ${index}`);
+      assert.equal(event.timestampMs, TIMESTAMP_MS, `the timestamp of decided event ${index}`);
+    });
+    const decided = stored.map(({ eventType, contentType, data }) => ({ eventType, contentType, data }));
+    const events = decided.map((e) => [e.eventType, e.data, e.contentType]);
     // The state execute left equals the state a replay of the stored events gives.
     const replayed = this.fresh();
     if (events.length > 0) {
@@ -128,7 +135,7 @@ export class Given {
         'the state after execute differs from a replay of its events',
     );
     resource.version += BigInt(events.length);
-    return new Then(this.definition, resource, { ok: decision.events }, decision);
+    return new Then(this.definition, resource, { ok: decided }, decision);
   }
 }
 
@@ -153,7 +160,7 @@ export class Then {
     this.resource = resource;
     /** `{ ok: the new events }` or `{ err: the rejection }`. */
     this.outcome = outcome;
-    /** What `execute` returned when it decided events, `{ events, applyError }`; undefined on a rejection. */
+    /** What `execute` returned when it decided events, `{ tag: 'events', val: batch }`; undefined on a rejection. */
     this.decision = decision;
   }
 

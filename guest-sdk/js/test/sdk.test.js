@@ -24,7 +24,7 @@ import {
 } from '../src/index.js';
 import { withCustomSection } from '../src/build.js';
 import { definitionOf } from '../src/component.js';
-import { given, givenRaw, givenState, writeBatch } from '../src/testing.js';
+import { given, givenRaw, givenState, readBatch, writeBatch } from '../src/testing.js';
 
 const Counter = defineAggregate({
   name: 'Counter',
@@ -219,7 +219,7 @@ test('a bug in the aggregate traps instead of becoming a value', () => {
   });
   const resource = new (exportAggregate(Buggy).Aggregate)('b');
   assert.throws(
-    () => resource.execute({ commandType: 'Go', contentType: 'application/json', data: encoder.encode('null') }, 1n, 0n),
+    () => resource.execute('Go', 'application/json', encoder.encode('null'), 1n, 0n),
     (error) => error instanceof TypeError && !Object.hasOwn(error, 'payload'),
   );
 });
@@ -479,7 +479,7 @@ test('an event that ends where the next one starts is not read past its end', ()
   assert.deepEqual(resource.state.seen, []);
 });
 
-// `execute` (aether:aggregate@0.3.0): decide, encode, read back and fold in one call.
+// `execute` (aether:aggregate@0.4.0): decide, write the batch, read back and fold in one call.
 
 /** An aggregate whose `handle` returns what `decide(state, command)` returns (set per test). */
 function echo(events, decide) {
@@ -496,7 +496,8 @@ function echo(events, decide) {
   });
 }
 
-const GO = { commandType: 'Go', contentType: 'application/json', data: encoder.encode('{"n":1}') };
+/** `execute`'s command arguments for `Go`. */
+const GO = ['Go', 'application/json', encoder.encode('{"n":1}')];
 const TIME = 1_700_000_000_123n;
 
 /** `f()`'s WIT error payload; fails if it returns. */
@@ -510,7 +511,13 @@ function errorOf(f) {
   return assert.fail('expected a WIT error');
 }
 
-test('execute returns the events handle decided, encoded as before, and leaves the state a replay gives', () => {
+/** The rejection of a decision; fails if it is not one. */
+function rejectionOf(decision) {
+  assert.equal(decision.tag, 'rejected', `expected a rejection, got ${decision.tag}`);
+  return decision.val;
+}
+
+test('execute returns the events handle decided as the batch the host stores, and leaves the state a replay gives', () => {
   const decisions = [
     [{ type: 'Paid', amount: 7n }],
     { type: 'Paid', amount: 18446744073709551615n },
@@ -537,23 +544,25 @@ test('execute returns the events handle decided, encoded as before, and leaves t
     ]);
     const live = new Resource('e');
     live.apply(given);
-    const decision = live.execute(GO, 3n, TIME);
-    // Byte for byte what 0.2.0's `handle` returned.
-    const expected = Echo.encodeEvents(decided).map(([eventType, text]) => ({
-      eventType, contentType: 'application/json', data: encoder.encode(text),
+    const decision = live.execute(...GO, 3n, TIME);
+    // Byte for byte what 0.2.0's `handle` returned, as the batch the host
+    // stores: versions from 3, every one stamped with the command's time.
+    const expected = Echo.encodeEvents(decided).map(([eventType, text], index) => ({
+      version: 3n + BigInt(index), timestampMs: TIME, eventType, contentType: 'application/json', data: encoder.encode(text),
     }));
-    assert.deepEqual(decision, { events: expected, applyError: undefined });
+    assert.deepEqual(decision, { tag: 'events', val: writeBatch(expected) });
+    assert.deepEqual(readBatch(decision.val), expected);
     // The state a replay of the stored events gives.
     const replayed = new Resource('e');
     replayed.apply(given);
-    replayed.apply(writeBatch(decision.events.map((event, index) => ({ ...event, version: 3n + BigInt(index), timestampMs: TIME }))));
+    replayed.apply(decision.val);
     assert.deepEqual(live.state, replayed.state);
     assert.equal(live.state.seen.length, 2 + expected.length);
   }
   // Read back from the bytes, not taken from handle's values.
   const Echo = echo(events, () => [{ type: 'Tagged', amount: 5, extra: 'x' }, { type: 'Pa\u00efd', amount: 1 }]);
   const resource = new (exportAggregate(Echo).Aggregate)('e');
-  resource.execute(GO, 1n, TIME);
+  resource.execute(...GO, 1n, TIME);
   assert.deepEqual(resource.state.seen, [{ type: 'Tagged', amount: 5n, tag: null }, { type: 'Pa\u00efd', amount: 1 }]);
 });
 
@@ -562,20 +571,20 @@ test('a rejected command leaves the state as it was', () => {
   resource.apply(writeBatch([{ version: 1n, eventType: 'Added', data: encoder.encode('{"amount":5,"tag":"x"}') }]));
   const before = structuredClone(resource.state);
   for (const [command, code] of [
-    [{ commandType: 'Add', contentType: 'application/json', data: encoder.encode('{"amount":0}') }, 'invalid-amount'],
-    [{ commandType: 'Add', contentType: 'application/json', data: encoder.encode('{"amount":-1}') }, 'malformed-command'],
-    [{ commandType: 'Add', contentType: 'text/plain', data: encoder.encode('{"amount":1}') }, 'unsupported-content-type'],
+    [['Add', 'application/json', encoder.encode('{"amount":0}')], 'invalid-amount'],
+    [['Add', 'application/json', encoder.encode('{"amount":-1}')], 'malformed-command'],
+    [['Add', 'text/plain', encoder.encode('{"amount":1}')], 'unsupported-content-type'],
   ]) {
-    assert.equal(errorOf(() => resource.execute(command, 2n, TIME)).code, code);
+    assert.equal(rejectionOf(resource.execute(...command, 2n, TIME)).code, code);
     assert.deepEqual(resource.state, before);
   }
-  assert.deepEqual(errorOf(() => resource.execute({ ...GO, commandType: 'Add', data: encoder.encode('{"amount":0}') }, 2n, TIME)), {
+  assert.deepEqual(rejectionOf(resource.execute('Add', 'application/json', encoder.encode('{"amount":0}'), 2n, TIME)), {
     code: 'invalid-amount',
     message: 'add more than 0',
   });
 });
 
-test('an event that does not read back is the decision apply-error at its version; the events before it stay applied', () => {
+test('an event that does not read back makes the decision unapplied, the error at its version; the events before it stay applied', () => {
   // A field type whose writer writes what its reader refuses: an odd number.
   const even = {
     describe: 'even',
@@ -593,22 +602,21 @@ test('an event that does not read back is the decision apply-error at its versio
   ]);
   const Resource = exportAggregate(Odd).Aggregate;
   const resource = new Resource('o');
-  const decision = resource.execute(GO, 10n, TIME);
+  const decision = resource.execute(...GO, 10n, TIME);
+  assert.equal(decision.tag, 'unapplied');
   assert.deepEqual(
-    decision.events.map((event) => [event.eventType, decoder.decode(event.data)]),
-    [['Paid', '{"amount":1}'], ['Counted', '{"n":2}'], ['Counted', '{"n":3}'], ['Paid', '{"amount":4}']],
+    readBatch(decision.val.events).map((event) => [event.version, event.eventType, decoder.decode(event.data)]),
+    [[10n, 'Paid', '{"amount":1}'], [11n, 'Counted', '{"n":2}'], [12n, 'Counted', '{"n":3}'], [13n, 'Paid', '{"amount":4}']],
   );
-  assert.deepEqual(decision.applyError, {
+  assert.deepEqual(decision.val.error, {
     version: 12n,
     message: 'cannot apply event: invalid data for "Counted": field `n`: expected an even number, got 3',
   });
   assert.deepEqual(resource.state.seen, [{ type: 'Paid', amount: 1n }, { type: 'Counted', n: 2 }]);
   // The same error and state as a replay of the stored events.
   const replayed = new Resource('o');
-  const replayError = errorOf(() =>
-    replayed.apply(writeBatch(decision.events.map((event, index) => ({ ...event, version: 10n + BigInt(index) })))),
-  );
-  assert.deepEqual(replayError, decision.applyError);
+  const replayError = errorOf(() => replayed.apply(decision.val.events));
+  assert.deepEqual(replayError, decision.val.error);
   assert.deepEqual(replayed.state, resource.state);
   // The test helpers refuse such a decision.
   assert.throws(() => given(Odd).when({ type: 'Go', n: 1n }), /the decided events do not apply/);
@@ -618,7 +626,7 @@ test('a command that decides nothing returns no events and leaves the state', ()
   for (const nothing of [[], undefined, null]) {
     const resource = new (exportAggregate(echo({ Paid: { amount: u64 } }, () => nothing)).Aggregate)('z');
     resource.apply(writeBatch([{ version: 1n, eventType: 'Paid', data: encoder.encode('{"amount":1}') }]));
-    assert.deepEqual(resource.execute(GO, 2n, TIME), { events: [], applyError: undefined });
+    assert.deepEqual(resource.execute(...GO, 2n, TIME), { tag: 'events', val: new Uint8Array(0) });
     assert.deepEqual(resource.state.seen, [{ type: 'Paid', amount: 1n }]);
   }
 });
@@ -629,14 +637,14 @@ test('when goes through execute, at the next version, and checks the state again
   const twoPaid = given(Versions, { type: 'Paid', amount: 5n }, { type: 'Paid', amount: 6n });
   const Resource = twoPaid.resource.constructor;
   const original = Resource.prototype.execute;
-  Resource.prototype.execute = function (command, firstVersion, timestampMs) {
+  Resource.prototype.execute = function (commandType, contentType, data, firstVersion, timestampMs) {
     seen.push([firstVersion, timestampMs]);
-    return original.call(this, command, firstVersion, timestampMs);
+    return original.call(this, commandType, contentType, data, firstVersion, timestampMs);
   };
   try {
     const then = twoPaid.when({ type: 'Go', n: 1n });
     then.thenEvents({ type: 'Paid', amount: 1n }, { type: 'Paid', amount: 2n });
-    assert.equal(then.decision.applyError, undefined);
+    assert.equal(then.decision.tag, 'events');
     assert.equal(then.resource.version, 4n);
     assert.equal(then.resource.state.seen.length, 4);
   } finally {

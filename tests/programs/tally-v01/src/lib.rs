@@ -1,7 +1,7 @@
 //! A bank-account-shaped tally written against the frozen WIT
 //! `aether:aggregate@0.1.0` (`wit/deps/aggregate-0.1.0/`), where `apply`
 //! receives a `list<event>`, without any SDK: it keeps the host's 0.1.0
-//! bindings under test now that every SDK targets 0.2.0.
+//! bindings under test now that every SDK targets a later version.
 //!
 //! Events: `Opened` (any data) and `Deposited` (`{"amount": n}`, added to
 //! the balance); any other type, or other content, is an `apply-error` at

@@ -1,7 +1,7 @@
 //! The tally of `tests/programs/tally-v01`, written against the frozen WIT
 //! `aether:aggregate@0.2.0` (`wit/deps/aggregate-0.2.0/`), without any SDK:
 //! it keeps the host's 0.2.0 bindings under test now that every SDK
-//! targets 0.3.0. In 0.2.0 a command takes two calls: `handle` decides
+//! targets a later version. In 0.2.0 a command takes two calls: `handle` decides
 //! without changing the state, then the host calls `apply` with the events
 //! it decided; `apply` receives a batch as one buffer (the layout is on
 //! `apply` in the WIT).
