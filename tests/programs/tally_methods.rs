@@ -4,6 +4,32 @@
 // resolve to its own bindings: `tally_methods!` (0.1.0 and 0.2.0: `handle`
 // and the state's methods) or `tally_state_methods!` alone.
 
+/// A deposit's data: `{"amount": n}`.
+#[derive(serde::Deserialize)]
+struct Amount {
+    amount: u64,
+}
+
+/// Every tally's state: the sum of its deposits.
+struct Tally {
+    balance: std::cell::Cell<u64>,
+}
+
+/// Appends one JSON event to a batch, in the layout of `apply`'s batch
+/// (the tallies on 0.3.0 and later write the events they decide so).
+#[allow(dead_code)]
+fn push(batch: &mut Vec<u8>, (version, timestamp_ms): (u64, u64), event_type: &str, data: &[u8]) {
+    const JSON: &str = "application/json";
+    batch.extend_from_slice(&version.to_le_bytes());
+    batch.extend_from_slice(&timestamp_ms.to_le_bytes());
+    for len in [event_type.len(), JSON.len(), data.len()] {
+        batch.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+    batch.extend_from_slice(event_type.as_bytes());
+    batch.extend_from_slice(JSON.as_bytes());
+    batch.extend_from_slice(data);
+}
+
 /// `handle`: `Deposit` (`{"amount": n}`) decides one `Deposited`; the
 /// snapshot and the view are the balance.
 #[allow(unused_macros)]

@@ -12,8 +12,6 @@
 
 use std::cell::Cell;
 
-use serde::Deserialize;
-
 include!("../../tally_methods.rs");
 
 wit_bindgen::generate!({
@@ -23,15 +21,6 @@ wit_bindgen::generate!({
 
 use aether::aggregate::types::{ApplyError, Command, Event, NewEvent, Rejection};
 use exports::aether::aggregate::handler::{Guest, GuestAggregate};
-
-#[derive(Deserialize)]
-struct Amount {
-    amount: u64,
-}
-
-struct Tally {
-    balance: Cell<u64>,
-}
 
 impl GuestAggregate for Tally {
     fn new(_id: String) -> Self {

@@ -15,8 +15,6 @@
 
 use std::cell::Cell;
 
-use serde::Deserialize;
-
 include!("../../tally_methods.rs");
 
 wit_bindgen::generate!({
@@ -26,15 +24,6 @@ wit_bindgen::generate!({
 
 use aether::aggregate::types::{ApplyError, Command, Decision, NewEvent, Rejection};
 use exports::aether::aggregate::handler::{Guest, GuestAggregate};
-
-#[derive(Deserialize)]
-struct Amount {
-    amount: u64,
-}
-
-struct Tally {
-    balance: Cell<u64>,
-}
 
 fn event(event_type: &str, data: &[u8]) -> NewEvent {
     NewEvent {
@@ -48,19 +37,12 @@ fn event(event_type: &str, data: &[u8]) -> NewEvent {
 fn batch(events: &[NewEvent], first_version: u64, timestamp_ms: u64) -> Vec<u8> {
     let mut batch = Vec::new();
     for (version, event) in (first_version..).zip(events) {
-        batch.extend_from_slice(&version.to_le_bytes());
-        batch.extend_from_slice(&timestamp_ms.to_le_bytes());
-        let parts = [
-            event.event_type.as_bytes(),
-            event.content_type.as_bytes(),
+        push(
+            &mut batch,
+            (version, timestamp_ms),
+            &event.event_type,
             &event.data,
-        ];
-        for part in parts {
-            batch.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        }
-        for part in parts {
-            batch.extend_from_slice(part);
-        }
+        );
     }
     batch
 }

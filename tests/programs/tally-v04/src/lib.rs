@@ -31,30 +31,8 @@ use aether::aggregate::types::{ApplyError, Decision, Rejection, Unapplied};
 use exports::aether::aggregate::handler::{Guest, GuestAggregate};
 
 #[derive(Deserialize)]
-struct Amount {
-    amount: u64,
-}
-
-#[derive(Deserialize)]
 struct Lie {
     how: String,
-}
-
-struct Tally {
-    balance: Cell<u64>,
-}
-
-/// Appends one event in the batch layout.
-fn push(batch: &mut Vec<u8>, (version, timestamp_ms): (u64, u64), event_type: &str, data: &[u8]) {
-    const JSON: &str = "application/json";
-    batch.extend_from_slice(&version.to_le_bytes());
-    batch.extend_from_slice(&timestamp_ms.to_le_bytes());
-    for len in [event_type.len(), JSON.len(), data.len()] {
-        batch.extend_from_slice(&(len as u32).to_le_bytes());
-    }
-    batch.extend_from_slice(event_type.as_bytes());
-    batch.extend_from_slice(JSON.as_bytes());
-    batch.extend_from_slice(data);
 }
 
 fn rejected(code: &str, message: String) -> Decision {
