@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `header_read_timeout` | hyper, from when the node waits for a request's head (on a kept-alive connection: from the end of the previous response) | the connection is closed |
 //! | `body_read_timeout`, `min_body_bytes_per_sec` | [`TimedBody`] around every request body | the read fails: `408 request_timeout`, and the connection is closed |
+//! | a body the API answered without reading to its end | [`Lingering`] around every request body | its rest is read and discarded in the background, within bounds (`linger.rs`), so the client reads the answer instead of a reset |
 //! | `keep_alive_timeout` | the connection's task: no request in flight and no byte read or written for that long | the connection is closed (gracefully: between requests) |
 //! | `max_connections` | the accept loop | the next connections go to the operations reserve |
 //! | `ops_reserve` | the accept loop | beyond it, a connection is closed at once |
@@ -49,6 +50,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::api::ApiError;
+use super::linger::{self, Lingering};
 use aether_service::ErrorCode;
 
 /// The endpoints a connection from the operations reserve may use.
@@ -124,6 +126,7 @@ pub(crate) async fn serve(
     let ordinary = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(limits.ops_reserve));
     let (closing, closing_seen) = watch::channel(false);
+    let lingering = linger::places();
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -156,6 +159,7 @@ pub(crate) async fn serve(
                     slot,
                     router.clone(),
                     limits.clone(),
+                    lingering.clone(),
                     closing_seen.clone(),
                 ));
             }
@@ -192,6 +196,7 @@ async fn connection(
     slot: Slot,
     router: Router,
     limits: Arc<ConnectionLimits>,
+    lingering: Arc<Semaphore>,
     mut closing: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
@@ -200,7 +205,12 @@ async fn connection(
         activity: activity.clone(),
     });
     let operations_only = matches!(slot, Slot::Operations(_));
-    let service = request_service(router, limits.clone(), activity.clone(), operations_only);
+    let service = request_service(
+        router,
+        (limits.clone(), lingering),
+        activity.clone(),
+        operations_only,
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -234,12 +244,13 @@ async fn connection(
     drop(slot);
 }
 
-/// The router, with every request body timed ([`TimedBody`]) and every
-/// response counted as in flight until its body is done; on a reserve
-/// connection, only the operations endpoints.
+/// The router, with every request body timed ([`TimedBody`]) and read to
+/// its end if the API drops it early ([`Lingering`], on `lingering`'s
+/// places), and every response counted as in flight until its body is
+/// done; on a reserve connection, only the operations endpoints.
 fn request_service(
     router: Router,
-    limits: Arc<ConnectionLimits>,
+    (limits, lingering): (Arc<ConnectionLimits>, Arc<Semaphore>),
     activity: Arc<Activity>,
     operations_only: bool,
 ) -> impl tower::Service<
@@ -251,6 +262,7 @@ fn request_service(
 + Send {
     tower::service_fn(move |request: Request<Incoming>| {
         let (router, limits, activity) = (router.clone(), limits.clone(), activity.clone());
+        let lingering = lingering.clone();
         async move {
             let in_flight = InFlight::begin(activity);
             if operations_only && !OPERATIONS.contains(&request.uri().path()) {
@@ -269,7 +281,8 @@ fn request_service(
                 );
                 return Ok(refused);
             }
-            let request = request.map(|body| Body::new(TimedBody::new(body, &limits)));
+            let request = request
+                .map(|body| Body::new(Lingering::new(TimedBody::new(body, &limits), lingering)));
             let response = router.oneshot(request).await?;
             Ok(response.map(|body| Body::new(Counted { body, in_flight })))
         }

@@ -27,6 +27,7 @@ mod components;
 mod connections;
 mod kv_watch;
 mod limits;
+mod linger;
 pub mod metrics;
 pub mod registry;
 mod serve;

@@ -6,7 +6,8 @@
 //! declared oversized body is refused before it is read and junk from its
 //! first bytes, a finished or abandoned upload gives its place back; a
 //! namespace's deploys wait their turn to compile (`compile_share_percent`)
-//! while a neighbour's do not.
+//! while a neighbour's do not. A client that sends a refused upload whole
+//! before it reads reads the answer, not a reset.
 //! Raw TCP for the uploads that must stay in progress.
 
 use std::io::Write;
@@ -155,6 +156,60 @@ fn a_body_declared_over_the_component_limit_is_refused_before_it_is_read() {
     assert!(answer.contains("payload_too_large"), "{answer}");
     assert!(answer.contains("1073741824 bytes"), "{answer}");
     assert_eq!(uploads_in_progress(&node, "big"), 0);
+}
+
+/// A client that sends its whole body before it reads (as Python's
+/// `http.client` does) reads the error that names its problem, not a
+/// reset: the node reads on the rest of a body it answered without
+/// reading, and the connection then carries the client's next request.
+#[test]
+fn a_client_that_sends_a_refused_upload_whole_reads_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    node.client(Some(ADMIN)).create_namespace("here", json!({}));
+    let body = vec![0xA5u8; 16 << 20];
+    for (namespace, token, expected) in [
+        ("here", None, "401 Unauthorized"),
+        ("nowhere", Some(ADMIN), "404 Not Found"),
+    ] {
+        let mut stream = connect(&node);
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "PUT /v1/namespaces/{namespace}/aggregates/bank-account/component HTTP/1.1\r\n\
+             Host: node\r\n{auth}Content-Type: application/wasm\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+            .write_all(&body)
+            .unwrap_or_else(|e| panic!("{namespace}: sending the body: {e}"));
+        let answer = read_response(&mut stream);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{namespace}: {answer}"
+        );
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+            .unwrap();
+        let next = read_response(&mut stream);
+        assert!(next.starts_with("HTTP/1.1 200"), "{namespace}: {next}");
+    }
+    // Reading on is bounded (64 MiB): a client that keeps sending is cut off.
+    let mut stream = connect(&node);
+    let head = format!(
+        "PUT /v1/namespaces/nowhere/aggregates/bank-account/component HTTP/1.1\r\n\
+         Host: node\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/wasm\r\n\
+         Content-Length: {}\r\n\r\n",
+        1u64 << 30
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut sent = 0usize;
+    while stream.write_all(&body).is_ok() {
+        sent += body.len();
+        assert!(sent <= 128 << 20, "the node read on past 128 MiB");
+    }
+    assert!(sent >= 48 << 20, "cut off after {sent} bytes");
 }
 
 /// Junk, or a core module, is refused from its first bytes: the node
