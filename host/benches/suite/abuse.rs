@@ -25,7 +25,10 @@
 //! uploads, reading views) would otherwise be taken from the node and from
 //! A's clients, which no defence of the node can prevent. For the same
 //! reason they send a body in 64 KiB pieces (`node::SEND_PIECE`). The node
-//! still gets every request they send: the tally below counts them.
+//! still gets every request they send: the tally below counts them. A,
+//! B and the anonymous clients each connect from a loopback address of
+//! their own (`node::FROM_A`…), as the machines they stand for would: the
+//! node caps connections per client address.
 //!
 //! Each of [`RUNS`] rounds times A alone (baseline), then starts the
 //! attack, waits [`ATTACK_LEAD`], times A under it, stops it (every
@@ -103,6 +106,7 @@ fn node_flags() -> Vec<String> {
         ("--min-body-bytes-per-sec", 16 * 1024),
         ("--keep-alive-timeout-ms", 5_000),
         ("--max-connections", 1_024),
+        ("--max-connections-per-address", 256),
         ("--ops-reserve", 16),
         ("--max-view-bytes", MAX_VIEW_BYTES),
     ];

@@ -10,6 +10,7 @@
 //! | `body_read_timeout`, `min_body_bytes_per_sec` | [`TimedBody`] around every request body | the read fails: `408 request_timeout`, and the connection is closed |
 //! | a body the API answered without reading to its end | [`Lingering`] around every request body | its rest is read and discarded in the background, within bounds (`linger.rs`), so the client reads the answer instead of a reset |
 //! | `keep_alive_timeout` | the connection's task: no request in flight and no byte read or written for that long | the connection is closed (gracefully: between requests) |
+//! | `max_connections_per_address` | the accept loop, per client ([`Peers`]: an IPv4 address or an IPv6 /64), reserve included | the client's next connections are answered `429 too_many_connections` (at most [`REFUSALS`] at once; beyond, closed at once) |
 //! | `max_connections` | the accept loop | the next connections go to the operations reserve |
 //! | `ops_reserve` | the accept loop | beyond it, a connection is closed at once |
 //! | `shutdown_grace` | [`serve`], after the stop signal | connections still open are dropped |
@@ -17,7 +18,10 @@
 //! A connection over `max_connections` still gets a slot from a small
 //! reserve, where only `/healthz`, `/readyz` and `/metrics` are served
 //! (anything else: `503 overloaded`), so an orchestrator's probes and the
-//! operator's metrics answer while clients hold every ordinary slot.
+//! operator's metrics answer while clients hold every ordinary slot. The
+//! per-client cap keeps one client, anonymous or not, from holding all of
+//! them: others still get ordinary slots until many clients together fill
+//! the node (a flood from many addresses is for a proxy in front of it).
 //!
 //! Shutdown: the listener closes, every connection is told to finish
 //! (hyper's graceful shutdown: idle ones close now, ones with a request in
@@ -51,10 +55,15 @@ use tower::ServiceExt;
 
 use super::api::ApiError;
 use super::linger::{self, Lingering};
+use super::peers::{Peer, PeerSlot, Peers};
 use aether_service::ErrorCode;
 
 /// The endpoints a connection from the operations reserve may use.
 const OPERATIONS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Connections of clients over their cap being answered `429` at once;
+/// beyond these, such a connection is closed without an answer.
+const REFUSALS: usize = 16;
 
 /// How the node treats connections (flags of `aether serve`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +84,10 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// Connections served at once. Default: 1 024.
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may have open
+    /// at once, reserve included; more are answered `429
+    /// too_many_connections`. Default: 256, a quarter of `max_connections`.
+    pub max_connections_per_address: usize,
     /// Further connections kept for `/healthz`, `/readyz` and `/metrics`
     /// once `max_connections` are open. Default: 16.
     pub ops_reserve: usize,
@@ -91,6 +104,7 @@ impl Default for ConnectionLimits {
             min_body_bytes_per_sec: 16 << 10,
             keep_alive_timeout: Duration::from_secs(5),
             max_connections: 1_024,
+            max_connections_per_address: 256,
             ops_reserve: 16,
             shutdown_grace: Duration::from_secs(20),
         }
@@ -106,6 +120,10 @@ impl ConnectionLimits {
             ("minimum body rate", self.min_body_bytes_per_sec == 0),
             ("keep-alive timeout", self.keep_alive_timeout.is_zero()),
             ("connection cap", self.max_connections == 0),
+            (
+                "per-address connection cap",
+                self.max_connections_per_address == 0,
+            ),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             anyhow::bail!("the {name} must be greater than zero");
@@ -125,6 +143,9 @@ pub(crate) async fn serve(
     let limits = Arc::new(limits);
     let ordinary = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(limits.ops_reserve));
+    let peers = Peers::new(limits.max_connections_per_address);
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    let (mut full_logged, mut capped_logged) = (Throttled::default(), Throttled::default());
     let (closing, closing_seen) = watch::channel(false);
     let lingering = linger::places();
     let mut connections = JoinSet::new();
@@ -133,8 +154,8 @@ pub(crate) async fn serve(
         tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, address) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors, say: wait, do not spin.
                         tracing::warn!(%error, "accepting a connection failed");
@@ -142,17 +163,38 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
-                let slot = if let Ok(permit) = ordinary.clone().try_acquire_owned() {
-                    Slot::Ordinary(permit)
-                } else if let Ok(permit) = reserve.clone().try_acquire_owned() {
-                    Slot::Operations(permit)
-                } else {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        ops_reserve = limits.ops_reserve,
-                        "connection closed at once: every slot is taken"
-                    );
-                    continue;
+                let slot = match peers.admit(address.ip()) {
+                    Err(client) => {
+                        if let Some(held_back) = capped_logged.ready() {
+                            tracing::warn!(
+                                %client,
+                                max_connections_per_address = peers.limit(),
+                                held_back,
+                                "a client over its connection cap is refused"
+                            );
+                        }
+                        match refusals.clone().try_acquire_owned() {
+                            Ok(permit) => Slot::Refused(permit, client),
+                            Err(_) => continue,
+                        }
+                    }
+                    Ok(peer) => {
+                        if let Ok(permit) = ordinary.clone().try_acquire_owned() {
+                            Slot::Ordinary(permit, peer)
+                        } else if let Ok(permit) = reserve.clone().try_acquire_owned() {
+                            Slot::Operations(permit, peer)
+                        } else {
+                            if let Some(held_back) = full_logged.ready() {
+                                tracing::warn!(
+                                    max_connections = limits.max_connections,
+                                    ops_reserve = limits.ops_reserve,
+                                    held_back,
+                                    "connection closed at once: every slot is taken"
+                                );
+                            }
+                            continue;
+                        }
+                    }
                 };
                 connections.spawn(connection(
                     stream,
@@ -184,10 +226,98 @@ pub(crate) async fn serve(
 
 /// What a connection holds while it is open.
 enum Slot {
-    /// One of `max_connections`: every endpoint.
-    Ordinary(#[allow(dead_code)] OwnedSemaphorePermit),
-    /// One of the reserve: operations endpoints only.
-    Operations(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// One of `max_connections`, and one of its client's: every endpoint.
+    Ordinary(
+        #[allow(dead_code)] OwnedSemaphorePermit,
+        #[allow(dead_code)] PeerSlot,
+    ),
+    /// One of the reserve, and one of its client's: operations endpoints
+    /// only.
+    Operations(
+        #[allow(dead_code)] OwnedSemaphorePermit,
+        #[allow(dead_code)] PeerSlot,
+    ),
+    /// One of the [`REFUSALS`], for a client over its cap: nothing served.
+    Refused(#[allow(dead_code)] OwnedSemaphorePermit, Peer),
+}
+
+impl Slot {
+    fn serving(&self) -> Serving {
+        match self {
+            Slot::Ordinary(..) => Serving::Everything,
+            Slot::Operations(..) => Serving::Operations,
+            Slot::Refused(_, client) => Serving::Nothing(*client),
+        }
+    }
+}
+
+/// Which requests a connection serves.
+#[derive(Clone, Copy)]
+enum Serving {
+    Everything,
+    /// `/healthz`, `/readyz` and `/metrics`; anything else `503 overloaded`.
+    Operations,
+    /// Nothing: `429 too_many_connections`, the client being over its cap.
+    Nothing(Peer),
+}
+
+impl Serving {
+    /// The answer to a request for `path` this connection does not serve
+    /// (it closes the connection), or `None` to serve it.
+    fn refusal(self, path: &str, limits: &ConnectionLimits) -> Option<Response<Body>> {
+        let error = match self {
+            Serving::Everything => return None,
+            Serving::Operations if OPERATIONS.contains(&path) => return None,
+            Serving::Operations => ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "the node has {} connections open, its limit: retry later \
+                     (only /healthz, /readyz and /metrics are served on this connection)",
+                    limits.max_connections
+                ),
+            ),
+            Serving::Nothing(client) => ApiError::new(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "this client ({client}) already has {} connections open to the node, \
+                     its limit (--max-connections-per-address): send requests on those \
+                     (keep-alive), or retry once one is closed",
+                    limits.max_connections_per_address
+                ),
+            ),
+        };
+        let mut refused = error.into_response();
+        refused.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        Some(refused)
+    }
+}
+
+/// A warning logged at most once a second, so that a flood of refused
+/// connections does not become a flood of log lines.
+#[derive(Default)]
+struct Throttled {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttled {
+    /// Whether to log now, and if so how many were held back since the
+    /// last one logged.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
 }
 
 /// Serves one connection until the client or the node ends it.
@@ -204,12 +334,11 @@ async fn connection(
         inner: stream,
         activity: activity.clone(),
     });
-    let operations_only = matches!(slot, Slot::Operations(_));
     let service = request_service(
         router,
         (limits.clone(), lingering),
         activity.clone(),
-        operations_only,
+        slot.serving(),
     );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -247,12 +376,12 @@ async fn connection(
 /// The router, with every request body timed ([`TimedBody`]) and read to
 /// its end if the API drops it early ([`Lingering`], on `lingering`'s
 /// places), and every response counted as in flight until its body is
-/// done; on a reserve connection, only the operations endpoints.
+/// done; only the requests `serving` serves.
 fn request_service(
     router: Router,
     (limits, lingering): (Arc<ConnectionLimits>, Arc<Semaphore>),
     activity: Arc<Activity>,
-    operations_only: bool,
+    serving: Serving,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -265,20 +394,7 @@ fn request_service(
         let lingering = lingering.clone();
         async move {
             let in_flight = InFlight::begin(activity);
-            if operations_only && !OPERATIONS.contains(&request.uri().path()) {
-                let mut refused = ApiError::new(
-                    ErrorCode::Overloaded,
-                    format!(
-                        "the node has {} connections open, its limit: retry later \
-                         (only /healthz, /readyz and /metrics are served on this connection)",
-                        limits.max_connections
-                    ),
-                )
-                .into_response();
-                refused.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
+            if let Some(refused) = serving.refusal(request.uri().path(), &limits) {
                 return Ok(refused);
             }
             let request = request
@@ -529,6 +645,14 @@ mod tests {
         assert_eq!(
             zero.check().unwrap_err().to_string(),
             "the keep-alive timeout must be greater than zero"
+        );
+        let zero = ConnectionLimits {
+            max_connections_per_address: 0,
+            ..ConnectionLimits::default()
+        };
+        assert_eq!(
+            zero.check().unwrap_err().to_string(),
+            "the per-address connection cap must be greater than zero"
         );
     }
 

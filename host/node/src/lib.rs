@@ -29,6 +29,7 @@ mod kv_watch;
 mod limits;
 mod linger;
 pub mod metrics;
+mod peers;
 pub mod registry;
 mod serve;
 pub mod service;

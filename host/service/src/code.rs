@@ -129,6 +129,8 @@ error_codes! {
     ShuttingDown = ("shutting_down", 503, ERROR),
     /// The node has `--max-connections` connections open.
     Overloaded = ("overloaded", 503, ERROR),
+    /// The client has `--max-connections-per-address` connections open.
+    TooManyConnections = ("too_many_connections", 429, ERROR),
     /// The request body arrived too slowly.
     RequestTimeout = ("request_timeout", 408, ERROR),
     /// Cluster: no node served the aggregate's shard in time: retry.

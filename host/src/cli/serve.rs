@@ -87,6 +87,11 @@ pub(crate) struct ServeArgs {
     /// Connections served at once; more go to the --ops-reserve.
     #[arg(long, default_value_t = 1_024)]
     max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may have open
+    /// at once; more are answered 429. Behind a proxy (every client one
+    /// address) raise it to --max-connections.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_address: usize,
     /// Connections kept, once --max-connections are open, for /healthz,
     /// /readyz and /metrics only.
     #[arg(long, default_value_t = 16)]
@@ -135,6 +140,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         min_body_bytes_per_sec: args.min_body_bytes_per_sec,
         keep_alive_timeout: Duration::from_millis(args.keep_alive_timeout_ms),
         max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
         ops_reserve: args.ops_reserve,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };

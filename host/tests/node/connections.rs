@@ -1,11 +1,11 @@
 //! Connection hygiene against a real `aether serve`: slow heads, stalled
 //! bodies and idle connections are closed after their timeouts, the
 //! operations endpoints answer while every ordinary connection is taken,
-//! and SIGTERM exits within its grace period whatever clients hold open.
+//! one client cannot take every connection, and SIGTERM exits within its grace period whatever clients hold open.
 //! Raw TCP, since no well-behaved client sends half a request.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,6 +19,25 @@ const PATIENCE: Duration = Duration::from_secs(10);
 pub(crate) fn connect(node: &NodeProcess) -> TcpStream {
     let address = node.url.trim_start_matches("http://");
     let stream = TcpStream::connect(address).expect("connect to the node");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// A connection from `source`, another loopback address: another client,
+/// as the node counts them.
+fn connect_from(node: &NodeProcess, source: Ipv4Addr) -> TcpStream {
+    let address: SocketAddr = node.url.trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        socket.connect(address).await.expect("connect to the node")
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream
 }
@@ -227,6 +246,67 @@ fn operations_endpoints_answer_while_every_connection_is_taken() {
             break;
         }
         assert!(attempt < 100, "ordinary slots never came back: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client over `--max-connections-per-address` is answered 429
+/// `too_many_connections` (naming it) and closed, while another client is
+/// served as before; a connection it closes gives it its place back.
+#[test]
+fn one_client_cannot_take_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        dir.path(),
+        &[
+            "--max-connections-per-address",
+            "3",
+            "--keep-alive-timeout-ms",
+            "60000",
+        ],
+    );
+    let (greedy, other) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut held = connect_from(&node, greedy);
+            held.write_all(&get("/healthz", None, false)).unwrap();
+            assert!(read_response(&mut held).starts_with("HTTP/1.1 200"));
+            held
+        })
+        .collect();
+
+    for path in ["/v1/namespaces", "/healthz"] {
+        let mut over = connect_from(&node, greedy);
+        over.write_all(&get(path, Some(ADMIN), false)).unwrap();
+        let refused = read_until_closed(&mut over);
+        assert!(refused.starts_with("HTTP/1.1 429"), "{path}: {refused}");
+        assert!(refused.contains("\"too_many_connections\""), "{refused}");
+        assert!(refused.contains("this client (127.0.0.2)"), "{refused}");
+    }
+    let mut served = connect_from(&node, other);
+    served
+        .write_all(&get("/v1/namespaces", Some(ADMIN), true))
+        .unwrap();
+    let answer = read_until_closed(&mut served);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Its place frees when the closed connection's task ends, just after
+    // the client sees it close: try again until it has.
+    held.pop();
+    for attempt in 0.. {
+        let mut again = connect_from(&node, greedy);
+        again
+            .write_all(&get("/v1/namespaces", Some(ADMIN), true))
+            .unwrap();
+        let answer = read_until_closed(&mut again);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(
+            attempt < 100,
+            "the closed connection's place never came back"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use aether_host::runtime::{lower_this_thread_by, with_custom_section};
 
@@ -80,6 +79,15 @@ impl Kind {
             Kind::SlowHeads => "slow_heads",
             Kind::SlowBodies => "slow_bodies",
             Kind::Idle => "idle",
+        }
+    }
+
+    /// The address its connections come from: B's or the anonymous
+    /// clients' (see [`node::FROM_A`]).
+    fn from(self) -> std::net::Ipv4Addr {
+        match self {
+            Kind::SlowHeads | Kind::Idle => node::FROM_ANONYMOUS,
+            _ => node::FROM_B,
         }
     }
 }
@@ -204,7 +212,7 @@ async fn call(
     body: Option<&serde_json::Value>,
 ) {
     if conn.is_none() {
-        match Conn::open(plan.addr).await {
+        match Conn::open(plan.addr, kind.from()).await {
             Ok(opened) => *conn = Some(opened),
             Err(_) => {
                 tally.add(kind, "connect failed");
@@ -306,7 +314,7 @@ async fn connect(
     tokio::net::tcp::OwnedWriteHalf,
 )> {
     let sent = async {
-        let stream = TcpStream::connect(plan.addr).await?;
+        let stream = node::dial(plan.addr, kind.from()).await?;
         let (reader, mut writer) = stream.into_split();
         writer.write_all(request).await?;
         std::io::Result::Ok((BufReader::new(reader), writer))
@@ -330,7 +338,7 @@ async fn upload(plan: Arc<Plan>, tally: Arc<Tally>) {
     loop {
         tally.add(Kind::Uploads, "sent");
         let answer = node::call_once(
-            plan.addr,
+            (plan.addr, Kind::Uploads.from()),
             "PUT",
             &path,
             Some(&plan.token),
@@ -357,7 +365,7 @@ async fn redeploy(plan: Arc<Plan>, tally: Arc<Tally>) {
         let bytes = padded(&plan.component, plan.padding, n);
         tally.add(Kind::Redeploys, "sent");
         let answer = node::call_once(
-            plan.addr,
+            (plan.addr, Kind::Redeploys.from()),
             "PUT",
             &path,
             Some(&plan.token),

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,10 +17,25 @@ use serde_json::Value;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Buffered,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The admin token the node runs with.
 pub(crate) const ADMIN: &str = "bench-admin-token-0123456789";
+
+/// The loopback addresses the scenario's parties connect from: tenant A
+/// (and the set-up), tenant B and the anonymous clients stand for
+/// different machines, and the node counts connections per client address
+/// (`--max-connections-per-address`).
+pub(crate) const FROM_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+pub(crate) const FROM_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub(crate) const FROM_ANONYMOUS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// A connection to the node at `addr` from the loopback address `from`.
+pub(crate) async fn dial(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(addr).await
+}
 
 /// Lines of the node's stderr kept for error messages.
 const LOG_LINES: usize = 40;
@@ -339,8 +354,8 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) async fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+    pub(crate) async fn open(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<Self> {
+        let stream = dial(addr, from).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
             stream: Buffered::new(stream),
@@ -384,14 +399,14 @@ const SEND_PIECE: usize = 64 << 10;
 /// the body while reading (in [`SEND_PIECE`]s), so an answer the node sends
 /// before it has read the body (a refusal) is seen.
 pub(crate) async fn call_once(
-    addr: SocketAddr,
+    (addr, from): (SocketAddr, Ipv4Addr),
     method: &str,
     path: &str,
     token: Option<&str>,
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<Answer> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = dial(addr, from).await?;
     let (reader, mut writer) = stream.into_split();
     let request = head(method, path, token, Some((content_type, body.len())));
     let write = async {

@@ -34,7 +34,7 @@ pub(super) struct Setup {
 pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup> {
     let addr = node.addr;
     let b_streams_limit = ctx.size(MAX_LIVE_STREAMS, 4);
-    let mut admin = Conn::open(addr).await?;
+    let mut admin = Conn::open(addr, node::FROM_A).await?;
     let a_token = create_namespace(&mut admin, TENANT_A, json!({})).await?;
     let b_token = create_namespace(&mut admin, TENANT_B, b_limits(b_streams_limit)).await?;
     let hostile = std::fs::read(aether_test_artifacts::HOSTILE)
@@ -50,7 +50,7 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
     let view_ids: Vec<String> = (0..ctx.size(VIEWS, 2))
         .map(|i| format!("view-{i}"))
         .collect();
-    let mut b = Conn::open(addr).await?;
+    let mut b = Conn::open(addr, node::FROM_B).await?;
     for (i, id) in view_ids.iter().enumerate() {
         let bytes = if i % 2 == 0 {
             MAX_VIEW_BYTES * 9 / 10
@@ -68,7 +68,7 @@ pub(super) async fn setup(ctx: &Ctx, node: &NodeProcess) -> anyhow::Result<Setup
     let accounts: Vec<String> = (0..ctx.size(ACCOUNTS, 8))
         .map(|i| format!("/v1/namespaces/{TENANT_A}/aggregates/{ACCOUNT}/acc-{i}"))
         .collect();
-    let mut a = Conn::open(addr).await?;
+    let mut a = Conn::open(addr, node::FROM_A).await?;
     let open = json!({"type": "Open", "data": {"owner": "Ada"}});
     for account in &accounts {
         let path = format!("{account}/commands");
@@ -156,7 +156,7 @@ async fn create_idle_namespaces(addr: SocketAddr, count: usize) -> anyhow::Resul
     let mut tasks = JoinSet::new();
     for first in 0..8.min(count) {
         tasks.spawn(async move {
-            let mut admin = Conn::open(addr).await?;
+            let mut admin = Conn::open(addr, node::FROM_A).await?;
             for i in (first..count).step_by(8) {
                 create_namespace(&mut admin, &format!("idle-{i}"), json!({})).await?;
             }
@@ -178,8 +178,15 @@ async fn deploy(
     bytes: &[u8],
 ) -> anyhow::Result<()> {
     let path = format!("/v1/namespaces/{namespace}/aggregates/{aggregate_type}/component");
-    let answer =
-        node::call_once(addr, "PUT", &path, Some(token), "application/wasm", bytes).await?;
+    let answer = node::call_once(
+        (addr, node::FROM_A),
+        "PUT",
+        &path,
+        Some(token),
+        "application/wasm",
+        bytes,
+    )
+    .await?;
     ensure!(answer.status == 200, "deploying {path}: {}", answer.json());
     Ok(())
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::node::Conn;
+use super::node::{self, Conn};
 
 /// Tenant A's load: closed-loop clients depositing 1 over HTTP, client `c`
 /// of `n` into accounts `c`, `c + n`, … in turn, each on a connection of
@@ -107,7 +107,7 @@ impl Load {
                     let path = format!("{account}/commands");
                     let answer = match &mut conn {
                         Some(open) => open.call("POST", &path, Some(&token), Some(&deposit)).await,
-                        None => match Conn::open(addr).await {
+                        None => match Conn::open(addr, node::FROM_A).await {
                             Ok(mut open) => {
                                 let answer =
                                     open.call("POST", &path, Some(&token), Some(&deposit)).await;
@@ -152,7 +152,7 @@ impl Load {
 
     /// The sum of the accounts' balances.
     pub(super) async fn total_balance(&self) -> anyhow::Result<u64> {
-        let mut conn = Conn::open(self.addr).await?;
+        let mut conn = Conn::open(self.addr, node::FROM_A).await?;
         let mut total = 0;
         for account in self.accounts.iter() {
             let answer = conn.call("GET", account, Some(&self.token), None).await?;
