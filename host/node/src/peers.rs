@@ -6,9 +6,9 @@
 //! A client is its IPv4 address, or the /64 prefix of its IPv6 address (a
 //! subscriber's usual allocation, so a client cannot dodge the cap by
 //! changing its interface identifier); an IPv4-mapped IPv6 address counts
-//! as the IPv4 address. Clients behind one proxy or NAT share an address:
-//! there the cap belongs on the proxy, and the node's is raised to
-//! `max_connections`.
+//! as the IPv4 address. Clients behind one proxy or NAT share an address,
+//! and the hosts of one IPv6 subnet a /64: there the cap belongs on the
+//! proxy, and the node's is raised to `max_connections`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
