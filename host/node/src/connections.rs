@@ -10,9 +10,9 @@
 //! | `body_read_timeout`, `min_body_bytes_per_sec` | [`TimedBody`] around every request body | the read fails: `408 request_timeout`, and the connection is closed |
 //! | a body the API answered without reading to its end | [`Lingering`] around every request body | its rest is read and discarded in the background, within bounds (`linger.rs`), so the client reads the answer instead of a reset |
 //! | `keep_alive_timeout` | the connection's task: no request in flight and no byte read or written for that long | the connection is closed (gracefully: between requests) |
-//! | `max_connections_per_address` | the accept loop, per client ([`Peers`]: an IPv4 address or an IPv6 /64), reserve included | the client's next connections are answered `429 too_many_connections` (at most [`REFUSALS`] at once; beyond, closed at once) |
-//! | `max_connections` | the accept loop | the next connections go to the operations reserve |
-//! | `ops_reserve` | the accept loop | beyond it, a connection is closed at once |
+//! | `max_connections_per_address` | the accept loop (`admission.rs`), per client (`peers.rs`: an IPv4 address or an IPv6 /64), reserve included | the client's next connections are answered `429 too_many_connections` (at most 16 at once; beyond, closed at once) |
+//! | `max_connections` | the accept loop (`admission.rs`) | the next connections go to the operations reserve |
+//! | `ops_reserve` | the accept loop (`admission.rs`) | beyond it, a connection is closed at once |
 //! | `shutdown_grace` | [`serve`], after the stop signal | connections still open are dropped |
 //!
 //! A connection over `max_connections` still gets a slot from a small
@@ -40,30 +40,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{Request, Response, header};
-use axum::response::IntoResponse;
+use axum::http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use super::api::ApiError;
+use super::admission::{Admission, Serving, Slot};
 use super::linger::{self, Lingering};
-use super::peers::{Peer, PeerSlot, Peers};
-use aether_service::ErrorCode;
-
-/// The endpoints a connection from the operations reserve may use.
-const OPERATIONS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
-
-/// Connections of clients over their cap being answered `429` at once;
-/// beyond these, such a connection is closed without an answer.
-const REFUSALS: usize = 16;
+use super::metrics::ConnectionCounts;
 
 /// How the node treats connections (flags of `aether serve`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,19 +124,16 @@ impl ConnectionLimits {
 }
 
 /// Serves `router` on `listener` within `limits` until `stop` completes,
-/// then shuts the connections down within `limits.shutdown_grace`.
+/// then shuts the connections down within `limits.shutdown_grace`; counts
+/// its connections in `counts`.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: ConnectionLimits,
+    (limits, counts): (ConnectionLimits, Arc<ConnectionCounts>),
     stop: impl Future<Output = ()>,
 ) {
     let limits = Arc::new(limits);
-    let ordinary = Arc::new(Semaphore::new(limits.max_connections));
-    let reserve = Arc::new(Semaphore::new(limits.ops_reserve));
-    let peers = Peers::new(limits.max_connections_per_address);
-    let refusals = Arc::new(Semaphore::new(REFUSALS));
-    let (mut full_logged, mut capped_logged) = (Throttled::default(), Throttled::default());
+    let mut admission = Admission::new(&limits, counts);
     let (closing, closing_seen) = watch::channel(false);
     let lingering = linger::places();
     let mut connections = JoinSet::new();
@@ -163,38 +151,8 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
-                let slot = match peers.admit(address.ip()) {
-                    Err(client) => {
-                        if let Some(held_back) = capped_logged.ready() {
-                            tracing::warn!(
-                                %client,
-                                max_connections_per_address = peers.limit(),
-                                held_back,
-                                "a client over its connection cap is refused"
-                            );
-                        }
-                        match refusals.clone().try_acquire_owned() {
-                            Ok(permit) => Slot::Refused(permit, client),
-                            Err(_) => continue,
-                        }
-                    }
-                    Ok(peer) => {
-                        if let Ok(permit) = ordinary.clone().try_acquire_owned() {
-                            Slot::Ordinary(permit, peer)
-                        } else if let Ok(permit) = reserve.clone().try_acquire_owned() {
-                            Slot::Operations(permit, peer)
-                        } else {
-                            if let Some(held_back) = full_logged.ready() {
-                                tracing::warn!(
-                                    max_connections = limits.max_connections,
-                                    ops_reserve = limits.ops_reserve,
-                                    held_back,
-                                    "connection closed at once: every slot is taken"
-                                );
-                            }
-                            continue;
-                        }
-                    }
+                let Some(slot) = admission.slot_for(address.ip(), &limits) else {
+                    continue;
                 };
                 connections.spawn(connection(
                     stream,
@@ -221,102 +179,6 @@ pub(crate) async fn serve(
             "shutdown grace period over: dropping the connections still open"
         );
         connections.shutdown().await;
-    }
-}
-
-/// What a connection holds while it is open.
-enum Slot {
-    /// One of `max_connections`, and one of its client's: every endpoint.
-    Ordinary(
-        #[allow(dead_code)] OwnedSemaphorePermit,
-        #[allow(dead_code)] PeerSlot,
-    ),
-    /// One of the reserve, and one of its client's: operations endpoints
-    /// only.
-    Operations(
-        #[allow(dead_code)] OwnedSemaphorePermit,
-        #[allow(dead_code)] PeerSlot,
-    ),
-    /// One of the [`REFUSALS`], for a client over its cap: nothing served.
-    Refused(#[allow(dead_code)] OwnedSemaphorePermit, Peer),
-}
-
-impl Slot {
-    fn serving(&self) -> Serving {
-        match self {
-            Slot::Ordinary(..) => Serving::Everything,
-            Slot::Operations(..) => Serving::Operations,
-            Slot::Refused(_, client) => Serving::Nothing(*client),
-        }
-    }
-}
-
-/// Which requests a connection serves.
-#[derive(Clone, Copy)]
-enum Serving {
-    Everything,
-    /// `/healthz`, `/readyz` and `/metrics`; anything else `503 overloaded`.
-    Operations,
-    /// Nothing: `429 too_many_connections`, the client being over its cap.
-    Nothing(Peer),
-}
-
-impl Serving {
-    /// The answer to a request for `path` this connection does not serve
-    /// (it closes the connection), or `None` to serve it.
-    fn refusal(self, path: &str, limits: &ConnectionLimits) -> Option<Response<Body>> {
-        let error = match self {
-            Serving::Everything => return None,
-            Serving::Operations if OPERATIONS.contains(&path) => return None,
-            Serving::Operations => ApiError::new(
-                ErrorCode::Overloaded,
-                format!(
-                    "the node has {} connections open, its limit: retry later \
-                     (only /healthz, /readyz and /metrics are served on this connection)",
-                    limits.max_connections
-                ),
-            ),
-            Serving::Nothing(client) => ApiError::new(
-                ErrorCode::TooManyConnections,
-                format!(
-                    "this client ({client}) already has {} connections open to the node, \
-                     its limit (--max-connections-per-address): send requests on those \
-                     (keep-alive), or retry once one is closed",
-                    limits.max_connections_per_address
-                ),
-            ),
-        };
-        let mut refused = error.into_response();
-        refused.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        Some(refused)
-    }
-}
-
-/// A warning logged at most once a second, so that a flood of refused
-/// connections does not become a flood of log lines.
-#[derive(Default)]
-struct Throttled {
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl Throttled {
-    /// Whether to log now, and if so how many were held back since the
-    /// last one logged.
-    fn ready(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.held_back += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held_back))
     }
 }
 

@@ -21,6 +21,7 @@
 //! that namespace before anything else reads or writes it ([`api`]).
 
 pub mod access;
+mod admission;
 pub mod api;
 mod cluster;
 mod components;

@@ -7,11 +7,14 @@
 //! - `aether_guest_failures_total{namespace, kind}`: traps, deadlines,
 //!   memory and fuel exhaustion;
 //! - `aether_command_duration_seconds{namespace}`: a histogram of command
-//!   latency as the node saw it.
+//!   latency as the node saw it;
+//! - `aether_connections_open`, `aether_connections_refused_total{reason}`:
+//!   the accept loop's ([`ConnectionCounts`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aether_core::namespace::Namespace;
@@ -25,6 +28,44 @@ const BUCKETS: [f64; 12] = [
 #[derive(Default)]
 pub struct Metrics {
     namespaces: Mutex<BTreeMap<Namespace, NamespaceMetrics>>,
+    connections: Arc<ConnectionCounts>,
+}
+
+/// The node's HTTP connections, counted by its accept loop
+/// (`connections.rs`).
+#[derive(Default)]
+pub(crate) struct ConnectionCounts {
+    /// Connections open, on ordinary slots and the reserve (not the ones
+    /// being answered `too_many_connections`).
+    pub(crate) open: AtomicU64,
+    /// Connections whose client already had `--max-connections-per-address`
+    /// open.
+    pub(crate) refused_client_cap: AtomicU64,
+    /// Connections closed at once: every slot and the reserve were taken.
+    pub(crate) refused_full: AtomicU64,
+}
+
+impl ConnectionCounts {
+    fn render(&self, out: &mut String) {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP aether_connections_open HTTP connections open (ordinary and reserve).\n",
+        );
+        out.push_str("# TYPE aether_connections_open gauge\n");
+        let _ = writeln!(out, "aether_connections_open {}", read(&self.open));
+        out.push_str("# HELP aether_connections_refused_total HTTP connections refused: client_cap (--max-connections-per-address), full (every slot and the reserve taken).\n");
+        out.push_str("# TYPE aether_connections_refused_total counter\n");
+        for (reason, counter) in [
+            ("client_cap", &self.refused_client_cap),
+            ("full", &self.refused_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "aether_connections_refused_total{{reason=\"{reason}\"}} {}",
+                read(counter)
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -37,6 +78,11 @@ struct NamespaceMetrics {
 }
 
 impl Metrics {
+    /// The accept loop's counts, shared with it.
+    pub(crate) fn connections(&self) -> Arc<ConnectionCounts> {
+        self.connections.clone()
+    }
+
     /// Counts one command of `namespace` that ended with `outcome` after
     /// `elapsed`; `guest_failure` names the kind when the guest failed.
     pub fn command(
@@ -111,6 +157,7 @@ impl Metrics {
                 "aether_command_duration_seconds_count{{namespace=\"{namespace}\"}} {count}"
             );
         }
+        self.connections.render(&mut out);
         out
     }
 }
@@ -141,6 +188,8 @@ mod tests {
             "aether_command_duration_seconds_bucket{namespace=\"a\",le=\"1\"} 2",
             "aether_command_duration_seconds_bucket{namespace=\"a\",le=\"+Inf\"} 2",
             "aether_command_duration_seconds_count{namespace=\"b\"} 1",
+            "aether_connections_open 0",
+            "aether_connections_refused_total{reason=\"client_cap\"} 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -57,10 +57,6 @@ impl Peers {
         })
     }
 
-    pub(crate) fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// One more connection from `address`, unless its client already has
     /// `limit` open: then the client, refused.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Result<PeerSlot, Peer> {

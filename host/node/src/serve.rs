@@ -78,7 +78,8 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let router = api::router(node.clone());
     let stopping = node.clone();
-    connections::serve(listener, router, limits, async move {
+    let counts = node.metrics().connections();
+    connections::serve(listener, router, (limits, counts), async move {
         stop.await;
         tracing::info!("shutting down: finishing in-flight requests");
         stopping.begin_shutdown();

@@ -61,6 +61,23 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// [`read_response`], or what was read if the node closed the connection
+/// first.
+fn read_response_or_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if text.contains("\r\n\r\n") {
+            return text;
+        }
+        match stream.read(&mut buffer) {
+            Ok(n) if n > 0 => received.extend_from_slice(&buffer[..n]),
+            _ => return text,
+        }
+    }
+}
+
 /// Reads one response to a request without a body: head and body (the
 /// node's JSON answers carry a `content-length`).
 pub(crate) fn read_response(stream: &mut TcpStream) -> String {
@@ -85,6 +102,15 @@ pub(crate) fn read_response(stream: &mut TcpStream) -> String {
         assert!(n > 0, "the connection closed mid-response: {text}");
         received.extend_from_slice(&buffer[..n]);
     }
+}
+
+/// The value of the sample `name` (with its labels) in a `/metrics` answer.
+fn metric(answer: &str, name: &str) -> u64 {
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))
 }
 
 fn get(path: &str, token: Option<&str>, close: bool) -> Vec<u8> {
@@ -237,6 +263,35 @@ fn operations_endpoints_answer_while_every_connection_is_taken() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let metrics = on_reserve(get("/metrics", Some(ADMIN), true));
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let full = "aether_connections_refused_total{reason=\"full\"}";
+    let refused_before = metric(&metrics, full);
+
+    // With the reserve taken too, the next connection is closed at once,
+    // and counted.
+    let mut reserve_held = None;
+    for _ in 0..100 {
+        let mut stream = connect(&node);
+        stream.write_all(&get("/healthz", None, false)).unwrap();
+        if read_response_or_closed(&mut stream).starts_with("HTTP/1.1 200") {
+            reserve_held = Some(stream);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reserve_held = reserve_held.expect("the reserve's slot came back");
+    let mut beyond = connect(&node);
+    let _ = beyond.write_all(&get("/healthz", None, true));
+    assert_eq!(
+        read_until_closed(&mut beyond),
+        "",
+        "closed without an answer"
+    );
+    drop(reserve_held);
+    let metrics = on_reserve(get("/metrics", Some(ADMIN), true));
+    assert!(
+        metric(&metrics, full) > refused_before,
+        "the connection closed at once is counted: {metrics}"
+    );
 
     drop(held);
     let admin = node.client(Some(ADMIN));
@@ -285,10 +340,18 @@ fn one_client_cannot_take_every_connection() {
     }
     let mut served = connect_from(&node, other);
     served
-        .write_all(&get("/v1/namespaces", Some(ADMIN), true))
+        .write_all(&get("/v1/namespaces", Some(ADMIN), false))
         .unwrap();
-    let answer = read_until_closed(&mut served);
+    let answer = read_response(&mut served);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    served
+        .write_all(&get("/metrics", Some(ADMIN), true))
+        .unwrap();
+    let metrics = read_until_closed(&mut served);
+    let refused = "aether_connections_refused_total{reason=\"client_cap\"}";
+    assert_eq!(metric(&metrics, refused), 2, "{metrics}");
+    let open = metric(&metrics, "aether_connections_open");
+    assert!(open >= 4, "the three held and this one are open: {open}");
 
     // Its place frees when the closed connection's task ends, just after
     // the client sees it close: try again until it has.
