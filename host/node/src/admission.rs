@@ -49,7 +49,7 @@ impl Admission {
         Self {
             ordinary: Arc::new(Semaphore::new(limits.max_connections)),
             reserve: Arc::new(Semaphore::new(limits.ops_reserve)),
-            peers: Peers::new(limits.max_connections_per_address),
+            peers: Arc::new(Peers::default()),
             refusals: Arc::new(Semaphore::new(REFUSALS)),
             counts,
             full_logged: Throttled::default(),
@@ -61,9 +61,10 @@ impl Admission {
     /// once. In order: its client's cap (over it, a refusal place), then
     /// an ordinary slot, then the reserve.
     pub(crate) fn slot_for(&mut self, address: IpAddr, limits: &ConnectionLimits) -> Option<Slot> {
-        let peer = match self.peers.admit(address) {
+        let client = Peer::of(address);
+        let peer = match self.peers.open(&client, limits.max_connections_per_address) {
             Ok(peer) => peer,
-            Err(client) => {
+            Err(_) => {
                 self.counts
                     .refused_client_cap
                     .fetch_add(1, Ordering::Relaxed);

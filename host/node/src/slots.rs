@@ -1,15 +1,19 @@
-//! Things each namespace has in progress on this node at once, capped by a
-//! per-namespace limit: live event streams (`…/events/live`, capped by
-//! `max_live_streams`) and component uploads (`max_concurrent_uploads`),
-//! one [`NamespaceSlots`] for each.
+//! Things each namespace (or each client) has in progress on this node at
+//! once, capped by a limit: per namespace, live event streams
+//! (`…/events/live`, capped by `max_live_streams`) and component uploads
+//! (`max_concurrent_uploads`), one [`NamespaceSlots`] for each; per client
+//! address, open connections (`max_connections_per_address`, the
+//! [`Slots`] of `peers.rs`).
 //!
-//! Each stream or upload holds a [`Slot`]; the slot is given back when it
-//! is dropped (the stream's response or the upload's handler ends: done,
-//! the client went away, or the node is shutting down).
+//! Each stream, upload or connection holds a [`Slot`]; the slot is given
+//! back when it is dropped (the stream's response, the upload's handler or
+//! the connection ends: done, the client went away, or the node is shutting
+//! down).
 //!
-//! **Invariant:** a namespace never has more than its limit in progress on
-//! a node: a slot is taken, and checked against the limit, under one lock
-//! before the stream reads anything or the upload's body is read.
+//! **Invariant:** a key never has more than its limit in progress on a
+//! node: a slot is taken, and checked against the limit, under one lock
+//! before the stream reads anything, the upload's body is read or the
+//! connection is served. A key with nothing in progress has no entry.
 //!
 //! A stream or upload that finds its namespace full waits up to
 //! [`SLOT_WAIT`] for a slot ([`NamespaceSlots::open_within`]) before it is
@@ -21,6 +25,7 @@
 //! asks for more at once than its limit is served in turn instead.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,52 +36,62 @@ use tokio::sync::Notify;
 /// slots before it is refused (`too_many_streams`, `too_many_uploads`).
 pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(1);
 
-/// How many of one kind of thing each namespace has in progress.
-#[derive(Debug, Default)]
-pub(crate) struct NamespaceSlots {
-    open: Mutex<HashMap<Namespace, usize>>,
-    /// Told whenever a slot is given back, of any namespace.
+/// How many of one kind of thing each key has in progress.
+#[derive(Debug)]
+pub(crate) struct Slots<K: Eq + Hash + Clone> {
+    open: Mutex<HashMap<K, usize>>,
+    /// Told whenever a slot is given back, of any key.
     freed: Notify,
 }
 
-/// One stream's or upload's place in its namespace's count, given back on
-/// drop.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    slots: Arc<NamespaceSlots>,
-    namespace: Namespace,
+/// Streams or uploads, per namespace.
+pub(crate) type NamespaceSlots = Slots<Namespace>;
+
+impl<K: Eq + Hash + Clone> Default for Slots<K> {
+    fn default() -> Self {
+        Self {
+            open: Mutex::default(),
+            freed: Notify::new(),
+        }
+    }
 }
 
-/// The namespace already has `limit` in progress.
+/// One stream's, upload's or connection's place in its key's count, given
+/// back on drop.
+#[derive(Debug)]
+pub(crate) struct Slot<K: Eq + Hash + Clone = Namespace> {
+    slots: Arc<Slots<K>>,
+    key: K,
+}
+
+/// The key already has `limit` in progress.
 #[derive(Debug)]
 pub(crate) struct Full {
     pub(crate) limit: usize,
 }
 
-impl NamespaceSlots {
-    /// Takes a slot for `namespace`, unless it already has `limit` in
-    /// progress.
-    fn open(self: &Arc<Self>, namespace: &Namespace, limit: usize) -> Result<Slot, Full> {
+impl<K: Eq + Hash + Clone> Slots<K> {
+    /// Takes a slot for `key`, unless it already has `limit` in progress.
+    pub(crate) fn open(self: &Arc<Self>, key: &K, limit: usize) -> Result<Slot<K>, Full> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(namespace.clone()).or_default();
-        if *count >= limit {
+        if open.get(key).copied().unwrap_or(0) >= limit {
             return Err(Full { limit });
         }
-        *count += 1;
+        *open.entry(key.clone()).or_default() += 1;
         Ok(Slot {
             slots: self.clone(),
-            namespace: namespace.clone(),
+            key: key.clone(),
         })
     }
 
-    /// Takes a slot for `namespace`; if it already has `limit` in
-    /// progress, waits up to [`SLOT_WAIT`] for one of them to be given back
-    /// before it gives up.
+    /// Takes a slot for `key`; if it already has `limit` in progress,
+    /// waits up to [`SLOT_WAIT`] for one of them to be given back before it
+    /// gives up.
     pub(crate) async fn open_within(
         self: &Arc<Self>,
-        namespace: &Namespace,
+        key: &K,
         limit: usize,
-    ) -> Result<Slot, Full> {
+    ) -> Result<Slot<K>, Full> {
         let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         loop {
             // Registered before the check, so a slot given back between the
@@ -84,7 +99,7 @@ impl NamespaceSlots {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.open(namespace, limit) {
+            match self.open(key, limit) {
                 Ok(slot) => return Ok(slot),
                 Err(full) => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -95,22 +110,25 @@ impl NamespaceSlots {
         }
     }
 
-    /// How many each namespace with any has in progress.
-    pub(crate) fn counts(&self) -> Vec<(Namespace, usize)> {
+    /// How many each key with any has in progress, in key order.
+    pub(crate) fn counts(&self) -> Vec<(K, usize)>
+    where
+        K: Ord,
+    {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counts: Vec<_> = open.iter().map(|(ns, n)| (ns.clone(), *n)).collect();
+        let mut counts: Vec<_> = open.iter().map(|(key, n)| (key.clone(), *n)).collect();
         counts.sort();
         counts
     }
 }
 
-impl Drop for Slot {
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.namespace) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.namespace);
+                open.remove(&self.key);
             }
         }
         drop(open);
