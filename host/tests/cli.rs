@@ -243,7 +243,7 @@ fn every_limit_has_a_serve_flag_and_a_row_in_the_api_docs() {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
         .expect("read docs/api.md");
     let limits = aether_host::runtime::limits();
-    assert_eq!(limits.len(), 15, "every limit is listed once");
+    assert_eq!(limits.len(), 16, "every limit is listed once");
     for limit in limits {
         let flag = format!("--{}", limit.flag());
         assert!(

@@ -36,6 +36,7 @@ mod serve;
 pub mod service;
 mod slots;
 mod tenants;
+mod upload_pacing;
 pub mod verify;
 mod watch;
 
@@ -117,6 +118,7 @@ pub struct Node {
     metrics: Metrics,
     live_streams: Arc<slots::NamespaceSlots>,
     uploads: Arc<slots::NamespaceSlots>,
+    upload_pacing: upload_pacing::UploadPacing,
     defaults: SandboxLimits,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// With `--cluster`: this node's membership (set once, by `serve`).
@@ -199,6 +201,7 @@ impl Node {
             metrics: Metrics::default(),
             live_streams: Arc::default(),
             uploads: Arc::default(),
+            upload_pacing: Default::default(),
             defaults: config.runtime.limits.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
             cluster: std::sync::OnceLock::new(),
@@ -245,6 +248,11 @@ impl Node {
     /// The component uploads in progress on this node, per namespace.
     pub(crate) fn uploads(&self) -> &Arc<slots::NamespaceSlots> {
         &self.uploads
+    }
+
+    /// How fast each namespace's uploads are read, together.
+    pub(crate) fn upload_pacing(&self) -> &upload_pacing::UploadPacing {
+        &self.upload_pacing
     }
 
     /// The limits `namespace` runs under with `overrides`.

@@ -19,6 +19,7 @@
 //! | `max_stored_event_bytes` | before each append, against the namespace's stored bytes (`storage.rs`) | [`super::CommandError::StorageQuotaExceeded`] |
 //! | `max_stored_component_bytes` | the node, before a new component is stored | `507 storage_quota_exceeded` (`aether_node`) |
 //! | `max_concurrent_uploads` | the node, before an upload's body is read | `429 too_many_uploads` (`aether_node`) |
+//! | `upload_bytes_per_sec` | the node, while an upload's body is read (`upload_pacing.rs`) | the upload waits before it reads more (nothing fails) |
 //! | `compile_share_percent` | before a deploy's compile (`pacing.rs`) | the deploy waits for its turn (nothing fails) |
 //! | `cpu_share_percent` | after each job on a partition thread that gave way (`busy.rs`) | the thread rests before its next job (nothing fails) |
 //! | `max_live_aggregates` | the namespace's LRU of live aggregates | the least recently used are passivated (no command fails) |
@@ -290,6 +291,10 @@ sandbox_limits! {
     /// (each body is held in memory up to the component size limit while
     /// it compiles); more are refused until some finish. Default: 2.
     max_concurrent_uploads: usize = 2, api max_concurrent_uploads;
+    /// Bytes per second the node reads of the namespace's component
+    /// uploads, all of them together: an upload ahead of it waits before
+    /// it reads more. Default: 16 MiB/s (a 40 MB component in 2.5 s).
+    upload_bytes_per_sec: u64 = 16 << 20, api upload_bytes_per_sec;
     /// Share of a node's time, in percent, that the namespace's component
     /// compiles may take: it compiles one at a time, and after a compile
     /// that took `t` its next one waits until `t × (100 − share) / share`

@@ -6,7 +6,8 @@
 //! declared oversized body is refused before it is read and junk from its
 //! first bytes, a finished or abandoned upload gives its place back; a
 //! namespace's deploys wait their turn to compile (`compile_share_percent`)
-//! while a neighbour's do not. A client that sends a refused upload whole
+//! while a neighbour's do not; a namespace's uploads together are read at
+//! most its `upload_bytes_per_sec`. A client that sends a refused upload whole
 //! before it reads reads the answer, not a reset.
 //! Raw TCP for the uploads that must stay in progress.
 
@@ -288,6 +289,42 @@ fn timed_deploy(client: &Http, namespace: &str, bytes: Vec<u8>) -> (u16, Value, 
         Some(bytes),
     );
     (status, body, started.elapsed())
+}
+
+/// A namespace's uploads are read at most its `upload_bytes_per_sec` all
+/// together: two at once take as long as their bytes at that rate, not as
+/// one of them would alone.
+#[test]
+fn a_namespaces_uploads_share_its_upload_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &[]);
+    let rate = 1 << 20;
+    let token = node.client(Some(ADMIN)).create_namespace(
+        "paced",
+        json!({"max_concurrent_uploads": 2, "upload_bytes_per_sec": rate}),
+    );
+    // Starts like a component (read whole), then junk: refused once read.
+    let mut body = std::fs::read(BANK).unwrap()[..8].to_vec();
+    body.resize(rate, 0xA5);
+    let started = Instant::now();
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let uploads: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| timed_deploy(&node.client(Some(&token)), "paced", body.clone()))
+            })
+            .collect();
+        uploads.into_iter().map(|u| u.join().unwrap()).collect()
+    });
+    let both = started.elapsed();
+    for (status, answer, _) in &answers {
+        assert_eq!(*status, 422, "{answer}");
+        assert_eq!(answer["error"], "invalid_component", "{answer}");
+    }
+    // 2 MiB at 1 MiB/s: about 2 s (each upload paced alone: about 1 s).
+    assert!(
+        both >= Duration::from_millis(1_800),
+        "two uploads of 1 MiB at 1 MiB/s for the namespace took {both:?}"
+    );
 }
 
 #[test]

@@ -79,10 +79,8 @@ pub(super) async fn deploy(
     // The body is held whole (up to `limit`) while it compiles: at most
     // `max_concurrent_uploads` of them per namespace at once; one more
     // waits up to `slots::SLOT_WAIT` for a place (its body unread).
-    let uploads = node
-        .runtime()
-        .namespace_limits(&namespace)?
-        .max_concurrent_uploads;
+    let limits = node.runtime().namespace_limits(&namespace)?;
+    let (uploads, rate) = (limits.max_concurrent_uploads, limits.upload_bytes_per_sec);
     let upload = node
         .uploads()
         .open_within(&namespace, uploads)
@@ -94,7 +92,8 @@ pub(super) async fn deploy(
             .map_err(|load| aether_runtime::DeployError::Load(load).into())
     };
     let check_start = (aether_runtime::PREAMBLE_BYTES, not_a_component);
-    let bytes = body::read_upload(&headers, request, limit, check_start).await?;
+    let pace = |bytes| node.upload_pacing().read(&namespace, bytes, rate);
+    let bytes = body::read_upload(&headers, request, limit, check_start, pace).await?;
     let wants_progress = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

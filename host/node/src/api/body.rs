@@ -51,17 +51,12 @@ pub(super) fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
-/// The fastest one upload's body is read (32 MiB/s): a 40 MB component
-/// arrives in about a second and a quarter, and a tenant that uploads
-/// nonstop (at most `max_concurrent_uploads` at a time) cannot keep the
-/// node's shared async workers busy moving its bytes.
-pub(super) const UPLOAD_BYTES_PER_SEC: u64 = 32 << 20;
-
 /// Reads an upload's body frame by frame into one buffer (sized from its
 /// `Content-Length`, never beyond `limit`), refusing one larger than
 /// `limit` bytes: each frame is copied once, as it arrives, so a large
-/// upload never holds an async worker for one long copy, and the reading
-/// waits whenever it is ahead of [`UPLOAD_BYTES_PER_SEC`]. `check_start`
+/// upload never holds an async worker for one long copy. After each frame
+/// it waits as long as `pace` says (the namespace's uploads are read at
+/// most its `upload_bytes_per_sec`, `upload_pacing.rs`). `check_start`
 /// sees the body's first bytes (up to `start_bytes`) as they arrive; its
 /// error refuses the upload before the rest is read.
 pub(super) async fn read_upload(
@@ -69,6 +64,7 @@ pub(super) async fn read_upload(
     body: Body,
     limit: usize,
     (start_bytes, check_start): (usize, impl Fn(&[u8]) -> Result<(), ApiError>),
+    pace: impl Fn(usize) -> std::time::Duration,
 ) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let declared = headers
@@ -78,7 +74,6 @@ pub(super) async fn read_upload(
         .unwrap_or(0);
     let mut buffer = Vec::with_capacity(declared.min(limit));
     let mut body = body;
-    let started = std::time::Instant::now();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(body_error(limit))?;
         let Ok(data) = frame.into_data() else {
@@ -94,12 +89,9 @@ pub(super) async fn read_upload(
         if !checked {
             check_start(&buffer[..buffer.len().min(start_bytes)])?;
         }
-        let due =
-            std::time::Duration::from_secs_f64(buffer.len() as f64 / UPLOAD_BYTES_PER_SEC as f64);
-        if let Some(ahead) = due.checked_sub(started.elapsed())
-            && ahead > std::time::Duration::from_millis(5)
-        {
-            tokio::time::sleep(ahead).await;
+        let wait = pace(data.len());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
     Ok(buffer)
