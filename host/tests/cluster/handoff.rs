@@ -131,10 +131,14 @@ fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
         .collect();
     // Each carried out, or (a command that waited in node 1's queue and
     // then for the hand-off longer than the route timeout) the retryable
-    // "may or may not have been carried out", which is true.
+    // "may or may not have been carried out", which is true; or, on a host
+    // slow enough that the queued spins outlast the route timeout while
+    // the shard moves, the retryable "no node served the shard" (seen on
+    // 2026-12-07's slower host), which claims no outcome either.
     for (status, answer) in &answers {
         let timed_out = *status == 504 && answer["error"] == "owner_timeout";
-        assert!(*status == 200 || timed_out, "{status} {answer}");
+        let moving = *status == 503 && answer["error"] == "shard_unavailable";
+        assert!(*status == 200 || timed_out || moving, "{status} {answer}");
     }
     let done = answers.iter().filter(|(status, _)| *status == 200).count();
     assert!(
