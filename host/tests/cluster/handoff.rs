@@ -105,6 +105,18 @@ fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
     // waits seconds for them. (Only for them: its passivations run ahead
     // of the lane's queue, so the commands must be slow enough that those
     // on moving shards alone outlast the lease.)
+    // ~0.8 s a command on this host: the iterations that take that long
+    // vary several-fold between the hosts the suite runs on (2.4 G on the
+    // Xeon of 2026-12-06; on a slower one the queued spins outlasted the
+    // route timeout and the settling), so one tenth of that is timed first.
+    let probe = 240_000_000u64;
+    let started = Instant::now();
+    let (status, answer) = slow.send(
+        "slow/hostile/probe",
+        json!({"type": "Spin", "data": {"iterations": probe}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let iterations = (probe as f64 * 0.8 / started.elapsed().as_secs_f64()) as u64;
     let stop = Arc::new(AtomicBool::new(false));
     let spins: Vec<_> = (0..10)
         .map(|i| {
@@ -114,7 +126,7 @@ fn a_hand_off_slower_than_the_lease_keeps_the_node_a_member() {
                 while !stop.load(Ordering::Relaxed) {
                     answers.push(slow.send(
                         &format!("slow/hostile/spin-{i}"),
-                        json!({"type": "Spin", "data": {"iterations": 2_400_000_000u64}}),
+                        json!({"type": "Spin", "data": {"iterations": iterations}}),
                     ));
                 }
                 answers
