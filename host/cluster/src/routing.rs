@@ -201,6 +201,10 @@ impl Router {
         let shard = super::shard_of(routed.stream(), self.shards);
         let subject = aether_core::namespace::layout::cluster_shard_subject(&self.prefix, shard);
         let deadline = Instant::now() + self.timeout;
+        // Whether an attempt of a command may have reached an owner that
+        // never answered: then running out of time says nothing about
+        // whether it was carried out, and the answer must not say it was not.
+        let mut maybe_delivered = false;
         loop {
             if let Some(pass) = self.gate.enter(shard) {
                 let reply = self.host.run(routed).await;
@@ -272,9 +276,18 @@ impl Router {
                         ),
                     ));
                 }
-                Err(_) => {}
+                Err(_) => maybe_delivered |= matches!(&routed, Routed::Command(_)),
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
+                if maybe_delivered {
+                    return Err(ServiceError::new(
+                        ErrorCode::OwnerTimeout,
+                        format!(
+                            "shard {shard}'s owner did not answer within {:?}, though the command was sent again; it may or may not have been carried out: retry it with the same command_id",
+                            self.timeout
+                        ),
+                    ));
+                }
                 return Err(ServiceError::new(
                     ErrorCode::ShardUnavailable,
                     format!(
