@@ -2,7 +2,8 @@
 //! and hands its shards over; one that joins takes about 1/N of them.
 //! Under load, no command fails and none is lost or applied twice. A node
 //! whose hand-off waits longer than its ownership window (slow commands in
-//! flight) stays a member meanwhile.
+//! flight) stays a member meanwhile. A command its owner took, but had not
+//! answered when the shard moved, is never answered as one no node served.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
