@@ -7,8 +7,18 @@
 //! completed `write(2)` (the data is in the page cache), so every line in the
 //! log is an append the store promised to keep. The test kills the writer at
 //! random moments and checks the store against the log.
+//!
+//! A `write(2)` is not atomic against `SIGKILL`: the kernel copies it into
+//! the page cache a page at a time and stops between pages once a fatal
+//! signal is pending, so a line that straddles a page boundary can be cut
+//! short. The test therefore cuts such a torn last line off the log
+//! ([`cut_torn_ack`]) before it starts the next writer, whose lines would
+//! otherwise continue it.
 
 use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::Path;
 use std::str::FromStr;
 
 use aether_host::namespace::{AggregateId, AggregateType, Namespace};
@@ -96,8 +106,8 @@ impl FromStr for Ack {
 }
 
 /// Parses an ack log. A last line without its newline (the writer was killed
-/// in the middle of writing it, which a single small `write(2)` makes very
-/// unlikely) is ignored: it was acknowledged, but the log cannot say what.
+/// in the middle of writing it) is ignored: it was acknowledged, but the log
+/// cannot say what.
 pub fn parse_acks(log: &str) -> anyhow::Result<Vec<Ack>> {
     let complete = match log.rfind('\n') {
         Some(end) => &log[..end],
@@ -111,6 +121,37 @@ pub fn parse_acks(log: &str) -> anyhow::Result<Vec<Ack>> {
                 .with_context(|| format!("ack log line {}", n + 1))
         })
         .collect()
+}
+
+/// Cuts a torn last line (one without its newline: the writer was killed
+/// while writing it) off the ack log at `path`, so that the next writer's
+/// lines start on a line of their own. Returns the bytes cut (0 when the log
+/// ends with a whole line, is empty or does not exist yet).
+pub fn cut_torn_ack(path: &Path) -> anyhow::Result<u64> {
+    let mut log = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(log) => log,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error).with_context(|| format!("open {}", path.display())),
+    };
+    let len = log.metadata()?.len();
+    // An ack line is far shorter than this, so the last newline is in it.
+    let tail = len.min(4096);
+    log.seek(SeekFrom::Start(len - tail))?;
+    let mut end = Vec::new();
+    log.read_to_end(&mut end)?;
+    let whole = match end.iter().rposition(|&byte| byte == b'\n') {
+        Some(newline) => len - tail + newline as u64 + 1,
+        None if tail == len => 0,
+        None => bail!(
+            "{} ends with {tail} bytes without a newline",
+            path.display()
+        ),
+    };
+    if whole < len {
+        log.set_len(whole)
+            .with_context(|| format!("cut the torn line off {}", path.display()))?;
+    }
+    Ok(len - whole)
 }
 
 /// A small, seedable random number generator (xorshift64*), so that a failing
@@ -169,6 +210,27 @@ mod tests {
             "an empty range is not valid"
         );
         assert_ne!(digest([&b"ab"[..], b"c"]), digest([&b"a"[..], b"bc"]));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_whole_lines_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acks.log");
+        assert_eq!(cut_torn_ack(&path).unwrap(), 0, "no log yet");
+        let whole = "ack crash/counter/s-22 242 242 2732086f5a6b\n".repeat(200);
+        let torn = "ack crash/counter/s-47 262 2";
+        for (log, cut) in [
+            (format!("{whole}{torn}"), torn.len()),
+            (whole.clone(), 0),
+            (torn.to_owned(), torn.len()),
+            (String::new(), 0),
+        ] {
+            std::fs::write(&path, &log).unwrap();
+            assert_eq!(cut_torn_ack(&path).unwrap(), cut as u64, "{log:?}");
+            let kept = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(kept, log[..log.len() - cut]);
+            assert!(kept.is_empty() || kept.ends_with('\n'));
+        }
     }
 
     #[test]
