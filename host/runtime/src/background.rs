@@ -109,7 +109,11 @@ struct SchedAttr {
 pub(crate) fn lower_compile_pool_priority() {
     let _ = rayon::ThreadPoolBuilder::new()
         .thread_name(|n| format!("aether-compile-{n}"))
-        .start_handler(|_| lower_this_threads_priority())
+        .start_handler(|_| {
+            lower_this_threads_priority();
+            super::step_aside::join_compile_pool();
+        })
+        .exit_handler(|_| super::step_aside::leave_compile_pool())
         .build_global();
 }
 

@@ -41,6 +41,13 @@
 //! rests (`partition.rs`), and still runs the node's own work meanwhile
 //! (a hand-off's passivations, new limits): only the busy tenant waits.
 //!
+//! While it runs a job, a thread that gave way also *steps aside* for
+//! 100 µs every millisecond ([`super::step_aside`]): a thread that wakes
+//! behind it, or behind normal work on the other core, then gets a core
+//! within about a millisecond instead of at the next scheduler tick. In
+//! `tenant_abuse` (BENCHMARKS.md, 2026-12-07) that took the light
+//! tenant's p99 under B's views from ~2× its p99 alone to ~1.3×.
+//!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
 //! (`deadline.rs`, which asks [`this_thread_gave_way`]): giving way slows a
@@ -86,6 +93,27 @@ thread_local! {
 /// and its guest calls' deadlines are measured in CPU time.
 pub(crate) fn this_thread_gave_way() -> bool {
     GAVE_WAY.with(Cell::get)
+}
+
+/// While the returned guard lives (a job), the calling thread steps aside
+/// for a moment every millisecond if it gave way ([`super::step_aside`]).
+pub(crate) fn step_aside_if_gave_way() -> SteppingAside {
+    let gave_way = this_thread_gave_way();
+    if gave_way {
+        super::step_aside::start();
+    }
+    SteppingAside(gave_way)
+}
+
+/// See [`step_aside_if_gave_way`].
+pub(crate) struct SteppingAside(bool);
+
+impl Drop for SteppingAside {
+    fn drop(&mut self) {
+        if self.0 {
+            super::step_aside::stop();
+        }
+    }
 }
 
 /// Lowers the calling thread to [`GIVE_WAY_NICE`], for good.
@@ -272,6 +300,26 @@ mod tests {
         }
         assert!(!watch.lowered());
         assert_eq!(nice_of_this_thread(), before);
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            job_stepping_aside(),
+            0,
+            "a thread that did not give way never steps aside"
+        );
+    }
+
+    /// Spins for 30 ms as one job under [`step_aside_if_gave_way`], then
+    /// 10 ms after it; returns how often the thread stepped aside in the
+    /// job, and checks it did not after.
+    #[cfg(target_os = "linux")]
+    fn job_stepping_aside() -> u64 {
+        use crate::step_aside::tests::spin_for;
+        let aside = step_aside_if_gave_way();
+        let during = spin_for(Duration::from_millis(30));
+        drop(aside);
+        let after = spin_for(Duration::from_millis(10));
+        assert!(after <= 1, "stepped aside {after} times after the job");
+        during
     }
 
     #[test]
@@ -303,6 +351,8 @@ mod tests {
                     "a thread that gave way takes a long slice"
                 );
             }
+            let steps = job_stepping_aside();
+            assert!(steps >= 10, "stepped aside {steps} times in a 30 ms job");
         }
     }
 

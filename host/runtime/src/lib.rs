@@ -57,6 +57,17 @@ mod registry;
 mod sandbox;
 pub mod scenario;
 mod snapshot;
+#[cfg(target_os = "linux")]
+mod step_aside;
+#[cfg(not(target_os = "linux"))]
+mod step_aside {
+    //! Stepping aside uses Linux's per-thread timers: elsewhere, nothing.
+    pub(crate) fn start() {}
+    pub(crate) fn stop() {}
+    pub(crate) fn join_compile_pool() {}
+    pub(crate) fn leave_compile_pool() {}
+    pub(crate) fn compiling() {}
+}
 mod storage;
 
 use std::sync::Arc;
@@ -240,6 +251,7 @@ impl Runtime {
     ) -> Result<Arc<LoadedComponent>, DeployError> {
         let inner = self.inner.clone();
         let loaded = background::run_niced("aether-compile", move || {
+            let _aside = step_aside::compiling();
             let digest = Digest::of(&bytes);
             let loaded = match inner.registry.compiled(&digest) {
                 Some(loaded) => Ok(loaded),

@@ -100,7 +100,9 @@ impl PartitionHandle {
                 let mut jobs = Jobs::new(queue, index);
                 while let Some(job) = jobs.next_tenant_job(&mut partition) {
                     let started = Instant::now();
+                    let aside = super::busy::step_aside_if_gave_way();
                     job.run_on(&mut partition, index);
+                    drop(aside);
                     let share = partition.sizing.limits.cpu_share_percent;
                     let rest = busy.job_done(started, share);
                     if !rest.is_zero() {
