@@ -11,7 +11,9 @@
 //! time slice, so that a thread at the normal priority that wakes does not
 //! wait for one to finish its slice ([`lower_this_thread_by`]). Raising a
 //! thread's nice value needs no privilege; the thread ends with the work,
-//! so nothing else ever runs at that priority.
+//! so nothing else ever runs at that priority. While any compile runs, its
+//! thread and the pool's threads also step aside for a moment every
+//! millisecond (`step_aside.rs`).
 
 /// How far compile threads' nice value is raised above the node's (0 is
 /// normal, 19 the lowest).

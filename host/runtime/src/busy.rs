@@ -46,7 +46,7 @@
 //! behind it, or behind normal work on the other core, then gets a core
 //! within about a millisecond instead of at the next scheduler tick. In
 //! `tenant_abuse` (BENCHMARKS.md, 2026-12-07) that took the light
-//! tenant's p99 under B's views from ~2× its p99 alone to ~1.3×.
+//! tenant's p99 under B's views from 1.9–2.5× its p99 alone to 0.9–1.6×.
 //!
 //! A thread that gave way may wait for a core for most of a call, so its
 //! calls' deadlines count the CPU time they get instead of wall-clock time
