@@ -138,7 +138,7 @@ impl Timer {
             let mut event: libc::sigevent = std::mem::zeroed();
             event.sigev_notify = libc::SIGEV_THREAD_ID;
             event.sigev_signo = signal();
-            event.sigev_notify_thread_id = libc::gettid();
+            event.sigev_notify_thread_id = this_thread_id();
             let mut id: libc::timer_t = std::ptr::null_mut();
             (libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut id) == 0)
                 .then_some(Timer(id))
@@ -186,20 +186,22 @@ pub(crate) fn start() {
     }
 }
 
-/// Stops stepping aside on the calling thread.
+/// Stops stepping aside on the calling thread (if it started).
 pub(crate) fn stop() {
-    if setting().is_some() {
-        arm_this_thread(Duration::ZERO, Duration::ZERO);
-    }
+    THIS_THREAD.with(|timer| {
+        if let Some(timer) = timer.borrow().as_ref() {
+            timer.set(Duration::ZERO);
+        }
+    });
 }
 
-/// Steps the calling thread aside for `rest` every `period` (never, for a
-/// zero `period`). The first `rest` given in the process is the one used.
+/// Steps the calling thread aside for `rest` every `period`. The first
+/// `rest` given in the process is the one used.
 fn arm_this_thread(period: Duration, rest: Duration) {
     install_handler(rest);
     THIS_THREAD.with(|timer| {
         let mut timer = timer.borrow_mut();
-        if timer.is_none() && !period.is_zero() {
+        if timer.is_none() {
             *timer = Timer::for_this_thread();
         }
         if let Some(timer) = timer.as_ref() {
@@ -237,20 +239,23 @@ pub(crate) fn join_compile_pool() {
         if pool.compiles > 0 {
             timer.set(period);
         }
-        // SAFETY: `gettid` takes nothing and cannot fail.
-        #[allow(unsafe_code)]
-        let thread = unsafe { libc::gettid() };
-        pool.threads.push((thread, timer));
+        pool.threads.push((this_thread_id(), timer));
     }
 }
 
 /// Removes the calling thread (a compile pool thread, as it ends) from
 /// the pool, deleting its timer.
 pub(crate) fn leave_compile_pool() {
-    // SAFETY: as in `join_compile_pool`.
-    #[allow(unsafe_code)]
-    let thread = unsafe { libc::gettid() };
+    let thread = this_thread_id();
     pool().threads.retain(|(member, _)| *member != thread);
+}
+
+fn this_thread_id() -> libc::pid_t {
+    // SAFETY: `gettid` takes nothing and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::gettid()
+    }
 }
 
 /// While the returned guard lives, the calling thread and the compile
@@ -307,7 +312,7 @@ pub(crate) mod tests {
         let (cpu_before, started) = (cpu(), Instant::now());
         arm_this_thread(PERIOD, REST);
         let steps = spin_for(Duration::from_millis(60));
-        arm_this_thread(Duration::ZERO, REST);
+        stop();
         let (wall, used) = (started.elapsed(), cpu().zip(cpu_before).map(|(a, b)| a - b));
         // ~60 expected; fewer only if the thread waited for a core a lot.
         assert!(steps >= 20, "stepped aside {steps} times in 60 ms");
