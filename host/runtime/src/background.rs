@@ -48,7 +48,8 @@ pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_
 /// 19) on this project's 2-core machine, a two-thread round trip's p99 was
 /// 2.5–2.7 ms with the default slice and 0.06–0.6 ms with a long one
 /// (`cargo run --release -p aether-runtime --example wake_latency`,
-/// BENCHMARKS.md). Older kernels ignore the slice.
+/// BENCHMARKS.md). Older kernels ignore the slice. The threads requests
+/// pass through ask for the shortest slice (`aether_core::thread`).
 ///
 /// Linux nice values are per thread; raising one needs no privilege,
 /// lowering it again does, so callers treat it as one-way. Failure is
@@ -57,52 +58,22 @@ pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_
 pub fn lower_this_thread_by(steps: i32) {
     #[cfg(target_os = "linux")]
     if steps > 0 {
-        // SAFETY: `gettid`, `getpriority`, `setpriority` and
-        // `sched_getscheduler` take plain integers and touch no memory of
-        // ours; `PRIO_PROCESS` with a thread id reads and changes only this
-        // thread's nice value. `sched_setattr` (pid 0: this thread) reads
-        // `attr`, which lives across the call and whose `size` says how much
-        // of it the kernel may read.
+        // SAFETY: `gettid`, `getpriority` and `setpriority` take plain
+        // integers and touch no memory of ours; `PRIO_PROCESS` with a thread
+        // id reads and changes only this thread's nice value.
         #[allow(unsafe_code)]
-        unsafe {
+        let nice = unsafe {
             let tid = libc::gettid() as libc::id_t;
             let nice = (libc::getpriority(libc::PRIO_PROCESS, tid) + steps).min(19);
-            // `sched_setattr` below sets the nice value too; this is for
+            // `set_nice_and_slice` sets the nice value too; this is for
             // where it fails or is left out (another policy).
             libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-            let policy = libc::sched_getscheduler(0);
-            if policy == libc::SCHED_OTHER || policy == libc::SCHED_BATCH {
-                let attr = SchedAttr {
-                    size: std::mem::size_of::<SchedAttr>() as u32,
-                    policy: policy as u32,
-                    flags: 0,
-                    nice,
-                    priority: 0,
-                    runtime: LOWERED_SLICE.as_nanos() as u64,
-                    deadline: 0,
-                    period: 0,
-                };
-                libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
-            }
-        }
+            nice
+        };
+        aether_core::thread::set_nice_and_slice(nice, LOWERED_SLICE);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = steps;
-}
-
-/// `struct sched_attr` of `sched_setattr(2)`, its first version (48 bytes;
-/// for the normal policies `runtime` is the thread's time slice in ns).
-#[cfg(target_os = "linux")]
-#[repr(C)]
-struct SchedAttr {
-    size: u32,
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
 }
 
 /// Builds the global rayon pool (where wasmtime compiles functions in
@@ -152,21 +123,10 @@ pub(crate) mod tests {
         after.split(' ').nth(16).unwrap().parse().unwrap()
     }
 
-    /// The calling thread's time slice (`se.slice` in `/proc`), where the
-    /// kernel lets a thread set its own (Linux 6.12 and later); `None` on
-    /// older kernels.
+    /// The calling thread's time slice, where the kernel lets a thread set
+    /// its own (Linux 6.12 and later); `None` on older kernels.
     pub(crate) fn slice_of_this_thread() -> Option<Duration> {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
-        let major: u32 = numbers.next()?.parse().ok()?;
-        let minor: u32 = numbers.next()?.parse().ok()?;
-        if (major, minor) < (6, 12) {
-            return None;
-        }
-        let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
-        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
-        let nanos = line.rsplit(':').next()?.trim().parse().ok()?;
-        Some(Duration::from_nanos(nanos))
+        aether_core::thread::slice_of_thread(0)
     }
 
     #[test]

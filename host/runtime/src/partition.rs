@@ -91,6 +91,7 @@ impl PartitionHandle {
             .name(format!("aether-{namespace}-{index}"))
             .spawn(move || {
                 let _running = sizing.running.enter();
+                aether_core::thread::answer_promptly();
                 let mut busy = BusyWatch::new(
                     sizing.running.clone(),
                     sizing.partitions,

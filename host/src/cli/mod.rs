@@ -62,6 +62,8 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Every request passes through these threads (`aether_core::thread`).
+        .on_thread_start(aether_core::thread::answer_promptly)
         .build()
     {
         Ok(runtime) => runtime,

@@ -141,7 +141,11 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("aether-redb-writer".into())
-            .spawn(move || state.run(queue))
+            .spawn(move || {
+                // Every append waits for this thread (`aether_core::thread`).
+                aether_core::thread::answer_promptly();
+                state.run(queue)
+            })
             .map_err(|e| unavailable(&path, format_args!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             jobs: Some(jobs),
