@@ -74,7 +74,7 @@ pub fn set_nice_and_slice(nice: i32, slice: Duration) {
     let _ = (nice, slice);
 }
 
-/// The time slice thread `tid` of this process runs with (0: the calling
+/// The time slice thread `tid` runs with (any process's; 0: the calling
 /// thread), where the kernel lets threads set their own (Linux 6.12 and
 /// later); `None` on older kernels, elsewhere, or if there is no such
 /// thread.
