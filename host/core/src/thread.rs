@@ -33,15 +33,34 @@ pub fn answer_promptly() {
     if *OFF.get_or_init(|| std::env::var("AETHER_SHORT_SLICE").is_ok_and(|v| v == "off")) {
         return;
     }
+    set_nice_and_slice(nice_of_this_thread(), PROMPT_SLICE);
+}
+
+/// The calling thread's id (`gettid(2)`), as Linux's per-thread calls
+/// and `/proc/<pid>/task` name it.
+#[cfg(target_os = "linux")]
+pub fn this_thread_id() -> libc::pid_t {
+    // SAFETY: `gettid` takes nothing and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::gettid()
+    }
+}
+
+/// The calling thread's nice value (Linux's are per thread); 0 off Linux.
+pub fn nice_of_this_thread() -> i32 {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `gettid` and `getpriority` take plain integers and touch no
-        // memory of ours; `PRIO_PROCESS` with a thread id reads only this
-        // thread's nice value.
+        // SAFETY: `getpriority` takes plain integers and touches no memory
+        // of ours; `PRIO_PROCESS` with a thread id reads only that thread's
+        // nice value.
         #[allow(unsafe_code)]
-        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-        set_nice_and_slice(nice, PROMPT_SLICE);
+        unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, this_thread_id() as libc::id_t)
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    0
 }
 
 /// Sets the calling thread's nice value and time slice in one call (the
@@ -125,14 +144,6 @@ struct SchedAttr {
 mod tests {
     use super::*;
 
-    fn nice_of_this_thread() -> i32 {
-        // SAFETY: as in `answer_promptly`.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
-        }
-    }
-
     #[test]
     fn a_prompt_thread_takes_the_shortest_slice_and_keeps_its_nice_value() {
         std::thread::spawn(|| {
@@ -157,9 +168,7 @@ mod tests {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || {
             set_nice_and_slice(nice_of_this_thread(), Duration::from_millis(7));
-            // SAFETY: `gettid` takes nothing and touches no memory.
-            #[allow(unsafe_code)]
-            sender.send(unsafe { libc::gettid() }).unwrap();
+            sender.send(this_thread_id()).unwrap();
             wait.recv().unwrap();
         });
         let tid = receiver.recv().unwrap();

@@ -58,18 +58,17 @@ pub(crate) const LOWERED_SLICE: std::time::Duration = std::time::Duration::from_
 pub fn lower_this_thread_by(steps: i32) {
     #[cfg(target_os = "linux")]
     if steps > 0 {
-        // SAFETY: `gettid`, `getpriority` and `setpriority` take plain
-        // integers and touch no memory of ours; `PRIO_PROCESS` with a thread
-        // id reads and changes only this thread's nice value.
+        let nice = (aether_core::thread::nice_of_this_thread() + steps).min(19);
+        // `set_nice_and_slice` sets the nice value too; this is for where it
+        // fails or is left out (another policy).
+        // SAFETY: `setpriority` takes plain integers and touches no memory
+        // of ours; `PRIO_PROCESS` with a thread id changes only this
+        // thread's nice value.
         #[allow(unsafe_code)]
-        let nice = unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            let nice = (libc::getpriority(libc::PRIO_PROCESS, tid) + steps).min(19);
-            // `set_nice_and_slice` sets the nice value too; this is for
-            // where it fails or is left out (another policy).
+        unsafe {
+            let tid = aether_core::thread::this_thread_id() as libc::id_t;
             libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-            nice
-        };
+        }
         aether_core::thread::set_nice_and_slice(nice, LOWERED_SLICE);
     }
     #[cfg(not(target_os = "linux"))]
@@ -113,15 +112,9 @@ where
 pub(crate) mod tests {
     use std::time::Duration;
 
-    use super::*;
+    use aether_core::thread::nice_of_this_thread;
 
-    /// The calling thread's nice value, as `/proc` shows it.
-    pub(crate) fn nice_of_this_thread() -> i32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after the command name (in parentheses); nice is the 19th field overall.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(16).unwrap().parse().unwrap()
-    }
+    use super::*;
 
     /// The calling thread's time slice, where the kernel lets a thread set
     /// its own (Linux 6.12 and later); `None` on older kernels.

@@ -265,8 +265,7 @@ impl BusyWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_os = "linux")]
-    use crate::background::tests::nice_of_this_thread;
+    use aether_core::thread::nice_of_this_thread;
 
     /// A runtime where another lane's thread runs besides this one.
     fn with_another_lane() -> (RunningThreads, Running, Running) {
@@ -418,11 +417,5 @@ mod tests {
     /// Counts a job of another lane.
     fn job_elsewhere(running: &RunningThreads) {
         running.0.jobs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The calling thread's nice value (0 where there are none).
-    #[cfg(not(target_os = "linux"))]
-    fn nice_of_this_thread() -> i32 {
-        0
     }
 }

@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;
 
+use aether_core::thread::this_thread_id;
+
 /// How often a working lowered thread steps aside, in wall time.
 pub(crate) const PERIOD: Duration = Duration::from_millis(1);
 
@@ -248,14 +250,6 @@ pub(crate) fn join_compile_pool() {
 pub(crate) fn leave_compile_pool() {
     let thread = this_thread_id();
     pool().threads.retain(|(member, _)| *member != thread);
-}
-
-fn this_thread_id() -> libc::pid_t {
-    // SAFETY: `gettid` takes nothing and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::gettid()
-    }
 }
 
 /// While the returned guard lives, the calling thread and the compile
