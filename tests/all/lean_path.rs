@@ -4,9 +4,10 @@
 //! and never survives an append that did not store it. The runtime runs on
 //! a store that counts the reads the path is meant to skip, can stall or
 //! fail appends, and lets "another node" write behind the runtime's back.
+//! The append is started by the partition job that decided the events.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aether_host::namespace::{AggregateType, Namespace};
@@ -29,6 +30,8 @@ struct CountingStore {
     stall_appends: AtomicBool,
     /// Appends fail (unavailable) while set.
     fail_appends: AtomicBool,
+    /// The thread each append was started on.
+    started_on: Mutex<Vec<String>>,
 }
 
 impl CountingStore {
@@ -43,6 +46,11 @@ impl CountingStore {
 #[async_trait::async_trait]
 impl EventStore for CountingStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        self.started_on.lock().unwrap().push(thread);
         if self.stall_appends.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -151,6 +159,30 @@ async fn deposit_elsewhere(store: &CountingStore, acc: &StreamId, amount: u64, c
         })
         .await
         .unwrap();
+}
+
+/// The job that decided a command's events starts their append on the
+/// namespace's partition thread, so the store has it without waiting for
+/// an async worker to take the decision and send it on; the command's task
+/// awaits it.
+#[tokio::test]
+async fn the_partition_job_that_decides_starts_the_append() {
+    let (store, runtime) = bank().await;
+    let acc = stream("bank", "bank-account", "lean-0");
+    send(&runtime, &acc, "Open", json!({"owner": "Ann"}))
+        .await
+        .unwrap();
+    let deposited = runtime.execute(deposit(&acc, 10, "c-1")).await.unwrap();
+    assert_eq!(deposited.version, 2);
+    let started_on = store.started_on.lock().unwrap().clone();
+    assert_eq!(started_on.len(), 2, "{started_on:?}");
+    for thread in &started_on {
+        assert!(
+            thread.starts_with("aether-bank-"),
+            "the append started on {thread}, not on bank's partition thread"
+        );
+    }
+    assert_eq!(balance(&runtime, &acc).await, (2, json!(10)));
 }
 
 #[tokio::test]

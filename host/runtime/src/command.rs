@@ -2,17 +2,19 @@
 //! aggregate (made live by `live.rs`), stored, and answered.
 
 use aether_core::clock::now_ms;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 
 use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 use aether_store::{
-    AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent,
-    StoreError, StreamId, VersionConflict,
+    AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
+    NewEvent, RecordedEvent, StoreError, StreamId, VersionConflict,
 };
 
-use super::bindings::NewEvent as DecidedEvent;
 use super::command_ids::Recall;
 use super::component::Digest;
 use super::error::{CommandError, Rejection};
@@ -182,15 +184,51 @@ enum Ready {
     Rejected { version: u64, rejection: Rejection },
     /// The command changes nothing.
     Unchanged { version: u64 },
-    /// The aggregate decided `events`, stamped `timestamp_ms`, and has
-    /// already applied them (`applied`: its new version, or why the live
-    /// copy is lost): they must be stored, or the live copy passivated.
+    /// The aggregate decided events of `adding` bytes, has already applied
+    /// them (`applied`: its new version, or why the live copy is lost), and
+    /// their append, fenced by `version`, is under way: they must be
+    /// stored, or the live copy passivated.
     Decided {
         version: u64,
-        timestamp_ms: u64,
-        events: Vec<DecidedEvent>,
+        adding: u64,
         applied: Result<u64, CallError>,
+        appending: Appending,
     },
+}
+
+/// An append under way: started by the partition job that decided its
+/// events, so the store has it without a round trip through an async
+/// worker first; awaited by the command's task.
+type Appending = Pin<Box<dyn Future<Output = Result<AppendOutcome, AppendError>> + Send>>;
+
+/// What a command's partition job needs to start the append itself.
+struct AppendStart {
+    store: Arc<dyn EventStore>,
+    /// Entered while the append is started: a store may set timers or
+    /// spawn tasks.
+    runtime: tokio::runtime::Handle,
+    /// The namespace's stored event bytes as last counted, and its quota.
+    stored: u64,
+    limit: u64,
+    digest_hex: String,
+}
+
+impl AppendStart {
+    /// Starts `append`: polls it once here, where it is decided (a store
+    /// queues it for its writer or sends it), and hands it on to be awaited.
+    fn start(&self, append: AppendRequest) -> Appending {
+        let store = self.store.clone();
+        let mut appending: Appending = Box::pin(async move { store.append(append).await });
+        let _context = self.runtime.enter();
+        match appending
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(outcome) => Box::pin(std::future::ready(outcome)),
+            // Polled again by its awaiting task, with that task's waker.
+            Poll::Pending => appending,
+        }
+    }
 }
 
 /// One command's partition job, the whole warm path in one round trip:
@@ -198,13 +236,14 @@ enum Ready {
 /// (unless the store was just asked), checks the expected version, and has
 /// the guest carry the command out: decide it and apply what it decided
 /// ahead of the append (see [`Runtime::execute`] for why that is safe),
-/// then checks the decision's size (an oversized one is never stored, so
-/// the aggregate that applied it is passivated).
+/// then checks the decision's size and the namespace's stored-bytes quota
+/// (a decision refused is never stored, so the aggregate that applied it
+/// is passivated) and starts the append.
 fn decide(
     p: &mut Partition,
     request: &CommandRequest,
-    digest: &Digest,
-    limits: &SandboxLimits,
+    (digest, limits): (&Digest, &SandboxLimits),
+    start: &AppendStart,
     ask_memory: bool,
 ) -> Result<Turn, CommandError> {
     let stream = &request.stream;
@@ -241,18 +280,39 @@ fn decide(
     if events.is_empty() {
         return Ok(Turn::Ready(Ready::Unchanged { version }));
     }
-    if let Err(error) =
-        limits.check_decision(events.iter().map(|e| (e.event_type.as_str(), e.data.len())))
-    {
+    let adding = events.iter().map(|e| e.data.len() as u64).sum();
+    let checked = limits
+        .check_decision(events.iter().map(|e| (e.event_type.as_str(), e.data.len())))
+        .and_then(|()| StoredBytes::check(&stream.namespace, start.stored, adding, start.limit));
+    if let Err(error) = checked {
         // Applied, and never to be stored: rebuilt from the store next time.
         p.passivate(stream);
         return Err(error);
     }
+    let appending = start.start(AppendRequest {
+        stream: stream.clone(),
+        expected: ExpectedVersion::Exact(version),
+        events: events
+            .into_iter()
+            .map(|e| NewEvent {
+                event_type: e.event_type,
+                content_type: e.content_type,
+                data: e.data,
+            })
+            .collect(),
+        metadata: EventMetadata {
+            command_id: request.command_id.clone(),
+            correlation_id: request.correlation_id.clone(),
+            causation_id: request.causation_id.clone(),
+            component_digest: Some(start.digest_hex.clone()),
+        },
+        timestamp_ms,
+    });
     Ok(Turn::Ready(Ready::Decided {
         version,
-        timestamp_ms,
-        events,
+        adding,
         applied,
+        appending,
     }))
 }
 
@@ -296,8 +356,10 @@ impl Runtime {
     /// conflict on append decides again (at most `REFRESH_LIMIT` times).
     ///
     /// **The lean path:** a command for a live aggregate costs one
-    /// partition round trip (`decide`) and the append. Two things make
-    /// that safe:
+    /// partition round trip (`decide`), whose job also starts the append
+    /// (so the store's writer has it without waiting for an async worker
+    /// to take the decision and send it on), and the wait for the append.
+    /// Two things make that safe:
     ///
     /// - *The command id from memory.* The live aggregate remembers the
     ///   command ids of its events (`command_ids`); the store is
@@ -408,11 +470,21 @@ impl Runtime {
         (limits, stored): (&Arc<SandboxLimits>, &StoredBytes),
     ) -> Result<Decided, CommandError> {
         let stream = &request.stream;
+        let start = Arc::new(AppendStart {
+            store: self.inner.store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            stored: stored
+                .current(&*self.inner.store, &stream.namespace)
+                .await?,
+            limit: limits.max_stored_event_bytes,
+            digest_hex: component.digest_hex().to_owned(),
+        });
         let (mut activated, mut ask_memory) = (false, true);
         let ready = loop {
             let (req, digest, lim) = (request.clone(), component.digest().clone(), limits.clone());
+            let start = start.clone();
             let turn = partition
-                .call(move |p| decide(p, &req, &digest, &lim, ask_memory))
+                .call(move |p| decide(p, &req, (&digest, &lim), &start, ask_memory))
                 .await??;
             match turn {
                 Turn::Ready(ready) => break ready,
@@ -438,7 +510,7 @@ impl Runtime {
                 }
             }
         };
-        let (version, timestamp_ms, new_events, applied) = match ready {
+        let (version, adding, applied, appending) = match ready {
             Ready::Mismatch { version } => {
                 let expected = request.expected_version.unwrap_or(version);
                 // The conflict is true if the store's version, read now, is
@@ -476,10 +548,10 @@ impl Runtime {
             }
             Ready::Decided {
                 version,
-                timestamp_ms,
-                events,
+                adding,
                 applied,
-            } => (version, timestamp_ms, events, applied),
+                appending,
+            } => (version, adding, applied, appending),
         };
         // From here until the store holds the events, the live copy is
         // ahead of the store: every way out but a stored append passivates it.
@@ -487,36 +559,7 @@ impl Runtime {
             partition,
             stream: Some(stream),
         };
-
-        let adding: u64 = new_events.iter().map(|e| e.data.len() as u64).sum();
-        stored
-            .check(
-                &*self.inner.store,
-                &stream.namespace,
-                adding,
-                limits.max_stored_event_bytes,
-            )
-            .await?;
-        let append = AppendRequest {
-            stream: stream.clone(),
-            expected: ExpectedVersion::Exact(version),
-            events: new_events
-                .into_iter()
-                .map(|e| NewEvent {
-                    event_type: e.event_type,
-                    content_type: e.content_type,
-                    data: e.data,
-                })
-                .collect(),
-            metadata: EventMetadata {
-                command_id: request.command_id.clone(),
-                correlation_id: request.correlation_id.clone(),
-                causation_id: request.causation_id.clone(),
-                component_digest: Some(component.digest_hex().to_owned()),
-            },
-            timestamp_ms,
-        };
-        let outcome = match self.inner.store.append(append).await {
+        let outcome = match appending.await {
             Ok(outcome) => outcome,
             // The live copy applied what was not stored: `speculative`
             // passivates it, and the next decision rebuilds it.

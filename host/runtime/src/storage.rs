@@ -5,7 +5,8 @@
 //! each lane keeps the figure it last read ([`EventStore::stored_bytes`])
 //! and adds what its own appends store; the figure is read again when it is
 //! older than [`REFRESH`], which also picks up what other nodes of a
-//! cluster appended.
+//! cluster appended. A command reads the figure before it is decided and
+//! its partition job checks it where it starts the append (`command.rs`).
 //!
 //! **Invariant:** a command whose events would take the namespace past its
 //! quota (as last counted) is refused before anything is stored. The quota
@@ -37,15 +38,14 @@ struct Counted {
 }
 
 impl StoredBytes {
-    /// Refuses `adding` more bytes if the namespace would go past `limit`.
-    pub(crate) async fn check(
-        &self,
-        store: &dyn EventStore,
+    /// Refuses `adding` more bytes if the namespace, at `stored` bytes (as
+    /// [`StoredBytes::current`] counted them), would go past `limit`.
+    pub(crate) fn check(
         namespace: &Namespace,
+        stored: u64,
         adding: u64,
         limit: u64,
     ) -> Result<(), CommandError> {
-        let stored = self.current(store, namespace).await?;
         if stored.saturating_add(adding) > limit {
             return Err(CommandError::StorageQuotaExceeded {
                 namespace: namespace.clone(),
@@ -67,7 +67,7 @@ impl StoredBytes {
 
     /// The figure, read from the store again if it is older than
     /// [`REFRESH`]. A failed read falls back on the last figure, if any.
-    async fn current(
+    pub(crate) async fn current(
         &self,
         store: &dyn EventStore,
         namespace: &Namespace,
@@ -123,9 +123,11 @@ mod tests {
         let (store, stored) = (MemoryStore::new(), StoredBytes::default());
         let bank: Namespace = "bank".parse().unwrap();
         append(&store, 60).await;
-        stored.check(&store, &bank, 40, 100).await.unwrap();
+        let counted = stored.current(&store, &bank).await.unwrap();
+        StoredBytes::check(&bank, counted, 40, 100).unwrap();
         stored.add(40);
-        let refused = stored.check(&store, &bank, 1, 100).await.unwrap_err();
+        let counted = stored.current(&store, &bank).await.unwrap();
+        let refused = StoredBytes::check(&bank, counted, 1, 100).unwrap_err();
         assert!(
             matches!(
                 refused,
