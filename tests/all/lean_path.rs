@@ -4,7 +4,8 @@
 //! and never survives an append that did not store it. The runtime runs on
 //! a store that counts the reads the path is meant to skip, can stall or
 //! fail appends, and lets "another node" write behind the runtime's back.
-//! The append is started by the partition job that decided the events.
+//! The partition job that decided the events asks the store to start
+//! their append.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, CommandRequest, Runtime, SnapshotPolicy};
 use aether_host::store::{
     AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    MemoryStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamId,
+    MemoryStore, NewEvent, RecordedEvent, Snapshot, StartedAppend, StoreError, StreamId,
 };
 use aether_tests::{artifacts, deploy, runtime_on, send, stream, test_config};
 use serde_json::{Value, json};
@@ -30,7 +31,7 @@ struct CountingStore {
     stall_appends: AtomicBool,
     /// Appends fail (unavailable) while set.
     fail_appends: AtomicBool,
-    /// The thread each append was started on.
+    /// The thread each `start_append` was asked on.
     started_on: Mutex<Vec<String>>,
 }
 
@@ -46,11 +47,6 @@ impl CountingStore {
 #[async_trait::async_trait]
 impl EventStore for CountingStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        let thread = std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .to_owned();
-        self.started_on.lock().unwrap().push(thread);
         if self.stall_appends.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -61,6 +57,16 @@ impl EventStore for CountingStore {
             }));
         }
         self.inner.append(request).await
+    }
+
+    /// Not started here: every append goes through `append` above.
+    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        self.started_on.lock().unwrap().push(thread);
+        StartedAppend::Deferred(request)
     }
 
     async fn read_stream(
@@ -161,10 +167,10 @@ async fn deposit_elsewhere(store: &CountingStore, acc: &StreamId, amount: u64, c
         .unwrap();
 }
 
-/// The job that decided a command's events starts their append on the
-/// namespace's partition thread, so the store has it without waiting for
-/// an async worker to take the decision and send it on; the command's task
-/// awaits it.
+/// The job that decided a command's events asks the store to start their
+/// append on the namespace's partition thread (the embedded store's writer
+/// then has it without waiting for an async worker to take the decision
+/// and send it on); the command's task awaits it.
 #[tokio::test]
 async fn the_partition_job_that_decides_starts_the_append() {
     let (store, runtime) = bank().await;
@@ -179,7 +185,7 @@ async fn the_partition_job_that_decides_starts_the_append() {
     for thread in &started_on {
         assert!(
             thread.starts_with("aether-bank-"),
-            "the append started on {thread}, not on bank's partition thread"
+            "the append was started on {thread}, not on bank's partition thread"
         );
     }
     assert_eq!(balance(&runtime, &acc).await, (2, json!(10)));

@@ -2,17 +2,14 @@
 //! aggregate (made live by `live.rs`), stored, and answered.
 
 use aether_core::clock::now_ms;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 
 use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 use aether_store::{
-    AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    NewEvent, RecordedEvent, StoreError, StreamId, VersionConflict,
+    AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    RecordedEvent, StartedAppend, StoreError, StreamId, VersionConflict,
 };
 
 use super::command_ids::Recall;
@@ -164,6 +161,7 @@ enum Decided {
 }
 
 /// What one partition job made of a command ([`decide`]).
+#[allow(clippy::large_enum_variant)] // See `Ready`.
 enum Turn {
     /// Not live under the component (never activated, passivated, made by
     /// another component): activate it, then decide.
@@ -177,6 +175,9 @@ enum Turn {
 
 /// A decision on the live aggregate at `version`, still to be stored or
 /// confirmed against the store.
+// Moved once per command: a started append's request is carried as it
+// is, not boxed.
+#[allow(clippy::large_enum_variant)]
 enum Ready {
     /// The live version is not the expected one.
     Mismatch { version: u64 },
@@ -186,49 +187,26 @@ enum Ready {
     Unchanged { version: u64 },
     /// The aggregate decided events of `adding` bytes, has already applied
     /// them (`applied`: its new version, or why the live copy is lost), and
-    /// their append, fenced by `version`, is under way: they must be
-    /// stored, or the live copy passivated.
+    /// the job has started their append, fenced by `version`, where the
+    /// store can (`appending`): they must be stored, or the live copy
+    /// passivated.
     Decided {
         version: u64,
         adding: u64,
         applied: Result<u64, CallError>,
-        appending: Appending,
+        appending: StartedAppend,
     },
 }
 
-/// An append under way: started by the partition job that decided its
-/// events, so the store has it without a round trip through an async
-/// worker first; awaited by the command's task.
-type Appending = Pin<Box<dyn Future<Output = Result<AppendOutcome, AppendError>> + Send>>;
-
-/// What a command's partition job needs to start the append itself.
+/// What a command's partition job needs to start the append itself
+/// ([`EventStore::start_append`]: the embedded store's writer then has it
+/// without waiting for an async worker to take the decision and send it on).
 struct AppendStart {
     store: Arc<dyn EventStore>,
-    /// Entered while the append is started: a store may set timers or
-    /// spawn tasks.
-    runtime: tokio::runtime::Handle,
     /// The namespace's stored event bytes as last counted, and its quota.
     stored: u64,
     limit: u64,
     digest_hex: String,
-}
-
-impl AppendStart {
-    /// Starts `append`: polls it once here, where it is decided (a store
-    /// queues it for its writer or sends it), and hands it on to be awaited.
-    fn start(&self, append: AppendRequest) -> Appending {
-        let store = self.store.clone();
-        let mut appending: Appending = Box::pin(async move { store.append(append).await });
-        let _context = self.runtime.enter();
-        match appending
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(outcome) => Box::pin(std::future::ready(outcome)),
-            // Polled again by its awaiting task, with that task's waker.
-            Poll::Pending => appending,
-        }
-    }
 }
 
 /// One command's partition job, the whole warm path in one round trip:
@@ -289,7 +267,7 @@ fn decide(
         p.passivate(stream);
         return Err(error);
     }
-    let appending = start.start(AppendRequest {
+    let appending = start.store.start_append(AppendRequest {
         stream: stream.clone(),
         expected: ExpectedVersion::Exact(version),
         events: events
@@ -357,8 +335,9 @@ impl Runtime {
     ///
     /// **The lean path:** a command for a live aggregate costs one
     /// partition round trip (`decide`), whose job also starts the append
-    /// (so the store's writer has it without waiting for an async worker
-    /// to take the decision and send it on), and the wait for the append.
+    /// where the store can (the embedded store's writer then has it without
+    /// waiting for an async worker to take the decision and send it on),
+    /// and the wait for the append.
     /// Two things make that safe:
     ///
     /// - *The command id from memory.* The live aggregate remembers the
@@ -472,7 +451,6 @@ impl Runtime {
         let stream = &request.stream;
         let start = Arc::new(AppendStart {
             store: self.inner.store.clone(),
-            runtime: tokio::runtime::Handle::current(),
             stored: stored
                 .current(&*self.inner.store, &stream.namespace)
                 .await?,
@@ -559,7 +537,11 @@ impl Runtime {
             partition,
             stream: Some(stream),
         };
-        let outcome = match appending.await {
+        let appended = match appending {
+            StartedAppend::Started(outcome) => outcome.await,
+            StartedAppend::Deferred(append) => self.inner.store.append(append).await,
+        };
+        let outcome = match appended {
             Ok(outcome) => outcome,
             // The live copy applied what was not stored: `speculative`
             // passivates it, and the next decision rebuilds it.

@@ -62,6 +62,8 @@
 //! # }).unwrap();
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use aether_core::namespace::Namespace;
@@ -113,6 +115,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`AppendError::Conflict`] when the version does not match,
     /// [`AppendError::Store`] when the backend fails.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
+
+    /// [`EventStore::append`], started now on the calling thread where
+    /// that is cheap, for a caller that awaits the outcome on another
+    /// thread later: the embedded store queues the append for its writer
+    /// at once ([`StartedAppend::Started`]; it is carried out whether or
+    /// not the outcome is awaited). By default, and whenever starting now
+    /// would mean waiting, the request comes back
+    /// ([`StartedAppend::Deferred`]) and the caller appends it itself.
+    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+        StartedAppend::Deferred(request)
+    }
 
     /// Events of one stream with version >= `from_version` (1-based; 0 reads
     /// from the start too), in order, at most `limit`.
@@ -227,6 +240,14 @@ pub trait EventStore: Send + Sync + 'static {
     }
 }
 
+/// What [`EventStore::start_append`] did with an append.
+pub enum StartedAppend {
+    /// Under way: its outcome, to await.
+    Started(Pin<Box<dyn Future<Output = Result<AppendOutcome, AppendError>> + Send>>),
+    /// Not started: append it with [`EventStore::append`].
+    Deferred(AppendRequest),
+}
+
 /// Follows one namespace's log as it grows ([`EventStore::follow_log`]).
 #[async_trait::async_trait]
 pub trait LogFollower: Send + Sync {
@@ -242,6 +263,10 @@ pub trait LogFollower: Send + Sync {
 impl<S: EventStore + ?Sized> EventStore for Arc<S> {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         (**self).append(request).await
+    }
+
+    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+        (**self).start_append(request)
     }
 
     async fn read_stream(

@@ -252,7 +252,7 @@ use tokio::sync::oneshot;
 
 use super::{
     AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, ReplayBatch, Snapshot,
-    StoreError, StreamId,
+    StartedAppend, StoreError, StreamId,
 };
 use aether_core::namespace::Namespace;
 use errors::{InFile, unavailable};
@@ -363,10 +363,7 @@ impl EmbeddedStore {
     }
 
     fn writer_gone(&self) -> StoreError {
-        unavailable(
-            &self.path,
-            "the writer thread has stopped (see the log for why): reopen the store",
-        )
+        writer_gone(&self.path)
     }
 
     /// Runs `read` in a read transaction on the blocking pool.
@@ -404,6 +401,14 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// The error once the writer thread of the store at `path` has stopped.
+fn writer_gone(path: &Path) -> StoreError {
+    unavailable(
+        path,
+        "the writer thread has stopped (see the log for why): reopen the store",
+    )
+}
+
 #[async_trait::async_trait]
 impl EventStore for EmbeddedStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
@@ -417,6 +422,28 @@ impl EventStore for EmbeddedStore {
             return Err(self.writer_gone().into());
         }
         answer.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// Queues the append for the writer now, if its queue has room: the
+    /// caller's thread hands it straight to the writer (the runtime's
+    /// partition thread that decided it, rather than an async worker
+    /// after a wake-up). A full queue, or a stopped writer, defers it to
+    /// [`EventStore::append`], which waits for room or reports the writer gone.
+    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+        if let Err(invalid) = request.check() {
+            return StartedAppend::Started(Box::pin(std::future::ready(Err(invalid))));
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.writer.try_send(Job::Append(request, reply)) {
+            None => {
+                let path = Arc::clone(&self.path);
+                StartedAppend::Started(Box::pin(async move {
+                    answer.await.map_err(|_| writer_gone(&path))?
+                }))
+            }
+            Some(Job::Append(request, _)) => StartedAppend::Deferred(request),
+            Some(_) => unreachable!("the writer gives back the job it was given"),
+        }
     }
 
     async fn read_stream(

@@ -168,6 +168,19 @@ impl Writer {
         }
     }
 
+    /// Queues `job` if there is room now (`None`); else gives it back.
+    pub(super) fn try_send(&self, job: Job) -> Option<Job> {
+        match &self.jobs {
+            Some(jobs) => match jobs.try_send(job) {
+                Ok(()) => None,
+                Err(
+                    mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
+                ) => Some(job),
+            },
+            None => Some(job),
+        }
+    }
+
     /// Asks the writer to try recovering, without waiting for it (a read
     /// failed while writes were failing: the file may need reopening).
     pub(super) fn nudge(&self) {
