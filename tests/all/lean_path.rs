@@ -14,8 +14,8 @@ use std::time::Duration;
 use aether_host::namespace::{AggregateType, Namespace};
 use aether_host::runtime::{CommandError, CommandRequest, Runtime, SnapshotPolicy};
 use aether_host::store::{
-    AppendError, AppendOutcome, AppendRequest, EventMetadata, EventStore, ExpectedVersion,
-    MemoryStore, NewEvent, RecordedEvent, Snapshot, StartedAppend, StoreError, StreamId,
+    AppendError, AppendOutcome, AppendRequest, AppendStep, AppendThen, EventMetadata, EventStore,
+    ExpectedVersion, MemoryStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamId,
 };
 use aether_tests::{artifacts, deploy, runtime_on, send, stream, test_config};
 use serde_json::{Value, json};
@@ -33,6 +33,10 @@ struct CountingStore {
     fail_appends: AtomicBool,
     /// The thread each `start_append` was asked on.
     started_on: Mutex<Vec<String>>,
+    /// While set, `start_append` takes the append and holds it (in `held`)
+    /// for the test to finish, as a store whose writer is slow would.
+    hold_started: AtomicBool,
+    held: Mutex<Vec<(AppendRequest, AppendThen)>>,
 }
 
 impl CountingStore {
@@ -59,14 +63,18 @@ impl EventStore for CountingStore {
         self.inner.append(request).await
     }
 
-    /// Not started here: every append goes through `append` above.
-    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+    /// Not started here (every append goes through `append` above) unless
+    /// `hold_started` is set.
+    fn start_append(&self, request: AppendRequest, then: AppendThen) {
         let thread = std::thread::current()
             .name()
             .unwrap_or("unnamed")
             .to_owned();
         self.started_on.lock().unwrap().push(thread);
-        StartedAppend::Deferred(request)
+        if self.hold_started.load(Ordering::SeqCst) {
+            return self.held.lock().unwrap().push((request, then));
+        }
+        then(AppendStep::Deferred(request));
     }
 
     async fn read_stream(
@@ -170,7 +178,7 @@ async fn deposit_elsewhere(store: &CountingStore, acc: &StreamId, amount: u64, c
 /// The job that decided a command's events asks the store to start their
 /// append on the namespace's partition thread (the embedded store's writer
 /// then has it without waiting for an async worker to take the decision
-/// and send it on); the command's task awaits it.
+/// and send it on); the store answers the command's task.
 #[tokio::test]
 async fn the_partition_job_that_decides_starts_the_append() {
     let (store, runtime) = bank().await;
@@ -418,4 +426,51 @@ async fn a_decision_the_store_did_not_take_never_stays_in_the_live_copy() {
     assert!(!deposited.duplicate);
     assert_eq!(deposited.version, 2);
     assert_eq!(balance(&runtime, &acc).await, (2, json!(10)));
+}
+
+/// A caller that gave up while the store carried out the append its
+/// command's partition job started: the store's answer finds nobody
+/// waiting, so the live copy, which applied the decision, is passivated
+/// if the store did not take it, and right if it did.
+#[tokio::test]
+async fn a_started_append_whose_caller_gave_up_leaves_no_false_live_copy() {
+    let (store, runtime) = bank().await;
+    let acc = stream("bank", "bank-account", "lean-6");
+    send(&runtime, &acc, "Open", json!({"owner": "Flo"}))
+        .await
+        .unwrap();
+    let (_, then) = give_up(&store, &runtime, &acc, "c-1").await;
+    then(AppendStep::Done(Err(AppendError::Store(
+        StoreError::Unavailable {
+            backend: "counting",
+            message: "the append failed after its caller left".into(),
+        },
+    ))));
+    // Read from the store's version: a live copy still holding the deposit
+    // could only answer a retryable error.
+    assert_eq!(balance(&runtime, &acc).await, (1, json!(0)));
+
+    let (request, then) = give_up(&store, &runtime, &acc, "c-2").await;
+    then(AppendStep::Done(store.inner.append(request).await));
+    assert_eq!(balance(&runtime, &acc).await, (2, json!(10)));
+    let again = runtime.execute(deposit(&acc, 10, "c-2")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(balance(&runtime, &acc).await, (2, json!(10)));
+}
+
+/// Sends a deposit while `store` holds the appends it is asked to start,
+/// gives up on it, and returns the append its job started.
+async fn give_up(
+    store: &CountingStore,
+    runtime: &Runtime,
+    acc: &StreamId,
+    command_id: &str,
+) -> (AppendRequest, AppendThen) {
+    store.hold_started.store(true, Ordering::SeqCst);
+    let deposit = runtime.execute(deposit(acc, 10, command_id));
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), deposit).await;
+    assert!(gave_up.is_err(), "the store holds the append");
+    store.hold_started.store(false, Ordering::SeqCst);
+    let held = store.held.lock().unwrap().pop();
+    held.expect("the command's job started the append")
 }

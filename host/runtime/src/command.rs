@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use aether_core::namespace::{AggregateId, AggregateType, Namespace};
 use aether_store::{
-    AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent,
-    RecordedEvent, StartedAppend, StoreError, StreamId, VersionConflict,
+    AppendError, AppendRequest, AppendStep, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    RecordedEvent, StoreError, StreamId, VersionConflict,
 };
 
 use super::command_ids::Recall;
 use super::component::Digest;
 use super::error::{CommandError, Rejection};
+use super::jobs::Reply;
 use super::limits::SandboxLimits;
 use super::partition::{CallError, Carried, Partition, PartitionHandle, PartitionStopped};
 use super::storage::StoredBytes;
@@ -185,22 +186,25 @@ enum Ready {
     Rejected { version: u64, rejection: Rejection },
     /// The command changes nothing.
     Unchanged { version: u64 },
-    /// The aggregate decided events of `adding` bytes, has already applied
-    /// them (`applied`: its new version, or why the live copy is lost), and
-    /// the job has started their append, fenced by `version`, where the
-    /// store can (`appending`): they must be stored, or the live copy
+    /// The aggregate decided events of `adding` bytes and has already
+    /// applied them (`applied`: its new version, or why the live copy is
+    /// lost); their append, fenced by `version`, was carried out by the
+    /// store the job handed it to ([`AppendStep::Done`]) or is still to do
+    /// ([`AppendStep::Deferred`]): they must be stored, or the live copy
     /// passivated.
     Decided {
         version: u64,
         adding: u64,
         applied: Result<u64, CallError>,
-        appending: StartedAppend,
+        appending: AppendStep,
     },
 }
 
 /// What a command's partition job needs to start the append itself
 /// ([`EventStore::start_append`]: the embedded store's writer then has it
-/// without waiting for an async worker to take the decision and send it on).
+/// without waiting for an async worker to take the decision and send it
+/// on, and answers the command's task with the decision and its outcome
+/// at once: one wake-up of the task instead of two).
 struct AppendStart {
     store: Arc<dyn EventStore>,
     /// The namespace's stored event bytes as last counted, and its quota.
@@ -216,7 +220,7 @@ struct AppendStart {
 /// ahead of the append (see [`Runtime::execute`] for why that is safe),
 /// then checks the decision's size and the namespace's stored-bytes quota
 /// (a decision refused is never stored, so the aggregate that applied it
-/// is passivated) and starts the append.
+/// is passivated). The append is left to [`answer`].
 fn decide(
     p: &mut Partition,
     request: &CommandRequest,
@@ -267,7 +271,7 @@ fn decide(
         p.passivate(stream);
         return Err(error);
     }
-    let appending = start.store.start_append(AppendRequest {
+    let appending = AppendStep::Deferred(AppendRequest {
         stream: stream.clone(),
         expected: ExpectedVersion::Exact(version),
         events: events
@@ -294,18 +298,52 @@ fn decide(
     }))
 }
 
-/// A live copy that has applied a decision not yet stored: dropped armed,
-/// it passivates the aggregate (queued on its partition before the
-/// command's turn ends, so the next job of the stream rebuilds it from the
-/// store). Disarmed once the store holds the decision.
+/// Answers a command's partition job with its [`decide`]: a decision is
+/// first handed to the store ([`EventStore::start_append`]), which answers
+/// with its outcome from the thread that carried it out (the embedded
+/// store's writer), or at once if it did not start it; anything else is
+/// answered at once.
+fn answer(
+    store: &dyn EventStore,
+    turn: Result<Turn, CommandError>,
+    reply: Reply<Result<Turn, CommandError>>,
+) {
+    let Ok(Turn::Ready(Ready::Decided {
+        version,
+        adding,
+        applied,
+        appending: AppendStep::Deferred(request),
+    })) = turn
+    else {
+        return reply.send(turn);
+    };
+    store.start_append(
+        request,
+        Box::new(move |appending| {
+            reply.send(Ok(Turn::Ready(Ready::Decided {
+                version,
+                adding,
+                applied,
+                appending,
+            })))
+        }),
+    );
+}
+
+/// A live copy that has (or may have) applied a decision not yet stored:
+/// dropped armed, it passivates the aggregate (queued on its partition
+/// before the command's turn ends, so the next job of the stream rebuilds
+/// it from the store). Disarmed once the store holds the decision, or once
+/// the deciding job's answer is in (its caller then acts on it).
 struct Speculative<'a> {
     partition: &'a PartitionHandle,
     stream: Option<&'a StreamId>,
 }
 
 impl Speculative<'_> {
-    /// The store holds what the live copy applied: keep the live copy.
-    fn stored(mut self) {
+    /// The live copy is the store's (it holds what the copy applied, or
+    /// the caller hears what became of it): keep the live copy.
+    fn keep(mut self) {
         self.stream = None;
     }
 }
@@ -334,10 +372,11 @@ impl Runtime {
     /// conflict on append decides again (at most `REFRESH_LIMIT` times).
     ///
     /// **The lean path:** a command for a live aggregate costs one
-    /// partition round trip (`decide`), whose job also starts the append
-    /// where the store can (the embedded store's writer then has it without
-    /// waiting for an async worker to take the decision and send it on),
-    /// and the wait for the append.
+    /// partition round trip (`decide`), whose job also hands the append to
+    /// the store where it can (the embedded store's writer then has it
+    /// without waiting for an async worker to take the decision and send
+    /// it on, and answers with the decision and its outcome together: the
+    /// command's task wakes once).
     /// Two things make that safe:
     ///
     /// - *The command id from memory.* The live aggregate remembers the
@@ -461,9 +500,20 @@ impl Runtime {
         let ready = loop {
             let (req, digest, lim) = (request.clone(), component.digest().clone(), limits.clone());
             let start = start.clone();
-            let turn = partition
-                .call(move |p| decide(p, &req, (&digest, &lim), &start, ask_memory))
-                .await??;
+            let job = move |p: &mut Partition, reply| {
+                let turn = decide(p, &req, (&digest, &lim), &start, ask_memory);
+                answer(&*start.store, turn, reply);
+            };
+            // A caller that goes away while the job may apply a decision
+            // (queued, deciding, or appending what it decided) never hears
+            // whether the store took it: passivate, before the turn ends.
+            let cancelled = Speculative {
+                partition,
+                stream: Some(stream),
+            };
+            let turn = partition.replying(job, false).await;
+            cancelled.keep();
+            let turn = turn??;
             match turn {
                 Turn::Ready(ready) => break ready,
                 // Pinned, so only a dropped instance takes it away.
@@ -538,8 +588,8 @@ impl Runtime {
             stream: Some(stream),
         };
         let appended = match appending {
-            StartedAppend::Started(outcome) => outcome.await,
-            StartedAppend::Deferred(append) => self.inner.store.append(append).await,
+            AppendStep::Done(outcome) => outcome,
+            AppendStep::Deferred(append) => self.inner.store.append(append).await,
         };
         let outcome = match appended {
             Ok(outcome) => outcome,
@@ -563,7 +613,7 @@ impl Runtime {
         let version = match applied {
             Ok(new_version) => {
                 debug_assert_eq!(new_version, stored_version);
-                speculative.stored();
+                speculative.keep();
                 self.snapshot_if_due(partition, stream, component, version, new_version)
                     .await;
                 new_version

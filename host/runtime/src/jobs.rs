@@ -39,6 +39,22 @@ impl Job {
     }
 }
 
+/// Where a partition job's answer goes, given to the job
+/// ([`super::partition::PartitionHandle::replying`]): the caller
+/// waiting for it may have gone, which is no concern of the job's.
+pub(crate) struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
+
+impl<R> Reply<R> {
+    pub(crate) fn send(self, answer: R) {
+        let _ = self.deliver(answer);
+    }
+
+    /// Sends the answer, or gives it back if nobody waits for it.
+    pub(crate) fn deliver(self, answer: R) -> Result<(), R> {
+        self.0.send(answer)
+    }
+}
+
 /// A partition thread's side of its queue.
 pub(crate) struct Jobs {
     queue: mpsc::Receiver<Job>,

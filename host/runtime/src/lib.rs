@@ -14,7 +14,8 @@
 //!   ├─ store: command id not ruled out → its stored outcome, if any
 //!   ├─ store: rejection / no change → confirm the live version is the stream's
 //!   ├─ store: append(expected = live version), started by the partition
-//!   │         job that decided, awaited here — not stored → passivate;
+//!   │         job that decided, which the store answers with the outcome
+//!   │         (else appended from here) — not stored → passivate;
 //!   │         conflict → the command's stored outcome, or decide again,
 //!   │         or return it
 //!   ├─ bus: publish (never blocks)

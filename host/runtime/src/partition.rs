@@ -63,7 +63,7 @@ use super::command_ids::{CommandIds, Recall};
 use super::component::{Digest, LoadedComponent};
 use super::error::{GuestFailure, GuestFailureKind, Rejection};
 use super::instance::{Executed, GuestInstance};
-use super::jobs::{Job, Jobs};
+use super::jobs::{Job, Jobs, Reply};
 use super::limits::SandboxLimits;
 use aether_core::namespace::Namespace;
 use aether_store::{ReplayBatch, StreamId};
@@ -163,13 +163,22 @@ impl PartitionHandle {
         f: impl FnOnce(&mut Partition) -> R + Send + 'static,
         node_work: bool,
     ) -> Result<R, PartitionStopped> {
+        self.replying(move |p, reply| reply.send(f(p)), node_work)
+            .await
+    }
+
+    /// [`PartitionHandle::run`] for a job that answers through `reply`,
+    /// now or later from another thread (a command's job hands it on with
+    /// the append it starts). A reply dropped unsent reads as a stopped
+    /// partition.
+    pub(crate) async fn replying<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Partition, Reply<R>) + Send + 'static,
+        node_work: bool,
+    ) -> Result<R, PartitionStopped> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job {
-            run: Box::new(move |partition| {
-                let _ = reply.send(f(partition));
-            }),
-            node_work,
-        };
+        let run = Box::new(move |partition: &mut Partition| f(partition, Reply(reply)));
+        let job = Job { run, node_work };
         self.jobs.send(job).map_err(|_| PartitionStopped)?;
         answer.await.map_err(|_| PartitionStopped)
     }

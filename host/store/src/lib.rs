@@ -62,8 +62,6 @@
 //! # }).unwrap();
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use aether_core::namespace::Namespace;
@@ -117,14 +115,18 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
 
     /// [`EventStore::append`], started now on the calling thread where
-    /// that is cheap, for a caller that awaits the outcome on another
-    /// thread later: the embedded store queues the append for its writer
-    /// at once ([`StartedAppend::Started`]; it is carried out whether or
-    /// not the outcome is awaited). By default, and whenever starting now
-    /// would mean waiting, the request comes back
-    /// ([`StartedAppend::Deferred`]) and the caller appends it itself.
-    fn start_append(&self, request: AppendRequest) -> StartedAppend {
-        StartedAppend::Deferred(request)
+    /// that is cheap, its outcome handed to `then` on the thread that
+    /// finishes it (for a caller that answers someone else: the runtime's
+    /// partition job, whose command then wakes once, with the outcome).
+    /// `then` is called exactly once: with [`AppendStep::Done`] when the
+    /// append is carried out (the embedded store queues it for its writer
+    /// at once, and its writer calls `then`, or at once for an invalid
+    /// request; it is carried out whatever `then` does), or at once with
+    /// [`AppendStep::Deferred`] and the request given back, by default and
+    /// whenever starting now would mean waiting, for the caller to append
+    /// it itself.
+    fn start_append(&self, request: AppendRequest, then: AppendThen) {
+        then(AppendStep::Deferred(request));
     }
 
     /// Events of one stream with version >= `from_version` (1-based; 0 reads
@@ -240,10 +242,13 @@ pub trait EventStore: Send + Sync + 'static {
     }
 }
 
-/// What [`EventStore::start_append`] did with an append.
-pub enum StartedAppend {
-    /// Under way: its outcome, to await.
-    Started(Pin<Box<dyn Future<Output = Result<AppendOutcome, AppendError>> + Send>>),
+/// Where [`EventStore::start_append`] hands what became of an append.
+pub type AppendThen = Box<dyn FnOnce(AppendStep) + Send>;
+
+/// What became of an append given to [`EventStore::start_append`].
+pub enum AppendStep {
+    /// Carried out: its outcome.
+    Done(Result<AppendOutcome, AppendError>),
     /// Not started: append it with [`EventStore::append`].
     Deferred(AppendRequest),
 }
@@ -265,8 +270,8 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).append(request).await
     }
 
-    fn start_append(&self, request: AppendRequest) -> StartedAppend {
-        (**self).start_append(request)
+    fn start_append(&self, request: AppendRequest, then: AppendThen) {
+        (**self).start_append(request, then)
     }
 
     async fn read_stream(

@@ -251,8 +251,8 @@ use redb::{ReadTransaction, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use super::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, RecordedEvent, ReplayBatch, Snapshot,
-    StartedAppend, StoreError, StreamId,
+    AppendError, AppendOutcome, AppendRequest, AppendStep, AppendThen, EventStore, RecordedEvent,
+    ReplayBatch, Snapshot, StoreError, StreamId,
 };
 use aether_core::namespace::Namespace;
 use errors::{InFile, unavailable};
@@ -262,7 +262,7 @@ use tables::{
     COMMANDS, EVENTS, NAMESPACE_BYTES, NAMESPACE_LOG, SNAPSHOTS, STREAM_HEADS, STREAM_INDEX,
     stream_key,
 };
-use writer::{Continue, Job, Reopen, Writer};
+use writer::{AppendReply, Continue, Job, Reopen, Then, Writer};
 
 mod apply;
 mod codec;
@@ -418,6 +418,7 @@ impl EventStore for EmbeddedStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         request.check()?;
         let (reply, answer) = oneshot::channel();
+        let reply = AppendReply::Await(reply);
         if self.writer.send(Job::Append(request, reply)).await.is_err() {
             return Err(self.writer_gone().into());
         }
@@ -427,21 +428,19 @@ impl EventStore for EmbeddedStore {
     /// Queues the append for the writer now, if its queue has room: the
     /// caller's thread hands it straight to the writer (the runtime's
     /// partition thread that decided it, rather than an async worker
-    /// after a wake-up). A full queue, or a stopped writer, defers it to
+    /// after a wake-up), and the writer hands the outcome to `then`. A
+    /// full queue, or a stopped writer, defers it to
     /// [`EventStore::append`], which waits for room or reports the writer gone.
-    fn start_append(&self, request: AppendRequest) -> StartedAppend {
+    fn start_append(&self, request: AppendRequest, then: AppendThen) {
         if let Err(invalid) = request.check() {
-            return StartedAppend::Started(Box::pin(std::future::ready(Err(invalid))));
+            return then(AppendStep::Done(Err(invalid)));
         }
-        let (reply, answer) = oneshot::channel();
+        let reply = AppendReply::Then(Then::new(then, Arc::clone(&self.path)));
         match self.writer.try_send(Job::Append(request, reply)) {
-            None => {
-                let path = Arc::clone(&self.path);
-                StartedAppend::Started(Box::pin(async move {
-                    answer.await.map_err(|_| writer_gone(&path))?
-                }))
+            None => {}
+            Some(Job::Append(request, AppendReply::Then(then))) => {
+                then.into_inner()(AppendStep::Deferred(request))
             }
-            Some(Job::Append(request, _)) => StartedAppend::Deferred(request),
             Some(_) => unreachable!("the writer gives back the job it was given"),
         }
     }

@@ -71,7 +71,9 @@ use super::open::record_checkpoint;
 use super::slot::DbSlot;
 use super::tables::META;
 use super::watermark::Watermark;
-use crate::{AppendError, AppendOutcome, AppendRequest, Snapshot, StoreError};
+use crate::{
+    AppendError, AppendOutcome, AppendRequest, AppendStep, AppendThen, Snapshot, StoreError,
+};
 
 /// Most jobs applied in one transaction.
 pub(super) const MAX_BATCH_JOBS: usize = 1024;
@@ -91,8 +93,60 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// transaction across batches" in the module docs).
 const OPEN_AT_MOST: Duration = Duration::from_millis(10);
 
-type AppendReply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 type SnapshotReply = oneshot::Sender<Result<(), StoreError>>;
+
+/// Where an append's outcome goes: to a caller awaiting it, or to the
+/// continuation it was started with ([`crate::EventStore::start_append`]).
+pub(super) enum AppendReply {
+    Await(oneshot::Sender<Result<AppendOutcome, AppendError>>),
+    /// Called on the writer thread. Dropped uncalled (the writer stopped
+    /// with the job queued), it reports the writer gone.
+    Then(Then),
+}
+
+impl AppendReply {
+    fn send(self, outcome: Result<AppendOutcome, AppendError>) {
+        match self {
+            AppendReply::Await(reply) => drop(reply.send(outcome)),
+            AppendReply::Then(then) => then.call(outcome),
+        }
+    }
+}
+
+/// A started append's continuation, called exactly once: with the outcome,
+/// or, if dropped uncalled, with the error of a stopped writer.
+pub(super) struct Then {
+    then: Option<AppendThen>,
+    path: Arc<Path>,
+}
+
+impl Then {
+    pub(super) fn new(then: AppendThen, path: Arc<Path>) -> Self {
+        Self {
+            then: Some(then),
+            path,
+        }
+    }
+
+    fn call(mut self, outcome: Result<AppendOutcome, AppendError>) {
+        if let Some(then) = self.then.take() {
+            then(AppendStep::Done(outcome));
+        }
+    }
+
+    /// The continuation, uncalled (the append was not started after all).
+    pub(super) fn into_inner(mut self) -> AppendThen {
+        self.then.take().expect("a continuation is taken once")
+    }
+}
+
+impl Drop for Then {
+    fn drop(&mut self) {
+        if let Some(then) = self.then.take() {
+            then(AppendStep::Done(Err(super::writer_gone(&self.path).into())));
+        }
+    }
+}
 
 /// A write for the writer thread, with the channel its answer goes back on.
 pub(super) enum Job {
@@ -585,9 +639,9 @@ impl Reply {
     fn send(self, answer: Result<Answer, &StoreError>) {
         let answer = answer.map_err(StoreError::clone);
         match (self, answer) {
-            (Reply::Append(reply), Ok(Answer::Append(result))) => drop(reply.send(result)),
+            (Reply::Append(reply), Ok(Answer::Append(result))) => reply.send(result),
             (Reply::Snapshot(reply), Ok(Answer::Snapshot(result))) => drop(reply.send(result)),
-            (Reply::Append(reply), other) => drop(reply.send(Err(failed(other).into()))),
+            (Reply::Append(reply), other) => reply.send(Err(failed(other).into())),
             (Reply::Snapshot(reply), other) => drop(reply.send(Err(failed(other)))),
         }
     }

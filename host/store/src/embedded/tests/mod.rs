@@ -3,12 +3,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::EmbeddedStore;
 use crate::{
-    AppendError, AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent,
-    RecordedEvent, ReplayBatch, Snapshot, StartedAppend, StoreError, StreamId,
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    ReplayBatch, Snapshot, StoreError, StreamId,
 };
 use aether_core::namespace::Namespace;
 
@@ -16,6 +15,7 @@ mod corruption;
 mod io_errors;
 mod journal;
 mod power_loss;
+mod start_append;
 mod tamper;
 
 fn stream(id: &str) -> StreamId {
@@ -406,51 +406,6 @@ async fn conflicts_in_one_batch_are_answered_separately() {
     assert_eq!((conflict.expected, conflict.actual), (0, 1));
     assert_eq!(c.unwrap().last_version(), 2);
     assert_eq!(store.head_position(&bank()).await.unwrap(), 2);
-}
-
-/// An append started on a thread outside any async runtime (as the
-/// runtime's partition threads start them) is queued for the writer there
-/// and then, and stored whether or not its outcome is awaited; an invalid
-/// one is answered at once.
-#[tokio::test]
-async fn a_started_append_is_stored_without_being_awaited() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let acc = stream("acc-1");
-    let (first, second) = {
-        let (store, acc) = (store.clone(), acc.clone());
-        std::thread::spawn(move || {
-            let start = |expected, payload: &str| {
-                store.start_append(request(
-                    &acc,
-                    ExpectedVersion::Exact(expected),
-                    &[payload.into()],
-                ))
-            };
-            (start(0, "a"), start(1, "b"))
-        })
-        .join()
-        .unwrap()
-    };
-    let (StartedAppend::Started(first), StartedAppend::Started(second)) = (first, second) else {
-        panic!("an append the writer's queue has room for is started at once");
-    };
-    drop(second);
-    assert_eq!(first.await.unwrap().last_version(), 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.stream_version(&acc).await.unwrap() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the unawaited append was never stored"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let StartedAppend::Started(invalid) =
-        store.start_append(request(&acc, ExpectedVersion::Exact(2), &[]))
-    else {
-        panic!("an invalid append is answered at once");
-    };
-    assert!(matches!(invalid.await, Err(AppendError::Invalid(_))));
 }
 
 #[test]
