@@ -124,7 +124,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// request; it is carried out whatever `then` does), or at once with
     /// [`AppendStep::Deferred`] and the request given back, by default and
     /// whenever starting now would mean waiting, for the caller to append
-    /// it itself.
+    /// it itself. `then` may run on the store's own thread: it must be quick
+    /// and never block (the runtime's sends one message).
     fn start_append(&self, request: AppendRequest, then: AppendThen) {
         then(AppendStep::Deferred(request));
     }
