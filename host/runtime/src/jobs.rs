@@ -46,12 +46,7 @@ pub(crate) struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
 
 impl<R> Reply<R> {
     pub(crate) fn send(self, answer: R) {
-        let _ = self.deliver(answer);
-    }
-
-    /// Sends the answer, or gives it back if nobody waits for it.
-    pub(crate) fn deliver(self, answer: R) -> Result<(), R> {
-        self.0.send(answer)
+        let _ = self.0.send(answer);
     }
 }
 
