@@ -11,11 +11,10 @@
 //! catch-up per namespace.
 //!
 //! ```text
-//! start:  listen to the bus (every event, unfiltered)     ─┐ buffered while
-//!         read the log from the checkpoint, page by page   │ history is read
+//! start:  listen to the namespace's events on the bus     ─┐ buffered while
+//!         (unfiltered)                                     │ history is read
+//!         read the log from the checkpoint, page by page   │
 //! live:   take the next published event:                   ◀┘
-//!           another namespace     → not ours: drop (its position is
-//!                                   in another log)
 //!           position ≤ last seen  → already delivered (or skipped): drop
 //!           position = last + 1   → deliver if it matches
 //!           position > last + 1   → a gap (published out of order, or the
@@ -123,8 +122,7 @@ pub struct CatchUp {
     /// Whether the next events come from the bus (else from the log).
     following: bool,
     /// When following, read the log again if no event of the namespace
-    /// arrived by then (events of other namespaces do not count: they
-    /// would keep a busy bus from ever looking at the log).
+    /// arrived by then.
     quiet_until: tokio::time::Instant,
 }
 
@@ -141,7 +139,7 @@ impl CatchUp {
         from: StartFrom,
     ) -> Result<CatchUp, CatchUpError> {
         // Listen first: see the module's invariant.
-        let live = bus.raw();
+        let live = bus.listen(namespace);
         let checkpoint = name
             .map(|name| subscriber_stream(namespace, name))
             .transpose()?;
@@ -224,8 +222,6 @@ impl CatchUp {
                 continue;
             };
             match received {
-                // Another namespace's position says nothing about ours.
-                Ok(event) if event.stream.namespace != self.namespace => {}
                 Ok(event) if event.position <= self.last => {}
                 Ok(event) if event.position == self.last + 1 => {
                     self.last = event.position;

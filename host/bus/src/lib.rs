@@ -20,28 +20,48 @@
 //!
 //! **Architecture invariant:** `publish` is called only after the store has
 //! acknowledged the events, and never waits for a subscriber.
+//!
+//! **Invariant:** a subscriber of one namespace is woken only by that
+//! namespace's events. Each namespace someone listens to has a ring of its
+//! own, and one more ring carries every event for the subscribers across
+//! namespaces (and the NATS forwarder). With one ring for all, every live
+//! stream of every tenant woke for every event any tenant stored and
+//! dropped the others' on the node's shared async workers: one tenant's
+//! streams taxed every other tenant's commands.
 
 pub mod catchup;
 pub mod feed;
 mod filter;
 pub mod nats;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::broadcast;
 
 pub use filter::{Filter, IdPattern, InvalidPattern, Scope};
 
 use aether_core::event::EventSink;
+use aether_core::namespace::Namespace;
 use aether_store::RecordedEvent;
 
-/// Events a subscriber may fall behind by before it is cut off.
+/// Events a subscriber may fall behind by before it is cut off (events of
+/// its namespace, or of every namespace for one across namespaces).
 pub const DEFAULT_CAPACITY: usize = 4096;
+
+type Ring = broadcast::Sender<Arc<RecordedEvent>>;
 
 /// The in-process event bus.
 pub struct LocalBus {
-    sender: broadcast::Sender<Arc<RecordedEvent>>,
+    capacity: usize,
+    /// Every event, for subscribers across namespaces and the NATS
+    /// forwarder.
+    every: Ring,
+    /// Each namespace's events, for the namespaces with a subscriber (a
+    /// ring takes about 40 bytes per event of capacity; it is dropped at
+    /// the first publish after its last subscriber left).
+    namespaces: RwLock<HashMap<Namespace, Ring>>,
     cut_off: Arc<AtomicU64>,
 }
 
@@ -71,17 +91,39 @@ pub enum BusError {
 impl LocalBus {
     /// A bus whose subscribers may fall `capacity` events behind.
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            sender: broadcast::channel(capacity.max(1)).0,
+            capacity,
+            every: broadcast::channel(capacity).0,
+            namespaces: RwLock::default(),
             cut_off: Arc::default(),
         }
     }
 
-    /// Publishes stored events to every subscriber; never blocks.
+    /// Publishes stored events to their namespaces' subscribers and to
+    /// those of every namespace; never blocks (the lock is held only while
+    /// events are put in rings).
     pub fn publish(&self, events: &[RecordedEvent]) {
-        for event in events {
-            // An error only means there is no subscriber right now.
-            let _ = self.sender.send(Arc::new(event.clone()));
+        let mut unheard = false;
+        {
+            let namespaces = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            for event in events {
+                let ring = namespaces.get(&event.stream.namespace);
+                if ring.is_none() && self.every.receiver_count() == 0 {
+                    continue;
+                }
+                let event = Arc::new(event.clone());
+                if let Some(ring) = ring {
+                    // An error means its last subscriber has left.
+                    unheard |= ring.send(event.clone()).is_err();
+                }
+                // An error only means there is no such subscriber now.
+                let _ = self.every.send(event);
+            }
+        }
+        if unheard {
+            let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+            namespaces.retain(|_, ring| ring.receiver_count() > 0);
         }
     }
 
@@ -91,10 +133,14 @@ impl LocalBus {
         if let Scope::AllNamespaces { reason } = &scope {
             tracing::warn!(%reason, "a subscription spans every namespace");
         }
+        let receiver = match &scope {
+            Scope::Namespace(namespace) => self.listen(namespace),
+            Scope::AllNamespaces { .. } => self.every.subscribe(),
+        };
         Subscriber {
             scope,
             filter,
-            receiver: self.sender.subscribe(),
+            receiver,
             cut_off: false,
             cut_off_count: self.cut_off.clone(),
         }
@@ -105,10 +151,27 @@ impl LocalBus {
         self.cut_off.load(Ordering::Relaxed)
     }
 
-    /// A receiver of every published event, unfiltered, for the catch-up
-    /// subscriptions (which filter themselves and need every position).
-    pub(crate) fn raw(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
-        self.sender.subscribe()
+    /// A receiver of every event `namespace` publishes from now on,
+    /// unfiltered: for the catch-up subscriptions, which filter themselves
+    /// and need every position of the namespace's log.
+    pub(crate) fn listen(&self, namespace: &Namespace) -> broadcast::Receiver<Arc<RecordedEvent>> {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        namespaces
+            .entry(namespace.clone())
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    /// A receiver of every event published from now on, of every
+    /// namespace: for the NATS forwarder.
+    pub(crate) fn every_event(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
+        self.every.subscribe()
+    }
+
+    /// How many namespaces have a ring (for tests).
+    #[cfg(test)]
+    fn rings(&self) -> usize {
+        self.namespaces.read().unwrap().len()
     }
 }
 
@@ -270,5 +333,42 @@ mod tests {
         assert_eq!(slow.recv().await, Err(BusError::Lagged(3)));
         assert_eq!(slow.recv().await, Err(BusError::Closed), "stays cut off");
         assert_eq!(bus.cut_off_subscribers(), 1);
+    }
+
+    /// Another tenant's events neither wake a namespace's subscriber nor
+    /// fill its ring: far more of them than the ring holds leave it
+    /// uncut, and its own event is the next it gets.
+    #[tokio::test]
+    async fn other_namespaces_events_never_reach_a_namespaces_ring() {
+        let bus = LocalBus::with_capacity(2);
+        let mut bank = bus.subscribe(namespace("bank"), Filter::default());
+        let mut live = bus.listen(&Namespace::new("bank").unwrap());
+        let shop: Vec<_> = (1..=10)
+            .map(|p| event("shop", "account", "a", "E", p))
+            .collect();
+        bus.publish(&shop);
+        assert!(live.try_recv().is_err(), "nothing of bank's was published");
+        bus.publish(&[event("bank", "account", "a", "E", 1)]);
+        assert_eq!(bank.recv().await.unwrap().position, 1);
+        assert_eq!(live.recv().await.unwrap().position, 1);
+        assert_eq!(bus.cut_off_subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_namespaces_ring_goes_with_its_last_subscriber() {
+        let bus = LocalBus::default();
+        let bank = bus.subscribe(namespace("bank"), Filter::default());
+        let again = bus.subscribe(namespace("bank"), Filter::default());
+        assert_eq!(bus.rings(), 1, "one ring per namespace");
+        drop(bank);
+        bus.publish(&[event("bank", "account", "a", "E", 1)]);
+        assert_eq!(bus.rings(), 1, "a subscriber is left");
+        drop(again);
+        bus.publish(&[event("bank", "account", "a", "E", 2)]);
+        assert_eq!(bus.rings(), 0);
+        // A new subscriber gets a new ring and the events from then on.
+        let mut late = bus.subscribe(namespace("bank"), Filter::default());
+        bus.publish(&[event("bank", "account", "a", "E", 3)]);
+        assert_eq!(late.recv().await.unwrap().position, 3);
     }
 }

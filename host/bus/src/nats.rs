@@ -64,7 +64,7 @@ impl NatsBus {
     /// dropped or the connection closes.
     pub fn forward(&self, local: &LocalBus) -> JoinHandle<()> {
         let (client, cut_off) = (self.client.clone(), self.cut_off.clone());
-        let mut events = local.raw();
+        let mut events = local.every_event();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
