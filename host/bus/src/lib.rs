@@ -60,7 +60,7 @@ pub struct LocalBus {
     every: Ring,
     /// Each namespace's events, for the namespaces with a subscriber (a
     /// ring takes about 40 bytes per event of capacity; it is dropped at
-    /// the first publish after its last subscriber left).
+    /// the first publish or subscription after its last subscriber left).
     namespaces: RwLock<HashMap<Namespace, Ring>>,
     cut_off: Arc<AtomicU64>,
 }
@@ -156,6 +156,7 @@ impl LocalBus {
     /// and need every position of the namespace's log.
     pub(crate) fn listen(&self, namespace: &Namespace) -> broadcast::Receiver<Arc<RecordedEvent>> {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        namespaces.retain(|_, ring| ring.receiver_count() > 0);
         namespaces
             .entry(namespace.clone())
             .or_insert_with(|| broadcast::channel(self.capacity).0)
@@ -370,5 +371,11 @@ mod tests {
         let mut late = bus.subscribe(namespace("bank"), Filter::default());
         bus.publish(&[event("bank", "account", "a", "E", 3)]);
         assert_eq!(late.recv().await.unwrap().position, 3);
+        // A namespace that never publishes again loses its ring at the
+        // next subscription anywhere.
+        drop(bus.subscribe(namespace("shop"), Filter::default()));
+        assert_eq!(bus.rings(), 2);
+        let _zoo = bus.subscribe(namespace("zoo"), Filter::default());
+        assert_eq!(bus.rings(), 2, "bank's and zoo's");
     }
 }
